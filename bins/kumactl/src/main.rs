@@ -1,1 +1,5 @@
-fn main() {}
+//! `kumactl`: the command-line tool for Aerie, compatible with Kuma 2.14's kumactl.
+
+fn main() {
+    std::process::exit(aerie_ctl::main())
+}

@@ -240,6 +240,12 @@ fn build_meta(
     Meta { name, mesh, labels, ..Meta::default() }
 }
 
+/// Reads a type's body (the `spec`, or the top-level fields of a flat type) from JSON, as the
+/// store keeps it.
+pub fn spec_from_value(rtype: ResourceType, body: Value) -> Result<Spec, DocumentError> {
+    typed_spec(rtype, body, "")
+}
+
 fn typed_spec(rtype: ResourceType, body: Value, prefix: &str) -> Result<Spec, DocumentError> {
     let body = if body.is_null() { Value::Object(Map::new()) } else { body };
     if !body.is_object() {

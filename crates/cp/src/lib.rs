@@ -1,1 +1,101 @@
-//! placeholder
+//! The Aerie control plane (`kuma-cp`) as a library: configuration, the resource store, the
+//! REST API, diagnostics and the background tasks that keep derived resources in step.
+//!
+//! `bins/kuma-cp` is a thin shell over [`cli::main`]. Start-up order matters and is fixed in
+//! [`run`]: config is validated, the store opened (and migrated), defaults ensured, and only
+//! then are listeners bound, so a control plane that answers `/ready` has everything in place.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod defaults;
+pub mod diagnostics;
+pub mod generator;
+pub mod metrics;
+mod serve;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use aerie_store::{MemoryStore, SharedStore, SqliteStore};
+use anyhow::Context;
+
+use crate::config::{Config, StoreType};
+
+/// The Kuma release whose API and behaviour Aerie follows.
+pub const BASED_ON_KUMA: &str = "2.14.0";
+
+/// Current time as RFC 3339 UTC with microseconds, as stored in resources.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+    Ok(match config.store_type {
+        StoreType::Memory => Arc::new(MemoryStore::new()),
+        StoreType::Embedded => {
+            std::fs::create_dir_all(&config.work_dir).with_context(|| {
+                format!("cannot create the work dir {} (general.workDir / KUMA_GENERAL_WORK_DIR)", config.work_dir.display())
+            })?;
+            Arc::new(SqliteStore::open(&config.database_path()).await?)
+        }
+    })
+}
+
+/// Runs the control plane until SIGINT/SIGTERM, then stops gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    if defaults::ensure_default_mesh(&store, config.skip_mesh_creation).await? {
+        tracing::info!("created the default Mesh (mTLS off)");
+    }
+    let tokens = Arc::new(tokens::TokenIssuer::load_or_create(store.clone()).await?);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let instance_id: Arc<str> = Arc::from(format!("{}-{}", hostname(), std::process::id()));
+    let state = api::AppState {
+        store: store.clone(),
+        tokens,
+        metrics: metrics.clone(),
+        mode: config.mode,
+        localhost_is_admin: config.localhost_is_admin,
+        instance_id,
+    };
+    let shutdown = serve::Shutdown::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(listen) = config.api_http {
+        let listener = serve::bind(listen, "apiServer.http.port (KUMA_API_SERVER_HTTP_PORT)").await?;
+        tracing::info!(addr = %listen_str(listen), "REST API (HTTP) listening");
+        tasks.spawn(serve::http(listener, api::router(state.clone()), shutdown.clone()));
+    }
+    if let Some(listen) = config.api_https {
+        let tls = serve::tls_config(&config).await?;
+        let listener = serve::bind(listen, "apiServer.https.port (KUMA_API_SERVER_HTTPS_PORT)").await?;
+        tracing::info!(addr = %listen_str(listen), "REST API (HTTPS) listening");
+        tasks.spawn(serve::https(listener, tls, api::router(state.clone()), shutdown.clone()));
+    }
+    let diag = serve::bind(config.diagnostics, "diagnostics.serverPort (KUMA_DIAGNOSTICS_SERVER_PORT)").await?;
+    tasks.spawn(serve::http(diag, diagnostics::router(store.clone(), metrics.clone()), shutdown.clone()));
+    let generator = tokio::spawn(generator::run(store.clone()));
+    metrics.set_ready(true);
+    tracing::info!(mode = config.mode.as_str(), work_dir = %config.work_dir.display(), "kuma-cp is ready");
+
+    serve::wait_for_signal().await;
+    tracing::info!("stopping: draining connections");
+    metrics.set_ready(false);
+    shutdown.trigger();
+    while tasks.join_next().await.is_some() {}
+    generator.abort();
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn listen_str(l: config::Listen) -> String {
+    std::net::SocketAddr::new(l.interface, l.port).to_string()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "kuma-cp".into())
+}

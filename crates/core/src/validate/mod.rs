@@ -1,3 +1,302 @@
-//! Validation (to be written).
-use crate::{Resource, ValidationError};
-pub fn validate(_r: &Resource) -> Result<(), ValidationError> { Ok(()) }
+//! Semantic validation of one resource on its own: the checks Kuma's `Validate()` methods run,
+//! with the same field paths and messages, so kumactl users see familiar errors.
+//!
+//! Parsing ([`crate::format`]) already fixed the *structure* of the document; this module
+//! checks *values*: names, enums, ports, addresses, references between fields of the same
+//! resource. Checks never stop at the first problem (except where Kuma stops, e.g. a
+//! Dataplane without `networking`): every violation is collected so one `apply` reports
+//! everything wrong with a document.
+//!
+//! Nothing here looks at other resources (whether a referenced Secret exists, whether the
+//! mesh exists): that needs the store and is the control plane's job.
+//!
+//! Field paths follow Kuma: proto-based types (Mesh, Dataplane, Secret, Zone) have their
+//! fields at the top level (`mtls.enabledBackend`), newer types are under `spec.`
+//! (`spec.from[0].default.action`).
+
+mod dataplane;
+mod mesh;
+mod meshservice;
+mod meta;
+mod mtp;
+mod other;
+mod targetref;
+
+use crate::{Resource, Spec, ValidationError};
+
+/// Checks one resource on its own (meta + spec). Every problem is reported at once.
+pub fn validate(r: &Resource) -> Result<(), crate::ValidationError> {
+    let mut errs = meta::validate(r);
+    let spec_errs = match &r.spec {
+        Spec::Mesh(s) => mesh::validate(s),
+        Spec::Dataplane(s) => dataplane::validate(s),
+        Spec::MeshTrafficPermission(s) => mtp::validate(s),
+        Spec::MeshService(s) => meshservice::validate(s),
+        Spec::Secret(s) | Spec::GlobalSecret(s) => other::validate_secret(s),
+        Spec::Zone(_) => ValidationError::new(),
+    };
+    errs.violations.extend(spec_errs.violations);
+    errs.into_result()
+}
+
+/// Non-fatal remarks (e.g. deprecations) to show the user after a successful apply.
+pub fn warnings(r: &crate::Resource) -> Vec<String> {
+    let mut out = meta::warnings(r);
+    if let Spec::MeshTrafficPermission(s) = &r.spec {
+        out.extend(mtp::warnings(s));
+    }
+    out
+}
+
+/// Kuma's port check, shared by every port field.
+const PORT_RANGE: &str = "port must be in the range [1, 65535]";
+
+/// Adds Kuma's port violation when `port` is not a usable TCP/UDP port.
+fn check_port(errs: &mut ValidationError, field: &str, port: u32) {
+    if !(1..=65535).contains(&port) {
+        errs.add(field, PORT_RANGE);
+    }
+}
+
+/// `must be one of A, B, C`: the message for every closed set of string values.
+fn one_of(values: &[&str]) -> String {
+    format!("must be one of {}", values.join(", "))
+}
+
+/// A map-key path segment the way Kuma prints it: `prefix["key"]`.
+fn key_path(prefix: &str, key: &str) -> String {
+    format!("{prefix}[{key:?}]")
+}
+
+/// Whether `s` is standard-alphabet base64 with padding (what Kuma's `bytes` fields hold).
+///
+/// Written by hand because aerie-core takes no dependency for one check; decoding itself is
+/// left to whoever needs the bytes.
+fn is_base64(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    if bytes.len() % 4 != 0 {
+        return false;
+    }
+    let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();
+    if padding > 2 {
+        return false;
+    }
+    let body = &bytes[..bytes.len() - padding];
+    body.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// A simple DNS-name check (govalidator's `IsDNSName`, which Kuma uses for addresses):
+/// dot-separated labels of 1-63 letters, digits, `-` or `_`, not starting with `-`,
+/// an optional trailing dot, at most 253 characters.
+fn is_dns_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    //! Helpers shared by the validators' tests.
+
+    use crate::format::{parse_yaml_value, resource_from_value};
+    use crate::{Resource, Spec};
+
+    /// Parses one YAML document (Universal or Kubernetes) into a resource, panicking on
+    /// parse errors: tests feed it documents that are structurally valid.
+    pub fn parse(yaml: &str) -> Resource {
+        let doc = parse_yaml_value(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        resource_from_value(&doc).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+    }
+
+    /// The `(field, message)` pairs `validate` reports (empty when valid).
+    pub fn violations(r: &Resource) -> Vec<(String, String)> {
+        match super::validate(r) {
+            Ok(()) => Vec::new(),
+            Err(e) => e
+                .violations
+                .into_iter()
+                .map(|v| (v.field, v.message))
+                .collect(),
+        }
+    }
+
+    /// Violations of a YAML document.
+    pub fn errors_of(yaml: &str) -> Vec<(String, String)> {
+        violations(&parse(yaml))
+    }
+
+    /// Asserts the document is valid, printing every violation otherwise.
+    pub fn assert_valid(yaml: &str) {
+        let errs = errors_of(yaml);
+        assert!(
+            errs.is_empty(),
+            "unexpected violations {errs:?} for\n{yaml}"
+        );
+    }
+
+    /// Asserts the document is invalid with exactly these violations, in order.
+    pub fn assert_errors(yaml: &str, expected: &[(&str, &str)]) {
+        let got = errors_of(yaml);
+        let want: Vec<(String, String)> = expected
+            .iter()
+            .map(|(f, m)| (f.to_string(), m.to_string()))
+            .collect();
+        assert_eq!(got, want, "for\n{yaml}");
+    }
+
+    /// Asserts one of the violations is exactly `(field, message)`.
+    pub fn assert_has_error(yaml: &str, field: &str, message: &str) {
+        let got = errors_of(yaml);
+        assert!(
+            got.iter().any(|(f, m)| f == field && m == message),
+            "expected {field}: {message}, got {got:?} for\n{yaml}"
+        );
+    }
+
+    /// Whether the resource is a MeshTrafficPermission.
+    pub fn is_mtp(r: &Resource) -> bool {
+        matches!(r.spec, Spec::MeshTrafficPermission(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::*;
+    use super::*;
+
+    /// Every YAML of the seed guide (`first-policy.md`), both tabs. The Kubernetes
+    /// `allow-all` block in the guide ends with a stray `' | kubectl apply -f -` after the
+    /// action; the document meant is the one below.
+    const SEED_DOCS: [&str; 8] = [
+        "apiVersion: kuma.io/v1alpha1\nkind: Mesh\nmetadata:\n  name: default\nspec:\n  mtls:\n    backends:\n      - name: builtin\n        type: builtin\n    enabledBackend: builtin\n",
+        "type: Mesh\nname: default\nmtls:\n  backends:\n    - name: builtin\n      type: builtin\n  enabledBackend: builtin\n",
+        "apiVersion: kuma.io/v1alpha1\nkind: MeshTrafficPermission\nmetadata:\n  name: allow-all\n  namespace: kong-mesh-system\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n    - targetRef:\n        kind: Mesh\n      default:\n        action: Allow\n",
+        "type: MeshTrafficPermission\nname: allow-all\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n    - targetRef:\n        kind: Mesh\n      default:\n        action: Allow\n",
+        "apiVersion: kuma.io/v1alpha1\nkind: MeshTrafficPermission\nmetadata:\n  name: default-deny\n  namespace: kong-mesh-system\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n    - targetRef:\n        kind: Mesh\n      default:\n        action: Deny\n",
+        "type: MeshTrafficPermission\nname: default-deny\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n    - targetRef:\n        kind: Mesh\n      default:\n        action: Deny\n",
+        "apiVersion: kuma.io/v1alpha1\nkind: MeshTrafficPermission\nmetadata:\n  name: allow-flight-control-to-check-in\n  namespace: kong-mesh-system\nspec:\n  targetRef:\n    kind: MeshService\n    name: check-in-api-blu\n  from:\n    - targetRef:\n        kind: MeshService\n        name: flight-control-blu\n      default:\n        action: Allow\n",
+        "type: MeshTrafficPermission\nname: allow-flight-control-to-check-in\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: check-in-api-blu\n  from:\n    - targetRef:\n        kind: MeshService\n        name: flight-control-blu\n      default:\n        action: Allow\n",
+    ];
+
+    #[test]
+    fn every_seed_document_is_valid_and_warning_free() {
+        for doc in SEED_DOCS {
+            let r = parse(doc);
+            assert_eq!(validate(&r), Ok(()), "{doc}");
+            assert!(warnings(&r).is_empty(), "{:?} for {doc}", warnings(&r));
+        }
+    }
+
+    #[test]
+    fn seed_tabs_describe_the_same_resources() {
+        for pair in SEED_DOCS.chunks(2) {
+            assert_eq!(parse(pair[0]), parse(pair[1]));
+        }
+        assert!(SEED_DOCS[2..].iter().all(|d| is_mtp(&parse(d))));
+    }
+
+    #[test]
+    fn meta_and_spec_problems_are_reported_together() {
+        let yaml = "type: MeshTrafficPermission\nname: Bad_Name\nmesh: Mesh!\nspec:\n  targetRef:\n    kind: Nope\n  from:\n    - targetRef:\n        kind: Dataplane\n      default:\n        action: allow\n    - default: {}\n";
+        assert_errors(
+            yaml,
+            &[
+                (
+                    "name",
+                    "invalid characters. A lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                ),
+                (
+                    "mesh",
+                    "invalid characters. Valid characters are numbers, lowercase latin letters and '-', '_', '.' symbols.",
+                ),
+                ("spec.targetRef.kind", "value 'Nope' is not supported"),
+                (
+                    "spec.from[0].targetRef.kind",
+                    "value 'Dataplane' is not supported",
+                ),
+                (
+                    "spec.from[0].default.action",
+                    "must be one of Allow, Deny, AllowWithShadowDeny",
+                ),
+                ("spec.from[1].targetRef.kind", "must be defined"),
+                ("spec.from[1].default.action", "must be defined"),
+            ],
+        );
+        let err = validate(&parse(yaml)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("; spec.targetRef.kind: value 'Nope' is not supported; ")
+        );
+    }
+
+    #[test]
+    fn several_dataplane_problems_are_reported_together() {
+        assert_errors(
+            "type: Dataplane\nname: dp\nmesh: default\nnetworking:\n  address: 0.0.0.0\n  inbound:\n    - port: 0\n      tags: {kuma.io/protocol: smtp}\n  outbound:\n    - port: 70000\n",
+            &[
+                ("networking.address", "must not be 0.0.0.0 or ::"),
+                ("networking.inbound[0].port", PORT_RANGE),
+                (
+                    "networking.inbound[0].tags[\"kuma.io/protocol\"]",
+                    "tag \"kuma.io/protocol\" has an invalid value \"smtp\". Allowed values: grpc, http, http2, kafka, tcp",
+                ),
+                (
+                    "networking.inbound[0].tags[\"kuma.io/service\"]",
+                    "tag has to exist",
+                ),
+                ("networking.outbound[0].port", PORT_RANGE),
+                (
+                    "networking.outbound[0].tags",
+                    "mandatory tag \"kuma.io/service\" is missing",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn base64_check() {
+        for good in ["", "YQ==", "YWI=", "YWJj", "aGVsbG8gd29ybGQ=", "+/+/"] {
+            assert!(is_base64(good), "{good}");
+        }
+        for bad in [
+            "Y", "YQ=", "Y===", "YQ==YQ==", "a-b_", "YW=j", "é123", "YWJj\n",
+        ] {
+            assert!(!is_base64(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dns_name_check() {
+        for good in ["example.com", "localhost", "a_b.example.com.", "web-1.svc"] {
+            assert!(is_dns_name(good), "{good}");
+        }
+        let long_label = "a".repeat(64);
+        for bad in ["", ".", "-a.com", "a..b", "a b", "a/b", long_label.as_str()] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn helpers_format_like_kuma() {
+        assert_eq!(
+            key_path("tags", "kuma.io/service"),
+            "tags[\"kuma.io/service\"]"
+        );
+        assert_eq!(one_of(&["A", "B"]), "must be one of A, B");
+        let mut errs = ValidationError::new();
+        check_port(&mut errs, "p", 65535);
+        check_port(&mut errs, "p", 1);
+        assert!(errs.is_empty());
+        check_port(&mut errs, "p", 65536);
+        assert_eq!(errs.violations[0].message, PORT_RANGE);
+    }
+}

@@ -1,0 +1,262 @@
+//! The per-inbound authorization table the proxy checks on every connection or request.
+//!
+//! Under "Allow wins" the effective permission is a plain union of grants, so the table is
+//! just "who is granted, and how": one optional mesh-wide grant, a map from service name to
+//! grant (the common case: `kind: Mesh` and `kind: MeshService` callers), and a short list of
+//! tag-subset rules. A check is one string comparison, one map lookup per service in the
+//! caller's certificate (usually one) and a scan of the subset rules (usually none).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::identity::PeerIdentity;
+use super::select::{Action, CallerMatcher};
+
+/// Whether the inbound enforces permissions at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthzMode {
+    /// mTLS is off in the mesh: no identities exist, so MeshTrafficPermission does not apply
+    /// and everyone is let in (Kuma skips the MTP plugin entirely in that case).
+    AllowAll,
+    /// mTLS is on: only callers matched by a grant are let in.
+    Enforce,
+}
+
+/// How a caller was let in, and by which policies (for `kumactl inspect` and access logs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// True when only `AllowWithShadowDeny` entries grant this: allowed, but the proxy records
+    /// that the caller would be denied once the shadow deny is made real.
+    pub shadow_deny: bool,
+    /// Names of the policies behind the effective action, sorted. When a plain `Allow` and an
+    /// `AllowWithShadowDeny` both match, only the `Allow` policies are listed: they decide.
+    pub policies: Vec<String>,
+}
+
+/// A grant to callers that hold all of `services` and all `tags` (MeshSubset-style rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubsetRule {
+    pub services: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub grant: Grant,
+}
+
+impl SubsetRule {
+    fn matches(&self, peer: &PeerIdentity) -> bool {
+        self.services.iter().all(|s| peer.services.contains(s))
+            && self.tags.iter().all(|(k, v)| peer.has_tag(k, v))
+    }
+}
+
+/// The resolved permissions of one Dataplane inbound, in the form the proxy consumes.
+///
+/// Serialisable so the control plane can ship it to the proxy as is. Lookups use a
+/// `BTreeMap`, not a hash map, so the serialised form is deterministic and a deserialised
+/// table cannot be "unsorted" in a way that breaks lookups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundAuthz {
+    /// The inbound's `port` (the proxy's listener), to tie the table to its listener.
+    pub port: u32,
+    pub mode: AuthzMode,
+    /// Callers must present an identity of this mesh; others never match.
+    pub mesh: String,
+    /// Grant to every identity of the mesh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any_in_mesh: Option<Grant>,
+    /// Grants by caller service (`spiffe://<mesh>/<service>`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, Grant>,
+    /// Grants by service-and-tag subsets, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subsets: Vec<SubsetRule>,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Decision {
+    /// Not allowed: HTTP 403 / connection closed.
+    Deny,
+    /// Allowed only through `AllowWithShadowDeny`: let in, log the would-be denial.
+    AllowShadowDeny,
+    Allow,
+}
+
+impl Decision {
+    pub fn is_allowed(self) -> bool {
+        self != Decision::Deny
+    }
+}
+
+/// A [`Decision`] plus the grant behind it, borrowed from the table (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    pub decision: Decision,
+    /// The deciding grant: a plain one if any matched, else the first shadow one; `None` for
+    /// denials and for [`AuthzMode::AllowAll`].
+    pub grant: Option<&'a Grant>,
+}
+
+impl<'a> Verdict<'a> {
+    /// Names of the policies that let the caller in (empty when denied or mTLS is off).
+    pub fn policies(&self) -> &'a [String] {
+        self.grant.map(|g| g.policies.as_slice()).unwrap_or_default()
+    }
+}
+
+impl InboundAuthz {
+    /// The table for a mesh without mTLS.
+    pub fn allow_all(port: u32, mesh: impl Into<String>) -> Self {
+        InboundAuthz {
+            port,
+            mode: AuthzMode::AllowAll,
+            mesh: mesh.into(),
+            any_in_mesh: None,
+            services: BTreeMap::new(),
+            subsets: Vec::new(),
+        }
+    }
+
+    /// Decides whether `peer` may call this inbound.
+    pub fn check(&self, peer: &PeerIdentity) -> Decision {
+        self.verdict(peer).decision
+    }
+
+    /// Like [`InboundAuthz::check`], also naming the policies that decided.
+    pub fn verdict<'a>(&'a self, peer: &PeerIdentity) -> Verdict<'a> {
+        const DENY: Verdict<'static> = Verdict { decision: Decision::Deny, grant: None };
+        match self.mode {
+            AuthzMode::AllowAll => return Verdict { decision: Decision::Allow, grant: None },
+            AuthzMode::Enforce if peer.mesh != self.mesh => return DENY,
+            AuthzMode::Enforce => {}
+        }
+        let matching = self
+            .any_in_mesh
+            .iter()
+            .chain(peer.services.iter().filter_map(|s| self.services.get(s)))
+            .chain(self.subsets.iter().filter(|r| r.matches(peer)).map(|r| &r.grant));
+        let mut shadow = None;
+        for grant in matching {
+            if !grant.shadow_deny {
+                return Verdict { decision: Decision::Allow, grant: Some(grant) };
+            }
+            shadow.get_or_insert(grant);
+        }
+        match shadow {
+            Some(grant) => Verdict { decision: Decision::AllowShadowDeny, grant: Some(grant) },
+            None => DENY,
+        }
+    }
+
+    /// The decision for a connection without a client certificate: only a mesh without mTLS
+    /// lets it in (in PERMISSIVE mode the proxy does not consult the table for plaintext).
+    pub fn check_unauthenticated(&self) -> Decision {
+        match self.mode {
+            AuthzMode::AllowAll => Decision::Allow,
+            AuthzMode::Enforce => Decision::Deny,
+        }
+    }
+
+    /// Number of grants in the table (0 with mTLS on = nobody gets in).
+    pub fn grant_count(&self) -> usize {
+        usize::from(self.any_in_mesh.is_some()) + self.services.len() + self.subsets.len()
+    }
+}
+
+/// Collects granting `from` entries of the policies selecting one inbound.
+#[derive(Debug, Default)]
+struct Acc<'a> {
+    plain: Vec<&'a str>,
+    shadow: Vec<&'a str>,
+}
+
+impl<'a> Acc<'a> {
+    fn add(&mut self, policy: &'a str, action: Action) {
+        match action {
+            Action::Allow => self.plain.push(policy),
+            Action::AllowWithShadowDeny => self.shadow.push(policy),
+            Action::Deny => {}
+        }
+    }
+
+    fn finish(self) -> Grant {
+        let (shadow_deny, mut names) = if self.plain.is_empty() {
+            (true, self.shadow)
+        } else {
+            (false, self.plain)
+        };
+        names.sort_unstable();
+        names.dedup();
+        Grant { shadow_deny, policies: names.into_iter().map(str::to_owned).collect() }
+    }
+}
+
+type SubsetKey<'a> = (&'a [String], &'a [(String, String)]);
+
+/// Builds an [`InboundAuthz`] from `(policy, action, caller)` triples, in any order: the
+/// output is sorted, so equal inputs give equal tables whatever the order.
+#[derive(Debug, Default)]
+pub(crate) struct AuthzBuilder<'a> {
+    any: Option<Acc<'a>>,
+    services: BTreeMap<&'a str, Acc<'a>>,
+    subsets: BTreeMap<SubsetKey<'a>, Acc<'a>>,
+}
+
+impl<'a> AuthzBuilder<'a> {
+    /// Records one `from` entry. Deny entries are ignored: under "Allow wins" a Deny only
+    /// means "not allowed unless some Allow matches", which is the default anyway.
+    pub fn add(&mut self, policy: &'a str, action: Action, caller: &'a CallerMatcher) {
+        if !action.grants() {
+            return;
+        }
+        let acc = match caller {
+            CallerMatcher::AnyInMesh => self.any.get_or_insert_with(Acc::default),
+            CallerMatcher::Service { name } => self.services.entry(name).or_default(),
+            CallerMatcher::Subset { services, tags } => {
+                self.subsets.entry((services.as_slice(), tags.as_slice())).or_default()
+            }
+        };
+        acc.add(policy, action);
+    }
+
+    /// The finished table, with rules another rule makes pointless removed: anything under a
+    /// plain mesh-wide grant, shadow grants under a mesh-wide shadow grant, and subsets under a
+    /// service grant that is at least as strong. Removing them changes no decision.
+    pub fn finish(self, port: u32, mesh: &str) -> InboundAuthz {
+        let any_in_mesh = self.any.map(Acc::finish);
+        // What a rule must beat to be worth keeping: None = nothing, Some(false) = only shadow
+        // (so plain rules stay), Some(true) = everything (nothing stays).
+        let any_level = any_in_mesh.as_ref().map(|g| !g.shadow_deny);
+        let dominated = |covering: Option<bool>, grant: &Grant| match covering {
+            None => false,
+            Some(covers_plain) => covers_plain || grant.shadow_deny,
+        };
+        let services: BTreeMap<String, Grant> = self
+            .services
+            .into_iter()
+            .map(|(name, acc)| (name, acc.finish()))
+            .filter(|(_, g)| !dominated(any_level, g))
+            .map(|(name, g)| (name.to_owned(), g))
+            .collect();
+        let subsets = self
+            .subsets
+            .into_iter()
+            .map(|((svcs, tags), acc)| (svcs, tags, acc.finish()))
+            .filter(|(svcs, _, g)| {
+                !dominated(any_level, g)
+                    && !svcs.iter().any(|s| {
+                        services.get(s).is_some_and(|sg| dominated(Some(!sg.shadow_deny), g))
+                    })
+            })
+            .map(|(svcs, tags, grant)| SubsetRule { services: svcs.to_vec(), tags: tags.to_vec(), grant })
+            .collect();
+        InboundAuthz {
+            port,
+            mode: AuthzMode::Enforce,
+            mesh: mesh.to_owned(),
+            any_in_mesh,
+            services,
+            subsets,
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The REST API on 5681 (HTTP) and 5682 (HTTPS), Kuma's paths and shapes
+//! (see `docs/rest-api.md`).
+
+mod auth;
+mod error;
+mod resources;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub use auth::{ADMIN_GROUP, Caller};
+pub use error::ApiError;
+
+use crate::config::Mode;
+use crate::metrics::Metrics;
+use crate::tokens::TokenIssuer;
+use aerie_store::SharedStore;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SharedStore,
+    pub tokens: Arc<TokenIssuer>,
+    pub metrics: Arc<Metrics>,
+    pub mode: Mode,
+    pub localhost_is_admin: bool,
+    pub instance_id: Arc<str>,
+}
+
+/// Builds the API router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(resources::index))
+        .route("/_resources", get(resources::descriptors))
+        .route("/tokens/user", post(crate::tokens::issue_user_token))
+        .route("/meshes", get(resources::list_meshes))
+        .route(
+            "/meshes/{name}",
+            get(resources::get_mesh).put(resources::put_mesh).delete(resources::delete_mesh),
+        )
+        .route("/meshes/{mesh}/{plural}", get(resources::list_in_mesh))
+        .route(
+            "/meshes/{mesh}/{plural}/{name}",
+            get(resources::get_in_mesh).put(resources::put_in_mesh).delete(resources::delete_in_mesh),
+        )
+        .route("/{plural}", get(resources::list_top))
+        .route(
+            "/{plural}/{name}",
+            get(resources::get_top).put(resources::put_top).delete(resources::delete_top),
+        )
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let resp = next.run(req).await;
+    state.metrics.api_request(&method, resp.status().as_u16());
+    resp
+}

@@ -1,0 +1,342 @@
+//! Resource endpoints: list, get, put (create or replace), delete.
+
+use aerie_core::format::{resource_from_value, resource_to_value, DocumentError};
+use aerie_core::{ResourceType, Scope, ValidationError, validate};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, Caller};
+use crate::config::Mode;
+use crate::now_rfc3339;
+
+/// Largest page a list returns (Kuma's limit).
+const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+
+pub async fn index(State(state): State<AppState>) -> Json<Value> {
+    let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    Json(json!({
+        "hostname": hostname,
+        "tagline": "Kuma",
+        "product": "Aerie",
+        "version": env!("CARGO_PKG_VERSION"),
+        "basedOnKuma": crate::BASED_ON_KUMA,
+        "instanceId": &*state.instance_id,
+        "clusterId": &*state.instance_id,
+        "mode": state.mode.as_str(),
+    }))
+}
+
+pub async fn descriptors(State(state): State<AppState>) -> Json<Value> {
+    let items: Vec<Value> = ResourceType::ALL
+        .iter()
+        .map(|t| {
+            json!({
+                "name": t.name(),
+                "path": t.plural(),
+                "scope": match t.scope() { Scope::Global => "Global", Scope::Mesh => "Mesh" },
+                "singularDisplayName": t.name(),
+                "pluralDisplayName": t.cli_plural(),
+                "readOnly": read_only(*t, state.mode).is_some(),
+                "kumactlArg": t.cli_singular(),
+                "kumactlListArg": t.cli_plural(),
+                "policy": t.is_policy().then(|| json!({"isTargetRef": true, "isFromAsRules": false})),
+            })
+        })
+        .collect();
+    Json(json!({ "resources": items }))
+}
+
+/// Why a type cannot be changed through this control plane's API, if it cannot.
+fn read_only(t: ResourceType, mode: Mode) -> Option<&'static str> {
+    match (t, mode) {
+        (ResourceType::Zone, Mode::Zone) => Some(
+            "On zone control plane you can not modify Zone resources: they are managed by the global control plane.",
+        ),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    size: Option<String>,
+    offset: Option<String>,
+}
+
+fn type_from_plural(plural: &str) -> Result<ResourceType, ApiError> {
+    ResourceType::from_plural(plural).ok_or_else(|| ApiError::not_found(format!("unknown resource type \"{plural}\"")))
+}
+
+fn mesh_scoped(plural: &str) -> Result<ResourceType, ApiError> {
+    let t = type_from_plural(plural)?;
+    if t.scope() != Scope::Mesh {
+        return Err(ApiError::not_found(format!("{t} is not inside a mesh: use /{}", t.plural())));
+    }
+    Ok(t)
+}
+
+/// Secrets are readable by admins only.
+fn check_read(t: ResourceType, caller: &Caller) -> Result<(), ApiError> {
+    if matches!(t, ResourceType::Secret | ResourceType::GlobalSecret) {
+        caller.require_admin("read secrets")?;
+    }
+    Ok(())
+}
+
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    t: ResourceType,
+    mesh: Option<&str>,
+    page: Page,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_read(t, caller)?;
+    let parse = |v: Option<String>, name: &str, default: usize| -> Result<usize, ApiError> {
+        match v {
+            None => Ok(default),
+            Some(s) => s.parse::<usize>().map_err(|_| {
+                ApiError::invalid(ValidationError::single(name, format!("\"{s}\" is not a non-negative integer")))
+            }),
+        }
+    };
+    let size = parse(page.size, "size", DEFAULT_PAGE)?;
+    let offset = parse(page.offset, "offset", 0)?;
+    if size == 0 || size > MAX_PAGE {
+        return Err(ApiError::invalid(ValidationError::single("size", format!("must be between 1 and {MAX_PAGE}"))));
+    }
+    if let Some(m) = mesh {
+        ensure_mesh(state, m).await?;
+    }
+    let all = state.store.list(t, mesh).await?;
+    let total = all.len();
+    let items: Vec<Value> = all.iter().skip(offset).take(size).map(resource_to_value).collect();
+    let next = (offset + size < total).then(|| {
+        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("http://{host}{}?offset={}&size={size}", uri.path(), offset + size)
+    });
+    Ok(Json(json!({ "total": total, "items": items, "next": next })))
+}
+
+async fn ensure_mesh(state: &AppState, mesh: &str) -> Result<(), ApiError> {
+    match state.store.get(ResourceType::Mesh, "", mesh).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("mesh \"{mesh}\" does not exist"))),
+    }
+}
+
+async fn get_one(state: &AppState, caller: &Caller, t: ResourceType, mesh: &str, name: &str) -> Result<Json<Value>, ApiError> {
+    check_read(t, caller)?;
+    match state.store.get(t, mesh, name).await? {
+        Some(r) => Ok(Json(resource_to_value(&r))),
+        None => Err(ApiError::not_found(not_found_detail(t, mesh, name))),
+    }
+}
+
+fn not_found_detail(t: ResourceType, mesh: &str, name: &str) -> String {
+    if mesh.is_empty() {
+        format!("{t} \"{name}\" not found")
+    } else {
+        format!("{t} \"{name}\" not found in mesh \"{mesh}\"")
+    }
+}
+
+/// Create or replace one resource. All checks run before anything is written; the write is
+/// a single store operation, so a resource is stored whole or not at all.
+async fn put(
+    state: &AppState,
+    caller: &Caller,
+    t: ResourceType,
+    mesh: &str,
+    name: &str,
+    body: &[u8],
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_admin("change resources")?;
+    if let Some(why) = read_only(t, state.mode) {
+        return Err(ApiError::method_not_allowed(why));
+    }
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(ValidationError::single("", format!("the body is not valid JSON: {e}"))))?;
+    let mut r = resource_from_value(&doc).map_err(|e| match e {
+        DocumentError::Syntax(m) => ApiError::invalid(ValidationError::single("", m)),
+        DocumentError::Meta(v) | DocumentError::Parse(v) => ApiError::invalid(v),
+    })?;
+    let mut errs = ValidationError::new();
+    if r.resource_type() != t {
+        errs.add("type", "type from the URL has to be the same as in body");
+    }
+    if r.name() != name {
+        errs.add("name", "name from the URL has to be the same as in body");
+    }
+    if t.scope() == Scope::Mesh && r.mesh() != mesh {
+        errs.add("mesh", "mesh from the URL has to be the same as in body");
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(errs));
+    }
+    validate::validate(&r).map_err(ApiError::invalid)?;
+    if t.scope() == Scope::Mesh && state.store.get(ResourceType::Mesh, "", mesh).await?.is_none() {
+        return Err(ApiError::invalid(ValidationError::single("mesh", format!("mesh \"{mesh}\" does not exist: create it first"))));
+    }
+    let warnings = validate::warnings(&r);
+    let now = now_rfc3339();
+    let existing = state.store.get(t, mesh, name).await?;
+    let status = match existing {
+        None => {
+            if t == ResourceType::Mesh && name.len() > 63 {
+                return Err(ApiError::invalid(ValidationError::single("name", "cannot be longer than 63 characters")));
+            }
+            state.store.create(r, &now).await?;
+            StatusCode::CREATED
+        }
+        Some(cur) => {
+            r.meta.creation_time = cur.meta.creation_time.clone();
+            state.store.update(r, cur.meta.version, &now).await?;
+            StatusCode::OK
+        }
+    };
+    Ok((status, Json(json!({ "warnings": warnings }))))
+}
+
+async fn delete(state: &AppState, caller: &Caller, t: ResourceType, mesh: &str, name: &str) -> Result<Json<Value>, ApiError> {
+    caller.require_admin("delete resources")?;
+    if let Some(why) = read_only(t, state.mode) {
+        return Err(ApiError::method_not_allowed(why));
+    }
+    if t == ResourceType::Mesh {
+        let dps = state.store.list(ResourceType::Dataplane, Some(name)).await?;
+        if !dps.is_empty() {
+            return Err(ApiError::invalid(ValidationError::single(
+                "mesh",
+                "unable to delete mesh, there are still some dataplanes attached",
+            )));
+        }
+    }
+    match state.store.delete(t, mesh, name).await {
+        Ok(()) => Ok(Json(json!({}))),
+        Err(aerie_store::StoreError::NotFound { .. }) => Err(ApiError::not_found(not_found_detail(t, mesh, name))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn list_meshes(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Page>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    list(&s, &caller, ResourceType::Mesh, None, p, &uri, &headers).await
+}
+
+pub async fn get_mesh(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    get_one(&s, &caller, ResourceType::Mesh, "", &name).await
+}
+
+pub async fn put_mesh(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    put(&s, &caller, ResourceType::Mesh, "", &name, &body).await
+}
+
+pub async fn delete_mesh(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    delete(&s, &caller, ResourceType::Mesh, "", &name).await
+}
+
+pub async fn list_in_mesh(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((mesh, plural)): Path<(String, String)>,
+    Query(p): Query<Page>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let t = mesh_scoped(&plural)?;
+    list(&s, &caller, t, Some(&mesh), p, &uri, &headers).await
+}
+
+pub async fn get_in_mesh(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((mesh, plural, name)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let t = mesh_scoped(&plural)?;
+    get_one(&s, &caller, t, &mesh, &name).await
+}
+
+pub async fn put_in_mesh(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((mesh, plural, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let t = mesh_scoped(&plural)?;
+    put(&s, &caller, t, &mesh, &name, &body).await
+}
+
+pub async fn delete_in_mesh(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((mesh, plural, name)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let t = mesh_scoped(&plural)?;
+    delete(&s, &caller, t, &mesh, &name).await
+}
+
+/// `/{plural}`: a global type, or a mesh-scoped type across every mesh.
+pub async fn list_top(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(plural): Path<String>,
+    Query(p): Query<Page>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let t = type_from_plural(&plural)?;
+    list(&s, &caller, t, None, p, &uri, &headers).await
+}
+
+fn global_type(plural: &str) -> Result<ResourceType, ApiError> {
+    let t = type_from_plural(plural)?;
+    if t.scope() != Scope::Global {
+        return Err(ApiError::not_found(format!("{t} lives inside a mesh: use /meshes/{{mesh}}/{}/{{name}}", t.plural())));
+    }
+    Ok(t)
+}
+
+pub async fn get_top(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((plural, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let t = global_type(&plural)?;
+    get_one(&s, &caller, t, "", &name).await
+}
+
+pub async fn put_top(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((plural, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let t = global_type(&plural)?;
+    put(&s, &caller, t, "", &name, &body).await
+}
+
+pub async fn delete_top(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((plural, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let t = global_type(&plural)?;
+    delete(&s, &caller, t, "", &name).await
+}

@@ -1,0 +1,76 @@
+//! `kuma-cp` command line: `kuma-cp run [--config-file F]`, `kuma-cp version`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "kuma-cp", about = "Aerie control plane (Kuma-compatible)", version)]
+struct Cli {
+    /// Log level: debug, info, warn, error.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Launch the control plane.
+    Run {
+        /// Configuration file (Kuma's kuma-cp YAML keys); KUMA_* env vars override it.
+        #[arg(short = 'c', long)]
+        config_file: Option<PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// Parses arguments, runs, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("Aerie kuma-cp {} (based on Kuma {})", env!("CARGO_PKG_VERSION"), crate::BASED_ON_KUMA);
+            0
+        }
+        Command::Run { config_file } => {
+            init_logging(&cli.log_level);
+            let config = match Config::load(config_file.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return 1;
+                }
+            };
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("Error: cannot start the runtime: {e}");
+                    return 1;
+                }
+            };
+            match rt.block_on(crate::run(config)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    1
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},sqlx=warn,hyper=warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,333 @@
+//! kuma-cp configuration: Kuma's YAML keys, each overridable by its `KUMA_*` env var.
+//!
+//! Precedence: defaults < `--config-file` < environment. Every value is checked before the
+//! control plane starts; a bad one stops it with a message naming both the YAML key and the
+//! env var, so the operator can fix whichever they used.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// Whether this control plane is a zone (the default; standalone when it has no global) or
+/// the global one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Zone,
+    Global,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Zone => "zone",
+            Mode::Global => "global",
+        }
+    }
+}
+
+/// Which backend keeps resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreType {
+    /// SQLite file under the work dir: persistent, single control plane (Aerie's default).
+    Embedded,
+    /// Nothing survives a restart.
+    Memory,
+}
+
+/// A listener's interface and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub interface: IpAddr,
+    pub port: u16,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub work_dir: PathBuf,
+    pub store_type: StoreType,
+    /// `None` when disabled.
+    pub api_http: Option<Listen>,
+    pub api_https: Option<Listen>,
+    pub api_https_cert_file: Option<PathBuf>,
+    pub api_https_key_file: Option<PathBuf>,
+    /// Clients on a loopback address act as admin without a token.
+    pub localhost_is_admin: bool,
+    pub dp_server_port: u16,
+    pub diagnostics: Listen,
+    pub kds_grpc_port: u16,
+    pub skip_mesh_creation: bool,
+    pub zone_name: Option<String>,
+}
+
+/// A refused configuration value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("invalid configuration: {key} ({env}): {reason}")]
+    Value { key: &'static str, env: &'static str, reason: String },
+}
+
+/// One configuration key: its YAML path, env var and default (as text).
+struct Key {
+    path: &'static str,
+    env: &'static str,
+    default: &'static str,
+}
+
+const KEYS: &[Key] = &[
+    Key { path: "mode", env: "KUMA_MODE", default: "zone" },
+    Key { path: "general.workDir", env: "KUMA_GENERAL_WORK_DIR", default: "" },
+    Key { path: "store.type", env: "KUMA_STORE_TYPE", default: "embedded" },
+    Key { path: "apiServer.http.enabled", env: "KUMA_API_SERVER_HTTP_ENABLED", default: "true" },
+    Key { path: "apiServer.http.interface", env: "KUMA_API_SERVER_HTTP_INTERFACE", default: "0.0.0.0" },
+    Key { path: "apiServer.http.port", env: "KUMA_API_SERVER_HTTP_PORT", default: "5681" },
+    Key { path: "apiServer.https.enabled", env: "KUMA_API_SERVER_HTTPS_ENABLED", default: "true" },
+    Key { path: "apiServer.https.interface", env: "KUMA_API_SERVER_HTTPS_INTERFACE", default: "0.0.0.0" },
+    Key { path: "apiServer.https.port", env: "KUMA_API_SERVER_HTTPS_PORT", default: "5682" },
+    Key { path: "apiServer.https.tlsCertFile", env: "KUMA_API_SERVER_HTTPS_TLS_CERT_FILE", default: "" },
+    Key { path: "apiServer.https.tlsKeyFile", env: "KUMA_API_SERVER_HTTPS_TLS_KEY_FILE", default: "" },
+    Key { path: "apiServer.authn.localhostIsAdmin", env: "KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN", default: "true" },
+    Key { path: "dpServer.port", env: "KUMA_DP_SERVER_PORT", default: "5678" },
+    Key { path: "diagnostics.serverPort", env: "KUMA_DIAGNOSTICS_SERVER_PORT", default: "5680" },
+    Key { path: "multizone.global.kds.grpcPort", env: "KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT", default: "5685" },
+    Key { path: "multizone.zone.name", env: "KUMA_MULTIZONE_ZONE_NAME", default: "" },
+    Key { path: "defaults.skipMeshCreation", env: "KUMA_DEFAULTS_SKIP_MESH_CREATION", default: "false" },
+];
+
+/// Raw values by YAML path, after applying the file and the environment.
+struct Raw(BTreeMap<&'static str, String>);
+
+impl Raw {
+    fn key(&self, path: &str) -> &'static Key {
+        KEYS.iter().find(|k| k.path == path).unwrap_or(&KEYS[0])
+    }
+
+    fn get(&self, path: &str) -> &str {
+        self.0.get(path).map(String::as_str).unwrap_or("")
+    }
+
+    fn err(&self, path: &str, reason: impl Into<String>) -> ConfigError {
+        let k = self.key(path);
+        ConfigError::Value { key: k.path, env: k.env, reason: reason.into() }
+    }
+
+    fn bool(&self, path: &str) -> Result<bool, ConfigError> {
+        match self.get(path) {
+            "true" | "True" | "TRUE" | "1" => Ok(true),
+            "false" | "False" | "FALSE" | "0" => Ok(false),
+            v => Err(self.err(path, format!("\"{v}\" is not a boolean (true or false)"))),
+        }
+    }
+
+    fn port(&self, path: &str) -> Result<u16, ConfigError> {
+        let v = self.get(path);
+        match v.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(self.err(path, format!("\"{v}\" is not a port number (1-65535)"))),
+        }
+    }
+
+    fn ip(&self, path: &str) -> Result<IpAddr, ConfigError> {
+        let v = self.get(path);
+        v.parse().map_err(|_| self.err(path, format!("\"{v}\" is not an IP address")))
+    }
+
+    fn path(&self, path: &str) -> Option<PathBuf> {
+        Some(self.get(path)).filter(|v| !v.is_empty()).map(PathBuf::from)
+    }
+}
+
+impl Config {
+    /// Loads from an optional YAML file and the given environment (usually `std::env::vars()`).
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw = Raw(KEYS.iter().map(|k| (k.path, k.default.to_string())).collect());
+        if let Some(path) = file {
+            let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+            let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+            let doc = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                aerie_core::format::parse_yaml_value(&text).map_err(|e| file_err(e.to_string()))?
+            };
+            for k in KEYS {
+                if let Some(v) = lookup(&doc, k.path) {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Null => continue,
+                        _ => return Err(raw.err(k.path, "must be a single value, not a list or mapping")),
+                    };
+                    raw.0.insert(k.path, text);
+                }
+            }
+        }
+        for (name, value) in env {
+            if let Some(k) = KEYS.iter().find(|k| k.env == name) {
+                raw.0.insert(k.path, value);
+            }
+        }
+        Self::from_raw(&raw)
+    }
+
+    fn from_raw(raw: &Raw) -> Result<Config, ConfigError> {
+        let mode = match raw.get("mode") {
+            "zone" | "" => Mode::Zone,
+            "global" => Mode::Global,
+            "standalone" => Mode::Zone,
+            v => return Err(raw.err("mode", format!("\"{v}\" is not a mode: use zone or global"))),
+        };
+        if mode == Mode::Global {
+            return Err(raw.err(
+                "mode",
+                "global mode (multi-zone over KDS) is not available in this version of Aerie yet; run a zone control plane (the default)",
+            ));
+        }
+        let store_type = match raw.get("store.type") {
+            "embedded" | "" => StoreType::Embedded,
+            "memory" => StoreType::Memory,
+            "postgres" => {
+                return Err(raw.err("store.type", "the postgres store is not available in this version of Aerie yet; use embedded (default) or memory"));
+            }
+            v => {
+                return Err(raw.err("store.type", format!("\"{v}\" is not a store type: use embedded or memory")));
+            }
+        };
+        let work_dir = match raw.path("general.workDir") {
+            Some(p) => p,
+            None => match std::env::var_os("HOME") {
+                Some(home) => PathBuf::from(home).join(".kuma"),
+                None => return Err(raw.err("general.workDir", "not set and $HOME is unknown")),
+            },
+        };
+        let listen = |enabled: &str, iface: &str, port: &str| -> Result<Option<Listen>, ConfigError> {
+            if !raw.bool(enabled)? {
+                return Ok(None);
+            }
+            Ok(Some(Listen { interface: raw.ip(iface)?, port: raw.port(port)? }))
+        };
+        let api_http = listen("apiServer.http.enabled", "apiServer.http.interface", "apiServer.http.port")?;
+        let api_https = listen("apiServer.https.enabled", "apiServer.https.interface", "apiServer.https.port")?;
+        let cert = raw.path("apiServer.https.tlsCertFile");
+        let key = raw.path("apiServer.https.tlsKeyFile");
+        if cert.is_some() != key.is_some() {
+            let missing = if cert.is_none() { "apiServer.https.tlsCertFile" } else { "apiServer.https.tlsKeyFile" };
+            return Err(raw.err(missing, "the HTTPS certificate and key must be set together"));
+        }
+        let config = Config {
+            mode,
+            work_dir,
+            store_type,
+            api_http,
+            api_https,
+            api_https_cert_file: cert,
+            api_https_key_file: key,
+            localhost_is_admin: raw.bool("apiServer.authn.localhostIsAdmin")?,
+            dp_server_port: raw.port("dpServer.port")?,
+            diagnostics: Listen { interface: IpAddr::from([0, 0, 0, 0]), port: raw.port("diagnostics.serverPort")? },
+            kds_grpc_port: raw.port("multizone.global.kds.grpcPort")?,
+            skip_mesh_creation: raw.bool("defaults.skipMeshCreation")?,
+            zone_name: Some(raw.get("multizone.zone.name").to_string()).filter(|z| !z.is_empty()),
+        };
+        config.check_port_clashes(raw)?;
+        Ok(config)
+    }
+
+    /// Two of our listeners on one port would fail at bind time with a vaguer message.
+    fn check_port_clashes(&self, raw: &Raw) -> Result<(), ConfigError> {
+        let mut seen: Vec<(&str, u16)> = Vec::new();
+        let mut ports = vec![("dpServer.port", self.dp_server_port), ("diagnostics.serverPort", self.diagnostics.port)];
+        if let Some(l) = self.api_http {
+            ports.push(("apiServer.http.port", l.port));
+        }
+        if let Some(l) = self.api_https {
+            ports.push(("apiServer.https.port", l.port));
+        }
+        for (path, port) in ports {
+            if let Some((other, _)) = seen.iter().find(|(_, p)| *p == port) {
+                return Err(raw.err(path, format!("port {port} is already used by {other}")));
+            }
+            seen.push((path, port));
+        }
+        Ok(())
+    }
+
+    /// Where the embedded store keeps its database.
+    pub fn database_path(&self) -> PathBuf {
+        self.work_dir.join("aerie.db")
+    }
+}
+
+fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(doc, |v, part| v.get(part))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_kumas_ports() {
+        let c = Config::load(None, env(&[("KUMA_GENERAL_WORK_DIR", "/tmp/x")])).unwrap();
+        assert_eq!(c.mode, Mode::Zone);
+        assert_eq!(c.store_type, StoreType::Embedded);
+        assert_eq!(c.api_http.unwrap().port, 5681);
+        assert_eq!(c.api_https.unwrap().port, 5682);
+        assert_eq!(c.dp_server_port, 5678);
+        assert_eq!(c.diagnostics.port, 5680);
+        assert_eq!(c.kds_grpc_port, 5685);
+        assert!(!c.skip_mesh_creation);
+        assert_eq!(c.database_path(), PathBuf::from("/tmp/x/aerie.db"));
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cp.yaml");
+        std::fs::write(&f, "apiServer:\n  http:\n    port: 7000\n    interface: 127.0.0.1\nstore:\n  type: memory\n").unwrap();
+        let c = Config::load(Some(&f), env(&[("KUMA_API_SERVER_HTTP_PORT", "7001")])).unwrap();
+        assert_eq!(c.api_http.unwrap().port, 7001);
+        assert_eq!(c.api_http.unwrap().interface.to_string(), "127.0.0.1");
+        assert_eq!(c.store_type, StoreType::Memory);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("KUMA_API_SERVER_HTTP_PORT", "abc", "apiServer.http.port (KUMA_API_SERVER_HTTP_PORT)"),
+            ("KUMA_DP_SERVER_PORT", "70000", "dpServer.port (KUMA_DP_SERVER_PORT)"),
+            ("KUMA_MODE", "nope", "mode (KUMA_MODE)"),
+            ("KUMA_STORE_TYPE", "redis", "store.type (KUMA_STORE_TYPE)"),
+            ("KUMA_DEFAULTS_SKIP_MESH_CREATION", "maybe", "defaults.skipMeshCreation"),
+            ("KUMA_API_SERVER_HTTP_INTERFACE", "localhost:1", "apiServer.http.interface"),
+            ("KUMA_DIAGNOSTICS_SERVER_PORT", "5681", "diagnostics.serverPort"),
+        ];
+        for (k, v, want) in cases {
+            let err = Config::load(None, env(&[(k, v), ("KUMA_GENERAL_WORK_DIR", "/w")])).unwrap_err().to_string();
+            assert!(err.contains(want), "{k}={v}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cp.yaml");
+        std::fs::write(&f, "apiServer: [unclosed\n").unwrap();
+        let err = Config::load(Some(&f), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("cp.yaml"), "{err}");
+        let err = Config::load(Some(&dir.path().join("missing.yaml")), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("missing.yaml"), "{err}");
+    }
+}

@@ -1,0 +1,268 @@
+//! The embedded, persistent store: one SQLite database file under the control plane's work
+//! dir, in WAL mode with `synchronous=FULL`, so a write the API acknowledged survives a
+//! `kill -9` (and a power loss, as far as the disk honours fsync).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use aerie_core::format::{spec_from_value, spec_to_value};
+use aerie_core::{Meta, Resource, ResourceType};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::broadcast;
+
+use crate::{ChangeEvent, ChangeKind, FEED_CAPACITY, Store, StoreError, key_of};
+
+/// Schema migrations, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &["CREATE TABLE resources (
+        type TEXT NOT NULL,
+        mesh TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        creation_time TEXT NOT NULL,
+        modification_time TEXT NOT NULL,
+        PRIMARY KEY (type, mesh, name)
+    )"];
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    pool: SqlitePool,
+    feed: broadcast::Sender<ChangeEvent>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Refuses a database written by a newer Aerie (unknown schema version).
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(unavailable)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let store = Self { pool, feed: broadcast::channel(FEED_CAPACITY).0 };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let current: i64 = sqlx::query("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(unavailable)?;
+        let latest = MIGRATIONS.len() as i64;
+        if current > latest {
+            return Err(StoreError::Corrupt(format!(
+                "the database has schema version {current}, newer than this kuma-cp knows ({latest}): upgrade kuma-cp"
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await.map_err(unavailable)?;
+            let bump = format!("PRAGMA user_version = {}", i + 1);
+            sqlx::query(sqlx::AssertSqlSafe(bump)).execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    fn announce(&self, kind: ChangeKind, rtype: ResourceType, mesh: &str, name: &str) {
+        let _ = self.feed.send(ChangeEvent { kind, rtype, mesh: mesh.into(), name: name.into() });
+    }
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn row_to_resource(rtype: ResourceType, row: &SqliteRow) -> Result<Resource, StoreError> {
+    let get = |col: &str| -> Result<String, StoreError> {
+        row.try_get::<String, _>(col).map_err(|e| StoreError::Corrupt(e.to_string()))
+    };
+    let mesh = get("mesh")?;
+    let name = get("name")?;
+    let version: i64 = row.try_get("version").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Corrupt(format!("{rtype} \"{name}\": {what}: {e}"))
+    };
+    let spec_json: serde_json::Value =
+        serde_json::from_str(&get("spec")?).map_err(|e| corrupt("spec", &e))?;
+    let spec = spec_from_value(rtype, spec_json).map_err(|e| corrupt("spec", &e))?;
+    let labels = serde_json::from_str(&get("labels")?).map_err(|e| corrupt("labels", &e))?;
+    Ok(Resource {
+        meta: Meta {
+            name,
+            mesh: (!mesh.is_empty()).then_some(mesh),
+            labels,
+            version: version as u64,
+            creation_time: Some(get("creation_time")?),
+            modification_time: Some(get("modification_time")?),
+        },
+        spec,
+    })
+}
+
+fn encode(r: &Resource) -> Result<(String, String), StoreError> {
+    let spec = serde_json::to_string(&spec_to_value(&r.spec)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let labels = serde_json::to_string(&r.meta.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((spec, labels))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, rtype: ResourceType, mesh: &str, name: &str) -> Result<Option<Resource>, StoreError> {
+        let row = sqlx::query("SELECT * FROM resources WHERE type = ? AND mesh = ? AND name = ?")
+            .bind(rtype.name())
+            .bind(mesh)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| row_to_resource(rtype, &r)).transpose()
+    }
+
+    async fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Resource>, StoreError> {
+        let rows = match mesh {
+            Some(m) => {
+                sqlx::query("SELECT * FROM resources WHERE type = ? AND mesh = ? ORDER BY mesh, name")
+                    .bind(rtype.name())
+                    .bind(m)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM resources WHERE type = ? ORDER BY mesh, name")
+                    .bind(rtype.name())
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(unavailable)?;
+        rows.iter().map(|r| row_to_resource(rtype, r)).collect()
+    }
+
+    async fn create(&self, mut r: Resource, now: &str) -> Result<Resource, StoreError> {
+        let (rtype, mesh, name) = key_of(&r);
+        let (spec, labels) = encode(&r)?;
+        let res = sqlx::query(
+            "INSERT INTO resources (type, mesh, name, version, spec, labels, creation_time, modification_time)
+             VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
+        )
+        .bind(rtype.name())
+        .bind(&mesh)
+        .bind(&name)
+        .bind(spec)
+        .bind(labels)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::AlreadyExists { rtype, mesh, name });
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+        r.meta.version = 1;
+        r.meta.creation_time = Some(now.into());
+        r.meta.modification_time = Some(now.into());
+        self.announce(ChangeKind::Upsert, rtype, &mesh, &name);
+        Ok(r)
+    }
+
+    async fn update(&self, mut r: Resource, expected_version: u64, now: &str) -> Result<Resource, StoreError> {
+        let (rtype, mesh, name) = key_of(&r);
+        let (spec, labels) = encode(&r)?;
+        // One statement: the version check and the write are atomic.
+        let row = sqlx::query(
+            "UPDATE resources SET version = version + 1, spec = ?, labels = ?, modification_time = ?
+             WHERE type = ? AND mesh = ? AND name = ? AND version = ?
+             RETURNING creation_time",
+        )
+        .bind(spec)
+        .bind(labels)
+        .bind(now)
+        .bind(rtype.name())
+        .bind(&mesh)
+        .bind(&name)
+        .bind(expected_version as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else {
+            return match self.get(rtype, &mesh, &name).await? {
+                None => Err(StoreError::NotFound { rtype, mesh, name }),
+                Some(cur) => Err(StoreError::Conflict {
+                    rtype,
+                    name,
+                    expected: expected_version,
+                    found: cur.meta.version,
+                }),
+            };
+        };
+        r.meta.creation_time =
+            Some(row.try_get::<String, _>(0).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        r.meta.version = expected_version + 1;
+        r.meta.modification_time = Some(now.into());
+        self.announce(ChangeKind::Upsert, rtype, &mesh, &name);
+        Ok(r)
+    }
+
+    async fn delete(&self, rtype: ResourceType, mesh: &str, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let done = sqlx::query("DELETE FROM resources WHERE type = ? AND mesh = ? AND name = ?")
+            .bind(rtype.name())
+            .bind(mesh)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { rtype, mesh: mesh.into(), name: name.into() });
+        }
+        let mut inside = Vec::new();
+        if rtype == ResourceType::Mesh {
+            let rows = sqlx::query("DELETE FROM resources WHERE mesh = ? RETURNING type, name")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            for row in rows {
+                let t: String = row.try_get(0).map_err(unavailable)?;
+                let n: String = row.try_get(1).map_err(unavailable)?;
+                if let Some(t) = ResourceType::from_name(&t) {
+                    inside.push((t, n));
+                }
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        self.announce(ChangeKind::Delete, rtype, mesh, name);
+        for (t, n) in inside {
+            self.announce(ChangeKind::Delete, t, name, &n);
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.feed.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

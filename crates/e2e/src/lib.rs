@@ -1,1 +1,359 @@
-//! placeholder
+//! The end-to-end harness: starts the real `kuma-cp` and runs the real `kumactl`, each test
+//! with its own work dir, `$HOME` (so `~/.kumactl/config` is private to the test), loopback
+//! address and free ports; everything it starts is killed when the handle drops.
+//!
+//! Binaries are taken from the cargo target dir next to the test executable, so run
+//! `cargo build --bins` before `cargo test` (the README's test command does).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a process gets to become ready before the test fails.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The directory holding the built binaries (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("AERIE_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test-binary>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    for name in ["kuma-cp", "kumactl"] {
+        assert!(
+            dir.join(name).exists(),
+            "{} not found in {}: run `cargo build --bins` first",
+            name,
+            dir.display()
+        );
+    }
+    dir
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// A fresh loopback address per call (127.0.0.2 .. 127.0.0.250), so tests running in
+/// parallel do not share an interface.
+pub fn loopback_ip() -> String {
+    static NEXT: AtomicU8 = AtomicU8::new(2);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("127.0.0.{}", 2 + (n as u32 * 7 + std::process::id()) % 248)
+}
+
+/// A port free on `ip` right now.
+pub fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Polls `f` until it returns `Some` or the deadline passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal HTTP/1.1 response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP request over a fresh connection (optionally from a given local address).
+pub fn http(method: &str, addr: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
+    let sock: SocketAddr = addr.parse().map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
+    let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("no HTTP header"))?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("no status"))?;
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    Ok(HttpResponse { status, body })
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(len.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Ports and addresses of one control plane.
+#[derive(Debug, Clone)]
+pub struct CpAddrs {
+    pub ip: String,
+    pub http: u16,
+    pub https: u16,
+    pub diagnostics: u16,
+    pub dp_server: u16,
+}
+
+impl CpAddrs {
+    pub fn new(ip: &str) -> Self {
+        Self {
+            ip: ip.into(),
+            http: free_port(ip),
+            https: free_port(ip),
+            diagnostics: free_port("127.0.0.1"),
+            dp_server: free_port(ip),
+        }
+    }
+
+    pub fn api(&self) -> String {
+        format!("{}:{}", self.ip, self.http)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.api())
+    }
+}
+
+/// A running `kuma-cp`, killed on drop.
+pub struct ControlPlane {
+    pub addrs: CpAddrs,
+    pub work_dir: PathBuf,
+    pub log: PathBuf,
+    extra_env: Vec<(String, String)>,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl ControlPlane {
+    /// Starts a control plane with a fresh work dir and waits until it is ready.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let addrs = CpAddrs::new(&loopback_ip());
+        let mut cp = ControlPlane {
+            addrs,
+            work_dir: tmp.path().join("work"),
+            log: tmp.path().join("kuma-cp.log"),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            _tmp: Some(tmp),
+        };
+        cp.spawn();
+        cp.wait_ready();
+        cp
+    }
+
+    /// The command that starts this control plane (also used by tests expecting failure).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(bin("kuma-cp"));
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.work_dir.parent().expect("tmp"))
+            .env("KUMA_GENERAL_WORK_DIR", &self.work_dir)
+            .env("KUMA_API_SERVER_HTTP_INTERFACE", &self.addrs.ip)
+            .env("KUMA_API_SERVER_HTTP_PORT", self.addrs.http.to_string())
+            .env("KUMA_API_SERVER_HTTPS_INTERFACE", &self.addrs.ip)
+            .env("KUMA_API_SERVER_HTTPS_PORT", self.addrs.https.to_string())
+            .env("KUMA_DIAGNOSTICS_SERVER_PORT", self.addrs.diagnostics.to_string())
+            .env("KUMA_DP_SERVER_PORT", self.addrs.dp_server.to_string());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = self
+            .command()
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn kuma-cp");
+        self.child = Some(child);
+    }
+
+    pub fn wait_ready(&mut self) {
+        let diag = format!("127.0.0.1:{}", self.addrs.diagnostics);
+        let api = self.addrs.api();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("kuma-cp exited early ({status}):\n{}", self.logs());
+            }
+            let ready = http("GET", &diag, "/ready", None, &[]).is_ok_and(|r| r.status == 200)
+                && http("GET", &api, "/", None, &[]).is_ok_and(|r| r.status == 200);
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "kuma-cp not ready in {READY_TIMEOUT:?}:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("kuma-cp did not stop within 20s of SIGTERM:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again on the same work dir and ports.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+        self.wait_ready();
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        http("GET", &self.addrs.api(), path, None, &[]).expect("GET")
+    }
+
+    pub fn put(&self, path: &str, body: &str) -> HttpResponse {
+        http("PUT", &self.addrs.api(), path, Some(body), &[]).expect("PUT")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A private `$HOME` for kumactl, so its config file belongs to one test.
+pub struct Kumactl {
+    home: tempfile::TempDir,
+}
+
+impl Default for Kumactl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Kumactl {
+    pub fn new() -> Self {
+        Self { home: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// A kumactl whose active control plane is `cp` (added and switched to, as a user would).
+    pub fn for_cp(cp: &ControlPlane) -> Self {
+        let k = Self::new();
+        k.ok(&["config", "control-planes", "add", "--name", "test-cp", "--address", &cp.addrs.url()]);
+        k
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(bin("kumactl"));
+        cmd.env_clear()
+            .env("HOME", self.home.path())
+            .env("PATH", format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default()));
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).stdin(Stdio::null()).output().expect("run kumactl")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "kumactl {args:?} failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "kumactl {args:?} should have failed:\nstdout: {}", text(&out.stdout));
+        text(&out.stderr)
+    }
+
+    /// Runs a shell line (the seed's `echo '...' | kumactl apply -f -`) with kumactl on PATH.
+    pub fn sh(&self, line: &str) -> Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .env_clear()
+            .env("HOME", self.home.path())
+            .env("PATH", format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sh")
+    }
+
+    pub fn sh_ok(&self, line: &str) -> String {
+        let out = self.sh(line);
+        assert!(out.status.success(), "`{line}` failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}

@@ -16,7 +16,7 @@ use crate::spec::{
 };
 
 use super::targetref::{TagValues, validate_tags};
-use super::{check_port, is_dns_name, key_path, one_of};
+use super::{check_one_of, check_port, is_dns_name, key_path, one_of};
 
 /// Protocols an inbound may declare with `kuma.io/protocol`.
 const PROTOCOLS: [&str; 5] = ["grpc", "http", "http2", "kafka", "tcp"];
@@ -57,13 +57,12 @@ pub(super) fn validate(spec: &DataplaneSpec) -> ValidationError {
     if let Some(probes) = &spec.probes {
         errs.add_prefixed("probes", validate_probes(probes));
     }
-    if let Some(metrics) = &spec.metrics {
-        if metrics.get("type").and_then(Value::as_str) != Some("prometheus") {
-            errs.add(
-                "metrics.type",
-                "unknown backend type. Available backends: \"prometheus\"",
-            );
-        }
+    let prometheus = |m: &Value| m.get("type").and_then(Value::as_str) == Some("prometheus");
+    if spec.metrics.as_ref().is_some_and(|m| !prometheus(m)) {
+        errs.add(
+            "metrics.type",
+            "unknown backend type. Available backends: \"prometheus\"",
+        );
     }
     errs
 }
@@ -216,13 +215,12 @@ fn check_inbounds(net: &Networking, errs: &mut ValidationError) {
                 "port is already used by another inbound",
             );
         }
-        if let Some(name) = inbound.name.as_deref().filter(|n| !n.is_empty()) {
-            if names.insert(name, i).is_some() {
-                errs.add(
-                    format!("{at}.name"),
-                    format!("name \"{name}\" must be unique across inbounds and listeners"),
-                );
-            }
+        let name = inbound.name.as_deref().unwrap_or("");
+        if !name.is_empty() && names.insert(name, i).is_some() {
+            errs.add(
+                format!("{at}.name"),
+                format!("name \"{name}\" must be unique across inbounds and listeners"),
+            );
         }
     }
 }
@@ -264,26 +262,29 @@ fn validate_inbound(inbound: &Inbound, dp_address: &str) -> ValidationError {
             );
         }
     }
-    if let Some(protocol) = inbound.tags.get(PROTOCOL_TAG) {
-        if !PROTOCOLS.contains(&protocol.as_str()) {
-            errs.add(
-                key_path("tags", PROTOCOL_TAG),
-                format!(
-                    "tag \"{PROTOCOL_TAG}\" has an invalid value \"{protocol}\". Allowed values: {}",
-                    PROTOCOLS.join(", ")
-                ),
-            );
-        }
+    let bad_protocol = inbound
+        .tags
+        .get(PROTOCOL_TAG)
+        .filter(|p| !PROTOCOLS.contains(&p.as_str()));
+    if let Some(protocol) = bad_protocol {
+        errs.add(
+            key_path("tags", PROTOCOL_TAG),
+            format!(
+                "tag \"{PROTOCOL_TAG}\" has an invalid value \"{protocol}\". Allowed values: {}",
+                PROTOCOLS.join(", ")
+            ),
+        );
     }
     errs.add_prefixed("tags", validate_tags(&inbound.tags, TagValues::Plain));
     if !inbound.tags.contains_key(SERVICE_TAG) {
         errs.add(key_path("tags", SERVICE_TAG), "tag has to exist");
     }
-    if let Some(state) = inbound.state.as_deref() {
-        if !INBOUND_STATES.contains(&state) {
-            errs.add("state", one_of(&INBOUND_STATES));
-        }
-    }
+    check_one_of(
+        &mut errs,
+        "state",
+        inbound.state.as_deref(),
+        &INBOUND_STATES,
+    );
     if let Some(probe) = &inbound.service_probe {
         errs.add_prefixed("serviceProbe", validate_service_probe(probe));
     }
@@ -447,7 +448,6 @@ fn validate_probes(probes: &Value) -> ValidationError {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::validate::PORT_RANGE;
     use crate::validate::test_util::{assert_errors, assert_has_error, assert_valid};
 

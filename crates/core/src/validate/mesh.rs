@@ -8,7 +8,7 @@ use crate::ValidationError;
 use crate::duration::parse_kuma_duration;
 use crate::spec::{BuiltinCaConf, DataSource, MeshSpec, Mtls, MtlsBackend, ProvidedCaConf};
 
-use super::{is_base64, one_of};
+use super::{check_one_of, is_base64};
 
 /// Kuma allows one mTLS backend per mesh (`AllowedMTLSBackends`).
 const MAX_MTLS_BACKENDS: usize = 1;
@@ -71,13 +71,13 @@ fn validate_mtls(mtls: &Mtls) -> ValidationError {
         }
         errs.add_prefixed(&at, validate_backend(backend));
     }
-    if let Some(enabled) = mtls.enabled_backend.as_deref().filter(|n| !n.is_empty()) {
-        if !mtls.backends.iter().any(|b| b.name == enabled) {
-            errs.add(
-                "enabledBackend",
-                "has to be set to one of the backends in the mesh",
-            );
-        }
+    let names_a_backend = |name: &str| mtls.backends.iter().any(|b| b.name == name);
+    let enabled = mtls.enabled_backend.as_deref().unwrap_or("");
+    if !enabled.is_empty() && !names_a_backend(enabled) {
+        errs.add(
+            "enabledBackend",
+            "has to be set to one of the backends in the mesh",
+        );
     }
     errs
 }
@@ -85,11 +85,7 @@ fn validate_mtls(mtls: &Mtls) -> ValidationError {
 /// One CA backend: its type, mode, durations and type-specific `conf`.
 fn validate_backend(backend: &MtlsBackend) -> ValidationError {
     let mut errs = ValidationError::new();
-    if let Some(mode) = backend.mode.as_deref() {
-        if !MODES.contains(&mode) {
-            errs.add("mode", one_of(&MODES));
-        }
-    }
+    check_one_of(&mut errs, "mode", backend.mode.as_deref(), &MODES);
     if let Some(dp_cert) = &backend.dp_cert {
         let expiration = dp_cert
             .rotation

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::ValidationError;
 use crate::spec::{MeshServiceIdentity, MeshServicePort, MeshServiceSpec};
 
-use super::{check_port, one_of};
+use super::{check_one_of, check_port, one_of};
 
 /// Values `spec.state` may take.
 const STATES: [&str; 2] = ["Available", "Unavailable"];
@@ -21,11 +21,7 @@ const IDENTITY_TYPES: [&str; 2] = ["ServiceTag", "SpiffeID"];
 /// Validates the spec; every field path starts with `spec`.
 pub(super) fn validate(spec: &MeshServiceSpec) -> ValidationError {
     let mut errs = ValidationError::new();
-    if let Some(state) = spec.state.as_deref() {
-        if !STATES.contains(&state) {
-            errs.add("state", one_of(&STATES));
-        }
-    }
+    check_one_of(&mut errs, "state", spec.state.as_deref(), &STATES);
     check_ports(&spec.ports, &mut errs);
     for (i, identity) in spec.identities.iter().enumerate() {
         errs.add_prefixed(&format!("identities[{i}]"), validate_identity(identity));
@@ -49,13 +45,12 @@ fn check_ports(ports: &[MeshServicePort], errs: &mut ValidationError) {
                 format!("duplicate entry: {}, values have to be unique", port.port),
             );
         }
-        if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
-            if names.insert(name, i).is_some() {
-                errs.add(
-                    format!("{at}.name"),
-                    format!("duplicate entry: {name}, values have to be unique"),
-                );
-            }
+        let name = port.name.as_deref().unwrap_or("");
+        if !name.is_empty() && names.insert(name, i).is_some() {
+            errs.add(
+                format!("{at}.name"),
+                format!("duplicate entry: {name}, values have to be unique"),
+            );
         }
     }
 }
@@ -75,11 +70,12 @@ fn validate_port(port: &MeshServicePort) -> ValidationError {
         Some(Value::String(s)) if !s.is_empty() => {}
         Some(_) => errs.add("targetPort", "must be a port number or an inbound name"),
     }
-    if let Some(protocol) = port.app_protocol.as_deref() {
-        if !APP_PROTOCOLS.contains(&protocol) {
-            errs.add("appProtocol", one_of(&APP_PROTOCOLS));
-        }
-    }
+    check_one_of(
+        &mut errs,
+        "appProtocol",
+        port.app_protocol.as_deref(),
+        &APP_PROTOCOLS,
+    );
     errs
 }
 

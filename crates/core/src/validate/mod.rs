@@ -63,6 +63,14 @@ fn one_of(values: &[&str]) -> String {
     format!("must be one of {}", values.join(", "))
 }
 
+/// Adds `must be one of …` when an optional value is set but outside `allowed`
+/// (unset values take the type's default).
+fn check_one_of(errs: &mut ValidationError, field: &str, value: Option<&str>, allowed: &[&str]) {
+    if value.is_some_and(|v| !allowed.contains(&v)) {
+        errs.add(field, one_of(allowed));
+    }
+}
+
 /// A map-key path segment the way Kuma prints it: `prefix["key"]`.
 fn key_path(prefix: &str, key: &str) -> String {
     format!("{prefix}[{key:?}]")
@@ -74,7 +82,7 @@ fn key_path(prefix: &str, key: &str) -> String {
 /// left to whoever needs the bytes.
 fn is_base64(s: &str) -> bool {
     let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.chunks_exact(4).remainder().is_empty() {
         return false;
     }
     let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();

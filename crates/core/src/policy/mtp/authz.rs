@@ -100,7 +100,9 @@ pub struct Verdict<'a> {
 impl<'a> Verdict<'a> {
     /// Names of the policies that let the caller in (empty when denied or mTLS is off).
     pub fn policies(&self) -> &'a [String] {
-        self.grant.map(|g| g.policies.as_slice()).unwrap_or_default()
+        self.grant
+            .map(|g| g.policies.as_slice())
+            .unwrap_or_default()
     }
 }
 
@@ -124,9 +126,17 @@ impl InboundAuthz {
 
     /// Like [`InboundAuthz::check`], also naming the policies that decided.
     pub fn verdict<'a>(&'a self, peer: &PeerIdentity) -> Verdict<'a> {
-        const DENY: Verdict<'static> = Verdict { decision: Decision::Deny, grant: None };
+        const DENY: Verdict<'static> = Verdict {
+            decision: Decision::Deny,
+            grant: None,
+        };
         match self.mode {
-            AuthzMode::AllowAll => return Verdict { decision: Decision::Allow, grant: None },
+            AuthzMode::AllowAll => {
+                return Verdict {
+                    decision: Decision::Allow,
+                    grant: None,
+                };
+            }
             AuthzMode::Enforce if peer.mesh != self.mesh => return DENY,
             AuthzMode::Enforce => {}
         }
@@ -134,16 +144,27 @@ impl InboundAuthz {
             .any_in_mesh
             .iter()
             .chain(peer.services.iter().filter_map(|s| self.services.get(s)))
-            .chain(self.subsets.iter().filter(|r| r.matches(peer)).map(|r| &r.grant));
+            .chain(
+                self.subsets
+                    .iter()
+                    .filter(|r| r.matches(peer))
+                    .map(|r| &r.grant),
+            );
         let mut shadow = None;
         for grant in matching {
             if !grant.shadow_deny {
-                return Verdict { decision: Decision::Allow, grant: Some(grant) };
+                return Verdict {
+                    decision: Decision::Allow,
+                    grant: Some(grant),
+                };
             }
             shadow.get_or_insert(grant);
         }
         match shadow {
-            Some(grant) => Verdict { decision: Decision::AllowShadowDeny, grant: Some(grant) },
+            Some(grant) => Verdict {
+                decision: Decision::AllowShadowDeny,
+                grant: Some(grant),
+            },
             None => DENY,
         }
     }
@@ -187,7 +208,10 @@ impl<'a> Acc<'a> {
         };
         names.sort_unstable();
         names.dedup();
-        Grant { shadow_deny, policies: names.into_iter().map(str::to_owned).collect() }
+        Grant {
+            shadow_deny,
+            policies: names.into_iter().map(str::to_owned).collect(),
+        }
     }
 }
 
@@ -212,9 +236,10 @@ impl<'a> AuthzBuilder<'a> {
         let acc = match caller {
             CallerMatcher::AnyInMesh => self.any.get_or_insert_with(Acc::default),
             CallerMatcher::Service { name } => self.services.entry(name).or_default(),
-            CallerMatcher::Subset { services, tags } => {
-                self.subsets.entry((services.as_slice(), tags.as_slice())).or_default()
-            }
+            CallerMatcher::Subset { services, tags } => self
+                .subsets
+                .entry((services.as_slice(), tags.as_slice()))
+                .or_default(),
         };
         acc.add(policy, action);
     }
@@ -245,10 +270,16 @@ impl<'a> AuthzBuilder<'a> {
             .filter(|(svcs, _, g)| {
                 !dominated(any_level, g)
                     && !svcs.iter().any(|s| {
-                        services.get(s).is_some_and(|sg| dominated(Some(!sg.shadow_deny), g))
+                        services
+                            .get(s)
+                            .is_some_and(|sg| dominated(Some(!sg.shadow_deny), g))
                     })
             })
-            .map(|(svcs, tags, grant)| SubsetRule { services: svcs.to_vec(), tags: tags.to_vec(), grant })
+            .map(|(svcs, tags, grant)| SubsetRule {
+                services: svcs.to_vec(),
+                tags: tags.to_vec(),
+                grant,
+            })
             .collect();
         InboundAuthz {
             port,

@@ -40,7 +40,10 @@ pub enum IdentityError {
 
 impl PeerIdentity {
     /// An identity in `mesh` for the given services and no tags (handy for tests and tools).
-    pub fn new<S: Into<String>>(mesh: impl Into<String>, services: impl IntoIterator<Item = S>) -> Self {
+    pub fn new<S: Into<String>>(
+        mesh: impl Into<String>,
+        services: impl IntoIterator<Item = S>,
+    ) -> Self {
         PeerIdentity {
             mesh: mesh.into(),
             services: services.into_iter().map(Into::into).collect(),
@@ -50,7 +53,10 @@ impl PeerIdentity {
 
     /// Adds one `kuma://<tag>/<value>` fact (builder style).
     pub fn with_tag(mut self, tag: impl Into<String>, value: impl Into<String>) -> Self {
-        self.tags.entry(tag.into()).or_default().insert(value.into());
+        self.tags
+            .entry(tag.into())
+            .or_default()
+            .insert(value.into());
         self
     }
 
@@ -88,7 +94,10 @@ impl PeerIdentity {
                     .rsplit_once('/')
                     .filter(|(t, v)| valid_tag_name(t) && valid_segment(v))
                     .ok_or_else(|| IdentityError::Malformed(san.to_owned()))?;
-                id.tags.entry(tag.to_owned()).or_default().insert(value.to_owned());
+                id.tags
+                    .entry(tag.to_owned())
+                    .or_default()
+                    .insert(value.to_owned());
             } else {
                 return Err(IdentityError::Malformed(san.to_owned()));
             }
@@ -100,7 +109,10 @@ impl PeerIdentity {
     /// The URI SANs a certificate for this identity carries (the inverse of
     /// [`PeerIdentity::parse_uri_sans`]), in a stable order.
     pub fn to_uri_sans(&self) -> Vec<String> {
-        let spiffe = self.services.iter().map(|s| format!("{SPIFFE_PREFIX}{}/{s}", self.mesh));
+        let spiffe = self
+            .services
+            .iter()
+            .map(|s| format!("{SPIFFE_PREFIX}{}/{s}", self.mesh));
         let tags = self
             .tags
             .iter()
@@ -122,15 +134,14 @@ impl PeerIdentity {
 
 /// A mesh, service or tag value: non-empty, one path segment, nothing URI-special.
 fn valid_segment(s: &str) -> bool {
-    !s.is_empty() && !s.contains(['/', '?', '#', '%']) && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+    !s.is_empty()
+        && !s.contains(['/', '?', '#', '%'])
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// A tag name: like a segment, but `/` is allowed inside (`kuma.io/zone`), not at the ends.
 fn valid_tag_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with('/')
-        && !s.ends_with('/')
-        && s.split('/').all(valid_segment)
+    !s.is_empty() && !s.starts_with('/') && !s.ends_with('/') && s.split('/').all(valid_segment)
 }
 
 #[cfg(test)]
@@ -148,7 +159,10 @@ mod tests {
         ])
         .expect("valid identity");
         assert_eq!(id.mesh, "default");
-        assert_eq!(id.services, BTreeSet::from(["web".into(), "web-admin".into()]));
+        assert_eq!(
+            id.services,
+            BTreeSet::from(["web".into(), "web-admin".into()])
+        );
         assert!(id.has_tag("kuma.io/zone", "zone-1"));
         assert!(id.has_tag("version", "v2"));
         assert!(id.has_tag(SERVICE_TAG, "web"));
@@ -157,8 +171,9 @@ mod tests {
 
     #[test]
     fn service_tag_comes_from_spiffe_only() {
-        let id = PeerIdentity::from_uri_sans(&["spiffe://default/web", "kuma://kuma.io/service/admin"])
-            .expect("valid identity");
+        let id =
+            PeerIdentity::from_uri_sans(&["spiffe://default/web", "kuma://kuma.io/service/admin"])
+                .expect("valid identity");
         assert!(id.has_tag(SERVICE_TAG, "web"));
         assert!(!id.has_tag(SERVICE_TAG, "admin"));
     }
@@ -170,29 +185,59 @@ mod tests {
             (&[], NoSpiffeId),
             (&["kuma://version/v1"], NoSpiffeId),
             (&["spiffe://default"], Malformed("spiffe://default".into())),
-            (&["spiffe://default/"], Malformed("spiffe://default/".into())),
+            (
+                &["spiffe://default/"],
+                Malformed("spiffe://default/".into()),
+            ),
             (&["spiffe:///web"], Malformed("spiffe:///web".into())),
-            (&["spiffe://default/ns/x"], Malformed("spiffe://default/ns/x".into())),
-            (&["spiffe://default/web?x"], Malformed("spiffe://default/web?x".into())),
-            (&["SPIFFE://default/web"], Malformed("SPIFFE://default/web".into())),
-            (&["https://default/web"], Malformed("https://default/web".into())),
-            (&["spiffe://default/web", "kuma://version"], Malformed("kuma://version".into())),
-            (&["spiffe://default/web", "kuma:///v1"], Malformed("kuma:///v1".into())),
-            (&["spiffe://default/web", "kuma://version/"], Malformed("kuma://version/".into())),
+            (
+                &["spiffe://default/ns/x"],
+                Malformed("spiffe://default/ns/x".into()),
+            ),
+            (
+                &["spiffe://default/web?x"],
+                Malformed("spiffe://default/web?x".into()),
+            ),
+            (
+                &["SPIFFE://default/web"],
+                Malformed("SPIFFE://default/web".into()),
+            ),
+            (
+                &["https://default/web"],
+                Malformed("https://default/web".into()),
+            ),
+            (
+                &["spiffe://default/web", "kuma://version"],
+                Malformed("kuma://version".into()),
+            ),
+            (
+                &["spiffe://default/web", "kuma:///v1"],
+                Malformed("kuma:///v1".into()),
+            ),
+            (
+                &["spiffe://default/web", "kuma://version/"],
+                Malformed("kuma://version/".into()),
+            ),
             (
                 &["spiffe://default/web", "spiffe://other/web"],
                 MixedMeshes("default".into(), "other".into()),
             ),
         ];
         for (sans, err) in cases {
-            assert_eq!(PeerIdentity::parse_uri_sans(sans).as_ref(), Err(err), "{sans:?}");
+            assert_eq!(
+                PeerIdentity::parse_uri_sans(sans).as_ref(),
+                Err(err),
+                "{sans:?}"
+            );
             assert_eq!(PeerIdentity::from_uri_sans(sans), None);
         }
     }
 
     #[test]
     fn round_trips_through_sans() {
-        let id = PeerIdentity::new("m", ["a", "b"]).with_tag("kuma.io/zone", "z").with_tag("v", "1");
+        let id = PeerIdentity::new("m", ["a", "b"])
+            .with_tag("kuma.io/zone", "z")
+            .with_tag("v", "1");
         let sans = id.to_uri_sans();
         let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
         assert_eq!(PeerIdentity::from_uri_sans(&refs), Some(id));

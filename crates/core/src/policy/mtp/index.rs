@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::authz::{AuthzBuilder, InboundAuthz};
 use super::select::{
-    Action, CallerMatcher, DpFacts, MeshServiceCatalog, Selector, Target, compile_caller, proxy_type,
+    Action, CallerMatcher, DpFacts, MeshServiceCatalog, Selector, Target, compile_caller,
+    proxy_type,
 };
 use crate::spec::{
     DataplaneSpec, Inbound, MeshSpec, MeshTrafficPermissionSpec, SERVICE_TAG, Tags, TargetRef,
@@ -37,11 +38,20 @@ pub struct DataplaneRef<'a> {
 
 impl<'a> DataplaneRef<'a> {
     fn facts(&self) -> DpFacts<'a> {
-        DpFacts { mesh: self.mesh, name: self.name, labels: self.labels, proxy_type: proxy_type(self.spec) }
+        DpFacts {
+            mesh: self.mesh,
+            name: self.name,
+            labels: self.labels,
+            proxy_type: proxy_type(self.spec),
+        }
     }
 
     fn inbounds(&self) -> &'a [Inbound] {
-        self.spec.networking.as_ref().map(|n| n.inbound.as_slice()).unwrap_or_default()
+        self.spec
+            .networking
+            .as_ref()
+            .map(|n| n.inbound.as_slice())
+            .unwrap_or_default()
     }
 }
 
@@ -141,7 +151,9 @@ impl PolicyIndex {
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         let mut index = PolicyIndex::default();
         for (name, spec) in sorted {
-            let Ok(id) = u32::try_from(index.policies.len()) else { break };
+            let Ok(id) = u32::try_from(index.policies.len()) else {
+                break;
+            };
             let policy = compile(name, spec, catalog);
             index.bucket(id, &policy.target.selector);
             index.policies.push(policy);
@@ -165,7 +177,9 @@ impl PolicyIndex {
                     self.by_service.entry(name.clone()).or_default().push(id);
                 }
             }
-            Selector::Dataplane { name: Some(name), .. } => {
+            Selector::Dataplane {
+                name: Some(name), ..
+            } => {
                 self.by_dataplane.entry(name.clone()).or_default().push(id);
             }
             Selector::Dataplane { name: None, labels } => {
@@ -188,7 +202,9 @@ impl PolicyIndex {
 
     /// One [`InboundAuthz`] per `networking.inbound` of `dp`, in order.
     pub fn resolve(&self, mesh: &MeshSpec, dp: &DataplaneRef<'_>) -> Vec<InboundAuthz> {
-        self.resolve_with(mesh, dp, |facts, dp_ids, inbound| self.candidates(facts, dp_ids, inbound))
+        self.resolve_with(mesh, dp, |facts, dp_ids, inbound| {
+            self.candidates(facts, dp_ids, inbound)
+        })
     }
 
     /// The same answer as [`PolicyIndex::resolve`], checking every policy against every
@@ -229,14 +245,22 @@ impl PolicyIndex {
             .collect()
     }
 
-    fn resolve_with<F>(&self, mesh: &MeshSpec, dp: &DataplaneRef<'_>, select: F) -> Vec<InboundAuthz>
+    fn resolve_with<F>(
+        &self,
+        mesh: &MeshSpec,
+        dp: &DataplaneRef<'_>,
+        select: F,
+    ) -> Vec<InboundAuthz>
     where
         F: Fn(&DpFacts<'_>, &[u32], &Inbound) -> Ids,
     {
         let inbounds = dp.inbounds();
         if !mesh.mtls_enabled() {
             // No identities exist, so there is nobody to tell apart: skip matching entirely.
-            return inbounds.iter().map(|i| InboundAuthz::allow_all(i.port, dp.mesh)).collect();
+            return inbounds
+                .iter()
+                .map(|i| InboundAuthz::allow_all(i.port, dp.mesh))
+                .collect();
         }
         let facts = dp.facts();
         let dp_ids = self.dataplane_candidates(&facts);
@@ -244,7 +268,10 @@ impl PolicyIndex {
             .iter()
             .map(|inbound| {
                 let mut builder = AuthzBuilder::default();
-                for policy in select(&facts, &dp_ids, inbound).into_iter().filter_map(|id| self.policy(id)) {
+                for policy in select(&facts, &dp_ids, inbound)
+                    .into_iter()
+                    .filter_map(|id| self.policy(id))
+                {
                     for from in &policy.from {
                         let Some(action) = from.action else { continue };
                         for caller in from.callers_in(dp.mesh) {
@@ -264,39 +291,51 @@ impl PolicyIndex {
     /// Policies keyed on the dataplane itself (name or labels) that select it, before
     /// per-inbound checks: computed once per dataplane, not per inbound.
     fn dataplane_candidates(&self, facts: &DpFacts<'_>) -> Ids {
-        let mut ids: Ids = self.by_dataplane.get(facts.name).cloned().unwrap_or_default();
+        let mut ids: Ids = self
+            .by_dataplane
+            .get(facts.name)
+            .cloned()
+            .unwrap_or_default();
         for (k, v) in facts.labels {
-            if let Some(found) = self.by_dataplane_label.get(k.as_str()).and_then(|m| m.get(v.as_str())) {
+            if let Some(found) = self
+                .by_dataplane_label
+                .get(k.as_str())
+                .and_then(|m| m.get(v.as_str()))
+            {
                 ids.extend_from_slice(found);
             }
         }
-        ids.retain(|&id| self.policy(id).is_some_and(|p| p.target.selects_dataplane(facts)));
+        ids.retain(|&id| {
+            self.policy(id)
+                .is_some_and(|p| p.target.selects_dataplane(facts))
+        });
         ids
     }
 
     /// The policies selecting `inbound`, sorted by name.
     fn candidates(&self, facts: &DpFacts<'_>, dp_ids: &[u32], inbound: &Inbound) -> Ids {
         let mut ids: Ids = Vec::with_capacity(self.mesh_wide.len() + dp_ids.len() + 4);
-        ids.extend(
-            self.mesh_wide
-                .iter()
-                .copied()
-                .filter(|&id| self.policy(id).is_some_and(|p| p.target.selects(facts, inbound))),
-        );
+        ids.extend(self.mesh_wide.iter().copied().filter(|&id| {
+            self.policy(id)
+                .is_some_and(|p| p.target.selects(facts, inbound))
+        }));
         // Dataplane-level checks already passed; only sectionName etc. remain.
-        ids.extend(
-            dp_ids.iter().copied().filter(|&id| self.policy(id).is_some_and(|p| p.target.selects_inbound(inbound))),
-        );
+        ids.extend(dp_ids.iter().copied().filter(|&id| {
+            self.policy(id)
+                .is_some_and(|p| p.target.selects_inbound(inbound))
+        }));
         let keyed = self.by_service.get(inbound.service()).into_iter().chain(
-            inbound
-                .tags
-                .iter()
-                .filter_map(|(k, v)| self.by_inbound_tag.get(k.as_str()).and_then(|m| m.get(v.as_str()))),
+            inbound.tags.iter().filter_map(|(k, v)| {
+                self.by_inbound_tag
+                    .get(k.as_str())
+                    .and_then(|m| m.get(v.as_str()))
+            }),
         );
         for found in keyed {
-            ids.extend(
-                found.iter().copied().filter(|&id| self.policy(id).is_some_and(|p| p.target.selects(facts, inbound))),
-            );
+            ids.extend(found.iter().copied().filter(|&id| {
+                self.policy(id)
+                    .is_some_and(|p| p.target.selects(facts, inbound))
+            }));
         }
         ids.sort_unstable();
         ids.dedup();
@@ -314,10 +353,18 @@ impl PolicyIndex {
 }
 
 fn push_nested(map: &mut HashMap<String, HashMap<String, Ids>>, k: &str, v: &str, id: u32) {
-    map.entry(k.to_owned()).or_default().entry(v.to_owned()).or_default().push(id);
+    map.entry(k.to_owned())
+        .or_default()
+        .entry(v.to_owned())
+        .or_default()
+        .push(id);
 }
 
-fn compile(name: &str, spec: &MeshTrafficPermissionSpec, catalog: &MeshServiceCatalog) -> CompiledPolicy {
+fn compile(
+    name: &str,
+    spec: &MeshTrafficPermissionSpec,
+    catalog: &MeshServiceCatalog,
+) -> CompiledPolicy {
     let from = spec
         .from
         .iter()
@@ -326,7 +373,11 @@ fn compile(name: &str, spec: &MeshTrafficPermissionSpec, catalog: &MeshServiceCa
             let tr = item.target_ref.as_ref();
             CompiledFrom {
                 target_ref: item.target_ref.clone(),
-                action: item.default.as_ref().and_then(|d| d.action.as_deref()).and_then(Action::parse),
+                action: item
+                    .default
+                    .as_ref()
+                    .and_then(|d| d.action.as_deref())
+                    .and_then(Action::parse),
                 callers: compile_caller(tr, catalog),
                 mesh: tr.and_then(|t| t.mesh.clone()).filter(|m| !m.is_empty()),
             }

@@ -62,7 +62,12 @@ pub fn resolve_dataplane(
     dp: &DataplaneSpec,
     policies: &[(String, &MeshTrafficPermissionSpec)],
 ) -> Vec<InboundAuthz> {
-    let dp = DataplaneRef { mesh: mesh_name, name: dataplane_name, labels: dataplane_labels, spec: dp };
+    let dp = DataplaneRef {
+        mesh: mesh_name,
+        name: dataplane_name,
+        labels: dataplane_labels,
+        spec: dp,
+    };
     PolicyIndex::new(policies).resolve(mesh, &dp)
 }
 
@@ -75,6 +80,11 @@ pub fn explain_dataplane(
     dp: &DataplaneSpec,
     policies: &[(String, &MeshTrafficPermissionSpec)],
 ) -> Vec<MatchedPolicies> {
-    let dp = DataplaneRef { mesh: mesh_name, name: dataplane_name, labels: dataplane_labels, spec: dp };
+    let dp = DataplaneRef {
+        mesh: mesh_name,
+        name: dataplane_name,
+        labels: dataplane_labels,
+        spec: dp,
+    };
     PolicyIndex::new(policies).explain(&dp)
 }

@@ -8,8 +8,8 @@ use proptest::sample::select;
 
 use super::*;
 use crate::spec::{
-    DataplaneSpec, FromItem, Inbound, MeshSpec, MeshTrafficPermissionSpec, MtpConf, Networking, SERVICE_TAG,
-    Tags, TargetRef,
+    DataplaneSpec, FromItem, Inbound, MeshSpec, MeshTrafficPermissionSpec, MtpConf, Networking,
+    SERVICE_TAG, Tags, TargetRef,
 };
 
 const MESH: &str = "default";
@@ -31,14 +31,19 @@ fn catalog() -> MeshServiceCatalog {
 /// Tags drawn from `version`/`zone` and, sometimes, `kuma.io/service`.
 fn arb_tags(max: usize) -> impl Strategy<Value = Tags> {
     let pair = prop_oneof![
-        (select(&["version", "zone"][..]), select(&VALUES[..])).prop_map(|(k, v)| (k.to_owned(), v.to_owned())),
+        (select(&["version", "zone"][..]), select(&VALUES[..]))
+            .prop_map(|(k, v)| (k.to_owned(), v.to_owned())),
         select(&SERVICES[..]).prop_map(|s| (SERVICE_TAG.to_owned(), s.to_owned())),
     ];
     proptest::collection::vec(pair, 0..=max).prop_map(|v| v.into_iter().collect())
 }
 
 fn arb_labels() -> impl Strategy<Value = Tags> {
-    proptest::collection::btree_map(Just("team".to_owned()), select(&["x", "y"][..]).prop_map(str::to_owned), 0..=1)
+    proptest::collection::btree_map(
+        Just("team".to_owned()),
+        select(&["x", "y"][..]).prop_map(str::to_owned),
+        0..=1,
+    )
 }
 
 fn opt_string(options: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
@@ -46,7 +51,10 @@ fn opt_string(options: &'static [&'static str]) -> impl Strategy<Value = Option<
 }
 
 fn target_ref(kind: &str) -> TargetRef {
-    TargetRef { kind: Some(kind.to_owned()), ..TargetRef::default() }
+    TargetRef {
+        kind: Some(kind.to_owned()),
+        ..TargetRef::default()
+    }
 }
 
 /// Top-level targetRefs of every kind, plus missing and unknown ones.
@@ -54,32 +62,63 @@ fn arb_target() -> impl Strategy<Value = Option<TargetRef>> {
     let section = opt_string(&["http", "admin", "8080", "9090"]);
     let kind = prop_oneof![
         Just(target_ref("Mesh")),
-        arb_tags(2).prop_map(|t| TargetRef { tags: Some(t), ..target_ref("MeshSubset") }),
-        select(&SERVICES[..]).prop_map(|s| TargetRef { name: Some(s.to_owned()), ..target_ref("MeshService") }),
-        arb_labels().prop_map(|l| TargetRef { labels: Some(l), ..target_ref("MeshService") }),
+        arb_tags(2).prop_map(|t| TargetRef {
+            tags: Some(t),
+            ..target_ref("MeshSubset")
+        }),
+        select(&SERVICES[..]).prop_map(|s| TargetRef {
+            name: Some(s.to_owned()),
+            ..target_ref("MeshService")
+        }),
+        arb_labels().prop_map(|l| TargetRef {
+            labels: Some(l),
+            ..target_ref("MeshService")
+        }),
         (select(&SERVICES[..]), arb_tags(1)).prop_map(|(s, t)| TargetRef {
             name: Some(s.to_owned()),
             tags: Some(t),
             ..target_ref("MeshServiceSubset")
         }),
-        (opt_string(&["dp-0", "dp-1"]), proptest::option::of(arb_labels()))
-            .prop_map(|(name, labels)| TargetRef { name, labels, ..target_ref("Dataplane") }),
+        (
+            opt_string(&["dp-0", "dp-1"]),
+            proptest::option::of(arb_labels())
+        )
+            .prop_map(|(name, labels)| TargetRef {
+                name,
+                labels,
+                ..target_ref("Dataplane")
+            }),
         Just(target_ref("Bogus")),
     ];
-    proptest::option::weighted(0.9, (kind, section).prop_map(|(mut t, s)| {
-        t.section_name = s;
-        t
-    }))
+    proptest::option::weighted(
+        0.9,
+        (kind, section).prop_map(|(mut t, s)| {
+            t.section_name = s;
+            t
+        }),
+    )
 }
 
 /// `from` targetRefs of every kind, plus missing, unknown and other-mesh ones.
 fn arb_from_ref() -> impl Strategy<Value = Option<TargetRef>> {
     let kind = prop_oneof![
         Just(target_ref("Mesh")),
-        Just(TargetRef { mesh: Some("other".to_owned()), ..target_ref("Mesh") }),
-        arb_tags(2).prop_map(|t| TargetRef { tags: Some(t), ..target_ref("MeshSubset") }),
-        select(&SERVICES[..]).prop_map(|s| TargetRef { name: Some(s.to_owned()), ..target_ref("MeshService") }),
-        arb_labels().prop_map(|l| TargetRef { labels: Some(l), ..target_ref("MeshService") }),
+        Just(TargetRef {
+            mesh: Some("other".to_owned()),
+            ..target_ref("Mesh")
+        }),
+        arb_tags(2).prop_map(|t| TargetRef {
+            tags: Some(t),
+            ..target_ref("MeshSubset")
+        }),
+        select(&SERVICES[..]).prop_map(|s| TargetRef {
+            name: Some(s.to_owned()),
+            ..target_ref("MeshService")
+        }),
+        arb_labels().prop_map(|l| TargetRef {
+            labels: Some(l),
+            ..target_ref("MeshService")
+        }),
         (select(&SERVICES[..]), arb_tags(1)).prop_map(|(s, t)| TargetRef {
             name: Some(s.to_owned()),
             tags: Some(t),
@@ -94,13 +133,19 @@ fn arb_action() -> impl Strategy<Value = Option<String>> {
     opt_string(&["Allow", "Deny", "AllowWithShadowDeny", "Bogus"])
 }
 
-fn arb_policy_with(action: impl Strategy<Value = Option<String>> + Clone) -> impl Strategy<Value = MeshTrafficPermissionSpec> {
-    let item = (arb_from_ref(), action)
-        .prop_map(|(target_ref, action)| FromItem { target_ref, default: Some(MtpConf { action }) });
-    (arb_target(), proptest::collection::vec(item, 0..3)).prop_map(|(target_ref, from)| MeshTrafficPermissionSpec {
+fn arb_policy_with(
+    action: impl Strategy<Value = Option<String>>,
+) -> impl Strategy<Value = MeshTrafficPermissionSpec> {
+    let item = (arb_from_ref(), action).prop_map(|(target_ref, action)| FromItem {
         target_ref,
-        from: Some(from),
-        rules: None,
+        default: Some(MtpConf { action }),
+    });
+    (arb_target(), proptest::collection::vec(item, 0..3)).prop_map(|(target_ref, from)| {
+        MeshTrafficPermissionSpec {
+            target_ref,
+            from: Some(from),
+            rules: None,
+        }
     })
 }
 
@@ -109,8 +154,12 @@ fn arb_policy() -> impl Strategy<Value = MeshTrafficPermissionSpec> {
 }
 
 fn arb_policies() -> impl Strategy<Value = Vec<(String, MeshTrafficPermissionSpec)>> {
-    proptest::collection::vec(arb_policy(), 0..6)
-        .prop_map(|ps| ps.into_iter().enumerate().map(|(i, p)| (format!("p{i}"), p)).collect())
+    proptest::collection::vec(arb_policy(), 0..6).prop_map(|ps| {
+        ps.into_iter()
+            .enumerate()
+            .map(|(i, p)| (format!("p{i}"), p))
+            .collect()
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -121,13 +170,28 @@ struct Dp {
 }
 
 fn arb_dp() -> impl Strategy<Value = Dp> {
-    let inbound = (select(&[8080u32, 9090][..]), opt_string(&["http", "admin"]), select(&SERVICES[..]), arb_tags(2))
+    let inbound = (
+        select(&[8080u32, 9090][..]),
+        opt_string(&["http", "admin"]),
+        select(&SERVICES[..]),
+        arb_tags(2),
+    )
         .prop_map(|(port, name, service, mut tags)| {
             tags.insert(SERVICE_TAG.to_owned(), service.to_owned());
-            Inbound { port, name, tags, ..Inbound::default() }
+            Inbound {
+                port,
+                name,
+                tags,
+                ..Inbound::default()
+            }
         });
-    (select(&["dp-0", "dp-1"][..]), arb_labels(), proptest::collection::vec(inbound, 1..3), any::<bool>()).prop_map(
-        |(name, labels, inbound, gateway)| Dp {
+    (
+        select(&["dp-0", "dp-1"][..]),
+        arb_labels(),
+        proptest::collection::vec(inbound, 1..3),
+        any::<bool>(),
+    )
+        .prop_map(|(name, labels, inbound, gateway)| Dp {
             name: name.to_owned(),
             labels,
             spec: DataplaneSpec {
@@ -138,8 +202,7 @@ fn arb_dp() -> impl Strategy<Value = Dp> {
                 }),
                 ..DataplaneSpec::default()
             },
-        },
-    )
+        })
 }
 
 fn arb_peer() -> impl Strategy<Value = PeerIdentity> {
@@ -153,21 +216,38 @@ fn arb_peer() -> impl Strategy<Value = PeerIdentity> {
         proptest::collection::btree_set(select(&SERVICES[..]).prop_map(str::to_owned), 1..=2),
         tags,
     )
-        .prop_map(|(mesh, services, tags)| PeerIdentity { mesh: mesh.to_owned(), services, tags })
+        .prop_map(|(mesh, services, tags)| PeerIdentity {
+            mesh: mesh.to_owned(),
+            services,
+            tags,
+        })
 }
 
 fn arb_peers() -> impl Strategy<Value = Vec<PeerIdentity>> {
     proptest::collection::vec(arb_peer(), 1..8)
 }
 
-fn resolve(mesh: &MeshSpec, dp: &Dp, ps: &[(String, MeshTrafficPermissionSpec)]) -> Vec<InboundAuthz> {
-    let refs: Vec<(String, &MeshTrafficPermissionSpec)> = ps.iter().map(|(n, p)| (n.clone(), p)).collect();
-    let dp = DataplaneRef { mesh: MESH, name: &dp.name, labels: &dp.labels, spec: &dp.spec };
+fn resolve(
+    mesh: &MeshSpec,
+    dp: &Dp,
+    ps: &[(String, MeshTrafficPermissionSpec)],
+) -> Vec<InboundAuthz> {
+    let refs: Vec<(String, &MeshTrafficPermissionSpec)> =
+        ps.iter().map(|(n, p)| (n.clone(), p)).collect();
+    let dp = DataplaneRef {
+        mesh: MESH,
+        name: &dp.name,
+        labels: &dp.labels,
+        spec: &dp.spec,
+    };
     PolicyIndex::with_mesh_services(&refs, &catalog()).resolve(mesh, &dp)
 }
 
 fn decisions(tables: &[InboundAuthz], peers: &[PeerIdentity]) -> Vec<Decision> {
-    tables.iter().flat_map(|t| peers.iter().map(|p| t.check(p))).collect()
+    tables
+        .iter()
+        .flat_map(|t| peers.iter().map(|p| t.check(p)))
+        .collect()
 }
 
 proptest! {
@@ -301,7 +381,9 @@ fn oracle_matches(c: &CallerMatcher, peer: &PeerIdentity) -> bool {
         CallerMatcher::Service { name } => peer.services.contains(name),
         CallerMatcher::Subset { services, tags } => {
             services.iter().all(|s| peer.services.contains(s))
-                && tags.iter().all(|(k, v)| peer.tags.get(k).is_some_and(|vs| vs.contains(v)))
+                && tags
+                    .iter()
+                    .all(|(k, v)| peer.tags.get(k).is_some_and(|vs| vs.contains(v)))
         }
     }
 }

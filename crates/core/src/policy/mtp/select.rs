@@ -147,7 +147,12 @@ impl Target {
     /// Compiles a top-level targetRef (`None` = the whole mesh).
     pub fn compile(tr: Option<&TargetRef>, catalog: &MeshServiceCatalog) -> Target {
         let Some(tr) = tr else {
-            return Target { selector: Selector::All, section: None, proxy_types: None, mesh: None };
+            return Target {
+                selector: Selector::All,
+                section: None,
+                proxy_types: None,
+                mesh: None,
+            };
         };
         let tags = tr.tags.clone().unwrap_or_default();
         let selector = match tr.kind.as_deref() {
@@ -171,11 +176,17 @@ impl Target {
                 if names.is_empty() {
                     Selector::Nothing
                 } else {
-                    Selector::Services { names, tags: Tags::new() }
+                    Selector::Services {
+                        names,
+                        tags: Tags::new(),
+                    }
                 }
             }
             Some("MeshServiceSubset") => match tr.name.as_deref() {
-                Some(name) if !name.is_empty() => Selector::Services { names: vec![name.to_owned()], tags },
+                Some(name) if !name.is_empty() => Selector::Services {
+                    names: vec![name.to_owned()],
+                    tags,
+                },
                 _ => Selector::Nothing,
             },
             Some("Dataplane") => {
@@ -202,7 +213,11 @@ impl Target {
         if self.mesh.as_deref().is_some_and(|m| m != dp.mesh) {
             return false;
         }
-        if self.proxy_types.as_ref().is_some_and(|p| !p.iter().any(|t| t == dp.proxy_type)) {
+        if self
+            .proxy_types
+            .as_ref()
+            .is_some_and(|p| !p.iter().any(|t| t == dp.proxy_type))
+        {
             return false;
         }
         match &self.selector {
@@ -225,7 +240,9 @@ impl Target {
             Selector::All | Selector::Dataplane { .. } => true,
             Selector::InboundTags(tags) => contains_all(&inbound.tags, tags),
             Selector::Services { names, tags } => {
-                names.binary_search_by(|n| n.as_str().cmp(inbound.service())).is_ok()
+                names
+                    .binary_search_by(|n| n.as_str().cmp(inbound.service()))
+                    .is_ok()
                     && contains_all(&inbound.tags, tags)
             }
             Selector::Nothing => false,
@@ -240,7 +257,8 @@ impl Target {
 
 /// `sectionName` names an inbound by its `name`, or by its port written as a number.
 fn section_matches(section: &str, inbound: &Inbound) -> bool {
-    inbound.name.as_deref() == Some(section) || section.parse::<u32>().is_ok_and(|p| p == inbound.port)
+    inbound.name.as_deref() == Some(section)
+        || section.parse::<u32>().is_ok_and(|p| p == inbound.port)
 }
 
 /// Whether `have` contains every key/value of `want` (an empty `want` always matches).
@@ -250,7 +268,10 @@ pub(crate) fn contains_all(have: &Tags, want: &Tags) -> bool {
 
 /// Compiles a `from[].targetRef` into the caller conditions it stands for (any one suffices;
 /// empty = nobody). Several only for MeshService `labels`, which may name several services.
-pub(crate) fn compile_caller(tr: Option<&TargetRef>, catalog: &MeshServiceCatalog) -> Vec<CallerMatcher> {
+pub(crate) fn compile_caller(
+    tr: Option<&TargetRef>,
+    catalog: &MeshServiceCatalog,
+) -> Vec<CallerMatcher> {
     // A missing from-targetRef is invalid in Kuma; matching nobody is the safe reading.
     let Some(tr) = tr else { return Vec::new() };
     let tags = tr.tags.as_ref();
@@ -270,7 +291,10 @@ pub(crate) fn compile_caller(tr: Option<&TargetRef>, catalog: &MeshServiceCatalo
                 (None, None) => Vec::new(),
             };
             names.retain(|n| !n.is_empty());
-            names.into_iter().map(|name| CallerMatcher::Service { name }).collect()
+            names
+                .into_iter()
+                .map(|name| CallerMatcher::Service { name })
+                .collect()
         }
         Some("MeshServiceSubset") => match tr.name.as_deref() {
             Some(name) if !name.is_empty() => subset(vec![name.to_owned()], tags),
@@ -281,7 +305,10 @@ pub(crate) fn compile_caller(tr: Option<&TargetRef>, catalog: &MeshServiceCatalo
 }
 
 /// Builds the simplest matcher for "these services and these tags".
-fn subset(mut services: Vec<String>, tags: Option<&BTreeMap<String, String>>) -> Vec<CallerMatcher> {
+fn subset(
+    mut services: Vec<String>,
+    tags: Option<&BTreeMap<String, String>>,
+) -> Vec<CallerMatcher> {
     let mut pairs = Vec::new();
     for (k, v) in tags.into_iter().flatten() {
         if k == SERVICE_TAG {
@@ -295,7 +322,10 @@ fn subset(mut services: Vec<String>, tags: Option<&BTreeMap<String, String>>) ->
     let matcher = match (services.as_slice(), pairs.is_empty()) {
         ([], true) => CallerMatcher::AnyInMesh,
         ([name], true) => CallerMatcher::Service { name: name.clone() },
-        _ => CallerMatcher::Subset { services, tags: pairs },
+        _ => CallerMatcher::Subset {
+            services,
+            tags: pairs,
+        },
     };
     vec![matcher]
 }

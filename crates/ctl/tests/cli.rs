@@ -1,0 +1,544 @@
+//! End-to-end tests of the commands against an in-process fake control plane.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: String,
+    uri: String,
+    auth: Option<String>,
+    body: String,
+}
+
+impl Recorded {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> (u16, String) + Send + Sync>;
+
+struct Fake {
+    url: String,
+    log: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Fake {
+    fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Requests other than the index (`GET /`).
+    fn writes(&self) -> Vec<Recorded> {
+        self.requests().into_iter().filter(|r| r.method != "GET").collect()
+    }
+}
+
+async fn fake(handler: impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static) -> Fake {
+    let handler: Handler = Arc::new(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let handler = handler.clone();
+            let log = log2.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let handler = handler.clone();
+                    let log = log.clone();
+                    async move {
+                        let method = req.method().to_string();
+                        let uri = req.uri().to_string();
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .map(|v| v.to_str().unwrap_or("").to_string());
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let rec = Recorded { method, uri, auth, body: String::from_utf8_lossy(&body).into() };
+                        let (status, body) = handler(&rec);
+                        log.lock().unwrap().push(rec);
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Fake { url, log }
+}
+
+fn index() -> String {
+    json!({"hostname": "cp", "tagline": "Kuma", "product": "Aerie", "version": "0.1.0", "basedOnKuma": "2.14.0"})
+        .to_string()
+}
+
+/// A handler that answers the index and 201 `{"warnings": []}` to every write.
+fn accept_all(r: &Recorded) -> (u16, String) {
+    match (r.method.as_str(), r.uri.as_str()) {
+        ("GET", "/") => (200, index()),
+        ("PUT", _) => (201, r#"{"warnings":[]}"#.into()),
+        _ => (404, r#"{"title":"Could not find a resource","detail":"Not found"}"#.into()),
+    }
+}
+
+fn write_config(dir: &Path, url: &str, token: Option<&str>) -> PathBuf {
+    let path = dir.join("config");
+    let auth = match token {
+        Some(t) => format!("        authType: tokens\n        authConf:\n          token: {t}\n"),
+        None => String::new(),
+    };
+    let text = format!(
+        "contexts:\n- name: test\n  controlPlane: test\ncontrolPlanes:\n- name: test\n  coordinates:\n    apiServer:\n      url: {url}\n{auth}currentContext: test\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn kumactl(cfg: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut full = vec!["kumactl".to_string(), "--config-file".into(), cfg.display().to_string()];
+    full.extend(args.iter().map(|a| a.to_string()));
+    let mut input = stdin.as_bytes();
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut io = aerie_ctl::Io { stdin: &mut input, out: &mut out, err: &mut err };
+    let code = aerie_ctl::run_with(full, &mut io).await;
+    (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+}
+
+const SEED_MESH: &str = "type: Mesh
+name: default
+mtls:
+  backends:
+    - name: builtin
+      type: builtin
+  enabledBackend: builtin";
+
+const SEED_K8S_MTP: &str = "apiVersion: kuma.io/v1alpha1
+kind: MeshTrafficPermission
+metadata:
+  name: allow-all
+  namespace: kong-mesh-system
+spec:
+  targetRef:
+    kind: Mesh
+  from:
+    - targetRef:
+        kind: Mesh
+      default:
+        action: Allow";
+
+const SEED_MTP: &str = "type: MeshTrafficPermission
+name: allow-flight-control-to-check-in
+mesh: default
+spec:
+  targetRef:
+    kind: MeshService
+    name: check-in-api-blu
+  from:
+    - targetRef:
+        kind: MeshService
+        name: flight-control-blu
+      default:
+        action: Allow";
+
+#[tokio::test]
+async fn apply_seed_mesh_from_stdin() {
+    let cp = fake(accept_all).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let (code, out, err) = kumactl(&cfg, &["apply", "-f", "-"], SEED_MESH).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "resource type=\"Mesh\" mesh=\"\" name=\"default\" Created\n");
+    let writes = cp.writes();
+    assert_eq!(writes.len(), 1);
+    assert_eq!((writes[0].method.as_str(), writes[0].uri.as_str()), ("PUT", "/meshes/default"));
+    assert_eq!(
+        writes[0].json(),
+        json!({"type": "Mesh", "name": "default",
+            "mtls": {"backends": [{"name": "builtin", "type": "builtin"}], "enabledBackend": "builtin"}})
+    );
+    assert_eq!(writes[0].auth, None);
+}
+
+#[tokio::test]
+async fn apply_kubernetes_and_universal_policies_with_token() {
+    let cp = fake(|r| match r.method.as_str() {
+        "PUT" => (200, r#"{"warnings":["something to know"]}"#.into()),
+        _ => (404, String::new()),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, Some("tok3n"));
+    let input = format!("{SEED_K8S_MTP}\n---\n{SEED_MTP}\n");
+    let (code, out, err) = kumactl(&cfg, &["apply", "-f", "-"], &input).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "resource type=\"MeshTrafficPermission\" mesh=\"default\" name=\"allow-all\" Updated\n\
+         resource type=\"MeshTrafficPermission\" mesh=\"default\" name=\"allow-flight-control-to-check-in\" Updated\n"
+    );
+    assert_eq!(err, "Warning: something to know\nWarning: something to know\n");
+    let writes = cp.writes();
+    assert_eq!(writes[0].uri, "/meshes/default/meshtrafficpermissions/allow-all");
+    assert_eq!(writes[1].uri, "/meshes/default/meshtrafficpermissions/allow-flight-control-to-check-in");
+    assert_eq!(writes[0].auth.as_deref(), Some("Bearer tok3n"));
+    let body = writes[0].json();
+    assert_eq!(body["type"], "MeshTrafficPermission");
+    assert_eq!(body["mesh"], "default");
+    assert_eq!(body["spec"]["from"][0]["default"]["action"], "Allow");
+    assert!(body.get("metadata").is_none() && body.get("apiVersion").is_none(), "{body}");
+    assert_eq!(writes[1].json()["spec"]["targetRef"]["name"], "check-in-api-blu");
+}
+
+#[tokio::test]
+async fn a_bad_document_sends_nothing() {
+    let cp = fake(accept_all).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let bad = "type: MeshTrafficPermission\nname: x\nspec:\n  from:\n    - targetRef: {kind: Mesh}\n      default: {acton: Allow}\n";
+    let input = format!("{SEED_MESH}\n---\n{bad}---\ntype: Nope\nname: y\n");
+    let (code, out, err) = kumactl(&cfg, &["apply", "-f", "-"], &input).await;
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[0].starts_with("Error: resource[1]: failed to parse resource: spec.from[0].default.acton: unknown field"),
+        "{err}"
+    );
+    assert_eq!(lines[1], "Error: resource[2]: failed to read meta: type: unknown resource type \"Nope\"");
+    assert_eq!(lines[2], "Error: failed to validate some resources");
+    assert!(cp.requests().is_empty());
+}
+
+#[tokio::test]
+async fn yaml_syntax_errors_carry_the_position() {
+    let cp = fake(accept_all).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let input = format!("{SEED_MESH}\n---\ntype: Mesh\nname: [unclosed\n");
+    let (code, _out, err) = kumactl(&cfg, &["apply", "-f", "-"], &input).await;
+    assert_eq!(code, 1);
+    let first = err.lines().next().unwrap();
+    assert!(first.starts_with("Error: resource[1]: failed to parse resource: "), "{err}");
+    assert!(first.contains("line"), "{err}");
+    assert!(cp.requests().is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_prints_and_sends_nothing() {
+    let cp = fake(accept_all).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let input = format!("{SEED_MESH}\n---\n{SEED_K8S_MTP}\n");
+    let (code, out, err) = kumactl(&cfg, &["apply", "--dry-run", "-f", "-"], &input).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("type: Mesh\nname: default\nmtls:\n"), "{out}");
+    assert!(out.contains("\n---\ntype: MeshTrafficPermission\nmesh: default\nname: allow-all\n"), "{out}");
+    assert!(cp.requests().is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_needs_no_control_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "http://127.0.0.1:1", None);
+    let (code, out, _) = kumactl(&cfg, &["apply", "--dry-run", "-f", "-"], SEED_MESH).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("enabledBackend: builtin"));
+}
+
+#[tokio::test]
+async fn server_side_errors_are_reported_like_kumactl() {
+    let cp = fake(|r| match r.method.as_str() {
+        "PUT" => (
+            400,
+            json!({"type": "/std-errors", "status": 400, "title": "Could not process a resource",
+                "detail": "Resource is not valid",
+                "invalid_parameters": [{"field": "spec.from[0].default.action", "reason": "must be one of Allow, Deny, AllowWithShadowDeny"}]})
+            .to_string(),
+        ),
+        _ => (404, String::new()),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let (code, _, err) = kumactl(&cfg, &["apply", "-f", "-"], SEED_MTP).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Error: resource type=\"MeshTrafficPermission\" mesh=\"default\" name=\"allow-flight-control-to-check-in\": failed server side: Could not process a resource (Resource is not valid);spec.from[0].default.action=must be one of Allow, Deny, AllowWithShadowDeny \n"
+    );
+}
+
+#[tokio::test]
+async fn apply_directory_files_and_variables() {
+    let cp = fake(accept_all).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let res = dir.path().join("res");
+    std::fs::create_dir(&res).unwrap();
+    std::fs::write(res.join("b.yml"), "type: Mesh\nname: {{ b }}\n").unwrap();
+    std::fs::write(res.join("a.yaml"), "type: Mesh\nname: {{a}}\n---\ntype: Mesh\nname: a2\n").unwrap();
+    std::fs::write(res.join("c.json"), r#"{"type": "Zone", "name": "zone-1"}"#).unwrap();
+    std::fs::write(res.join("notes.txt"), "not yaml").unwrap();
+    let extra = dir.path().join("extra.yaml");
+    std::fs::write(&extra, "type: Mesh\nname: extra\n").unwrap();
+    let res_s = res.display().to_string();
+    let extra_s = extra.display().to_string();
+    let (code, _, err) =
+        kumactl(&cfg, &["apply", "-f", &res_s, "-f", &extra_s, "-v", "a=first", "--var", "b=second"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let uris: Vec<String> = cp.writes().into_iter().map(|r| r.uri).collect();
+    assert_eq!(uris, ["/meshes/first", "/meshes/a2", "/meshes/second", "/zones/zone-1", "/meshes/extra"]);
+
+    // A variable without a value: nothing is sent and the variable is named.
+    let before = cp.requests().len();
+    let (code, _, err) = kumactl(&cfg, &["apply", "-f", &res_s, "-v", "a=first"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: ") && err.contains("\"b\""), "{err}");
+    assert_eq!(cp.requests().len(), before);
+
+    let (code, _, err) = kumactl(&cfg, &["apply", "-f", "/nonexistent/file.yaml"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: error while opening provided file /nonexistent/file.yaml"), "{err}");
+    let (code, _, err) = kumactl(&cfg, &["apply", "-f", "-"], "\n# nothing\n").await;
+    assert_eq!((code, err.as_str()), (1, "Error: no resource(s) passed to apply\n"));
+}
+
+fn mesh_list_server() -> impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static {
+    |r| {
+        let mesh = json!({"type": "Mesh", "name": "default", "creationTime": "2020-01-01T00:00:00Z",
+            "modificationTime": "2020-01-01T00:00:00Z",
+            "mtls": {"backends": [{"name": "builtin", "type": "builtin"}], "enabledBackend": "builtin"}});
+        let mtp = json!({"type": "MeshTrafficPermission", "mesh": "default", "name": "allow-all",
+            "creationTime": "2020-01-01T00:00:00Z", "labels": {},
+            "spec": {"targetRef": {"kind": "Mesh"}, "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]}});
+        match (r.method.as_str(), r.uri.as_str()) {
+            ("GET", "/meshes") => (200, json!({"total": 1, "items": [mesh], "next": null}).to_string()),
+            ("GET", "/meshes/default") => (200, mesh.to_string()),
+            ("GET", "/meshes/default/meshtrafficpermissions?size=1") => (
+                200,
+                json!({"total": 2, "items": [mtp], "next": "http://x/meshes/default/meshtrafficpermissions?offset=1&size=1"})
+                    .to_string(),
+            ),
+            ("DELETE", "/meshes/default/meshtrafficpermissions/allow-all") => (200, "{}".into()),
+            _ => (404, json!({"title": "Could not find a resource", "detail": "Not found"}).to_string()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn get_lists_and_single_resources() {
+    let cp = fake(mesh_list_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+
+    let (code, out, err) = kumactl(&cfg, &["get", "meshes", "-o", "yaml"], "").await;
+    assert_eq!(code, 0, "{err}");
+    // What `kumactl get meshes -o yaml | grep -A5 mtls` shows.
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines.iter().position(|l| l.contains("mtls")).expect(&out);
+    let block: Vec<&str> = lines[at..at + 5].iter().map(|l| l.trim()).collect();
+    assert_eq!(block, ["mtls:", "backends:", "- name: builtin", "type: builtin", "enabledBackend: builtin"]);
+    assert!(out.starts_with("items:\n") && out.contains("\nnext: null\ntotal: 1\n"), "{out}");
+
+    let (code, out, _) = kumactl(&cfg, &["get", "meshes"], "").await;
+    assert_eq!(code, 0);
+    let mut lines = out.lines();
+    assert_eq!(lines.next().unwrap(), "NAME      mTLS              LOCALITY   ZONEEGRESS   AGE");
+    assert!(lines.next().unwrap().starts_with("default   builtin/builtin   off        off          "), "{out}");
+
+    let (code, out, _) = kumactl(&cfg, &["get", "mesh", "default", "-o", "json"], "").await;
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["mtls"]["enabledBackend"], "builtin");
+    assert!(out.starts_with("{\n  \"type\": \"Mesh\""), "{out}");
+
+    let (code, out, _) = kumactl(&cfg, &["get", "mtp", "--size", "1"], "").await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with("MESH      NAME        TARGETREF KIND   TARGETREF NAME   AGE\ndefault   allow-all   Mesh                              "), "{out}");
+    assert!(out.ends_with("\n\nRerun command with --offset=1 argument to retrieve more resources\n"), "{out}");
+
+    let (code, _, err) = kumactl(&cfg, &["get", "meshtrafficpermission", "nope"], "").await;
+    assert_eq!((code, err.as_str()), (1, "Error: No resources found in default mesh\n"));
+    let (code, _, err) = kumactl(&cfg, &["get", "mesh", "nope"], "").await;
+    assert_eq!((code, err.as_str()), (1, "Error: No resources found\n"));
+    let (code, _, err) = kumactl(&cfg, &["get", "zones"], "").await;
+    assert_eq!(code, 1);
+    assert_eq!(err, "Error: failed to list Zone: Could not find a resource (Not found)\n");
+    let (code, _, err) = kumactl(&cfg, &["get", "meshes", "-o", "xml"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: invalid value 'xml'"), "{err}");
+}
+
+#[tokio::test]
+async fn delete_like_kumactl() {
+    let cp = fake(mesh_list_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let (code, out, err) =
+        kumactl(&cfg, &["delete", "meshtrafficpermission", "allow-all", "--mesh", "default"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "deleted MeshTrafficPermission \"allow-all\"\n");
+    let (code, _, err) = kumactl(&cfg, &["delete", "mtp", "gone", "-m", "default"], "").await;
+    assert_eq!((code, err.as_str()), (1, "Error: there is no MeshTrafficPermission with name \"gone\"\n"));
+    assert_eq!(cp.requests().last().unwrap().uri, "/meshes/default/meshtrafficpermissions/gone");
+}
+
+#[tokio::test]
+async fn generate_user_token() {
+    let cp = fake(|r| match (r.method.as_str(), r.uri.as_str()) {
+        ("POST", "/tokens/user") => (200, "eyJhbGciOi.token.sig".into()),
+        _ => (404, String::new()),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, Some("admin-token"));
+    let args = ["generate", "user-token", "--name", "john", "--group", "mesh-system:admin", "--group", "team", "--valid-for", "24h"];
+    let (code, out, err) = kumactl(&cfg, &args, "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "eyJhbGciOi.token.sig");
+    let req = &cp.requests()[0];
+    assert_eq!(req.json(), json!({"name": "john", "groups": ["mesh-system:admin", "team"], "validFor": "24h"}));
+    assert_eq!(req.auth.as_deref(), Some("Bearer admin-token"));
+    let (code, _, err) = kumactl(&cfg, &["generate", "user-token", "--name", "j", "--valid-for", "soon"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: invalid argument \"soon\" for \"--valid-for\""), "{err}");
+}
+
+#[tokio::test]
+async fn control_planes_add_list_use_switch_remove() {
+    let cp = fake(accept_all).await;
+    let not_kuma = fake(|_| (200, r#"{"tagline": "Something else"}"#.to_string())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kumactl").join("config");
+
+    let (code, out, _) = kumactl(&cfg, &["config", "control-planes", "list"], "").await;
+    assert_eq!((code, out.as_str()), (0, "ACTIVE   NAME    ADDRESS\n*        local   http://localhost:5681\n"));
+    assert!(!cfg.exists());
+
+    let (code, out, err) =
+        kumactl(&cfg, &["config", "control-planes", "add", "--name", "global-cp", "--address", &cp.url], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "added Control Plane \"global-cp\"\nswitched active Control Plane to \"global-cp\"\n");
+    assert!(cfg.exists());
+    assert_eq!(cp.requests()[0].uri, "/");
+
+    let (code, _, err) =
+        kumactl(&cfg, &["config", "control-planes", "add", "--name", "global-cp", "--address", &cp.url], "").await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Error: Control Plane with name \"global-cp\" already exists. Use --overwrite to replace an existing one.\n"
+    );
+    let args = [
+        "config", "control-planes", "add", "--name", "global-cp", "--address", &cp.url, "--overwrite",
+        "--auth-type", "tokens", "--auth-conf", "token=abc",
+    ];
+    let (code, _, err) = kumactl(&cfg, &args, "").await;
+    assert_eq!(code, 0, "{err}");
+
+    let (code, _, err) =
+        kumactl(&cfg, &["config", "control-planes", "add", "--name", "other", "--address", &not_kuma.url], "").await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: this CLI is for Kuma but the control plane you're connected to is Something else"), "{err}");
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["config", "control-planes", "add", "--name", "down", "--address", "http://127.0.0.1:1"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: could not connect to the Control Plane API Server: "), "{err}");
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["config", "control-planes", "add", "--name", "tls", "--address", "https://cp.example:5682", "--skip-check"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("--ca-cert-file"), "{err}");
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["config", "control-planes", "add", "--name", "tls", "--address", "https://cp.example:5682", "--skip-check", "--skip-verify"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+
+    let (_, out, _) = kumactl(&cfg, &["config", "control-planes", "list"], "").await;
+    assert_eq!(
+        out,
+        format!(
+            "ACTIVE   NAME        ADDRESS\n         local       http://localhost:5681\n         global-cp   {}\n*        tls         https://cp.example:5682\n",
+            cp.url
+        )
+    );
+
+    let (code, out, _) = kumactl(&cfg, &["config", "control-planes", "use", "global-cp"], "").await;
+    assert_eq!((code, out.as_str()), (0, "switched active Control Plane to \"global-cp\"\n"));
+    let (code, out, _) = kumactl(&cfg, &["config", "control-planes", "switch", "--name", "local"], "").await;
+    assert_eq!((code, out.as_str()), (0, "switched active Control Plane to \"local\"\n"));
+    let (code, _, err) = kumactl(&cfg, &["config", "control-planes", "use", "nope"], "").await;
+    assert_eq!((code, err.as_str()), (1, "Error: there is no Control Plane with name \"nope\"\n"));
+    let (code, out, _) = kumactl(&cfg, &["config", "control-planes", "remove", "--name", "local"], "").await;
+    assert_eq!(code, 0);
+    assert_eq!(out, "removed Control Plane \"local\"\nswitched active Control Plane to \"global-cp\"\n");
+
+    let (code, out, _) = kumactl(&cfg, &["config", "view"], "").await;
+    assert_eq!(code, 0);
+    assert!(out.contains("currentContext: global-cp"), "{out}");
+    assert!(out.contains("authType: tokens") && out.contains("token: abc"), "{out}");
+    assert!(out.contains("skipVerify: true"), "{out}");
+
+    // The token is sent on the next call.
+    let (code, _, err) = kumactl(&cfg, &["apply", "-f", "-"], SEED_MESH).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(cp.writes().last().unwrap().auth.as_deref(), Some("Bearer abc"));
+}
+
+#[tokio::test]
+async fn version_and_completion_and_usage_errors() {
+    let cp = fake(accept_all).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let (code, out, _) = kumactl(&cfg, &["version"], "").await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!(
+            "Client: Aerie kumactl {} (based on Kuma 2.14)\nServer: Aerie 0.1.0 (based on Kuma 2.14.0)\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let (code, out, _) = kumactl(&cfg, &["completion", "bash"], "").await;
+    assert_eq!(code, 0);
+    assert!(out.contains("kumactl"), "{out}");
+    let (code, _, err) = kumactl(&cfg, &["get"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: "), "{err}");
+    let (code, _, err) = kumactl(&cfg, &["--api-timeout", "soon", "get", "meshes"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: invalid argument \"soon\" for \"--api-timeout\""), "{err}");
+    let (code, _, err) = kumactl(&cfg, &["get", "things"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: unknown TYPE: things."), "{err}");
+}

@@ -123,27 +123,37 @@ fn from(target: TargetRef, action: &str) -> FromItem {
     }
 }
 
-/// A random caller reference of any kind.
+/// A random caller reference: mostly by service name (the seed's style), some subsets, a
+/// few mesh-wide and label-based ones.
 fn caller(rng: &mut Rng, size: &Size) -> TargetRef {
-    match rng.below(10) {
-        0 => tr("Mesh"),
-        1 => TargetRef {
-            tags: Some(tags(&[("version", format!("v{}", rng.below(3)))])),
+    let by_name = |rng: &mut Rng| TargetRef {
+        name: Some(service(rng.below(size.services))),
+        ..tr("MeshService")
+    };
+    match rng.below(40) {
+        0..=27 => by_name(rng),
+        28..=31 => TargetRef {
+            tags: Some(tags(&[
+                ("kuma.io/service", service(rng.below(size.services))),
+                ("version", format!("v{}", rng.below(3))),
+            ])),
             ..tr("MeshSubset")
         },
-        2 => TargetRef {
+        32..=35 => TargetRef {
             name: Some(service(rng.below(size.services))),
             tags: Some(tags(&[("zone", format!("zone-{}", rng.below(4)))])),
             ..tr("MeshServiceSubset")
         },
-        3 => TargetRef {
+        36 => tr("Mesh"),
+        37 => TargetRef {
+            tags: Some(tags(&[("version", format!("v{}", rng.below(3)))])),
+            ..tr("MeshSubset")
+        },
+        38 => TargetRef {
             labels: Some(tags(&[("team", format!("team-{}", rng.below(20)))])),
             ..tr("MeshService")
         },
-        _ => TargetRef {
-            name: Some(service(rng.below(size.services))),
-            ..tr("MeshService")
-        },
+        _ => by_name(rng),
     }
 }
 

@@ -35,7 +35,10 @@ pub enum DocumentError {
 
 /// Splits YAML (or JSON, which is YAML) text into documents, skipping empty ones.
 pub fn parse_yaml_documents(text: &str) -> Result<Vec<Value>, DocumentError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+    // YAML 1.2 booleans only: `n`, `no`, `on` stay strings (a namespace called `n` is a name,
+    // not `false`). Duplicate keys are an error (serde-saphyr's default).
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
         .map_err(|e| DocumentError::Syntax(one_line(&e.to_string())))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
@@ -398,6 +401,13 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("line") || msg.contains(':'), "{msg}");
         assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_stay_strings_and_duplicate_keys_are_refused() {
+        let v = parse_yaml_value("a: n\nb: yes\nc: true\n").unwrap();
+        assert_eq!(v, serde_json::json!({"a": "n", "b": "yes", "c": true}));
+        assert!(parse_yaml_value("a: 1\na: 2\n").is_err());
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub async fn https(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
 pub async fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (cert_pem, key_pem) = match (&config.api_https_cert_file, &config.api_https_key_file) {
         (Some(c), Some(k)) => (read(c, "apiServer.https.tlsCertFile")?, read(k, "apiServer.https.tlsKeyFile")?),
-        _ => generated_cert(&config.work_dir)?,
+        _ => generated_cert(&config.work_dir, config.api_https.map(|l| l.interface))?,
     };
     let chain = aerie_identity::load_cert_chain(&cert_pem).context("the API server certificate")?;
     let key = aerie_identity::load_private_key(&key_pem).context("the API server key")?;
@@ -116,18 +116,26 @@ fn read(path: &Path, key: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {} ({key})", path.display()))
 }
 
-fn generated_cert(work_dir: &Path) -> anyhow::Result<(String, String)> {
+/// The generated certificate names localhost, this host and the HTTPS interface (when it is
+/// a specific address). It is regenerated when that list changes, e.g. a new interface.
+fn generated_cert(work_dir: &Path, interface: Option<std::net::IpAddr>) -> anyhow::Result<(String, String)> {
     let dir = work_dir.join("tls");
-    let (cert_path, key_path) = (dir.join("api-server.crt"), dir.join("api-server.key"));
-    if cert_path.exists() && key_path.exists() {
+    let (cert_path, key_path, sans_path) = (dir.join("api-server.crt"), dir.join("api-server.key"), dir.join("api-server.sans"));
+    let hosts = vec!["localhost".to_string(), crate::hostname()];
+    let mut ips = vec![std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
+    if let Some(ip) = interface.filter(|ip| !ip.is_unspecified() && !ips.contains(ip)) {
+        ips.push(ip);
+    }
+    let sans = format!("{hosts:?} {ips:?}");
+    let same_sans = std::fs::read_to_string(&sans_path).is_ok_and(|s| s == sans);
+    if cert_path.exists() && key_path.exists() && same_sans {
         return Ok((read(&cert_path, "generated certificate")?, read(&key_path, "generated key")?));
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let hosts = vec!["localhost".to_string(), crate::hostname()];
-    let ips = vec![std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
     let (cert, key) = aerie_identity::self_signed_server_cert(&hosts, &ips)?;
     write_private(&key_path, &key)?;
     std::fs::write(&cert_path, &cert).with_context(|| format!("cannot write {}", cert_path.display()))?;
+    std::fs::write(&sans_path, &sans).with_context(|| format!("cannot write {}", sans_path.display()))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for the HTTPS API");
     Ok((cert, key))
 }

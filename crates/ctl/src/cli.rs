@@ -148,7 +148,11 @@ pub enum ControlPlanesCommand {
 #[derive(Debug, Args)]
 pub struct NameArgs {
     /// reference name for the Control Plane
-    #[arg(value_name = "NAME", required_unless_present = "name_flag", conflicts_with = "name_flag")]
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "name_flag",
+        conflicts_with = "name_flag"
+    )]
     pub name: Option<String>,
 
     /// reference name for the Control Plane
@@ -158,7 +162,10 @@ pub struct NameArgs {
 
 impl NameArgs {
     pub fn get(&self) -> &str {
-        self.name.as_deref().or(self.name_flag.as_deref()).unwrap_or("")
+        self.name
+            .as_deref()
+            .or(self.name_flag.as_deref())
+            .unwrap_or("")
     }
 }
 

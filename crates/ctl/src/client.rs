@@ -40,7 +40,9 @@ pub struct BaseUrl {
 impl BaseUrl {
     pub fn parse(url: &str) -> Result<BaseUrl> {
         let invalid = |why: &str| anyhow!("API Server URL is invalid: \"{url}\": {why}");
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("missing http:// or https://"))?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| invalid("missing http:// or https://"))?;
         let https = match scheme.to_ascii_lowercase().as_str() {
             "http" => false,
             "https" => true,
@@ -190,15 +192,27 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("base", &self.base).field("timeout", &self.timeout).finish()
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
 impl Client {
     pub fn new(api: &ApiServer, timeout: Duration) -> Result<Client> {
         let base = BaseUrl::parse(&api.url)?;
-        let tls = if base.https { Some(Arc::new(tls_config(api)?)) } else { None };
-        Ok(Client { base, token: api.token().map(str::to_string), tls, timeout })
+        let tls = if base.https {
+            Some(Arc::new(tls_config(api)?))
+        } else {
+            None
+        };
+        Ok(Client {
+            base,
+            token: api.token().map(str::to_string),
+            tls,
+            timeout,
+        })
     }
 
     pub fn base(&self) -> &BaseUrl {
@@ -214,15 +228,22 @@ impl Client {
     }
 
     pub async fn put_json(&self, path: &str, body: &Value) -> Result<Response> {
-        self.request("PUT", path, Some(serde_json::to_vec(body)?)).await
+        self.request("PUT", path, Some(serde_json::to_vec(body)?))
+            .await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Response> {
-        self.request("POST", path, Some(serde_json::to_vec(body)?)).await
+        self.request("POST", path, Some(serde_json::to_vec(body)?))
+            .await
     }
 
     /// Sends one request; `path` starts with `/` and may carry a query.
-    pub async fn request(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Response> {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response> {
         match tokio::time::timeout(self.timeout, self.request_inner(method, path, body)).await {
             Ok(r) => r,
             Err(_) => bail!(
@@ -233,13 +254,21 @@ impl Client {
         }
     }
 
-    async fn request_inner(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Response> {
+    async fn request_inner(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response> {
         let uri = format!("{}{}", self.base.path_prefix, path);
         let mut req = Request::builder()
             .method(method)
             .uri(&uri)
             .header(hyper::header::HOST, &self.base.authority)
-            .header(hyper::header::USER_AGENT, concat!("kumactl/", env!("CARGO_PKG_VERSION")))
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("kumactl/", env!("CARGO_PKG_VERSION")),
+            )
             .header(hyper::header::ACCEPT, "application/json");
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -252,7 +281,10 @@ impl Client {
             .with_context(|| format!("could not build a request for {uri}"))?;
 
         let connect_err = |e: &dyn std::fmt::Display| {
-            anyhow!("could not connect to the control plane at {}: {e}", self.base.display)
+            anyhow!(
+                "could not connect to the control plane at {}: {e}",
+                self.base.display
+            )
         };
         let tcp = TcpStream::connect((self.base.host.as_str(), self.base.port))
             .await
@@ -270,7 +302,12 @@ impl Client {
                 send(TokioIo::new(tls), req).await
             }
         }
-        .map_err(|e| anyhow!("request to the control plane at {} failed: {e:#}", self.base.display))
+        .map_err(|e| {
+            anyhow!(
+                "request to the control plane at {} failed: {e:#}",
+                self.base.display
+            )
+        })
     }
 }
 
@@ -310,7 +347,8 @@ pub fn tls_config(api: &ApiServer) -> Result<rustls::ClientConfig> {
         let certs = CertificateDer::pem_file_iter(ca)
             .map_err(|e| anyhow!("could not read the CA certificate file {ca}: {e}"))?;
         for cert in certs {
-            let cert = cert.map_err(|e| anyhow!("could not read the CA certificate file {ca}: {e}"))?;
+            let cert =
+                cert.map_err(|e| anyhow!("could not read the CA certificate file {ca}: {e}"))?;
             roots
                 .add(cert)
                 .map_err(|e| anyhow!("invalid CA certificate in {ca}: {e}"))?;
@@ -351,7 +389,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -360,7 +403,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -375,13 +423,29 @@ mod tests {
     #[test]
     fn parses_urls() {
         let u = BaseUrl::parse("http://localhost:5681").unwrap();
-        assert_eq!((u.https, u.host.as_str(), u.port, u.path_prefix.as_str()), (false, "localhost", 5681, ""));
+        assert_eq!(
+            (u.https, u.host.as_str(), u.port, u.path_prefix.as_str()),
+            (false, "localhost", 5681, "")
+        );
         let u = BaseUrl::parse("https://cp.example.com/kuma/").unwrap();
-        assert_eq!((u.https, u.host.as_str(), u.port, u.path_prefix.as_str()), (true, "cp.example.com", 443, "/kuma"));
+        assert_eq!(
+            (u.https, u.host.as_str(), u.port, u.path_prefix.as_str()),
+            (true, "cp.example.com", 443, "/kuma")
+        );
         assert_eq!(u.authority, "cp.example.com");
         let u = BaseUrl::parse("http://[::1]:5681").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.authority.as_str()), ("::1", 5681, "[::1]:5681"));
-        for bad in ["localhost:5681", "ftp://x", "http://", "http://h:port", "http://[::1", "http://u@h"] {
+        assert_eq!(
+            (u.host.as_str(), u.port, u.authority.as_str()),
+            ("::1", 5681, "[::1]:5681")
+        );
+        for bad in [
+            "localhost:5681",
+            "ftp://x",
+            "http://",
+            "http://h:port",
+            "http://[::1",
+            "http://u@h",
+        ] {
             assert!(BaseUrl::parse(bad).is_err(), "{bad}");
         }
     }
@@ -389,14 +453,26 @@ mod tests {
     #[test]
     fn formats_kuma_errors_like_kumactl() {
         let body = r#"{"type":"/std-errors","status":400,"title":"Could not process a resource","detail":"Resource is not valid","invalid_parameters":[{"field":"path","reason":"cannot be empty"},{"field":"mesh","reason":"cannot be empty"}]}"#;
-        let e = Response { status: 400, body: Bytes::from(body) }.api_error();
+        let e = Response {
+            status: 400,
+            body: Bytes::from(body),
+        }
+        .api_error();
         assert_eq!(
             e.to_string(),
             "Could not process a resource (Resource is not valid);path=cannot be empty ;mesh=cannot be empty "
         );
-        let e = Response { status: 502, body: Bytes::from("bad\ngateway") }.api_error();
+        let e = Response {
+            status: 502,
+            body: Bytes::from("bad\ngateway"),
+        }
+        .api_error();
         assert_eq!(e.to_string(), "(status 502) bad gateway");
-        let e = Response { status: 500, body: Bytes::new() }.api_error();
+        let e = Response {
+            status: 500,
+            body: Bytes::new(),
+        }
+        .api_error();
         assert_eq!(e.to_string(), "the control plane answered with status 500");
     }
 
@@ -410,7 +486,12 @@ mod tests {
         assert!(tls_config(&api).is_ok());
         let mut api = ApiServer::new("https://localhost:5682");
         api.ca_cert_file = Some("/nonexistent/ca.pem".into());
-        assert!(tls_config(&api).unwrap_err().to_string().contains("/nonexistent/ca.pem"));
+        assert!(
+            tls_config(&api)
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/ca.pem")
+        );
     }
 
     #[tokio::test]
@@ -423,7 +504,12 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}");
         let c = Client::new(&ApiServer::new(&url), Duration::from_secs(5)).unwrap();
         let err = c.get("/").await.unwrap_err().to_string();
-        assert!(err.starts_with(&format!("could not connect to the control plane at {url}: ")), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "could not connect to the control plane at {url}: "
+            )),
+            "{err}"
+        );
     }
 
     #[tokio::test]

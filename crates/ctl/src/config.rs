@@ -92,7 +92,10 @@ fn is_false(b: &bool) -> bool {
 
 impl ApiServer {
     pub fn new(url: impl Into<String>) -> Self {
-        ApiServer { url: url.into(), ..ApiServer::default() }
+        ApiServer {
+            url: url.into(),
+            ..ApiServer::default()
+        }
     }
 
     /// The bearer token to send, when the control plane entry uses `authType: tokens`.
@@ -152,8 +155,9 @@ impl Config {
     /// Reads the file; a missing file gives [`Config::default`].
     pub fn load(path: &Path) -> Result<Config> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text)
-                .with_context(|| format!("could not read the configuration file {}", path.display())),
+            Ok(text) => Config::parse(&text).with_context(|| {
+                format!("could not read the configuration file {}", path.display())
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(e) => Err(anyhow!(
                 "could not read the configuration file {}: {e}",
@@ -240,7 +244,11 @@ impl Config {
         }
         self.contexts.retain(|c| c.control_plane != name);
         if self.context(&self.current_context).is_none() {
-            self.current_context = self.contexts.first().map(|c| c.name.clone()).unwrap_or_default();
+            self.current_context = self
+                .contexts
+                .first()
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
         }
         true
     }
@@ -267,7 +275,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// `--config-file`, or `~/.kumactl/config`.
 pub fn default_path() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".kumactl").join("config")
 }
 
@@ -284,12 +294,24 @@ mod tests {
         let cp = cfg.current_control_plane(None).unwrap();
         assert_eq!(cp.coordinates.api_server.url, "http://placeholder-address");
         assert_eq!(cp.coordinates.api_server.token(), Some("abc"));
-        assert_eq!(cp.coordinates.api_server.ca_cert_file.as_deref(), Some("/tmp/ca-cert.pem"));
-        assert!(cfg.control_plane("test1").unwrap().coordinates.api_server.skip_verify);
+        assert_eq!(
+            cp.coordinates.api_server.ca_cert_file.as_deref(),
+            Some("/tmp/ca-cert.pem")
+        );
+        assert!(
+            cfg.control_plane("test1")
+                .unwrap()
+                .coordinates
+                .api_server
+                .skip_verify
+        );
         let again = Config::parse(&cfg.to_yaml()).unwrap();
         assert_eq!(again, cfg);
         let yaml = cfg.to_yaml();
-        assert!(yaml.contains("clientCertFile: /tmp/client.cert.pem"), "{yaml}");
+        assert!(
+            yaml.contains("clientCertFile: /tmp/client.cert.pem"),
+            "{yaml}"
+        );
         assert!(yaml.contains("mesh: demo"), "{yaml}");
     }
 
@@ -298,11 +320,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("config");
         let mut cfg = Config::load(&path).unwrap();
-        assert_eq!(cfg.current_control_plane(None).unwrap().coordinates.api_server.url, DEFAULT_URL);
+        assert_eq!(
+            cfg.current_control_plane(None)
+                .unwrap()
+                .coordinates
+                .api_server
+                .url,
+            DEFAULT_URL
+        );
         assert!(!path.exists());
         let cp = ControlPlane {
             name: "prod".into(),
-            coordinates: Coordinates { api_server: ApiServer::new("http://prod:5681"), extra: Map::new() },
+            coordinates: Coordinates {
+                api_server: ApiServer::new("http://prod:5681"),
+                extra: Map::new(),
+            },
             extra: Map::new(),
         };
         assert!(cfg.add_control_plane(cp.clone(), false));

@@ -69,7 +69,7 @@ impl Globals {
 /// Formats a duration the short way: `1m`, `30s`, `1m30s`, `200ms`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 1000 || ms % 1000 != 0 {
+    if ms < 1000 || d.subsec_millis() != 0 {
         return format!("{ms}ms");
     }
     let secs = d.as_secs();
@@ -94,7 +94,10 @@ pub fn main() -> i32 {
 
 /// Runs one command line with the process's standard streams; returns the exit code.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: could not start the runtime: {e}");
@@ -104,7 +107,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
-    let mut io = Io { stdin: &mut stdin, out: &mut stdout, err: &mut stderr };
+    let mut io = Io {
+        stdin: &mut stdin,
+        out: &mut stdout,
+        err: &mut stderr,
+    };
     let code = rt.block_on(run_with(args, &mut io));
     let _ = io.out.flush();
     code

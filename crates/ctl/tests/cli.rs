@@ -37,7 +37,10 @@ impl Fake {
 
     /// Requests other than the index (`GET /`).
     fn writes(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.method != "GET").collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .collect()
     }
 }
 
@@ -49,7 +52,9 @@ async fn fake(handler: impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'stat
     let log2 = log.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let handler = handler.clone();
             let log = log2.clone();
             tokio::spawn(async move {
@@ -64,7 +69,12 @@ async fn fake(handler: impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'stat
                             .get("authorization")
                             .map(|v| v.to_str().unwrap_or("").to_string());
                         let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let rec = Recorded { method, uri, auth, body: String::from_utf8_lossy(&body).into() };
+                        let rec = Recorded {
+                            method,
+                            uri,
+                            auth,
+                            body: String::from_utf8_lossy(&body).into(),
+                        };
                         let (status, body) = handler(&rec);
                         log.lock().unwrap().push(rec);
                         Ok::<_, std::convert::Infallible>(
@@ -95,14 +105,17 @@ fn accept_all(r: &Recorded) -> (u16, String) {
     match (r.method.as_str(), r.uri.as_str()) {
         ("GET", "/") => (200, index()),
         ("PUT", _) => (201, r#"{"warnings":[]}"#.into()),
-        _ => (404, r#"{"title":"Could not find a resource","detail":"Not found"}"#.into()),
+        _ => (
+            404,
+            r#"{"title":"Could not find a resource","detail":"Not found"}"#.into(),
+        ),
     }
 }
 
 fn write_config(dir: &Path, url: &str, token: Option<&str>) -> PathBuf {
     let path = dir.join("config");
     let auth = match token {
-        Some(t) => format!("        authType: tokens\n        authConf:\n          token: {t}\n"),
+        Some(t) => format!("      authType: tokens\n      authConf:\n        token: {t}\n"),
         None => String::new(),
     };
     let text = format!(
@@ -113,14 +126,26 @@ fn write_config(dir: &Path, url: &str, token: Option<&str>) -> PathBuf {
 }
 
 async fn kumactl(cfg: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut full = vec!["kumactl".to_string(), "--config-file".into(), cfg.display().to_string()];
+    let mut full = vec![
+        "kumactl".to_string(),
+        "--config-file".into(),
+        cfg.display().to_string(),
+    ];
     full.extend(args.iter().map(|a| a.to_string()));
     let mut input = stdin.as_bytes();
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let mut io = aerie_ctl::Io { stdin: &mut input, out: &mut out, err: &mut err };
+    let mut io = aerie_ctl::Io {
+        stdin: &mut input,
+        out: &mut out,
+        err: &mut err,
+    };
     let code = aerie_ctl::run_with(full, &mut io).await;
-    (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
 }
 
 const SEED_MESH: &str = "type: Mesh
@@ -166,10 +191,16 @@ async fn apply_seed_mesh_from_stdin() {
     let cfg = write_config(dir.path(), &cp.url, None);
     let (code, out, err) = kumactl(&cfg, &["apply", "-f", "-"], SEED_MESH).await;
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "resource type=\"Mesh\" mesh=\"\" name=\"default\" Created\n");
+    assert_eq!(
+        out,
+        "resource type=\"Mesh\" mesh=\"\" name=\"default\" Created\n"
+    );
     let writes = cp.writes();
     assert_eq!(writes.len(), 1);
-    assert_eq!((writes[0].method.as_str(), writes[0].uri.as_str()), ("PUT", "/meshes/default"));
+    assert_eq!(
+        (writes[0].method.as_str(), writes[0].uri.as_str()),
+        ("PUT", "/meshes/default")
+    );
     assert_eq!(
         writes[0].json(),
         json!({"type": "Mesh", "name": "default",
@@ -195,17 +226,32 @@ async fn apply_kubernetes_and_universal_policies_with_token() {
         "resource type=\"MeshTrafficPermission\" mesh=\"default\" name=\"allow-all\" Updated\n\
          resource type=\"MeshTrafficPermission\" mesh=\"default\" name=\"allow-flight-control-to-check-in\" Updated\n"
     );
-    assert_eq!(err, "Warning: something to know\nWarning: something to know\n");
+    assert_eq!(
+        err,
+        "Warning: something to know\nWarning: something to know\n"
+    );
     let writes = cp.writes();
-    assert_eq!(writes[0].uri, "/meshes/default/meshtrafficpermissions/allow-all");
-    assert_eq!(writes[1].uri, "/meshes/default/meshtrafficpermissions/allow-flight-control-to-check-in");
+    assert_eq!(
+        writes[0].uri,
+        "/meshes/default/meshtrafficpermissions/allow-all"
+    );
+    assert_eq!(
+        writes[1].uri,
+        "/meshes/default/meshtrafficpermissions/allow-flight-control-to-check-in"
+    );
     assert_eq!(writes[0].auth.as_deref(), Some("Bearer tok3n"));
     let body = writes[0].json();
     assert_eq!(body["type"], "MeshTrafficPermission");
     assert_eq!(body["mesh"], "default");
     assert_eq!(body["spec"]["from"][0]["default"]["action"], "Allow");
-    assert!(body.get("metadata").is_none() && body.get("apiVersion").is_none(), "{body}");
-    assert_eq!(writes[1].json()["spec"]["targetRef"]["name"], "check-in-api-blu");
+    assert!(
+        body.get("metadata").is_none() && body.get("apiVersion").is_none(),
+        "{body}"
+    );
+    assert_eq!(
+        writes[1].json()["spec"]["targetRef"]["name"],
+        "check-in-api-blu"
+    );
 }
 
 #[tokio::test]
@@ -214,7 +260,7 @@ async fn a_bad_document_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &cp.url, None);
     let bad = "type: MeshTrafficPermission\nname: x\nspec:\n  from:\n    - targetRef: {kind: Mesh}\n      default: {acton: Allow}\n";
-    let input = format!("{SEED_MESH}\n---\n{bad}---\ntype: Nope\nname: y\n");
+    let input = format!("{SEED_MESH}\n---\n{bad}---\ntype: Nope\nname: yy\n");
     let (code, out, err) = kumactl(&cfg, &["apply", "-f", "-"], &input).await;
     assert_eq!(code, 1);
     assert_eq!(out, "");
@@ -224,7 +270,10 @@ async fn a_bad_document_sends_nothing() {
         lines[0].starts_with("Error: resource[1]: failed to parse resource: spec.from[0].default.acton: unknown field"),
         "{err}"
     );
-    assert_eq!(lines[1], "Error: resource[2]: failed to read meta: type: unknown resource type \"Nope\"");
+    assert_eq!(
+        lines[1],
+        "Error: resource[2]: failed to read meta: type: unknown resource type \"Nope\""
+    );
     assert_eq!(lines[2], "Error: failed to validate some resources");
     assert!(cp.requests().is_empty());
 }
@@ -238,8 +287,14 @@ async fn yaml_syntax_errors_carry_the_position() {
     let (code, _out, err) = kumactl(&cfg, &["apply", "-f", "-"], &input).await;
     assert_eq!(code, 1);
     let first = err.lines().next().unwrap();
-    assert!(first.starts_with("Error: resource[1]: failed to parse resource: "), "{err}");
-    assert!(first.contains("line"), "{err}");
+    assert!(
+        first.starts_with("Error: resource[1]: failed to parse resource: "),
+        "{err}"
+    );
+    assert!(
+        first.ends_with("line 10 column 7: unclosed bracket '['"),
+        "{err}"
+    );
     assert!(cp.requests().is_empty());
 }
 
@@ -251,8 +306,14 @@ async fn dry_run_prints_and_sends_nothing() {
     let input = format!("{SEED_MESH}\n---\n{SEED_K8S_MTP}\n");
     let (code, out, err) = kumactl(&cfg, &["apply", "--dry-run", "-f", "-"], &input).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("type: Mesh\nname: default\nmtls:\n"), "{out}");
-    assert!(out.contains("\n---\ntype: MeshTrafficPermission\nmesh: default\nname: allow-all\n"), "{out}");
+    assert!(
+        out.starts_with("type: Mesh\nname: default\nmtls:\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n---\ntype: MeshTrafficPermission\nmesh: default\nname: allow-all\n"),
+        "{out}"
+    );
     assert!(cp.requests().is_empty());
 }
 
@@ -296,18 +357,37 @@ async fn apply_directory_files_and_variables() {
     let res = dir.path().join("res");
     std::fs::create_dir(&res).unwrap();
     std::fs::write(res.join("b.yml"), "type: Mesh\nname: {{ b }}\n").unwrap();
-    std::fs::write(res.join("a.yaml"), "type: Mesh\nname: {{a}}\n---\ntype: Mesh\nname: a2\n").unwrap();
+    std::fs::write(
+        res.join("a.yaml"),
+        "type: Mesh\nname: {{a}}\n---\ntype: Mesh\nname: a2\n",
+    )
+    .unwrap();
     std::fs::write(res.join("c.json"), r#"{"type": "Zone", "name": "zone-1"}"#).unwrap();
     std::fs::write(res.join("notes.txt"), "not yaml").unwrap();
     let extra = dir.path().join("extra.yaml");
     std::fs::write(&extra, "type: Mesh\nname: extra\n").unwrap();
     let res_s = res.display().to_string();
     let extra_s = extra.display().to_string();
-    let (code, _, err) =
-        kumactl(&cfg, &["apply", "-f", &res_s, "-f", &extra_s, "-v", "a=first", "--var", "b=second"], "").await;
+    let (code, _, err) = kumactl(
+        &cfg,
+        &[
+            "apply", "-f", &res_s, "-f", &extra_s, "-v", "a=first", "--var", "b=second",
+        ],
+        "",
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     let uris: Vec<String> = cp.writes().into_iter().map(|r| r.uri).collect();
-    assert_eq!(uris, ["/meshes/first", "/meshes/a2", "/meshes/second", "/zones/zone-1", "/meshes/extra"]);
+    assert_eq!(
+        uris,
+        [
+            "/meshes/first",
+            "/meshes/a2",
+            "/meshes/second",
+            "/zones/zone-1",
+            "/meshes/extra"
+        ]
+    );
 
     // A variable without a value: nothing is sent and the variable is named.
     let before = cp.requests().len();
@@ -318,9 +398,15 @@ async fn apply_directory_files_and_variables() {
 
     let (code, _, err) = kumactl(&cfg, &["apply", "-f", "/nonexistent/file.yaml"], "").await;
     assert_eq!(code, 1);
-    assert!(err.starts_with("Error: error while opening provided file /nonexistent/file.yaml"), "{err}");
+    assert!(
+        err.starts_with("Error: error while opening provided file /nonexistent/file.yaml"),
+        "{err}"
+    );
     let (code, _, err) = kumactl(&cfg, &["apply", "-f", "-"], "\n# nothing\n").await;
-    assert_eq!((code, err.as_str()), (1, "Error: no resource(s) passed to apply\n"));
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Error: no resource(s) passed to apply\n")
+    );
 }
 
 fn mesh_list_server() -> impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static {
@@ -357,14 +443,35 @@ async fn get_lists_and_single_resources() {
     let lines: Vec<&str> = out.lines().collect();
     let at = lines.iter().position(|l| l.contains("mtls")).expect(&out);
     let block: Vec<&str> = lines[at..at + 5].iter().map(|l| l.trim()).collect();
-    assert_eq!(block, ["mtls:", "backends:", "- name: builtin", "type: builtin", "enabledBackend: builtin"]);
-    assert!(out.starts_with("items:\n") && out.contains("\nnext: null\ntotal: 1\n"), "{out}");
+    assert_eq!(
+        block,
+        [
+            "mtls:",
+            "backends:",
+            "- name: builtin",
+            "type: builtin",
+            "enabledBackend: builtin"
+        ]
+    );
+    assert!(
+        out.starts_with("items:\n") && out.contains("\nnext: null\ntotal: 1\n"),
+        "{out}"
+    );
 
     let (code, out, _) = kumactl(&cfg, &["get", "meshes"], "").await;
     assert_eq!(code, 0);
     let mut lines = out.lines();
-    assert_eq!(lines.next().unwrap(), "NAME      mTLS              LOCALITY   ZONEEGRESS   AGE");
-    assert!(lines.next().unwrap().starts_with("default   builtin/builtin   off        off          "), "{out}");
+    assert_eq!(
+        lines.next().unwrap(),
+        "NAME      mTLS              LOCALITY   ZONEEGRESS   AGE"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("default   builtin/builtin   off        off          "),
+        "{out}"
+    );
 
     let (code, out, _) = kumactl(&cfg, &["get", "mesh", "default", "-o", "json"], "").await;
     assert_eq!(code, 0);
@@ -375,15 +482,24 @@ async fn get_lists_and_single_resources() {
     let (code, out, _) = kumactl(&cfg, &["get", "mtp", "--size", "1"], "").await;
     assert_eq!(code, 0);
     assert!(out.starts_with("MESH      NAME        TARGETREF KIND   TARGETREF NAME   AGE\ndefault   allow-all   Mesh                              "), "{out}");
-    assert!(out.ends_with("\n\nRerun command with --offset=1 argument to retrieve more resources\n"), "{out}");
+    assert!(
+        out.ends_with("\n\nRerun command with --offset=1 argument to retrieve more resources\n"),
+        "{out}"
+    );
 
     let (code, _, err) = kumactl(&cfg, &["get", "meshtrafficpermission", "nope"], "").await;
-    assert_eq!((code, err.as_str()), (1, "Error: No resources found in default mesh\n"));
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Error: No resources found in default mesh\n")
+    );
     let (code, _, err) = kumactl(&cfg, &["get", "mesh", "nope"], "").await;
     assert_eq!((code, err.as_str()), (1, "Error: No resources found\n"));
     let (code, _, err) = kumactl(&cfg, &["get", "zones"], "").await;
     assert_eq!(code, 1);
-    assert_eq!(err, "Error: failed to list Zone: Could not find a resource (Not found)\n");
+    assert_eq!(
+        err,
+        "Error: failed to list Zone: Could not find a resource (Not found)\n"
+    );
     let (code, _, err) = kumactl(&cfg, &["get", "meshes", "-o", "xml"], "").await;
     assert_eq!(code, 1);
     assert!(err.starts_with("Error: invalid value 'xml'"), "{err}");
@@ -394,13 +510,32 @@ async fn delete_like_kumactl() {
     let cp = fake(mesh_list_server()).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &cp.url, None);
-    let (code, out, err) =
-        kumactl(&cfg, &["delete", "meshtrafficpermission", "allow-all", "--mesh", "default"], "").await;
+    let (code, out, err) = kumactl(
+        &cfg,
+        &[
+            "delete",
+            "meshtrafficpermission",
+            "allow-all",
+            "--mesh",
+            "default",
+        ],
+        "",
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "deleted MeshTrafficPermission \"allow-all\"\n");
     let (code, _, err) = kumactl(&cfg, &["delete", "mtp", "gone", "-m", "default"], "").await;
-    assert_eq!((code, err.as_str()), (1, "Error: there is no MeshTrafficPermission with name \"gone\"\n"));
-    assert_eq!(cp.requests().last().unwrap().uri, "/meshes/default/meshtrafficpermissions/gone");
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error: there is no MeshTrafficPermission with name \"gone\"\n"
+        )
+    );
+    assert_eq!(
+        cp.requests().last().unwrap().uri,
+        "/meshes/default/meshtrafficpermissions/gone"
+    );
 }
 
 #[tokio::test]
@@ -412,16 +547,45 @@ async fn generate_user_token() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &cp.url, Some("admin-token"));
-    let args = ["generate", "user-token", "--name", "john", "--group", "mesh-system:admin", "--group", "team", "--valid-for", "24h"];
+    let args = [
+        "generate",
+        "user-token",
+        "--name",
+        "john",
+        "--group",
+        "mesh-system:admin",
+        "--group",
+        "team",
+        "--valid-for",
+        "24h",
+    ];
     let (code, out, err) = kumactl(&cfg, &args, "").await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "eyJhbGciOi.token.sig");
     let req = &cp.requests()[0];
-    assert_eq!(req.json(), json!({"name": "john", "groups": ["mesh-system:admin", "team"], "validFor": "24h"}));
+    assert_eq!(
+        req.json(),
+        json!({"name": "john", "groups": ["mesh-system:admin", "team"], "validFor": "24h"})
+    );
     assert_eq!(req.auth.as_deref(), Some("Bearer admin-token"));
-    let (code, _, err) = kumactl(&cfg, &["generate", "user-token", "--name", "j", "--valid-for", "soon"], "").await;
+    let (code, _, err) = kumactl(
+        &cfg,
+        &[
+            "generate",
+            "user-token",
+            "--name",
+            "j",
+            "--valid-for",
+            "soon",
+        ],
+        "",
+    )
+    .await;
     assert_eq!(code, 1);
-    assert!(err.starts_with("Error: invalid argument \"soon\" for \"--valid-for\""), "{err}");
+    assert!(
+        err.starts_with("Error: invalid argument \"soon\" for \"--valid-for\""),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -432,45 +596,120 @@ async fn control_planes_add_list_use_switch_remove() {
     let cfg = dir.path().join("kumactl").join("config");
 
     let (code, out, _) = kumactl(&cfg, &["config", "control-planes", "list"], "").await;
-    assert_eq!((code, out.as_str()), (0, "ACTIVE   NAME    ADDRESS\n*        local   http://localhost:5681\n"));
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "ACTIVE   NAME    ADDRESS\n*        local   http://localhost:5681\n"
+        )
+    );
     assert!(!cfg.exists());
 
-    let (code, out, err) =
-        kumactl(&cfg, &["config", "control-planes", "add", "--name", "global-cp", "--address", &cp.url], "").await;
+    let (code, out, err) = kumactl(
+        &cfg,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "global-cp",
+            "--address",
+            &cp.url,
+        ],
+        "",
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "added Control Plane \"global-cp\"\nswitched active Control Plane to \"global-cp\"\n");
+    assert_eq!(
+        out,
+        "added Control Plane \"global-cp\"\nswitched active Control Plane to \"global-cp\"\n"
+    );
     assert!(cfg.exists());
     assert_eq!(cp.requests()[0].uri, "/");
 
-    let (code, _, err) =
-        kumactl(&cfg, &["config", "control-planes", "add", "--name", "global-cp", "--address", &cp.url], "").await;
+    let (code, _, err) = kumactl(
+        &cfg,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "global-cp",
+            "--address",
+            &cp.url,
+        ],
+        "",
+    )
+    .await;
     assert_eq!(code, 1);
     assert_eq!(
         err,
         "Error: Control Plane with name \"global-cp\" already exists. Use --overwrite to replace an existing one.\n"
     );
     let args = [
-        "config", "control-planes", "add", "--name", "global-cp", "--address", &cp.url, "--overwrite",
-        "--auth-type", "tokens", "--auth-conf", "token=abc",
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "global-cp",
+        "--address",
+        &cp.url,
+        "--overwrite",
+        "--auth-type",
+        "tokens",
+        "--auth-conf",
+        "token=abc",
     ];
     let (code, _, err) = kumactl(&cfg, &args, "").await;
     assert_eq!(code, 0, "{err}");
 
-    let (code, _, err) =
-        kumactl(&cfg, &["config", "control-planes", "add", "--name", "other", "--address", &not_kuma.url], "").await;
-    assert_eq!(code, 1);
-    assert!(err.starts_with("Error: this CLI is for Kuma but the control plane you're connected to is Something else"), "{err}");
     let (code, _, err) = kumactl(
         &cfg,
-        &["config", "control-planes", "add", "--name", "down", "--address", "http://127.0.0.1:1"],
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "other",
+            "--address",
+            &not_kuma.url,
+        ],
         "",
     )
     .await;
     assert_eq!(code, 1);
-    assert!(err.starts_with("Error: could not connect to the Control Plane API Server: "), "{err}");
+    assert!(err.starts_with("Error: this CLI is for Kuma but the control plane you're connected to is Something else"), "{err}");
     let (code, _, err) = kumactl(
         &cfg,
-        &["config", "control-planes", "add", "--name", "tls", "--address", "https://cp.example:5682", "--skip-check"],
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "down",
+            "--address",
+            "http://127.0.0.1:1",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("Error: could not connect to the Control Plane API Server: "),
+        "{err}"
+    );
+    let (code, _, err) = kumactl(
+        &cfg,
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "tls",
+            "--address",
+            "https://cp.example:5682",
+            "--skip-check",
+        ],
         "",
     )
     .await;
@@ -478,7 +717,17 @@ async fn control_planes_add_list_use_switch_remove() {
     assert!(err.contains("--ca-cert-file"), "{err}");
     let (code, _, err) = kumactl(
         &cfg,
-        &["config", "control-planes", "add", "--name", "tls", "--address", "https://cp.example:5682", "--skip-check", "--skip-verify"],
+        &[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "tls",
+            "--address",
+            "https://cp.example:5682",
+            "--skip-check",
+            "--skip-verify",
+        ],
         "",
     )
     .await;
@@ -494,25 +743,53 @@ async fn control_planes_add_list_use_switch_remove() {
     );
 
     let (code, out, _) = kumactl(&cfg, &["config", "control-planes", "use", "global-cp"], "").await;
-    assert_eq!((code, out.as_str()), (0, "switched active Control Plane to \"global-cp\"\n"));
-    let (code, out, _) = kumactl(&cfg, &["config", "control-planes", "switch", "--name", "local"], "").await;
-    assert_eq!((code, out.as_str()), (0, "switched active Control Plane to \"local\"\n"));
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "switched active Control Plane to \"global-cp\"\n")
+    );
+    let (code, out, _) = kumactl(
+        &cfg,
+        &["config", "control-planes", "switch", "--name", "local"],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "switched active Control Plane to \"local\"\n")
+    );
     let (code, _, err) = kumactl(&cfg, &["config", "control-planes", "use", "nope"], "").await;
-    assert_eq!((code, err.as_str()), (1, "Error: there is no Control Plane with name \"nope\"\n"));
-    let (code, out, _) = kumactl(&cfg, &["config", "control-planes", "remove", "--name", "local"], "").await;
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Error: there is no Control Plane with name \"nope\"\n")
+    );
+    let (code, out, _) = kumactl(
+        &cfg,
+        &["config", "control-planes", "remove", "--name", "local"],
+        "",
+    )
+    .await;
     assert_eq!(code, 0);
-    assert_eq!(out, "removed Control Plane \"local\"\nswitched active Control Plane to \"global-cp\"\n");
+    assert_eq!(
+        out,
+        "removed Control Plane \"local\"\nswitched active Control Plane to \"global-cp\"\n"
+    );
 
     let (code, out, _) = kumactl(&cfg, &["config", "view"], "").await;
     assert_eq!(code, 0);
     assert!(out.contains("currentContext: global-cp"), "{out}");
-    assert!(out.contains("authType: tokens") && out.contains("token: abc"), "{out}");
+    assert!(
+        out.contains("authType: tokens") && out.contains("token: abc"),
+        "{out}"
+    );
     assert!(out.contains("skipVerify: true"), "{out}");
 
     // The token is sent on the next call.
     let (code, _, err) = kumactl(&cfg, &["apply", "-f", "-"], SEED_MESH).await;
     assert_eq!(code, 0, "{err}");
-    assert_eq!(cp.writes().last().unwrap().auth.as_deref(), Some("Bearer abc"));
+    assert_eq!(
+        cp.writes().last().unwrap().auth.as_deref(),
+        Some("Bearer abc")
+    );
 }
 
 #[tokio::test]
@@ -537,7 +814,10 @@ async fn version_and_completion_and_usage_errors() {
     assert!(err.starts_with("Error: "), "{err}");
     let (code, _, err) = kumactl(&cfg, &["--api-timeout", "soon", "get", "meshes"], "").await;
     assert_eq!(code, 1);
-    assert!(err.starts_with("Error: invalid argument \"soon\" for \"--api-timeout\""), "{err}");
+    assert!(
+        err.starts_with("Error: invalid argument \"soon\" for \"--api-timeout\""),
+        "{err}"
+    );
     let (code, _, err) = kumactl(&cfg, &["get", "things"], "").await;
     assert_eq!(code, 1);
     assert!(err.starts_with("Error: unknown TYPE: things."), "{err}");

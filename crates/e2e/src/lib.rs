@@ -357,3 +357,66 @@ impl Kumactl {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
 }
+
+/// A network namespace joined to the host by a veth pair: a second "host" on this machine,
+/// so a client can reach the control plane from a non-loopback address.
+/// `None` (with the reason) where namespaces cannot be made (not root, no `ip`).
+pub struct NetNs {
+    pub name: String,
+    /// The host side's address (where servers listen).
+    pub host_ip: String,
+    /// The namespace side's address (where the client comes from).
+    pub ns_ip: String,
+}
+
+impl NetNs {
+    pub fn create() -> Result<NetNs, String> {
+        static SEQ: AtomicU8 = AtomicU8::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let id = (std::process::id() % 200) as u8;
+        let name = format!("aerie-{}-{seq}", std::process::id());
+        let (veth_host, veth_ns) = (format!("ae{id}h{seq}"), format!("ae{id}n{seq}"));
+        // A /30 per namespace inside 10.251.0.0/16, private to this machine.
+        let (a, b) = (id, seq.wrapping_mul(4));
+        let host_ip = format!("10.251.{a}.{}", b + 1);
+        let ns_ip = format!("10.251.{a}.{}", b + 2);
+        let ns = NetNs { name: name.clone(), host_ip: host_ip.clone(), ns_ip: ns_ip.clone() };
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), name.clone()],
+            vec!["link".into(), "add".into(), veth_host.clone(), "type".into(), "veth".into(), "peer".into(), "name".into(), veth_ns.clone()],
+            vec!["link".into(), "set".into(), veth_ns.clone(), "netns".into(), name.clone()],
+            vec!["addr".into(), "add".into(), format!("{host_ip}/30"), "dev".into(), veth_host.clone()],
+            vec!["link".into(), "set".into(), veth_host.clone(), "up".into()],
+            vec!["-n".into(), name.clone(), "addr".into(), "add".into(), format!("{ns_ip}/30"), "dev".into(), veth_ns.clone()],
+            vec!["-n".into(), name.clone(), "link".into(), "set".into(), veth_ns.clone(), "up".into()],
+            vec!["-n".into(), name.clone(), "link".into(), "set".into(), "lo".into(), "up".into()],
+        ];
+        for args in steps {
+            let out = Command::new("ip").args(&args).output().map_err(|e| format!("cannot run `ip`: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("`ip {}` failed: {}", args.join(" "), text(&out.stderr).trim()));
+            }
+        }
+        Ok(ns)
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end, and with it the host's peer.
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// Tells the person running the tests that a test was skipped, and why. Written straight to
+/// the process's stderr so the test harness's output capture does not swallow it.
+pub fn skipped(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}

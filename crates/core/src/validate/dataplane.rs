@@ -4,7 +4,7 @@
 //! gateway proxies are fine), every inbound must carry `kuma.io/service` (an inbound
 //! without tags is invalid too), and two inbounds may not listen on the same address:port.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::Value;
@@ -74,8 +74,8 @@ fn check_admin_port(net: &Networking, errs: &mut ValidationError) {
         return;
     };
     let inbound_clash = net.inbound.iter().any(|ib| {
-        let proxy_ip = ib.address.as_deref().unwrap_or(&net.address);
-        let app_ip = ib.service_address.as_deref().unwrap_or("127.0.0.1");
+        let proxy_ip = or_default(ib.address.as_deref(), &net.address);
+        let app_ip = or_default(ib.service_address.as_deref(), "127.0.0.1");
         let app_port = ib.service_port.filter(|&p| p != 0).unwrap_or(ib.port);
         (ib.port == port && overlaps_loopback(proxy_ip))
             || (app_port == port && overlaps_loopback(app_ip))
@@ -84,11 +84,16 @@ fn check_admin_port(net: &Networking, errs: &mut ValidationError) {
         errs.add("networking.admin.port", "must differ from inbound");
     }
     let outbound_clash = net.outbound.iter().any(|ob| {
-        ob.port == port && overlaps_loopback(ob.address.as_deref().unwrap_or("127.0.0.1"))
+        ob.port == port && overlaps_loopback(or_default(ob.address.as_deref(), "127.0.0.1"))
     });
     if outbound_clash {
         errs.add("networking.admin.port", "must differ from outbound");
     }
+}
+
+/// An optional address, or `default` when it is missing or empty (proto's zero value).
+fn or_default<'a>(value: Option<&'a str>, default: &'a str) -> &'a str {
+    value.filter(|v| !v.is_empty()).unwrap_or(default)
 }
 
 /// Whether a listener on `ip` would take the same socket as one on 127.0.0.1
@@ -197,26 +202,20 @@ fn check_address(address: &str, errs: &mut ValidationError) {
 
 /// Every inbound on its own, then uniqueness of names and of address:port pairs.
 fn check_inbounds(net: &Networking, errs: &mut ValidationError) {
-    let mut sockets: HashMap<(&str, u32), usize> = HashMap::new();
-    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut sockets: HashSet<(&str, u32)> = HashSet::new();
+    let mut names: HashSet<&str> = HashSet::new();
     for (i, inbound) in net.inbound.iter().enumerate() {
         let at = format!("networking.inbound[{i}]");
         errs.add_prefixed(&at, validate_inbound(inbound, &net.address));
-        let address = inbound
-            .address
-            .as_deref()
-            .filter(|a| !a.is_empty())
-            .unwrap_or(&net.address);
-        if (1..=65535).contains(&inbound.port)
-            && sockets.insert((address, inbound.port), i).is_some()
-        {
+        let address = or_default(inbound.address.as_deref(), &net.address);
+        if (1..=65535).contains(&inbound.port) && !sockets.insert((address, inbound.port)) {
             errs.add(
                 format!("{at}.port"),
                 "port is already used by another inbound",
             );
         }
         let name = inbound.name.as_deref().unwrap_or("");
-        if !name.is_empty() && names.insert(name, i).is_some() {
+        if !name.is_empty() && !names.insert(name) {
             errs.add(
                 format!("{at}.name"),
                 format!("name \"{name}\" must be unique across inbounds and listeners"),

@@ -1,6 +1,6 @@
 //! MeshService checks: ports, state and identities.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use serde_json::Value;
 
@@ -34,19 +34,19 @@ pub(super) fn validate(spec: &MeshServiceSpec) -> ValidationError {
 /// Each port on its own, then uniqueness: clients pick a port by number or by name, so
 /// neither may repeat.
 fn check_ports(ports: &[MeshServicePort], errs: &mut ValidationError) {
-    let mut numbers: HashMap<u32, usize> = HashMap::new();
-    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut numbers: HashSet<u32> = HashSet::new();
+    let mut names: HashSet<&str> = HashSet::new();
     for (i, port) in ports.iter().enumerate() {
         let at = format!("ports[{i}]");
         errs.add_prefixed(&at, validate_port(port));
-        if numbers.insert(port.port, i).is_some() {
+        if !numbers.insert(port.port) {
             errs.add(
                 format!("{at}.port"),
                 format!("duplicate entry: {}, values have to be unique", port.port),
             );
         }
         let name = port.name.as_deref().unwrap_or("");
-        if !name.is_empty() && names.insert(name, i).is_some() {
+        if !name.is_empty() && !names.insert(name) {
             errs.add(
                 format!("{at}.name"),
                 format!("duplicate entry: {name}, values have to be unique"),

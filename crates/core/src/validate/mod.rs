@@ -270,6 +270,199 @@ mod tests {
         );
     }
 
+    /// Field names of every body, so random documents often have the right shape.
+    const KEYS: [&str; 48] = [
+        "networking",
+        "address",
+        "inbound",
+        "outbound",
+        "port",
+        "servicePort",
+        "serviceAddress",
+        "tags",
+        "state",
+        "backendRef",
+        "kind",
+        "name",
+        "labels",
+        "admin",
+        "gateway",
+        "type",
+        "listeners",
+        "transparentProxying",
+        "reachableBackends",
+        "refs",
+        "namespace",
+        "serviceProbe",
+        "interval",
+        "healthyThreshold",
+        "probes",
+        "endpoints",
+        "inboundPath",
+        "metrics",
+        "mtls",
+        "backends",
+        "enabledBackend",
+        "mode",
+        "dpCert",
+        "rotation",
+        "expiration",
+        "conf",
+        "caCert",
+        "RSAbits",
+        "cert",
+        "inline",
+        "routing",
+        "zoneEgress",
+        "targetRef",
+        "from",
+        "default",
+        "action",
+        "ports",
+        "targetPort",
+    ];
+
+    /// Leaf values chosen to hit edge cases: empty, wildcard, non-ASCII, huge numbers.
+    fn arb_leaf() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::json;
+        prop_oneof![
+            proptest::sample::select(vec![
+                "",
+                "*",
+                "::",
+                "0.0.0.0",
+                "é",
+                "=",
+                "YQ==",
+                "Mesh",
+                "Dataplane",
+                "MeshService",
+                "MeshSubset",
+                "MeshServiceSubset",
+                "builtin",
+                "provided",
+                "BUILTIN",
+                "Allow",
+                "kuma.io/service",
+                "0",
+                "1y",
+                "a..b",
+                "-",
+            ])
+            .prop_map(|s| json!(s)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<bool>().prop_map(|b| json!(b)),
+            ".{0,6}".prop_map(|s| json!(s)),
+            Just(serde_json::Value::Null),
+        ]
+    }
+
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        arb_leaf().prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(serde_json::Value::Array),
+                proptest::collection::vec((proptest::sample::select(KEYS.to_vec()), inner), 0..5)
+                    .prop_map(|kv| {
+                        let map = kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                        serde_json::Value::Object(map)
+                    }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Whatever a document holds, once it parses, validation answers without panicking
+        /// (and an invalid resource always comes with at least one violation).
+        #[test]
+        fn validation_never_panics(
+            rtype in proptest::sample::select(crate::ResourceType::ALL.to_vec()),
+            name in "[a-zA-Z0-9._-]{0,70}",
+            body in arb_value(),
+        ) {
+            let mut doc = serde_json::Map::new();
+            doc.insert("type".into(), rtype.name().into());
+            doc.insert("name".into(), name.into());
+            match (rtype.shape(), body) {
+                (crate::Shape::Flat, serde_json::Value::Object(fields)) => doc.extend(fields),
+                (_, body) => {
+                    doc.insert("spec".into(), body);
+                }
+            }
+            if let Ok(r) = crate::format::resource_from_value(&serde_json::Value::Object(doc)) {
+                if let Err(e) = validate(&r) {
+                    proptest::prop_assert!(!e.violations.is_empty());
+                }
+                let _ = warnings(&r);
+            }
+        }
+    }
+
+    /// Rich valid documents whose leaves the property test below replaces at random.
+    const TEMPLATES: [&str; 5] = [
+        "type: Mesh\nname: m\nskipCreatingInitialPolicies: ['*']\nrouting: {zoneEgress: true}\nmtls:\n  enabledBackend: ca\n  backends:\n    - name: ca\n      type: provided\n      mode: STRICT\n      dpCert: {rotation: {expiration: 1d}, requestTimeout: 1s}\n      rootChain: {requestTimeout: 1s}\n      conf: {cert: {inline: YQ==}, key: {secret: k}, caCert: {RSAbits: 2048, expiration: 1y}}\n",
+        "type: Dataplane\nname: d\nmesh: default\nnetworking:\n  address: 10.0.0.1\n  admin: {port: 9901}\n  gateway: {type: DELEGATED, tags: {kuma.io/service: g}}\n  inbound:\n    - {port: 80, servicePort: 81, serviceAddress: 127.0.0.1, address: 10.0.0.1, name: http, state: Ready, tags: {kuma.io/service: a, kuma.io/protocol: http}, serviceProbe: {interval: 1s, timeout: 1s, healthyThreshold: 1}}\n  outbound:\n    - {port: 1, address: 127.0.0.1, tags: {kuma.io/service: b}}\n    - {port: 2, backendRef: {kind: MeshService, name: b, port: 80, labels: {a: b}}}\n  transparentProxying: {reachableBackends: {refs: [{kind: MeshService, name: b, namespace: ns, labels: {a: b}}]}}\n  listeners: [{type: ZoneIngress}]\nmetrics: {type: prometheus}\nprobes: {port: 9000, endpoints: [{inboundPort: 80, inboundPath: /a, path: /b}]}\n",
+        "type: MeshTrafficPermission\nname: p\nmesh: default\nspec:\n  targetRef: {kind: MeshServiceSubset, name: a, tags: {v: '1'}, labels: {a: b}, namespace: n1, sectionName: s, proxyTypes: [Sidecar], mesh: m}\n  from:\n    - targetRef: {kind: MeshSubset, tags: {kuma.io/service: a}}\n      default: {action: Allow}\n  rules: [{default: {}}]\n",
+        "type: MeshService\nname: s\nmesh: default\nspec:\n  state: Available\n  ports: [{name: a, port: 80, targetPort: 8080, appProtocol: http}, {name: b, port: 81, targetPort: b}]\n  identities: [{type: SpiffeID, value: v}]\n",
+        "type: Secret\nname: s\nmesh: default\ndata: YQ==\n",
+    ];
+
+    /// Replaces the leaves of `v` (strings, numbers, bools) in visiting order with the
+    /// replacements given for them.
+    fn replace_leaves(
+        v: &mut serde_json::Value,
+        replacements: &mut impl Iterator<Item = Option<serde_json::Value>>,
+    ) {
+        match v {
+            serde_json::Value::Object(map) => map
+                .values_mut()
+                .for_each(|child| replace_leaves(child, replacements)),
+            serde_json::Value::Array(items) => items
+                .iter_mut()
+                .for_each(|child| replace_leaves(child, replacements)),
+            leaf => {
+                if let Some(Some(new)) = replacements.next() {
+                    *leaf = new;
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        /// Valid documents with random leaves swapped for edge-case values: validation
+        /// answers without panicking and reports a problem with a non-empty message.
+        #[test]
+        fn mutated_documents_never_panic(
+            template in proptest::sample::select(TEMPLATES.to_vec()),
+            replacements in proptest::collection::vec(
+                proptest::option::weighted(0.15, arb_leaf()), 80),
+        ) {
+            let mut doc = crate::format::parse_yaml_value(template).expect("template");
+            replace_leaves(&mut doc, &mut replacements.into_iter());
+            if let Ok(r) = crate::format::resource_from_value(&doc) {
+                if let Err(e) = validate(&r) {
+                    proptest::prop_assert!(!e.violations.is_empty());
+                    proptest::prop_assert!(e.violations.iter().all(|v| !v.message.is_empty()));
+                }
+                let _ = warnings(&r);
+            }
+        }
+    }
+
+    #[test]
+    fn templates_are_parseable() {
+        // Some templates are deliberately invalid (every field set); they must still parse.
+        for t in TEMPLATES {
+            let _ = parse(t);
+        }
+    }
+
     #[test]
     fn base64_check() {
         for good in ["", "YQ==", "YWI=", "YWJj", "aGVsbG8gd29ybGQ=", "+/+/"] {

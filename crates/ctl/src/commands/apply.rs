@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context as _, Result, anyhow, bail};
 use aerie_core::Resource;
 use aerie_core::format::{parse_yaml_documents, resource_from_value, resource_to_value};
+use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::Value;
 
 use super::item_path;
@@ -33,7 +33,10 @@ pub async fn run(args: ApplyArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
             io.stdin
                 .read_to_end(&mut buf)
                 .context("error while reading the standard input")?;
-            sources.push(String::from_utf8(buf).map_err(|_| anyhow!("the standard input is not UTF-8 text"))?);
+            sources.push(
+                String::from_utf8(buf)
+                    .map_err(|_| anyhow!("the standard input is not UTF-8 text"))?,
+            );
         } else if f.starts_with("http://") || f.starts_with("https://") {
             sources.push(fetch(f, g).await?);
         } else {
@@ -51,7 +54,10 @@ pub async fn run(args: ApplyArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
             let padded = format!("{}{}", "\n".repeat(first_line), chunk);
             match parse_yaml_documents(&padded) {
                 Err(e) => {
-                    failures.push(format!("resource[{index}]: failed to parse resource: {e}"));
+                    failures.push(format!(
+                        "resource[{index}]: failed to parse resource: {}",
+                        syntax_message(&e.to_string())
+                    ));
                     index += 1;
                 }
                 Ok(docs) => {
@@ -77,6 +83,12 @@ pub async fn run(args: ApplyArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
     }
 
     if args.dry_run {
+        // Nothing reaches the server, so its warnings are computed here.
+        for r in &resources {
+            for w in aerie_core::validate::warnings(r) {
+                writeln!(io.err, "Warning: {w}")?;
+            }
+        }
         let values: Vec<Value> = resources.iter().map(resource_to_value).collect();
         write!(io.out, "{}", yaml::documents(&values))?;
         return Ok(());
@@ -86,21 +98,47 @@ pub async fn run(args: ApplyArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
     for r in &resources {
         let rtype = r.resource_type();
         let path = item_path(rtype, r.mesh(), r.name());
-        let what = format!("resource type=\"{}\" mesh=\"{}\" name=\"{}\"", rtype.name(), r.mesh(), r.name());
-        let resp = client.put_json(&path, &resource_to_value(r)).await.with_context(|| what.clone())?;
+        let what = format!(
+            "resource type=\"{}\" mesh=\"{}\" name=\"{}\"",
+            rtype.name(),
+            r.mesh(),
+            r.name()
+        );
+        let resp = client
+            .put_json(&path, &resource_to_value(r))
+            .await
+            .with_context(|| what.clone())?;
         if !resp.is_success() {
             bail!("{what}: failed server side: {}", resp.api_error());
         }
-        let verb = if resp.status == 201 { "Created" } else { "Updated" };
+        let verb = if resp.status == 201 {
+            "Created"
+        } else {
+            "Updated"
+        };
         writeln!(io.out, "{what} {verb}")?;
         if let Ok(body) = resp.json() {
-            for w in body.get("warnings").and_then(Value::as_array).into_iter().flatten() {
-                let w = w.as_str().map(str::to_string).unwrap_or_else(|| w.to_string());
+            for w in body
+                .get("warnings")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let w = w
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| w.to_string());
                 writeln!(io.err, "Warning: {w}")?;
             }
         }
     }
     Ok(())
+}
+
+/// The YAML parser's message without its source excerpt: `line 5 column 7: unclosed bracket '['`.
+fn syntax_message(msg: &str) -> String {
+    let msg = msg.split(" --> ").next().unwrap_or(msg).trim();
+    msg.strip_prefix("error: ").unwrap_or(msg).to_string()
 }
 
 /// Reads, then validates one document like the control plane would.
@@ -123,7 +161,9 @@ pub fn parse_vars(raw: &[String]) -> Result<BTreeMap<String, String>> {
             let (k, v) = p
                 .split_once('=')
                 .filter(|(k, _)| !k.trim().is_empty())
-                .ok_or_else(|| anyhow!("invalid argument \"{arg}\" for \"--var\": expected key=value"))?;
+                .ok_or_else(|| {
+                    anyhow!("invalid argument \"{arg}\" for \"--var\": expected key=value")
+                })?;
             vars.insert(k.trim().to_string(), v.to_string());
         }
     }
@@ -131,7 +171,9 @@ pub fn parse_vars(raw: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 fn is_var_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 /// Replaces `{{ key }}` / `{{key}}` with the variable's value. A placeholder with no value
@@ -192,7 +234,9 @@ fn read_local(path: &Path) -> Result<Vec<String>> {
         let entries = std::fs::read_dir(path)
             .with_context(|| format!("error reading file names in directory {}", path.display()))?;
         for e in entries {
-            let p = e.with_context(|| format!("error reading directory {}", path.display()))?.path();
+            let p = e
+                .with_context(|| format!("error reading directory {}", path.display()))?
+                .path();
             let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
             if p.is_file() && ["yaml", "yml", "json"].contains(&ext) {
                 files.push(p);
@@ -243,20 +287,40 @@ mod tests {
     use super::*;
 
     fn vars(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn templating_replaces_both_spellings_and_names_missing_variables() {
         let v = vars(&[("mesh", "prod"), ("port", "8080")]);
         assert_eq!(
-            render_template("mesh: {{ mesh }}\nport: {{port}}\nname: {{  mesh  }}-x\n", &v).unwrap(),
+            render_template(
+                "mesh: {{ mesh }}\nport: {{port}}\nname: {{  mesh  }}-x\n",
+                &v
+            )
+            .unwrap(),
             "mesh: prod\nport: 8080\nname: prod-x\n"
         );
-        let err = render_template("name: {{ name }}\n", &v).unwrap_err().to_string();
+        let err = render_template("name: {{ name }}\n", &v)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"name\""), "{err}");
         // Not a placeholder: left alone.
-        assert_eq!(render_template("a: '{{ x y }}' {{", &v).unwrap(), "a: '{{ x y }}' {{");
+        assert_eq!(
+            render_template("a: '{{ x y }}' {{", &v).unwrap(),
+            "a: '{{ x y }}' {{"
+        );
+    }
+
+    #[test]
+    fn syntax_messages_lose_the_excerpt() {
+        assert_eq!(
+            syntax_message("error: line 5 column 7: unclosed bracket '['  --> <input>:5:7   | 3 |"),
+            "line 5 column 7: unclosed bracket '['"
+        );
+        assert_eq!(syntax_message("something"), "something");
     }
 
     #[test]
@@ -270,7 +334,10 @@ mod tests {
     #[test]
     fn splits_documents_keeping_line_numbers() {
         let docs = split_documents("---\na: 1\n---\n\n---   # c\nb: 2\nc: 3\n");
-        assert_eq!(docs, vec![(1, "a: 1\n".to_string()), (5, "b: 2\nc: 3\n".to_string())]);
+        assert_eq!(
+            docs,
+            vec![(1, "a: 1\n".to_string()), (5, "b: 2\nc: 3\n".to_string())]
+        );
         assert_eq!(split_documents("a: 1"), vec![(0, "a: 1".to_string())]);
         assert!(split_documents("\n---\n# only a comment\n").len() == 1);
     }

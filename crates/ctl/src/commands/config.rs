@@ -22,16 +22,27 @@ pub async fn control_planes(cmd: ControlPlanesCommand, g: &Globals, io: &mut Io<
         ControlPlanesCommand::Add(args) => add(args, g, io).await,
         ControlPlanesCommand::List => {
             let cfg = g.load_config()?;
-            let current = cfg.context(&cfg.current_context).map(|c| c.control_plane.clone());
+            let current = cfg
+                .context(&cfg.current_context)
+                .map(|c| c.control_plane.clone());
             let rows: Vec<Vec<String>> = cfg
                 .control_planes
                 .iter()
                 .map(|cp| {
-                    let active = if current.as_deref() == Some(cp.name.as_str()) { "*" } else { "" };
-                    vec![active.to_string(), cp.name.clone(), cp.coordinates.api_server.url.clone()]
+                    let active = if current.as_deref() == Some(cp.name.as_str()) {
+                        "*"
+                    } else {
+                        ""
+                    };
+                    vec![
+                        active.to_string(),
+                        cp.name.clone(),
+                        cp.coordinates.api_server.url.clone(),
+                    ]
                 })
                 .collect();
-            io.out.write_all(table::render(&["ACTIVE", "NAME", "ADDRESS"], &rows, None).as_bytes())?;
+            io.out
+                .write_all(table::render(&["ACTIVE", "NAME", "ADDRESS"], &rows, None).as_bytes())?;
             Ok(())
         }
         ControlPlanesCommand::Use(name) | ControlPlanesCommand::Switch(name) => {
@@ -53,7 +64,11 @@ pub async fn control_planes(cmd: ControlPlanesCommand, g: &Globals, io: &mut Io<
             cfg.save(&g.config_file)?;
             writeln!(io.out, "removed Control Plane \"{name}\"")?;
             match cfg.context(&cfg.current_context) {
-                Some(ctx) => writeln!(io.out, "switched active Control Plane to \"{}\"", ctx.control_plane)?,
+                Some(ctx) => writeln!(
+                    io.out,
+                    "switched active Control Plane to \"{}\"",
+                    ctx.control_plane
+                )?,
                 None => writeln!(
                     io.out,
                     "there is no active Control Plane left. Use `kumactl config control-planes add` to add a Control Plane and make it active"
@@ -71,7 +86,9 @@ fn parse_auth_conf(raw: &[String]) -> Result<BTreeMap<String, String>> {
             let (k, v) = part
                 .split_once('=')
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| anyhow!("invalid argument \"{arg}\" for \"--auth-conf\": expected key=value"))?;
+                .ok_or_else(|| {
+                    anyhow!("invalid argument \"{arg}\" for \"--auth-conf\": expected key=value")
+                })?;
             out.insert(k.to_string(), v.to_string());
         }
     }
@@ -92,7 +109,9 @@ async fn add(args: AddControlPlaneArgs, g: &Globals, io: &mut Io<'_>) -> Result<
                 bail!("--auth-conf is not valid: provide token=YOUR_TOKEN");
             }
             if let Some(k) = auth_conf.keys().find(|k| *k != "token") {
-                bail!("--auth-conf is not valid: unknown key \"{k}\", only token=YOUR_TOKEN is supported");
+                bail!(
+                    "--auth-conf is not valid: unknown key \"{k}\", only token=YOUR_TOKEN is supported"
+                );
             }
         }
         Some(other) => bail!("authentication plugin of type \"{other}\" is not found"),
@@ -121,7 +140,10 @@ async fn add(args: AddControlPlaneArgs, g: &Globals, io: &mut Io<'_>) -> Result<
     }
     let cp = ControlPlane {
         name: args.name.clone(),
-        coordinates: Coordinates { api_server: api, extra: Map::new() },
+        coordinates: Coordinates {
+            api_server: api,
+            extra: Map::new(),
+        },
         extra: Map::new(),
     };
     cfg.add_control_plane(cp, args.overwrite);

@@ -1,6 +1,5 @@
 //! `kumactl delete TYPE NAME [--mesh M]`.
 
-
 use anyhow::{Result, bail};
 
 use super::{item_path, resolve_type};
@@ -10,7 +9,9 @@ use crate::{Globals, Io};
 pub async fn run(args: DeleteArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
     let rtype = resolve_type(&args.resource_type)?;
     let client = g.client()?;
-    let resp = client.delete(&item_path(rtype, &args.mesh, &args.name)).await?;
+    let resp = client
+        .delete(&item_path(rtype, &args.mesh, &args.name))
+        .await?;
     if resp.status == 404 {
         bail!("there is no {} with name \"{}\"", rtype.name(), args.name);
     }

@@ -1,6 +1,5 @@
 //! `kumactl generate user-token --name N --group G --valid-for D`.
 
-
 use anyhow::{Result, bail};
 use serde_json::json;
 

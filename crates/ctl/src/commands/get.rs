@@ -1,8 +1,7 @@
 //! `kumactl get <plural>` and `kumactl get <singular> NAME`, with `-o table|yaml|json`.
 
-
-use anyhow::{Result, anyhow, bail};
 use aerie_core::Scope;
+use anyhow::{Result, anyhow, bail};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -29,7 +28,11 @@ pub async fn run(args: GetArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
             if global {
                 bail!("failed to get {name}: {}", resp.api_error());
             }
-            bail!("failed to get {name} in mesh {}: {}", args.mesh, resp.api_error());
+            bail!(
+                "failed to get {name} in mesh {}: {}",
+                args.mesh,
+                resp.api_error()
+            );
         }
         let item = resp.json()?;
         let text = match args.output {
@@ -64,9 +67,17 @@ pub async fn run(args: GetArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
         .get("items")
         .and_then(Value::as_array)
         .cloned()
-        .ok_or_else(|| anyhow!("failed to list {}: the answer has no `items` list", rtype.name()))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "failed to list {}: the answer has no `items` list",
+                rtype.name()
+            )
+        })?;
     let next = body.get("next").cloned().unwrap_or(Value::Null);
-    let total = body.get("total").and_then(Value::as_u64).unwrap_or(items.len() as u64);
+    let total = body
+        .get("total")
+        .and_then(Value::as_u64)
+        .unwrap_or(items.len() as u64);
     let text = match args.output {
         Format::Table => {
             let (headers, rows) = table::rows_for(rtype, &items, now);

@@ -7,8 +7,8 @@ pub mod generate;
 pub mod get;
 pub mod version;
 
-use anyhow::{Result, anyhow};
 use aerie_core::{ResourceType, Scope};
+use anyhow::{Result, anyhow};
 
 use crate::cli::{Command, ConfigCommand, GenerateCommand};
 use crate::{Globals, Io};
@@ -21,7 +21,9 @@ pub async fn execute(cmd: Command, g: &Globals, io: &mut Io<'_>) -> Result<()> {
         Command::Delete(args) => delete::run(args, g, io).await,
         Command::Config { command } => match command {
             ConfigCommand::View => config::view(g, io),
-            ConfigCommand::ControlPlanes { command } => config::control_planes(command, g, io).await,
+            ConfigCommand::ControlPlanes { command } => {
+                config::control_planes(command, g, io).await
+            }
         },
         Command::Generate { command } => match command {
             GenerateCommand::UserToken(args) => generate::user_token(args, g, io).await,
@@ -39,7 +41,10 @@ pub async fn execute(cmd: Command, g: &Globals, io: &mut Io<'_>) -> Result<()> {
 pub fn resolve_type(arg: &str) -> Result<ResourceType> {
     ResourceType::from_cli(arg).ok_or_else(|| {
         let allowed: Vec<&str> = ResourceType::ALL.iter().map(|t| t.cli_singular()).collect();
-        anyhow!("unknown TYPE: {arg}. Allowed values: {}", allowed.join(", "))
+        anyhow!(
+            "unknown TYPE: {arg}. Allowed values: {}",
+            allowed.join(", ")
+        )
     })
 }
 
@@ -75,15 +80,35 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(item_path(ResourceType::Mesh, "default", "default"), "/meshes/default");
+        assert_eq!(
+            item_path(ResourceType::Mesh, "default", "default"),
+            "/meshes/default"
+        );
         assert_eq!(
             item_path(ResourceType::MeshTrafficPermission, "default", "allow-all"),
             "/meshes/default/meshtrafficpermissions/allow-all"
         );
-        assert_eq!(item_path(ResourceType::Zone, "default", "z 1"), "/zones/z%201");
-        assert_eq!(collection_path(ResourceType::Dataplane, "m"), "/meshes/m/dataplanes");
-        assert_eq!(collection_path(ResourceType::GlobalSecret, "m"), "/globalsecrets");
-        assert!(resolve_type("nope").unwrap_err().to_string().starts_with("unknown TYPE: nope. Allowed values: mesh, dataplane"));
-        assert_eq!(resolve_type("mtp").unwrap(), ResourceType::MeshTrafficPermission);
+        assert_eq!(
+            item_path(ResourceType::Zone, "default", "z 1"),
+            "/zones/z%201"
+        );
+        assert_eq!(
+            collection_path(ResourceType::Dataplane, "m"),
+            "/meshes/m/dataplanes"
+        );
+        assert_eq!(
+            collection_path(ResourceType::GlobalSecret, "m"),
+            "/globalsecrets"
+        );
+        assert!(
+            resolve_type("nope")
+                .unwrap_err()
+                .to_string()
+                .starts_with("unknown TYPE: nope. Allowed values: mesh, dataplane")
+        );
+        assert_eq!(
+            resolve_type("mtp").unwrap(),
+            ResourceType::MeshTrafficPermission
+        );
     }
 }

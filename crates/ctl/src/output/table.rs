@@ -71,7 +71,9 @@ pub fn pagination_footer(next: &Value) -> Option<String> {
         .split('&')
         .find_map(|kv| kv.strip_prefix("offset="))
         .filter(|o| !o.is_empty())?;
-    Some(format!("Rerun command with --offset={offset} argument to retrieve more resources"))
+    Some(format!(
+        "Rerun command with --offset={offset} argument to retrieve more resources"
+    ))
 }
 
 fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
@@ -86,7 +88,11 @@ fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
 }
 
 fn on_off(v: Option<&Value>) -> &'static str {
-    if v.and_then(Value::as_bool).unwrap_or(false) { "on" } else { "off" }
+    if v.and_then(Value::as_bool).unwrap_or(false) {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 /// The mTLS cell of a mesh: `type/name` of the enabled backend, or `off`.
@@ -95,7 +101,10 @@ fn mtls_cell(mesh: &Value) -> String {
     if enabled.is_empty() {
         return "off".into();
     }
-    let backends = mesh.get("mtls").and_then(|m| m.get("backends")).and_then(Value::as_array);
+    let backends = mesh
+        .get("mtls")
+        .and_then(|m| m.get("backends"))
+        .and_then(Value::as_array);
     match backends.and_then(|bs| bs.iter().find(|b| s(b, &["name"]) == enabled)) {
         Some(b) => format!("{}/{}", s(b, &["type"]), enabled),
         None => "off".into(),
@@ -121,7 +130,9 @@ fn tags_cell(dp: &Value) -> String {
             add(i.get("tags"));
         }
     }
-    add(networking.and_then(|n| n.get("gateway")).and_then(|g| g.get("tags")));
+    add(networking
+        .and_then(|n| n.get("gateway"))
+        .and_then(|g| g.get("tags")));
     set.iter()
         .map(|(k, vs)| format!("{k}={}", vs.iter().cloned().collect::<Vec<_>>().join(",")))
         .collect::<Vec<_>>()
@@ -129,7 +140,11 @@ fn tags_cell(dp: &Value) -> String {
 }
 
 /// Headers and one row per item for a resource type.
-pub fn rows_for(rtype: ResourceType, items: &[Value], now: OffsetDateTime) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub fn rows_for(
+    rtype: ResourceType,
+    items: &[Value],
+    now: OffsetDateTime,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let name = |v: &Value| s(v, &["name"]).to_string();
     let mesh = |v: &Value| s(v, &["mesh"]).to_string();
     match rtype {
@@ -158,7 +173,13 @@ pub fn rows_for(rtype: ResourceType, items: &[Value], now: OffsetDateTime) -> (V
                     if address.is_empty() {
                         address = s(d, &["networking", "address"]);
                     }
-                    vec![mesh(d), name(d), tags_cell(d), address.to_string(), age(d, now)]
+                    vec![
+                        mesh(d),
+                        name(d),
+                        tags_cell(d),
+                        address.to_string(),
+                        age(d, now),
+                    ]
                 })
                 .collect(),
         ),
@@ -173,14 +194,23 @@ pub fn rows_for(rtype: ResourceType, items: &[Value], now: OffsetDateTime) -> (V
                         kind = "Mesh";
                     }
                     let target = s(p, &["spec", "targetRef", "name"]);
-                    vec![mesh(p), name(p), kind.to_string(), target.to_string(), age(p, now)]
+                    vec![
+                        mesh(p),
+                        name(p),
+                        kind.to_string(),
+                        target.to_string(),
+                        age(p, now),
+                    ]
                 })
                 .collect(),
         ),
         other => match other.scope() {
             Scope::Mesh => (
                 vec!["MESH", "NAME", "AGE"],
-                items.iter().map(|v| vec![mesh(v), name(v), age(v, now)]).collect(),
+                items
+                    .iter()
+                    .map(|v| vec![mesh(v), name(v), age(v, now)])
+                    .collect(),
             ),
             Scope::Global => (
                 vec!["NAME", "AGE"],
@@ -208,9 +238,15 @@ mod tests {
         assert_eq!(human_duration(400 * 86_400), "1y");
         assert_eq!(human_duration(-1), "0s");
         assert_eq!(human_duration(-5), "never");
-        assert_eq!(age(&json!({"creationTime": "2026-03-01T11:59:55Z"}), NOW), "5s");
         assert_eq!(
-            age(&json!({"creationTime": "2026-01-01T00:00:00Z", "modificationTime": "2026-03-01T11:57:00+00:00"}), NOW),
+            age(&json!({"creationTime": "2026-03-01T11:59:55Z"}), NOW),
+            "5s"
+        );
+        assert_eq!(
+            age(
+                &json!({"creationTime": "2026-01-01T00:00:00Z", "modificationTime": "2026-03-01T11:57:00+00:00"}),
+                NOW
+            ),
             "3m"
         );
         assert_eq!(age(&json!({"creationTime": "garbage"}), NOW), "unknown");
@@ -235,11 +271,13 @@ mod tests {
 
     #[test]
     fn policy_and_dataplane_tables() {
-        let items = vec![json!({"type": "MeshTrafficPermission", "mesh": "default", "name": "allow-flight-control-to-check-in",
+        let items = vec![
+            json!({"type": "MeshTrafficPermission", "mesh": "default", "name": "allow-flight-control-to-check-in",
             "creationTime": "2026-03-01T10:00:00Z",
             "spec": {"targetRef": {"kind": "MeshService", "name": "check-in-api-blu"}, "from": []}}),
             json!({"type": "MeshTrafficPermission", "mesh": "default", "name": "allow-all",
-            "creationTime": "2026-03-01T11:00:00Z", "spec": {"from": []}})];
+            "creationTime": "2026-03-01T11:00:00Z", "spec": {"from": []}}),
+        ];
         let (h, rows) = rows_for(ResourceType::MeshTrafficPermission, &items, NOW);
         assert_eq!(
             render(&h, &rows, None),
@@ -247,14 +285,20 @@ mod tests {
              default   allow-flight-control-to-check-in   MeshService      check-in-api-blu   2h\n\
              default   allow-all                          Mesh                                1h\n"
         );
-        let dps = vec![json!({"type": "Dataplane", "mesh": "default", "name": "web-1", "creationTime": "2026-03-01T11:59:00Z",
+        let dps = vec![
+            json!({"type": "Dataplane", "mesh": "default", "name": "web-1", "creationTime": "2026-03-01T11:59:00Z",
             "networking": {"address": "10.0.0.1", "inbound": [
                 {"port": 80, "tags": {"kuma.io/service": "web", "version": "v2"}},
-                {"port": 81, "tags": {"kuma.io/service": "metrics"}}]}})];
+                {"port": 81, "tags": {"kuma.io/service": "metrics"}}]}}),
+        ];
         let (h, rows) = rows_for(ResourceType::Dataplane, &dps, NOW);
         assert_eq!(
-            render(&h, &rows, Some("Rerun command with --offset=1 argument to retrieve more resources")),
-            "MESH      NAME    TAGS                                       ADDRESS    AGE\n\
+            render(
+                &h,
+                &rows,
+                Some("Rerun command with --offset=1 argument to retrieve more resources")
+            ),
+            "MESH      NAME    TAGS                                     ADDRESS    AGE\n\
              default   web-1   kuma.io/service=metrics,web version=v2   10.0.0.1   1m\n\
              \n\
              Rerun command with --offset=1 argument to retrieve more resources\n"

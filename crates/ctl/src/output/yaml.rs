@@ -44,8 +44,21 @@ mod tests {
         let out = to_yaml(&list_value(&[mesh], &Value::Null, 1));
         let lines: Vec<&str> = out.lines().collect();
         let at = lines.iter().position(|l| l.trim() == "mtls:").expect(&out);
-        let block = lines[at..at + 5].iter().map(|l| l.trim()).collect::<Vec<_>>();
-        assert_eq!(block, ["mtls:", "backends:", "- name: builtin", "type: builtin", "enabledBackend: builtin"], "{out}");
+        let block = lines[at..at + 5]
+            .iter()
+            .map(|l| l.trim())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            block,
+            [
+                "mtls:",
+                "backends:",
+                "- name: builtin",
+                "type: builtin",
+                "enabledBackend: builtin"
+            ],
+            "{out}"
+        );
         assert!(out.starts_with("items:\n"), "{out}");
         assert!(out.contains("\ntotal: 1\n"), "{out}");
     }

@@ -29,14 +29,17 @@ pub struct Grant {
     /// True when only `AllowWithShadowDeny` entries grant this: allowed, but the proxy records
     /// that the caller would be denied once the shadow deny is made real.
     pub shadow_deny: bool,
-    /// Names of the policies behind the effective action, sorted. When a plain `Allow` and an
-    /// `AllowWithShadowDeny` both match, only the `Allow` policies are listed: they decide.
-    pub policies: Vec<String>,
+    /// The policies behind the effective action, as indices into [`InboundAuthz::policies`]
+    /// (one name table per inbound keeps tables small and checks allocation-free). When a
+    /// plain `Allow` and an `AllowWithShadowDeny` both match, only the `Allow` policies are
+    /// listed: they decide.
+    pub policies: Vec<u32>,
 }
 
 /// A grant to callers that hold all of `services` and all `tags` (MeshSubset-style rules).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubsetRule {
+    /// Sorted; may be empty.
     pub services: Vec<String>,
     pub tags: Vec<(String, String)>,
     pub grant: Grant,
@@ -51,23 +54,32 @@ impl SubsetRule {
 
 /// The resolved permissions of one Dataplane inbound, in the form the proxy consumes.
 ///
-/// Serialisable so the control plane can ship it to the proxy as is. Lookups use a
-/// `BTreeMap`, not a hash map, so the serialised form is deterministic and a deserialised
-/// table cannot be "unsorted" in a way that breaks lookups.
+/// Serialisable so the control plane can ship it to the proxy as is. Lookups use
+/// `BTreeMap`s, not hash maps, so the serialised form is deterministic and a deserialised
+/// table cannot be "unsorted" in a way that breaks lookups. A check touches only the entries
+/// for the caller's own services, plus subset rules that name no service (rare), so its cost
+/// does not grow with the number of services granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InboundAuthz {
     /// The inbound's `port` (the proxy's listener), to tie the table to its listener.
     pub port: u32,
     pub mode: AuthzMode,
     /// Callers must present an identity of this mesh; others never match.
     pub mesh: String,
+    /// Names of the policies the grants refer to, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
     /// Grant to every identity of the mesh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub any_in_mesh: Option<Grant>,
     /// Grants by caller service (`spiffe://<mesh>/<service>`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, Grant>,
-    /// Grants by service-and-tag subsets, sorted.
+    /// Subset rules requiring at least one service, keyed by their first service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_subsets: BTreeMap<String, Vec<SubsetRule>>,
+    /// Subset rules requiring tags only, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subsets: Vec<SubsetRule>,
 }
@@ -95,14 +107,18 @@ pub struct Verdict<'a> {
     /// The deciding grant: a plain one if any matched, else the first shadow one; `None` for
     /// denials and for [`AuthzMode::AllowAll`].
     pub grant: Option<&'a Grant>,
+    names: &'a [String],
 }
 
 impl<'a> Verdict<'a> {
-    /// Names of the policies that let the caller in (empty when denied or mTLS is off).
-    pub fn policies(&self) -> &'a [String] {
+    /// Names of the policies that let the caller in (none when denied or mTLS is off).
+    pub fn policies(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        let names = self.names;
         self.grant
-            .map(|g| g.policies.as_slice())
-            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|g| g.policies.iter())
+            .filter_map(move |&i| names.get(usize::try_from(i).ok()?))
+            .map(String::as_str)
     }
 }
 
@@ -113,8 +129,10 @@ impl InboundAuthz {
             port,
             mode: AuthzMode::AllowAll,
             mesh: mesh.into(),
+            policies: Vec::new(),
             any_in_mesh: None,
             services: BTreeMap::new(),
+            service_subsets: BTreeMap::new(),
             subsets: Vec::new(),
         }
     }
@@ -126,46 +144,43 @@ impl InboundAuthz {
 
     /// Like [`InboundAuthz::check`], also naming the policies that decided.
     pub fn verdict<'a>(&'a self, peer: &PeerIdentity) -> Verdict<'a> {
-        const DENY: Verdict<'static> = Verdict {
-            decision: Decision::Deny,
-            grant: None,
+        let verdict = |decision, grant| Verdict {
+            decision,
+            grant,
+            names: &self.policies,
         };
         match self.mode {
-            AuthzMode::AllowAll => {
-                return Verdict {
-                    decision: Decision::Allow,
-                    grant: None,
-                };
-            }
-            AuthzMode::Enforce if peer.mesh != self.mesh => return DENY,
+            AuthzMode::AllowAll => return verdict(Decision::Allow, None),
+            AuthzMode::Enforce if peer.mesh != self.mesh => return verdict(Decision::Deny, None),
             AuthzMode::Enforce => {}
         }
-        let matching = self
-            .any_in_mesh
-            .iter()
-            .chain(peer.services.iter().filter_map(|s| self.services.get(s)))
-            .chain(
-                self.subsets
-                    .iter()
-                    .filter(|r| r.matches(peer))
-                    .map(|r| &r.grant),
-            );
+        let by_service = peer.services.iter().flat_map(|s| {
+            let subsets = self
+                .service_subsets
+                .get(s)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            self.services
+                .get(s)
+                .into_iter()
+                .chain(subsets.iter().filter(|r| r.matches(peer)).map(|r| &r.grant))
+        });
+        let matching = self.any_in_mesh.iter().chain(by_service).chain(
+            self.subsets
+                .iter()
+                .filter(|r| r.matches(peer))
+                .map(|r| &r.grant),
+        );
         let mut shadow = None;
         for grant in matching {
             if !grant.shadow_deny {
-                return Verdict {
-                    decision: Decision::Allow,
-                    grant: Some(grant),
-                };
+                return verdict(Decision::Allow, Some(grant));
             }
             shadow.get_or_insert(grant);
         }
         match shadow {
-            Some(grant) => Verdict {
-                decision: Decision::AllowShadowDeny,
-                grant: Some(grant),
-            },
-            None => DENY,
+            Some(grant) => verdict(Decision::AllowShadowDeny, Some(grant)),
+            None => verdict(Decision::Deny, None),
         }
     }
 
@@ -178,9 +193,22 @@ impl InboundAuthz {
         }
     }
 
+    /// The names of the policies behind `grant` (a grant of this table).
+    pub fn grant_policies<'a>(&'a self, grant: &'a Grant) -> impl Iterator<Item = &'a str> {
+        Verdict {
+            decision: Decision::Allow,
+            grant: Some(grant),
+            names: &self.policies,
+        }
+        .policies()
+    }
+
     /// Number of grants in the table (0 with mTLS on = nobody gets in).
     pub fn grant_count(&self) -> usize {
-        usize::from(self.any_in_mesh.is_some()) + self.services.len() + self.subsets.len()
+        usize::from(self.any_in_mesh.is_some())
+            + self.services.len()
+            + self.service_subsets.values().map(Vec::len).sum::<usize>()
+            + self.subsets.len()
     }
 }
 
@@ -200,7 +228,8 @@ impl<'a> Acc<'a> {
         }
     }
 
-    fn finish(self) -> Grant {
+    /// The effective grant, naming the deciding policies.
+    fn finish(self) -> (bool, Vec<&'a str>) {
         let (shadow_deny, mut names) = if self.plain.is_empty() {
             (true, self.shadow)
         } else {
@@ -208,10 +237,7 @@ impl<'a> Acc<'a> {
         };
         names.sort_unstable();
         names.dedup();
-        Grant {
-            shadow_deny,
-            policies: names.into_iter().map(str::to_owned).collect(),
-        }
+        (shadow_deny, names)
     }
 }
 
@@ -248,46 +274,71 @@ impl<'a> AuthzBuilder<'a> {
     /// plain mesh-wide grant, shadow grants under a mesh-wide shadow grant, and subsets under a
     /// service grant that is at least as strong. Removing them changes no decision.
     pub fn finish(self, port: u32, mesh: &str) -> InboundAuthz {
-        let any_in_mesh = self.any.map(Acc::finish);
-        // What a rule must beat to be worth keeping: None = nothing, Some(false) = only shadow
-        // (so plain rules stay), Some(true) = everything (nothing stays).
-        let any_level = any_in_mesh.as_ref().map(|g| !g.shadow_deny);
-        let dominated = |covering: Option<bool>, grant: &Grant| match covering {
-            None => false,
-            Some(covers_plain) => covers_plain || grant.shadow_deny,
-        };
-        let services: BTreeMap<String, Grant> = self
+        let any = self.any.map(Acc::finish);
+        // Whether a grant is made pointless by one covering it (`covering`: None = no such
+        // grant, Some(shadow_deny) otherwise). A plain grant covers everything, a shadow one
+        // covers shadow grants only.
+        let dominated =
+            |covering: Option<bool>, shadow_deny: bool| covering.is_some_and(|c| !c || shadow_deny);
+        let any_level = any.as_ref().map(|(shadow, _)| *shadow);
+        let services: BTreeMap<&str, (bool, Vec<&str>)> = self
             .services
             .into_iter()
             .map(|(name, acc)| (name, acc.finish()))
-            .filter(|(_, g)| !dominated(any_level, g))
-            .map(|(name, g)| (name.to_owned(), g))
+            .filter(|(_, (shadow, _))| !dominated(any_level, *shadow))
             .collect();
-        let subsets = self
+        let subsets: Vec<(SubsetKey<'a>, (bool, Vec<&str>))> = self
             .subsets
             .into_iter()
-            .map(|((svcs, tags), acc)| (svcs, tags, acc.finish()))
-            .filter(|(svcs, _, g)| {
-                !dominated(any_level, g)
-                    && !svcs.iter().any(|s| {
-                        services
-                            .get(s)
-                            .is_some_and(|sg| dominated(Some(!sg.shadow_deny), g))
-                    })
-            })
-            .map(|(svcs, tags, grant)| SubsetRule {
-                services: svcs.to_vec(),
-                tags: tags.to_vec(),
-                grant,
+            .map(|(key, acc)| (key, acc.finish()))
+            .filter(|((svcs, _), (shadow, _))| {
+                !dominated(any_level, *shadow)
+                    && !svcs
+                        .iter()
+                        .any(|s| dominated(services.get(s.as_str()).map(|g| g.0), *shadow))
             })
             .collect();
-        InboundAuthz {
-            port,
-            mode: AuthzMode::Enforce,
-            mesh: mesh.to_owned(),
-            any_in_mesh,
-            services,
-            subsets,
+
+        let mut names: Vec<&str> = any
+            .iter()
+            .chain(services.values())
+            .chain(subsets.iter().map(|(_, g)| g))
+            .flat_map(|(_, ns)| ns.iter().copied())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let grant = |(shadow_deny, ns): (bool, Vec<&str>)| Grant {
+            shadow_deny,
+            policies: ns
+                .iter()
+                .filter_map(|n| names.binary_search(n).ok())
+                .filter_map(|i| u32::try_from(i).ok())
+                .collect(),
+        };
+
+        let mut table = InboundAuthz::allow_all(port, mesh);
+        table.mode = AuthzMode::Enforce;
+        table.any_in_mesh = any.map(grant);
+        table.services = services
+            .into_iter()
+            .map(|(n, g)| (n.to_owned(), grant(g)))
+            .collect();
+        for ((svcs, tags), g) in subsets {
+            let rule = SubsetRule {
+                services: svcs.to_vec(),
+                tags: tags.to_vec(),
+                grant: grant(g),
+            };
+            match svcs.first() {
+                Some(first) => table
+                    .service_subsets
+                    .entry(first.clone())
+                    .or_default()
+                    .push(rule),
+                None => table.subsets.push(rule),
+            }
         }
+        table.policies = names.into_iter().map(str::to_owned).collect();
+        table
     }
 }

@@ -40,13 +40,17 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -72,11 +76,26 @@ mod tests {
 
     #[test]
     fn kuma_durations() {
-        assert_eq!(parse_kuma_duration("10y"), Some(Duration::from_secs(10 * 365 * 86400)));
+        assert_eq!(
+            parse_kuma_duration("10y"),
+            Some(Duration::from_secs(10 * 365 * 86400))
+        );
         assert_eq!(parse_kuma_duration("1d"), Some(Duration::from_secs(86400)));
-        assert_eq!(parse_kuma_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_kuma_duration("500ms"),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(parse_kuma_duration("0"), Some(Duration::ZERO));
-        for bad in ["", "y", "1", "1h30m", "-1h", "1.5h", "1x", "99999999999999999999y"] {
+        for bad in [
+            "",
+            "y",
+            "1",
+            "1h30m",
+            "-1h",
+            "1.5h",
+            "1x",
+            "99999999999999999999y",
+        ] {
             assert_eq!(parse_kuma_duration(bad), None, "{bad}");
         }
     }
@@ -86,7 +105,10 @@ mod tests {
         assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_go_duration("24h"), Some(Duration::from_secs(86400)));
         assert_eq!(parse_go_duration("10m0s"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_go_duration("30d"), Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(
+            parse_go_duration("30d"),
+            Some(Duration::from_secs(30 * 86400))
+        );
         for bad in ["", "h", "1", "1x", "1h-", "abc"] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
         }

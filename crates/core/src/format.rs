@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::DEFAULT_MESH;
 use crate::resource::{Meta, Resource, ResourceType, Scope, Shape, Spec};
 use crate::spec::MESH_LABEL;
 use crate::violation::ValidationError;
-use crate::DEFAULT_MESH;
 
 /// The only Kubernetes API version of Kuma's CRDs.
 pub const K8S_API_VERSION: &str = "kuma.io/v1alpha1";
@@ -49,19 +49,28 @@ pub fn parse_yaml_value(text: &str) -> Result<Value, DocumentError> {
     match docs.len() {
         1 => Ok(docs.remove(0)),
         0 => Err(DocumentError::Syntax("the document is empty".into())),
-        n => Err(DocumentError::Syntax(format!("expected one document, found {n}"))),
+        n => Err(DocumentError::Syntax(format!(
+            "expected one document, found {n}"
+        ))),
     }
 }
 
 fn one_line(s: &str) -> String {
-    s.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Reads a Universal or Kubernetes document. Kubernetes documents are recognised by
 /// `apiVersion`; their `metadata.namespace` is ignored (Universal has no namespaces).
 pub fn resource_from_value(doc: &Value) -> Result<Resource, DocumentError> {
     let obj = doc.as_object().ok_or_else(|| {
-        DocumentError::Meta(ValidationError::single("", "the document must be a mapping of fields"))
+        DocumentError::Meta(ValidationError::single(
+            "",
+            "the document must be a mapping of fields",
+        ))
     })?;
     if obj.contains_key("apiVersion") || obj.contains_key("kind") {
         from_kubernetes(obj)
@@ -71,8 +80,14 @@ pub fn resource_from_value(doc: &Value) -> Result<Resource, DocumentError> {
 }
 
 /// Metadata keys of a Universal document; everything else is the body.
-const UNIVERSAL_META_KEYS: [&str; 6] =
-    ["type", "name", "mesh", "labels", "creationTime", "modificationTime"];
+const UNIVERSAL_META_KEYS: [&str; 6] = [
+    "type",
+    "name",
+    "mesh",
+    "labels",
+    "creationTime",
+    "modificationTime",
+];
 
 fn from_universal(obj: &Map<String, Value>) -> Result<Resource, DocumentError> {
     let mut errs = ValidationError::new();
@@ -122,7 +137,11 @@ fn from_universal(obj: &Map<String, Value>) -> Result<Resource, DocumentError> {
             if !perrs.is_empty() {
                 return Err(DocumentError::Parse(perrs));
             }
-            typed_spec(rtype, obj.get("spec").cloned().unwrap_or(Value::Null), "spec")?
+            typed_spec(
+                rtype,
+                obj.get("spec").cloned().unwrap_or(Value::Null),
+                "spec",
+            )?
         }
     };
     Ok(Resource { meta, spec })
@@ -181,7 +200,11 @@ fn from_kubernetes(obj: &Map<String, Value>) -> Result<Resource, DocumentError> 
     if !errs.is_empty() {
         return Err(DocumentError::Meta(errs));
     }
-    let spec = typed_spec(rtype, obj.get("spec").cloned().unwrap_or(Value::Null), "spec")?;
+    let spec = typed_spec(
+        rtype,
+        obj.get("spec").cloned().unwrap_or(Value::Null),
+        "spec",
+    )?;
     Ok(Resource { meta, spec })
 }
 
@@ -229,18 +252,36 @@ fn build_meta(
 ) -> Meta {
     let name = name.unwrap_or_default();
     if name.is_empty() {
-        errs.add(if mesh_field == "mesh" { "name" } else { "metadata.name" }, "cannot be empty");
+        errs.add(
+            if mesh_field == "mesh" {
+                "name"
+            } else {
+                "metadata.name"
+            },
+            "cannot be empty",
+        );
     }
     let mesh = match rtype.scope() {
-        Scope::Mesh => Some(mesh.filter(|m| !m.is_empty()).unwrap_or_else(|| DEFAULT_MESH.into())),
+        Scope::Mesh => Some(
+            mesh.filter(|m| !m.is_empty())
+                .unwrap_or_else(|| DEFAULT_MESH.into()),
+        ),
         Scope::Global => {
             if mesh.as_deref().is_some_and(|m| !m.is_empty()) && mesh_field == "mesh" {
-                errs.add("mesh", format!("must not be set: {rtype} is not inside a mesh"));
+                errs.add(
+                    "mesh",
+                    format!("must not be set: {rtype} is not inside a mesh"),
+                );
             }
             None
         }
     };
-    Meta { name, mesh, labels, ..Meta::default() }
+    Meta {
+        name,
+        mesh,
+        labels,
+        ..Meta::default()
+    }
 }
 
 /// Reads a type's body (the `spec`, or the top-level fields of a flat type) from JSON, as the
@@ -250,10 +291,17 @@ pub fn spec_from_value(rtype: ResourceType, body: Value) -> Result<Spec, Documen
 }
 
 fn typed_spec(rtype: ResourceType, body: Value, prefix: &str) -> Result<Spec, DocumentError> {
-    let body = if body.is_null() { Value::Object(Map::new()) } else { body };
+    let body = if body.is_null() {
+        Value::Object(Map::new())
+    } else {
+        body
+    };
     if !body.is_object() {
         let field = if prefix.is_empty() { "" } else { prefix };
-        return Err(DocumentError::Parse(ValidationError::single(field, "must be a mapping")));
+        return Err(DocumentError::Parse(ValidationError::single(
+            field,
+            "must be a mapping",
+        )));
     }
     fn de<T: DeserializeOwned>(body: Value, prefix: &str) -> Result<T, DocumentError> {
         serde_path_to_error::deserialize(body).map_err(|e| {
@@ -308,7 +356,11 @@ pub fn resource_to_value(r: &Resource) -> Value {
         out.insert("modificationTime".into(), Value::String(t.clone()));
     }
     if !r.meta.labels.is_empty() || rtype.shape() == Shape::Spec {
-        let labels = r.meta.labels.iter().map(|(k, v)| (k.clone(), Value::String(v.clone())));
+        let labels = r
+            .meta
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())));
         out.insert("labels".into(), Value::Object(labels.collect()));
     }
     match (rtype.shape(), spec_to_value(&r.spec)) {
@@ -340,7 +392,9 @@ mod tests {
         let r = resource_from_value(&doc).unwrap();
         assert_eq!(r.resource_type(), ResourceType::Mesh);
         assert_eq!(r.meta.mesh, None);
-        let Spec::Mesh(m) = &r.spec else { panic!("not a mesh") };
+        let Spec::Mesh(m) = &r.spec else {
+            panic!("not a mesh")
+        };
         assert!(m.mtls_enabled());
         let back = resource_to_value(&r);
         assert_eq!(back["mtls"]["enabledBackend"], "builtin");
@@ -373,25 +427,42 @@ mod tests {
     fn unknown_field_names_its_path() {
         let text = "type: MeshTrafficPermission\nname: x\nspec:\n  from:\n    - targetRef: {kind: Mesh}\n      default: {acton: Allow}\n";
         let err = resource_from_value(&parse_yaml_value(text).unwrap()).unwrap_err();
-        let DocumentError::Parse(v) = err else { panic!("{err:?}") };
+        let DocumentError::Parse(v) = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(v.violations[0].field, "spec.from[0].default.acton");
-        assert!(v.violations[0].message.contains("unknown field `acton`"), "{v}");
+        assert!(
+            v.violations[0].message.contains("unknown field `acton`"),
+            "{v}"
+        );
     }
 
     #[test]
     fn wrong_type_names_its_path() {
         let text = "type: Dataplane\nname: dp\nnetworking:\n  address: 1.2.3.4\n  inbound:\n  - port: eighty\n";
         let err = resource_from_value(&parse_yaml_value(text).unwrap()).unwrap_err();
-        assert!(err.to_string().starts_with("failed to parse resource: networking.inbound[0].port: invalid type"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("failed to parse resource: networking.inbound[0].port: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]
     fn meta_errors_are_collected() {
-        let err = resource_from_value(&parse_yaml_value("type: Nope\nname: 3\n").unwrap()).unwrap_err();
-        assert_eq!(err.to_string(), "failed to read meta: type: unknown resource type \"Nope\"; name: must be a string");
+        let err =
+            resource_from_value(&parse_yaml_value("type: Nope\nname: 3\n").unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to read meta: type: unknown resource type \"Nope\"; name: must be a string"
+        );
         let err = resource_from_value(&parse_yaml_value("type: Mesh\n").unwrap()).unwrap_err();
-        assert_eq!(err.to_string(), "failed to read meta: name: cannot be empty");
-        let err = resource_from_value(&parse_yaml_value("type: Mesh\nname: a\nmesh: b\n").unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to read meta: name: cannot be empty"
+        );
+        let err = resource_from_value(&parse_yaml_value("type: Mesh\nname: a\nmesh: b\n").unwrap())
+            .unwrap_err();
         assert!(err.to_string().contains("mesh: must not be set"));
     }
 
@@ -412,7 +483,9 @@ mod tests {
 
     #[test]
     fn multi_document_skips_empty_ones() {
-        let docs = parse_yaml_documents("---\ntype: Mesh\nname: a\n---\n---\ntype: Mesh\nname: b\n").unwrap();
+        let docs =
+            parse_yaml_documents("---\ntype: Mesh\nname: a\n---\n---\ntype: Mesh\nname: b\n")
+                .unwrap();
         assert_eq!(docs.len(), 2);
     }
 

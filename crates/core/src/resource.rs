@@ -218,7 +218,12 @@ impl Resource {
     /// A human-readable key: `Mesh "default"` or `MeshTrafficPermission "allow-all" in mesh "default"`.
     pub fn describe(&self) -> String {
         match &self.meta.mesh {
-            Some(m) => format!("{} \"{}\" in mesh \"{}\"", self.resource_type(), self.meta.name, m),
+            Some(m) => format!(
+                "{} \"{}\" in mesh \"{}\"",
+                self.resource_type(),
+                self.meta.name,
+                m
+            ),
             None => format!("{} \"{}\"", self.resource_type(), self.meta.name),
         }
     }
@@ -236,9 +241,18 @@ mod tests {
             assert_eq!(ResourceType::from_cli(t.cli_singular()), Some(t));
             assert_eq!(ResourceType::from_cli(t.cli_plural()), Some(t));
         }
-        assert_eq!(ResourceType::from_cli("mtp"), Some(ResourceType::MeshTrafficPermission));
-        assert_eq!(ResourceType::from_cli("MeshTrafficPermission"), Some(ResourceType::MeshTrafficPermission));
-        assert_eq!(ResourceType::from_plural("global-secrets"), Some(ResourceType::GlobalSecret));
+        assert_eq!(
+            ResourceType::from_cli("mtp"),
+            Some(ResourceType::MeshTrafficPermission)
+        );
+        assert_eq!(
+            ResourceType::from_cli("MeshTrafficPermission"),
+            Some(ResourceType::MeshTrafficPermission)
+        );
+        assert_eq!(
+            ResourceType::from_plural("global-secrets"),
+            Some(ResourceType::GlobalSecret)
+        );
         assert_eq!(ResourceType::from_cli("nope"), None);
     }
 }

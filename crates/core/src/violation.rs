@@ -86,7 +86,10 @@ mod tests {
         let mut e = ValidationError::new();
         e.add("name", "cannot be empty");
         e.add("mesh", "cannot be empty");
-        assert_eq!(e.to_string(), "name: cannot be empty; mesh: cannot be empty");
+        assert_eq!(
+            e.to_string(),
+            "name: cannot be empty; mesh: cannot be empty"
+        );
     }
 
     #[test]
@@ -100,7 +103,11 @@ mod tests {
         let fields: Vec<_> = outer.violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["networking.inbound[0].port", "networking.inbound", "networking.inbound.kind"]
+            [
+                "networking.inbound[0].port",
+                "networking.inbound",
+                "networking.inbound.kind"
+            ]
         );
         assert!(ValidationError::new().into_result().is_ok());
     }

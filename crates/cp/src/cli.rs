@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "kuma-cp", about = "Aerie control plane (Kuma-compatible)", version)]
+#[command(
+    name = "kuma-cp",
+    about = "Aerie control plane (Kuma-compatible)",
+    version
+)]
 struct Cli {
     /// Log level: debug, info, warn, error.
     #[arg(long, global = true, default_value = "info")]
@@ -33,7 +37,11 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {
-            println!("Aerie kuma-cp {} (based on Kuma {})", env!("CARGO_PKG_VERSION"), crate::BASED_ON_KUMA);
+            println!(
+                "Aerie kuma-cp {} (based on Kuma {})",
+                env!("CARGO_PKG_VERSION"),
+                crate::BASED_ON_KUMA
+            );
             0
         }
         Command::Run { config_file } => {
@@ -46,7 +54,10 @@ pub fn main() -> i32 {
                 }
             };
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("Error: cannot start the runtime: {e}");

@@ -69,7 +69,11 @@ pub enum ConfigError {
     #[error("cannot read config file {path}: {reason}")]
     File { path: String, reason: String },
     #[error("invalid configuration: {key} ({env}): {reason}")]
-    Value { key: &'static str, env: &'static str, reason: String },
+    Value {
+        key: &'static str,
+        env: &'static str,
+        reason: String,
+    },
 }
 
 /// One configuration key: its YAML path, env var and default (as text).
@@ -80,23 +84,91 @@ struct Key {
 }
 
 const KEYS: &[Key] = &[
-    Key { path: "mode", env: "KUMA_MODE", default: "zone" },
-    Key { path: "general.workDir", env: "KUMA_GENERAL_WORK_DIR", default: "" },
-    Key { path: "store.type", env: "KUMA_STORE_TYPE", default: "embedded" },
-    Key { path: "apiServer.http.enabled", env: "KUMA_API_SERVER_HTTP_ENABLED", default: "true" },
-    Key { path: "apiServer.http.interface", env: "KUMA_API_SERVER_HTTP_INTERFACE", default: "0.0.0.0" },
-    Key { path: "apiServer.http.port", env: "KUMA_API_SERVER_HTTP_PORT", default: "5681" },
-    Key { path: "apiServer.https.enabled", env: "KUMA_API_SERVER_HTTPS_ENABLED", default: "true" },
-    Key { path: "apiServer.https.interface", env: "KUMA_API_SERVER_HTTPS_INTERFACE", default: "0.0.0.0" },
-    Key { path: "apiServer.https.port", env: "KUMA_API_SERVER_HTTPS_PORT", default: "5682" },
-    Key { path: "apiServer.https.tlsCertFile", env: "KUMA_API_SERVER_HTTPS_TLS_CERT_FILE", default: "" },
-    Key { path: "apiServer.https.tlsKeyFile", env: "KUMA_API_SERVER_HTTPS_TLS_KEY_FILE", default: "" },
-    Key { path: "apiServer.authn.localhostIsAdmin", env: "KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN", default: "true" },
-    Key { path: "dpServer.port", env: "KUMA_DP_SERVER_PORT", default: "5678" },
-    Key { path: "diagnostics.serverPort", env: "KUMA_DIAGNOSTICS_SERVER_PORT", default: "5680" },
-    Key { path: "multizone.global.kds.grpcPort", env: "KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT", default: "5685" },
-    Key { path: "multizone.zone.name", env: "KUMA_MULTIZONE_ZONE_NAME", default: "" },
-    Key { path: "defaults.skipMeshCreation", env: "KUMA_DEFAULTS_SKIP_MESH_CREATION", default: "false" },
+    Key {
+        path: "mode",
+        env: "KUMA_MODE",
+        default: "zone",
+    },
+    Key {
+        path: "general.workDir",
+        env: "KUMA_GENERAL_WORK_DIR",
+        default: "",
+    },
+    Key {
+        path: "store.type",
+        env: "KUMA_STORE_TYPE",
+        default: "embedded",
+    },
+    Key {
+        path: "apiServer.http.enabled",
+        env: "KUMA_API_SERVER_HTTP_ENABLED",
+        default: "true",
+    },
+    Key {
+        path: "apiServer.http.interface",
+        env: "KUMA_API_SERVER_HTTP_INTERFACE",
+        default: "0.0.0.0",
+    },
+    Key {
+        path: "apiServer.http.port",
+        env: "KUMA_API_SERVER_HTTP_PORT",
+        default: "5681",
+    },
+    Key {
+        path: "apiServer.https.enabled",
+        env: "KUMA_API_SERVER_HTTPS_ENABLED",
+        default: "true",
+    },
+    Key {
+        path: "apiServer.https.interface",
+        env: "KUMA_API_SERVER_HTTPS_INTERFACE",
+        default: "0.0.0.0",
+    },
+    Key {
+        path: "apiServer.https.port",
+        env: "KUMA_API_SERVER_HTTPS_PORT",
+        default: "5682",
+    },
+    Key {
+        path: "apiServer.https.tlsCertFile",
+        env: "KUMA_API_SERVER_HTTPS_TLS_CERT_FILE",
+        default: "",
+    },
+    Key {
+        path: "apiServer.https.tlsKeyFile",
+        env: "KUMA_API_SERVER_HTTPS_TLS_KEY_FILE",
+        default: "",
+    },
+    Key {
+        path: "apiServer.authn.localhostIsAdmin",
+        env: "KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN",
+        default: "true",
+    },
+    Key {
+        path: "dpServer.port",
+        env: "KUMA_DP_SERVER_PORT",
+        default: "5678",
+    },
+    Key {
+        path: "diagnostics.serverPort",
+        env: "KUMA_DIAGNOSTICS_SERVER_PORT",
+        default: "5680",
+    },
+    Key {
+        path: "multizone.global.kds.grpcPort",
+        env: "KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT",
+        default: "5685",
+    },
+    Key {
+        path: "multizone.zone.name",
+        env: "KUMA_MULTIZONE_ZONE_NAME",
+        default: "",
+    },
+    Key {
+        path: "defaults.skipMeshCreation",
+        env: "KUMA_DEFAULTS_SKIP_MESH_CREATION",
+        default: "false",
+    },
 ];
 
 /// Raw values by YAML path, after applying the file and the environment.
@@ -113,7 +185,11 @@ impl Raw {
 
     fn err(&self, path: &str, reason: impl Into<String>) -> ConfigError {
         let k = self.key(path);
-        ConfigError::Value { key: k.path, env: k.env, reason: reason.into() }
+        ConfigError::Value {
+            key: k.path,
+            env: k.env,
+            reason: reason.into(),
+        }
     }
 
     fn bool(&self, path: &str) -> Result<bool, ConfigError> {
@@ -134,11 +210,14 @@ impl Raw {
 
     fn ip(&self, path: &str) -> Result<IpAddr, ConfigError> {
         let v = self.get(path);
-        v.parse().map_err(|_| self.err(path, format!("\"{v}\" is not an IP address")))
+        v.parse()
+            .map_err(|_| self.err(path, format!("\"{v}\" is not an IP address")))
     }
 
     fn path(&self, path: &str) -> Option<PathBuf> {
-        Some(self.get(path)).filter(|v| !v.is_empty()).map(PathBuf::from)
+        Some(self.get(path))
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
     }
 }
 
@@ -148,9 +227,15 @@ impl Config {
         file: Option<&std::path::Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut raw = Raw(KEYS.iter().map(|k| (k.path, k.default.to_string())).collect());
+        let mut raw = Raw(KEYS
+            .iter()
+            .map(|k| (k.path, k.default.to_string()))
+            .collect());
         if let Some(path) = file {
-            let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+            let file_err = |reason: String| ConfigError::File {
+                path: path.display().to_string(),
+                reason,
+            };
             let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
             let doc = if text.trim().is_empty() {
                 Value::Null
@@ -164,7 +249,11 @@ impl Config {
                         Value::Number(n) => n.to_string(),
                         Value::Bool(b) => b.to_string(),
                         Value::Null => continue,
-                        _ => return Err(raw.err(k.path, "must be a single value, not a list or mapping")),
+                        _ => {
+                            return Err(
+                                raw.err(k.path, "must be a single value, not a list or mapping")
+                            );
+                        }
                     };
                     raw.0.insert(k.path, text);
                 }
@@ -198,7 +287,10 @@ impl Config {
                 return Err(raw.err("store.type", "the postgres store is not available in this version of Aerie yet; use embedded (default) or memory"));
             }
             v => {
-                return Err(raw.err("store.type", format!("\"{v}\" is not a store type: use embedded or memory")));
+                return Err(raw.err(
+                    "store.type",
+                    format!("\"{v}\" is not a store type: use embedded or memory"),
+                ));
             }
         };
         let work_dir = match raw.path("general.workDir") {
@@ -208,19 +300,38 @@ impl Config {
                 None => return Err(raw.err("general.workDir", "not set and $HOME is unknown")),
             },
         };
-        let listen = |enabled: &str, iface: &str, port: &str| -> Result<Option<Listen>, ConfigError> {
-            if !raw.bool(enabled)? {
-                return Ok(None);
-            }
-            Ok(Some(Listen { interface: raw.ip(iface)?, port: raw.port(port)? }))
-        };
-        let api_http = listen("apiServer.http.enabled", "apiServer.http.interface", "apiServer.http.port")?;
-        let api_https = listen("apiServer.https.enabled", "apiServer.https.interface", "apiServer.https.port")?;
+        let listen =
+            |enabled: &str, iface: &str, port: &str| -> Result<Option<Listen>, ConfigError> {
+                if !raw.bool(enabled)? {
+                    return Ok(None);
+                }
+                Ok(Some(Listen {
+                    interface: raw.ip(iface)?,
+                    port: raw.port(port)?,
+                }))
+            };
+        let api_http = listen(
+            "apiServer.http.enabled",
+            "apiServer.http.interface",
+            "apiServer.http.port",
+        )?;
+        let api_https = listen(
+            "apiServer.https.enabled",
+            "apiServer.https.interface",
+            "apiServer.https.port",
+        )?;
         let cert = raw.path("apiServer.https.tlsCertFile");
         let key = raw.path("apiServer.https.tlsKeyFile");
         if cert.is_some() != key.is_some() {
-            let missing = if cert.is_none() { "apiServer.https.tlsCertFile" } else { "apiServer.https.tlsKeyFile" };
-            return Err(raw.err(missing, "the HTTPS certificate and key must be set together"));
+            let missing = if cert.is_none() {
+                "apiServer.https.tlsCertFile"
+            } else {
+                "apiServer.https.tlsKeyFile"
+            };
+            return Err(raw.err(
+                missing,
+                "the HTTPS certificate and key must be set together",
+            ));
         }
         let config = Config {
             mode,
@@ -232,7 +343,10 @@ impl Config {
             api_https_key_file: key,
             localhost_is_admin: raw.bool("apiServer.authn.localhostIsAdmin")?,
             dp_server_port: raw.port("dpServer.port")?,
-            diagnostics: Listen { interface: IpAddr::from([0, 0, 0, 0]), port: raw.port("diagnostics.serverPort")? },
+            diagnostics: Listen {
+                interface: IpAddr::from([0, 0, 0, 0]),
+                port: raw.port("diagnostics.serverPort")?,
+            },
             kds_grpc_port: raw.port("multizone.global.kds.grpcPort")?,
             skip_mesh_creation: raw.bool("defaults.skipMeshCreation")?,
             zone_name: Some(raw.get("multizone.zone.name").to_string()).filter(|z| !z.is_empty()),
@@ -244,7 +358,10 @@ impl Config {
     /// Two of our listeners on one port would fail at bind time with a vaguer message.
     fn check_port_clashes(&self, raw: &Raw) -> Result<(), ConfigError> {
         let mut seen: Vec<(&str, u16)> = Vec::new();
-        let mut ports = vec![("dpServer.port", self.dp_server_port), ("diagnostics.serverPort", self.diagnostics.port)];
+        let mut ports = vec![
+            ("dpServer.port", self.dp_server_port),
+            ("diagnostics.serverPort", self.diagnostics.port),
+        ];
         if let Some(l) = self.api_http {
             ports.push(("apiServer.http.port", l.port));
         }
@@ -275,7 +392,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -306,16 +426,38 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let cases = [
-            ("KUMA_API_SERVER_HTTP_PORT", "abc", "apiServer.http.port (KUMA_API_SERVER_HTTP_PORT)"),
-            ("KUMA_DP_SERVER_PORT", "70000", "dpServer.port (KUMA_DP_SERVER_PORT)"),
+            (
+                "KUMA_API_SERVER_HTTP_PORT",
+                "abc",
+                "apiServer.http.port (KUMA_API_SERVER_HTTP_PORT)",
+            ),
+            (
+                "KUMA_DP_SERVER_PORT",
+                "70000",
+                "dpServer.port (KUMA_DP_SERVER_PORT)",
+            ),
             ("KUMA_MODE", "nope", "mode (KUMA_MODE)"),
             ("KUMA_STORE_TYPE", "redis", "store.type (KUMA_STORE_TYPE)"),
-            ("KUMA_DEFAULTS_SKIP_MESH_CREATION", "maybe", "defaults.skipMeshCreation"),
-            ("KUMA_API_SERVER_HTTP_INTERFACE", "localhost:1", "apiServer.http.interface"),
-            ("KUMA_DIAGNOSTICS_SERVER_PORT", "5681", "diagnostics.serverPort"),
+            (
+                "KUMA_DEFAULTS_SKIP_MESH_CREATION",
+                "maybe",
+                "defaults.skipMeshCreation",
+            ),
+            (
+                "KUMA_API_SERVER_HTTP_INTERFACE",
+                "localhost:1",
+                "apiServer.http.interface",
+            ),
+            (
+                "KUMA_DIAGNOSTICS_SERVER_PORT",
+                "5681",
+                "diagnostics.serverPort",
+            ),
         ];
         for (k, v, want) in cases {
-            let err = Config::load(None, env(&[(k, v), ("KUMA_GENERAL_WORK_DIR", "/w")])).unwrap_err().to_string();
+            let err = Config::load(None, env(&[(k, v), ("KUMA_GENERAL_WORK_DIR", "/w")]))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(want), "{k}={v}: {err}");
         }
     }
@@ -327,7 +469,9 @@ mod tests {
         std::fs::write(&f, "apiServer: [unclosed\n").unwrap();
         let err = Config::load(Some(&f), Vec::new()).unwrap_err().to_string();
         assert!(err.contains("cp.yaml"), "{err}");
-        let err = Config::load(Some(&dir.path().join("missing.yaml")), Vec::new()).unwrap_err().to_string();
+        let err = Config::load(Some(&dir.path().join("missing.yaml")), Vec::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing.yaml"), "{err}");
     }
 }

@@ -9,11 +9,19 @@ use aerie_store::{SharedStore, StoreError};
 /// Creates Mesh `default` unless it exists (a restart must not reset the user's changes)
 /// or the operator asked to skip it.
 pub async fn ensure_default_mesh(store: &SharedStore, skip: bool) -> Result<bool, StoreError> {
-    if skip || store.get(ResourceType::Mesh, "", DEFAULT_MESH).await?.is_some() {
+    if skip
+        || store
+            .get(ResourceType::Mesh, "", DEFAULT_MESH)
+            .await?
+            .is_some()
+    {
         return Ok(false);
     }
     let mesh = Resource {
-        meta: Meta { name: DEFAULT_MESH.into(), ..Meta::default() },
+        meta: Meta {
+            name: DEFAULT_MESH.into(),
+            ..Meta::default()
+        },
         spec: Spec::Mesh(MeshSpec::default()),
     };
     match store.create(mesh, &crate::now_rfc3339()).await {

@@ -33,11 +33,19 @@ async fn ready(State(d): State<Diag>) -> (StatusCode, String) {
     }
 }
 
-async fn metrics_text(State(d): State<Diag>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+async fn metrics_text(
+    State(d): State<Diag>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     for t in ResourceType::ALL {
         if let Ok(items) = d.store.list(t, None).await {
             d.metrics.set_resource_count(t.name(), items.len());
         }
     }
-    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], d.metrics.encode())
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        d.metrics.encode(),
+    )
 }

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aerie_core::spec::{
-    DataplaneSpec, MeshServiceIdentity, MeshServicePort, MeshServiceSelector, MeshServiceSpec, PROTOCOL_TAG, SERVICE_TAG,
+    DataplaneSpec, MeshServiceIdentity, MeshServicePort, MeshServiceSelector, MeshServiceSpec,
+    PROTOCOL_TAG, SERVICE_TAG,
 };
 use aerie_core::{Meta, Resource, ResourceType, Spec, validate};
 use aerie_store::{ChangeKind, SharedStore, StoreError};
@@ -16,15 +17,30 @@ use tokio::sync::broadcast::error::RecvError;
 pub const MANAGED_BY_LABEL: &str = "kuma.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "meshservice-generator";
 
+/// One inbound's contribution to a service: (port, port name, protocol, target port).
+type PortEntry = (u32, Option<String>, Option<String>, u32);
+
 /// What MeshServices a mesh's Dataplanes call for, by name. Pure, so it is unit-tested.
-pub fn desired_services<'a>(dataplanes: impl IntoIterator<Item = &'a DataplaneSpec>) -> BTreeMap<String, MeshServiceSpec> {
-    let mut ports: BTreeMap<String, BTreeSet<(u32, Option<String>, Option<String>, u32)>> = BTreeMap::new();
+pub fn desired_services<'a>(
+    dataplanes: impl IntoIterator<Item = &'a DataplaneSpec>,
+) -> BTreeMap<String, MeshServiceSpec> {
+    let mut ports: BTreeMap<String, BTreeSet<PortEntry>> = BTreeMap::new();
     for dp in dataplanes {
         for inbound in dp.networking.iter().flat_map(|n| n.inbound.iter()) {
-            let Some(service) = inbound.tags.get(SERVICE_TAG) else { continue };
-            let target = inbound.service_port.filter(|p| *p != 0).unwrap_or(inbound.port);
+            let Some(service) = inbound.tags.get(SERVICE_TAG) else {
+                continue;
+            };
+            let target = inbound
+                .service_port
+                .filter(|p| *p != 0)
+                .unwrap_or(inbound.port);
             let proto = inbound.tags.get(PROTOCOL_TAG).cloned();
-            ports.entry(service.clone()).or_default().insert((inbound.port, inbound.name.clone(), proto, target));
+            ports.entry(service.clone()).or_default().insert((
+                inbound.port,
+                inbound.name.clone(),
+                proto,
+                target,
+            ));
         }
     }
     ports
@@ -44,11 +60,17 @@ pub fn desired_services<'a>(dataplanes: impl IntoIterator<Item = &'a DataplaneSp
             let spec = MeshServiceSpec {
                 state: None,
                 selector: Some(MeshServiceSelector {
-                    dataplane_tags: Some(BTreeMap::from([(SERVICE_TAG.to_string(), service.clone())])),
+                    dataplane_tags: Some(BTreeMap::from([(
+                        SERVICE_TAG.to_string(),
+                        service.clone(),
+                    )])),
                     ..MeshServiceSelector::default()
                 }),
                 ports,
-                identities: vec![MeshServiceIdentity { identity_type: "ServiceTag".into(), value: service.clone() }],
+                identities: vec![MeshServiceIdentity {
+                    identity_type: "ServiceTag".into(),
+                    value: service.clone(),
+                }],
             };
             (service, spec)
         })
@@ -69,7 +91,10 @@ pub async fn reconcile_mesh(store: &SharedStore, mesh: &str) -> Result<(), Store
             meta: Meta {
                 name: name.clone(),
                 mesh: Some(mesh.into()),
-                labels: BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string())]),
+                labels: BTreeMap::from([(
+                    MANAGED_BY_LABEL.to_string(),
+                    MANAGED_BY_VALUE.to_string(),
+                )]),
                 ..Meta::default()
             },
             spec: Spec::MeshService(spec.clone()),
@@ -85,15 +110,22 @@ pub async fn reconcile_mesh(store: &SharedStore, mesh: &str) -> Result<(), Store
             },
             Some(cur) if is_managed(cur) && cur.spec != resource.spec => {
                 match store.update(resource, cur.meta.version, &now).await {
-                    Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {}
+                    Ok(_) | Err(StoreError::Conflict { .. }) | Err(StoreError::NotFound { .. }) => {
+                    }
                     Err(e) => return Err(e),
                 }
             }
             Some(_) => {}
         }
     }
-    for cur in existing.iter().filter(|r| is_managed(r) && !desired.contains_key(&r.meta.name)) {
-        match store.delete(ResourceType::MeshService, mesh, &cur.meta.name).await {
+    for cur in existing
+        .iter()
+        .filter(|r| is_managed(r) && !desired.contains_key(&r.meta.name))
+    {
+        match store
+            .delete(ResourceType::MeshService, mesh, &cur.meta.name)
+            .await
+        {
             Ok(()) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -124,7 +156,10 @@ pub async fn run(store: SharedStore) {
     reconcile_all(store.clone()).await;
     loop {
         match feed.recv().await {
-            Ok(ev) if ev.rtype == ResourceType::Dataplane || (ev.rtype == ResourceType::MeshService && ev.kind == ChangeKind::Delete) => {
+            Ok(ev)
+                if ev.rtype == ResourceType::Dataplane
+                    || (ev.rtype == ResourceType::MeshService && ev.kind == ChangeKind::Delete) =>
+            {
                 if let Err(e) = reconcile_mesh(&store, &ev.mesh).await {
                     tracing::warn!(mesh = %ev.mesh, error = %e, "MeshService generation failed");
                 }
@@ -142,7 +177,10 @@ mod tests {
     use aerie_core::format::{parse_yaml_value, resource_from_value};
 
     fn dp(yaml: &str) -> DataplaneSpec {
-        match resource_from_value(&parse_yaml_value(yaml).unwrap()).unwrap().spec {
+        match resource_from_value(&parse_yaml_value(yaml).unwrap())
+            .unwrap()
+            .spec
+        {
             Spec::Dataplane(d) => d,
             other => panic!("{other:?}"),
         }
@@ -150,12 +188,20 @@ mod tests {
 
     #[test]
     fn one_service_per_service_tag_with_ports() {
-        let a = dp("type: Dataplane\nname: a\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 18080\n    tags: {kuma.io/service: web, kuma.io/protocol: http}\n");
-        let b = dp("type: Dataplane\nname: b\nnetworking:\n  address: 127.0.0.2\n  inbound:\n  - port: 8080\n    tags: {kuma.io/service: web}\n  - port: 9090\n    tags: {kuma.io/service: api}\n");
+        let a = dp(
+            "type: Dataplane\nname: a\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 18080\n    tags: {kuma.io/service: web, kuma.io/protocol: http}\n",
+        );
+        let b = dp(
+            "type: Dataplane\nname: b\nnetworking:\n  address: 127.0.0.2\n  inbound:\n  - port: 8080\n    tags: {kuma.io/service: web}\n  - port: 9090\n    tags: {kuma.io/service: api}\n",
+        );
         let got = desired_services([&a, &b]);
         assert_eq!(got.keys().collect::<Vec<_>>(), ["api", "web"]);
         let web = &got["web"];
-        assert_eq!(web.ports.len(), 1, "same port from two dataplanes is one port");
+        assert_eq!(
+            web.ports.len(),
+            1,
+            "same port from two dataplanes is one port"
+        );
         assert_eq!(web.ports[0].port, 8080);
         assert_eq!(web.identities[0].value, "web");
         assert_eq!(got["api"].ports[0].app_protocol.as_deref(), Some("tcp"));

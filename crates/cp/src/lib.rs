@@ -28,8 +28,11 @@ pub const BASED_ON_KUMA: &str = "2.14.0";
 /// Current time as RFC 3339 UTC with microseconds, as stored in resources.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 /// Opens the configured store.
@@ -38,7 +41,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
         StoreType::Memory => Arc::new(MemoryStore::new()),
         StoreType::Embedded => {
             std::fs::create_dir_all(&config.work_dir).with_context(|| {
-                format!("cannot create the work dir {} (general.workDir / KUMA_GENERAL_WORK_DIR)", config.work_dir.display())
+                format!(
+                    "cannot create the work dir {} (general.workDir / KUMA_GENERAL_WORK_DIR)",
+                    config.work_dir.display()
+                )
             })?;
             Arc::new(SqliteStore::open(&config.database_path()).await?)
         }
@@ -65,18 +71,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = serve::Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(listen) = config.api_http {
-        let listener = serve::bind(listen, "apiServer.http.port (KUMA_API_SERVER_HTTP_PORT)").await?;
+        let listener =
+            serve::bind(listen, "apiServer.http.port (KUMA_API_SERVER_HTTP_PORT)").await?;
         tracing::info!(addr = %listen_str(listen), "REST API (HTTP) listening");
-        tasks.spawn(serve::http(listener, api::router(state.clone()), shutdown.clone()));
+        tasks.spawn(serve::http(
+            listener,
+            api::router(state.clone()),
+            shutdown.clone(),
+        ));
     }
     if let Some(listen) = config.api_https {
         let tls = serve::tls_config(&config).await?;
-        let listener = serve::bind(listen, "apiServer.https.port (KUMA_API_SERVER_HTTPS_PORT)").await?;
+        let listener =
+            serve::bind(listen, "apiServer.https.port (KUMA_API_SERVER_HTTPS_PORT)").await?;
         tracing::info!(addr = %listen_str(listen), "REST API (HTTPS) listening");
-        tasks.spawn(serve::https(listener, tls, api::router(state.clone()), shutdown.clone()));
+        tasks.spawn(serve::https(
+            listener,
+            tls,
+            api::router(state.clone()),
+            shutdown.clone(),
+        ));
     }
-    let diag = serve::bind(config.diagnostics, "diagnostics.serverPort (KUMA_DIAGNOSTICS_SERVER_PORT)").await?;
-    tasks.spawn(serve::http(diag, diagnostics::router(store.clone(), metrics.clone()), shutdown.clone()));
+    let diag = serve::bind(
+        config.diagnostics,
+        "diagnostics.serverPort (KUMA_DIAGNOSTICS_SERVER_PORT)",
+    )
+    .await?;
+    tasks.spawn(serve::http(
+        diag,
+        diagnostics::router(store.clone(), metrics.clone()),
+        shutdown.clone(),
+    ));
     let generator = tokio::spawn(generator::run(store.clone()));
     metrics.set_ready(true);
     tracing::info!(mode = config.mode.as_str(), work_dir = %config.work_dir.display(), "kuma-cp is ready");
@@ -97,5 +122,7 @@ fn listen_str(l: config::Listen) -> String {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "kuma-cp".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "kuma-cp".into())
 }

@@ -35,20 +35,46 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("kuma_cp");
         let api_requests = Family::<RequestLabels, Counter>::default();
-        registry.register("api_server_http_requests", "REST API requests by method and status code", api_requests.clone());
+        registry.register(
+            "api_server_http_requests",
+            "REST API requests by method and status code",
+            api_requests.clone(),
+        );
         let resources = Family::<TypeLabels, Gauge>::default();
-        registry.register("store_resources", "Resources in the store by type", resources.clone());
+        registry.register(
+            "store_resources",
+            "Resources in the store by type",
+            resources.clone(),
+        );
         let ready = Gauge::default();
-        registry.register("ready", "1 when the control plane is ready to serve", ready.clone());
-        Self { registry, api_requests, resources, ready }
+        registry.register(
+            "ready",
+            "1 when the control plane is ready to serve",
+            ready.clone(),
+        );
+        Self {
+            registry,
+            api_requests,
+            resources,
+            ready,
+        }
     }
 
     pub fn api_request(&self, method: &str, code: u16) {
-        self.api_requests.get_or_create(&RequestLabels { method: method.into(), code }).inc();
+        self.api_requests
+            .get_or_create(&RequestLabels {
+                method: method.into(),
+                code,
+            })
+            .inc();
     }
 
     pub fn set_resource_count(&self, resource_type: &str, n: usize) {
-        self.resources.get_or_create(&TypeLabels { resource_type: resource_type.into() }).set(n as i64);
+        self.resources
+            .get_or_create(&TypeLabels {
+                resource_type: resource_type.into(),
+            })
+            .set(n as i64);
     }
 
     pub fn set_ready(&self, ready: bool) {

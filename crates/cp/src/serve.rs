@@ -42,7 +42,9 @@ impl Shutdown {
 
 pub async fn bind(listen: Listen, key: &str) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(listen.interface, listen.port);
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({key})"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({key})"))
 }
 
 pub async fn http(listener: TcpListener, router: Router, shutdown: Shutdown) {
@@ -58,7 +60,12 @@ pub async fn http(listener: TcpListener, router: Router, shutdown: Shutdown) {
     }
 }
 
-pub async fn https(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router, shutdown: Shutdown) {
+pub async fn https(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: Shutdown,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     loop {
@@ -74,21 +81,27 @@ pub async fn https(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
             _ = shutdown.wait() => break,
         };
         let acceptor = acceptor.clone();
-        let svc = TowerToHyperService::new(router.clone().layer(axum::Extension(ConnectInfo(peer))));
+        let svc =
+            TowerToHyperService::new(router.clone().layer(axum::Extension(ConnectInfo(peer))));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                };
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
             }
         });
     }
-    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("HTTPS connections still open after the drain period; closing them");
     }
 }
@@ -97,7 +110,10 @@ pub async fn https(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
 /// and kept in `{workDir}/tls/` so that clients pinning it keep working across restarts.
 pub async fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (cert_pem, key_pem) = match (&config.api_https_cert_file, &config.api_https_key_file) {
-        (Some(c), Some(k)) => (read(c, "apiServer.https.tlsCertFile")?, read(k, "apiServer.https.tlsKeyFile")?),
+        (Some(c), Some(k)) => (
+            read(c, "apiServer.https.tlsCertFile")?,
+            read(k, "apiServer.https.tlsKeyFile")?,
+        ),
         _ => generated_cert(&config.work_dir, config.api_https.map(|l| l.interface))?,
     };
     let chain = aerie_identity::load_cert_chain(&cert_pem).context("the API server certificate")?;
@@ -118,24 +134,39 @@ fn read(path: &Path, key: &str) -> anyhow::Result<String> {
 
 /// The generated certificate names localhost, this host and the HTTPS interface (when it is
 /// a specific address). It is regenerated when that list changes, e.g. a new interface.
-fn generated_cert(work_dir: &Path, interface: Option<std::net::IpAddr>) -> anyhow::Result<(String, String)> {
+fn generated_cert(
+    work_dir: &Path,
+    interface: Option<std::net::IpAddr>,
+) -> anyhow::Result<(String, String)> {
     let dir = work_dir.join("tls");
-    let (cert_path, key_path, sans_path) = (dir.join("api-server.crt"), dir.join("api-server.key"), dir.join("api-server.sans"));
+    let (cert_path, key_path, sans_path) = (
+        dir.join("api-server.crt"),
+        dir.join("api-server.key"),
+        dir.join("api-server.sans"),
+    );
     let hosts = vec!["localhost".to_string(), crate::hostname()];
-    let mut ips = vec![std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
+    let mut ips = vec![
+        std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+    ];
     if let Some(ip) = interface.filter(|ip| !ip.is_unspecified() && !ips.contains(ip)) {
         ips.push(ip);
     }
     let sans = format!("{hosts:?} {ips:?}");
     let same_sans = std::fs::read_to_string(&sans_path).is_ok_and(|s| s == sans);
     if cert_path.exists() && key_path.exists() && same_sans {
-        return Ok((read(&cert_path, "generated certificate")?, read(&key_path, "generated key")?));
+        return Ok((
+            read(&cert_path, "generated certificate")?,
+            read(&key_path, "generated key")?,
+        ));
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (cert, key) = aerie_identity::self_signed_server_cert(&hosts, &ips)?;
     write_private(&key_path, &key)?;
-    std::fs::write(&cert_path, &cert).with_context(|| format!("cannot write {}", cert_path.display()))?;
-    std::fs::write(&sans_path, &sans).with_context(|| format!("cannot write {}", sans_path.display()))?;
+    std::fs::write(&cert_path, &cert)
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    std::fs::write(&sans_path, &sans)
+        .with_context(|| format!("cannot write {}", sans_path.display()))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for the HTTPS API");
     Ok((cert, key))
 }

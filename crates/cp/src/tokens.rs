@@ -32,27 +32,43 @@ pub struct TokenIssuer {
 }
 
 pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl TokenIssuer {
     /// Loads the signing key, creating it on first start.
     pub async fn load_or_create(store: SharedStore) -> anyhow::Result<TokenIssuer> {
-        let key = match store.get(ResourceType::GlobalSecret, "", USER_TOKEN_SIGNING_KEY).await? {
-            Some(Resource { spec: Spec::GlobalSecret(s), .. }) => {
+        let key = match store
+            .get(ResourceType::GlobalSecret, "", USER_TOKEN_SIGNING_KEY)
+            .await?
+        {
+            Some(Resource {
+                spec: Spec::GlobalSecret(s),
+                ..
+            }) => {
                 let pem = STANDARD.decode(s.data.as_bytes())?;
                 SigningKey::from_pkcs8_pem(std::str::from_utf8(&pem)?)?
             }
             _ => {
                 let key = SigningKey::generate()?;
                 let secret = Resource {
-                    meta: Meta { name: USER_TOKEN_SIGNING_KEY.into(), ..Meta::default() },
-                    spec: Spec::GlobalSecret(SecretSpec { data: STANDARD.encode(key.to_pkcs8_pem()) }),
+                    meta: Meta {
+                        name: USER_TOKEN_SIGNING_KEY.into(),
+                        ..Meta::default()
+                    },
+                    spec: Spec::GlobalSecret(SecretSpec {
+                        data: STANDARD.encode(key.to_pkcs8_pem()),
+                    }),
                 };
                 match store.create(secret, &crate::now_rfc3339()).await {
                     Ok(_) => key,
                     // Another replica won the race: use its key.
-                    Err(StoreError::AlreadyExists { .. }) => return Box::pin(Self::load_or_create(store)).await,
+                    Err(StoreError::AlreadyExists { .. }) => {
+                        return Box::pin(Self::load_or_create(store)).await;
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -60,26 +76,60 @@ impl TokenIssuer {
         Ok(TokenIssuer { store, key })
     }
 
-    pub fn issue(&self, name: &str, groups: Vec<String>, valid_for: Duration) -> Result<String, ApiError> {
-        let claims = Claims::new(UserClaims { name: name.into(), groups }, unix_now(), valid_for)
-            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", e.to_string()))?;
-        sign_token(&self.key, USER_TOKEN_KID, &claims)
-            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", e.to_string()))
+    pub fn issue(
+        &self,
+        name: &str,
+        groups: Vec<String>,
+        valid_for: Duration,
+    ) -> Result<String, ApiError> {
+        let claims = Claims::new(
+            UserClaims {
+                name: name.into(),
+                groups,
+            },
+            unix_now(),
+            valid_for,
+        )
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                e.to_string(),
+            )
+        })?;
+        sign_token(&self.key, USER_TOKEN_KID, &claims).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                e.to_string(),
+            )
+        })
     }
 
     /// Verifies a token: signature, expiry, and that its id is not revoked.
     pub async fn verify_user_token(&self, token: &str) -> Result<UserClaims, ApiError> {
         let verifying = self.key.verifying_key();
         let lookup = |kid: &str| (kid == USER_TOKEN_KID).then(|| verifying.clone());
-        let claims: Claims<UserClaims> = verify_token(&lookup, token, unix_now())
-            .map_err(|e: TokenError| ApiError::unauthenticated(format!("invalid user token: {e}")))?;
-        if let Some(Resource { spec: Spec::GlobalSecret(s), .. }) =
-            self.store.get(ResourceType::GlobalSecret, "", USER_TOKEN_REVOCATIONS).await?
+        let claims: Claims<UserClaims> =
+            verify_token(&lookup, token, unix_now()).map_err(|e: TokenError| {
+                ApiError::unauthenticated(format!("invalid user token: {e}"))
+            })?;
+        if let Some(Resource {
+            spec: Spec::GlobalSecret(s),
+            ..
+        }) = self
+            .store
+            .get(ResourceType::GlobalSecret, "", USER_TOKEN_REVOCATIONS)
+            .await?
         {
-            let list = STANDARD.decode(s.data.trim().as_bytes()).unwrap_or_default();
+            let list = STANDARD
+                .decode(s.data.trim().as_bytes())
+                .unwrap_or_default();
             let list = String::from_utf8_lossy(&list);
             if list.split(',').any(|id| id.trim() == claims.registered.jti) {
-                return Err(ApiError::unauthenticated("invalid user token: it has been revoked"));
+                return Err(ApiError::unauthenticated(
+                    "invalid user token: it has been revoked",
+                ));
             }
         }
         Ok(claims.custom)
@@ -104,8 +154,12 @@ pub async fn issue_user_token(
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_admin("generate user tokens")?;
-    let req: UserTokenRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(ValidationError::single("", format!("invalid request body: {e}"))))?;
+    let req: UserTokenRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(ValidationError::single(
+            "",
+            format!("invalid request body: {e}"),
+        ))
+    })?;
     let mut errs = ValidationError::new();
     if req.name.is_empty() {
         errs.add("name", "cannot be empty");
@@ -125,7 +179,13 @@ pub async fn issue_user_token(
             }
             Some(d) => Some(d),
             None => {
-                errs.add("validFor", format!("\"{}\" is not a duration (e.g. 24h, 30m, 7d)", req.valid_for));
+                errs.add(
+                    "validFor",
+                    format!(
+                        "\"{}\" is not a duration (e.g. 24h, 30m, 7d)",
+                        req.valid_for
+                    ),
+                );
                 None
             }
         }

@@ -22,7 +22,11 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test-binary>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
     for name in ["kuma-cp", "kumactl"] {
         assert!(
             dir.join(name).exists(),
@@ -48,7 +52,10 @@ pub fn loopback_ip() -> String {
 
 /// A port free on `ip` right now.
 pub fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Polls `f` until it returns `Some` or the deadline passes.
@@ -58,7 +65,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -77,12 +87,23 @@ impl HttpResponse {
 }
 
 /// One HTTP request over a fresh connection (optionally from a given local address).
-pub fn http(method: &str, addr: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
-    let sock: SocketAddr = addr.parse().map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
+pub fn http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    let sock: SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
     let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let body = body.unwrap_or("");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -92,17 +113,31 @@ pub fn http(method: &str, addr: &str, path: &str, body: Option<&str>, headers: &
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("no HTTP header"))?;
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("no status"))?;
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
     Ok(HttpResponse { status, body })
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((len, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(len.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -165,7 +200,10 @@ impl ControlPlane {
             addrs,
             work_dir: tmp.path().join("work"),
             log: tmp.path().join("kuma-cp.log"),
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             _tmp: Some(tmp),
         };
@@ -186,7 +224,10 @@ impl ControlPlane {
             .env("KUMA_API_SERVER_HTTP_PORT", self.addrs.http.to_string())
             .env("KUMA_API_SERVER_HTTPS_INTERFACE", &self.addrs.ip)
             .env("KUMA_API_SERVER_HTTPS_PORT", self.addrs.https.to_string())
-            .env("KUMA_DIAGNOSTICS_SERVER_PORT", self.addrs.diagnostics.to_string())
+            .env(
+                "KUMA_DIAGNOSTICS_SERVER_PORT",
+                self.addrs.diagnostics.to_string(),
+            )
             .env("KUMA_DP_SERVER_PORT", self.addrs.dp_server.to_string());
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
@@ -195,7 +236,11 @@ impl ControlPlane {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = self
             .command()
             .stdin(Stdio::null())
@@ -221,7 +266,11 @@ impl ControlPlane {
             if ready {
                 return;
             }
-            assert!(Instant::now() < deadline, "kuma-cp not ready in {READY_TIMEOUT:?}:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "kuma-cp not ready in {READY_TIMEOUT:?}:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -253,7 +302,10 @@ impl ControlPlane {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
-                panic!("kuma-cp did not stop within 20s of SIGTERM:\n{}", self.logs());
+                panic!(
+                    "kuma-cp did not stop within 20s of SIGTERM:\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -294,13 +346,23 @@ impl Default for Kumactl {
 
 impl Kumactl {
     pub fn new() -> Self {
-        Self { home: tempfile::tempdir().expect("tempdir") }
+        Self {
+            home: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     /// A kumactl whose active control plane is `cp` (added and switched to, as a user would).
     pub fn for_cp(cp: &ControlPlane) -> Self {
         let k = Self::new();
-        k.ok(&["config", "control-planes", "add", "--name", "test-cp", "--address", &cp.addrs.url()]);
+        k.ok(&[
+            "config",
+            "control-planes",
+            "add",
+            "--name",
+            "test-cp",
+            "--address",
+            &cp.addrs.url(),
+        ]);
         k
     }
 
@@ -310,27 +372,45 @@ impl Kumactl {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(bin("kumactl"));
-        cmd.env_clear()
-            .env("HOME", self.home.path())
-            .env("PATH", format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default()));
+        cmd.env_clear().env("HOME", self.home.path()).env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
         cmd
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).stdin(Stdio::null()).output().expect("run kumactl")
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kumactl")
     }
 
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "kumactl {args:?} failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kumactl {args:?} failed:\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 
     /// Runs and asserts failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "kumactl {args:?} should have failed:\nstdout: {}", text(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kumactl {args:?} should have failed:\nstdout: {}",
+            text(&out.stdout)
+        );
         text(&out.stderr)
     }
 
@@ -341,7 +421,14 @@ impl Kumactl {
             .arg(line)
             .env_clear()
             .env("HOME", self.home.path())
-            .env("PATH", format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default()))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
             .stdin(Stdio::null())
             .output()
             .expect("run sh")
@@ -349,7 +436,12 @@ impl Kumactl {
 
     pub fn sh_ok(&self, line: &str) -> String {
         let out = self.sh(line);
-        assert!(out.status.success(), "`{line}` failed:\nstdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "`{line}` failed:\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 }
@@ -380,21 +472,75 @@ impl NetNs {
         let (a, b) = (id, seq.wrapping_mul(4));
         let host_ip = format!("10.251.{a}.{}", b + 1);
         let ns_ip = format!("10.251.{a}.{}", b + 2);
-        let ns = NetNs { name: name.clone(), host_ip: host_ip.clone(), ns_ip: ns_ip.clone() };
+        let ns = NetNs {
+            name: name.clone(),
+            host_ip: host_ip.clone(),
+            ns_ip: ns_ip.clone(),
+        };
         let steps: Vec<Vec<String>> = vec![
             vec!["netns".into(), "add".into(), name.clone()],
-            vec!["link".into(), "add".into(), veth_host.clone(), "type".into(), "veth".into(), "peer".into(), "name".into(), veth_ns.clone()],
-            vec!["link".into(), "set".into(), veth_ns.clone(), "netns".into(), name.clone()],
-            vec!["addr".into(), "add".into(), format!("{host_ip}/30"), "dev".into(), veth_host.clone()],
+            vec![
+                "link".into(),
+                "add".into(),
+                veth_host.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                veth_ns.clone(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                veth_ns.clone(),
+                "netns".into(),
+                name.clone(),
+            ],
+            vec![
+                "addr".into(),
+                "add".into(),
+                format!("{host_ip}/30"),
+                "dev".into(),
+                veth_host.clone(),
+            ],
             vec!["link".into(), "set".into(), veth_host.clone(), "up".into()],
-            vec!["-n".into(), name.clone(), "addr".into(), "add".into(), format!("{ns_ip}/30"), "dev".into(), veth_ns.clone()],
-            vec!["-n".into(), name.clone(), "link".into(), "set".into(), veth_ns.clone(), "up".into()],
-            vec!["-n".into(), name.clone(), "link".into(), "set".into(), "lo".into(), "up".into()],
+            vec![
+                "-n".into(),
+                name.clone(),
+                "addr".into(),
+                "add".into(),
+                format!("{ns_ip}/30"),
+                "dev".into(),
+                veth_ns.clone(),
+            ],
+            vec![
+                "-n".into(),
+                name.clone(),
+                "link".into(),
+                "set".into(),
+                veth_ns.clone(),
+                "up".into(),
+            ],
+            vec![
+                "-n".into(),
+                name.clone(),
+                "link".into(),
+                "set".into(),
+                "lo".into(),
+                "up".into(),
+            ],
         ];
         for args in steps {
-            let out = Command::new("ip").args(&args).output().map_err(|e| format!("cannot run `ip`: {e}"))?;
+            let out = Command::new("ip")
+                .args(&args)
+                .output()
+                .map_err(|e| format!("cannot run `ip`: {e}"))?;
             if !out.status.success() {
-                return Err(format!("`ip {}` failed: {}", args.join(" "), text(&out.stderr).trim()));
+                return Err(format!(
+                    "`ip {}` failed: {}",
+                    args.join(" "),
+                    text(&out.stderr).trim()
+                ));
             }
         }
         Ok(ns)
@@ -411,7 +557,9 @@ impl NetNs {
 impl Drop for NetNs {
     fn drop(&mut self) {
         // Deleting the namespace deletes its veth end, and with it the host's peer.
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 

@@ -12,7 +12,10 @@ fn first_start_creates_default_mesh_with_mtls_off_and_no_permissions() {
     let meshes = cp.get("/meshes").json();
     assert_eq!(meshes["total"], 1);
     assert_eq!(meshes["items"][0]["name"], "default");
-    assert!(meshes["items"][0].get("mtls").is_none(), "mTLS must be off: {meshes}");
+    assert!(
+        meshes["items"][0].get("mtls").is_none(),
+        "mTLS must be off: {meshes}"
+    );
     let mtps = cp.get("/meshes/default/meshtrafficpermissions").json();
     assert_eq!(mtps["total"], 0);
     let index = cp.get("/").json();
@@ -48,27 +51,67 @@ fn invalid_resources_get_kuma_errors_and_nothing_is_stored() {
     assert_eq!(r.status, 400, "{}", r.body);
     let body = r.json();
     assert_eq!(body["title"], "Could not process a resource");
-    let fields: Vec<_> = body["invalid_parameters"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap().to_string()).collect();
-    assert!(fields.contains(&"spec.from[0].default.action".to_string()), "{body}");
-    assert!(fields.contains(&"spec.from[1].targetRef.kind".to_string()), "{body}");
-    assert!(fields.contains(&"spec.from[1].default.action".to_string()), "{body}");
-    assert_eq!(cp.get("/meshes/default/meshtrafficpermissions/bad").status, 404);
+    let fields: Vec<_> = body["invalid_parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        fields.contains(&"spec.from[0].default.action".to_string()),
+        "{body}"
+    );
+    assert!(
+        fields.contains(&"spec.from[1].targetRef.kind".to_string()),
+        "{body}"
+    );
+    assert!(
+        fields.contains(&"spec.from[1].default.action".to_string()),
+        "{body}"
+    );
+    assert_eq!(
+        cp.get("/meshes/default/meshtrafficpermissions/bad").status,
+        404
+    );
 
     // Unknown mesh, URL/body mismatch, not JSON, unknown field.
-    let r = cp.put("/meshes/nope/meshtrafficpermissions/allow-all", &MTP_ALLOW_ALL.replace("\"default\",\"spec\"", "\"nope\",\"spec\""));
+    let r = cp.put(
+        "/meshes/nope/meshtrafficpermissions/allow-all",
+        &MTP_ALLOW_ALL.replace("\"default\",\"spec\"", "\"nope\",\"spec\""),
+    );
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("mesh \\\"nope\\\" does not exist"), "{}", r.body);
-    let r = cp.put("/meshes/default/meshtrafficpermissions/other", MTP_ALLOW_ALL);
+    assert!(
+        r.body.contains("mesh \\\"nope\\\" does not exist"),
+        "{}",
+        r.body
+    );
+    let r = cp.put(
+        "/meshes/default/meshtrafficpermissions/other",
+        MTP_ALLOW_ALL,
+    );
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("name from the URL has to be the same as in body"), "{}", r.body);
-    assert_eq!(cp.put("/meshes/default/meshtrafficpermissions/x", "{not json").status, 400);
+    assert!(
+        r.body
+            .contains("name from the URL has to be the same as in body"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        cp.put("/meshes/default/meshtrafficpermissions/x", "{not json")
+            .status,
+        400
+    );
     let r = cp.put("/meshes/m2", r#"{"type":"Mesh","name":"m2","mtlss":{}}"#);
     assert_eq!(r.status, 400);
     assert!(r.body.contains("mtlss"), "{}", r.body);
     // Mesh references: enabledBackend, two backends, duration.
     let r = cp.put("/meshes/m3", r#"{"type":"Mesh","name":"m3","mtls":{"enabledBackend":"ca-2","backends":[{"name":"ca-1","type":"builtin","dpCert":{"rotation":{"expiration":"1 day"}}},{"name":"ca-3","type":"builtin"}]}}"#);
     assert_eq!(r.status, 400);
-    for want in ["has to be set to one of the backends in the mesh", "cannot have more than 1 backends", "has to be a valid format"] {
+    for want in [
+        "has to be set to one of the backends in the mesh",
+        "cannot have more than 1 backends",
+        "has to be a valid format",
+    ] {
         assert!(r.body.contains(want), "missing {want}: {}", r.body);
     }
     assert_eq!(cp.get("/meshes").json()["total"], 1, "nothing half-stored");
@@ -84,7 +127,14 @@ fn errors_for_missing_read_only_and_unknown() {
     assert_eq!(cp.get("/meshes/default/unicorns").status, 404);
     let r = cp.put("/zones/z1", r#"{"type":"Zone","name":"z1"}"#);
     assert_eq!(r.status, 405, "{}", r.body);
-    let r = http("DELETE", &cp.addrs.api(), "/meshes/default/meshtrafficpermissions/ghost", None, &[]).unwrap();
+    let r = http(
+        "DELETE",
+        &cp.addrs.api(),
+        "/meshes/default/meshtrafficpermissions/ghost",
+        None,
+        &[],
+    )
+    .unwrap();
     assert_eq!(r.status, 404);
 }
 
@@ -93,17 +143,41 @@ fn lists_paginate() {
     let cp = ControlPlane::start();
     for i in 0..5 {
         let body = MTP_ALLOW_ALL.replace("allow-all", &format!("p{i}"));
-        assert_eq!(cp.put(&format!("/meshes/default/meshtrafficpermissions/p{i}"), &body).status, 201);
+        assert_eq!(
+            cp.put(
+                &format!("/meshes/default/meshtrafficpermissions/p{i}"),
+                &body
+            )
+            .status,
+            201
+        );
     }
-    let page = cp.get("/meshes/default/meshtrafficpermissions?size=2&offset=2").json();
+    let page = cp
+        .get("/meshes/default/meshtrafficpermissions?size=2&offset=2")
+        .json();
     assert_eq!(page["total"], 5);
-    let names: Vec<_> = page["items"].as_array().unwrap().iter().map(|i| i["name"].clone()).collect();
+    let names: Vec<_> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
     assert_eq!(names, [json!("p2"), json!("p3")]);
     assert!(page["next"].as_str().unwrap().contains("offset=4"));
-    let last = cp.get("/meshes/default/meshtrafficpermissions?size=2&offset=4").json();
+    let last = cp
+        .get("/meshes/default/meshtrafficpermissions?size=2&offset=4")
+        .json();
     assert!(last["next"].is_null());
-    assert_eq!(cp.get("/meshes/default/meshtrafficpermissions?size=0").status, 400);
-    assert_eq!(cp.get("/meshes/default/meshtrafficpermissions?size=abc").status, 400);
+    assert_eq!(
+        cp.get("/meshes/default/meshtrafficpermissions?size=0")
+            .status,
+        400
+    );
+    assert_eq!(
+        cp.get("/meshes/default/meshtrafficpermissions?size=abc")
+            .status,
+        400
+    );
     // Across meshes.
     assert_eq!(cp.get("/meshtrafficpermissions").json()["total"], 5);
 }
@@ -111,9 +185,17 @@ fn lists_paginate() {
 #[test]
 fn deleting_a_mesh_deletes_its_resources() {
     let cp = ControlPlane::start();
-    assert_eq!(cp.put("/meshes/m1", r#"{"type":"Mesh","name":"m1"}"#).status, 201);
+    assert_eq!(
+        cp.put("/meshes/m1", r#"{"type":"Mesh","name":"m1"}"#)
+            .status,
+        201
+    );
     let body = MTP_ALLOW_ALL.replace("\"default\",\"spec\"", "\"m1\",\"spec\"");
-    assert_eq!(cp.put("/meshes/m1/meshtrafficpermissions/allow-all", &body).status, 201);
+    assert_eq!(
+        cp.put("/meshes/m1/meshtrafficpermissions/allow-all", &body)
+            .status,
+        201
+    );
     let r = http("DELETE", &cp.addrs.api(), "/meshes/m1", None, &[]).unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(cp.get("/meshtrafficpermissions").json()["total"], 0);
@@ -124,47 +206,100 @@ fn dataplanes_generate_mesh_services() {
     let cp = ControlPlane::start();
     let dp = r#"{"type":"Dataplane","name":"web-1","mesh":"default","networking":{"address":"127.0.0.1","inbound":[{"port":8080,"servicePort":18080,"tags":{"kuma.io/service":"web","kuma.io/protocol":"http"}}]}}"#;
     assert_eq!(cp.put("/meshes/default/dataplanes/web-1", dp).status, 201);
-    let ms = aerie_e2e::wait_for("MeshService web", std::time::Duration::from_secs(10), || {
-        let r = cp.get("/meshes/default/meshservices/web");
-        (r.status == 200).then(|| r.json())
-    });
+    let ms = aerie_e2e::wait_for(
+        "MeshService web",
+        std::time::Duration::from_secs(10),
+        || {
+            let r = cp.get("/meshes/default/meshservices/web");
+            (r.status == 200).then(|| r.json())
+        },
+    );
     assert_eq!(ms["spec"]["ports"][0]["port"], 8080);
     assert_eq!(ms["spec"]["ports"][0]["appProtocol"], "http");
     // Removing the last dataplane removes the generated service; a mesh with dataplanes
     // cannot be deleted.
     let r = http("DELETE", &cp.addrs.api(), "/meshes/default", None, &[]).unwrap();
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("there are still some dataplanes attached"), "{}", r.body);
-    let r = http("DELETE", &cp.addrs.api(), "/meshes/default/dataplanes/web-1", None, &[]).unwrap();
+    assert!(
+        r.body.contains("there are still some dataplanes attached"),
+        "{}",
+        r.body
+    );
+    let r = http(
+        "DELETE",
+        &cp.addrs.api(),
+        "/meshes/default/dataplanes/web-1",
+        None,
+        &[],
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
-    aerie_e2e::wait_for("MeshService web removed", std::time::Duration::from_secs(10), || {
-        (cp.get("/meshes/default/meshservices/web").status == 404).then_some(())
-    });
+    aerie_e2e::wait_for(
+        "MeshService web removed",
+        std::time::Duration::from_secs(10),
+        || (cp.get("/meshes/default/meshservices/web").status == 404).then_some(()),
+    );
 }
 
 #[test]
 fn resources_survive_restart_and_kill_9() {
     let mut cp = ControlPlane::start();
-    assert_eq!(cp.put("/meshes/default/meshtrafficpermissions/allow-all", MTP_ALLOW_ALL).status, 201);
+    assert_eq!(
+        cp.put(
+            "/meshes/default/meshtrafficpermissions/allow-all",
+            MTP_ALLOW_ALL
+        )
+        .status,
+        201
+    );
     cp.restart();
-    assert_eq!(cp.get("/meshes/default/meshtrafficpermissions/allow-all").status, 200);
+    assert_eq!(
+        cp.get("/meshes/default/meshtrafficpermissions/allow-all")
+            .status,
+        200
+    );
     // Acknowledged, then killed at once: the write must be on disk.
     for i in 0..20 {
         let body = MTP_ALLOW_ALL.replace("allow-all", &format!("k{i}"));
-        assert_eq!(cp.put(&format!("/meshes/default/meshtrafficpermissions/k{i}"), &body).status, 201);
+        assert_eq!(
+            cp.put(
+                &format!("/meshes/default/meshtrafficpermissions/k{i}"),
+                &body
+            )
+            .status,
+            201
+        );
     }
     cp.kill9();
     cp.restart();
-    assert_eq!(cp.get("/meshes/default/meshtrafficpermissions").json()["total"], 21);
-    assert_eq!(cp.get("/meshes").json()["total"], 1, "default mesh not created twice");
+    assert_eq!(
+        cp.get("/meshes/default/meshtrafficpermissions").json()["total"],
+        21
+    );
+    assert_eq!(
+        cp.get("/meshes").json()["total"],
+        1,
+        "default mesh not created twice"
+    );
 }
 
 #[test]
 fn memory_store_forgets_on_restart() {
     let mut cp = ControlPlane::start_with(&[("KUMA_STORE_TYPE", "memory")]);
-    assert_eq!(cp.put("/meshes/default/meshtrafficpermissions/allow-all", MTP_ALLOW_ALL).status, 201);
+    assert_eq!(
+        cp.put(
+            "/meshes/default/meshtrafficpermissions/allow-all",
+            MTP_ALLOW_ALL
+        )
+        .status,
+        201
+    );
     cp.restart();
-    assert_eq!(cp.get("/meshes/default/meshtrafficpermissions/allow-all").status, 404);
+    assert_eq!(
+        cp.get("/meshes/default/meshtrafficpermissions/allow-all")
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -172,9 +307,24 @@ fn two_control_planes_on_one_host_do_not_interfere() {
     let a = ControlPlane::start();
     let b = ControlPlane::start();
     assert_ne!(a.addrs.ip, b.addrs.ip);
-    assert_eq!(a.put("/meshes/default/meshtrafficpermissions/allow-all", MTP_ALLOW_ALL).status, 201);
-    assert_eq!(b.get("/meshes/default/meshtrafficpermissions/allow-all").status, 404);
-    assert_eq!(b.put("/meshes/only-b", r#"{"type":"Mesh","name":"only-b"}"#).status, 201);
+    assert_eq!(
+        a.put(
+            "/meshes/default/meshtrafficpermissions/allow-all",
+            MTP_ALLOW_ALL
+        )
+        .status,
+        201
+    );
+    assert_eq!(
+        b.get("/meshes/default/meshtrafficpermissions/allow-all")
+            .status,
+        404
+    );
+    assert_eq!(
+        b.put("/meshes/only-b", r#"{"type":"Mesh","name":"only-b"}"#)
+            .status,
+        201
+    );
     assert_eq!(a.get("/meshes/only-b").status, 404);
 }
 
@@ -190,21 +340,42 @@ fn diagnostics_endpoints() {
     let cp = ControlPlane::start();
     let diag = format!("127.0.0.1:{}", cp.addrs.diagnostics);
     assert_eq!(http("GET", &diag, "/ready", None, &[]).unwrap().status, 200);
-    assert_eq!(http("GET", &diag, "/healthy", None, &[]).unwrap().status, 200);
+    assert_eq!(
+        http("GET", &diag, "/healthy", None, &[]).unwrap().status,
+        200
+    );
     cp.get("/meshes");
     let m = http("GET", &diag, "/metrics", None, &[]).unwrap();
     assert_eq!(m.status, 200);
-    assert!(m.body.contains("kuma_cp_api_server_http_requests_total{method=\"GET\",code=\"200\"}"), "{}", m.body);
-    assert!(m.body.contains("kuma_cp_store_resources{resource_type=\"Mesh\"} 1"), "{}", m.body);
+    assert!(
+        m.body
+            .contains("kuma_cp_api_server_http_requests_total{method=\"GET\",code=\"200\"}"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("kuma_cp_store_resources{resource_type=\"Mesh\"} 1"),
+        "{}",
+        m.body
+    );
 }
 
 #[test]
 fn bad_configuration_refuses_to_start_naming_the_key() {
     let cases = [
-        ("KUMA_API_SERVER_HTTP_PORT", "not-a-port", "KUMA_API_SERVER_HTTP_PORT"),
+        (
+            "KUMA_API_SERVER_HTTP_PORT",
+            "not-a-port",
+            "KUMA_API_SERVER_HTTP_PORT",
+        ),
         ("KUMA_STORE_TYPE", "etcd", "KUMA_STORE_TYPE"),
         ("KUMA_MODE", "galaxy", "KUMA_MODE"),
-        ("KUMA_DEFAULTS_SKIP_MESH_CREATION", "perhaps", "KUMA_DEFAULTS_SKIP_MESH_CREATION"),
+        (
+            "KUMA_DEFAULTS_SKIP_MESH_CREATION",
+            "perhaps",
+            "KUMA_DEFAULTS_SKIP_MESH_CREATION",
+        ),
     ];
     for (key, value, want) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -216,14 +387,25 @@ fn bad_configuration_refuses_to_start_naming_the_key() {
             .unwrap();
         assert!(!out.status.success(), "{key}={value} must refuse to start");
         let err = text(&out.stderr);
-        assert!(err.contains(want) && err.contains(value), "{key}={value}: {err}");
+        assert!(
+            err.contains(want) && err.contains(value),
+            "{key}={value}: {err}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("cp.yaml");
     std::fs::write(&cfg, "apiServer:\n  http:\n    port: [1\n").unwrap();
-    let out = std::process::Command::new(bin("kuma-cp")).args(["run", "--config-file"]).arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(bin("kuma-cp"))
+        .args(["run", "--config-file"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("cp.yaml"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cp.yaml"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -249,9 +431,15 @@ fn config_file_sets_ports() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let ok = aerie_e2e::wait_for("config-file control plane", aerie_e2e::READY_TIMEOUT, || {
-        http("GET", &addrs.api(), "/meshes", None, &[]).ok().filter(|r| r.status == 200)
-    });
+    let ok = aerie_e2e::wait_for(
+        "config-file control plane",
+        aerie_e2e::READY_TIMEOUT,
+        || {
+            http("GET", &addrs.api(), "/meshes", None, &[])
+                .ok()
+                .filter(|r| r.status == 200)
+        },
+    );
     assert_eq!(ok.json()["total"], 1);
     let _ = child.kill();
     let _ = child.wait();
@@ -267,5 +455,8 @@ fn port_in_use_is_a_clear_error() {
     let out = other.command().output().unwrap();
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("cannot listen on") && err.contains("KUMA_API_SERVER_HTTP_PORT"), "{err}");
+    assert!(
+        err.contains("cannot listen on") && err.contains("KUMA_API_SERVER_HTTP_PORT"),
+        "{err}"
+    );
 }

@@ -5,7 +5,10 @@ use aerie_e2e::{ControlPlane, Kumactl, text};
 
 /// Applies `doc` from stdin; asserts failure and that the mesh's MTP/mesh counts are unchanged.
 fn refused(cp: &ControlPlane, k: &Kumactl, doc: &str, want: &[&str]) {
-    let before = (cp.get("/meshes").json()["total"].clone(), cp.get("/meshtrafficpermissions").json()["total"].clone());
+    let before = (
+        cp.get("/meshes").json()["total"].clone(),
+        cp.get("/meshtrafficpermissions").json()["total"].clone(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("doc.yaml");
     std::fs::write(&f, doc).unwrap();
@@ -16,7 +19,10 @@ fn refused(cp: &ControlPlane, k: &Kumactl, doc: &str, want: &[&str]) {
     for w in want {
         assert!(err.contains(w), "stderr lacks {w:?}:\n{err}\nfor:\n{doc}");
     }
-    let after = (cp.get("/meshes").json()["total"].clone(), cp.get("/meshtrafficpermissions").json()["total"].clone());
+    let after = (
+        cp.get("/meshes").json()["total"].clone(),
+        cp.get("/meshtrafficpermissions").json()["total"].clone(),
+    );
     assert_eq!(before, after, "nothing may be stored for:\n{doc}");
 }
 
@@ -24,25 +30,44 @@ fn refused(cp: &ControlPlane, k: &Kumactl, doc: &str, want: &[&str]) {
 fn bad_input_is_refused_with_a_clear_error() {
     let cp = ControlPlane::start();
     let k = Kumactl::for_cp(&cp);
-    refused(&cp, &k, "type: Mesh\nname: m\nmtls: [unclosed\n", &["line 3"]);
-    refused(&cp, &k, "type: Unicorn\nname: u\n", &["resource[0]", "Unicorn"]);
+    refused(
+        &cp,
+        &k,
+        "type: Mesh\nname: m\nmtls: [unclosed\n",
+        &["line 3"],
+    );
+    refused(
+        &cp,
+        &k,
+        "type: Unicorn\nname: u\n",
+        &["resource[0]", "Unicorn"],
+    );
     refused(
         &cp,
         &k,
         "type: MeshTrafficPermission\nname: p\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Permit}\n",
-        &["resource[0]", "spec.from[0].default.action: must be one of Allow, Deny, AllowWithShadowDeny"],
+        &[
+            "resource[0]",
+            "spec.from[0].default.action: must be one of Allow, Deny, AllowWithShadowDeny",
+        ],
     );
     refused(
         &cp,
         &k,
         "type: MeshTrafficPermission\nname: p\nmesh: default\nspec:\n  targetRef: {kind: MeshService}\n  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n",
-        &["spec.targetRef", "name or labels must be set when kind is MeshService"],
+        &[
+            "spec.targetRef",
+            "name or labels must be set when kind is MeshService",
+        ],
     );
     refused(
         &cp,
         &k,
         "type: Mesh\nname: m\nmtls:\n  enabledBackend: ca-2\n  backends:\n  - name: ca-1\n    type: builtin\n",
-        &["mtls.enabledBackend", "has to be set to one of the backends in the mesh"],
+        &[
+            "mtls.enabledBackend",
+            "has to be set to one of the backends in the mesh",
+        ],
     );
     refused(
         &cp,
@@ -77,19 +102,47 @@ fn dry_run_templating_and_directories() {
     let cp = ControlPlane::start();
     let k = Kumactl::for_cp(&cp);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.yaml"), "type: Mesh\nname: '{{ name }}'\n").unwrap();
-    let out = k.ok(&["apply", "-f", dir.path().join("a.yaml").to_str().unwrap(), "--var", "name=templated", "--dry-run"]);
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "type: Mesh\nname: '{{ name }}'\n",
+    )
+    .unwrap();
+    let out = k.ok(&[
+        "apply",
+        "-f",
+        dir.path().join("a.yaml").to_str().unwrap(),
+        "--var",
+        "name=templated",
+        "--dry-run",
+    ]);
     assert!(out.contains("name: templated"), "{out}");
-    assert_eq!(cp.get("/meshes/templated").status, 404, "dry run stores nothing");
-    k.ok(&["apply", "-f", dir.path().join("a.yaml").to_str().unwrap(), "-v", "name=templated"]);
+    assert_eq!(
+        cp.get("/meshes/templated").status,
+        404,
+        "dry run stores nothing"
+    );
+    k.ok(&[
+        "apply",
+        "-f",
+        dir.path().join("a.yaml").to_str().unwrap(),
+        "-v",
+        "name=templated",
+    ]);
     assert_eq!(cp.get("/meshes/templated").status, 200);
     let err = k.fails(&["apply", "-f", dir.path().join("a.yaml").to_str().unwrap()]);
-    assert!(err.contains("name"), "missing variable must be named: {err}");
+    assert!(
+        err.contains("name"),
+        "missing variable must be named: {err}"
+    );
 
     let d = dir.path().join("many");
     std::fs::create_dir(&d).unwrap();
     std::fs::write(d.join("1.yaml"), "type: Mesh\nname: dir-a\n").unwrap();
-    std::fs::write(d.join("2.yml"), "type: Mesh\nname: dir-b\n---\ntype: Mesh\nname: dir-c\n").unwrap();
+    std::fs::write(
+        d.join("2.yml"),
+        "type: Mesh\nname: dir-b\n---\ntype: Mesh\nname: dir-c\n",
+    )
+    .unwrap();
     k.ok(&["apply", "-f", d.to_str().unwrap()]);
     for m in ["dir-a", "dir-b", "dir-c"] {
         assert_eq!(cp.get(&format!("/meshes/{m}")).status, 200, "{m}");
@@ -102,12 +155,26 @@ fn get_formats_and_errors() {
     let k = Kumactl::for_cp(&cp);
     let table = k.ok(&["get", "meshes"]);
     let header = table.lines().next().unwrap_or_default();
-    assert!(header.starts_with("NAME") && header.contains("mTLS") && header.contains("AGE"), "{table}");
-    assert!(table.lines().nth(1).unwrap_or_default().starts_with("default "), "{table}");
-    let json: serde_json::Value = serde_json::from_str(&k.ok(&["get", "meshes", "-o", "json"])).unwrap();
+    assert!(
+        header.starts_with("NAME") && header.contains("mTLS") && header.contains("AGE"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .starts_with("default "),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "meshes", "-o", "json"])).unwrap();
     assert_eq!(json["total"], 1);
     let yaml = k.ok(&["get", "mesh", "default", "-o", "yaml"]);
-    assert!(yaml.contains("name: default") && yaml.contains("type: Mesh"), "{yaml}");
+    assert!(
+        yaml.contains("name: default") && yaml.contains("type: Mesh"),
+        "{yaml}"
+    );
     let err = k.fails(&["get", "unicorns"]);
     assert!(err.contains("unicorns"), "{err}");
     let err = k.fails(&["get", "mesh", "ghost"]);
@@ -121,15 +188,59 @@ fn control_plane_config_commands() {
     let a = ControlPlane::start();
     let b = ControlPlane::start();
     let k = Kumactl::new();
-    let err = k.fails(&["config", "control-planes", "add", "--name", "dead", "--address", "http://127.0.0.1:1"]);
+    let err = k.fails(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "dead",
+        "--address",
+        "http://127.0.0.1:1",
+    ]);
     assert!(err.contains("127.0.0.1:1"), "{err}");
-    k.ok(&["config", "control-planes", "add", "--name", "a", "--address", &a.addrs.url()]);
-    k.ok(&["config", "control-planes", "add", "--name", "b", "--address", &b.addrs.url()]);
-    let err = k.fails(&["config", "control-planes", "add", "--name", "b", "--address", &b.addrs.url()]);
+    k.ok(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "a",
+        "--address",
+        &a.addrs.url(),
+    ]);
+    k.ok(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "b",
+        "--address",
+        &b.addrs.url(),
+    ]);
+    let err = k.fails(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "b",
+        "--address",
+        &b.addrs.url(),
+    ]);
     assert!(err.contains("b"), "{err}");
-    k.ok(&["config", "control-planes", "add", "--name", "b", "--address", &b.addrs.url(), "--overwrite"]);
+    k.ok(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "b",
+        "--address",
+        &b.addrs.url(),
+        "--overwrite",
+    ]);
     let list = k.ok(&["config", "control-planes", "list"]);
-    assert!(list.contains(&a.addrs.url()) && list.contains(&b.addrs.url()), "{list}");
+    assert!(
+        list.contains(&a.addrs.url()) && list.contains(&b.addrs.url()),
+        "{list}"
+    );
     // Writes go to the active control plane.
     k.sh_ok("echo 'type: Mesh\nname: on-b' | kumactl apply -f -");
     assert_eq!(b.get("/meshes/on-b").status, 200);
@@ -141,7 +252,10 @@ fn control_plane_config_commands() {
     let view = k.ok(&["config", "view"]);
     assert!(view.contains("currentContext: b"), "{view}");
     k.ok(&["config", "control-planes", "remove", "--name", "a"]);
-    assert!(!k.ok(&["config", "control-planes", "list"]).contains(&a.addrs.url()));
+    assert!(
+        !k.ok(&["config", "control-planes", "list"])
+            .contains(&a.addrs.url())
+    );
     let err = k.fails(&["config", "control-planes", "use", "nope"]);
     assert!(err.contains("nope"), "{err}");
 }
@@ -152,20 +266,57 @@ fn https_with_the_generated_certificate() {
     let k = Kumactl::new();
     let url = format!("https://{}:{}", cp.addrs.ip, cp.addrs.https);
     // Without a CA file or --skip-verify there is nothing to verify the server against.
-    let err = k.fails(&["config", "control-planes", "add", "--name", "tls", "--address", &url]);
+    let err = k.fails(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "tls",
+        "--address",
+        &url,
+    ]);
     assert!(!err.is_empty());
-    k.ok(&["config", "control-planes", "add", "--name", "tls", "--address", &url, "--skip-verify"]);
+    k.ok(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "tls",
+        "--address",
+        &url,
+        "--skip-verify",
+    ]);
     assert!(k.ok(&["get", "meshes"]).contains("default"));
     // The generated certificate is kept in the work dir and names the HTTPS interface:
     // pinning it verifies the control plane.
     let ca = cp.work_dir.join("tls/api-server.crt");
     let pinned = Kumactl::new();
-    pinned.ok(&["config", "control-planes", "add", "--name", "tls", "--address", &url, "--ca-cert-file", ca.to_str().unwrap()]);
+    pinned.ok(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "tls",
+        "--address",
+        &url,
+        "--ca-cert-file",
+        ca.to_str().unwrap(),
+    ]);
     assert!(pinned.ok(&["get", "meshes"]).contains("default"));
     // A different CA does not verify it.
     let other = ControlPlane::start();
     let wrong = Kumactl::new();
-    let err = wrong.fails(&["config", "control-planes", "add", "--name", "tls", "--address", &url, "--ca-cert-file", other.work_dir.join("tls/api-server.crt").to_str().unwrap()]);
+    let err = wrong.fails(&[
+        "config",
+        "control-planes",
+        "add",
+        "--name",
+        "tls",
+        "--address",
+        &url,
+        "--ca-cert-file",
+        other.work_dir.join("tls/api-server.crt").to_str().unwrap(),
+    ]);
     assert!(!err.is_empty());
 }
 
@@ -173,10 +324,29 @@ fn https_with_the_generated_certificate() {
 fn user_tokens_version_and_completion() {
     let cp = ControlPlane::start();
     let k = Kumactl::for_cp(&cp);
-    let token = k.ok(&["generate", "user-token", "--name", "john", "--group", "mesh-system:admin", "--valid-for", "24h"]);
+    let token = k.ok(&[
+        "generate",
+        "user-token",
+        "--name",
+        "john",
+        "--group",
+        "mesh-system:admin",
+        "--valid-for",
+        "24h",
+    ]);
     assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
-    let err = k.fails(&["generate", "user-token", "--name", "john", "--valid-for", "forever"]);
-    assert!(err.contains("validFor") || err.contains("valid-for") || err.contains("forever"), "{err}");
+    let err = k.fails(&[
+        "generate",
+        "user-token",
+        "--name",
+        "john",
+        "--valid-for",
+        "forever",
+    ]);
+    assert!(
+        err.contains("validFor") || err.contains("valid-for") || err.contains("forever"),
+        "{err}"
+    );
     let v = k.ok(&["version"]);
     assert!(v.contains("Client") && v.contains("Server"), "{v}");
     let c = k.ok(&["completion", "bash"]);

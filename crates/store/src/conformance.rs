@@ -8,14 +8,21 @@ use crate::{ChangeKind, Store, StoreError};
 
 fn mesh(name: &str) -> Resource {
     Resource {
-        meta: Meta { name: name.into(), ..Meta::default() },
+        meta: Meta {
+            name: name.into(),
+            ..Meta::default()
+        },
         spec: Spec::Mesh(MeshSpec::default()),
     }
 }
 
 fn mtp(mesh: &str, name: &str) -> Resource {
     Resource {
-        meta: Meta { name: name.into(), mesh: Some(mesh.into()), ..Meta::default() },
+        meta: Meta {
+            name: name.into(),
+            mesh: Some(mesh.into()),
+            ..Meta::default()
+        },
         spec: Spec::MeshTrafficPermission(MeshTrafficPermissionSpec::default()),
     }
 }
@@ -29,20 +36,44 @@ pub async fn run_all(store: &dyn Store) {
 }
 
 async fn create_get_list(store: &dyn Store) {
-    let created = store.create(mesh("m1"), "2026-01-01T00:00:00Z").await.expect("create");
+    let created = store
+        .create(mesh("m1"), "2026-01-01T00:00:00Z")
+        .await
+        .expect("create");
     assert_eq!(created.meta.version, 1);
-    assert_eq!(created.meta.creation_time.as_deref(), Some("2026-01-01T00:00:00Z"));
-    let err = store.create(mesh("m1"), "2026-01-01T00:00:01Z").await.expect_err("duplicate");
+    assert_eq!(
+        created.meta.creation_time.as_deref(),
+        Some("2026-01-01T00:00:00Z")
+    );
+    let err = store
+        .create(mesh("m1"), "2026-01-01T00:00:01Z")
+        .await
+        .expect_err("duplicate");
     assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
-    let got = store.get(ResourceType::Mesh, "", "m1").await.expect("get").expect("present");
+    let got = store
+        .get(ResourceType::Mesh, "", "m1")
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(got, created);
-    assert!(store.get(ResourceType::Mesh, "", "nope").await.expect("get").is_none());
+    assert!(
+        store
+            .get(ResourceType::Mesh, "", "nope")
+            .await
+            .expect("get")
+            .is_none()
+    );
 
     store.create(mtp("m1", "b"), "t").await.expect("create b");
     store.create(mtp("m1", "a"), "t").await.expect("create a");
     let mut secret = mtp("m1", "a");
-    secret.spec = Spec::Secret(SecretSpec { data: "AA==".into() });
-    store.create(secret, "t").await.expect("same name, other type");
+    secret.spec = Spec::Secret(SecretSpec {
+        data: "AA==".into(),
+    });
+    store
+        .create(secret, "t")
+        .await
+        .expect("same name, other type");
     let names: Vec<_> = store
         .list(ResourceType::MeshTrafficPermission, Some("m1"))
         .await
@@ -51,23 +82,56 @@ async fn create_get_list(store: &dyn Store) {
         .map(|r| r.meta.name)
         .collect();
     assert_eq!(names, ["a", "b"]);
-    assert!(store.list(ResourceType::MeshTrafficPermission, Some("other")).await.expect("list").is_empty());
-    assert_eq!(store.list(ResourceType::Secret, None).await.expect("list").len(), 1);
+    assert!(
+        store
+            .list(ResourceType::MeshTrafficPermission, Some("other"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list(ResourceType::Secret, None)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 }
 
 async fn optimistic_concurrency(store: &dyn Store) {
     let v1 = store.create(mesh("occ"), "t0").await.expect("create");
     let mut labelled = v1.clone();
     labelled.meta.labels.insert("team".into(), "blue".into());
-    let v2 = store.update(labelled.clone(), 1, "t1").await.expect("update");
+    let v2 = store
+        .update(labelled.clone(), 1, "t1")
+        .await
+        .expect("update");
     assert_eq!(v2.meta.version, 2);
     assert_eq!(v2.meta.creation_time.as_deref(), Some("t0"));
     assert_eq!(v2.meta.modification_time.as_deref(), Some("t1"));
     let err = store.update(labelled, 1, "t2").await.expect_err("stale");
-    assert!(matches!(err, StoreError::Conflict { expected: 1, found: 2, .. }), "{err}");
-    let stored = store.get(ResourceType::Mesh, "", "occ").await.expect("get").expect("present");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                expected: 1,
+                found: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let stored = store
+        .get(ResourceType::Mesh, "", "occ")
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(stored, v2, "a refused update changes nothing");
-    let err = store.update(mesh("ghost"), 1, "t").await.expect_err("missing");
+    let err = store
+        .update(mesh("ghost"), 1, "t")
+        .await
+        .expect_err("missing");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
 
@@ -75,19 +139,43 @@ async fn delete_and_cascade(store: &dyn Store) {
     store.create(mesh("doomed"), "t").await.expect("create");
     store.create(mtp("doomed", "p"), "t").await.expect("create");
     store.create(mtp("kept", "p"), "t").await.expect("create");
-    store.delete(ResourceType::Mesh, "", "doomed").await.expect("delete");
-    assert!(store.get(ResourceType::MeshTrafficPermission, "doomed", "p").await.expect("get").is_none());
-    assert!(store.get(ResourceType::MeshTrafficPermission, "kept", "p").await.expect("get").is_some());
-    let err = store.delete(ResourceType::Mesh, "", "doomed").await.expect_err("gone");
+    store
+        .delete(ResourceType::Mesh, "", "doomed")
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .get(ResourceType::MeshTrafficPermission, "doomed", "p")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .get(ResourceType::MeshTrafficPermission, "kept", "p")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    let err = store
+        .delete(ResourceType::Mesh, "", "doomed")
+        .await
+        .expect_err("gone");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
 
 async fn change_feed(store: &dyn Store) {
     let mut rx = store.subscribe();
     store.create(mesh("fed"), "t").await.expect("create");
-    store.delete(ResourceType::Mesh, "", "fed").await.expect("delete");
+    store
+        .delete(ResourceType::Mesh, "", "fed")
+        .await
+        .expect("delete");
     let a = rx.recv().await.expect("event");
-    assert_eq!((a.kind, a.rtype, a.name.as_str()), (ChangeKind::Upsert, ResourceType::Mesh, "fed"));
+    assert_eq!(
+        (a.kind, a.rtype, a.name.as_str()),
+        (ChangeKind::Upsert, ResourceType::Mesh, "fed")
+    );
     let b = rx.recv().await.expect("event");
     assert_eq!(b.kind, ChangeKind::Delete);
 }

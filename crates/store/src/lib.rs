@@ -8,9 +8,9 @@
 //! version they read (optimistic concurrency), so two writers racing on one resource cannot
 //! both win. Each committed write is announced on a broadcast [`ChangeEvent`] feed.
 
+pub mod conformance;
 mod memory;
 mod sqlite;
-pub mod conformance;
 
 use std::sync::Arc;
 
@@ -23,11 +23,26 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{rtype} \"{name}\" not found{}", mesh_suffix(mesh))]
-    NotFound { rtype: ResourceType, mesh: String, name: String },
+    NotFound {
+        rtype: ResourceType,
+        mesh: String,
+        name: String,
+    },
     #[error("{rtype} \"{name}\" already exists{}", mesh_suffix(mesh))]
-    AlreadyExists { rtype: ResourceType, mesh: String, name: String },
-    #[error("{rtype} \"{name}\" was changed by another writer (expected version {expected}, found {found})")]
-    Conflict { rtype: ResourceType, name: String, expected: u64, found: u64 },
+    AlreadyExists {
+        rtype: ResourceType,
+        mesh: String,
+        name: String,
+    },
+    #[error(
+        "{rtype} \"{name}\" was changed by another writer (expected version {expected}, found {found})"
+    )]
+    Conflict {
+        rtype: ResourceType,
+        name: String,
+        expected: u64,
+        found: u64,
+    },
     #[error("store unavailable: {0}")]
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
@@ -35,7 +50,11 @@ pub enum StoreError {
 }
 
 fn mesh_suffix(mesh: &str) -> String {
-    if mesh.is_empty() { String::new() } else { format!(" in mesh \"{mesh}\"") }
+    if mesh.is_empty() {
+        String::new()
+    } else {
+        format!(" in mesh \"{mesh}\"")
+    }
 }
 
 /// Kind of change announced on the feed.
@@ -67,14 +86,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// All resources of a type, in one mesh (`Some`) or everywhere (`None`), ordered by mesh
     /// then name.
-    async fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Resource>, StoreError>;
+    async fn list(
+        &self,
+        rtype: ResourceType,
+        mesh: Option<&str>,
+    ) -> Result<Vec<Resource>, StoreError>;
 
     /// Stores a new resource with version 1 and both times set to `now`.
     async fn create(&self, r: Resource, now: &str) -> Result<Resource, StoreError>;
 
     /// Replaces a resource whose stored version is `expected_version`; keeps its creation
     /// time, sets modification time to `now`, bumps the version.
-    async fn update(&self, r: Resource, expected_version: u64, now: &str) -> Result<Resource, StoreError>;
+    async fn update(
+        &self,
+        r: Resource,
+        expected_version: u64,
+        now: &str,
+    ) -> Result<Resource, StoreError>;
 
     /// Deletes a resource. Deleting a Mesh deletes every resource inside it in the same
     /// transaction.
@@ -95,7 +123,11 @@ pub type SharedStore = Arc<dyn Store>;
 
 /// The key a resource is stored under.
 pub(crate) fn key_of(r: &Resource) -> (ResourceType, String, String) {
-    (r.resource_type(), r.mesh().to_string(), r.name().to_string())
+    (
+        r.resource_type(),
+        r.mesh().to_string(),
+        r.name().to_string(),
+    )
 }
 
 /// The broadcast capacity of the change feed: large enough for bursts of applies.

@@ -24,7 +24,10 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     pub fn new() -> Self {
-        Self { items: Mutex::new(BTreeMap::new()), feed: broadcast::channel(FEED_CAPACITY).0 }
+        Self {
+            items: Mutex::new(BTreeMap::new()),
+            feed: broadcast::channel(FEED_CAPACITY).0,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, Resource>> {
@@ -34,17 +37,34 @@ impl MemoryStore {
     }
 
     fn announce(&self, kind: ChangeKind, key: Key) {
-        let _ = self.feed.send(ChangeEvent { kind, rtype: key.0, mesh: key.1, name: key.2 });
+        let _ = self.feed.send(ChangeEvent {
+            kind,
+            rtype: key.0,
+            mesh: key.1,
+            name: key.2,
+        });
     }
 }
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
-    async fn get(&self, rtype: ResourceType, mesh: &str, name: &str) -> Result<Option<Resource>, StoreError> {
-        Ok(self.lock().get(&(rtype, mesh.to_string(), name.to_string())).cloned())
+    async fn get(
+        &self,
+        rtype: ResourceType,
+        mesh: &str,
+        name: &str,
+    ) -> Result<Option<Resource>, StoreError> {
+        Ok(self
+            .lock()
+            .get(&(rtype, mesh.to_string(), name.to_string()))
+            .cloned())
     }
 
-    async fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Resource>, StoreError> {
+    async fn list(
+        &self,
+        rtype: ResourceType,
+        mesh: Option<&str>,
+    ) -> Result<Vec<Resource>, StoreError> {
         let items = self.lock();
         Ok(items
             .range((rtype, String::new(), String::new())..)
@@ -59,7 +79,11 @@ impl Store for MemoryStore {
         {
             let mut items = self.lock();
             if items.contains_key(&key) {
-                return Err(StoreError::AlreadyExists { rtype: key.0, mesh: key.1, name: key.2 });
+                return Err(StoreError::AlreadyExists {
+                    rtype: key.0,
+                    mesh: key.1,
+                    name: key.2,
+                });
             }
             r.meta.version = 1;
             r.meta.creation_time = Some(now.to_string());
@@ -70,12 +94,21 @@ impl Store for MemoryStore {
         Ok(r)
     }
 
-    async fn update(&self, mut r: Resource, expected_version: u64, now: &str) -> Result<Resource, StoreError> {
+    async fn update(
+        &self,
+        mut r: Resource,
+        expected_version: u64,
+        now: &str,
+    ) -> Result<Resource, StoreError> {
         let key = key_of(&r);
         {
             let mut items = self.lock();
             let Some(current) = items.get(&key) else {
-                return Err(StoreError::NotFound { rtype: key.0, mesh: key.1, name: key.2 });
+                return Err(StoreError::NotFound {
+                    rtype: key.0,
+                    mesh: key.1,
+                    name: key.2,
+                });
             };
             if current.meta.version != expected_version {
                 return Err(StoreError::Conflict {
@@ -100,11 +133,19 @@ impl Store for MemoryStore {
         {
             let mut items = self.lock();
             if items.remove(&key).is_none() {
-                return Err(StoreError::NotFound { rtype, mesh: key.1, name: key.2 });
+                return Err(StoreError::NotFound {
+                    rtype,
+                    mesh: key.1,
+                    name: key.2,
+                });
             }
             removed.push(key);
             if rtype == ResourceType::Mesh {
-                let inside: Vec<Key> = items.keys().filter(|(_, m, _)| m == name).cloned().collect();
+                let inside: Vec<Key> = items
+                    .keys()
+                    .filter(|(_, m, _)| m == name)
+                    .cloned()
+                    .collect();
                 for k in inside {
                     items.remove(&k);
                     removed.push(k);

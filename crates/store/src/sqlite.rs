@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use aerie_core::format::{spec_from_value, spec_to_value};
 use aerie_core::{Meta, Resource, ResourceType};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::broadcast;
 
@@ -50,7 +52,10 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let store = Self { pool, feed: broadcast::channel(FEED_CAPACITY).0 };
+        let store = Self {
+            pool,
+            feed: broadcast::channel(FEED_CAPACITY).0,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -69,15 +74,26 @@ impl SqliteStore {
             )));
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await.map_err(unavailable)?;
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             let bump = format!("PRAGMA user_version = {}", i + 1);
-            sqlx::query(sqlx::AssertSqlSafe(bump)).execute(&mut *tx).await.map_err(unavailable)?;
+            sqlx::query(sqlx::AssertSqlSafe(bump))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }
 
     fn announce(&self, kind: ChangeKind, rtype: ResourceType, mesh: &str, name: &str) {
-        let _ = self.feed.send(ChangeEvent { kind, rtype, mesh: mesh.into(), name: name.into() });
+        let _ = self.feed.send(ChangeEvent {
+            kind,
+            rtype,
+            mesh: mesh.into(),
+            name: name.into(),
+        });
     }
 }
 
@@ -87,11 +103,14 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 
 fn row_to_resource(rtype: ResourceType, row: &SqliteRow) -> Result<Resource, StoreError> {
     let get = |col: &str| -> Result<String, StoreError> {
-        row.try_get::<String, _>(col).map_err(|e| StoreError::Corrupt(e.to_string()))
+        row.try_get::<String, _>(col)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     };
     let mesh = get("mesh")?;
     let name = get("name")?;
-    let version: i64 = row.try_get("version").map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let version: i64 = row
+        .try_get("version")
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let corrupt = |what: &str, e: &dyn std::fmt::Display| {
         StoreError::Corrupt(format!("{rtype} \"{name}\": {what}: {e}"))
     };
@@ -113,14 +132,21 @@ fn row_to_resource(rtype: ResourceType, row: &SqliteRow) -> Result<Resource, Sto
 }
 
 fn encode(r: &Resource) -> Result<(String, String), StoreError> {
-    let spec = serde_json::to_string(&spec_to_value(&r.spec)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let labels = serde_json::to_string(&r.meta.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let spec = serde_json::to_string(&spec_to_value(&r.spec))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let labels =
+        serde_json::to_string(&r.meta.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok((spec, labels))
 }
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn get(&self, rtype: ResourceType, mesh: &str, name: &str) -> Result<Option<Resource>, StoreError> {
+    async fn get(
+        &self,
+        rtype: ResourceType,
+        mesh: &str,
+        name: &str,
+    ) -> Result<Option<Resource>, StoreError> {
         let row = sqlx::query("SELECT * FROM resources WHERE type = ? AND mesh = ? AND name = ?")
             .bind(rtype.name())
             .bind(mesh)
@@ -131,14 +157,20 @@ impl Store for SqliteStore {
         row.map(|r| row_to_resource(rtype, &r)).transpose()
     }
 
-    async fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Resource>, StoreError> {
+    async fn list(
+        &self,
+        rtype: ResourceType,
+        mesh: Option<&str>,
+    ) -> Result<Vec<Resource>, StoreError> {
         let rows = match mesh {
             Some(m) => {
-                sqlx::query("SELECT * FROM resources WHERE type = ? AND mesh = ? ORDER BY mesh, name")
-                    .bind(rtype.name())
-                    .bind(m)
-                    .fetch_all(&self.pool)
-                    .await
+                sqlx::query(
+                    "SELECT * FROM resources WHERE type = ? AND mesh = ? ORDER BY mesh, name",
+                )
+                .bind(rtype.name())
+                .bind(m)
+                .fetch_all(&self.pool)
+                .await
             }
             None => {
                 sqlx::query("SELECT * FROM resources WHERE type = ? ORDER BY mesh, name")
@@ -181,7 +213,12 @@ impl Store for SqliteStore {
         Ok(r)
     }
 
-    async fn update(&self, mut r: Resource, expected_version: u64, now: &str) -> Result<Resource, StoreError> {
+    async fn update(
+        &self,
+        mut r: Resource,
+        expected_version: u64,
+        now: &str,
+    ) -> Result<Resource, StoreError> {
         let (rtype, mesh, name) = key_of(&r);
         let (spec, labels) = encode(&r)?;
         // One statement: the version check and the write are atomic.
@@ -211,8 +248,10 @@ impl Store for SqliteStore {
                 }),
             };
         };
-        r.meta.creation_time =
-            Some(row.try_get::<String, _>(0).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        r.meta.creation_time = Some(
+            row.try_get::<String, _>(0)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        );
         r.meta.version = expected_version + 1;
         r.meta.modification_time = Some(now.into());
         self.announce(ChangeKind::Upsert, rtype, &mesh, &name);
@@ -229,7 +268,11 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound { rtype, mesh: mesh.into(), name: name.into() });
+            return Err(StoreError::NotFound {
+                rtype,
+                mesh: mesh.into(),
+                name: name.into(),
+            });
         }
         let mut inside = Vec::new();
         if rtype == ResourceType::Mesh {
@@ -259,7 +302,11 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     async fn close(&self) {

@@ -72,7 +72,10 @@ pub struct Inbound {
 impl Inbound {
     /// The `kuma.io/service` tag (mandatory on a valid inbound).
     pub fn service(&self) -> &str {
-        self.tags.get(crate::spec::SERVICE_TAG).map(String::as_str).unwrap_or("")
+        self.tags
+            .get(crate::spec::SERVICE_TAG)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }
 

@@ -27,9 +27,9 @@ impl Caller {
     pub fn require_admin(&self, what: &str) -> Result<(), ApiError> {
         match self {
             Caller::Admin => Ok(()),
-            Caller::User { name } => {
-                Err(ApiError::forbidden(format!("user \"{name}\" is not allowed to {what}: it needs the group {ADMIN_GROUP}")))
-            }
+            Caller::User { name } => Err(ApiError::forbidden(format!(
+                "user \"{name}\" is not allowed to {what}: it needs the group {ADMIN_GROUP}"
+            ))),
             Caller::Anonymous => Err(ApiError::unauthenticated(format!(
                 "{what} requires a user token from clients outside this host: create one with `kumactl generate user-token` and add it with `kumactl config control-planes add --auth-type tokens --auth-conf token=...`"
             ))),
@@ -40,14 +40,22 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
         let header = parts.headers.get(axum::http::header::AUTHORIZATION);
         if let Some(h) = header {
-            let value = h.to_str().map_err(|_| ApiError::unauthenticated("the Authorization header is not text"))?;
-            let token = value
-                .strip_prefix("Bearer ")
-                .ok_or_else(|| ApiError::unauthenticated("the Authorization header must be `Bearer <user token>`"))?;
+            let value = h
+                .to_str()
+                .map_err(|_| ApiError::unauthenticated("the Authorization header is not text"))?;
+            let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+                ApiError::unauthenticated("the Authorization header must be `Bearer <user token>`")
+            })?;
             let claims = state.tokens.verify_user_token(token.trim()).await?;
             return Ok(if claims.groups.iter().any(|g| g == ADMIN_GROUP) {
                 Caller::Admin
@@ -65,6 +73,8 @@ impl FromRequestParts<AppState> for Caller {
 fn is_loopback(addr: &SocketAddr) -> bool {
     match addr.ip() {
         std::net::IpAddr::V4(v4) => v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }

@@ -18,7 +18,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, title: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { status, title: title.into(), detail: detail.into(), invalid: Vec::new() }
+        Self {
+            status,
+            title: title.into(),
+            detail: detail.into(),
+            invalid: Vec::new(),
+        }
     }
 
     pub fn invalid(errs: ValidationError) -> Self {
@@ -55,23 +60,32 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            StoreError::AlreadyExists { .. } | StoreError::Conflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "Conflict", format!("{e}; read it again and retry"))
-            }
-            StoreError::Unavailable(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Store unavailable", e.to_string())
-            }
-            StoreError::Corrupt(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", e.to_string())
-            }
+            StoreError::AlreadyExists { .. } | StoreError::Conflict { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!("{e}; read it again and retry"),
+            ),
+            StoreError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Store unavailable",
+                e.to_string(),
+            ),
+            StoreError::Corrupt(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                e.to_string(),
+            ),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let params: Vec<_> =
-            self.invalid.iter().map(|v| json!({"field": v.field, "reason": v.message})).collect();
+        let params: Vec<_> = self
+            .invalid
+            .iter()
+            .map(|v| json!({"field": v.field, "reason": v.message}))
+            .collect();
         let body = json!({
             "type": "/std-errors",
             "status": self.status.as_u16(),

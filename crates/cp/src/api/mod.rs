@@ -41,20 +41,29 @@ pub fn router(state: AppState) -> Router {
         .route("/meshes", get(resources::list_meshes))
         .route(
             "/meshes/{name}",
-            get(resources::get_mesh).put(resources::put_mesh).delete(resources::delete_mesh),
+            get(resources::get_mesh)
+                .put(resources::put_mesh)
+                .delete(resources::delete_mesh),
         )
         .route("/meshes/{mesh}/{plural}", get(resources::list_in_mesh))
         .route(
             "/meshes/{mesh}/{plural}/{name}",
-            get(resources::get_in_mesh).put(resources::put_in_mesh).delete(resources::delete_in_mesh),
+            get(resources::get_in_mesh)
+                .put(resources::put_in_mesh)
+                .delete(resources::delete_in_mesh),
         )
         .route("/{plural}", get(resources::list_top))
         .route(
             "/{plural}/{name}",
-            get(resources::get_top).put(resources::put_top).delete(resources::delete_top),
+            get(resources::get_top)
+                .put(resources::put_top)
+                .delete(resources::delete_top),
         )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 

@@ -1,6 +1,6 @@
 //! Resource endpoints: list, get, put (create or replace), delete.
 
-use aerie_core::format::{resource_from_value, resource_to_value, DocumentError};
+use aerie_core::format::{DocumentError, resource_from_value, resource_to_value};
 use aerie_core::{ResourceType, Scope, ValidationError, validate};
 use axum::Json;
 use axum::body::Bytes;
@@ -19,7 +19,9 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
 pub async fn index(State(state): State<AppState>) -> Json<Value> {
-    let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
     Json(json!({
         "hostname": hostname,
         "tagline": "Kuma",
@@ -69,13 +71,17 @@ pub struct Page {
 }
 
 fn type_from_plural(plural: &str) -> Result<ResourceType, ApiError> {
-    ResourceType::from_plural(plural).ok_or_else(|| ApiError::not_found(format!("unknown resource type \"{plural}\"")))
+    ResourceType::from_plural(plural)
+        .ok_or_else(|| ApiError::not_found(format!("unknown resource type \"{plural}\"")))
 }
 
 fn mesh_scoped(plural: &str) -> Result<ResourceType, ApiError> {
     let t = type_from_plural(plural)?;
     if t.scope() != Scope::Mesh {
-        return Err(ApiError::not_found(format!("{t} is not inside a mesh: use /{}", t.plural())));
+        return Err(ApiError::not_found(format!(
+            "{t} is not inside a mesh: use /{}",
+            t.plural()
+        )));
     }
     Ok(t)
 }
@@ -102,36 +108,64 @@ async fn list(
         match v {
             None => Ok(default),
             Some(s) => s.parse::<usize>().map_err(|_| {
-                ApiError::invalid(ValidationError::single(name, format!("\"{s}\" is not a non-negative integer")))
+                ApiError::invalid(ValidationError::single(
+                    name,
+                    format!("\"{s}\" is not a non-negative integer"),
+                ))
             }),
         }
     };
     let size = parse(page.size, "size", DEFAULT_PAGE)?;
     let offset = parse(page.offset, "offset", 0)?;
     if size == 0 || size > MAX_PAGE {
-        return Err(ApiError::invalid(ValidationError::single("size", format!("must be between 1 and {MAX_PAGE}"))));
+        return Err(ApiError::invalid(ValidationError::single(
+            "size",
+            format!("must be between 1 and {MAX_PAGE}"),
+        )));
     }
     if let Some(m) = mesh {
         ensure_mesh(state, m).await?;
     }
     let all = state.store.list(t, mesh).await?;
     let total = all.len();
-    let items: Vec<Value> = all.iter().skip(offset).take(size).map(resource_to_value).collect();
+    let items: Vec<Value> = all
+        .iter()
+        .skip(offset)
+        .take(size)
+        .map(resource_to_value)
+        .collect();
     let next = (offset + size < total).then(|| {
-        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-        format!("http://{host}{}?offset={}&size={size}", uri.path(), offset + size)
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!(
+            "http://{host}{}?offset={}&size={size}",
+            uri.path(),
+            offset + size
+        )
     });
-    Ok(Json(json!({ "total": total, "items": items, "next": next })))
+    Ok(Json(
+        json!({ "total": total, "items": items, "next": next }),
+    ))
 }
 
 async fn ensure_mesh(state: &AppState, mesh: &str) -> Result<(), ApiError> {
     match state.store.get(ResourceType::Mesh, "", mesh).await? {
         Some(_) => Ok(()),
-        None => Err(ApiError::not_found(format!("mesh \"{mesh}\" does not exist"))),
+        None => Err(ApiError::not_found(format!(
+            "mesh \"{mesh}\" does not exist"
+        ))),
     }
 }
 
-async fn get_one(state: &AppState, caller: &Caller, t: ResourceType, mesh: &str, name: &str) -> Result<Json<Value>, ApiError> {
+async fn get_one(
+    state: &AppState,
+    caller: &Caller,
+    t: ResourceType,
+    mesh: &str,
+    name: &str,
+) -> Result<Json<Value>, ApiError> {
     check_read(t, caller)?;
     match state.store.get(t, mesh, name).await? {
         Some(r) => Ok(Json(resource_to_value(&r))),
@@ -161,8 +195,12 @@ async fn put(
     if let Some(why) = read_only(t, state.mode) {
         return Err(ApiError::method_not_allowed(why));
     }
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(ValidationError::single("", format!("the body is not valid JSON: {e}"))))?;
+    let doc: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(ValidationError::single(
+            "",
+            format!("the body is not valid JSON: {e}"),
+        ))
+    })?;
     let mut r = resource_from_value(&doc).map_err(|e| match e {
         DocumentError::Syntax(m) => ApiError::invalid(ValidationError::single("", m)),
         DocumentError::Meta(v) | DocumentError::Parse(v) => ApiError::invalid(v),
@@ -181,8 +219,17 @@ async fn put(
         return Err(ApiError::invalid(errs));
     }
     validate::validate(&r).map_err(ApiError::invalid)?;
-    if t.scope() == Scope::Mesh && state.store.get(ResourceType::Mesh, "", mesh).await?.is_none() {
-        return Err(ApiError::invalid(ValidationError::single("mesh", format!("mesh \"{mesh}\" does not exist: create it first"))));
+    if t.scope() == Scope::Mesh
+        && state
+            .store
+            .get(ResourceType::Mesh, "", mesh)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::invalid(ValidationError::single(
+            "mesh",
+            format!("mesh \"{mesh}\" does not exist: create it first"),
+        )));
     }
     let warnings = validate::warnings(&r);
     let now = now_rfc3339();
@@ -190,7 +237,10 @@ async fn put(
     let status = match existing {
         None => {
             if t == ResourceType::Mesh && name.len() > 63 {
-                return Err(ApiError::invalid(ValidationError::single("name", "cannot be longer than 63 characters")));
+                return Err(ApiError::invalid(ValidationError::single(
+                    "name",
+                    "cannot be longer than 63 characters",
+                )));
             }
             state.store.create(r, &now).await?;
             StatusCode::CREATED
@@ -204,13 +254,22 @@ async fn put(
     Ok((status, Json(json!({ "warnings": warnings }))))
 }
 
-async fn delete(state: &AppState, caller: &Caller, t: ResourceType, mesh: &str, name: &str) -> Result<Json<Value>, ApiError> {
+async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    t: ResourceType,
+    mesh: &str,
+    name: &str,
+) -> Result<Json<Value>, ApiError> {
     caller.require_admin("delete resources")?;
     if let Some(why) = read_only(t, state.mode) {
         return Err(ApiError::method_not_allowed(why));
     }
     if t == ResourceType::Mesh {
-        let dps = state.store.list(ResourceType::Dataplane, Some(name)).await?;
+        let dps = state
+            .store
+            .list(ResourceType::Dataplane, Some(name))
+            .await?;
         if !dps.is_empty() {
             return Err(ApiError::invalid(ValidationError::single(
                 "mesh",
@@ -220,7 +279,9 @@ async fn delete(state: &AppState, caller: &Caller, t: ResourceType, mesh: &str, 
     }
     match state.store.delete(t, mesh, name).await {
         Ok(()) => Ok(Json(json!({}))),
-        Err(aerie_store::StoreError::NotFound { .. }) => Err(ApiError::not_found(not_found_detail(t, mesh, name))),
+        Err(aerie_store::StoreError::NotFound { .. }) => {
+            Err(ApiError::not_found(not_found_detail(t, mesh, name)))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -235,7 +296,11 @@ pub async fn list_meshes(
     list(&s, &caller, ResourceType::Mesh, None, p, &uri, &headers).await
 }
 
-pub async fn get_mesh(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_mesh(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     get_one(&s, &caller, ResourceType::Mesh, "", &name).await
 }
 
@@ -248,7 +313,11 @@ pub async fn put_mesh(
     put(&s, &caller, ResourceType::Mesh, "", &name, &body).await
 }
 
-pub async fn delete_mesh(State(s): State<AppState>, caller: Caller, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_mesh(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     delete(&s, &caller, ResourceType::Mesh, "", &name).await
 }
 
@@ -308,7 +377,10 @@ pub async fn list_top(
 fn global_type(plural: &str) -> Result<ResourceType, ApiError> {
     let t = type_from_plural(plural)?;
     if t.scope() != Scope::Global {
-        return Err(ApiError::not_found(format!("{t} lives inside a mesh: use /meshes/{{mesh}}/{}/{{name}}", t.plural())));
+        return Err(ApiError::not_found(format!(
+            "{t} lives inside a mesh: use /meshes/{{mesh}}/{}/{{name}}",
+            t.plural()
+        )));
     }
     Ok(t)
 }

@@ -2,9 +2,10 @@
 //!
 //! Under "Allow wins" the effective permission is a plain union of grants, so the table is
 //! just "who is granted, and how": one optional mesh-wide grant, a map from service name to
-//! grant (the common case: `kind: Mesh` and `kind: MeshService` callers), and a short list of
-//! tag-subset rules. A check is one string comparison, one map lookup per service in the
-//! caller's certificate (usually one) and a scan of the subset rules (usually none).
+//! grant (the common case: `kind: Mesh` and `kind: MeshService` callers), and tag-subset rules
+//! filed under the service they require (or, rarely, in a short list when they require none).
+//! A check is one string comparison, two map lookups per service in the caller's certificate
+//! (usually one) and a scan of the few subset rules for that service.
 
 use std::collections::BTreeMap;
 
@@ -224,11 +225,13 @@ enum Key<'a> {
 /// One granting `from` entry: `shadow` sorts plain (`false`) entries first in each group.
 type Entry<'a> = (Key<'a>, bool, &'a str);
 
-/// One effective grant before policy names become indices.
+/// One effective grant before policy names become indices: its deciding policies are
+/// `entries[start..end]` (no per-grant list is allocated).
 struct Draft<'a> {
     key: Key<'a>,
     shadow_deny: bool,
-    policies: Vec<&'a str>,
+    start: usize,
+    end: usize,
 }
 
 /// Builds an [`InboundAuthz`] from `(policy, action, caller)` triples, in any order: the
@@ -266,21 +269,27 @@ impl<'a> AuthzBuilder<'a> {
         self.entries.dedup();
         // Group by key; the first entry of a group tells whether any plain Allow matched, and
         // then only the plain entries (which sort first) name the deciding policies.
+        let entries = &self.entries;
         let mut drafts: Vec<Draft<'a>> = Vec::new();
-        for &(key, shadow, policy) in &self.entries {
+        for (i, &(key, shadow, _)) in entries.iter().enumerate() {
             match drafts.last_mut() {
                 Some(d) if d.key == key => {
                     if shadow == d.shadow_deny {
-                        d.policies.push(policy);
+                        d.end = i + 1;
                     }
                 }
                 _ => drafts.push(Draft {
                     key,
                     shadow_deny: shadow,
-                    policies: vec![policy],
+                    start: i,
+                    end: i + 1,
                 }),
             }
         }
+        let policies_of = |d: &Draft<'_>| {
+            let group = entries.get(d.start..d.end).unwrap_or_default();
+            group.iter().map(|&(_, _, policy)| policy)
+        };
 
         // Whether a grant is made pointless by one covering it (`covering`: None = no such
         // grant, Some(shadow_deny) otherwise). A plain grant covers everything, a shadow one
@@ -319,18 +328,13 @@ impl<'a> AuthzBuilder<'a> {
             .filter_map(|(d, k)| k.then_some(d));
         let drafts: Vec<Draft<'a>> = kept.collect();
 
-        let mut names: Vec<&str> = drafts
-            .iter()
-            .flat_map(|d| d.policies.iter().copied())
-            .collect();
+        let mut names: Vec<&str> = drafts.iter().flat_map(policies_of).collect();
         names.sort_unstable();
         names.dedup();
         let grant = |d: &Draft<'_>| Grant {
             shadow_deny: d.shadow_deny,
-            policies: d
-                .policies
-                .iter()
-                .filter_map(|n| names.binary_search(n).ok())
+            policies: policies_of(d)
+                .filter_map(|n| names.binary_search(&n).ok())
                 .filter_map(|i| u32::try_from(i).ok())
                 .collect(),
         };

@@ -1,0 +1,1 @@
+//! The DP-side stream client (see the crate docs).

@@ -119,3 +119,254 @@ pub struct Endpoint {
 pub fn spiffe_id(mesh: &str, service: &str) -> String {
     format!("spiffe://{mesh}/{service}")
 }
+
+/// Everything about one mesh that every proxy's config is computed from. Built once per
+/// mesh change and shared by all of the mesh's proxies.
+pub struct MeshView<'a> {
+    pub mesh: &'a str,
+    pub spec: &'a crate::spec::MeshSpec,
+    pub index: &'a crate::policy::mtp::PolicyIndex,
+    /// Every Dataplane of the mesh: (name, labels, spec).
+    pub dataplanes: &'a [(
+        &'a str,
+        &'a crate::spec::Tags,
+        &'a crate::spec::DataplaneSpec,
+    )],
+}
+
+impl MeshView<'_> {
+    pub fn mtls_mode(&self) -> MtlsMode {
+        match self.spec.enabled_mtls_backend() {
+            None => MtlsMode::Off,
+            Some(b) if b.mode.as_deref() == Some("PERMISSIVE") => MtlsMode::Permissive,
+            Some(_) => MtlsMode::Strict,
+        }
+    }
+
+    /// The config of one proxy. `online` says whether a Dataplane's proxy is connected:
+    /// offline proxies are not endpoints.
+    pub fn proxy_config(
+        &self,
+        name: &str,
+        labels: &crate::spec::Tags,
+        dp: &crate::spec::DataplaneSpec,
+        online: &dyn Fn(&str) -> bool,
+    ) -> ProxyConfig {
+        use crate::policy::mtp::DataplaneRef;
+        use crate::spec::{PROTOCOL_TAG, SERVICE_TAG};
+
+        let Some(net) = dp.networking.as_ref() else {
+            return ProxyConfig {
+                mesh: self.mesh.into(),
+                name: name.into(),
+                mtls: self.mtls_mode(),
+                ..ProxyConfig::default()
+            };
+        };
+        let dp_ref = DataplaneRef {
+            mesh: self.mesh,
+            name,
+            labels,
+            spec: dp,
+        };
+        let authz = self.index.resolve(self.spec, &dp_ref);
+        let inbounds = net
+            .inbound
+            .iter()
+            .zip(authz)
+            .filter(|(i, _)| i.state.as_deref() != Some("Ignored"))
+            .map(|(i, authz)| InboundConfig {
+                name: i.name.clone().unwrap_or_else(|| i.port.to_string()),
+                address: i.address.clone().unwrap_or_else(|| net.address.clone()),
+                port: clamp_port(i.port),
+                service_address: i
+                    .service_address
+                    .clone()
+                    .unwrap_or_else(|| "127.0.0.1".into()),
+                service_port: clamp_port(i.service_port.filter(|p| *p != 0).unwrap_or(i.port)),
+                service: i.service().to_string(),
+                protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
+                tags: i.tags.clone(),
+                ready: i.state.as_deref() != Some("NotReady"),
+                authz,
+            })
+            .collect();
+        let outbounds = net
+            .outbound
+            .iter()
+            .filter_map(|o| {
+                let (service, port_filter) = match &o.backend_ref {
+                    Some(b) if b.kind == "MeshService" => (b.name.clone()?, b.port),
+                    Some(_) => return None,
+                    None => (o.tags.get(SERVICE_TAG)?.clone(), None),
+                };
+                let mut protocol = None;
+                let mut endpoints = Vec::new();
+                for (dp_name, _, other) in self.dataplanes {
+                    if !online(dp_name) {
+                        continue;
+                    }
+                    let Some(onet) = other.networking.as_ref() else {
+                        continue;
+                    };
+                    for i in &onet.inbound {
+                        let ready =
+                            !matches!(i.state.as_deref(), Some("NotReady") | Some("Ignored"));
+                        if i.service() != service
+                            || !ready
+                            || port_filter.is_some_and(|p| p != i.port)
+                        {
+                            continue;
+                        }
+                        protocol.get_or_insert(Protocol::from_tag(
+                            i.tags.get(PROTOCOL_TAG).map(String::as_str),
+                        ));
+                        endpoints.push(Endpoint {
+                            address: i.address.clone().unwrap_or_else(|| onet.address.clone()),
+                            port: clamp_port(i.port),
+                            dataplane: dp_name.to_string(),
+                        });
+                    }
+                }
+                endpoints.sort();
+                endpoints.dedup();
+                Some(OutboundConfig {
+                    address: o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                    port: clamp_port(o.port),
+                    spiffe_id: spiffe_id(self.mesh, &service),
+                    protocol: protocol.unwrap_or_default(),
+                    service,
+                    endpoints,
+                })
+            })
+            .collect();
+        ProxyConfig {
+            mesh: self.mesh.into(),
+            name: name.into(),
+            mtls: self.mtls_mode(),
+            inbounds,
+            outbounds,
+        }
+    }
+}
+
+/// Ports are validated to 1..=65535 before they are stored; this only guards the cast.
+fn clamp_port(p: u32) -> u16 {
+    u16::try_from(p).unwrap_or(0)
+}
+
+/// The URI SANs of a proxy's certificate: `spiffe://<mesh>/<service>` per inbound service,
+/// then `kuma://<tag>/<value>` per other inbound tag (Kuma's legacy identity).
+pub fn identity_sans(mesh: &str, dp: &crate::spec::DataplaneSpec) -> Vec<String> {
+    use crate::spec::SERVICE_TAG;
+    let mut services = std::collections::BTreeSet::new();
+    let mut tags = std::collections::BTreeSet::new();
+    for i in dp.networking.iter().flat_map(|n| n.inbound.iter()) {
+        for (k, v) in &i.tags {
+            if k == SERVICE_TAG {
+                services.insert(spiffe_id(mesh, v));
+            } else {
+                tags.insert(format!("kuma://{k}/{v}"));
+            }
+        }
+    }
+    services.into_iter().chain(tags).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Spec;
+    use crate::format::{parse_yaml_value, resource_from_value};
+    use crate::policy::mtp::{PeerIdentity, PolicyIndex};
+    use crate::spec::{DataplaneSpec, MeshSpec, MeshTrafficPermissionSpec, Tags};
+
+    fn parse(yaml: &str) -> Spec {
+        resource_from_value(&parse_yaml_value(yaml).unwrap())
+            .unwrap()
+            .spec
+    }
+
+    fn dp(yaml: &str) -> DataplaneSpec {
+        match parse(yaml) {
+            Spec::Dataplane(d) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn seed_mesh_builds_inbounds_outbounds_and_authz() {
+        let Spec::Mesh(mesh) = parse(
+            "type: Mesh\nname: default\nmtls:\n  backends:\n  - name: builtin\n    type: builtin\n  enabledBackend: builtin\n",
+        ) else {
+            panic!()
+        };
+        let Spec::MeshTrafficPermission(mtp) = parse(
+            "type: MeshTrafficPermission\nname: allow-fc\nmesh: default\nspec:\n  targetRef: {kind: MeshService, name: check-in-api-blu}\n  from:\n  - targetRef: {kind: MeshService, name: flight-control-blu}\n    default: {action: Allow}\n",
+        ) else {
+            panic!()
+        };
+        let checkin = dp(
+            "type: Dataplane\nname: checkin-1\nmesh: default\nnetworking:\n  address: 127.0.0.2\n  inbound:\n  - port: 9000\n    servicePort: 8080\n    tags: {kuma.io/service: check-in-api-blu, kuma.io/protocol: http, version: v1}\n",
+        );
+        let fc = dp(
+            "type: Dataplane\nname: fc-1\nmesh: default\nnetworking:\n  address: 127.0.0.3\n  inbound:\n  - port: 9000\n    tags: {kuma.io/service: flight-control-blu}\n  outbound:\n  - port: 10001\n    tags: {kuma.io/service: check-in-api-blu}\n",
+        );
+        let gone = dp(
+            "type: Dataplane\nname: checkin-2\nmesh: default\nnetworking:\n  address: 127.0.0.4\n  inbound:\n  - port: 9000\n    tags: {kuma.io/service: check-in-api-blu}\n",
+        );
+        let labels = Tags::new();
+        let policies = vec![("allow-fc".to_string(), &mtp as &MeshTrafficPermissionSpec)];
+        let index = PolicyIndex::new(&policies);
+        let dps = [
+            ("checkin-1", &labels, &checkin),
+            ("fc-1", &labels, &fc),
+            ("checkin-2", &labels, &gone),
+        ];
+        let view = MeshView {
+            mesh: "default",
+            spec: &mesh as &MeshSpec,
+            index: &index,
+            dataplanes: &dps,
+        };
+        let online = |n: &str| n != "checkin-2";
+        let cfg = view.proxy_config("checkin-1", &labels, &checkin, &online);
+        assert_eq!(cfg.mtls, MtlsMode::Strict);
+        let inb = &cfg.inbounds[0];
+        assert_eq!(
+            (inb.address.as_str(), inb.port, inb.service_port),
+            ("127.0.0.2", 9000, 8080)
+        );
+        assert_eq!(inb.protocol, Protocol::Http);
+        assert!(
+            inb.authz
+                .check(&PeerIdentity::new("default", ["flight-control-blu"]))
+                .is_allowed()
+        );
+        assert!(
+            !inb.authz
+                .check(&PeerIdentity::new("default", ["other"]))
+                .is_allowed()
+        );
+        let cfg = view.proxy_config("fc-1", &labels, &fc, &online);
+        let out = &cfg.outbounds[0];
+        assert_eq!(out.spiffe_id, "spiffe://default/check-in-api-blu");
+        assert_eq!(out.protocol, Protocol::Http);
+        assert_eq!(
+            out.endpoints,
+            vec![Endpoint {
+                address: "127.0.0.2".into(),
+                port: 9000,
+                dataplane: "checkin-1".into()
+            }]
+        );
+        assert_eq!(
+            identity_sans("default", &checkin),
+            [
+                "spiffe://default/check-in-api-blu",
+                "kuma://kuma.io/protocol/http",
+                "kuma://version/v1"
+            ]
+        );
+    }
+}

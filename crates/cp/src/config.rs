@@ -57,6 +57,8 @@ pub struct Config {
     /// Clients on a loopback address act as admin without a token.
     pub localhost_is_admin: bool,
     pub dp_server_port: u16,
+    pub dp_server_cert_file: Option<PathBuf>,
+    pub dp_server_key_file: Option<PathBuf>,
     pub diagnostics: Listen,
     pub kds_grpc_port: u16,
     pub skip_mesh_creation: bool,
@@ -333,6 +335,19 @@ impl Config {
                 "the HTTPS certificate and key must be set together",
             ));
         }
+        let dp_cert = raw.path("dpServer.tlsCertFile");
+        let dp_key = raw.path("dpServer.tlsKeyFile");
+        if dp_cert.is_some() != dp_key.is_some() {
+            let missing = if dp_cert.is_none() {
+                "dpServer.tlsCertFile"
+            } else {
+                "dpServer.tlsKeyFile"
+            };
+            return Err(raw.err(
+                missing,
+                "the DP server certificate and key must be set together",
+            ));
+        }
         let config = Config {
             mode,
             work_dir,
@@ -343,6 +358,8 @@ impl Config {
             api_https_key_file: key,
             localhost_is_admin: raw.bool("apiServer.authn.localhostIsAdmin")?,
             dp_server_port: raw.port("dpServer.port")?,
+            dp_server_cert_file: dp_cert,
+            dp_server_key_file: dp_key,
             diagnostics: Listen {
                 interface: IpAddr::from([0, 0, 0, 0]),
                 port: raw.port("diagnostics.serverPort")?,

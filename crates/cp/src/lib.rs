@@ -6,13 +6,16 @@
 //! then are listeners bound, so a control plane that answers `/ready` has everything in place.
 
 pub mod api;
+pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod defaults;
 pub mod diagnostics;
+pub mod dpserver;
 pub mod generator;
 pub mod metrics;
 mod serve;
+pub mod signing;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -59,10 +62,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let tokens = Arc::new(tokens::TokenIssuer::load_or_create(store.clone()).await?);
     let metrics = Arc::new(metrics::Metrics::new());
+    let cas = Arc::new(ca::MeshCas::new(store.clone()));
+    let (dp_server, reconciler) = dpserver::DpServer::start(store.clone(), tokens.clone(), cas);
+    let hub = dp_server.hub();
     let instance_id: Arc<str> = Arc::from(format!("{}-{}", hostname(), std::process::id()));
     let state = api::AppState {
         store: store.clone(),
         tokens,
+        hub,
         metrics: metrics.clone(),
         mode: config.mode,
         localhost_is_admin: config.localhost_is_admin,
@@ -92,6 +99,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
+    let dp_listen = config::Listen {
+        interface: std::net::IpAddr::from([0, 0, 0, 0]),
+        port: config.dp_server_port,
+    };
+    let dp_listener = serve::bind(dp_listen, "dpServer.port (KUMA_DP_SERVER_PORT)").await?;
+    tracing::info!(addr = %listen_str(dp_listen), "DP server (gRPC, TLS) listening");
+    let dp_task = serve::dp_server(dp_listener, &config, dp_server, shutdown.clone()).await?;
     let diag = serve::bind(
         config.diagnostics,
         "diagnostics.serverPort (KUMA_DIAGNOSTICS_SERVER_PORT)",
@@ -111,7 +125,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     metrics.set_ready(false);
     shutdown.trigger();
     while tasks.join_next().await.is_some() {}
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), dp_task).await;
     generator.abort();
+    reconciler.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

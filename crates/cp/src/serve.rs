@@ -114,7 +114,11 @@ pub async fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerCon
             read(c, "apiServer.https.tlsCertFile")?,
             read(k, "apiServer.https.tlsKeyFile")?,
         ),
-        _ => generated_cert(&config.work_dir, config.api_https.map(|l| l.interface))?,
+        _ => generated_cert(
+            &config.work_dir,
+            "api-server",
+            config.api_https.map(|l| l.interface),
+        )?,
     };
     let chain = aerie_identity::load_cert_chain(&cert_pem).context("the API server certificate")?;
     let key = aerie_identity::load_private_key(&key_pem).context("the API server key")?;
@@ -132,17 +136,18 @@ fn read(path: &Path, key: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {} ({key})", path.display()))
 }
 
-/// The generated certificate names localhost, this host and the HTTPS interface (when it is
-/// a specific address). It is regenerated when that list changes, e.g. a new interface.
-fn generated_cert(
+/// A certificate generated as `{workDir}/tls/{name}.crt`: it names localhost, this host and
+/// the listener's interface (when it is a specific address). It is regenerated when that list changes, e.g. a new interface.
+pub fn generated_cert(
     work_dir: &Path,
+    name: &str,
     interface: Option<std::net::IpAddr>,
 ) -> anyhow::Result<(String, String)> {
     let dir = work_dir.join("tls");
     let (cert_path, key_path, sans_path) = (
-        dir.join("api-server.crt"),
-        dir.join("api-server.key"),
-        dir.join("api-server.sans"),
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.sans")),
     );
     let hosts = vec!["localhost".to_string(), crate::hostname()];
     let mut ips = vec![
@@ -167,7 +172,7 @@ fn generated_cert(
         .with_context(|| format!("cannot write {}", cert_path.display()))?;
     std::fs::write(&sans_path, &sans)
         .with_context(|| format!("cannot write {}", sans_path.display()))?;
-    tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate for the HTTPS API");
+    tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate");
     Ok((cert, key))
 }
 
@@ -201,4 +206,35 @@ pub async fn wait_for_signal() {
         _ = term.recv() => tracing::info!("received SIGTERM"),
         _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
     }
+}
+
+/// Serves the DP server (gRPC over TLS) until shutdown. Its certificate is generated on
+/// first start as `{workDir}/tls/dp-server.crt`: give that file to `kuma-dp --ca-cert-file`.
+pub async fn dp_server(
+    listener: TcpListener,
+    config: &Config,
+    service: crate::dpserver::DpServer,
+    shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (cert, key) = match (&config.dp_server_cert_file, &config.dp_server_key_file) {
+        (Some(c), Some(k)) => (
+            read(c, "dpServer.tlsCertFile")?,
+            read(k, "dpServer.tlsKeyFile")?,
+        ),
+        _ => generated_cert(&config.work_dir, "dp-server", None)?,
+    };
+    let identity = tonic::transport::Identity::from_pem(cert, key);
+    let server = tonic::transport::Server::builder()
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+        .context("the DP server's TLS certificate")?
+        .http2_keepalive_interval(Some(Duration::from_secs(15)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(service.into_service());
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Ok(tokio::spawn(async move {
+        let stop = async move { shutdown.wait().await };
+        if let Err(e) = server.serve_with_incoming_shutdown(incoming, stop).await {
+            tracing::error!(error = %e, "DP server failed");
+        }
+    }))
 }

@@ -1,1 +1,43 @@
-//! placeholder
+//! The Aerie sidecar proxy engine: what `kuma-dp` runs in place of Envoy.
+//!
+//! The control-plane client (elsewhere) drives one [`Proxy`] through three calls:
+//! [`Proxy::apply_config`] whenever a new [`ProxyConfig`](aerie_core::proxy_config::ProxyConfig)
+//! arrives, [`Proxy::apply_identity`] whenever the workload certificate rotates, and
+//! [`Proxy::drain`] on shutdown. Everything else (listeners, connection pools, TLS, authorization,
+//! metrics) is owned here.
+//!
+//! # Data path
+//!
+//! - **Inbound** listeners ([`inbound`]) terminate mTLS (or accept plaintext, per the mesh's
+//!   [`MtlsMode`](aerie_core::proxy_config::MtlsMode)), decide authorization **once per
+//!   connection** from the client certificate's URI SANs, and forward to the local application:
+//!   HTTP through a pooled hyper client, TCP by copying bytes.
+//! - **Outbound** listeners ([`outbound`]) accept the application's plaintext, pick an endpoint
+//!   round-robin (skipping endpoints that refuse connections) and speak mTLS to the peer proxy,
+//!   verifying that it presents the destination's SPIFFE ID.
+//!
+//! # Hot-path discipline
+//!
+//! Configuration and TLS material are immutable snapshots behind [`arc_swap`]: a request or a
+//! connection loads a pointer, never takes a lock to read config. TLS configs are built once
+//! per identity change, authorization is decided once per connection (the peer identity cannot
+//! change on a connection), and per-listener metric handles are resolved once per config.
+
+mod admin;
+mod body;
+mod config;
+mod drain;
+mod forward;
+mod inbound;
+mod lb;
+mod listener;
+mod metrics;
+mod outbound;
+mod pool;
+mod proxy;
+mod rbac;
+mod tls;
+
+pub use config::ConfigError;
+pub use proxy::{Proxy, ProxyOptions};
+pub use tls::{Identity, IdentityError, IdentitySummary};

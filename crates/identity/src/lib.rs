@@ -24,18 +24,38 @@
 //! * **Self-signed TLS** ([`self_signed_server_cert`]) for the control plane's
 //!   HTTPS API and gRPC server when the user configures no certificate, plus
 //!   PEM loaders ([`load_cert_chain`], [`load_private_key`]) with clear errors.
+//! * **The mesh CA** ([`CertificateAuthority`], module [`ca`]): one root per
+//!   mesh (builtin: generated here; provided: loaded from the user's PEMs)
+//!   that signs workload certificates (SVIDs) from proxies' CSRs. The CA
+//!   decides the identity (URI SANs); nothing the proxy asks for is copied.
+//! * **Workload keys** ([`WorkloadKey`], module [`workload`]): the proxy
+//!   generates its own key and sends only a CSR, so private keys never cross
+//!   the network (unlike Kuma, whose control plane generates them).
+//! * **SPIFFE verification** (module [`verify`]): rustls verifiers for mesh
+//!   mTLS. Mesh certificates carry URI SANs only, which the stock rustls
+//!   server verifier rejects (it wants a DNS name or IP), so the client side
+//!   uses [`SpiffeServerVerifier`]: the usual webpki chain check, then an
+//!   exact SPIFFE ID match instead of a host name match.
 
+pub mod ca;
 mod key;
 mod pem;
 pub mod tls;
 pub mod token;
+pub mod verify;
+pub mod workload;
 
+pub use ca::CertificateAuthority;
 pub use key::{SigningKey, VerifyingKey};
 pub use tls::{load_cert_chain, load_private_key, self_signed_server_cert};
 pub use token::{
     Claims, DataplaneClaims, RegisteredClaims, TokenError, UserClaims, generate_jti, sign_token,
     verify_token,
 };
+pub use verify::{
+    SpiffeIdMismatch, SpiffeServerVerifier, TrustBundle, client_cert_verifier, peer_uri_sans,
+};
+pub use workload::WorkloadKey;
 
 /// Errors from key handling, token signing and certificate work.
 ///
@@ -76,6 +96,17 @@ pub enum Error {
          '-----BEGIN EC PRIVATE KEY-----' or '-----BEGIN RSA PRIVATE KEY-----' section)"
     )]
     NoPrivateKey,
+    /// A CA certificate or key was refused (not a CA, expired, key mismatch,
+    /// unsupported key type...).
+    #[error("invalid CA: {0}")]
+    InvalidCa(String),
+    /// A certificate signing request was refused (unparseable, bad
+    /// self-signature, unsupported key type).
+    #[error("invalid certificate signing request: {0}")]
+    InvalidCsr(String),
+    /// A certificate could not be parsed.
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(String),
 }
 
 /// Result type of this crate; the error defaults to [`Error`].

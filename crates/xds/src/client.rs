@@ -1,1 +1,584 @@
-//! The DP-side stream client (see the crate docs).
+//! The DP side of the stream: connect to the control plane, present the dataplane token and
+//! a CSR, hand configs and certificates to the proxy, ACK/NACK, rotate the key at 4/5 of the
+//! certificate's lifetime, and reconnect with backoff while the proxy keeps serving.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aerie_core::proxy_config::ProxyConfig;
+use aerie_identity::WorkloadKey;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{
+    AggregatedDiscoveryServiceClient, DiscoveryRequest, DiscoveryResponse, NodeInfo,
+    PROXY_CONFIG_TYPE, SECRET_TYPE, SecretPayload, ca_secret_name, decode_proxy_config,
+    decode_secret, identity_secret_name,
+};
+
+/// Where the proxy's config and certificates go.
+pub trait ProxySink: Send + Sync + 'static {
+    /// Applies a config; `Err` is sent back as a NACK and the last good config stays.
+    fn apply_config(&self, cfg: ProxyConfig) -> Result<(), String>;
+    /// Applies a certificate chain for `key`, with the mesh's trust anchors.
+    fn apply_identity(
+        &self,
+        chain_pem: &str,
+        key: &WorkloadKey,
+        trust_bundle_pem: &str,
+    ) -> Result<(), String>;
+    /// Whether the control plane stream is up (for readiness and logs).
+    fn set_connected(&self, connected: bool);
+}
+
+/// How to reach and authenticate to the control plane.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// `https://host:port` (or several, tried in turn).
+    pub cp_addresses: Vec<String>,
+    /// PEM of the CA that signed the CP's certificate; `None` = do not verify (warned).
+    pub ca_cert_pem: Option<String>,
+    pub token: String,
+    /// Mesh, name, Dataplane JSON and version; the CSR is filled in here.
+    pub node: NodeInfo,
+}
+
+/// Why the client stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid control plane address \"{0}\": expected https://host:port")]
+    BadAddress(String),
+    #[error("the control plane refused this proxy: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Key(String),
+}
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Runs until `shutdown` turns true. Refusals that retrying cannot fix (bad token, invalid
+/// Dataplane) end the client with an error; everything else is retried with backoff.
+pub async fn run(
+    opts: ClientOptions,
+    sink: Arc<dyn ProxySink>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ClientError> {
+    let targets: Vec<(String, String, u16)> = opts
+        .cp_addresses
+        .iter()
+        .map(|a| parse_address(a))
+        .collect::<Result<_, _>>()?;
+    if targets.is_empty() {
+        return Err(ClientError::BadAddress(String::new()));
+    }
+    if opts.ca_cert_pem.is_none() {
+        tracing::warn!(
+            "--ca-cert-file not set: the control plane's certificate is NOT verified; anyone who can intercept the connection can impersonate it"
+        );
+    }
+    let tls = Arc::new(tls_config(opts.ca_cert_pem.as_deref())?);
+    let mut keys = Keys::new()?;
+    let mut backoff = Duration::from_millis(200);
+    let mut attempt = 0usize;
+    loop {
+        let (addr, host, port) = &targets[attempt % targets.len()];
+        attempt += 1;
+        let outcome = session(
+            addr,
+            host,
+            *port,
+            tls.clone(),
+            &opts,
+            &sink,
+            &mut keys,
+            &mut shutdown,
+        )
+        .await;
+        sink.set_connected(false);
+        match outcome {
+            Outcome::Shutdown => return Ok(()),
+            Outcome::Fatal(why) => return Err(ClientError::Refused(why)),
+            Outcome::Retry { why, was_up } => {
+                if was_up {
+                    backoff = Duration::from_millis(200);
+                }
+                tracing::warn!(cp = %addr, error = %why, retry_in = ?backoff, "control plane unreachable; serving with the last config");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn parse_address(a: &str) -> Result<(String, String, u16), ClientError> {
+    let bad = || ClientError::BadAddress(a.to_string());
+    let rest = a
+        .strip_prefix("https://")
+        .or_else(|| a.strip_prefix("grpcs://"))
+        .ok_or_else(bad)?;
+    let rest = rest.trim_end_matches('/');
+    let bracketed_v6 = rest.starts_with('[') && rest.ends_with(']');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !bracketed_v6 => (h, p.parse::<u16>().map_err(|_| bad())?),
+        _ => (rest, 5678),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((a.to_string(), host, port))
+}
+
+/// The proxy's current key and, during a rotation, the next one.
+struct Keys {
+    current: WorkloadKey,
+    current_csr: String,
+    next: Option<(WorkloadKey, String)>,
+}
+
+impl Keys {
+    fn new() -> Result<Self, ClientError> {
+        let current = WorkloadKey::generate().map_err(|e| ClientError::Key(e.to_string()))?;
+        let current_csr = current
+            .csr_pem()
+            .map_err(|e| ClientError::Key(e.to_string()))?;
+        Ok(Keys {
+            current,
+            current_csr,
+            next: None,
+        })
+    }
+
+    /// The CSR the control plane should sign now.
+    fn csr(&self) -> &str {
+        self.next
+            .as_ref()
+            .map(|(_, c)| c.as_str())
+            .unwrap_or(&self.current_csr)
+    }
+
+    /// Starts a rotation: a fresh key whose CSR goes out with the next request.
+    fn rotate(&mut self) -> Result<(), ClientError> {
+        let key = WorkloadKey::generate().map_err(|e| ClientError::Key(e.to_string()))?;
+        let csr = key.csr_pem().map_err(|e| ClientError::Key(e.to_string()))?;
+        self.next = Some((key, csr));
+        Ok(())
+    }
+
+    /// The key a certificate was issued for (the next key, after which it becomes current).
+    fn key_for(&mut self, leaf: &CertificateDer<'_>) -> Option<&WorkloadKey> {
+        let spki = leaf_spki(leaf)?;
+        if let Some((next, _)) = &self.next
+            && next.public_key_der() == spki
+            && let Some((key, csr)) = self.next.take()
+        {
+            self.current = key;
+            self.current_csr = csr;
+        }
+        (self.current.public_key_der() == spki).then_some(&self.current)
+    }
+}
+
+fn leaf_spki(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.tbs_certificate.subject_pki.raw.to_vec())
+}
+
+enum Outcome {
+    Shutdown,
+    Fatal(String),
+    Retry { why: String, was_up: bool },
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    addr: &str,
+    host: &str,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    opts: &ClientOptions,
+    sink: &Arc<dyn ProxySink>,
+    keys: &mut Keys,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Outcome {
+    let server_name = match ServerName::try_from(host.to_string()) {
+        Ok(n) => n,
+        Err(_) => return Outcome::Fatal(format!("\"{host}\" is not a valid host name")),
+    };
+    let connector = {
+        let (host, tls, server_name) = (host.to_string(), tls.clone(), server_name.clone());
+        tower::service_fn(move |_: http::Uri| {
+            let (host, tls, server_name) = (host.clone(), tls.clone(), server_name.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(server_name, tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        })
+    };
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}")) {
+        Ok(e) => e
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(15))
+            .keep_alive_timeout(Duration::from_secs(10)),
+        Err(e) => return Outcome::Fatal(format!("{addr}: {e}")),
+    };
+    let channel = match endpoint.connect_with_connector(connector).await {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome::Retry {
+                why: format!("cannot connect: {}", error_chain(&e)),
+                was_up: false,
+            };
+        }
+    };
+    let mut client =
+        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let (req_tx, req_rx) = mpsc::channel::<DiscoveryRequest>(16);
+    let node = |csr: &str| {
+        let mut n = opts.node.clone();
+        n.csr_pem = Some(csr.to_string());
+        n.to_proto()
+    };
+    let mesh = opts.node.mesh.clone();
+    let first = [
+        DiscoveryRequest {
+            node: Some(node(keys.csr())),
+            type_url: PROXY_CONFIG_TYPE.into(),
+            ..Default::default()
+        },
+        DiscoveryRequest {
+            node: Some(node(keys.csr())),
+            type_url: SECRET_TYPE.into(),
+            resource_names: vec![identity_secret_name(&mesh), ca_secret_name(&mesh)],
+            ..Default::default()
+        },
+    ];
+    for r in first {
+        let _ = req_tx.send(r).await;
+    }
+    let mut request = tonic::Request::new(ReceiverStream::new(req_rx));
+    match format!("Bearer {}", opts.token).parse() {
+        Ok(v) => {
+            request.metadata_mut().insert("authorization", v);
+        }
+        Err(_) => {
+            return Outcome::Fatal(
+                "the dataplane token contains characters not allowed in a header".into(),
+            );
+        }
+    }
+    let mut responses = match client.stream_aggregated_resources(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => return classify(status, false),
+    };
+    let mut up = false;
+    let mut rotate_at: Option<tokio::time::Instant> = None;
+    let mut last_secret: (String, String) = (String::new(), String::new());
+    loop {
+        let rotation = async {
+            match rotate_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = responses.message() => match msg {
+                Ok(Some(resp)) => {
+                    if !up {
+                        up = true;
+                        sink.set_connected(true);
+                        tracing::info!(cp = %addr, "connected to the control plane");
+                    }
+                    let (ack, next_rotation) = handle_response(&resp, sink.as_ref(), keys, &node);
+                    if resp.type_url == SECRET_TYPE {
+                        last_secret = (resp.version_info.clone(), resp.nonce.clone());
+                        if let Some(t) = next_rotation {
+                            rotate_at = Some(t);
+                        }
+                    }
+                    if req_tx.send(ack).await.is_err() {
+                        return Outcome::Retry { why: "request stream closed".into(), was_up: up };
+                    }
+                }
+                Ok(None) => return Outcome::Retry { why: "the control plane closed the stream".into(), was_up: up },
+                Err(status) => return classify(status, up),
+            },
+            _ = rotation => {
+                rotate_at = None;
+                if let Err(e) = keys.rotate() {
+                    tracing::error!(error = %e, "cannot generate a new key; keeping the current certificate");
+                    continue;
+                }
+                tracing::info!("certificate at 4/5 of its lifetime: requesting a new one");
+                let req = DiscoveryRequest {
+                    node: Some(node(keys.csr())),
+                    type_url: SECRET_TYPE.into(),
+                    resource_names: vec![identity_secret_name(&mesh), ca_secret_name(&mesh)],
+                    version_info: last_secret.0.clone(),
+                    response_nonce: last_secret.1.clone(),
+                    ..Default::default()
+                };
+                if req_tx.send(req).await.is_err() {
+                    return Outcome::Retry { why: "request stream closed".into(), was_up: up };
+                }
+            }
+            _ = shutdown.wait_for(|s| *s) => {
+                // Closing our half of the stream tells the control plane we are leaving.
+                drop(req_tx);
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    while let Ok(Some(_)) = responses.message().await {}
+                }).await;
+                return Outcome::Shutdown;
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Authentication and validation refusals will not change by retrying.
+fn classify(status: tonic::Status, was_up: bool) -> Outcome {
+    use tonic::Code;
+    match status.code() {
+        Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument => {
+            Outcome::Fatal(status.message().to_string())
+        }
+        _ => Outcome::Retry {
+            why: format!("{}: {}", status.code(), status.message()),
+            was_up,
+        },
+    }
+}
+
+/// Applies one response; returns the ACK/NACK to send and, for a new certificate, when to
+/// rotate.
+fn handle_response(
+    resp: &DiscoveryResponse,
+    sink: &dyn ProxySink,
+    keys: &mut Keys,
+    node: &dyn Fn(&str) -> envoy_types::pb::envoy::config::core::v3::Node,
+) -> (DiscoveryRequest, Option<tokio::time::Instant>) {
+    let mut rotation = None;
+    let result: Result<(), String> = match resp.type_url.as_str() {
+        PROXY_CONFIG_TYPE => match resp.resources.first().map(decode_proxy_config) {
+            Some(Ok(cfg)) => sink.apply_config(cfg),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("empty config response".into()),
+        },
+        SECRET_TYPE => apply_secrets(resp, sink, keys).map(|r| rotation = r),
+        other => Err(format!("unknown resource type {other}")),
+    };
+    let mut ack = DiscoveryRequest {
+        node: Some(node(keys.csr())),
+        type_url: resp.type_url.clone(),
+        response_nonce: resp.nonce.clone(),
+        version_info: resp.version_info.clone(),
+        ..Default::default()
+    };
+    if let Err(e) = result {
+        tracing::warn!(type_url = %resp.type_url, error = %e, "rejecting the control plane's update (NACK); keeping the last good one");
+        ack.version_info = String::new();
+        ack.error_detail = Some(RpcStatus {
+            code: 3,
+            message: e,
+            details: Vec::new(),
+        });
+    }
+    (ack, rotation)
+}
+
+fn apply_secrets(
+    resp: &DiscoveryResponse,
+    sink: &dyn ProxySink,
+    keys: &mut Keys,
+) -> Result<Option<tokio::time::Instant>, String> {
+    let mut chain = None;
+    let mut bundle = None;
+    for any in &resp.resources {
+        match decode_secret(any).map_err(|e| e.to_string())? {
+            (_, SecretPayload::Identity { chain_pem }) => chain = Some(chain_pem),
+            (_, SecretPayload::TrustBundle { pem }) => bundle = Some(pem),
+        }
+    }
+    let (Some(chain), Some(bundle)) = (chain, bundle) else {
+        return Err("the secrets response lacks the certificate or the trust bundle".into());
+    };
+    let certs = aerie_identity::load_cert_chain(&chain).map_err(|e| format!("certificate: {e}"))?;
+    let leaf = certs.first().ok_or("empty certificate chain")?;
+    let key = keys
+        .key_for(leaf)
+        .ok_or("the certificate does not match any key of this proxy")?;
+    sink.apply_identity(&chain, key, &bundle)?;
+    // Rotate at 4/5 of the lifetime, as Kuma does.
+    let not_after = aerie_identity::verify::not_after(leaf).map_err(|e| e.to_string())?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| e.to_string())?;
+    let not_before = std::time::UNIX_EPOCH
+        + Duration::from_secs(parsed.validity().not_before.timestamp().max(0) as u64);
+    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
+    let rotate_at = not_before + lifetime.mul_f64(0.8);
+    let wait = rotate_at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Ok(Some(tokio::time::Instant::now() + wait))
+}
+
+fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Key(e.to_string()))?;
+    let mut cfg = match ca_pem {
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = aerie_identity::load_cert_chain(pem)
+                .map_err(|e| ClientError::Key(format!("--ca-cert-file: {e}")))?;
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| ClientError::Key(format!("--ca-cert-file: {e}")))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+/// Accepts any control-plane certificate (still checking the handshake signatures). Used
+/// only without `--ca-cert-file`, with a loud warning.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_address("https://localhost:5678").unwrap().1,
+            "localhost"
+        );
+        assert_eq!(parse_address("https://127.0.0.2:6000").unwrap().2, 6000);
+        assert_eq!(parse_address("https://cp").unwrap().2, 5678);
+        assert_eq!(parse_address("https://[::1]:5678").unwrap().1, "::1");
+        for bad in [
+            "localhost:5678",
+            "http://x:1",
+            "https://:5",
+            "https://x:notaport",
+        ] {
+            assert!(parse_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_rotate_only_when_the_new_certificate_arrives() {
+        let mut keys = Keys::new().unwrap();
+        let first_csr = keys.csr().to_string();
+        keys.rotate().unwrap();
+        assert_ne!(keys.csr(), first_csr, "a rotation asks for the new key");
+        let ca =
+            aerie_identity::CertificateAuthority::generate("m", Duration::from_secs(3600)).unwrap();
+        let sans = vec!["spiffe://m/s".to_string()];
+        // A certificate for the old key (issued before the CP saw the new CSR) still matches.
+        let old = ca
+            .sign_workload(
+                &first_csr,
+                &sans,
+                Duration::from_secs(60),
+                SystemTime::now(),
+            )
+            .unwrap();
+        let old = aerie_identity::load_cert_chain(&old).unwrap();
+        assert!(keys.key_for(&old[0]).is_some());
+        assert!(keys.next.is_some(), "still rotating");
+        let new = ca
+            .sign_workload(
+                keys.csr(),
+                &sans,
+                Duration::from_secs(60),
+                SystemTime::now(),
+            )
+            .unwrap();
+        let new = aerie_identity::load_cert_chain(&new).unwrap();
+        assert!(keys.key_for(&new[0]).is_some());
+        assert!(keys.next.is_none(), "rotation done");
+        assert!(keys.key_for(&old[0]).is_none(), "the old key is gone");
+    }
+}

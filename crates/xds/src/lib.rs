@@ -21,6 +21,8 @@
 
 pub mod client;
 
+pub use client::{ClientError, ClientOptions, ProxySink};
+
 use std::collections::HashMap;
 
 use aerie_core::proxy_config::ProxyConfig;

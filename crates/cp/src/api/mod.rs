@@ -26,6 +26,8 @@ use aerie_store::SharedStore;
 pub struct AppState {
     pub store: SharedStore,
     pub tokens: Arc<TokenIssuer>,
+    /// Connected proxies (for online status and inspection).
+    pub hub: Arc<crate::dpserver::Hub>,
     pub metrics: Arc<Metrics>,
     pub mode: Mode,
     pub localhost_is_admin: bool,
@@ -38,6 +40,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(resources::index))
         .route("/_resources", get(resources::descriptors))
         .route("/tokens/user", post(crate::tokens::issue_user_token))
+        .route(
+            "/tokens/dataplane",
+            post(crate::tokens::issue_dataplane_token),
+        )
         .route("/meshes", get(resources::list_meshes))
         .route(
             "/meshes/{name}",

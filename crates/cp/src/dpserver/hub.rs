@@ -1,0 +1,187 @@
+//! Which proxies are connected to this control plane, and the channel each one's session
+//! receives its snapshots on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use aerie_core::proxy_config::ProxyConfig;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::ca::MeshCa;
+
+/// (mesh, dataplane name)
+pub type DpKey = (String, String);
+
+/// What a session sends its proxy: the config and, with mTLS on, the CA to sign with.
+pub struct Snapshot {
+    pub config: Arc<ProxyConfig>,
+    /// Hash of the config: equal configs are not pushed again.
+    pub version: String,
+    pub mtls: Option<MtlsMaterial>,
+}
+
+#[derive(Clone)]
+pub struct MtlsMaterial {
+    pub ca: MeshCa,
+    pub bundle_pem: Arc<str>,
+    pub sans: Vec<String>,
+}
+
+/// What `kumactl inspect dataplanes` shows about a connected proxy.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnStatus {
+    pub connect_time: String,
+    pub peer: String,
+    pub config_version_sent: Option<String>,
+    pub config_version_acked: Option<String>,
+    pub last_nack: Option<String>,
+    pub responses_sent: u64,
+    pub responses_acknowledged: u64,
+    pub certificate_expiration_time: Option<String>,
+    pub certificate_regenerations: u64,
+    pub dp_version: String,
+}
+
+struct Conn {
+    id: u64,
+    snapshot: watch::Sender<Option<Arc<Snapshot>>>,
+    status: Arc<Mutex<ConnStatus>>,
+}
+
+/// Registry of live sessions. A proxy reconnecting under the same name replaces its old
+/// session (whose snapshot channel then closes, ending it).
+pub struct Hub {
+    conns: Mutex<HashMap<DpKey, Conn>>,
+    next_id: AtomicU64,
+    dirty: mpsc::UnboundedSender<String>,
+}
+
+/// A session's handle on its registration.
+pub struct Registration {
+    pub id: u64,
+    pub snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    pub status: Arc<Mutex<ConnStatus>>,
+}
+
+impl Hub {
+    pub fn new(dirty: mpsc::UnboundedSender<String>) -> Self {
+        Self {
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            dirty,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DpKey, Conn>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn register(&self, key: DpKey, status: ConnStatus) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(None);
+        let status = Arc::new(Mutex::new(status));
+        let mesh = key.0.clone();
+        self.lock().insert(
+            key,
+            Conn {
+                id,
+                snapshot: tx,
+                status: status.clone(),
+            },
+        );
+        self.mark_dirty(&mesh);
+        Registration {
+            id,
+            snapshots: rx,
+            status,
+        }
+    }
+
+    /// Removes a session if it is still the registered one; returns whether it was.
+    pub fn unregister(&self, key: &DpKey, id: u64) -> bool {
+        let removed = {
+            let mut conns = self.lock();
+            match conns.get(key) {
+                Some(c) if c.id == id => conns.remove(key).is_some(),
+                _ => false,
+            }
+        };
+        if removed {
+            self.mark_dirty(&key.0);
+        }
+        removed
+    }
+
+    pub fn mark_dirty(&self, mesh: &str) {
+        let _ = self.dirty.send(mesh.to_string());
+    }
+
+    pub fn is_connected(&self, mesh: &str, name: &str) -> bool {
+        self.lock()
+            .contains_key(&(mesh.to_string(), name.to_string()))
+    }
+
+    /// Names of the proxies connected in a mesh.
+    pub fn connected_in(&self, mesh: &str) -> Vec<String> {
+        self.lock()
+            .keys()
+            .filter(|(m, _)| m == mesh)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    pub fn publish(&self, key: &DpKey, snapshot: Option<Arc<Snapshot>>) {
+        if let Some(c) = self.lock().get(key) {
+            c.snapshot.send_if_modified(|cur| {
+                let same = match (cur.as_ref(), snapshot.as_ref()) {
+                    (Some(a), Some(b)) => {
+                        a.version == b.version
+                            && a.mtls
+                                .as_ref()
+                                .map(|m| (&m.bundle_pem, m.ca.ca.cert_pem(), &m.sans))
+                                == b.mtls
+                                    .as_ref()
+                                    .map(|m| (&m.bundle_pem, m.ca.ca.cert_pem(), &m.sans))
+                    }
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    *cur = snapshot.clone();
+                }
+                !same
+            });
+        }
+    }
+
+    pub fn status(&self, mesh: &str, name: &str) -> Option<ConnStatus> {
+        let conns = self.lock();
+        let c = conns.get(&(mesh.to_string(), name.to_string()))?;
+        Some(c.status.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Statuses of every connected proxy of a mesh.
+    pub fn statuses(&self, mesh: &str) -> BTreeMap<String, ConnStatus> {
+        let conns = self.lock();
+        conns
+            .iter()
+            .filter(|((m, _), _)| m == mesh)
+            .map(|((_, n), c)| {
+                (
+                    n.clone(),
+                    c.status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    let dt: time::OffsetDateTime = t.into();
+    dt.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,132 @@
+//! The DP server (port 5678): proxies connect here over gRPC + TLS, authenticate with their
+//! dataplane token, register their Dataplane, and receive config and certificates on one
+//! aggregated stream (see `aerie_xds` for the protocol).
+
+pub mod hub;
+mod reconcile;
+mod session;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aerie_store::SharedStore;
+use aerie_xds::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer, DiscoveryRequest,
+    DiscoveryResponse,
+};
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+pub use hub::{ConnStatus, Hub};
+
+use crate::ca::MeshCas;
+use crate::tokens::TokenIssuer;
+
+/// The ADS service.
+#[derive(Clone)]
+pub struct DpServer {
+    store: SharedStore,
+    tokens: Arc<TokenIssuer>,
+    hub: Arc<Hub>,
+}
+
+impl DpServer {
+    /// Creates the service and starts the task that recomputes snapshots.
+    pub fn start(
+        store: SharedStore,
+        tokens: Arc<TokenIssuer>,
+        cas: Arc<MeshCas>,
+    ) -> (DpServer, tokio::task::JoinHandle<()>) {
+        let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
+        let hub = Arc::new(Hub::new(dirty_tx));
+        let task = tokio::spawn(reconcile::run(store.clone(), hub.clone(), cas, dirty_rx));
+        (DpServer { store, tokens, hub }, task)
+    }
+
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<DpServer> {
+        AggregatedDiscoveryServiceServer::new(self)
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<DiscoveryResponse, Status>> + Send>>;
+type DeltaStream = Pin<
+    Box<
+        dyn Stream<
+                Item = Result<
+                    envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse,
+                    Status,
+                >,
+            > + Send,
+    >,
+>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for DpServer {
+    type StreamAggregatedResourcesStream = ResponseStream;
+    type DeltaAggregatedResourcesStream = DeltaStream;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let peer = request.remote_addr();
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+        let mut inbound = request.into_inner();
+        let first = match tokio::time::timeout(session::HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => {
+                return Err(Status::cancelled(
+                    "the proxy closed the stream before saying hello",
+                ));
+            }
+            Ok(Err(s)) => return Err(s),
+            Err(_) => return Err(Status::deadline_exceeded("no request within 15s")),
+        };
+        let (node, dp) =
+            match session::admit(&self.store, &self.tokens, token.as_deref(), &first).await {
+                Ok(x) => x,
+                Err(status) => {
+                    tracing::warn!(?peer, %status, "refused a proxy");
+                    return Err(status);
+                }
+            };
+        session::register(&self.store, dp.clone()).await?;
+        let key = (dp.mesh().to_string(), dp.name().to_string());
+        tracing::info!(mesh = %key.0, name = %key.1, ?peer, "proxy connected");
+        let reg = self
+            .hub
+            .register(key.clone(), session::initial_status(peer, &node));
+        let (tx, rx) = mpsc::channel(16);
+        let session = session::Session::new(
+            key,
+            self.hub.clone(),
+            self.store.clone(),
+            reg,
+            tx,
+            node.csr_pem.clone(),
+        );
+        tokio::spawn(session.run(first, inbound));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<
+            Streaming<envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest>,
+        >,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "incremental xDS is not supported: use StreamAggregatedResources",
+        ))
+    }
+}

@@ -1,0 +1,173 @@
+//! Recomputes the snapshots of a mesh's connected proxies when anything they depend on
+//! changes: the Mesh, its MeshTrafficPermissions, MeshServices, Dataplanes (endpoints), its
+//! CA secrets, or which proxies are online. Changes are debounced and each mesh's policy
+//! index is built once per round and shared by all of its proxies.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aerie_core::policy::mtp::{MeshServiceCatalog, PolicyIndex};
+use aerie_core::proxy_config::{MeshView, identity_sans};
+use aerie_core::spec::{DataplaneSpec, MeshTrafficPermissionSpec, Tags};
+use aerie_core::{ResourceType, Spec};
+use aerie_store::SharedStore;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+use super::hub::{Hub, MtlsMaterial, Snapshot};
+use crate::ca::MeshCas;
+
+/// How long changes are gathered before a round of recomputation.
+const DEBOUNCE: Duration = Duration::from_millis(25);
+
+pub async fn run(
+    store: SharedStore,
+    hub: Arc<Hub>,
+    cas: Arc<MeshCas>,
+    mut dirty: mpsc::UnboundedReceiver<String>,
+) {
+    let mut feed = store.subscribe();
+    let mut pending: BTreeSet<String> = BTreeSet::new();
+    loop {
+        // Wait for the first change, then gather for the debounce window.
+        tokio::select! {
+            m = dirty.recv() => match m { Some(m) => { pending.insert(m); } None => return },
+            ev = feed.recv() => match ev {
+                Ok(ev) => { if let Some(m) = relevant_mesh(&ev) { pending.insert(m); } }
+                Err(RecvError::Lagged(_)) => pending.extend(all_meshes(&store).await),
+                Err(RecvError::Closed) => return,
+            },
+        }
+        let window = tokio::time::sleep(DEBOUNCE);
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                _ = &mut window => break,
+                Some(m) = dirty.recv() => { pending.insert(m); }
+                ev = feed.recv() => match ev {
+                    Ok(ev) => { if let Some(m) = relevant_mesh(&ev) { pending.insert(m); } }
+                    Err(RecvError::Lagged(_)) => pending.extend(all_meshes(&store).await),
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+        for mesh in std::mem::take(&mut pending) {
+            if let Err(e) = rebuild_mesh(&store, &hub, &cas, &mesh).await {
+                tracing::warn!(mesh, error = %format!("{e:#}"), "cannot compute proxy configs; proxies keep their last config");
+            }
+        }
+    }
+}
+
+fn relevant_mesh(ev: &aerie_store::ChangeEvent) -> Option<String> {
+    match ev.rtype {
+        ResourceType::Mesh => Some(ev.name.clone()),
+        ResourceType::MeshTrafficPermission
+        | ResourceType::MeshService
+        | ResourceType::Dataplane
+        | ResourceType::Secret => Some(ev.mesh.clone()),
+        ResourceType::GlobalSecret | ResourceType::Zone => None,
+    }
+}
+
+async fn all_meshes(store: &SharedStore) -> Vec<String> {
+    store
+        .list(ResourceType::Mesh, None)
+        .await
+        .map(|ms| ms.into_iter().map(|m| m.meta.name).collect())
+        .unwrap_or_default()
+}
+
+/// Recomputes and publishes the snapshot of every proxy of `mesh` connected here.
+pub async fn rebuild_mesh(
+    store: &SharedStore,
+    hub: &Hub,
+    cas: &MeshCas,
+    mesh: &str,
+) -> anyhow::Result<()> {
+    let connected = hub.connected_in(mesh);
+    if connected.is_empty() {
+        return Ok(());
+    }
+    let Some(mesh_res) = store.get(ResourceType::Mesh, "", mesh).await? else {
+        // The mesh is gone: its proxies keep serving their last config (fail static) but
+        // get nothing new; the operator sees them in the logs.
+        tracing::warn!(mesh, "mesh deleted while proxies are connected");
+        return Ok(());
+    };
+    let Spec::Mesh(mesh_spec) = &mesh_res.spec else {
+        return Ok(());
+    };
+    let mtps = store
+        .list(ResourceType::MeshTrafficPermission, Some(mesh))
+        .await?;
+    let services = store.list(ResourceType::MeshService, Some(mesh)).await?;
+    let dps = store.list(ResourceType::Dataplane, Some(mesh)).await?;
+
+    let policies: Vec<(String, &MeshTrafficPermissionSpec)> = mtps
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshTrafficPermission(s) => Some((r.meta.name.clone(), s)),
+            _ => None,
+        })
+        .collect();
+    let catalog = MeshServiceCatalog::new(
+        services
+            .iter()
+            .map(|s| (s.meta.name.clone(), s.meta.labels.clone())),
+    );
+    let index = PolicyIndex::with_mesh_services(&policies, &catalog);
+    let dataplanes: Vec<(&str, &Tags, &DataplaneSpec)> = dps
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Dataplane(d) => Some((r.meta.name.as_str(), &r.meta.labels, d)),
+            _ => None,
+        })
+        .collect();
+    let view = MeshView {
+        mesh,
+        spec: mesh_spec,
+        index: &index,
+        dataplanes: &dataplanes,
+    };
+
+    let mtls = match cas.enabled_ca(mesh, mesh_spec).await? {
+        Some(ca) => {
+            let bundle: Arc<str> = Arc::from(cas.trust_bundle(mesh, &ca).await?);
+            Some((ca, bundle))
+        }
+        None => None,
+    };
+    let online: HashMap<String, ()> = connected.iter().map(|n| (n.clone(), ())).collect();
+    let is_online = |name: &str| online.contains_key(name);
+    for name in connected {
+        let Some((_, labels, spec)) = dataplanes.iter().find(|(n, _, _)| *n == name) else {
+            continue;
+        };
+        let config = view.proxy_config(&name, labels, spec, &is_online);
+        let version = config_version(&config);
+        let material = mtls.as_ref().map(|(ca, bundle)| MtlsMaterial {
+            ca: ca.clone(),
+            bundle_pem: bundle.clone(),
+            sans: identity_sans(mesh, spec),
+        });
+        let snapshot = Snapshot {
+            config: Arc::new(config),
+            version,
+            mtls: material,
+        };
+        hub.publish(&(mesh.to_string(), name), Some(Arc::new(snapshot)));
+    }
+    Ok(())
+}
+
+/// A short content hash: equal configs have equal versions on every replica.
+fn config_version(cfg: &aerie_core::proxy_config::ProxyConfig) -> String {
+    let bytes = serde_json::to_vec(cfg).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,402 @@
+//! One proxy's stream: authenticate, register the Dataplane, then push config and
+//! certificates as they change, and track ACKs/NACKs.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aerie_core::format::resource_from_value;
+use aerie_core::{Resource, ResourceType, Spec, validate};
+use aerie_identity::DataplaneClaims;
+use aerie_store::{SharedStore, StoreError};
+use aerie_xds::{
+    DiscoveryRequest, DiscoveryResponse, NodeInfo, PROXY_CONFIG_TYPE, SECRET_TYPE,
+    encode_ca_secret, encode_identity_secret, encode_proxy_config,
+};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::hub::{ConnStatus, DpKey, Hub, Registration, Snapshot, rfc3339};
+
+/// The first request must arrive within this time.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Checks a proxy's first request and token; returns its Dataplane.
+pub async fn admit(
+    store: &SharedStore,
+    tokens: &crate::tokens::TokenIssuer,
+    token: Option<&str>,
+    first: &DiscoveryRequest,
+) -> Result<(NodeInfo, Resource), Status> {
+    let node = first
+        .node
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("the first request carries no node"))?;
+    let node = NodeInfo::from_proto(node).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let token = token.ok_or_else(|| {
+        Status::unauthenticated("no dataplane token: start kuma-dp with --dataplane-token-file (see `kumactl generate dataplane-token`)")
+    })?;
+    let json = node.dataplane_json.as_deref().ok_or_else(|| {
+        Status::invalid_argument("the node metadata carries no dataplane.resource")
+    })?;
+    let doc: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Status::invalid_argument(format!("dataplane.resource is not JSON: {e}")))?;
+    let dp = resource_from_value(&doc)
+        .map_err(|e| Status::invalid_argument(format!("invalid Dataplane: {e}")))?;
+    if dp.resource_type() != ResourceType::Dataplane {
+        return Err(Status::invalid_argument(format!(
+            "expected a Dataplane, got a {}",
+            dp.resource_type()
+        )));
+    }
+    if dp.name() != node.name || dp.mesh() != node.mesh {
+        return Err(Status::invalid_argument(format!(
+            "node id {}.{} does not match the Dataplane {}.{}",
+            node.mesh,
+            node.name,
+            dp.mesh(),
+            dp.name()
+        )));
+    }
+    validate::validate(&dp)
+        .map_err(|e| Status::invalid_argument(format!("invalid Dataplane: {e}")))?;
+    let mesh_exists = store
+        .get(ResourceType::Mesh, "", dp.mesh())
+        .await
+        .map_err(store_status)?
+        .is_some();
+    if !mesh_exists {
+        return Err(Status::failed_precondition(format!(
+            "mesh \"{}\" does not exist",
+            dp.mesh()
+        )));
+    }
+    let claims = tokens
+        .verify_dataplane_token(dp.mesh(), token)
+        .await
+        .map_err(Status::unauthenticated)?;
+    check_claims(&claims, &dp)?;
+    Ok((node, dp))
+}
+
+/// The token's name, tags and proxy type must agree with the Dataplane (Kuma's rules).
+fn check_claims(claims: &DataplaneClaims, dp: &Resource) -> Result<(), Status> {
+    if let Some(name) = &claims.name
+        && name != dp.name()
+    {
+        return Err(Status::permission_denied(format!(
+            "the dataplane token is for \"{name}\", not \"{}\"",
+            dp.name()
+        )));
+    }
+    if let Some(t) = &claims.proxy_type
+        && t != "dataplane"
+    {
+        return Err(Status::permission_denied(format!(
+            "the dataplane token is for a proxy of type {t}"
+        )));
+    }
+    let Spec::Dataplane(spec) = &dp.spec else {
+        return Ok(());
+    };
+    let inbounds: Vec<_> = spec
+        .networking
+        .iter()
+        .flat_map(|n| n.inbound.iter())
+        .collect();
+    for (tag, allowed) in &claims.tags {
+        let ok = !inbounds.is_empty()
+            && inbounds.iter().all(|i| {
+                i.tags
+                    .get(tag)
+                    .is_some_and(|v| allowed.iter().any(|a| a == v))
+            });
+        if !ok {
+            return Err(Status::permission_denied(format!(
+                "the dataplane token requires tag {tag} to be one of {allowed:?} on every inbound"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn store_status(e: StoreError) -> Status {
+    Status::unavailable(format!("store: {e}"))
+}
+
+/// Creates or updates the Dataplane as the proxy described it.
+pub async fn register(store: &SharedStore, dp: Resource) -> Result<(), Status> {
+    let now = crate::now_rfc3339();
+    match store
+        .get(ResourceType::Dataplane, dp.mesh(), dp.name())
+        .await
+        .map_err(store_status)?
+    {
+        None => match store.create(dp, &now).await {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(store_status(e)),
+        },
+        Some(cur) if cur.spec == dp.spec && cur.meta.labels == dp.meta.labels => Ok(()),
+        Some(cur) => store
+            .update(dp, cur.meta.version, &now)
+            .await
+            .map(|_| ())
+            .map_err(store_status),
+    }
+}
+
+/// The running session.
+pub struct Session {
+    pub key: DpKey,
+    pub hub: Arc<Hub>,
+    pub store: SharedStore,
+    pub reg: Registration,
+    pub tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    pub csr: Option<String>,
+    /// The CSR and CA certificate the last issued certificate answered.
+    issued_for: Option<(String, String)>,
+    bundle_sent: Option<Arc<str>>,
+    config_sent: Option<String>,
+    nonce: u64,
+    subscribed_config: bool,
+    subscribed_secrets: bool,
+    identity_chain: Option<String>,
+}
+
+enum End {
+    /// The proxy closed its stream: it is leaving.
+    Graceful,
+    /// The stream broke, or this session was replaced.
+    Lost,
+}
+
+impl Session {
+    pub fn new(
+        key: DpKey,
+        hub: Arc<Hub>,
+        store: SharedStore,
+        reg: Registration,
+        tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+        csr: Option<String>,
+    ) -> Self {
+        Session {
+            key,
+            hub,
+            store,
+            reg,
+            tx,
+            csr,
+            issued_for: None,
+            bundle_sent: None,
+            config_sent: None,
+            nonce: 0,
+            subscribed_config: false,
+            subscribed_secrets: false,
+            identity_chain: None,
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, ConnStatus> {
+        self.reg.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub async fn run(mut self, first: DiscoveryRequest, mut inbound: Streaming<DiscoveryRequest>) {
+        let end = self.serve(first, &mut inbound).await;
+        let still_ours = self.hub.unregister(&self.key, self.reg.id);
+        let (mesh, name) = &self.key;
+        match end {
+            End::Graceful if still_ours => {
+                match self.store.delete(ResourceType::Dataplane, mesh, name).await {
+                    Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(mesh, name, error = %e, "cannot remove the Dataplane of a proxy that left")
+                    }
+                }
+                tracing::info!(
+                    mesh,
+                    name,
+                    "proxy disconnected gracefully; Dataplane removed"
+                );
+            }
+            End::Graceful => tracing::info!(mesh, name, "replaced session ended"),
+            End::Lost => tracing::info!(
+                mesh,
+                name,
+                "proxy connection lost; Dataplane kept (offline)"
+            ),
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        first: DiscoveryRequest,
+        inbound: &mut Streaming<DiscoveryRequest>,
+    ) -> End {
+        if self.handle(first).await.is_err() {
+            return End::Lost;
+        }
+        loop {
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(req)) => if self.handle(req).await.is_err() { return End::Lost },
+                    Ok(None) => return End::Graceful,
+                    Err(status) => {
+                        tracing::debug!(key = ?self.key, %status, "stream error");
+                        return End::Lost;
+                    }
+                },
+                changed = self.reg.snapshots.changed() => {
+                    if changed.is_err() {
+                        return End::Lost;
+                    }
+                    if self.push().await.is_err() {
+                        return End::Lost;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one request: subscriptions, ACK/NACK, new CSRs. Err = the stream is gone.
+    async fn handle(&mut self, req: DiscoveryRequest) -> Result<(), ()> {
+        if let Some(node) = &req.node
+            && let Ok(info) = NodeInfo::from_proto(node)
+        {
+            self.status().dp_version = info.version.clone();
+            if info.csr_pem.is_some() && info.csr_pem != self.csr {
+                self.csr = info.csr_pem;
+            }
+        }
+        let is_ack = !req.response_nonce.is_empty();
+        match req.type_url.as_str() {
+            PROXY_CONFIG_TYPE => {
+                self.subscribed_config = true;
+                if is_ack {
+                    let mut st = self.status();
+                    match &req.error_detail {
+                        Some(err) => {
+                            tracing::warn!(key = ?self.key, error = %err.message, "proxy rejected its config (NACK); it keeps the last good one");
+                            st.last_nack = Some(err.message.clone());
+                        }
+                        None => {
+                            st.config_version_acked = Some(req.version_info.clone());
+                            st.responses_acknowledged += 1;
+                            st.last_nack = None;
+                        }
+                    }
+                }
+            }
+            SECRET_TYPE => {
+                self.subscribed_secrets = true;
+                if is_ack {
+                    let mut st = self.status();
+                    match &req.error_detail {
+                        Some(err) => {
+                            tracing::warn!(key = ?self.key, error = %err.message, "proxy rejected its certificate (NACK)");
+                            st.last_nack = Some(err.message.clone());
+                        }
+                        None => st.responses_acknowledged += 1,
+                    }
+                }
+            }
+            other => tracing::debug!(
+                type_url = other,
+                "ignoring a subscription to an unknown type"
+            ),
+        }
+        self.push().await
+    }
+
+    /// Sends whatever the proxy lacks: the current config, the trust bundle, a certificate
+    /// for its latest CSR.
+    async fn push(&mut self) -> Result<(), ()> {
+        let snapshot: Option<Arc<Snapshot>> = self.reg.snapshots.borrow_and_update().clone();
+        let Some(snap) = snapshot else { return Ok(()) };
+        if self.subscribed_config && self.config_sent.as_deref() != Some(snap.version.as_str()) {
+            let resp = self.response(
+                PROXY_CONFIG_TYPE,
+                &snap.version,
+                vec![encode_proxy_config(&snap.config)],
+            );
+            self.send(resp).await?;
+            self.config_sent = Some(snap.version.clone());
+            self.status().config_version_sent = Some(snap.version.clone());
+        }
+        let (Some(mtls), true) = (&snap.mtls, self.subscribed_secrets) else {
+            return Ok(());
+        };
+        let want = self
+            .csr
+            .clone()
+            .map(|csr| (csr, mtls.ca.ca.cert_pem().to_string()));
+        let need_cert = want.is_some() && want != self.issued_for;
+        let need_bundle = self.bundle_sent.as_ref() != Some(&mtls.bundle_pem);
+        if !need_cert && !need_bundle {
+            return Ok(());
+        }
+        if need_cert && let Some((csr, _)) = &want {
+            match mtls.ca.ca.sign_workload(
+                csr,
+                &mtls.sans,
+                mtls.ca.dp_cert_validity,
+                SystemTime::now(),
+            ) {
+                Ok(chain) => {
+                    let expires = SystemTime::now() + mtls.ca.dp_cert_validity;
+                    let mut st = self.status();
+                    st.certificate_expiration_time = Some(rfc3339(expires));
+                    st.certificate_regenerations += 1;
+                    drop(st);
+                    self.identity_chain = Some(chain);
+                    self.issued_for = want.clone();
+                }
+                Err(e) => {
+                    tracing::warn!(key = ?self.key, error = %e, "cannot sign the proxy's CSR");
+                }
+            }
+        }
+        let Some(chain) = self.identity_chain.clone() else {
+            return Ok(());
+        };
+        let mesh = self.key.0.clone();
+        let resources = vec![
+            encode_identity_secret(&mesh, &chain),
+            encode_ca_secret(&mesh, &mtls.bundle_pem),
+        ];
+        let version = format!("{}", self.nonce + 1);
+        let resp = self.response(SECRET_TYPE, &version, resources);
+        self.send(resp).await?;
+        self.bundle_sent = Some(mtls.bundle_pem.clone());
+        Ok(())
+    }
+
+    fn response(
+        &mut self,
+        type_url: &str,
+        version: &str,
+        resources: Vec<envoy_types::pb::google::protobuf::Any>,
+    ) -> DiscoveryResponse {
+        self.nonce += 1;
+        DiscoveryResponse {
+            version_info: version.to_string(),
+            resources,
+            type_url: type_url.to_string(),
+            nonce: self.nonce.to_string(),
+            ..DiscoveryResponse::default()
+        }
+    }
+
+    async fn send(&self, resp: DiscoveryResponse) -> Result<(), ()> {
+        self.status().responses_sent += 1;
+        self.tx.send(Ok(resp)).await.map_err(|_| ())
+    }
+}
+
+/// The status a fresh connection starts with.
+pub fn initial_status(peer: Option<std::net::SocketAddr>, node: &NodeInfo) -> ConnStatus {
+    ConnStatus {
+        connect_time: crate::now_rfc3339(),
+        peer: peer.map(|p| p.to_string()).unwrap_or_default(),
+        dp_version: node.version.clone(),
+        ..ConnStatus::default()
+    }
+}

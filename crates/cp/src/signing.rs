@@ -1,0 +1,89 @@
+//! Token signing keys kept as secrets in the store (Kuma's names): the control plane creates
+//! each on first use; every replica reads the same one. Private keys never leave the control
+//! plane: only admins can read secrets through the API.
+
+use aerie_core::spec::SecretSpec;
+use aerie_core::{Meta, Resource, ResourceType, Spec};
+use aerie_identity::SigningKey;
+use aerie_store::{SharedStore, StoreError};
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+/// Loads the key stored as `name` (a GlobalSecret when `mesh` is empty, else a Secret in
+/// `mesh`), creating it when missing.
+pub async fn load_or_create(
+    store: &SharedStore,
+    mesh: &str,
+    name: &str,
+) -> anyhow::Result<SigningKey> {
+    let rtype = if mesh.is_empty() {
+        ResourceType::GlobalSecret
+    } else {
+        ResourceType::Secret
+    };
+    for _ in 0..3 {
+        if let Some(r) = store.get(rtype, mesh, name).await? {
+            let data = match &r.spec {
+                Spec::GlobalSecret(s) | Spec::Secret(s) => &s.data,
+                _ => anyhow::bail!("{} is not a secret", r.describe()),
+            };
+            let pem = STANDARD
+                .decode(data.as_bytes())
+                .with_context(|| format!("secret {name} is not base64"))?;
+            let pem =
+                String::from_utf8(pem).with_context(|| format!("secret {name} is not PEM"))?;
+            return SigningKey::from_pkcs8_pem(&pem)
+                .with_context(|| format!("secret {name} holds no usable signing key"));
+        }
+        let key = SigningKey::generate()?;
+        let secret = SecretSpec {
+            data: STANDARD.encode(key.to_pkcs8_pem()),
+        };
+        let resource = Resource {
+            meta: Meta {
+                name: name.into(),
+                mesh: (!mesh.is_empty()).then(|| mesh.to_string()),
+                ..Meta::default()
+            },
+            spec: if mesh.is_empty() {
+                Spec::GlobalSecret(secret)
+            } else {
+                Spec::Secret(secret)
+            },
+        };
+        match store.create(resource, &crate::now_rfc3339()).await {
+            Ok(_) => return Ok(key),
+            // Another replica created it first: read theirs.
+            Err(StoreError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("could not load or create the signing key {name}")
+}
+
+/// Comma-separated token ids in a revocation secret (base64 of the list), if it exists.
+pub async fn revoked_ids(
+    store: &SharedStore,
+    mesh: &str,
+    name: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rtype = if mesh.is_empty() {
+        ResourceType::GlobalSecret
+    } else {
+        ResourceType::Secret
+    };
+    let Some(r) = store.get(rtype, mesh, name).await? else {
+        return Ok(Vec::new());
+    };
+    let data = match &r.spec {
+        Spec::GlobalSecret(s) | Spec::Secret(s) => s.data.clone(),
+        _ => return Ok(Vec::new()),
+    };
+    let list = STANDARD.decode(data.trim().as_bytes()).unwrap_or_default();
+    Ok(String::from_utf8_lossy(&list)
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
+}

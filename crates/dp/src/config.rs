@@ -1,0 +1,246 @@
+//! Validation of a [`ProxyConfig`] into the listeners it asks for. Anything wrong refuses the
+//! whole config (a NACK): applying half of it would leave the proxy in a state the control
+//! plane never computed.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use aerie_core::proxy_config::{InboundConfig, MtlsMode, OutboundConfig, ProxyConfig};
+
+use crate::proxy::ProxyOptions;
+
+/// Why a config was refused; the last good config stays in force.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("config is for {got_mesh}/{got_name}, this proxy is {mesh}/{name}")]
+    WrongDataplane {
+        mesh: String,
+        name: String,
+        got_mesh: String,
+        got_name: String,
+    },
+    #[error("{what}: invalid IP address {address:?}")]
+    Address { what: String, address: String },
+    #[error("{what}: port 0 is not valid")]
+    Port { what: String },
+    #[error("{addr} is used by two listeners ({first} and {second})")]
+    DuplicateListener {
+        addr: SocketAddr,
+        first: String,
+        second: String,
+    },
+    #[error("{0}: forwards to its own listener address")]
+    Loop(String),
+    #[error("{0}: mTLS is enabled but the outbound has no spiffeId to verify")]
+    MissingSpiffeId(String),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the proxy is draining and accepts no new configuration")]
+    Draining,
+    #[error("apply_config must be called from within a Tokio runtime")]
+    NoRuntime,
+}
+
+/// A validated listener.
+pub(crate) enum ListenerSpec {
+    Inbound {
+        cfg: InboundConfig,
+        app: SocketAddr,
+    },
+    Outbound {
+        cfg: OutboundConfig,
+        endpoints: Vec<SocketAddr>,
+    },
+}
+
+impl ListenerSpec {
+    pub fn describe(&self) -> String {
+        match self {
+            ListenerSpec::Inbound { cfg, .. } => format!("inbound {}", cfg.name),
+            ListenerSpec::Outbound { cfg, .. } => format!("outbound {}", cfg.service),
+        }
+    }
+}
+
+/// Checks `cfg` and lists its listeners by address.
+pub(crate) fn plan(
+    opts: &ProxyOptions,
+    cfg: &ProxyConfig,
+) -> Result<Vec<(SocketAddr, ListenerSpec)>, ConfigError> {
+    let mismatch = |want: &str, got: &str| !want.is_empty() && want != got;
+    if mismatch(&opts.mesh, &cfg.mesh) || mismatch(&opts.dataplane, &cfg.name) {
+        return Err(ConfigError::WrongDataplane {
+            mesh: opts.mesh.clone(),
+            name: opts.dataplane.clone(),
+            got_mesh: cfg.mesh.clone(),
+            got_name: cfg.name.clone(),
+        });
+    }
+    let mut out = Vec::with_capacity(cfg.inbounds.len() + cfg.outbounds.len());
+    for inbound in &cfg.inbounds {
+        let what = format!("inbound {}", inbound.name);
+        let listen = socket_addr(&what, &inbound.address, inbound.port)?;
+        let app = socket_addr(&what, &inbound.service_address, inbound.service_port)?;
+        if app == listen {
+            return Err(ConfigError::Loop(what));
+        }
+        out.push((
+            listen,
+            ListenerSpec::Inbound {
+                cfg: inbound.clone(),
+                app,
+            },
+        ));
+    }
+    for outbound in &cfg.outbounds {
+        let what = format!("outbound {}", outbound.service);
+        let address = if outbound.address.is_empty() {
+            Ipv4Addr::LOCALHOST.to_string()
+        } else {
+            outbound.address.clone()
+        };
+        let listen = socket_addr(&what, &address, outbound.port)?;
+        if cfg.mtls != MtlsMode::Off && outbound.spiffe_id.is_empty() {
+            return Err(ConfigError::MissingSpiffeId(what));
+        }
+        let endpoints = outbound
+            .endpoints
+            .iter()
+            .map(|e| socket_addr(&what, &e.address, e.port))
+            .collect::<Result<Vec<_>, _>>()?;
+        if endpoints.contains(&listen) {
+            return Err(ConfigError::Loop(what));
+        }
+        out.push((
+            listen,
+            ListenerSpec::Outbound {
+                cfg: outbound.clone(),
+                endpoints,
+            },
+        ));
+    }
+    let mut seen: HashMap<SocketAddr, String> = HashMap::new();
+    for (addr, spec) in &out {
+        if let Some(first) = seen.insert(*addr, spec.describe()) {
+            return Err(ConfigError::DuplicateListener {
+                addr: *addr,
+                first,
+                second: spec.describe(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn socket_addr(what: &str, address: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    let ip: IpAddr = address.parse().map_err(|_| ConfigError::Address {
+        what: what.to_owned(),
+        address: address.to_owned(),
+    })?;
+    if port == 0 {
+        return Err(ConfigError::Port {
+            what: what.to_owned(),
+        });
+    }
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_core::policy::mtp::InboundAuthz;
+    use aerie_core::proxy_config::{Endpoint, Protocol};
+
+    fn cfg() -> ProxyConfig {
+        ProxyConfig {
+            mesh: "default".into(),
+            name: "web-1".into(),
+            mtls: MtlsMode::Strict,
+            inbounds: vec![InboundConfig {
+                name: "web".into(),
+                address: "10.0.0.1".into(),
+                port: 10001,
+                service_address: "127.0.0.1".into(),
+                service_port: 8080,
+                service: "web".into(),
+                protocol: Protocol::Http,
+                tags: Default::default(),
+                ready: true,
+                authz: InboundAuthz::allow_all(10001, "default"),
+            }],
+            outbounds: vec![OutboundConfig {
+                address: String::new(),
+                port: 20001,
+                service: "backend".into(),
+                protocol: Protocol::Tcp,
+                spiffe_id: "spiffe://default/backend".into(),
+                endpoints: vec![Endpoint {
+                    address: "10.0.0.2".into(),
+                    port: 10001,
+                    dataplane: "backend-1".into(),
+                }],
+            }],
+        }
+    }
+
+    fn opts() -> ProxyOptions {
+        ProxyOptions::new("default", "web-1")
+    }
+
+    #[test]
+    fn plans_listeners_with_default_outbound_address() {
+        let plan = plan(&opts(), &cfg()).unwrap();
+        let addrs: Vec<String> = plan.iter().map(|(a, _)| a.to_string()).collect();
+        assert_eq!(addrs, ["10.0.0.1:10001", "127.0.0.1:20001"]);
+    }
+
+    #[test]
+    fn refuses_bad_configs() {
+        let mut c = cfg();
+        c.name = "other".into();
+        assert!(matches!(
+            plan(&opts(), &c),
+            Err(ConfigError::WrongDataplane { .. })
+        ));
+
+        let mut c = cfg();
+        c.outbounds[0].endpoints[0].address = "backend.mesh".into();
+        assert!(matches!(
+            plan(&opts(), &c),
+            Err(ConfigError::Address { .. })
+        ));
+
+        let mut c = cfg();
+        c.outbounds[0].spiffe_id.clear();
+        assert!(matches!(
+            plan(&opts(), &c),
+            Err(ConfigError::MissingSpiffeId(_))
+        ));
+        c.mtls = MtlsMode::Off;
+        assert!(plan(&opts(), &c).is_ok());
+
+        let mut c = cfg();
+        c.outbounds[0].address = "10.0.0.1".into();
+        c.outbounds[0].port = 10001;
+        assert!(matches!(
+            plan(&opts(), &c),
+            Err(ConfigError::DuplicateListener { .. })
+        ));
+
+        let mut c = cfg();
+        c.inbounds[0].service_address = "10.0.0.1".into();
+        c.inbounds[0].service_port = 10001;
+        assert!(matches!(plan(&opts(), &c), Err(ConfigError::Loop(_))));
+
+        let mut c = cfg();
+        c.inbounds[0].port = 0;
+        assert!(matches!(plan(&opts(), &c), Err(ConfigError::Port { .. })));
+    }
+}

@@ -1,0 +1,188 @@
+//! Forwarding one HTTP request to a set of endpoints (shared by inbound and outbound).
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme, Uri};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use tracing::debug;
+
+use crate::body::{ProxyBody, local_response};
+use crate::lb::RoundRobin;
+use crate::metrics::ListenerStats;
+use crate::pool::{Connector, EndpointPool, HttpVersion, Upstream};
+
+/// The endpoints behind a listener, balanced round-robin.
+pub(crate) struct Upstreams {
+    pub pools: Vec<Arc<EndpointPool>>,
+    pub rr: RoundRobin,
+    pub stats: Arc<ListenerStats>,
+}
+
+impl Upstreams {
+    /// Dials the next endpoint that accepts a connection (TCP proxying).
+    pub async fn connect(&self) -> Option<Upstream> {
+        for i in self.rr.order(self.pools.len()) {
+            let pool = self.pools.get(i)?;
+            match pool.connector.connect().await {
+                Ok(io) => return Some(io),
+                Err(e) => self.connect_failed(&pool.connector, &e),
+            }
+        }
+        None
+    }
+
+    fn connect_failed(&self, connector: &Connector, e: &dyn std::fmt::Display) {
+        self.stats.connect_errors.inc();
+        debug!(listener = %self.stats.name, endpoint = %connector.addr, error = %e, "upstream connect failed");
+    }
+
+    /// Forwards `req` to the next endpoint that accepts a connection. Never fails: upstream
+    /// problems become `503` (nothing reachable) or `502` (the exchange broke).
+    pub async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let mut chosen = None;
+        for i in self.rr.order(self.pools.len()) {
+            let Some(pool) = self.pools.get(i) else { break };
+            match pool.checkout().await {
+                Ok(sender) => {
+                    chosen = Some((pool, sender));
+                    break;
+                }
+                Err(e) => self.connect_failed(&pool.connector, &e),
+            }
+        }
+        let Some((pool, sender)) = chosen else {
+            let text = if self.pools.is_empty() {
+                "no healthy upstream"
+            } else {
+                "upstream connect error"
+            };
+            return local_response(StatusCode::SERVICE_UNAVAILABLE, text);
+        };
+        let req = prepare_request(req, pool.version, pool.connector.addr);
+        match pool.send(sender, req).await {
+            Ok(resp) => {
+                let mut resp = resp.map(ProxyBody::Upstream);
+                strip_hop_by_hop(resp.headers_mut());
+                *resp.version_mut() = Version::HTTP_11;
+                resp
+            }
+            Err(e) => {
+                self.stats.error("upstream_request");
+                debug!(listener = %self.stats.name, endpoint = %pool.connector.addr, error = %e, "upstream request failed");
+                local_response(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream connect error or disconnect/reset before headers",
+                )
+            }
+        }
+    }
+}
+
+/// Rewrites a request for the upstream's HTTP version: origin-form URI and `Host` for
+/// HTTP/1.1, absolute URI (`:scheme`/`:authority`) for HTTP/2; hop-by-hop headers removed.
+fn prepare_request(
+    mut req: Request<Incoming>,
+    version: HttpVersion,
+    addr: std::net::SocketAddr,
+) -> Request<Incoming> {
+    strip_hop_by_hop(req.headers_mut());
+    match version {
+        HttpVersion::H1 => {
+            *req.version_mut() = Version::HTTP_11;
+            if req.uri().authority().is_some() {
+                if !req.headers().contains_key(header::HOST)
+                    && let Some(host) = req
+                        .uri()
+                        .authority()
+                        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                {
+                    req.headers_mut().insert(header::HOST, host);
+                }
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+                *req.uri_mut() = Uri::from(path);
+            }
+        }
+        HttpVersion::H2 => {
+            *req.version_mut() = Version::HTTP_2;
+            if req.uri().scheme().is_none() || req.uri().authority().is_none() {
+                let authority = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                    .or_else(|| Authority::try_from(addr.to_string()).ok());
+                let mut parts = std::mem::take(req.uri_mut()).into_parts();
+                parts.scheme = Some(Scheme::HTTP);
+                parts.authority = authority;
+                if parts.path_and_query.is_none() {
+                    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+                }
+                if let Ok(uri) = Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+    }
+    req
+}
+
+const HOP_BY_HOP: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes connection-scoped headers (RFC 9110 §7.6.1). `te: trailers` survives: gRPC needs it.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if headers
+        .get(header::TE)
+        .is_some_and(|te| te.as_bytes() != b"trailers")
+    {
+        headers.remove(header::TE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_headers_but_keeps_te_trailers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["te", "x-kept"]);
+
+        let mut h = HeaderMap::new();
+        h.insert("te", HeaderValue::from_static("gzip"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+    }
+}

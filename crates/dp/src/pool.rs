@@ -1,0 +1,400 @@
+//! Upstream connections: dialling (plaintext or mTLS to a peer proxy) and per-endpoint HTTP
+//! connection pools.
+//!
+//! A hand-rolled pool rather than hyper-util's legacy client because the proxy must pick the
+//! endpoint *before* the request is committed: when an endpoint refuses the connection the
+//! request (whose body is a stream that cannot be replayed) is still ours and goes to the next
+//! endpoint. HTTP/1 connections are kept on an idle stack and returned when the response body
+//! ends; HTTP/2 uses one shared, multiplexed connection per endpoint, read lock-free.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tracing::debug;
+
+use crate::tls::{Alpn, TlsStore};
+
+/// Idle HTTP/1 connections kept per endpoint; more are closed when returned.
+const MAX_IDLE_PER_ENDPOINT: usize = 128;
+/// How long a returned HTTP/1 connection may take to become reusable before it is closed.
+const PARK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach the peer over mTLS.
+#[derive(Clone)]
+pub(crate) struct TlsTarget {
+    pub store: Arc<TlsStore>,
+    pub spiffe_id: Arc<str>,
+    pub alpn: Alpn,
+}
+
+/// Dials one endpoint.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsTarget>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("connect to {0}: {1}")]
+    Io(SocketAddr, io::Error),
+    #[error("connect to {0}: timed out")]
+    Timeout(SocketAddr),
+    #[error("connect to {0}: no workload identity yet, cannot speak mTLS")]
+    NoIdentity(SocketAddr),
+    #[error("TLS client config for {0}: {1}")]
+    Config(SocketAddr, String),
+    #[error("TLS handshake with {0}: {1}")]
+    Tls(SocketAddr, io::Error),
+    #[error("HTTP handshake with {0}: {1}")]
+    Http(SocketAddr, hyper::Error),
+}
+
+impl Connector {
+    pub async fn connect(&self) -> Result<Upstream, ConnectError> {
+        let addr = self.addr;
+        let work = async {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|e| ConnectError::Io(addr, e))?;
+            let _ = tcp.set_nodelay(true);
+            let Some(tls) = &self.tls else {
+                return Ok(Upstream::Plain(tcp));
+            };
+            let material = tls
+                .store
+                .load_full()
+                .ok_or(ConnectError::NoIdentity(addr))?;
+            let config = material
+                .client(&tls.spiffe_id, tls.alpn)
+                .map_err(|e| ConnectError::Config(addr, e))?;
+            let stream = TlsConnector::from(config)
+                .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+                .await
+                .map_err(|e| ConnectError::Tls(addr, e))?;
+            Ok(Upstream::Tls(Box::new(stream)))
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| ConnectError::Timeout(addr))?
+    }
+}
+
+/// A connection to an upstream, plaintext or mTLS.
+pub(crate) enum Upstream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Upstream {
+    fn negotiated_h2(&self) -> bool {
+        match self {
+            Upstream::Plain(_) => false,
+            Upstream::Tls(s) => s.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2),
+        }
+    }
+}
+
+impl AsyncRead for Upstream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Upstream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Upstream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Upstream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Upstream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Upstream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Upstream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Upstream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Upstream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Upstream::Plain(s) => s.is_write_vectored(),
+            Upstream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Which HTTP version the pool speaks to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HttpVersion {
+    H1,
+    H2,
+}
+
+/// A ready-to-use request sender.
+pub(crate) enum Sender {
+    H1(http1::SendRequest<Incoming>),
+    H2(http2::SendRequest<Incoming>),
+}
+
+/// Connections to one endpoint.
+pub(crate) struct EndpointPool {
+    pub connector: Connector,
+    pub version: HttpVersion,
+    idle: Mutex<Vec<http1::SendRequest<Incoming>>>,
+    h2: ArcSwapOption<http2::SendRequest<Incoming>>,
+}
+
+impl EndpointPool {
+    pub fn new(connector: Connector, version: HttpVersion) -> Arc<EndpointPool> {
+        Arc::new(EndpointPool {
+            connector,
+            version,
+            idle: Mutex::new(Vec::new()),
+            h2: ArcSwapOption::empty(),
+        })
+    }
+
+    /// A sender on a live connection: a pooled one when available, else a new connection.
+    /// `Err` only when dialling fails, so the caller can try another endpoint.
+    pub async fn checkout(&self) -> Result<Sender, ConnectError> {
+        match self.version {
+            HttpVersion::H1 => {
+                // Never wait on a pooled connection: one that is not ready right now is busy
+                // or broken, and a fresh connection is the better bet.
+                while let Some(mut sender) = self.pop_idle() {
+                    if !sender.is_closed() && matches!(sender.ready().now_or_never(), Some(Ok(())))
+                    {
+                        return Ok(Sender::H1(sender));
+                    }
+                }
+            }
+            HttpVersion::H2 => {
+                if let Some(sender) = self.h2.load().as_deref()
+                    && !sender.is_closed()
+                {
+                    return Ok(Sender::H2(sender.clone()));
+                }
+            }
+        }
+        self.connect().await
+    }
+
+    fn pop_idle(&self) -> Option<http1::SendRequest<Incoming>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Returns a connection whose response has been fully read. The connection task may not
+    /// have noticed yet (or the request body may still be streaming), so a connection that is
+    /// not ready at once is parked until it is, keeping the idle stack free of busy entries.
+    fn release(self: Arc<Self>, mut sender: http1::SendRequest<Incoming>) {
+        match sender.ready().now_or_never() {
+            Some(Ok(())) => self.push_idle(sender),
+            Some(Err(_)) => {}
+            None => {
+                tokio::spawn(async move {
+                    if let Ok(Ok(())) = tokio::time::timeout(PARK_TIMEOUT, sender.ready()).await {
+                        self.push_idle(sender);
+                    }
+                });
+            }
+        }
+    }
+
+    fn push_idle(&self, sender: http1::SendRequest<Incoming>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push(sender);
+        }
+    }
+
+    /// Opens a new connection. HTTP/2 is used when the pool is configured for it or when TLS
+    /// negotiated `h2`.
+    async fn connect(&self) -> Result<Sender, ConnectError> {
+        let addr = self.connector.addr;
+        let io = self.connector.connect().await?;
+        let h2 = self.version == HttpVersion::H2 || io.negotiated_h2();
+        let io = TokioIo::new(io);
+        if h2 {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await
+                .map_err(|e| ConnectError::Http(addr, e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    debug!(%addr, error = %e, "upstream h2 connection ended");
+                }
+            });
+            self.h2.store(Some(Arc::new(sender.clone())));
+            Ok(Sender::H2(sender))
+        } else {
+            let (sender, conn) = http1::handshake(io)
+                .await
+                .map_err(|e| ConnectError::Http(addr, e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    debug!(%addr, error = %e, "upstream h1 connection ended");
+                }
+            });
+            Ok(Sender::H1(sender))
+        }
+    }
+
+    /// Sends `req` on `sender`. A pooled HTTP/1 connection that turns out to be closed before
+    /// the request was written (the server timed it out) is replaced by a fresh one, once.
+    pub async fn send(
+        self: &Arc<Self>,
+        sender: Sender,
+        req: Request<Incoming>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        match sender {
+            Sender::H2(mut sender) => {
+                let resp = match sender.try_send_request(req).await {
+                    Ok(resp) => resp,
+                    Err(mut e) => match e.take_message() {
+                        Some(req) => {
+                            self.h2.store(None);
+                            let Sender::H2(mut fresh) = self.connect().await? else {
+                                return Err(SendError::Protocol);
+                            };
+                            fresh.send_request(req).await?
+                        }
+                        None => return Err(SendError::Http(e.into_error())),
+                    },
+                };
+                Ok(resp.map(|body| PooledBody { body, ret: None }))
+            }
+            Sender::H1(mut sender) => {
+                let resp = match sender.try_send_request(req).await {
+                    Ok(resp) => resp,
+                    Err(mut e) => match e.take_message() {
+                        Some(req) => {
+                            let Sender::H1(mut fresh) = self.connect().await? else {
+                                return Err(SendError::Protocol);
+                            };
+                            let resp = fresh.send_request(req).await?;
+                            sender = fresh;
+                            resp
+                        }
+                        None => return Err(SendError::Http(e.into_error())),
+                    },
+                };
+                let pool = self.clone();
+                Ok(resp.map(|body| {
+                    let mut body = PooledBody {
+                        body,
+                        ret: Some((sender, pool)),
+                    };
+                    body.release_if_done();
+                    body
+                }))
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+    #[error("the endpoint changed protocol")]
+    Protocol,
+}
+
+/// An upstream response body that hands its HTTP/1 connection back to the pool once fully
+/// read. Dropped early, the connection is closed instead (it may still carry unread bytes).
+pub(crate) struct PooledBody {
+    body: Incoming,
+    ret: Option<(http1::SendRequest<Incoming>, Arc<EndpointPool>)>,
+}
+
+impl PooledBody {
+    fn release_if_done(&mut self) {
+        if self.body.is_end_stream()
+            && let Some((sender, pool)) = self.ret.take()
+        {
+            pool.release(sender);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.body).poll_frame(cx);
+        match &res {
+            Poll::Ready(None) => {
+                if let Some((sender, pool)) = this.ret.take() {
+                    pool.release(sender);
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => this.release_if_done(),
+            Poll::Ready(Some(Err(_))) => this.ret = None,
+            Poll::Pending => {}
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,414 @@
+//! [`Proxy`]: the handle the `kuma-dp` glue drives.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aerie_core::proxy_config::{MtlsMode, Protocol, ProxyConfig};
+use arc_swap::ArcSwapOption;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use tracing::{info, warn};
+
+use crate::config::{self, ConfigError, ListenerSpec};
+use crate::drain::{Drain, Phase};
+use crate::forward::Upstreams;
+use crate::lb::RoundRobin;
+use crate::listener::{InboundRoute, Listener, OutboundRoute, Route};
+use crate::metrics::{Direction, Metrics};
+use crate::pool::{Connector, EndpointPool, HttpVersion, TlsTarget};
+use crate::rbac::RateLimit;
+use crate::tls::{Alpn, Identity, IdentityError, IdentitySummary, TlsMaterial, TlsStore};
+
+/// Static settings of a proxy (from `kuma-dp run` flags).
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// The mesh this proxy belongs to; configs for another mesh are refused (empty: any).
+    pub mesh: String,
+    /// The Dataplane's name; configs for another Dataplane are refused (empty: any).
+    pub dataplane: String,
+    /// Where [`Proxy::serve_admin`] is meant to listen (Envoy's admin port, 127.0.0.1:9901).
+    pub admin_address: SocketAddr,
+    /// How long [`Proxy::drain`] waits for in-flight work.
+    pub drain_timeout: Duration,
+    /// Upper bound on dialling an upstream (TCP connect + TLS handshake).
+    pub connect_timeout: Duration,
+    /// Upper bound on a downstream TLS handshake / protocol sniffing, so idle or garbage
+    /// connections cannot hold resources.
+    pub handshake_timeout: Duration,
+}
+
+impl ProxyOptions {
+    pub fn new(mesh: impl Into<String>, dataplane: impl Into<String>) -> ProxyOptions {
+        ProxyOptions {
+            mesh: mesh.into(),
+            dataplane: dataplane.into(),
+            ..ProxyOptions::default()
+        }
+    }
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            mesh: String::new(),
+            dataplane: String::new(),
+            admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)),
+            drain_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// State shared by every listener and connection task.
+pub(crate) struct Shared {
+    pub opts: ProxyOptions,
+    pub tls: Arc<TlsStore>,
+    pub metrics: Metrics,
+    pub drain: Drain,
+    /// One HTTP server configuration (h1 + h2 autodetection) for every downstream connection.
+    pub http: auto::Builder<TokioExecutor>,
+    pub shadow_log: RateLimit,
+}
+
+/// The applied configuration and its version.
+pub(crate) struct Applied {
+    pub version: String,
+    pub config: ProxyConfig,
+}
+
+pub(crate) struct Inner {
+    pub shared: Arc<Shared>,
+    pub config: ArcSwapOption<Applied>,
+    pub cp_connected: AtomicBool,
+    /// Listeners by address. The mutex serialises config changes only; traffic never takes it.
+    listeners: Mutex<HashMap<SocketAddr, Listener>>,
+}
+
+/// The sidecar proxy. Cheap to clone: all clones drive the same proxy.
+#[derive(Clone)]
+pub struct Proxy {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("mesh", &self.inner.shared.opts.mesh)
+            .field("dataplane", &self.inner.shared.opts.dataplane)
+            .field("config_version", &self.config_version())
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// A proxy with no listeners: nothing is served until the first [`Proxy::apply_config`].
+    pub fn new(opts: ProxyOptions) -> Proxy {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(opts.handshake_timeout);
+        http.http2().timer(TokioTimer::new());
+        let shared = Arc::new(Shared {
+            opts,
+            tls: Arc::new(ArcSwapOption::empty()),
+            metrics: Metrics::new(),
+            drain: Drain::new(),
+            http,
+            shadow_log: RateLimit::new(Duration::from_secs(1)),
+        });
+        Proxy {
+            inner: Arc::new(Inner {
+                shared,
+                config: ArcSwapOption::empty(),
+                cp_connected: AtomicBool::new(false),
+                listeners: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn options(&self) -> &ProxyOptions {
+        &self.inner.shared.opts
+    }
+
+    /// Validates and applies a configuration (`version` is the control plane's, reported in
+    /// `/config_dump`, metrics and [`Proxy::config_version`]).
+    ///
+    /// Listeners for new addresses are bound first; if any bind fails nothing changes. Then
+    /// listeners that stay have their route swapped atomically (connections already open keep
+    /// the config they started with; the next connection sees the new one), new ones start
+    /// accepting and removed ones stop accepting (their open connections finish on their
+    /// own). `Err` is a NACK: the last good config stays in force.
+    ///
+    /// Must be called from within a Tokio runtime (listeners are registered with it).
+    pub fn apply_config(
+        &self,
+        version: impl Into<String>,
+        cfg: ProxyConfig,
+    ) -> Result<(), ConfigError> {
+        let version = version.into();
+        let metrics = &self.inner.shared.metrics;
+        match self.try_apply(&version, cfg) {
+            Ok(()) => {
+                metrics.config_applied.inc();
+                metrics.set_config_version(&version);
+                info!(%version, "configuration applied");
+                Ok(())
+            }
+            Err(e) => {
+                metrics.config_rejected.inc();
+                warn!(%version, error = %e, "configuration rejected");
+                Err(e)
+            }
+        }
+    }
+
+    fn try_apply(&self, version: &str, cfg: ProxyConfig) -> Result<(), ConfigError> {
+        let shared = &self.inner.shared;
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let plan = config::plan(&shared.opts, &cfg)?;
+        let mut listeners = self
+            .inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock so a concurrent drain() cannot miss new listeners.
+        if shared.drain.phase() != Phase::Running {
+            return Err(ConfigError::Draining);
+        }
+
+        let mut bound = HashMap::new();
+        for (addr, spec) in &plan {
+            if !listeners.contains_key(addr) {
+                let socket =
+                    Listener::bind(*addr, &handle).map_err(|source| ConfigError::Bind {
+                        addr: *addr,
+                        what: spec.describe(),
+                        source,
+                    })?;
+                bound.insert(*addr, socket);
+            }
+        }
+
+        let mut next = HashMap::with_capacity(plan.len());
+        for (addr, spec) in plan {
+            let old = listeners.remove(&addr);
+            let route = self.build_route(spec, cfg.mtls, old.as_ref().map(|l| l.route()));
+            let listener = match (old, bound.remove(&addr)) {
+                (Some(l), _) => {
+                    l.swap(route);
+                    l
+                }
+                (None, Some(socket)) => Listener::start(socket, route, shared.clone(), &handle),
+                (None, None) => unreachable!("every new address was bound above"),
+            };
+            next.insert(addr, listener);
+        }
+        // What is left was removed from the config: dropping stops accepting.
+        *listeners = next;
+        self.inner.config.store(Some(Arc::new(Applied {
+            version: version.to_owned(),
+            config: cfg,
+        })));
+        Ok(())
+    }
+
+    fn build_route(&self, spec: ListenerSpec, mtls: MtlsMode, old: Option<Arc<Route>>) -> Route {
+        let shared = &self.inner.shared;
+        let timeout = shared.opts.connect_timeout;
+        match spec {
+            ListenerSpec::Inbound { cfg, app } => {
+                let stats = shared.metrics.listener(Direction::Inbound, &cfg.name);
+                let version = http_version(cfg.protocol);
+                let reuse = match old.as_deref() {
+                    Some(Route::Inbound(r))
+                        if r.app_addr == app && r.cfg.protocol == cfg.protocol =>
+                    {
+                        Some(r.app.pools.clone())
+                    }
+                    _ => None,
+                };
+                let pools = reuse.unwrap_or_else(|| {
+                    let connector = Connector {
+                        addr: app,
+                        tls: None,
+                        timeout,
+                    };
+                    vec![EndpointPool::new(connector, version)]
+                });
+                Route::Inbound(Arc::new(InboundRoute {
+                    app: Upstreams {
+                        pools,
+                        rr: RoundRobin::default(),
+                        stats: stats.clone(),
+                    },
+                    app_addr: app,
+                    mtls,
+                    stats,
+                    cfg,
+                }))
+            }
+            ListenerSpec::Outbound { cfg, endpoints } => {
+                let stats = shared.metrics.listener(Direction::Outbound, &cfg.service);
+                let tls = (mtls != MtlsMode::Off).then(|| TlsTarget {
+                    store: shared.tls.clone(),
+                    spiffe_id: cfg.spiffe_id.as_str().into(),
+                    alpn: match cfg.protocol {
+                        Protocol::Tcp => Alpn::None,
+                        Protocol::Http => Alpn::H1,
+                        Protocol::Http2 | Protocol::Grpc => Alpn::H2,
+                    },
+                });
+                // Pools survive an endpoint-list change when nothing about how they dial did.
+                let reusable: HashMap<SocketAddr, Arc<EndpointPool>> = match old.as_deref() {
+                    Some(Route::Outbound(r))
+                        if r.cfg.protocol == cfg.protocol
+                            && r.cfg.spiffe_id == cfg.spiffe_id
+                            && r.mtls == mtls =>
+                    {
+                        r.upstreams
+                            .pools
+                            .iter()
+                            .map(|p| (p.connector.addr, p.clone()))
+                            .collect()
+                    }
+                    _ => HashMap::new(),
+                };
+                let version = http_version(cfg.protocol);
+                let pools = endpoints
+                    .into_iter()
+                    .map(|addr| {
+                        reusable.get(&addr).cloned().unwrap_or_else(|| {
+                            let connector = Connector {
+                                addr,
+                                tls: tls.clone(),
+                                timeout,
+                            };
+                            EndpointPool::new(connector, version)
+                        })
+                    })
+                    .collect();
+                Route::Outbound(Arc::new(OutboundRoute {
+                    upstreams: Upstreams {
+                        pools,
+                        rr: RoundRobin::default(),
+                        stats: stats.clone(),
+                    },
+                    mtls,
+                    stats,
+                    cfg,
+                }))
+            }
+        }
+    }
+
+    /// Installs a new workload identity. TLS configs are rebuilt once here and swapped
+    /// atomically: established connections keep their session, new ones use the new
+    /// certificate. `Err` leaves the previous identity in place.
+    pub fn apply_identity(&self, id: Identity) -> Result<(), IdentityError> {
+        let metrics = &self.inner.shared.metrics;
+        match TlsMaterial::new(id) {
+            Ok(material) => {
+                info!(sans = ?material.summary.uri_sans, not_after = %material.summary.not_after, "identity applied");
+                self.inner.shared.tls.store(Some(Arc::new(material)));
+                metrics.identity_applied.inc();
+                Ok(())
+            }
+            Err(e) => {
+                warn!(error = %e, "identity rejected");
+                metrics.identity_rejected.inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// Records whether the control-plane stream is up (shown by `/ready` and logged). The
+    /// proxy keeps serving its last config while disconnected.
+    pub fn set_control_plane_connected(&self, connected: bool) {
+        let was = self.inner.cp_connected.swap(connected, Ordering::AcqRel);
+        if was != connected {
+            if connected {
+                info!("connected to the control plane");
+            } else {
+                warn!("disconnected from the control plane; serving the last configuration");
+            }
+        }
+    }
+
+    pub fn control_plane_connected(&self) -> bool {
+        self.inner.cp_connected.load(Ordering::Acquire)
+    }
+
+    /// The version of the applied config, if any.
+    pub fn config_version(&self) -> Option<String> {
+        self.inner.config.load().as_ref().map(|a| a.version.clone())
+    }
+
+    /// The applied config, if any.
+    pub fn config(&self) -> Option<ProxyConfig> {
+        self.inner.config.load().as_ref().map(|a| a.config.clone())
+    }
+
+    /// What the current identity proves, if one was applied.
+    pub fn identity(&self) -> Option<IdentitySummary> {
+        self.inner
+            .shared
+            .tls
+            .load()
+            .as_ref()
+            .map(|m| m.summary.clone())
+    }
+
+    /// `None` when ready to serve, else why not (the `/ready` answer).
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.inner.shared.drain.phase() != Phase::Running {
+            return Some("draining");
+        }
+        let config = self.inner.config.load();
+        let Some(applied) = config.as_ref() else {
+            return Some("no configuration received from the control plane yet");
+        };
+        if applied.config.mtls != MtlsMode::Off && self.inner.shared.tls.load().is_none() {
+            return Some("mTLS is enabled but no identity (certificate) has been received yet");
+        }
+        None
+    }
+
+    /// Stops accepting connections on every listener, lets in-flight requests and connections
+    /// finish for up to [`ProxyOptions::drain_timeout`], then closes whatever is left. New
+    /// configurations are refused from here on.
+    pub async fn drain(&self) {
+        let shared = &self.inner.shared;
+        {
+            let mut listeners = self
+                .inner
+                .listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            shared.drain.set(Phase::Draining);
+            listeners.clear();
+        }
+        info!(active = shared.drain.active(), "draining");
+        let timeout = shared.opts.drain_timeout;
+        if tokio::time::timeout(timeout, shared.drain.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!(
+                active = shared.drain.active(),
+                "drain timeout reached, closing the remaining connections"
+            );
+        }
+        shared.drain.set(Phase::Closed);
+    }
+}
+
+fn http_version(protocol: Protocol) -> HttpVersion {
+    match protocol {
+        Protocol::Http2 | Protocol::Grpc => HttpVersion::H2,
+        Protocol::Tcp | Protocol::Http => HttpVersion::H1,
+    }
+}

@@ -1,0 +1,609 @@
+//! End-to-end tests of the proxy engine: two proxies in-process (a "client" with an outbound
+//! to `backend`, a "server" with the `backend` inbound), real sockets on loopback.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aerie_core::policy::mtp::InboundAuthz;
+use aerie_core::proxy_config::{MtlsMode, Protocol};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn allow_web(port: u16) -> InboundAuthz {
+    allow(port, &["web"])
+}
+
+fn allow_nobody(port: u16) -> InboundAuthz {
+    allow(port, &["somebody-else"])
+}
+
+#[tokio::test]
+async fn mtls_off_http_flows_through_both_proxies() {
+    let app = HttpApp::start("backend").await;
+    let p = pair(
+        &TestCa::new(MESH),
+        MtlsMode::Off,
+        Protocol::Http,
+        app.addr,
+        |port| InboundAuthz::allow_all(u32::from(port), MESH),
+    )
+    .await;
+    let reply = http_request(p.outbound, "/hello", "ping").await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "backend ping");
+    assert_eq!(app.hits(), 1);
+    // Plaintext straight to the inbound works too: no mTLS, no authorization.
+    assert_eq!(http_request(p.inbound, "/", "").await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn strict_allowed_caller_gets_200_over_h1_and_h2() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Http, app.addr, allow_web).await;
+    for i in 0..5 {
+        let reply = http_request(p.outbound, "/", &format!("req{i}"))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.body, format!("backend req{i}"));
+    }
+    // The application may speak HTTP/2 to its outbound as well.
+    let reply = h2_request(p.outbound, "/").await.unwrap();
+    assert_eq!(reply.status, 200);
+
+    let app2 = HttpApp::start("grpc-backend").await;
+    let p2 = pair(&ca, MtlsMode::Strict, Protocol::Grpc, app2.addr, allow_web).await;
+    let reply = h2_request(p2.outbound, "/svc.Method").await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "grpc-backend ");
+    let reply = http_request(p2.outbound, "/", "h1 in, h2 out")
+        .await
+        .unwrap();
+    assert_eq!(reply.body, "grpc-backend h1 in, h2 out");
+}
+
+#[tokio::test]
+async fn strict_denied_caller_gets_403_and_app_never_sees_it() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(
+        &ca,
+        MtlsMode::Strict,
+        Protocol::Http,
+        app.addr,
+        allow_nobody,
+    )
+    .await;
+    for _ in 0..3 {
+        let reply = http_request(p.outbound, "/secret", "").await.unwrap();
+        assert_eq!(reply.status, 403);
+        assert_eq!(reply.body, "RBAC: access denied");
+        assert_eq!(reply.content_type.as_deref(), Some("text/plain"));
+    }
+    assert_eq!(app.hits(), 0);
+}
+
+#[tokio::test]
+async fn strict_tcp_allowed_echoes_denied_closes() {
+    let ca = TestCa::new(MESH);
+    let echo = tcp_echo().await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Tcp, echo, allow_web).await;
+    let got = tcp_roundtrip(p.outbound, b"hello over mtls").await.unwrap();
+    assert_eq!(got, b"hello over mtls");
+
+    let denied = pair(&ca, MtlsMode::Strict, Protocol::Tcp, echo, allow_nobody).await;
+    let got = tcp_roundtrip(denied.outbound, b"let me in").await;
+    assert!(
+        got.as_ref().map_or(true, |b| b.is_empty()),
+        "denied TCP must close without data, got {got:?}"
+    );
+}
+
+#[tokio::test]
+async fn strict_inbound_refuses_unauthenticated_and_foreign_clients() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Http, app.addr, |port| {
+        allow(port, &["web", "backend"])
+    })
+    .await;
+    let no_http = |r: Result<(String, _), String>| match r {
+        Err(_) => true,
+        Ok((text, _)) => !text.starts_with("HTTP/1.1"),
+    };
+
+    // Plaintext HTTP.
+    assert!(http_request(p.inbound, "/", "").await.is_err());
+    // TLS without a client certificate.
+    assert!(no_http(raw_tls_get(p.inbound, raw_tls_client(None)).await));
+    // A self-signed certificate claiming an allowed service.
+    let (cert, key) = self_signed("web");
+    assert!(no_http(
+        raw_tls_get(p.inbound, raw_tls_client(Some((vec![cert], key)))).await
+    ));
+    // A certificate from another mesh's CA, also claiming `web` of this mesh.
+    let other = TestCa::new("other").identity(MESH, "web");
+    assert!(no_http(
+        raw_tls_get(p.inbound, raw_tls_client(Some((other.chain, other.key)))).await
+    ));
+    assert_eq!(app.hits(), 0);
+
+    // A proper mesh certificate gets through, and the inbound presents the service's SPIFFE ID.
+    let web = ca.identity(MESH, "web");
+    let (text, leaf) = raw_tls_get(p.inbound, raw_tls_client(Some((web.chain, web.key))))
+        .await
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let sans = aerie_identity::verify::peer_uri_sans(&leaf).unwrap();
+    assert!(
+        sans.contains(&"spiffe://default/backend".to_owned()),
+        "{sans:?}"
+    );
+}
+
+#[tokio::test]
+async fn outbound_verifies_the_server_spiffe_id() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Http, app.addr, allow_web).await;
+    // The server now presents `impostor`: the client proxy expects `backend`.
+    p.server
+        .apply_identity(ca.identity(MESH, "impostor"))
+        .unwrap();
+    let reply = http_request(p.outbound, "/", "").await.unwrap();
+    assert!(
+        reply.status == 502 || reply.status == 503,
+        "expected 502/503, got {reply:?}"
+    );
+    assert_eq!(app.hits(), 0);
+}
+
+#[tokio::test]
+async fn permissive_accepts_plaintext_as_unauthenticated_and_tls_as_strict() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(
+        &ca,
+        MtlsMode::Permissive,
+        Protocol::Http,
+        app.addr,
+        allow_web,
+    )
+    .await;
+    // mTLS through the proxies: identity `web` is allowed.
+    assert_eq!(http_request(p.outbound, "/", "").await.unwrap().status, 200);
+    // Plaintext is accepted but carries no identity: the unauthenticated decision (deny with
+    // mTLS on) applies.
+    let reply = http_request(p.inbound, "/", "").await.unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.body, "RBAC: access denied");
+    assert_eq!(app.hits(), 1);
+    // TLS without a client certificate is refused, as in STRICT.
+    let r = raw_tls_get(p.inbound, raw_tls_client(None)).await;
+    assert!(r.map_or(true, |(t, _)| t.is_empty()));
+
+    // With a table that lets everyone in (mTLS-off style), plaintext reaches the app.
+    let mut cfg = p.server_config.clone();
+    cfg.inbounds[0].authz = InboundAuthz::allow_all(u32::from(p.inbound.port()), MESH);
+    p.server.apply_config("2", cfg).unwrap();
+    assert_eq!(http_request(p.inbound, "/", "").await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn identity_rotation_fails_no_request() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Http, app.addr, allow_web).await;
+    // TCP opens a new mTLS connection per exchange, so it sees every certificate change.
+    let tcp = pair(
+        &ca,
+        MtlsMode::Strict,
+        Protocol::Tcp,
+        tcp_echo().await,
+        allow_web,
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut loops = Vec::new();
+    {
+        let (stop, ok, outbound) = (stop.clone(), ok.clone(), tcp.outbound);
+        loops.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match tcp_roundtrip(outbound, b"rotate").await {
+                    Ok(b) if b == b"rotate" => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => failures.push(format!("tcp: {other:?}")),
+                }
+            }
+            failures
+        }));
+    }
+    for _ in 0..4 {
+        let (stop, ok, outbound) = (stop.clone(), ok.clone(), p.outbound);
+        loops.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match http_request(outbound, "/", "x").await {
+                    Ok(r) if r.status == 200 => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => failures.push(format!("{other:?}")),
+                }
+            }
+            failures
+        }));
+    }
+    for round in 0..5 {
+        let before = ok.load(Ordering::SeqCst);
+        eventually("requests between rotations", || async {
+            (ok.load(Ordering::SeqCst) >= before + 20).then_some(())
+        })
+        .await;
+        // Alternate which side rotates first.
+        let (server, client) = (
+            || {
+                p.server
+                    .apply_identity(ca.identity(MESH, "backend"))
+                    .unwrap()
+            },
+            || p.client.apply_identity(ca.identity(MESH, "web")).unwrap(),
+        );
+        if round % 2 == 0 {
+            server();
+            client();
+        } else {
+            client();
+            server();
+        }
+        tcp.server
+            .apply_identity(ca.identity(MESH, "backend"))
+            .unwrap();
+        tcp.client.apply_identity(ca.identity(MESH, "web")).unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    for l in loops {
+        let failures = l.await.unwrap();
+        assert!(failures.is_empty(), "failed requests: {failures:?}");
+    }
+    assert!(ok.load(Ordering::SeqCst) >= 100);
+}
+
+#[tokio::test]
+async fn authz_change_applies_to_the_next_connection_without_restarting() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Tcp, app.addr, allow_nobody).await;
+    // Use TCP so every request is a new upstream connection (and a new decision).
+    let echo = tcp_echo().await;
+    let mut cfg = p.server_config.clone();
+    cfg.inbounds[0].service_port = echo.port();
+    p.server.apply_config("2", cfg.clone()).unwrap();
+    assert!(
+        tcp_roundtrip(p.outbound, b"x")
+            .await
+            .map_or(true, |b| b.is_empty())
+    );
+
+    cfg.inbounds[0].authz = allow_web(p.inbound.port());
+    p.server.apply_config("3", cfg).unwrap();
+    assert_eq!(tcp_roundtrip(p.outbound, b"now").await.unwrap(), b"now");
+    assert_eq!(p.server.config_version().as_deref(), Some("3"));
+}
+
+#[tokio::test]
+async fn round_robin_spreads_requests_and_skips_dead_endpoints() {
+    let a = HttpApp::start("a").await;
+    let b = HttpApp::start("b").await;
+    let dead = free_addr();
+    let outbound_addr = free_addr();
+    let client = proxy("web-1");
+    client
+        .apply_config(
+            "1",
+            config(
+                "web-1",
+                MtlsMode::Off,
+                vec![],
+                vec![outbound(
+                    "backend",
+                    outbound_addr,
+                    Protocol::Http,
+                    &[a.addr, dead, b.addr],
+                )],
+            ),
+        )
+        .unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..12 {
+        let reply = http_request(outbound_addr, "/", "").await.unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        *seen.entry(reply.body).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.values().all(|&n| n >= 4), "{seen:?}");
+    let stats = client.prometheus();
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("aerie_dp_upstream_connect_errors_total")
+                && l.contains("outbound")
+                && !l.ends_with(" 0")),
+        "{stats}"
+    );
+
+    // No endpoints: 503; TCP: closed.
+    let tcp_addr = free_addr();
+    client
+        .apply_config(
+            "2",
+            config(
+                "web-1",
+                MtlsMode::Off,
+                vec![],
+                vec![
+                    outbound("backend", outbound_addr, Protocol::Http, &[]),
+                    outbound("db", tcp_addr, Protocol::Tcp, &[dead]),
+                ],
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        http_request(outbound_addr, "/", "").await.unwrap().status,
+        503
+    );
+    assert!(
+        tcp_roundtrip(tcp_addr, b"x")
+            .await
+            .map_or(true, |b| b.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn admin_ready_stats_and_config_dump() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let server = proxy("backend-1");
+    let admin = start_admin(&server).await;
+
+    let r = admin_get(admin, "/ready").await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("no configuration"), "{}", r.body);
+    assert!(r.body.contains("control plane: disconnected"), "{}", r.body);
+
+    let inbound_addr = free_addr();
+    let cfg = config(
+        "backend-1",
+        MtlsMode::Strict,
+        vec![inbound(
+            "backend",
+            inbound_addr,
+            app.addr,
+            Protocol::Http,
+            allow_nobody(inbound_addr.port()),
+        )],
+        vec![],
+    );
+    server.apply_config("v1", cfg).unwrap();
+    server.set_control_plane_connected(true);
+    let r = admin_get(admin, "/ready").await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("no identity"), "{}", r.body);
+    // Fail closed: mTLS on, no identity yet -> connections refused.
+    assert!(http_request(inbound_addr, "/", "").await.is_err());
+
+    server.apply_identity(ca.identity(MESH, "backend")).unwrap();
+    let r = admin_get(admin, "/ready").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("LIVE"), "{}", r.body);
+    assert!(r.body.contains("control plane: connected"), "{}", r.body);
+
+    // A denied caller shows up in the RBAC counters.
+    let web = ca.identity(MESH, "web");
+    let (text, _) = raw_tls_get(inbound_addr, raw_tls_client(Some((web.chain, web.key))))
+        .await
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    let r = admin_get(admin, "/stats/prometheus").await;
+    assert_eq!(r.status, 200);
+    let denied = r
+        .body
+        .lines()
+        .find(|l| l.starts_with("aerie_dp_rbac_denied_total{"))
+        .unwrap_or_else(|| panic!("{}", r.body));
+    assert!(denied.contains("source_service=\"web\""), "{denied}");
+    assert!(denied.ends_with(" 1"), "{denied}");
+    assert!(
+        r.body.contains("aerie_dp_certificate_expiry_seconds"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("aerie_dp_config_version_info{version=\"v1\"} 1"),
+        "{}",
+        r.body
+    );
+
+    let r = admin_get(admin, "/config_dump").await;
+    assert_eq!(r.status, 200);
+    let dump: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(dump["version"], "v1");
+    assert_eq!(dump["config"]["inbounds"][0]["service"], "backend");
+    let sans = dump["identity"]["uriSans"].as_array().unwrap();
+    assert!(
+        sans.iter().any(|s| s == "spiffe://default/backend"),
+        "{sans:?}"
+    );
+    assert!(dump["identity"]["notAfter"].is_string());
+    assert!(!r.body.to_lowercase().contains("private"), "{}", r.body);
+    assert!(!r.body.contains("BEGIN"), "{}", r.body);
+
+    server.drain().await;
+    let r = admin_get(admin, "/ready").await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("draining"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn shadow_deny_is_allowed_and_counted() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Http, app.addr, |port| {
+        allow_shadow(port, &["web"])
+    })
+    .await;
+    assert_eq!(http_request(p.outbound, "/", "").await.unwrap().status, 200);
+    let stats = p.server.prometheus();
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("aerie_dp_rbac_shadow_denied_total{")
+                && l.contains("source_service=\"web\"")
+                && l.ends_with(" 1")),
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn drain_lets_in_flight_requests_finish_and_refuses_new_connections() {
+    let app = HttpApp::start("backend").await;
+    let p = pair(
+        &TestCa::new(MESH),
+        MtlsMode::Off,
+        Protocol::Http,
+        app.addr,
+        |port| InboundAuthz::allow_all(u32::from(port), MESH),
+    )
+    .await;
+    let outbound = p.outbound;
+    let slow = tokio::spawn(async move { http_request(outbound, "/slow?ms=700", "slow").await });
+    eventually("the slow request to reach the app", || async {
+        (app.hits() == 1).then_some(())
+    })
+    .await;
+    let client = p.client.clone();
+    let drain = tokio::spawn(async move { client.drain().await });
+    eventually("the outbound to refuse connections", || async {
+        TcpStream::connect(outbound).await.is_err().then_some(())
+    })
+    .await;
+    let reply = slow.await.unwrap().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "backend slow");
+    drain.await.unwrap();
+    assert!(
+        p.client
+            .apply_config("2", config("web-1", MtlsMode::Off, vec![], vec![]))
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn invalid_or_unbindable_config_is_rejected_and_the_last_good_one_stays() {
+    let app = HttpApp::start("backend").await;
+    let p = pair(
+        &TestCa::new(MESH),
+        MtlsMode::Off,
+        Protocol::Http,
+        app.addr,
+        |port| InboundAuthz::allow_all(u32::from(port), MESH),
+    )
+    .await;
+    let mut bad = p.server_config.clone();
+    bad.inbounds[0].service_address = "not an ip".into();
+    assert!(p.server.apply_config("2", bad).is_err());
+
+    // A port someone else holds: NACK, nothing changes.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut clash = p.server_config.clone();
+    let mut extra = clash.inbounds[0].clone();
+    extra.name = "extra".into();
+    extra.port = taken.local_addr().unwrap().port();
+    clash.inbounds.push(extra);
+    assert!(p.server.apply_config("3", clash).is_err());
+
+    let mut other = p.server_config.clone();
+    other.name = "someone-else".into();
+    assert!(p.server.apply_config("4", other).is_err());
+
+    assert_eq!(p.server.config_version().as_deref(), Some("1"));
+    assert_eq!(http_request(p.outbound, "/", "").await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn garbage_from_peers_does_not_hurt_the_proxy() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let strict = pair(&ca, MtlsMode::Strict, Protocol::Http, app.addr, allow_web).await;
+    let permissive = pair(
+        &ca,
+        MtlsMode::Permissive,
+        Protocol::Http,
+        app.addr,
+        allow_web,
+    )
+    .await;
+    let off = pair(&ca, MtlsMode::Off, Protocol::Http, app.addr, |port| {
+        InboundAuthz::allow_all(u32::from(port), MESH)
+    })
+    .await;
+    let payloads: [&[u8]; 5] = [
+        b"\x16\x03\x01\x00\xffgarbage-tls-record",
+        b"\x16",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\xff\xff\xff\xff",
+    ];
+    for target in [
+        strict.inbound,
+        permissive.inbound,
+        off.inbound,
+        off.outbound,
+    ] {
+        for payload in payloads {
+            let mut s = TcpStream::connect(target).await.unwrap();
+            let _ = s.write_all(payload).await;
+            let _ = s.shutdown().await; // half-close
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+        }
+    }
+    // Everything still works.
+    assert_eq!(
+        http_request(strict.outbound, "/", "").await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        http_request(permissive.outbound, "/", "")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        http_request(off.outbound, "/", "").await.unwrap().status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn no_listeners_before_the_first_config() {
+    let p = proxy("lonely");
+    assert!(p.config_version().is_none());
+    assert!(p.not_ready_reason().is_some());
+    let bad = aerie_dp::Identity {
+        chain: vec![],
+        key: rustls_pki_types::PrivateKeyDer::Pkcs8(vec![1, 2, 3].into()),
+        trust_anchors: vec![],
+    };
+    assert!(p.apply_identity(bad).is_err());
+    assert!(p.identity().is_none());
+}

@@ -52,6 +52,11 @@ pub enum Command {
         #[command(subcommand)]
         command: GenerateCommand,
     },
+    /// Inspect Kuma resources
+    Inspect {
+        #[command(subcommand)]
+        command: InspectCommand,
+    },
     /// Print version
     Version,
     /// Output shell completion code for bash, zsh or fish
@@ -209,6 +214,111 @@ pub enum GenerateCommand {
     /// Generate a user token
     #[command(name = "user-token")]
     UserToken(UserTokenArgs),
+    /// Generate data plane token
+    #[command(name = "dataplane-token")]
+    DataplaneToken(DataplaneTokenArgs),
+}
+
+/// `--proxy-type` of `generate dataplane-token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyType {
+    Dataplane,
+    Ingress,
+    Egress,
+}
+
+impl ProxyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyType::Dataplane => "dataplane",
+            ProxyType::Ingress => "ingress",
+            ProxyType::Egress => "egress",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DataplaneTokenArgs {
+    /// name of the Dataplane
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// mesh to use
+    #[arg(short = 'm', long, default_value = aerie_core::DEFAULT_MESH)]
+    pub mesh: String,
+
+    /// type of the Dataplane
+    #[arg(long, value_enum, default_value = "dataplane")]
+    pub proxy_type: ProxyType,
+
+    /// required tag values for dataplane, as key=value (repeatable: `--tag k=v1 --tag k=v2` allows both values)
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+
+    /// how long the token will be valid (for example "24h")
+    #[arg(long)]
+    pub valid_for: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectCommand {
+    /// Inspect Dataplanes
+    Dataplanes(InspectDataplanesArgs),
+    /// Inspect Dataplane
+    Dataplane(InspectDataplaneArgs),
+    /// Inspect Meshes
+    Meshes(InspectMeshesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectDataplanesArgs {
+    /// mesh to use
+    #[arg(short = 'm', long, default_value = aerie_core::DEFAULT_MESH)]
+    pub mesh: String,
+
+    /// filter by tag in format of key=value. You can provide many tags
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+
+    /// output format
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+/// `--type` of `inspect dataplane`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectionType {
+    Policies,
+    Config,
+    ConfigDump,
+    Stats,
+    Clusters,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectDataplaneArgs {
+    /// Name of the Dataplane
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// mesh to use
+    #[arg(short = 'm', long, default_value = aerie_core::DEFAULT_MESH)]
+    pub mesh: String,
+
+    /// inspection type
+    #[arg(long = "type", value_enum, default_value = "policies")]
+    pub inspection_type: InspectionType,
+
+    /// output format
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectMeshesArgs {
+    /// output format
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Format,
 }
 
 #[derive(Debug, Args)]

@@ -822,3 +822,447 @@ async fn version_and_completion_and_usage_errors() {
     assert_eq!(code, 1);
     assert!(err.starts_with("Error: unknown TYPE: things."), "{err}");
 }
+
+fn token_server() -> impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static {
+    |r| match (r.method.as_str(), r.uri.as_str()) {
+        ("POST", "/tokens/dataplane") => {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            match (body["mesh"].as_str(), r.auth.as_deref()) {
+                (_, None) => (
+                    403,
+                    json!({"type": "/std-errors", "status": 403, "title": "Access Denied",
+                        "detail": "user \"mesh-system:anonymous\" cannot generate dataplane tokens"})
+                    .to_string(),
+                ),
+                (Some("nope"), _) => (
+                    400,
+                    json!({"type": "/std-errors", "status": 400, "title": "Invalid request",
+                        "detail": "Resource is not valid",
+                        "invalid_parameters": [{"field": "mesh", "reason": "mesh \"nope\" does not exist"}]})
+                    .to_string(),
+                ),
+                _ => (200, "eyJhbGciOiJSUzI1NiJ9.dp.sig".into()),
+            }
+        }
+        _ => (404, String::new()),
+    }
+}
+
+#[tokio::test]
+async fn generate_dataplane_token() {
+    let cp = fake(token_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, Some("admin-token"));
+    let args = [
+        "generate",
+        "dataplane-token",
+        "--name",
+        "check-in-api-blu-1",
+        "--mesh",
+        "airport",
+        "--tag",
+        "kuma.io/service=check-in-api-blu",
+        "--tag",
+        "version=v1",
+        "--tag",
+        "kuma.io/service=check-in-api-grn",
+        "--valid-for",
+        "720h",
+        "--proxy-type",
+        "dataplane",
+    ];
+    let (code, out, err) = kumactl(&cfg, &args, "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "eyJhbGciOiJSUzI1NiJ9.dp.sig");
+    let req = &cp.requests()[0];
+    assert_eq!(
+        (req.method.as_str(), req.uri.as_str()),
+        ("POST", "/tokens/dataplane")
+    );
+    assert_eq!(req.auth.as_deref(), Some("Bearer admin-token"));
+    assert_eq!(
+        req.json(),
+        json!({"name": "check-in-api-blu-1", "mesh": "airport",
+            "tags": {"kuma.io/service": ["check-in-api-blu", "check-in-api-grn"], "version": ["v1"]},
+            "type": "dataplane", "validFor": "720h"})
+    );
+
+    // Defaults: mesh `default`, no tags, type dataplane, no validFor.
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["generate", "dataplane-token", "--name", "web-1"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        cp.requests()[1].json(),
+        json!({"name": "web-1", "mesh": "default", "tags": {}, "type": "dataplane"})
+    );
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["generate", "dataplane-token", "--proxy-type", "ingress"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        cp.requests()[2].json(),
+        json!({"mesh": "default", "tags": {}, "type": "ingress"})
+    );
+
+    // Bad flags: nothing is sent.
+    let before = cp.requests().len();
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["generate", "dataplane-token", "--name", "x", "--tag", "web"],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error: invalid argument \"web\" for \"--tag\" flag: web must be formatted as key=value\n"
+        )
+    );
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["generate", "dataplane-token", "--valid-for", "forever"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("Error: invalid argument \"forever\" for \"--valid-for\""),
+        "{err}"
+    );
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["generate", "dataplane-token", "--proxy-type", "gateway"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: invalid value 'gateway'"), "{err}");
+    assert_eq!(cp.requests().len(), before);
+
+    // Server errors.
+    let (code, out, err) = kumactl(
+        &cfg,
+        &["generate", "dataplane-token", "--name", "x", "-m", "nope"],
+        "",
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        "Error: failed to generate a dataplane token: Invalid request (Resource is not valid);mesh=mesh \"nope\" does not exist \n"
+    );
+    let anonymous = write_config(dir.path(), &cp.url, None);
+    let (code, _, err) = kumactl(&anonymous, &["generate", "dataplane-token"], "").await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "Error: failed to generate a dataplane token: Access Denied (user \"mesh-system:anonymous\" cannot generate dataplane tokens)\n"
+    );
+}
+
+fn rfc3339_ago(secs: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    (time::OffsetDateTime::now_utc() - time::Duration::seconds(secs))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&Rfc3339)
+        .unwrap()
+}
+
+fn overviews() -> Value {
+    json!({"total": 2, "next": null, "items": [
+        {"type": "DataplaneOverview", "mesh": "default", "name": "check-in-api-blu-1",
+         "creationTime": "2026-03-01T09:00:00Z", "modificationTime": "2026-03-01T09:00:00Z",
+         "online": true,
+         "dataplane": {"networking": {"address": "127.0.0.1", "inbound": [
+             {"port": 9000, "servicePort": 19000, "tags": {"kuma.io/service": "check-in-api-blu", "version": "v1"}}]}},
+         "dataplaneInsight": {"subscriptions": [{
+             "connectTime": rfc3339_ago(210),
+             "status": {"total": {"responsesSent": 3, "responsesAcknowledged": 3},
+                        "configVersionSent": "7f3a", "configVersionAcknowledged": "7f3a", "lastNack": null},
+             "version": {"kumaDp": {"version": "0.1.0"}}}],
+             "mTLS": {"certificateExpirationTime": "2026-03-02T09:00:00Z", "certificateRegenerations": 1}}},
+        {"type": "DataplaneOverview", "mesh": "default", "name": "flight-control-blu-1",
+         "creationTime": "2026-03-01T09:00:00Z", "modificationTime": "2026-03-01T09:00:00Z",
+         "online": false,
+         "dataplane": {"networking": {"address": "127.0.0.2", "inbound": [
+             {"port": 8080, "tags": {"kuma.io/service": "flight-control-blu", "version": "v1"}}]}},
+         "dataplaneInsight": {"subscriptions": [], "mTLS": null}}]})
+}
+
+fn policies_answer(mtls: bool) -> Value {
+    json!({"mesh": "default", "name": "check-in-api-blu-1", "inbounds": [
+        {"port": 9000, "name": null, "service": "check-in-api-blu", "mtls": mtls,
+         "policies": [
+            {"name": "allow-flight-control-to-check-in",
+             "targetRef": {"kind": "MeshService", "name": "check-in-api-blu"},
+             "from": [{"targetRef": {"kind": "MeshService", "name": "flight-control-blu"},
+                       "action": "Allow", "callers": [{"service": "flight-control-blu"}]}]},
+            {"name": "default-deny", "targetRef": {"kind": "Mesh"},
+             "from": [{"targetRef": {"kind": "Mesh"}, "action": "Deny", "callers": [{"anyInMesh": true}]}]}],
+         "authorization": {"port": 9000, "mode": "Rules", "mesh": "default"}}]})
+}
+
+fn inspect_server() -> impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static {
+    |r| {
+        let not_found = |what: &str| {
+            (
+                404,
+                json!({"type": "/std-errors", "status": 404, "title": "Could not find a resource", "detail": what})
+                    .to_string(),
+            )
+        };
+        let dp = json!({"type": "Dataplane", "mesh": "default", "name": "check-in-api-blu-1",
+            "networking": {"address": "127.0.0.1", "inbound": [{"port": 9000, "tags": {"kuma.io/service": "check-in-api-blu"}}]}});
+        match (r.method.as_str(), r.uri.as_str()) {
+            ("GET", "/meshes") => (
+                200,
+                json!({"total": 2, "next": null, "items": [
+                    {"type": "Mesh", "name": "default", "creationTime": "2020-01-01T00:00:00Z",
+                     "mtls": {"backends": [{"name": "ca-1", "type": "builtin"}], "enabledBackend": "ca-1"}},
+                    {"type": "Mesh", "name": "plain", "creationTime": "2020-01-01T00:00:00Z"}]})
+                .to_string(),
+            ),
+            ("GET", "/meshes/default/dataplanes+insights") => (200, overviews().to_string()),
+            ("GET", "/meshes/plain/dataplanes+insights") => (
+                200,
+                json!({"total": 0, "items": [], "next": null}).to_string(),
+            ),
+            ("GET", "/meshes/default/dataplanes+insights/check-in-api-blu-1") => {
+                (200, overviews()["items"][0].to_string())
+            }
+            ("GET", "/meshes/default/dataplanes/check-in-api-blu-1/_policies") => {
+                (200, policies_answer(true).to_string())
+            }
+            ("GET", "/meshes/plain/dataplanes/check-in-api-blu-1/_policies") => {
+                let mut a = policies_answer(false);
+                a["mesh"] = json!("plain");
+                a["inbounds"][0]["policies"] = json!([]);
+                (200, a.to_string())
+            }
+            ("GET", "/meshes/default/dataplanes/check-in-api-blu-1")
+            | ("GET", "/meshes/plain/dataplanes/check-in-api-blu-1") => (200, dp.to_string()),
+            ("GET", "/meshes/forbidden/dataplanes+insights") => (
+                403,
+                json!({"type": "/std-errors", "status": 403, "title": "Access Denied", "detail": "nope"})
+                    .to_string(),
+            ),
+            _ => not_found("Not found"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn inspect_dataplanes_table_filter_and_raw() {
+    let cp = fake(inspect_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let (code, out, err) = kumactl(&cfg, &["inspect", "dataplanes"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "MESH      NAME                   TAGS                                            STATUS    LAST CONNECTED AGO   CONFIG ACKED   CERT EXPIRATION        CERT REGENERATIONS   KUMA-DP VERSION\n\
+         default   check-in-api-blu-1     kuma.io/service=check-in-api-blu version=v1     Online    3m                   7f3a           2026-03-02T09:00:00Z   1                    0.1.0\n\
+         default   flight-control-blu-1   kuma.io/service=flight-control-blu version=v1   Offline   never                -              -                      -                    -\n"
+    );
+    assert_eq!(cp.requests()[0].uri, "/meshes/default/dataplanes+insights");
+
+    let (code, out, err) = kumactl(
+        &cfg,
+        &[
+            "inspect",
+            "dataplanes",
+            "--tag",
+            "kuma.io/service=flight-control-blu",
+            "--tag",
+            "version=v1",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let names: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(names, ["flight-control-blu-1"]);
+
+    let (code, out, err) = kumactl(
+        &cfg,
+        &["inspect", "dataplanes", "--tag", "version=v1", "-o", "json"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["total"], 2);
+    assert_eq!(
+        v["items"][0]["dataplaneInsight"]["mTLS"]["certificateRegenerations"],
+        1
+    );
+    let (code, out, _) = kumactl(&cfg, &["inspect", "dataplanes", "-o", "yaml"], "").await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with("items:\n"), "{out}");
+    assert!(out.contains("online: false"), "{out}");
+
+    let (code, _, err) = kumactl(&cfg, &["inspect", "dataplanes", "--tag", "v1"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("must be formatted as key=value"), "{err}");
+    let (code, _, err) = kumactl(&cfg, &["inspect", "dataplanes", "-m", "nope"], "").await;
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error: failed to list Dataplanes in mesh \"nope\": Could not find a resource (Not found)\n"
+        )
+    );
+    let (code, _, err) = kumactl(&cfg, &["inspect", "dataplanes", "--mesh", "forbidden"], "").await;
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error: failed to list Dataplanes in mesh \"forbidden\": Access Denied (nope)\n"
+        )
+    );
+}
+
+#[tokio::test]
+async fn inspect_dataplane_policies_and_config() {
+    let cp = fake(inspect_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let (code, out, err) = kumactl(&cfg, &["inspect", "dataplane", "check-in-api-blu-1"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "inbound 127.0.0.1:9000 (check-in-api-blu):\n\
+         \x20 MeshTrafficPermission\n\
+         \x20   allow-flight-control-to-check-in\n\
+         \x20     from MeshService flight-control-blu: Allow\n\
+         \x20   default-deny\n\
+         \x20     from Mesh: Deny\n"
+    );
+    let uris: Vec<String> = cp.requests().into_iter().map(|r| r.uri).collect();
+    assert_eq!(
+        uris,
+        [
+            "/meshes/default/dataplanes/check-in-api-blu-1/_policies",
+            "/meshes/default/dataplanes/check-in-api-blu-1"
+        ]
+    );
+
+    let (code, out, err) = kumactl(
+        &cfg,
+        &[
+            "inspect",
+            "dataplane",
+            "check-in-api-blu-1",
+            "-m",
+            "plain",
+            "--type=policies",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "inbound 127.0.0.1:9000 (check-in-api-blu):\n  mTLS is off in mesh plain: all traffic is allowed\n"
+    );
+
+    let (code, out, err) = kumactl(
+        &cfg,
+        &["inspect", "dataplane", "check-in-api-blu-1", "-o", "json"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v, policies_answer(true));
+
+    let (code, out, err) = kumactl(
+        &cfg,
+        &[
+            "inspect",
+            "dataplane",
+            "check-in-api-blu-1",
+            "--type",
+            "config",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("type: DataplaneOverview\n"), "{out}");
+    assert!(out.contains("configVersionAcknowledged: 7f3a"), "{out}");
+    assert_eq!(
+        cp.requests().last().unwrap().uri,
+        "/meshes/default/dataplanes+insights/check-in-api-blu-1"
+    );
+
+    let (code, _, err) = kumactl(&cfg, &["inspect", "dataplane", "ghost"], "").await;
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Error: there is no Dataplane with name \"ghost\"\n")
+    );
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["inspect", "dataplane", "ghost", "--type=config"],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Error: there is no Dataplane with name \"ghost\"\n")
+    );
+    let before = cp.requests().len();
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["inspect", "dataplane", "check-in-api-blu-1", "--type=stats"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("Error: --type=stats is not supported"),
+        "{err}"
+    );
+    let (code, _, err) = kumactl(
+        &cfg,
+        &["inspect", "dataplane", "check-in-api-blu-1", "--type=nope"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: invalid value 'nope'"), "{err}");
+    assert_eq!(cp.requests().len(), before);
+}
+
+#[tokio::test]
+async fn inspect_meshes_counts_online_dataplanes() {
+    let cp = fake(inspect_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let (code, out, err) = kumactl(&cfg, &["inspect", "meshes"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "NAME      mTLS           DATAPLANES   AGE");
+    assert!(
+        lines[1].starts_with("default   builtin/ca-1   1/2          "),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("plain     off            0/0          "),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3);
+}

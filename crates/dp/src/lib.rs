@@ -8,11 +8,11 @@
 //!
 //! # Data path
 //!
-//! - **Inbound** listeners ([`inbound`]) terminate mTLS (or accept plaintext, per the mesh's
+//! - **Inbound** listeners terminate mTLS (or accept plaintext, per the mesh's
 //!   [`MtlsMode`](aerie_core::proxy_config::MtlsMode)), decide authorization **once per
 //!   connection** from the client certificate's URI SANs, and forward to the local application:
 //!   HTTP through a pooled hyper client, TCP by copying bytes.
-//! - **Outbound** listeners ([`outbound`]) accept the application's plaintext, pick an endpoint
+//! - **Outbound** listeners accept the application's plaintext, pick an endpoint
 //!   round-robin (skipping endpoints that refuse connections) and speak mTLS to the peer proxy,
 //!   verifying that it presents the destination's SPIFFE ID.
 //!
@@ -24,7 +24,9 @@
 //! change on a connection), and per-listener metric handles are resolved once per config.
 
 mod admin;
+mod app;
 mod body;
+pub mod cli;
 mod config;
 mod drain;
 mod forward;

@@ -108,13 +108,13 @@ async fn accept_loop(
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let guard = shared.drain.track();
-                let route = route.load_full();
-                let shared = shared.clone();
+                let current = route.load_full();
+                let (shared, live) = (shared.clone(), route.clone());
                 tokio::spawn(async move {
-                    match &*route {
+                    match &*current {
                         Route::Inbound(r) => {
                             r.stats.connections.inc();
-                            crate::inbound::serve(stream, peer, r.clone(), &shared).await;
+                            crate::inbound::serve(stream, peer, r.clone(), live, &shared).await;
                         }
                         Route::Outbound(r) => {
                             r.stats.connections.inc();

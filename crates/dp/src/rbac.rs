@@ -1,13 +1,16 @@
-//! Authorization of a downstream connection, decided once when it is established.
+//! Authorization of a downstream connection.
 //!
 //! The peer's identity is fixed for the life of a TLS connection, so the certificate is parsed
-//! and [`InboundAuthz::check`](aerie_core::policy::mtp::InboundAuthz::check) consulted once;
-//! per request only a pre-resolved counter is bumped.
+//! once, into a [`Peer`]. The decision ([`InboundAuthz::check`](aerie_core::policy::mtp::InboundAuthz::check))
+//! is made once per connection *and per config*: an HTTP connection re-decides only when the
+//! listener's route (and so its policies) has been swapped since, so a revoked permission
+//! applies to the next request even on a long-lived pooled connection; per request the cost
+//! is a pointer comparison and a pre-resolved counter bump.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aerie_core::policy::mtp::Decision;
+use aerie_core::policy::mtp::{Decision, PeerIdentity};
 use prometheus_client::metrics::counter::Counter;
 use rustls_pki_types::CertificateDer;
 use tracing::{debug, info};
@@ -15,14 +18,29 @@ use tracing::{debug, info};
 use crate::listener::InboundRoute;
 use crate::proxy::Shared;
 
-/// Who is on the other end of an inbound connection.
-pub(crate) enum Peer<'a> {
+/// Who is on the other end of an inbound connection, established once per connection.
+pub(crate) enum Peer {
     /// mTLS is off: no identities, no authorization.
     MeshWithoutMtls,
     /// Permissive mode, plaintext: no identity.
     Plaintext,
-    /// A verified client certificate (leaf).
-    Certificate(&'a CertificateDer<'a>),
+    /// A verified client certificate's identity.
+    Identity(PeerIdentity),
+    /// A verified certificate without a usable mesh identity: denied.
+    Unusable,
+}
+
+impl Peer {
+    /// Reads a verified client certificate (leaf) once.
+    pub fn from_certificate(leaf: &CertificateDer<'_>, listener: &str) -> Peer {
+        match crate::tls::peer_identity(leaf) {
+            Ok(id) => Peer::Identity(id),
+            Err(e) => {
+                debug!(listener, error = %e, "client certificate carries no usable identity");
+                Peer::Unusable
+            }
+        }
+    }
 }
 
 /// The connection's decision and the counter its requests bump.
@@ -40,7 +58,7 @@ impl ConnAuthz {
     }
 }
 
-pub(crate) fn authorize(shared: &Shared, route: &InboundRoute, peer: Peer<'_>) -> ConnAuthz {
+pub(crate) fn authorize(shared: &Shared, route: &InboundRoute, peer: &Peer) -> ConnAuthz {
     let authz = &route.cfg.authz;
     let (decision, source) = match peer {
         Peer::MeshWithoutMtls => {
@@ -49,17 +67,12 @@ pub(crate) fn authorize(shared: &Shared, route: &InboundRoute, peer: Peer<'_>) -
                 counter: None,
             };
         }
-        Peer::Plaintext => (authz.check_unauthenticated(), "unauthenticated".to_owned()),
-        Peer::Certificate(leaf) => match crate::tls::peer_identity(leaf) {
-            Ok(id) => {
-                let source = id.services.first().cloned().unwrap_or_default();
-                (authz.check(&id), source)
-            }
-            Err(e) => {
-                debug!(listener = %route.stats.name, error = %e, "client certificate carries no usable identity");
-                (Decision::Deny, "unknown".to_owned())
-            }
-        },
+        Peer::Plaintext => (authz.check_unauthenticated(), "unauthenticated"),
+        Peer::Identity(id) => (
+            authz.check(id),
+            id.services.first().map(String::as_str).unwrap_or_default(),
+        ),
+        Peer::Unusable => (Decision::Deny, "unknown"),
     };
     match decision {
         Decision::Deny => {
@@ -74,7 +87,7 @@ pub(crate) fn authorize(shared: &Shared, route: &InboundRoute, peer: Peer<'_>) -
         }
         Decision::Allow => {}
     }
-    let counter = shared.metrics.rbac(decision, &route.stats.name, &source);
+    let counter = shared.metrics.rbac(decision, &route.stats.name, source);
     ConnAuthz {
         decision,
         counter: Some(counter),

@@ -607,3 +607,33 @@ async fn no_listeners_before_the_first_config() {
     assert!(p.apply_identity(bad).is_err());
     assert!(p.identity().is_none());
 }
+
+#[tokio::test]
+async fn revoking_a_permission_stops_the_next_request_on_a_pooled_connection() {
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Http, app.addr, allow_web).await;
+    for _ in 0..3 {
+        assert_eq!(
+            http_request(p.outbound, "/", "x").await.unwrap().status,
+            200
+        );
+    }
+    // Deny: the client proxy keeps its pooled mTLS connection to the server proxy, and the
+    // server must re-decide on it.
+    let mut cfg = p.server_config.clone();
+    cfg.inbounds[0].authz = allow_nobody(p.inbound.port());
+    p.server.apply_config("2", cfg.clone()).unwrap();
+    let hits = app.hits();
+    let reply = http_request(p.outbound, "/", "after").await.unwrap();
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(reply.body, "RBAC: access denied");
+    assert_eq!(app.hits(), hits, "the app never sees a denied request");
+    // And back: allowed again on the same connection.
+    cfg.inbounds[0].authz = allow_web(p.inbound.port());
+    p.server.apply_config("3", cfg).unwrap();
+    assert_eq!(
+        http_request(p.outbound, "/", "again").await.unwrap().status,
+        200
+    );
+}

@@ -23,8 +23,9 @@ use crate::{
 
 /// Where the proxy's config and certificates go.
 pub trait ProxySink: Send + Sync + 'static {
-    /// Applies a config; `Err` is sent back as a NACK and the last good config stays.
-    fn apply_config(&self, cfg: ProxyConfig) -> Result<(), String>;
+    /// Applies a config at a version; `Err` is sent back as a NACK and the last good config
+    /// stays.
+    fn apply_config(&self, version: &str, cfg: ProxyConfig) -> Result<(), String>;
     /// Applies a certificate chain for `key`, with the mesh's trust anchors.
     fn apply_identity(
         &self,
@@ -113,7 +114,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => return Ok(()),
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -338,7 +339,7 @@ async fn session(
                     return Outcome::Retry { why: "request stream closed".into(), was_up: up };
                 }
             }
-            _ = shutdown.wait_for(|s| *s) => {
+            _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
                 // Closing our half of the stream tells the control plane we are leaving.
                 drop(req_tx);
                 let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -386,7 +387,7 @@ fn handle_response(
     let mut rotation = None;
     let result: Result<(), String> = match resp.type_url.as_str() {
         PROXY_CONFIG_TYPE => match resp.resources.first().map(decode_proxy_config) {
-            Some(Ok(cfg)) => sink.apply_config(cfg),
+            Some(Ok(cfg)) => sink.apply_config(&resp.version_info, cfg),
             Some(Err(e)) => Err(e.to_string()),
             None => Err("empty config response".into()),
         },

@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod insights;
 mod resources;
 
 use std::sync::Arc;
@@ -50,6 +51,18 @@ pub fn router(state: AppState) -> Router {
             get(resources::get_mesh)
                 .put(resources::put_mesh)
                 .delete(resources::delete_mesh),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes+insights",
+            get(insights::list_overviews),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes+insights/{name}",
+            get(insights::get_overview),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}/_policies",
+            get(insights::policies),
         )
         .route("/meshes/{mesh}/{plural}", get(resources::list_in_mesh))
         .route(

@@ -5,12 +5,13 @@ pub mod config;
 pub mod delete;
 pub mod generate;
 pub mod get;
+pub mod inspect;
 pub mod version;
 
 use aerie_core::{ResourceType, Scope};
 use anyhow::{Result, anyhow};
 
-use crate::cli::{Command, ConfigCommand, GenerateCommand};
+use crate::cli::{Command, ConfigCommand, GenerateCommand, InspectCommand};
 use crate::{Globals, Io};
 
 /// Runs a parsed command.
@@ -27,6 +28,12 @@ pub async fn execute(cmd: Command, g: &Globals, io: &mut Io<'_>) -> Result<()> {
         },
         Command::Generate { command } => match command {
             GenerateCommand::UserToken(args) => generate::user_token(args, g, io).await,
+            GenerateCommand::DataplaneToken(args) => generate::dataplane_token(args, g, io).await,
+        },
+        Command::Inspect { command } => match command {
+            InspectCommand::Dataplanes(args) => inspect::dataplanes(args, g, io).await,
+            InspectCommand::Dataplane(args) => inspect::dataplane(args, g, io).await,
+            InspectCommand::Meshes(args) => inspect::meshes(args, g, io).await,
         },
         Command::Version => version::run(g, io).await,
         Command::Completion { shell } => {
@@ -59,6 +66,16 @@ pub fn segment(s: &str) -> String {
         }
     }
     out
+}
+
+/// Parses a `--tag key=value` flag (cobra's wording for a malformed one).
+pub fn parse_tag(arg: &str) -> Result<(String, String)> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(anyhow!(
+            "invalid argument \"{arg}\" for \"--tag\" flag: {arg} must be formatted as key=value"
+        )),
+    }
 }
 
 /// `/meshes/{mesh}/{plural}` or `/{plural}`.
@@ -106,6 +123,16 @@ mod tests {
                 .to_string()
                 .starts_with("unknown TYPE: nope. Allowed values: mesh, dataplane")
         );
+        assert_eq!(
+            parse_tag("kuma.io/service=web").unwrap(),
+            ("kuma.io/service".to_string(), "web".to_string())
+        );
+        assert_eq!(parse_tag("k=").unwrap(), ("k".to_string(), String::new()));
+        assert_eq!(
+            parse_tag("web").unwrap_err().to_string(),
+            "invalid argument \"web\" for \"--tag\" flag: web must be formatted as key=value"
+        );
+        assert!(parse_tag("=v").is_err());
         assert_eq!(
             resolve_type("mtp").unwrap(),
             ResourceType::MeshTrafficPermission

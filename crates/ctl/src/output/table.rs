@@ -76,7 +76,8 @@ pub fn pagination_footer(next: &Value) -> Option<String> {
     ))
 }
 
-fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+/// The string at a JSON path, or `""` when it is missing or not a string.
+pub fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     let mut cur = v;
     for p in path {
         match cur.get(*p) {
@@ -96,7 +97,7 @@ fn on_off(v: Option<&Value>) -> &'static str {
 }
 
 /// The mTLS cell of a mesh: `type/name` of the enabled backend, or `off`.
-fn mtls_cell(mesh: &Value) -> String {
+pub fn mtls_cell(mesh: &Value) -> String {
     let enabled = s(mesh, &["mtls", "enabledBackend"]);
     if enabled.is_empty() {
         return "off".into();
@@ -111,9 +112,8 @@ fn mtls_cell(mesh: &Value) -> String {
     }
 }
 
-/// Kuma's `TagSet().String()`: every inbound's (and a gateway's) tags, `k=v1,v2` sorted,
-/// separated by spaces.
-fn tags_cell(dp: &Value) -> String {
+/// Every tag of a Dataplane's inbounds (and its gateway), values sorted and deduplicated.
+pub fn tag_set(dp: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let mut set: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let networking = dp.get("networking");
     let mut add = |tags: Option<&Value>| {
@@ -133,7 +133,14 @@ fn tags_cell(dp: &Value) -> String {
     add(networking
         .and_then(|n| n.get("gateway"))
         .and_then(|g| g.get("tags")));
-    set.iter()
+    set
+}
+
+/// Kuma's `TagSet().String()`: every inbound's (and a gateway's) tags, `k=v1,v2` sorted,
+/// separated by spaces.
+pub fn tags_cell(dp: &Value) -> String {
+    tag_set(dp)
+        .iter()
         .map(|(k, vs)| format!("{k}={}", vs.iter().cloned().collect::<Vec<_>>().join(",")))
         .collect::<Vec<_>>()
         .join(" ")

@@ -1,14 +1,17 @@
 //! Inbound: traffic from other proxies (or, without mTLS, anyone) to the local application.
 //!
 //! Per connection: establish who the peer is (mTLS handshake, or plaintext per the mesh's
-//! mode), decide authorization once, then proxy. A denied HTTP connection is still served, so
+//! mode), decide authorization, then proxy. A denied HTTP connection is still served, so
 //! each request gets Envoy's `403 RBAC: access denied`; a denied TCP connection is closed.
+//! HTTP connections re-decide when the listener's config is swapped (see [`crate::rbac`]):
+//! a permission removed by the control plane stops the very next request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aerie_core::proxy_config::{MtlsMode, Protocol};
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -16,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::body::rbac_denied;
-use crate::listener::{InboundRoute, copy_tcp, serve_http};
+use crate::listener::{InboundRoute, Route, copy_tcp, serve_http};
 use crate::proxy::Shared;
 use crate::rbac::{ConnAuthz, Peer, authorize};
 
@@ -27,13 +30,11 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     route: Arc<InboundRoute>,
-    shared: &Shared,
+    live: Arc<ArcSwap<Route>>,
+    shared: &Arc<Shared>,
 ) {
     let tls = match route.mtls {
-        MtlsMode::Off => {
-            let authz = authorize(shared, &route, Peer::MeshWithoutMtls);
-            return proxy(stream, authz, route, shared).await;
-        }
+        MtlsMode::Off => return proxy(stream, Peer::MeshWithoutMtls, route, live, shared).await,
         MtlsMode::Strict => true,
         MtlsMode::Permissive => match sniff_tls(&stream, shared).await {
             Some(tls) => tls,
@@ -44,8 +45,7 @@ pub(crate) async fn serve(
         },
     };
     if !tls {
-        let authz = authorize(shared, &route, Peer::Plaintext);
-        return proxy(stream, authz, route, shared).await;
+        return proxy(stream, Peer::Plaintext, route, live, shared).await;
     }
     // Fail closed: no identity means we can neither prove ours nor verify theirs.
     let Some(material) = shared.tls.load_full() else {
@@ -67,15 +67,17 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let authz = {
-        let certs = stream.get_ref().1.peer_certificates();
-        match certs.and_then(|c| c.first()) {
-            Some(leaf) => authorize(shared, &route, Peer::Certificate(leaf)),
-            // The verifier requires a certificate; be defensive anyway.
-            None => authorize(shared, &route, Peer::Plaintext),
-        }
+    let peer_id = match stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    {
+        Some(leaf) => Peer::from_certificate(leaf, &route.stats.name),
+        // The verifier requires a certificate; be defensive anyway.
+        None => Peer::Unusable,
     };
-    proxy(stream, authz, route, shared).await;
+    proxy(stream, peer_id, route, live, shared).await;
 }
 
 /// Peeks at the first byte to tell TLS from plaintext (PERMISSIVE mode). A client that sends
@@ -90,11 +92,24 @@ async fn sniff_tls(stream: &TcpStream, shared: &Shared) -> Option<bool> {
     }
 }
 
-async fn proxy<IO>(io: IO, authz: ConnAuthz, route: Arc<InboundRoute>, shared: &Shared)
-where
+/// The decision in force on a connection, for the route (config) it was made under.
+struct Decided {
+    route: Arc<InboundRoute>,
+    authz: ConnAuthz,
+}
+
+async fn proxy<IO>(
+    io: IO,
+    peer: Peer,
+    route: Arc<InboundRoute>,
+    live: Arc<ArcSwap<Route>>,
+    shared: &Arc<Shared>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let authz = authorize(shared, &route, &peer);
     if route.cfg.protocol == Protocol::Tcp {
+        // A TCP stream is authorized when it opens (as Envoy's network RBAC filter does).
         authz.record();
         if !authz.decision.is_allowed() {
             return; // dropping `io` closes the connection without a byte sent
@@ -105,11 +120,25 @@ where
         return copy_tcp(shared, io, app, &route.stats).await;
     }
     let stats = route.stats.clone();
-    let ctx = Arc::new((route, authz));
+    let decided = Arc::new(ArcSwap::from_pointee(Decided { route, authz }));
+    let ctx = Arc::new((peer, live, decided, shared.clone()));
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
         async move {
-            let (route, authz) = &*ctx;
+            let (peer, live, decided, shared) = &*ctx;
+            let mut current = decided.load_full();
+            // Re-decide only if the listener's config was swapped since (rare).
+            if let Route::Inbound(latest) = &**live.load()
+                && !Arc::ptr_eq(latest, &current.route)
+            {
+                let authz = authorize(shared, latest, peer);
+                current = Arc::new(Decided {
+                    route: latest.clone(),
+                    authz,
+                });
+                decided.store(current.clone());
+            }
+            let Decided { route, authz } = &*current;
             route.stats.requests.inc();
             authz.record();
             let resp = if authz.decision.is_allowed() {

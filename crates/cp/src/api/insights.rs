@@ -1,0 +1,163 @@
+//! Dataplane inspection: Kuma's `dataplanes+insights` (online status, certificate, config
+//! versions) and `_policies` (which MeshTrafficPermissions apply to each inbound).
+
+use aerie_core::format::{resource_to_value, spec_to_value};
+use aerie_core::policy::mtp::{DataplaneRef, MeshServiceCatalog, PolicyIndex};
+use aerie_core::spec::MeshTrafficPermissionSpec;
+use aerie_core::{Resource, ResourceType, Spec};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+
+fn overview(state: &AppState, dp: &Resource) -> Value {
+    let status = state.hub.status(dp.mesh(), dp.name());
+    let mut insight = json!({ "subscriptions": [] });
+    if let Some(st) = &status {
+        insight = json!({
+            "subscriptions": [{
+                "id": st.connect_time,
+                "controlPlaneInstanceId": &*state.instance_id,
+                "connectTime": st.connect_time,
+                "status": {
+                    "total": { "responsesSent": st.responses_sent, "responsesAcknowledged": st.responses_acknowledged },
+                    "configVersionSent": st.config_version_sent,
+                    "configVersionAcknowledged": st.config_version_acked,
+                    "lastNack": st.last_nack,
+                },
+                "version": { "kumaDp": { "version": st.dp_version } },
+                "peer": st.peer,
+            }],
+            "mTLS": st.certificate_expiration_time.as_ref().map(|t| json!({
+                "certificateExpirationTime": t,
+                "certificateRegenerations": st.certificate_regenerations,
+            })),
+        });
+    }
+    let base = resource_to_value(dp);
+    json!({
+        "type": "DataplaneOverview",
+        "mesh": dp.mesh(),
+        "name": dp.name(),
+        "creationTime": base.get("creationTime"),
+        "modificationTime": base.get("modificationTime"),
+        "online": status.is_some(),
+        "dataplane": spec_to_value(&dp.spec),
+        "dataplaneInsight": insight,
+    })
+}
+
+pub async fn list_overviews(
+    State(state): State<AppState>,
+    Path(mesh): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if state
+        .store
+        .get(ResourceType::Mesh, "", &mesh)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "mesh \"{mesh}\" does not exist"
+        )));
+    }
+    let dps = state
+        .store
+        .list(ResourceType::Dataplane, Some(&mesh))
+        .await?;
+    let items: Vec<Value> = dps.iter().map(|d| overview(&state, d)).collect();
+    Ok(Json(
+        json!({ "total": items.len(), "items": items, "next": null }),
+    ))
+}
+
+pub async fn get_overview(
+    State(state): State<AppState>,
+    Path((mesh, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    match state
+        .store
+        .get(ResourceType::Dataplane, &mesh, &name)
+        .await?
+    {
+        Some(dp) => Ok(Json(overview(&state, &dp))),
+        None => Err(ApiError::not_found(format!(
+            "Dataplane \"{name}\" not found in mesh \"{mesh}\""
+        ))),
+    }
+}
+
+/// Per inbound: the MeshTrafficPermissions whose targetRef selects it, their `from` entries,
+/// and the resulting authorization table.
+pub async fn policies(
+    State(state): State<AppState>,
+    Path((mesh, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(dp) = state
+        .store
+        .get(ResourceType::Dataplane, &mesh, &name)
+        .await?
+    else {
+        return Err(ApiError::not_found(format!(
+            "Dataplane \"{name}\" not found in mesh \"{mesh}\""
+        )));
+    };
+    let Spec::Dataplane(spec) = &dp.spec else {
+        return Err(ApiError::not_found("not a dataplane"));
+    };
+    let Some(mesh_res) = state.store.get(ResourceType::Mesh, "", &mesh).await? else {
+        return Err(ApiError::not_found(format!(
+            "mesh \"{mesh}\" does not exist"
+        )));
+    };
+    let Spec::Mesh(mesh_spec) = &mesh_res.spec else {
+        return Err(ApiError::not_found("not a mesh"));
+    };
+    let mtps = state
+        .store
+        .list(ResourceType::MeshTrafficPermission, Some(&mesh))
+        .await?;
+    let services = state
+        .store
+        .list(ResourceType::MeshService, Some(&mesh))
+        .await?;
+    let policies: Vec<(String, &MeshTrafficPermissionSpec)> = mtps
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshTrafficPermission(s) => Some((r.meta.name.clone(), s)),
+            _ => None,
+        })
+        .collect();
+    let catalog = MeshServiceCatalog::new(
+        services
+            .iter()
+            .map(|s| (s.meta.name.clone(), s.meta.labels.clone())),
+    );
+    let index = PolicyIndex::with_mesh_services(&policies, &catalog);
+    let dp_ref = DataplaneRef {
+        mesh: &mesh,
+        name: &name,
+        labels: &dp.meta.labels,
+        spec,
+    };
+    let explained = index.explain(&dp_ref);
+    let authz = index.resolve(mesh_spec, &dp_ref);
+    let inbounds: Vec<Value> = explained
+        .iter()
+        .zip(authz.iter())
+        .map(|(e, a)| {
+            json!({
+                "port": e.port,
+                "name": e.name,
+                "service": e.service,
+                "mtls": mesh_spec.mtls_enabled(),
+                "policies": serde_json::to_value(&e.policies).unwrap_or(Value::Null),
+                "authorization": serde_json::to_value(a).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "mesh": mesh, "name": name, "inbounds": inbounds }),
+    ))
+}

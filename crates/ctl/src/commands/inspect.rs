@@ -1,0 +1,594 @@
+//! `kumactl inspect dataplanes`, `kumactl inspect dataplane NAME --type=policies|config` and
+//! `kumactl inspect meshes`, read from the control plane's insight endpoints
+//! (`/meshes/{mesh}/dataplanes+insights`, `/meshes/{mesh}/dataplanes/{name}/_policies`).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{parse_tag, segment};
+use crate::cli::{InspectDataplaneArgs, InspectDataplanesArgs, InspectMeshesArgs, InspectionType};
+use crate::client::Client;
+use crate::output::table::{self, s};
+use crate::output::{Format, yaml};
+use crate::{Globals, Io};
+
+/// The columns of `kumactl inspect dataplanes`: upstream's first ones, then what Aerie
+/// knows for sure about each proxy (no Envoy or dependency versions, no update counters).
+pub const DATAPLANE_HEADERS: [&str; 9] = [
+    "MESH",
+    "NAME",
+    "TAGS",
+    "STATUS",
+    "LAST CONNECTED AGO",
+    "CONFIG ACKED",
+    "CERT EXPIRATION",
+    "CERT REGENERATIONS",
+    "KUMA-DP VERSION",
+];
+
+fn parse_time(v: &Value) -> Option<OffsetDateTime> {
+    v.as_str()
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+}
+
+/// The most recent xDS subscription of a DataplaneOverview: the latest `connectTime`, or the
+/// last one listed when no time parses.
+fn latest_subscription(overview: &Value) -> Option<&Value> {
+    let subs = overview
+        .get("dataplaneInsight")
+        .and_then(|i| i.get("subscriptions"))
+        .and_then(Value::as_array)?;
+    let mut best: Option<(&Value, Option<OffsetDateTime>)> = None;
+    for sub in subs {
+        let t = sub.get("connectTime").and_then(parse_time);
+        best = match best {
+            Some((_, Some(bt))) if t.is_none_or(|t| t < bt) => best,
+            _ => Some((sub, t)),
+        };
+    }
+    best.map(|(sub, _)| sub)
+}
+
+/// `online` as the control plane reports it, or (when missing) whether the latest subscription
+/// is still open.
+fn is_online(overview: &Value) -> bool {
+    match overview.get("online").and_then(Value::as_bool) {
+        Some(online) => online,
+        None => latest_subscription(overview)
+            .is_some_and(|sub| sub.get("disconnectTime").is_none_or(Value::is_null)),
+    }
+}
+
+/// A scalar as a cell: strings as they are, numbers printed, anything else (or empty) `-`.
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "-".into(),
+    }
+}
+
+/// One row of `kumactl inspect dataplanes` for a DataplaneOverview.
+pub fn overview_row(overview: &Value, now: OffsetDateTime) -> Vec<String> {
+    let sub = latest_subscription(overview);
+    let last_connected = match sub.and_then(|s| s.get("connectTime")).and_then(parse_time) {
+        Some(t) => table::human_duration((now - t).whole_seconds().max(0)),
+        None => "never".into(),
+    };
+    let mtls = overview
+        .get("dataplaneInsight")
+        .and_then(|i| i.get("mTLS"))
+        .filter(|m| m.is_object());
+    let regenerations = match mtls {
+        Some(m) => m
+            .get("certificateRegenerations")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .to_string(),
+        None => "-".into(),
+    };
+    vec![
+        s(overview, &["mesh"]).to_string(),
+        s(overview, &["name"]).to_string(),
+        overview
+            .get("dataplane")
+            .map(table::tags_cell)
+            .unwrap_or_default(),
+        if is_online(overview) {
+            "Online"
+        } else {
+            "Offline"
+        }
+        .to_string(),
+        last_connected,
+        cell(
+            sub.and_then(|s| s.get("status"))
+                .and_then(|s| s.get("configVersionAcknowledged")),
+        ),
+        cell(mtls.and_then(|m| m.get("certificateExpirationTime"))),
+        regenerations,
+        cell(
+            sub.and_then(|s| s.get("version"))
+                .and_then(|v| v.get("kumaDp"))
+                .and_then(|k| k.get("version")),
+        ),
+    ]
+}
+
+/// Whether a DataplaneOverview has every `key=value` among its inbound (or gateway) tags.
+pub fn matches_tags(overview: &Value, filter: &[(String, String)]) -> bool {
+    if filter.is_empty() {
+        return true;
+    }
+    let tags = overview
+        .get("dataplane")
+        .map(table::tag_set)
+        .unwrap_or_default();
+    filter
+        .iter()
+        .all(|(k, v)| tags.get(k).is_some_and(|vs| vs.contains(v)))
+}
+
+/// The `items` of a list answer.
+fn items_of(body: &Value, what: &str) -> Result<Vec<Value>> {
+    body.get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or_else(|| anyhow!("failed to list {what}: the answer has no `items` list"))
+}
+
+async fn list_overviews(client: &Client, mesh: &str) -> Result<Value> {
+    let resp = client
+        .get(&format!("/meshes/{}/dataplanes+insights", segment(mesh)))
+        .await?;
+    if !resp.is_success() {
+        bail!(
+            "failed to list Dataplanes in mesh \"{mesh}\": {}",
+            resp.api_error()
+        );
+    }
+    resp.json()
+}
+
+pub async fn dataplanes(args: InspectDataplanesArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
+    let filter = args
+        .tags
+        .iter()
+        .map(|t| parse_tag(t))
+        .collect::<Result<Vec<_>>>()?;
+    let client = g.client()?;
+    let body = list_overviews(&client, &args.mesh).await?;
+    let all = items_of(&body, "Dataplanes")?;
+    let total = body
+        .get("total")
+        .and_then(Value::as_u64)
+        .unwrap_or(all.len() as u64);
+    let items: Vec<Value> = all
+        .into_iter()
+        .filter(|o| matches_tags(o, &filter))
+        .collect();
+    let total = if filter.is_empty() {
+        total
+    } else {
+        items.len() as u64
+    };
+    let next = body.get("next").cloned().unwrap_or(Value::Null);
+    let text = match args.output {
+        Format::Table => {
+            let now = OffsetDateTime::now_utc();
+            let rows: Vec<Vec<String>> = items.iter().map(|o| overview_row(o, now)).collect();
+            table::render(&DATAPLANE_HEADERS, &rows, None)
+        }
+        Format::Yaml => yaml::to_yaml(&yaml::list_value(&items, &next, total)),
+        Format::Json => yaml::to_json(&yaml::list_value(&items, &next, total)),
+    };
+    io.out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// A `targetRef` as a short phrase: `Mesh`, `MeshService flight-control-blu`,
+/// `MeshSubset version=v1`, `MeshService web namespace=kuma-demo sectionName=http`.
+pub fn target_ref_text(tr: Option<&Value>) -> String {
+    let Some(tr) = tr.filter(|t| t.is_object()) else {
+        return "Mesh".into();
+    };
+    let kind = s(tr, &["kind"]);
+    let mut parts = vec![if kind.is_empty() { "Mesh" } else { kind }.to_string()];
+    for key in ["name", "namespace", "sectionName"] {
+        let v = s(tr, &[key]);
+        if v.is_empty() {
+            continue;
+        }
+        parts.push(if key == "name" {
+            v.to_string()
+        } else {
+            format!("{key}={v}")
+        });
+    }
+    for key in ["labels", "tags"] {
+        if let Some(Value::Object(m)) = tr.get(key) {
+            let mut kv: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            kv.sort();
+            if !kv.is_empty() {
+                parts.push(kv.join(","));
+            }
+        }
+    }
+    parts.join(" ")
+}
+
+fn host_port(address: &str, port: u64) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
+/// Inbound port → address, from a Dataplane (`networking.inbound[].address`, or the
+/// dataplane's `networking.address`).
+pub fn inbound_addresses(dataplane: &Value) -> HashMap<u64, String> {
+    let networking = dataplane.get("networking");
+    let default = networking
+        .and_then(|n| n.get("address"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let mut out = HashMap::new();
+    if let Some(Value::Array(inbounds)) = networking.and_then(|n| n.get("inbound")) {
+        for i in inbounds {
+            let Some(port) = i.get("port").and_then(Value::as_u64) else {
+                continue;
+            };
+            let addr = i
+                .get("address")
+                .and_then(Value::as_str)
+                .filter(|a| !a.is_empty())
+                .unwrap_or(default);
+            if !addr.is_empty() {
+                out.entry(port).or_insert_with(|| addr.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The readable form of a `_policies` answer: per inbound, the MeshTrafficPermissions that
+/// select it and their `from` entries.
+pub fn render_policies(answer: &Value, addresses: &HashMap<u64, String>) -> String {
+    let mesh = s(answer, &["mesh"]);
+    let inbounds = answer
+        .get("inbounds")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut out = String::new();
+    if inbounds.is_empty() {
+        let _ = writeln!(
+            out,
+            "Dataplane \"{}\" has no inbounds",
+            s(answer, &["name"])
+        );
+        return out;
+    }
+    for (n, inbound) in inbounds.iter().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        let port = inbound.get("port").and_then(Value::as_u64).unwrap_or(0);
+        let address = inbound
+            .get("address")
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty())
+            .or_else(|| addresses.get(&port).map(String::as_str));
+        let at = match address {
+            Some(a) => host_port(a, port),
+            None => format!(":{port}"),
+        };
+        let mut label = s(inbound, &["service"]);
+        if label.is_empty() {
+            label = s(inbound, &["name"]);
+        }
+        if label.is_empty() {
+            let _ = writeln!(out, "inbound {at}:");
+        } else {
+            let _ = writeln!(out, "inbound {at} ({label}):");
+        }
+        let policies = inbound
+            .get("policies")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mtls = inbound.get("mtls").and_then(Value::as_bool).unwrap_or(true);
+        if !mtls {
+            let _ = writeln!(out, "  mTLS is off in mesh {mesh}: all traffic is allowed");
+            if !policies.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  (the MeshTrafficPermissions below take effect once mTLS is enabled)"
+                );
+            }
+        } else if policies.is_empty() {
+            let _ = writeln!(
+                out,
+                "  no MeshTrafficPermission selects this inbound: all traffic is denied"
+            );
+        }
+        if policies.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "  MeshTrafficPermission");
+        for p in policies {
+            let _ = writeln!(out, "    {}", s(p, &["name"]));
+            let froms = p
+                .get("from")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if froms.is_empty() {
+                let _ = writeln!(out, "      (no from entries)");
+            }
+            for f in froms {
+                let source = target_ref_text(f.get("targetRef"));
+                let action = match f.get("action").and_then(Value::as_str) {
+                    Some(a) if !a.is_empty() => a.to_string(),
+                    _ => "no action (grants nothing)".into(),
+                };
+                let nobody = matches!(f.get("callers"), Some(Value::Array(c)) if c.is_empty());
+                let suffix = if nobody { " (matches no caller)" } else { "" };
+                let _ = writeln!(out, "      from {source}: {action}{suffix}");
+            }
+        }
+    }
+    out
+}
+
+pub async fn dataplane(args: InspectDataplaneArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
+    let path = match args.inspection_type {
+        InspectionType::Policies => format!(
+            "/meshes/{}/dataplanes/{}/_policies",
+            segment(&args.mesh),
+            segment(&args.name)
+        ),
+        InspectionType::Config => format!(
+            "/meshes/{}/dataplanes+insights/{}",
+            segment(&args.mesh),
+            segment(&args.name)
+        ),
+        other => {
+            let name = match other {
+                InspectionType::ConfigDump => "config-dump",
+                InspectionType::Stats => "stats",
+                _ => "clusters",
+            };
+            bail!(
+                "--type={name} is not supported by this control plane yet: use --type=policies or --type=config"
+            );
+        }
+    };
+    let client = g.client()?;
+    let resp = client.get(&path).await?;
+    if resp.status == 404 {
+        bail!("there is no Dataplane with name \"{}\"", args.name);
+    }
+    if !resp.is_success() {
+        bail!(
+            "failed to inspect Dataplane \"{}\" in mesh \"{}\": {}",
+            args.name,
+            args.mesh,
+            resp.api_error()
+        );
+    }
+    let answer = resp.json()?;
+    let text = match (args.inspection_type, args.output) {
+        (_, Format::Json) => yaml::to_json(&answer),
+        (InspectionType::Policies, Format::Table) => {
+            let needs_addresses = answer
+                .get("inbounds")
+                .and_then(Value::as_array)
+                .is_some_and(|ins| ins.iter().any(|i| i.get("address").is_none()));
+            let mut addresses = HashMap::new();
+            if needs_addresses {
+                // Best effort: without the Dataplane the inbounds are shown by port only.
+                let dp_path = format!(
+                    "/meshes/{}/dataplanes/{}",
+                    segment(&args.mesh),
+                    segment(&args.name)
+                );
+                if let Ok(r) = client.get(&dp_path).await
+                    && r.is_success()
+                    && let Ok(dp) = r.json()
+                {
+                    addresses = inbound_addresses(&dp);
+                }
+            }
+            render_policies(&answer, &addresses)
+        }
+        _ => yaml::to_yaml(&answer),
+    };
+    io.out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+pub async fn meshes(args: InspectMeshesArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
+    let client = g.client()?;
+    let resp = client.get("/meshes").await?;
+    if !resp.is_success() {
+        bail!("failed to list Meshes: {}", resp.api_error());
+    }
+    let body = resp.json()?;
+    let meshes = items_of(&body, "Meshes")?;
+    let text = match args.output {
+        Format::Table => {
+            let now = OffsetDateTime::now_utc();
+            let mut rows = Vec::with_capacity(meshes.len());
+            for m in &meshes {
+                let name = s(m, &["name"]);
+                let overviews = items_of(&list_overviews(&client, name).await?, "Dataplanes")?;
+                let online = overviews.iter().filter(|o| is_online(o)).count();
+                rows.push(vec![
+                    name.to_string(),
+                    table::mtls_cell(m),
+                    format!("{online}/{}", overviews.len()),
+                    table::age(m, now),
+                ]);
+            }
+            table::render(&["NAME", "mTLS", "DATAPLANES", "AGE"], &rows, None)
+        }
+        Format::Yaml => yaml::to_yaml(&body),
+        Format::Json => yaml::to_json(&body),
+    };
+    io.out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-03-01 12:00:00 UTC);
+
+    fn online_overview() -> Value {
+        json!({"type": "DataplaneOverview", "mesh": "default", "name": "check-in-api-blu-1",
+            "online": true,
+            "dataplane": {"networking": {"address": "127.0.0.1", "inbound": [
+                {"port": 9000, "tags": {"kuma.io/service": "check-in-api-blu", "version": "v1"}},
+                {"port": 9001, "tags": {"kuma.io/service": "check-in-api-blu", "version": "v1"}}]}},
+            "dataplaneInsight": {
+                "subscriptions": [
+                    {"connectTime": "2026-03-01T09:00:00Z", "disconnectTime": "2026-03-01T10:00:00Z",
+                     "status": {"configVersionAcknowledged": "old"}},
+                    {"connectTime": "2026-03-01T11:57:00Z",
+                     "status": {"total": {"responsesSent": 4, "responsesAcknowledged": 4},
+                                "configVersionSent": "a1b2", "configVersionAcknowledged": "a1b2", "lastNack": null},
+                     "version": {"kumaDp": {"version": "0.1.0"}}}],
+                "mTLS": {"certificateExpirationTime": "2026-03-02T11:57:00Z", "certificateRegenerations": 2}}})
+    }
+
+    fn offline_overview() -> Value {
+        json!({"type": "DataplaneOverview", "mesh": "default", "name": "flight-control-blu-1",
+            "online": false,
+            "dataplane": {"networking": {"address": "127.0.0.2", "inbound": [
+                {"port": 8080, "tags": {"kuma.io/service": "flight-control-blu"}}]}},
+            "dataplaneInsight": {"subscriptions": [], "mTLS": null}})
+    }
+
+    #[test]
+    fn dataplanes_table_online_and_offline() {
+        let rows: Vec<Vec<String>> = [online_overview(), offline_overview()]
+            .iter()
+            .map(|o| overview_row(o, NOW))
+            .collect();
+        assert_eq!(
+            table::render(&DATAPLANE_HEADERS, &rows, None),
+            "MESH      NAME                   TAGS                                          STATUS    LAST CONNECTED AGO   CONFIG ACKED   CERT EXPIRATION        CERT REGENERATIONS   KUMA-DP VERSION\n\
+             default   check-in-api-blu-1     kuma.io/service=check-in-api-blu version=v1   Online    3m                   a1b2           2026-03-02T11:57:00Z   2                    0.1.0\n\
+             default   flight-control-blu-1   kuma.io/service=flight-control-blu            Offline   never                -              -                      -                    -\n"
+        );
+    }
+
+    #[test]
+    fn online_falls_back_to_the_subscriptions() {
+        let mut o = online_overview();
+        o.as_object_mut().unwrap().remove("online");
+        assert!(is_online(&o));
+        let mut o = offline_overview();
+        o.as_object_mut().unwrap().remove("online");
+        assert!(!is_online(&o));
+    }
+
+    #[test]
+    fn tag_filter_needs_every_tag() {
+        let o = online_overview();
+        let f = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert!(matches_tags(&o, &[]));
+        assert!(matches_tags(&o, &[f("version", "v1")]));
+        assert!(matches_tags(
+            &o,
+            &[f("kuma.io/service", "check-in-api-blu"), f("version", "v1")]
+        ));
+        assert!(!matches_tags(&o, &[f("version", "v1"), f("version", "v2")]));
+        assert!(!matches_tags(&offline_overview(), &[f("version", "v1")]));
+    }
+
+    #[test]
+    fn policies_are_rendered_per_inbound() {
+        let answer = json!({"mesh": "default", "name": "check-in-api-blu-1", "inbounds": [
+            {"port": 9000, "service": "check-in-api-blu", "mtls": true, "policies": [
+                {"name": "allow-flight-control-to-check-in",
+                 "targetRef": {"kind": "MeshService", "name": "check-in-api-blu"},
+                 "from": [{"targetRef": {"kind": "MeshService", "name": "flight-control-blu"},
+                           "action": "Allow", "callers": [{"service": "flight-control-blu"}]}]},
+                {"name": "default-deny", "targetRef": {"kind": "Mesh"},
+                 "from": [{"targetRef": {"kind": "Mesh"}, "action": "Deny", "callers": [{"anyInMesh": true}]}]}]},
+            {"port": 9001, "service": "check-in-api-blu", "mtls": true, "policies": [
+                {"name": "broken", "from": [
+                    {"targetRef": {"kind": "MeshSubset", "tags": {"version": "v2", "app": "x"}}, "callers": []}]}]},
+            {"port": 9002, "name": "admin", "service": "", "mtls": true, "policies": []}]});
+        let addrs = HashMap::from([(9000, "127.0.0.1".to_string()), (9001, "::1".to_string())]);
+        assert_eq!(
+            render_policies(&answer, &addrs),
+            "inbound 127.0.0.1:9000 (check-in-api-blu):\n\
+             \x20 MeshTrafficPermission\n\
+             \x20   allow-flight-control-to-check-in\n\
+             \x20     from MeshService flight-control-blu: Allow\n\
+             \x20   default-deny\n\
+             \x20     from Mesh: Deny\n\
+             \n\
+             inbound [::1]:9001 (check-in-api-blu):\n\
+             \x20 MeshTrafficPermission\n\
+             \x20   broken\n\
+             \x20     from MeshSubset app=x,version=v2: no action (grants nothing) (matches no caller)\n\
+             \n\
+             inbound :9002 (admin):\n\
+             \x20 no MeshTrafficPermission selects this inbound: all traffic is denied\n"
+        );
+    }
+
+    #[test]
+    fn policies_with_mtls_off() {
+        let answer = json!({"mesh": "demo", "name": "web-1", "inbounds": [
+            {"port": 80, "service": "web", "mtls": false, "policies": []},
+            {"port": 81, "service": "web", "mtls": false, "policies": [
+                {"name": "allow-all", "from": [{"targetRef": {"kind": "Mesh"}, "action": "Allow"}]}]}]});
+        let addrs = inbound_addresses(&json!({"networking": {"address": "10.0.0.1",
+            "inbound": [{"port": 80}, {"port": 81, "address": "10.0.0.2"}]}}));
+        assert_eq!(
+            render_policies(&answer, &addrs),
+            "inbound 10.0.0.1:80 (web):\n\
+             \x20 mTLS is off in mesh demo: all traffic is allowed\n\
+             \n\
+             inbound 10.0.0.2:81 (web):\n\
+             \x20 mTLS is off in mesh demo: all traffic is allowed\n\
+             \x20 (the MeshTrafficPermissions below take effect once mTLS is enabled)\n\
+             \x20 MeshTrafficPermission\n\
+             \x20   allow-all\n\
+             \x20     from Mesh: Allow\n"
+        );
+        assert_eq!(
+            render_policies(&json!({"mesh": "m", "name": "x", "inbounds": []}), &addrs),
+            "Dataplane \"x\" has no inbounds\n"
+        );
+    }
+
+    #[test]
+    fn target_refs_read_well() {
+        assert_eq!(target_ref_text(None), "Mesh");
+        assert_eq!(target_ref_text(Some(&json!({"kind": "Mesh"}))), "Mesh");
+        assert_eq!(
+            target_ref_text(Some(
+                &json!({"kind": "MeshService", "name": "web", "namespace": "demo", "sectionName": "http"})
+            )),
+            "MeshService web namespace=demo sectionName=http"
+        );
+    }
+}

@@ -27,7 +27,7 @@ pub fn bin_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target dir")
         .to_path_buf();
-    for name in ["kuma-cp", "kumactl"] {
+    for name in ["kuma-cp", "kumactl", "kuma-dp", "demo-app"] {
         assert!(
             dir.join(name).exists(),
             "{} not found in {}: run `cargo build --bins` first",
@@ -567,4 +567,172 @@ impl Drop for NetNs {
 /// the process's stderr so the test harness's output capture does not swallow it.
 pub fn skipped(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// Any child process the harness started (apps, proxies), killed on drop.
+pub struct Process {
+    pub name: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Process {
+    pub fn spawn(name: &str, mut cmd: Command) -> Process {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let log = tmp.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Process { name: name.into(), log, child: Some(child), _tmp: tmp }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits for the process to exit by itself (within `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let name = self.name.clone();
+        let st = wait_for(&format!("{name} to exit"), timeout, || self.exited());
+        self.child = None;
+        st
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let c = self.child.as_mut()?;
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let st = self.wait_exit(Duration::from_secs(30));
+        st.code()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Starts the demo app (HTTP, or TCP echo) and waits until it accepts connections.
+pub fn start_app(name: &str, addr: &str, tcp_echo: bool) -> Process {
+    let mut cmd = Command::new(bin("demo-app"));
+    cmd.args(["--name", name, "--listen", addr]);
+    if tcp_echo {
+        cmd.arg("--tcp-echo");
+    }
+    let mut p = Process::spawn(name, cmd);
+    let sock: SocketAddr = addr.parse().expect("app address");
+    wait_for(&format!("app {name} on {addr}"), READY_TIMEOUT, || {
+        if let Some(st) = p.exited() {
+            panic!("app {name} exited ({st}): {}", p.logs());
+        }
+        TcpStream::connect_timeout(&sock, Duration::from_millis(200)).ok().map(|_| ())
+    });
+    p
+}
+
+impl ControlPlane {
+    /// A dataplane token from the API (as `kumactl generate dataplane-token` gets it).
+    pub fn dataplane_token(&self, mesh: &str, name: &str) -> String {
+        let body = format!(r#"{{"name":"{name}","mesh":"{mesh}"}}"#);
+        let r = http("POST", &self.addrs.api(), "/tokens/dataplane", Some(&body), &[]).expect("token");
+        assert_eq!(r.status, 200, "token: {}", r.body);
+        r.body
+    }
+
+    /// The DP server's generated certificate, for `kuma-dp --ca-cert-file`.
+    pub fn dp_ca_file(&self) -> PathBuf {
+        self.work_dir.join("tls/dp-server.crt")
+    }
+
+    pub fn dp_address(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addrs.dp_server)
+    }
+
+    /// The overview (`dataplanes+insights`) of one Dataplane.
+    pub fn dataplane_overview(&self, mesh: &str, name: &str) -> Option<serde_json::Value> {
+        let r = self.get(&format!("/meshes/{mesh}/dataplanes+insights/{name}"));
+        (r.status == 200).then(|| r.json())
+    }
+
+    /// Applies one Universal YAML/JSON document through the API.
+    pub fn apply_json(&self, path: &str, json: &str) {
+        let r = self.put(path, json);
+        assert!(r.status == 200 || r.status == 201, "PUT {path}: {} {}", r.status, r.body);
+    }
+}
+
+/// A running `kuma-dp` with its files.
+pub struct Dataplane {
+    pub name: String,
+    pub admin: String,
+    pub process: Process,
+    pub files: tempfile::TempDir,
+}
+
+impl Dataplane {
+    /// Writes the Dataplane YAML and token, then starts `kuma-dp run` against `cp`.
+    pub fn start(cp: &ControlPlane, name: &str, yaml: &str, admin_port: u16) -> Dataplane {
+        let token = cp.dataplane_token("default", name);
+        Self::start_with_token(cp, name, yaml, admin_port, &token)
+    }
+
+    pub fn start_with_token(cp: &ControlPlane, name: &str, yaml: &str, admin_port: u16, token: &str) -> Dataplane {
+        let files = tempfile::tempdir().expect("tempdir");
+        let dp_file = files.path().join("dataplane.yaml");
+        let token_file = files.path().join("token");
+        std::fs::write(&dp_file, yaml).expect("write dataplane");
+        std::fs::write(&token_file, token).expect("write token");
+        let mut cmd = Command::new(bin("kuma-dp"));
+        cmd.arg("run")
+            .arg("--cp-address")
+            .arg(cp.dp_address())
+            .arg("--ca-cert-file")
+            .arg(cp.dp_ca_file())
+            .arg("--dataplane-file")
+            .arg(&dp_file)
+            .arg("--dataplane-token-file")
+            .arg(&token_file)
+            .env_remove("KUMA_DATAPLANE_RUNTIME_TOKEN");
+        let process = Process::spawn(name, cmd);
+        Dataplane { name: name.into(), admin: format!("127.0.0.1:{admin_port}"), process, files }
+    }
+
+    /// Waits until the proxy's admin `/ready` says 200 (config, and identity when mTLS is on).
+    pub fn wait_ready(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(st) = self.process.exited() {
+                panic!("kuma-dp {name} exited ({st}):\n{}", self.process.logs());
+            }
+            if http("GET", &admin, "/ready", None, &[]).is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "kuma-dp {name} not ready:\n{}", self.process.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stats(&self) -> String {
+        http("GET", &self.admin, "/stats/prometheus", None, &[]).map(|r| r.body).unwrap_or_default()
+    }
 }

@@ -155,7 +155,9 @@ fn settings(args: &RunArgs) -> Result<app::Settings, String> {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
         (None, Some(inline)) => inline.clone(),
         (None, None) => {
-            return Err("a Dataplane is required: --dataplane-file FILE or --dataplane YAML".into());
+            return Err(
+                "a Dataplane is required: --dataplane-file FILE or --dataplane YAML".into(),
+            );
         }
     };
     let text = render_template(&template, &args.dataplane_var)?;

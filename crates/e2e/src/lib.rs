@@ -588,7 +588,12 @@ impl Process {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Process { name: name.into(), log, child: Some(child), _tmp: tmp }
+        Process {
+            name: name.into(),
+            log,
+            child: Some(child),
+            _tmp: tmp,
+        }
     }
 
     pub fn logs(&self) -> String {
@@ -597,7 +602,9 @@ impl Process {
 
     /// The exit status, if it has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits for the process to exit by itself (within `timeout`).
@@ -643,7 +650,9 @@ pub fn start_app(name: &str, addr: &str, tcp_echo: bool) -> Process {
         if let Some(st) = p.exited() {
             panic!("app {name} exited ({st}): {}", p.logs());
         }
-        TcpStream::connect_timeout(&sock, Duration::from_millis(200)).ok().map(|_| ())
+        TcpStream::connect_timeout(&sock, Duration::from_millis(200))
+            .ok()
+            .map(|_| ())
     });
     p
 }
@@ -652,7 +661,14 @@ impl ControlPlane {
     /// A dataplane token from the API (as `kumactl generate dataplane-token` gets it).
     pub fn dataplane_token(&self, mesh: &str, name: &str) -> String {
         let body = format!(r#"{{"name":"{name}","mesh":"{mesh}"}}"#);
-        let r = http("POST", &self.addrs.api(), "/tokens/dataplane", Some(&body), &[]).expect("token");
+        let r = http(
+            "POST",
+            &self.addrs.api(),
+            "/tokens/dataplane",
+            Some(&body),
+            &[],
+        )
+        .expect("token");
         assert_eq!(r.status, 200, "token: {}", r.body);
         r.body
     }
@@ -675,7 +691,12 @@ impl ControlPlane {
     /// Applies one Universal YAML/JSON document through the API.
     pub fn apply_json(&self, path: &str, json: &str) {
         let r = self.put(path, json);
-        assert!(r.status == 200 || r.status == 201, "PUT {path}: {} {}", r.status, r.body);
+        assert!(
+            r.status == 200 || r.status == 201,
+            "PUT {path}: {} {}",
+            r.status,
+            r.body
+        );
     }
 }
 
@@ -694,7 +715,13 @@ impl Dataplane {
         Self::start_with_token(cp, name, yaml, admin_port, &token)
     }
 
-    pub fn start_with_token(cp: &ControlPlane, name: &str, yaml: &str, admin_port: u16, token: &str) -> Dataplane {
+    pub fn start_with_token(
+        cp: &ControlPlane,
+        name: &str,
+        yaml: &str,
+        admin_port: u16,
+        token: &str,
+    ) -> Dataplane {
         let files = tempfile::tempdir().expect("tempdir");
         let dp_file = files.path().join("dataplane.yaml");
         let token_file = files.path().join("token");
@@ -712,7 +739,12 @@ impl Dataplane {
             .arg(&token_file)
             .env_remove("KUMA_DATAPLANE_RUNTIME_TOKEN");
         let process = Process::spawn(name, cmd);
-        Dataplane { name: name.into(), admin: format!("127.0.0.1:{admin_port}"), process, files }
+        Dataplane {
+            name: name.into(),
+            admin: format!("127.0.0.1:{admin_port}"),
+            process,
+            files,
+        }
     }
 
     /// Waits until the proxy's admin `/ready` says 200 (config, and identity when mTLS is on).
@@ -727,12 +759,18 @@ impl Dataplane {
             if http("GET", &admin, "/ready", None, &[]).is_ok_and(|r| r.status == 200) {
                 return;
             }
-            assert!(Instant::now() < deadline, "kuma-dp {name} not ready:\n{}", self.process.logs());
+            assert!(
+                Instant::now() < deadline,
+                "kuma-dp {name} not ready:\n{}",
+                self.process.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn stats(&self) -> String {
-        http("GET", &self.admin, "/stats/prometheus", None, &[]).map(|r| r.body).unwrap_or_default()
+        http("GET", &self.admin, "/stats/prometheus", None, &[])
+            .map(|r| r.body)
+            .unwrap_or_default()
     }
 }

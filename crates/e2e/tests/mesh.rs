@@ -1,148 +1,88 @@
 //! The seed walkthrough between real processes: kuma-cp, kuma-dp sidecars and demo apps.
 //! The wrong caller gets 403 from the receiving sidecar.
 
+mod common;
+
 use std::time::Duration;
 
-use aerie_e2e::{ControlPlane, Dataplane, Kumactl, Process, free_port, http, loopback_ip, start_app, wait_for};
-
-/// How long a policy change may take to reach the proxies before a test fails.
-const PROPAGATION: Duration = Duration::from_secs(15);
-
-/// Kong Air: check-in-api (the destination), flight-control (allowed caller), and booking
-/// (another caller), each app behind its own sidecar on its own loopback address.
-pub struct KongAir {
-    pub cp: ControlPlane,
-    pub kumactl: Kumactl,
-    pub checkin: Dataplane,
-    pub flight_control: Dataplane,
-    pub booking: Dataplane,
-    /// The callers' outbound listeners to check-in-api.
-    pub from_flight_control: String,
-    pub from_booking: String,
-    _apps: Vec<Process>,
-}
-
-fn dataplane_yaml(name: &str, ip: &str, admin: u16, service: &str, app_port: u16, protocol: &str, outbound: Option<(u16, &str)>) -> String {
-    let mut y = format!(
-        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: {ip}\n  admin:\n    port: {admin}\n  inbound:\n  - port: 9000\n    servicePort: {app_port}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: {protocol}\n"
-    );
-    if let Some((port, dest)) = outbound {
-        y.push_str(&format!("  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {dest}\n"));
-    }
-    y
-}
-
-impl KongAir {
-    pub fn start(protocol: &str) -> KongAir {
-        let cp = ControlPlane::start();
-        let kumactl = Kumactl::for_cp(&cp);
-        let tcp = protocol == "tcp";
-        let mut apps = Vec::new();
-        let app_port = |apps: &mut Vec<Process>, name: &str, tcp: bool| {
-            let port = free_port("127.0.0.1");
-            apps.push(start_app(name, &format!("127.0.0.1:{port}"), tcp));
-            port
-        };
-        let checkin_app = app_port(&mut apps, "check-in-api", tcp);
-        let fc_app = app_port(&mut apps, "flight-control", false);
-        let booking_app = app_port(&mut apps, "booking", false);
-        let (fc_out, booking_out) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
-        let admin = || free_port("127.0.0.1");
-        let (a1, a2, a3) = (admin(), admin(), admin());
-        let checkin = Dataplane::start(
-            &cp,
-            "check-in-api-1",
-            &dataplane_yaml("check-in-api-1", &loopback_ip(), a1, "check-in-api-blu", checkin_app, protocol, None),
-            a1,
-        );
-        let flight_control = Dataplane::start(
-            &cp,
-            "flight-control-1",
-            &dataplane_yaml("flight-control-1", &loopback_ip(), a2, "flight-control-blu", fc_app, "http", Some((fc_out, "check-in-api-blu"))),
-            a2,
-        );
-        let booking = Dataplane::start(
-            &cp,
-            "booking-1",
-            &dataplane_yaml("booking-1", &loopback_ip(), a3, "booking-blu", booking_app, "http", Some((booking_out, "check-in-api-blu"))),
-            a3,
-        );
-        let mut k = KongAir {
-            cp,
-            kumactl,
-            checkin,
-            flight_control,
-            booking,
-            from_flight_control: format!("127.0.0.1:{fc_out}"),
-            from_booking: format!("127.0.0.1:{booking_out}"),
-            _apps: apps,
-        };
-        k.checkin.wait_ready();
-        k.flight_control.wait_ready();
-        k.booking.wait_ready();
-        k
-    }
-
-    pub fn apply(&self, yaml: &str) {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("p.yaml");
-        std::fs::write(&f, yaml).unwrap();
-        self.kumactl.ok(&["apply", "-f", f.to_str().unwrap()]);
-    }
-}
-
-/// The status code a caller gets from check-in-api through its sidecar (0 = no answer).
-fn call(outbound: &str) -> u16 {
-    http("GET", outbound, "/check-in", None, &[]).map(|r| r.status).unwrap_or(0)
-}
-
-fn wait_status(what: &str, outbound: &str, want: u16) {
-    wait_for(what, PROPAGATION, || (call(outbound) == want).then_some(()));
-}
-
-const MTLS: &str = "type: Mesh\nname: default\nmtls:\n  backends:\n    - name: builtin\n      type: builtin\n  enabledBackend: builtin\n";
-const ALLOW_ALL: &str = "type: MeshTrafficPermission\nname: allow-all\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n    - targetRef:\n        kind: Mesh\n      default:\n        action: Allow\n";
-const DENY_ALL: &str = "type: MeshTrafficPermission\nname: default-deny\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n    - targetRef:\n        kind: Mesh\n      default:\n        action: Deny\n";
-const TARGETED: &str = "type: MeshTrafficPermission\nname: allow-flight-control-to-check-in\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: check-in-api-blu\n  from:\n    - targetRef:\n        kind: MeshService\n        name: flight-control-blu\n      default:\n        action: Allow\n";
+use aerie_e2e::{http, wait_for};
+use common::*;
 
 #[test]
 fn seed_walkthrough_between_real_sidecars() {
     let k = KongAir::start("http");
     // 1. mTLS off: everyone gets through.
-    wait_status("flight-control -> check-in (mTLS off)", &k.from_flight_control, 200);
+    wait_status(
+        "flight-control -> check-in (mTLS off)",
+        &k.from_flight_control,
+        200,
+    );
     wait_status("booking -> check-in (mTLS off)", &k.from_booking, 200);
 
     // 2. mTLS on, no permission: denied at the receiving sidecar with 403.
     k.apply(MTLS);
-    wait_status("flight-control denied once mTLS is on", &k.from_flight_control, 403);
+    wait_status(
+        "flight-control denied once mTLS is on",
+        &k.from_flight_control,
+        403,
+    );
     wait_status("booking denied once mTLS is on", &k.from_booking, 403);
     let r = http("GET", &k.from_booking, "/", None, &[]).unwrap();
     assert_eq!(r.body, "RBAC: access denied");
     let inspect = k.kumactl.ok(&["inspect", "dataplanes"]);
-    assert!(inspect.contains("check-in-api-1") && inspect.contains("Online"), "{inspect}");
+    assert!(
+        inspect.contains("check-in-api-1") && inspect.contains("Online"),
+        "{inspect}"
+    );
 
     // 3. allow-all.
     k.apply(ALLOW_ALL);
-    wait_status("flight-control allowed by allow-all", &k.from_flight_control, 200);
+    wait_status(
+        "flight-control allowed by allow-all",
+        &k.from_flight_control,
+        200,
+    );
     wait_status("booking allowed by allow-all", &k.from_booking, 200);
 
     // 4. delete allow-all, default-deny.
-    k.kumactl.ok(&["delete", "meshtrafficpermission", "allow-all", "--mesh", "default"]);
+    k.kumactl.ok(&[
+        "delete",
+        "meshtrafficpermission",
+        "allow-all",
+        "--mesh",
+        "default",
+    ]);
     k.apply(DENY_ALL);
-    wait_status("flight-control denied by default-deny", &k.from_flight_control, 403);
+    wait_status(
+        "flight-control denied by default-deny",
+        &k.from_flight_control,
+        403,
+    );
     wait_status("booking denied by default-deny", &k.from_booking, 403);
 
     // 5. targeted allow: only flight-control.
     k.apply(TARGETED);
-    wait_status("flight-control allowed by the targeted policy", &k.from_flight_control, 200);
+    wait_status(
+        "flight-control allowed by the targeted policy",
+        &k.from_flight_control,
+        200,
+    );
     // booking stays denied (Allow wins only where an Allow matches).
     for _ in 0..5 {
         assert_eq!(call(&k.from_booking), 403);
     }
     let stats = k.checkin.stats();
-    assert!(stats.contains("booking-blu"), "RBAC denials are counted by source service:\n{stats}");
-    let policies = k.kumactl.ok(&["inspect", "dataplane", "check-in-api-1", "--type=policies"]);
-    assert!(policies.contains("allow-flight-control-to-check-in") && policies.contains("default-deny"), "{policies}");
+    assert!(
+        stats.contains("booking-blu"),
+        "RBAC denials are counted by source service:\n{stats}"
+    );
+    let policies = k
+        .kumactl
+        .ok(&["inspect", "dataplane", "check-in-api-1", "--type=policies"]);
+    assert!(
+        policies.contains("allow-flight-control-to-check-in") && policies.contains("default-deny"),
+        "{policies}"
+    );
 }
 
 #[test]
@@ -152,7 +92,9 @@ fn tcp_service_allowed_bytes_flow_denied_connection_closes() {
     k.apply(TARGETED);
     let echo = |addr: &str| -> Vec<u8> {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(addr) else { return Vec::new() };
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            return Vec::new();
+        };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let _ = s.write_all(b"boarding-pass");
         let _ = s.shutdown(std::net::Shutdown::Write);
@@ -161,9 +103,16 @@ fn tcp_service_allowed_bytes_flow_denied_connection_closes() {
         out
     };
     // Wait for the policies to reach the sidecars (booking is refused), then check both.
-    wait_for("booking's TCP connection refused", PROPAGATION, || echo(&k.from_booking).is_empty().then_some(()));
-    wait_for("TCP bytes flow for flight-control", PROPAGATION, || (echo(&k.from_flight_control) == b"boarding-pass").then_some(()));
+    wait_for("booking's TCP connection refused", PROPAGATION, || {
+        echo(&k.from_booking).is_empty().then_some(())
+    });
+    wait_for("TCP bytes flow for flight-control", PROPAGATION, || {
+        (echo(&k.from_flight_control) == b"boarding-pass").then_some(())
+    });
     for _ in 0..3 {
-        assert!(echo(&k.from_booking).is_empty(), "a denied TCP caller gets nothing back");
+        assert!(
+            echo(&k.from_booking).is_empty(),
+            "a denied TCP caller gets nothing back"
+        );
     }
 }

@@ -120,21 +120,62 @@ pub fn spiffe_id(mesh: &str, service: &str) -> String {
     format!("spiffe://{mesh}/{service}")
 }
 
-/// Everything about one mesh that every proxy's config is computed from. Built once per
-/// mesh change and shared by all of the mesh's proxies.
-pub struct MeshView<'a> {
-    pub mesh: &'a str,
-    pub spec: &'a crate::spec::MeshSpec,
-    pub index: &'a crate::policy::mtp::PolicyIndex,
-    /// Every Dataplane of the mesh: (name, labels, spec).
-    pub dataplanes: &'a [(
-        &'a str,
-        &'a crate::spec::Tags,
-        &'a crate::spec::DataplaneSpec,
-    )],
+/// One live endpoint of a service: where it listens and how it speaks.
+#[derive(Debug, Clone)]
+struct ServiceEndpoint {
+    endpoint: Endpoint,
+    protocol: Protocol,
 }
 
-impl MeshView<'_> {
+/// Everything about one mesh that every proxy's config is computed from. Built once per
+/// mesh change and shared by all of the mesh's proxies: the policy index, and the live
+/// endpoints of every service (so an outbound is a map lookup, not a scan of the mesh).
+pub struct MeshView<'a> {
+    mesh: &'a str,
+    spec: &'a crate::spec::MeshSpec,
+    index: &'a crate::policy::mtp::PolicyIndex,
+    endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>>,
+}
+
+impl<'a> MeshView<'a> {
+    /// `dataplanes` is every Dataplane of the mesh as (name, spec); `online` says whether a
+    /// Dataplane's proxy is connected (offline proxies, and NotReady or Ignored inbounds, are
+    /// not endpoints).
+    pub fn new(
+        mesh: &'a str,
+        spec: &'a crate::spec::MeshSpec,
+        index: &'a crate::policy::mtp::PolicyIndex,
+        dataplanes: &[(&'a str, &'a crate::spec::DataplaneSpec)],
+        online: &dyn Fn(&str) -> bool,
+    ) -> Self {
+        use crate::spec::PROTOCOL_TAG;
+        let mut endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>> = Default::default();
+        for (dp_name, dp) in dataplanes {
+            if !online(dp_name) {
+                continue;
+            }
+            let Some(net) = dp.networking.as_ref() else { continue };
+            for i in &net.inbound {
+                if matches!(i.state.as_deref(), Some("NotReady") | Some("Ignored")) || i.service().is_empty() {
+                    continue;
+                }
+                endpoints.entry(i.service()).or_default().push(ServiceEndpoint {
+                    endpoint: Endpoint {
+                        address: i.address.clone().unwrap_or_else(|| net.address.clone()),
+                        port: clamp_port(i.port),
+                        dataplane: dp_name.to_string(),
+                    },
+                    protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
+                });
+            }
+        }
+        for list in endpoints.values_mut() {
+            list.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+            list.dedup_by(|a, b| a.endpoint == b.endpoint);
+        }
+        MeshView { mesh, spec, index, endpoints }
+    }
+
     pub fn mtls_mode(&self) -> MtlsMode {
         match self.spec.enabled_mtls_backend() {
             None => MtlsMode::Off,
@@ -143,32 +184,15 @@ impl MeshView<'_> {
         }
     }
 
-    /// The config of one proxy. `online` says whether a Dataplane's proxy is connected:
-    /// offline proxies are not endpoints.
-    pub fn proxy_config(
-        &self,
-        name: &str,
-        labels: &crate::spec::Tags,
-        dp: &crate::spec::DataplaneSpec,
-        online: &dyn Fn(&str) -> bool,
-    ) -> ProxyConfig {
+    /// The config of one proxy.
+    pub fn proxy_config(&self, name: &str, labels: &crate::spec::Tags, dp: &crate::spec::DataplaneSpec) -> ProxyConfig {
         use crate::policy::mtp::DataplaneRef;
         use crate::spec::{PROTOCOL_TAG, SERVICE_TAG};
 
         let Some(net) = dp.networking.as_ref() else {
-            return ProxyConfig {
-                mesh: self.mesh.into(),
-                name: name.into(),
-                mtls: self.mtls_mode(),
-                ..ProxyConfig::default()
-            };
+            return ProxyConfig { mesh: self.mesh.into(), name: name.into(), mtls: self.mtls_mode(), ..ProxyConfig::default() };
         };
-        let dp_ref = DataplaneRef {
-            mesh: self.mesh,
-            name,
-            labels,
-            spec: dp,
-        };
+        let dp_ref = DataplaneRef { mesh: self.mesh, name, labels, spec: dp };
         let authz = self.index.resolve(self.spec, &dp_ref);
         let inbounds = net
             .inbound
@@ -179,10 +203,7 @@ impl MeshView<'_> {
                 name: i.name.clone().unwrap_or_else(|| i.port.to_string()),
                 address: i.address.clone().unwrap_or_else(|| net.address.clone()),
                 port: clamp_port(i.port),
-                service_address: i
-                    .service_address
-                    .clone()
-                    .unwrap_or_else(|| "127.0.0.1".into()),
+                service_address: i.service_address.clone().unwrap_or_else(|| "127.0.0.1".into()),
                 service_port: clamp_port(i.service_port.filter(|p| *p != 0).unwrap_or(i.port)),
                 service: i.service().to_string(),
                 protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
@@ -200,53 +221,20 @@ impl MeshView<'_> {
                     Some(_) => return None,
                     None => (o.tags.get(SERVICE_TAG)?.clone(), None),
                 };
-                let mut protocol = None;
-                let mut endpoints = Vec::new();
-                for (dp_name, _, other) in self.dataplanes {
-                    if !online(dp_name) {
-                        continue;
-                    }
-                    let Some(onet) = other.networking.as_ref() else {
-                        continue;
-                    };
-                    for i in &onet.inbound {
-                        let ready =
-                            !matches!(i.state.as_deref(), Some("NotReady") | Some("Ignored"));
-                        if i.service() != service
-                            || !ready
-                            || port_filter.is_some_and(|p| p != i.port)
-                        {
-                            continue;
-                        }
-                        protocol.get_or_insert(Protocol::from_tag(
-                            i.tags.get(PROTOCOL_TAG).map(String::as_str),
-                        ));
-                        endpoints.push(Endpoint {
-                            address: i.address.clone().unwrap_or_else(|| onet.address.clone()),
-                            port: clamp_port(i.port),
-                            dataplane: dp_name.to_string(),
-                        });
-                    }
-                }
-                endpoints.sort();
-                endpoints.dedup();
+                let live = self.endpoints.get(service.as_str()).map(Vec::as_slice).unwrap_or_default();
+                let matching = live.iter().filter(|e| port_filter.is_none_or(|p| u32::from(e.endpoint.port) == p));
+                let protocol = matching.clone().next().map(|e| e.protocol).unwrap_or_default();
                 Some(OutboundConfig {
                     address: o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
                     port: clamp_port(o.port),
                     spiffe_id: spiffe_id(self.mesh, &service),
-                    protocol: protocol.unwrap_or_default(),
+                    protocol,
+                    endpoints: matching.map(|e| e.endpoint.clone()).collect(),
                     service,
-                    endpoints,
                 })
             })
             .collect();
-        ProxyConfig {
-            mesh: self.mesh.into(),
-            name: name.into(),
-            mtls: self.mtls_mode(),
-            inbounds,
-            outbounds,
-        }
+        ProxyConfig { mesh: self.mesh.into(), name: name.into(), mtls: self.mtls_mode(), inbounds, outbounds }
     }
 }
 
@@ -318,19 +306,10 @@ mod tests {
         let labels = Tags::new();
         let policies = vec![("allow-fc".to_string(), &mtp as &MeshTrafficPermissionSpec)];
         let index = PolicyIndex::new(&policies);
-        let dps = [
-            ("checkin-1", &labels, &checkin),
-            ("fc-1", &labels, &fc),
-            ("checkin-2", &labels, &gone),
-        ];
-        let view = MeshView {
-            mesh: "default",
-            spec: &mesh as &MeshSpec,
-            index: &index,
-            dataplanes: &dps,
-        };
+        let dps = [("checkin-1", &checkin), ("fc-1", &fc), ("checkin-2", &gone)];
         let online = |n: &str| n != "checkin-2";
-        let cfg = view.proxy_config("checkin-1", &labels, &checkin, &online);
+        let view = MeshView::new("default", &mesh as &MeshSpec, &index, &dps, &online);
+        let cfg = view.proxy_config("checkin-1", &labels, &checkin);
         assert_eq!(cfg.mtls, MtlsMode::Strict);
         let inb = &cfg.inbounds[0];
         assert_eq!(
@@ -348,7 +327,7 @@ mod tests {
                 .check(&PeerIdentity::new("default", ["other"]))
                 .is_allowed()
         );
-        let cfg = view.proxy_config("fc-1", &labels, &fc, &online);
+        let cfg = view.proxy_config("fc-1", &labels, &fc);
         let out = &cfg.outbounds[0];
         assert_eq!(out.spiffe_id, "spiffe://default/check-in-api-blu");
         assert_eq!(out.protocol, Protocol::Http);

@@ -3,7 +3,7 @@
 //! CA secrets, or which proxies are online. Changes are debounced and each mesh's policy
 //! index is built once per round and shared by all of its proxies.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,12 +125,6 @@ pub async fn rebuild_mesh(
             _ => None,
         })
         .collect();
-    let view = MeshView {
-        mesh,
-        spec: mesh_spec,
-        index: &index,
-        dataplanes: &dataplanes,
-    };
 
     let mtls = match cas.enabled_ca(mesh, mesh_spec).await? {
         Some(ca) => {
@@ -139,13 +133,17 @@ pub async fn rebuild_mesh(
         }
         None => None,
     };
-    let online: HashMap<String, ()> = connected.iter().map(|n| (n.clone(), ())).collect();
-    let is_online = |name: &str| online.contains_key(name);
-    for name in connected {
-        let Some((_, labels, spec)) = dataplanes.iter().find(|(n, _, _)| *n == name) else {
+    let online: HashSet<&str> = connected.iter().map(String::as_str).collect();
+    let is_online = |name: &str| online.contains(name);
+    let specs: Vec<(&str, &DataplaneSpec)> = dataplanes.iter().map(|(n, _, d)| (*n, *d)).collect();
+    let view = MeshView::new(mesh, mesh_spec, &index, &specs, &is_online);
+    let by_name: HashMap<&str, (&Tags, &DataplaneSpec)> =
+        dataplanes.iter().map(|(n, l, d)| (*n, (*l, *d))).collect();
+    for name in &connected {
+        let Some((labels, spec)) = by_name.get(name.as_str()) else {
             continue;
         };
-        let config = view.proxy_config(&name, labels, spec, &is_online);
+        let config = view.proxy_config(name, labels, spec);
         let version = config_version(&config);
         let material = mtls.as_ref().map(|(ca, bundle)| MtlsMaterial {
             ca: ca.clone(),
@@ -157,7 +155,7 @@ pub async fn rebuild_mesh(
             version,
             mtls: material,
         };
-        hub.publish(&(mesh.to_string(), name), Some(Arc::new(snapshot)));
+        hub.publish(&(mesh.to_string(), name.clone()), Some(Arc::new(snapshot)));
     }
     Ok(())
 }

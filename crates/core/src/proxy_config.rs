@@ -149,31 +149,44 @@ impl<'a> MeshView<'a> {
         online: &dyn Fn(&str) -> bool,
     ) -> Self {
         use crate::spec::PROTOCOL_TAG;
-        let mut endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>> = Default::default();
+        let mut endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>> =
+            Default::default();
         for (dp_name, dp) in dataplanes {
             if !online(dp_name) {
                 continue;
             }
-            let Some(net) = dp.networking.as_ref() else { continue };
+            let Some(net) = dp.networking.as_ref() else {
+                continue;
+            };
             for i in &net.inbound {
-                if matches!(i.state.as_deref(), Some("NotReady") | Some("Ignored")) || i.service().is_empty() {
+                if matches!(i.state.as_deref(), Some("NotReady") | Some("Ignored"))
+                    || i.service().is_empty()
+                {
                     continue;
                 }
-                endpoints.entry(i.service()).or_default().push(ServiceEndpoint {
-                    endpoint: Endpoint {
-                        address: i.address.clone().unwrap_or_else(|| net.address.clone()),
-                        port: clamp_port(i.port),
-                        dataplane: dp_name.to_string(),
-                    },
-                    protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
-                });
+                endpoints
+                    .entry(i.service())
+                    .or_default()
+                    .push(ServiceEndpoint {
+                        endpoint: Endpoint {
+                            address: i.address.clone().unwrap_or_else(|| net.address.clone()),
+                            port: clamp_port(i.port),
+                            dataplane: dp_name.to_string(),
+                        },
+                        protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
+                    });
             }
         }
         for list in endpoints.values_mut() {
             list.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
             list.dedup_by(|a, b| a.endpoint == b.endpoint);
         }
-        MeshView { mesh, spec, index, endpoints }
+        MeshView {
+            mesh,
+            spec,
+            index,
+            endpoints,
+        }
     }
 
     pub fn mtls_mode(&self) -> MtlsMode {
@@ -185,14 +198,29 @@ impl<'a> MeshView<'a> {
     }
 
     /// The config of one proxy.
-    pub fn proxy_config(&self, name: &str, labels: &crate::spec::Tags, dp: &crate::spec::DataplaneSpec) -> ProxyConfig {
+    pub fn proxy_config(
+        &self,
+        name: &str,
+        labels: &crate::spec::Tags,
+        dp: &crate::spec::DataplaneSpec,
+    ) -> ProxyConfig {
         use crate::policy::mtp::DataplaneRef;
         use crate::spec::{PROTOCOL_TAG, SERVICE_TAG};
 
         let Some(net) = dp.networking.as_ref() else {
-            return ProxyConfig { mesh: self.mesh.into(), name: name.into(), mtls: self.mtls_mode(), ..ProxyConfig::default() };
+            return ProxyConfig {
+                mesh: self.mesh.into(),
+                name: name.into(),
+                mtls: self.mtls_mode(),
+                ..ProxyConfig::default()
+            };
         };
-        let dp_ref = DataplaneRef { mesh: self.mesh, name, labels, spec: dp };
+        let dp_ref = DataplaneRef {
+            mesh: self.mesh,
+            name,
+            labels,
+            spec: dp,
+        };
         let authz = self.index.resolve(self.spec, &dp_ref);
         let inbounds = net
             .inbound
@@ -203,7 +231,10 @@ impl<'a> MeshView<'a> {
                 name: i.name.clone().unwrap_or_else(|| i.port.to_string()),
                 address: i.address.clone().unwrap_or_else(|| net.address.clone()),
                 port: clamp_port(i.port),
-                service_address: i.service_address.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                service_address: i
+                    .service_address
+                    .clone()
+                    .unwrap_or_else(|| "127.0.0.1".into()),
                 service_port: clamp_port(i.service_port.filter(|p| *p != 0).unwrap_or(i.port)),
                 service: i.service().to_string(),
                 protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
@@ -221,9 +252,19 @@ impl<'a> MeshView<'a> {
                     Some(_) => return None,
                     None => (o.tags.get(SERVICE_TAG)?.clone(), None),
                 };
-                let live = self.endpoints.get(service.as_str()).map(Vec::as_slice).unwrap_or_default();
-                let matching = live.iter().filter(|e| port_filter.is_none_or(|p| u32::from(e.endpoint.port) == p));
-                let protocol = matching.clone().next().map(|e| e.protocol).unwrap_or_default();
+                let live = self
+                    .endpoints
+                    .get(service.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let matching = live
+                    .iter()
+                    .filter(|e| port_filter.is_none_or(|p| u32::from(e.endpoint.port) == p));
+                let protocol = matching
+                    .clone()
+                    .next()
+                    .map(|e| e.protocol)
+                    .unwrap_or_default();
                 Some(OutboundConfig {
                     address: o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
                     port: clamp_port(o.port),
@@ -234,7 +275,13 @@ impl<'a> MeshView<'a> {
                 })
             })
             .collect();
-        ProxyConfig { mesh: self.mesh.into(), name: name.into(), mtls: self.mtls_mode(), inbounds, outbounds }
+        ProxyConfig {
+            mesh: self.mesh.into(),
+            name: name.into(),
+            mtls: self.mtls_mode(),
+            inbounds,
+            outbounds,
+        }
     }
 }
 

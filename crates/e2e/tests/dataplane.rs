@@ -463,3 +463,61 @@ fn bad_dataplane_files_and_tokens_are_refused_clearly() {
     assert!(p.exited().is_none(), "it keeps retrying");
     let _ = Dataplane::start_with_token;
 }
+
+#[test]
+fn changing_the_ca_backend_keeps_traffic_flowing() {
+    let k = KongAir::start("http");
+    let mesh_with = |backend: &str| {
+        format!(
+            "type: Mesh\nname: default\nmtls:\n  enabledBackend: {backend}\n  backends:\n  - name: {backend}\n    type: builtin\n"
+        )
+    };
+    k.apply(&mesh_with("ca-1"));
+    k.apply(TARGETED);
+    wait_status("booking denied", &k.from_booking, 403);
+    wait_status("flight-control allowed", &k.from_flight_control, 200);
+    let issued_by = |name: &str| -> u64 {
+        k.cp.dataplane_overview("default", name)
+            .and_then(|o| o["dataplaneInsight"]["mTLS"]["certificateRegenerations"].as_u64())
+            .unwrap_or(0)
+    };
+    let before = (issued_by("check-in-api-1"), issued_by("flight-control-1"));
+    k.apply(&mesh_with("ca-2"));
+    // Requests keep succeeding while the new CA is distributed and certificates re-issued.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut ok, mut failed) = (0u32, Vec::new());
+    loop {
+        match call(&k.from_flight_control) {
+            200 => ok += 1,
+            other => failed.push(other),
+        }
+        let now = (issued_by("check-in-api-1"), issued_by("flight-control-1"));
+        if (now.0 > before.0 && now.1 > before.1 && ok > 100) || Instant::now() > deadline {
+            break;
+        }
+    }
+    let now = (issued_by("check-in-api-1"), issued_by("flight-control-1"));
+    assert!(
+        now.0 > before.0 && now.1 > before.1,
+        "certificates re-issued from the new CA: {before:?} -> {now:?}"
+    );
+    assert!(
+        failed.is_empty(),
+        "{} requests failed during the CA change ({ok} ok): {failed:?}",
+        failed.len()
+    );
+    // Both CAs are trusted, both kept as secrets; the new one signs.
+    let secrets = k.cp.get("/meshes/default/secrets").json();
+    let names: Vec<_> = secrets["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"default.ca-builtin-cert-ca-1")
+            && names.contains(&"default.ca-builtin-cert-ca-2"),
+        "{names:?}"
+    );
+    assert_eq!(call(&k.from_booking), 403);
+}

@@ -28,6 +28,23 @@ pub struct MtlsMaterial {
     pub ca: MeshCa,
     pub bundle_pem: Arc<str>,
     pub sans: Vec<String>,
+    /// False during a CA change's grace period: proxies first receive the new trust bundle
+    /// (old and new anchors) and keep their certificates; only once every proxy had time to
+    /// trust the new CA are certificates re-issued from it. Otherwise a proxy already holding
+    /// a new-CA certificate would be refused by one that does not trust the new CA yet.
+    pub reissue_allowed: bool,
+}
+
+impl MtlsMaterial {
+    /// What decides whether a session has something new to send.
+    fn key(&self) -> (&str, &str, &[String], bool) {
+        (
+            &self.bundle_pem,
+            self.ca.ca.cert_pem(),
+            &self.sans,
+            self.reissue_allowed,
+        )
+    }
 }
 
 /// What `kumactl inspect dataplanes` shows about a connected proxy.
@@ -140,12 +157,8 @@ impl Hub {
                 let same = match (cur.as_ref(), snapshot.as_ref()) {
                     (Some(a), Some(b)) => {
                         a.version == b.version
-                            && a.mtls
-                                .as_ref()
-                                .map(|m| (&m.bundle_pem, m.ca.ca.cert_pem(), &m.sans))
-                                == b.mtls
-                                    .as_ref()
-                                    .map(|m| (&m.bundle_pem, m.ca.ca.cert_pem(), &m.sans))
+                            && a.mtls.as_ref().map(MtlsMaterial::key)
+                                == b.mtls.as_ref().map(MtlsMaterial::key)
                     }
                     (None, None) => true,
                     _ => false,

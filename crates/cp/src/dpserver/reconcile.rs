@@ -21,6 +21,44 @@ use crate::ca::MeshCas;
 /// How long changes are gathered before a round of recomputation.
 const DEBOUNCE: Duration = Duration::from_millis(25);
 
+/// After a mesh's CA changes, how long proxies get to trust the new CA before certificates
+/// are re-issued from it.
+pub const CA_CHANGE_GRACE: Duration = Duration::from_secs(5);
+
+/// The CA each mesh signs with, and since when: a change starts a grace period.
+#[derive(Default)]
+pub struct CaChanges(std::sync::Mutex<HashMap<String, (String, tokio::time::Instant)>>);
+
+impl CaChanges {
+    /// Whether certificates may be issued from `ca_pem` now; on a change, schedules another
+    /// round for when the grace period ends.
+    fn reissue_allowed(&self, hub: &Arc<Hub>, mesh: &str, ca_pem: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        match seen.get(mesh) {
+            // First CA this control plane sees for the mesh: nothing to transition from.
+            None => {
+                seen.insert(
+                    mesh.to_string(),
+                    (ca_pem.to_string(), now - CA_CHANGE_GRACE),
+                );
+                true
+            }
+            Some((pem, since)) if pem == ca_pem => now >= *since + CA_CHANGE_GRACE,
+            Some(_) => {
+                seen.insert(mesh.to_string(), (ca_pem.to_string(), now));
+                tracing::info!(mesh, grace = ?CA_CHANGE_GRACE, "mesh CA changed: distributing the new trust anchor before re-issuing certificates");
+                let (hub, mesh) = (hub.clone(), mesh.to_string());
+                tokio::spawn(async move {
+                    tokio::time::sleep(CA_CHANGE_GRACE).await;
+                    hub.mark_dirty(&mesh);
+                });
+                false
+            }
+        }
+    }
+}
+
 pub async fn run(
     store: SharedStore,
     hub: Arc<Hub>,
@@ -29,6 +67,7 @@ pub async fn run(
 ) {
     let mut feed = store.subscribe();
     let mut pending: BTreeSet<String> = BTreeSet::new();
+    let changes = CaChanges::default();
     loop {
         // Wait for the first change, then gather for the debounce window.
         tokio::select! {
@@ -53,7 +92,7 @@ pub async fn run(
             }
         }
         for mesh in std::mem::take(&mut pending) {
-            if let Err(e) = rebuild_mesh(&store, &hub, &cas, &mesh).await {
+            if let Err(e) = rebuild_mesh(&store, &hub, &cas, &changes, &mesh).await {
                 tracing::warn!(mesh, error = %format!("{e:#}"), "cannot compute proxy configs; proxies keep their last config");
             }
         }
@@ -82,8 +121,9 @@ async fn all_meshes(store: &SharedStore) -> Vec<String> {
 /// Recomputes and publishes the snapshot of every proxy of `mesh` connected here.
 pub async fn rebuild_mesh(
     store: &SharedStore,
-    hub: &Hub,
+    hub: &Arc<Hub>,
     cas: &MeshCas,
+    changes: &CaChanges,
     mesh: &str,
 ) -> anyhow::Result<()> {
     let connected = hub.connected_in(mesh);
@@ -129,7 +169,8 @@ pub async fn rebuild_mesh(
     let mtls = match cas.enabled_ca(mesh, mesh_spec).await? {
         Some(ca) => {
             let bundle: Arc<str> = Arc::from(cas.trust_bundle(mesh, &ca).await?);
-            Some((ca, bundle))
+            let reissue = changes.reissue_allowed(hub, mesh, ca.ca.cert_pem());
+            Some((ca, bundle, reissue))
         }
         None => None,
     };
@@ -145,9 +186,10 @@ pub async fn rebuild_mesh(
         };
         let config = view.proxy_config(name, labels, spec);
         let version = config_version(&config);
-        let material = mtls.as_ref().map(|(ca, bundle)| MtlsMaterial {
+        let material = mtls.as_ref().map(|(ca, bundle, reissue)| MtlsMaterial {
             ca: ca.clone(),
             bundle_pem: bundle.clone(),
+            reissue_allowed: *reissue,
             sans: identity_sans(mesh, spec),
         });
         let snapshot = Snapshot {

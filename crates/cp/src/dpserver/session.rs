@@ -328,7 +328,15 @@ impl Session {
             .csr
             .clone()
             .map(|csr| (csr, mtls.ca.ca.cert_pem().to_string()));
-        let need_cert = want.is_some() && want != self.issued_for;
+        // During a CA change's grace period a proxy that has a certificate keeps it: it gets
+        // the new trust bundle first, and a certificate from the new CA once every proxy had
+        // time to trust it. A proxy without a certificate gets one at once.
+        let ca_changed = self
+            .issued_for
+            .as_ref()
+            .is_some_and(|(_, ca)| ca != mtls.ca.ca.cert_pem());
+        let wait_for_trust = ca_changed && !mtls.reissue_allowed && self.identity_chain.is_some();
+        let need_cert = want.is_some() && want != self.issued_for && !wait_for_trust;
         let need_bundle = self.bundle_sent.as_ref() != Some(&mtls.bundle_pem);
         if !need_cert && !need_bundle {
             return Ok(());

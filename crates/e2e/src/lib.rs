@@ -50,12 +50,20 @@ pub fn loopback_ip() -> String {
     format!("127.0.0.{}", 2 + (n as u32 * 7 + std::process::id()) % 248)
 }
 
-/// A port free on `ip` right now.
+/// A port free on `ip` right now, below the kernel's ephemeral range (32768+): a port the
+/// kernel hands out for `:0` could become the source port of some outgoing connection before
+/// the process we give it to binds it. Each port is handed out once per test process.
 pub fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 60) * 200;
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (base - 20_000 + n) % 12_000;
+        if TcpListener::bind((ip, port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free port on {ip}")
 }
 
 /// Polls `f` until it returns `Some` or the deadline passes.

@@ -395,4 +395,46 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn not_ready_and_ignored_inbounds_are_not_endpoints() {
+        let Spec::Mesh(mesh) = parse("type: Mesh\nname: default\n") else {
+            panic!()
+        };
+        let ready = dp(
+            "type: Dataplane\nname: a\nmesh: default\nnetworking:\n  address: 127.0.0.2\n  inbound:\n  - port: 9000\n    tags: {kuma.io/service: api}\n",
+        );
+        let not_ready = dp(
+            "type: Dataplane\nname: b\nmesh: default\nnetworking:\n  address: 127.0.0.3\n  inbound:\n  - port: 9000\n    state: NotReady\n    tags: {kuma.io/service: api}\n",
+        );
+        let ignored = dp(
+            "type: Dataplane\nname: c\nmesh: default\nnetworking:\n  address: 127.0.0.4\n  inbound:\n  - port: 9000\n    state: Ignored\n    tags: {kuma.io/service: api}\n",
+        );
+        let caller = dp(
+            "type: Dataplane\nname: d\nmesh: default\nnetworking:\n  address: 127.0.0.5\n  outbound:\n  - port: 10001\n    tags: {kuma.io/service: api}\n",
+        );
+        let index = PolicyIndex::new(&[]);
+        let dps = [
+            ("a", &ready),
+            ("b", &not_ready),
+            ("c", &ignored),
+            ("d", &caller),
+        ];
+        let view = MeshView::new("default", &mesh, &index, &dps, &|_| true);
+        let cfg = view.proxy_config("d", &Tags::new(), &caller);
+        let addrs: Vec<_> = cfg.outbounds[0]
+            .endpoints
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
+        assert_eq!(addrs, ["127.0.0.2"]);
+        assert_eq!(cfg.mtls, MtlsMode::Off);
+        // The NotReady proxy still serves its own inbound; the Ignored one has none.
+        assert!(!view.proxy_config("b", &Tags::new(), &not_ready).inbounds[0].ready);
+        assert!(
+            view.proxy_config("c", &Tags::new(), &ignored)
+                .inbounds
+                .is_empty()
+        );
+    }
 }

@@ -420,6 +420,60 @@ fn bad_dataplane_files_and_tokens_are_refused_clearly() {
         d,
     );
     assert!(!ok && err.contains("expired"), "{err}");
+    // Revoked: the token's id listed in the mesh's revocation secret.
+    let revoked = k.cp.dataplane_token("default", "late-1");
+    let payload = revoked.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let jti = claims["jti"].as_str().unwrap();
+    let list = base64::engine::general_purpose::STANDARD.encode(format!("some-other-id,{jti}"));
+    k.cp.apply_json(
+        "/meshes/default/secrets/dataplane-token-revocations-default",
+        &format!(r#"{{"type":"Secret","mesh":"default","name":"dataplane-token-revocations-default","data":"{list}"}}"#),
+    );
+    std::fs::write(d.join("revoked-token"), &revoked).unwrap();
+    let (ok, err) = kuma_dp(
+        &[
+            "--cp-address",
+            &cp,
+            "--ca-cert-file",
+            ca,
+            "-d",
+            "good.yaml",
+            "--dataplane-token-file",
+            "revoked-token",
+        ],
+        d,
+    );
+    assert!(!ok && err.contains("revoked"), "{err}");
+    // Tags: a token bound to another service.
+    let r = http(
+        "POST",
+        &k.cp.addrs.api(),
+        "/tokens/dataplane",
+        Some(r#"{"name":"late-1","mesh":"default","tags":{"kuma.io/service":["billing"]}}"#),
+        &[],
+    )
+    .unwrap();
+    std::fs::write(d.join("tagged-token"), &r.body).unwrap();
+    let (ok, err) = kuma_dp(
+        &[
+            "--cp-address",
+            &cp,
+            "--ca-cert-file",
+            ca,
+            "-d",
+            "good.yaml",
+            "--dataplane-token-file",
+            "tagged-token",
+        ],
+        d,
+    );
+    assert!(!ok && err.contains("kuma.io/service"), "{err}");
     assert!(
         k.cp.dataplane_overview("default", "late-1").is_none(),
         "nothing registered"
@@ -520,4 +574,56 @@ fn changing_the_ca_backend_keeps_traffic_flowing() {
         "{names:?}"
     );
     assert_eq!(call(&k.from_booking), 403);
+}
+
+#[test]
+fn a_config_the_proxy_cannot_apply_is_nacked_and_reported() {
+    let k = KongAir::start("http");
+    // Occupy the address the next Dataplane's inbound wants, then start it: the proxy
+    // cannot bind, rejects the config (NACK), and the control plane shows why.
+    let ip = aerie_e2e::loopback_ip();
+    let squatter = std::net::TcpListener::bind((ip.as_str(), 9000)).unwrap();
+    let admin = aerie_e2e::free_port("127.0.0.1");
+    let yaml = format!(
+        "type: Dataplane\nmesh: default\nname: squeezed-1\nnetworking:\n  address: {ip}\n  admin:\n    port: {admin}\n  inbound:\n  - port: 9000\n    servicePort: 1\n    tags:\n      kuma.io/service: squeezed\n"
+    );
+    let _dp = Dataplane::start(&k.cp, "squeezed-1", &yaml, admin);
+    let nack = wait_for("the NACK to reach the control plane", PROPAGATION, || {
+        let o = k.cp.dataplane_overview("default", "squeezed-1")?;
+        o["dataplaneInsight"]["subscriptions"][0]["status"]["lastNack"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(nack.contains("9000"), "the NACK names the address: {nack}");
+    drop(squatter);
+}
+
+#[test]
+fn provided_ca_from_inline_strings() {
+    let k = KongAir::start("http");
+    let ca = aerie_identity::CertificateAuthority::generate("default", Duration::from_secs(86_400))
+        .unwrap();
+    let esc = |pem: &str| pem.replace('\n', "\\n");
+    let mesh = format!(
+        r#"{{"type":"Mesh","name":"default","mtls":{{"enabledBackend":"mine","backends":[{{"name":"mine","type":"provided","conf":{{"cert":{{"inlineString":"{}"}},"key":{{"inlineString":"{}"}}}}}}]}}}}"#,
+        esc(ca.cert_pem()),
+        esc(ca.key_pem())
+    );
+    k.cp.apply_json("/meshes/default", &mesh);
+    k.apply(TARGETED);
+    wait_status("booking denied", &k.from_booking, 403);
+    wait_status("flight-control allowed", &k.from_flight_control, 200);
+    // The inbound's certificate chains to the provided CA.
+    let roots = vec![ca.cert_der().clone()];
+    let err = tls_get(
+        &k.checkin_inbound,
+        &roots,
+        "spiffe://default/flight-control-blu",
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("spiffe://default/check-in-api-blu"),
+        "verified against the provided CA: {err}"
+    );
 }

@@ -116,10 +116,15 @@ impl MeshCas {
     ) -> anyhow::Result<(String, String)> {
         let cert_name = builtin_cert_secret(mesh, &backend.name);
         let key_name = builtin_key_secret(mesh, &backend.name);
-        let cert = self.secret_text(mesh, &cert_name).await?;
-        let key = self.secret_text(mesh, &key_name).await?;
-        if let (Some(c), Some(k)) = (cert, key) {
-            return Ok((c, k));
+        match (
+            self.secret_text(mesh, &cert_name).await?,
+            self.secret_text(mesh, &key_name).await?,
+        ) {
+            (Some(c), Some(k)) => return Ok((c, k)),
+            (None, None) => {}
+            _ => bail!(
+                "mesh \"{mesh}\": only one of the secrets {cert_name} and {key_name} exists; restore the other or delete both to create a new CA"
+            ),
         }
         let conf: BuiltinCaConf = match &backend.conf {
             Some(v) => serde_json::from_value(v.clone()).context("builtin CA conf")?,
@@ -133,12 +138,40 @@ impl MeshCas {
             .filter(|d| !d.is_zero())
             .unwrap_or(DEFAULT_CA_VALIDITY);
         let ca = CertificateAuthority::generate(mesh, validity)?;
-        // The key first: a cert secret without its key would be unusable, a key alone is
-        // simply replaced next time.
-        self.put_secret(mesh, &key_name, ca.key_pem()).await?;
-        self.put_secret(mesh, &cert_name, ca.cert_pem()).await?;
-        tracing::info!(mesh, backend = %backend.name, "created the mesh's builtin CA");
-        Ok((ca.cert_pem().to_string(), ca.key_pem().to_string()))
+        // Both secrets in one transaction: a certificate never exists without its key, and
+        // when two replicas race, exactly one CA wins and the other reads it.
+        let secret = |name: &str, text: &str| Resource {
+            meta: Meta {
+                name: name.into(),
+                mesh: Some(mesh.into()),
+                ..Meta::default()
+            },
+            spec: Spec::Secret(SecretSpec {
+                data: STANDARD.encode(text),
+            }),
+        };
+        let pair = vec![
+            secret(&key_name, ca.key_pem()),
+            secret(&cert_name, ca.cert_pem()),
+        ];
+        match self.store.create_all(pair, &crate::now_rfc3339()).await {
+            Ok(_) => {
+                tracing::info!(mesh, backend = %backend.name, "created the mesh's builtin CA");
+                Ok((ca.cert_pem().to_string(), ca.key_pem().to_string()))
+            }
+            Err(StoreError::AlreadyExists { .. }) => {
+                match (
+                    self.secret_text(mesh, &cert_name).await?,
+                    self.secret_text(mesh, &key_name).await?,
+                ) {
+                    (Some(c), Some(k)) => Ok((c, k)),
+                    _ => bail!(
+                        "mesh \"{mesh}\": the CA created by another control plane could not be read"
+                    ),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn provided_material(
@@ -192,36 +225,6 @@ impl MeshCas {
         Ok(Some(
             String::from_utf8(bytes).with_context(|| format!("secret {name} is not text"))?,
         ))
-    }
-
-    async fn put_secret(&self, mesh: &str, name: &str, text: &str) -> Result<(), StoreError> {
-        let spec = Spec::Secret(SecretSpec {
-            data: STANDARD.encode(text),
-        });
-        let now = crate::now_rfc3339();
-        match self.store.get(ResourceType::Secret, mesh, name).await? {
-            Some(cur) => {
-                let r = Resource {
-                    meta: cur.meta.clone(),
-                    spec,
-                };
-                self.store
-                    .update(r, cur.meta.version, &now)
-                    .await
-                    .map(|_| ())
-            }
-            None => {
-                let meta = Meta {
-                    name: name.into(),
-                    mesh: Some(mesh.into()),
-                    ..Meta::default()
-                };
-                self.store
-                    .create(Resource { meta, spec }, &now)
-                    .await
-                    .map(|_| ())
-            }
-        }
     }
 
     /// Every CA certificate proxies of the mesh must trust, PEM-concatenated: the enabled CA

@@ -28,8 +28,23 @@ enum Command {
         #[arg(short = 'c', long)]
         config_file: Option<PathBuf>,
     },
+    /// Database schema migrations (PostgreSQL store).
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration (safe to run from several replicas at once).
+    Up {
+        /// Configuration file; KUMA_* env vars override it.
+        #[arg(short = 'c', long)]
+        config_file: Option<PathBuf>,
+    },
 }
 
 /// Parses arguments, runs, and returns the process exit code.
@@ -43,6 +58,39 @@ pub fn main() -> i32 {
                 crate::BASED_ON_KUMA
             );
             0
+        }
+        Command::Migrate {
+            action: MigrateAction::Up { config_file },
+        } => {
+            init_logging(&cli.log_level);
+            let config = match Config::load(config_file.as_deref(), std::env::vars()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return 1;
+                }
+            };
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("Error: cannot start the runtime: {e}");
+                    return 1;
+                }
+            };
+            match rt.block_on(crate::migrate_up(&config)) {
+                Ok(msg) => {
+                    println!("{msg}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    1
+                }
+            }
         }
         Command::Run { config_file } => {
             init_logging(&cli.log_level);

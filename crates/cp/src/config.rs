@@ -28,12 +28,31 @@ impl Mode {
 }
 
 /// Which backend keeps resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreType {
     /// SQLite file under the work dir: persistent, single control plane (Aerie's default).
     Embedded,
     /// Nothing survives a restart.
     Memory,
+    /// PostgreSQL: production, several replicas on one database.
+    Postgres(PostgresSettings),
+}
+
+/// `store.postgres.*` (Kuma's keys and defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub db_name: String,
+    /// disable | verifyNone | verifyCa | verifyFull
+    pub tls_mode: String,
+    pub tls_ca_path: Option<PathBuf>,
+    pub tls_cert_path: Option<PathBuf>,
+    pub tls_key_path: Option<PathBuf>,
+    pub max_open_connections: u32,
+    pub connection_timeout: std::time::Duration,
 }
 
 /// A listener's interface and port.
@@ -167,6 +186,61 @@ const KEYS: &[Key] = &[
         default: "",
     },
     Key {
+        path: "store.postgres.host",
+        env: "KUMA_STORE_POSTGRES_HOST",
+        default: "127.0.0.1",
+    },
+    Key {
+        path: "store.postgres.port",
+        env: "KUMA_STORE_POSTGRES_PORT",
+        default: "15432",
+    },
+    Key {
+        path: "store.postgres.user",
+        env: "KUMA_STORE_POSTGRES_USER",
+        default: "kuma",
+    },
+    Key {
+        path: "store.postgres.password",
+        env: "KUMA_STORE_POSTGRES_PASSWORD",
+        default: "kuma",
+    },
+    Key {
+        path: "store.postgres.dbName",
+        env: "KUMA_STORE_POSTGRES_DB_NAME",
+        default: "kuma",
+    },
+    Key {
+        path: "store.postgres.tls.mode",
+        env: "KUMA_STORE_POSTGRES_TLS_MODE",
+        default: "disable",
+    },
+    Key {
+        path: "store.postgres.tls.caPath",
+        env: "KUMA_STORE_POSTGRES_TLS_CA_PATH",
+        default: "",
+    },
+    Key {
+        path: "store.postgres.tls.certPath",
+        env: "KUMA_STORE_POSTGRES_TLS_CERT_PATH",
+        default: "",
+    },
+    Key {
+        path: "store.postgres.tls.keyPath",
+        env: "KUMA_STORE_POSTGRES_TLS_KEY_PATH",
+        default: "",
+    },
+    Key {
+        path: "store.postgres.maxOpenConnections",
+        env: "KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS",
+        default: "50",
+    },
+    Key {
+        path: "store.postgres.connectionTimeout",
+        env: "KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT",
+        default: "5",
+    },
+    Key {
         path: "defaults.skipMeshCreation",
         env: "KUMA_DEFAULTS_SKIP_MESH_CREATION",
         default: "false",
@@ -285,13 +359,11 @@ impl Config {
         let store_type = match raw.get("store.type") {
             "embedded" | "" => StoreType::Embedded,
             "memory" => StoreType::Memory,
-            "postgres" => {
-                return Err(raw.err("store.type", "the postgres store is not available in this version of Aerie yet; use embedded (default) or memory"));
-            }
+            "postgres" => StoreType::Postgres(postgres_settings(raw)?),
             v => {
                 return Err(raw.err(
                     "store.type",
-                    format!("\"{v}\" is not a store type: use embedded or memory"),
+                    format!("\"{v}\" is not a store type: use embedded, memory or postgres"),
                 ));
             }
         };
@@ -400,6 +472,65 @@ impl Config {
     }
 }
 
+fn postgres_settings(raw: &Raw) -> Result<PostgresSettings, ConfigError> {
+    let tls_mode = raw.get("store.postgres.tls.mode").to_string();
+    if !["disable", "verifyNone", "verifyCa", "verifyFull"].contains(&tls_mode.as_str()) {
+        return Err(raw.err(
+            "store.postgres.tls.mode",
+            format!("\"{tls_mode}\" is not one of disable, verifyNone, verifyCa, verifyFull"),
+        ));
+    }
+    let max: u32 = raw
+        .get("store.postgres.maxOpenConnections")
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            raw.err(
+                "store.postgres.maxOpenConnections",
+                format!(
+                    "\"{}\" is not a positive number",
+                    raw.get("store.postgres.maxOpenConnections")
+                ),
+            )
+        })?;
+    // Kuma takes whole seconds; a Go-style duration (10s) is accepted too.
+    let timeout_text = raw.get("store.postgres.connectionTimeout");
+    let connection_timeout = timeout_text
+        .parse::<u64>()
+        .ok()
+        .map(std::time::Duration::from_secs)
+        .or_else(|| aerie_core::duration::parse_go_duration(timeout_text))
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            raw.err(
+                "store.postgres.connectionTimeout",
+                format!("\"{timeout_text}\" is not a number of seconds"),
+            )
+        })?;
+    let need = |path: &str| -> Result<String, ConfigError> {
+        let v = raw.get(path);
+        if v.is_empty() {
+            Err(raw.err(path, "cannot be empty"))
+        } else {
+            Ok(v.to_string())
+        }
+    };
+    Ok(PostgresSettings {
+        host: need("store.postgres.host")?,
+        port: raw.port("store.postgres.port")?,
+        user: need("store.postgres.user")?,
+        password: raw.get("store.postgres.password").to_string(),
+        db_name: need("store.postgres.dbName")?,
+        tls_mode,
+        tls_ca_path: raw.path("store.postgres.tls.caPath"),
+        tls_cert_path: raw.path("store.postgres.tls.certPath"),
+        tls_key_path: raw.path("store.postgres.tls.keyPath"),
+        max_open_connections: max,
+        connection_timeout,
+    })
+}
+
 fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(doc, |v, part| v.get(part))
 }
@@ -490,5 +621,63 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing.yaml"), "{err}");
+    }
+
+    #[test]
+    fn postgres_settings_use_kumas_keys() {
+        let base = [
+            ("KUMA_STORE_TYPE", "postgres"),
+            ("KUMA_GENERAL_WORK_DIR", "/w"),
+        ];
+        let c = Config::load(None, env(&base)).unwrap();
+        let StoreType::Postgres(pg) = c.store_type else {
+            panic!("not postgres")
+        };
+        assert_eq!(
+            (
+                pg.host.as_str(),
+                pg.port,
+                pg.user.as_str(),
+                pg.db_name.as_str()
+            ),
+            ("127.0.0.1", 15432, "kuma", "kuma")
+        );
+        assert_eq!(pg.max_open_connections, 50);
+        let mut with = base.to_vec();
+        with.extend([
+            ("KUMA_STORE_POSTGRES_PORT", "5432"),
+            ("KUMA_STORE_POSTGRES_DB_NAME", "test"),
+            ("KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT", "10s"),
+        ]);
+        let StoreType::Postgres(pg) = Config::load(None, env(&with)).unwrap().store_type else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                pg.port,
+                pg.db_name.as_str(),
+                pg.connection_timeout.as_secs()
+            ),
+            (5432, "test", 10)
+        );
+        for (k, v, want) in [
+            (
+                "KUMA_STORE_POSTGRES_TLS_MODE",
+                "sometimes",
+                "store.postgres.tls.mode",
+            ),
+            ("KUMA_STORE_POSTGRES_PORT", "x", "KUMA_STORE_POSTGRES_PORT"),
+            (
+                "KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS",
+                "0",
+                "maxOpenConnections",
+            ),
+            ("KUMA_STORE_POSTGRES_HOST", "", "store.postgres.host"),
+        ] {
+            let mut bad = base.to_vec();
+            bad.push((k, v));
+            let err = Config::load(None, env(&bad)).unwrap_err().to_string();
+            assert!(err.contains(want), "{k}={v}: {err}");
+        }
     }
 }

@@ -156,6 +156,7 @@ pub async fn run(store: SharedStore) {
     reconcile_all(store.clone()).await;
     loop {
         match feed.recv().await {
+            Ok(ev) if ev.is_resync() => reconcile_all(store.clone()).await,
             Ok(ev)
                 if ev.rtype == ResourceType::Dataplane
                     || (ev.rtype == ResourceType::MeshService && ev.kind == ChangeKind::Delete) =>

@@ -40,8 +40,9 @@ pub fn now_rfc3339() -> String {
 
 /// Opens the configured store.
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
-    Ok(match config.store_type {
+    Ok(match &config.store_type {
         StoreType::Memory => Arc::new(MemoryStore::new()),
+        StoreType::Postgres(pg) => Arc::new(connect_postgres(&postgres_config(pg)?).await?),
         StoreType::Embedded => {
             std::fs::create_dir_all(&config.work_dir).with_context(|| {
                 format!(
@@ -51,6 +52,72 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
             })?;
             Arc::new(SqliteStore::open(&config.database_path()).await?)
         }
+    })
+}
+
+/// The store crate's connection settings from `store.postgres.*`.
+pub fn postgres_config(
+    pg: &config::PostgresSettings,
+) -> anyhow::Result<aerie_store::PostgresConfig> {
+    Ok(aerie_store::PostgresConfig {
+        host: pg.host.clone(),
+        port: pg.port,
+        user: pg.user.clone(),
+        password: pg.password.clone(),
+        db_name: pg.db_name.clone(),
+        tls_mode: pg
+            .tls_mode
+            .parse()
+            .map_err(|e| anyhow::anyhow!("store.postgres.tls.mode: {e}"))?,
+        ca_path: pg.tls_ca_path.clone(),
+        cert_path: pg.tls_cert_path.clone(),
+        key_path: pg.tls_key_path.clone(),
+        max_open_connections: pg.max_open_connections,
+        connection_timeout: pg.connection_timeout,
+        schema: None,
+    })
+}
+
+/// Connects to PostgreSQL, retrying while it is unreachable (a control plane may start
+/// before its database); a schema that needs `kuma-cp migrate up` or a newer kuma-cp stops
+/// start-up at once with that message.
+async fn connect_postgres(
+    cfg: &aerie_store::PostgresConfig,
+) -> anyhow::Result<aerie_store::PostgresStore> {
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match aerie_store::PostgresStore::connect(cfg).await {
+            Ok(store) => return Ok(store),
+            Err(e @ aerie_store::StoreError::Unavailable(_))
+                if e.to_string().contains("cannot connect") =>
+            {
+                tracing::error!(error = %e, retry_in = ?delay, "PostgreSQL unreachable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = serve::wait_for_signal() => anyhow::bail!("stopped while waiting for PostgreSQL: {e}"),
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `kuma-cp migrate up`: applies the PostgreSQL schema migrations this build knows.
+pub async fn migrate_up(config: &Config) -> anyhow::Result<String> {
+    let StoreType::Postgres(pg) = &config.store_type else {
+        anyhow::bail!(
+            "migrations apply to the postgres store only: set KUMA_STORE_TYPE=postgres (store.type)"
+        );
+    };
+    let report = aerie_store::migrate_up(&postgres_config(pg)?).await?;
+    Ok(if report.applied.is_empty() {
+        format!("the schema is up to date (version {})", report.current)
+    } else {
+        format!(
+            "applied migrations {:?}; the schema is now at version {}",
+            report.applied, report.current
+        )
     })
 }
 

@@ -27,11 +27,25 @@ fn mtp(mesh: &str, name: &str) -> Resource {
     }
 }
 
+fn secret(mesh: &str, name: &str) -> Resource {
+    Resource {
+        meta: Meta {
+            name: name.into(),
+            mesh: Some(mesh.into()),
+            ..Meta::default()
+        },
+        spec: Spec::Secret(SecretSpec {
+            data: "AA==".into(),
+        }),
+    }
+}
+
 /// Runs every check against an empty store; panics (test failure) on the first mismatch.
 pub async fn run_all(store: &dyn Store) {
     create_get_list(store).await;
     optimistic_concurrency(store).await;
     delete_and_cascade(store).await;
+    create_all_atomic(store).await;
     change_feed(store).await;
 }
 
@@ -162,6 +176,84 @@ async fn delete_and_cascade(store: &dyn Store) {
         .await
         .expect_err("gone");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+/// `create_all`: all or none.
+pub async fn create_all_atomic(store: &dyn Store) {
+    store
+        .create(secret("ca-mesh", "ca-key"), "t0")
+        .await
+        .expect("create the clashing secret");
+    let err = store
+        .create_all(
+            vec![secret("ca-mesh", "ca-cert"), secret("ca-mesh", "ca-key")],
+            "t1",
+        )
+        .await
+        .expect_err("the second one exists");
+    assert!(
+        matches!(&err, StoreError::AlreadyExists { name, .. } if name == "ca-key"),
+        "{err}"
+    );
+    assert!(
+        store
+            .get(ResourceType::Secret, "ca-mesh", "ca-cert")
+            .await
+            .expect("get")
+            .is_none(),
+        "a failed create_all leaves nothing behind"
+    );
+    let untouched = store
+        .get(ResourceType::Secret, "ca-mesh", "ca-key")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(untouched.meta.version, 1);
+    assert_eq!(untouched.meta.creation_time.as_deref(), Some("t0"));
+
+    let err = store
+        .create_all(
+            vec![secret("ca-mesh", "twice"), secret("ca-mesh", "twice")],
+            "t1",
+        )
+        .await
+        .expect_err("one key twice");
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+    assert!(
+        store
+            .get(ResourceType::Secret, "ca-mesh", "twice")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    let created = store
+        .create_all(
+            vec![secret("ca-mesh2", "ca-cert"), secret("ca-mesh2", "ca-key")],
+            "t2",
+        )
+        .await
+        .expect("create_all");
+    assert_eq!(created.len(), 2);
+    for (r, name) in created.iter().zip(["ca-cert", "ca-key"]) {
+        assert_eq!(r.meta.name, name);
+        assert_eq!(r.meta.version, 1);
+        assert_eq!(r.meta.creation_time.as_deref(), Some("t2"));
+        assert_eq!(r.meta.modification_time.as_deref(), Some("t2"));
+        let stored = store
+            .get(ResourceType::Secret, "ca-mesh2", name)
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(&stored, r);
+    }
+    assert!(
+        store
+            .create_all(Vec::new(), "t3")
+            .await
+            .expect("nothing to create")
+            .is_empty()
+    );
 }
 
 async fn change_feed(store: &dyn Store) {

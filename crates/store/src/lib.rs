@@ -1,8 +1,9 @@
 //! Resource storage for Aerie.
 //!
-//! One [`Store`] trait with two backends today: [`SqliteStore`] (the default, an embedded
-//! database file under the control plane's work dir, durable across `kill -9`) and
-//! [`MemoryStore`] (nothing survives a restart). PostgreSQL joins behind the same trait.
+//! One [`Store`] trait with three backends: [`SqliteStore`] (the default, an embedded
+//! database file under the control plane's work dir, durable across `kill -9`),
+//! [`MemoryStore`] (nothing survives a restart) and [`PostgresStore`] (a shared database,
+//! so several control-plane replicas can run side by side; see [`postgres`]).
 //!
 //! Every write is all-or-nothing and bumps the resource's `version`; updates carry the
 //! version they read (optimistic concurrency), so two writers racing on one resource cannot
@@ -10,6 +11,7 @@
 
 pub mod conformance;
 mod memory;
+pub mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -17,6 +19,10 @@ use std::sync::Arc;
 use aerie_core::{Resource, ResourceType};
 
 pub use memory::MemoryStore;
+pub use postgres::{
+    MigrationReport, PostgresConfig, PostgresStore, SchemaStatus, TlsMode, migrate_up,
+    schema_status,
+};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong talking to a store.
@@ -62,6 +68,12 @@ fn mesh_suffix(mesh: &str) -> String {
 pub enum ChangeKind {
     Upsert,
     Delete,
+    /// Changes may have been missed (the store lost and re-established its change
+    /// notification channel): re-read everything, exactly as after
+    /// `broadcast::error::RecvError::Lagged`. The event's `rtype`/`mesh`/`name` carry no
+    /// meaning (see [`ChangeEvent::resync`]). Only [`PostgresStore`] emits it; the in-process
+    /// stores never miss a change.
+    Resync,
 }
 
 /// One committed change. Receivers re-read what they need: events carry keys, not bodies.
@@ -72,6 +84,24 @@ pub struct ChangeEvent {
     /// Empty for global types.
     pub mesh: String,
     pub name: String,
+}
+
+impl ChangeEvent {
+    /// The "reconcile everything" event: kind [`ChangeKind::Resync`], rtype `Mesh`, empty
+    /// mesh and name.
+    pub fn resync() -> Self {
+        Self {
+            kind: ChangeKind::Resync,
+            rtype: ResourceType::Mesh,
+            mesh: String::new(),
+            name: String::new(),
+        }
+    }
+
+    /// Whether the receiver must re-read everything (treat like `RecvError::Lagged`).
+    pub fn is_resync(&self) -> bool {
+        self.kind == ChangeKind::Resync
+    }
 }
 
 /// The resource store. `mesh` is `""` for global types everywhere in this trait.
@@ -95,6 +125,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new resource with version 1 and both times set to `now`.
     async fn create(&self, r: Resource, now: &str) -> Result<Resource, StoreError>;
 
+    /// Stores several new resources atomically: all of them (each with version 1 and both
+    /// times set to `now`) or none. Fails with `AlreadyExists` (naming the first clash) if
+    /// any of them exists, or if `rs` names one key twice. Used for pairs that only make
+    /// sense together, such as a mesh CA's certificate and key secrets.
+    async fn create_all(&self, rs: Vec<Resource>, now: &str) -> Result<Vec<Resource>, StoreError>;
+
     /// Replaces a resource whose stored version is `expected_version`; keeps its creation
     /// time, sets modification time to `now`, bumps the version.
     async fn update(
@@ -108,7 +144,8 @@ pub trait Store: Send + Sync + 'static {
     /// transaction.
     async fn delete(&self, rtype: ResourceType, mesh: &str, name: &str) -> Result<(), StoreError>;
 
-    /// A live feed of committed changes. A slow receiver may see `Lagged` and must resync.
+    /// A live feed of committed changes. A slow receiver may see `Lagged` and must resync;
+    /// an event of kind [`ChangeKind::Resync`] means the same.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChangeEvent>;
 
     /// Whether the backend answers (for `/ready`).
@@ -132,3 +169,55 @@ pub(crate) fn key_of(r: &Resource) -> (ResourceType, String, String) {
 
 /// The broadcast capacity of the change feed: large enough for bursts of applies.
 pub(crate) const FEED_CAPACITY: usize = 4096;
+
+/// Stamps a resource as freshly created.
+pub(crate) fn stamp_created(r: &mut Resource, now: &str) {
+    r.meta.version = 1;
+    r.meta.creation_time = Some(now.to_string());
+    r.meta.modification_time = Some(now.to_string());
+}
+
+/// The JSON texts stored for a resource: its spec and its labels.
+pub(crate) fn encode(r: &Resource) -> Result<(String, String), StoreError> {
+    let spec = serde_json::to_string(&aerie_core::format::spec_to_value(&r.spec))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let labels =
+        serde_json::to_string(&r.meta.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((spec, labels))
+}
+
+/// One stored row, as text, before decoding.
+pub(crate) struct StoredRow {
+    pub mesh: String,
+    pub name: String,
+    pub version: i64,
+    pub spec: String,
+    pub labels: String,
+    pub creation_time: String,
+    pub modification_time: String,
+}
+
+/// Rebuilds a resource from its stored columns.
+pub(crate) fn decode(rtype: ResourceType, row: StoredRow) -> Result<Resource, StoreError> {
+    let name = row.name;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Corrupt(format!("{rtype} \"{name}\": {what}: {e}"))
+    };
+    let spec_json: serde_json::Value =
+        serde_json::from_str(&row.spec).map_err(|e| corrupt("spec", &e))?;
+    let spec =
+        aerie_core::format::spec_from_value(rtype, spec_json).map_err(|e| corrupt("spec", &e))?;
+    let labels = serde_json::from_str(&row.labels).map_err(|e| corrupt("labels", &e))?;
+    let version = u64::try_from(row.version).map_err(|e| corrupt("version", &e))?;
+    Ok(Resource {
+        meta: aerie_core::Meta {
+            name,
+            mesh: (!row.mesh.is_empty()).then_some(row.mesh),
+            labels,
+            version,
+            creation_time: Some(row.creation_time),
+            modification_time: Some(row.modification_time),
+        },
+        spec,
+    })
+}

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use aerie_core::{Resource, ResourceType};
 use tokio::sync::broadcast;
 
-use crate::{ChangeEvent, ChangeKind, FEED_CAPACITY, Store, StoreError, key_of};
+use crate::{ChangeEvent, ChangeKind, FEED_CAPACITY, Store, StoreError, key_of, stamp_created};
 
 type Key = (ResourceType, String, String);
 
@@ -85,13 +85,40 @@ impl Store for MemoryStore {
                     name: key.2,
                 });
             }
-            r.meta.version = 1;
-            r.meta.creation_time = Some(now.to_string());
-            r.meta.modification_time = Some(now.to_string());
+            stamp_created(&mut r, now);
             items.insert(key.clone(), r.clone());
         }
         self.announce(ChangeKind::Upsert, key);
         Ok(r)
+    }
+
+    async fn create_all(
+        &self,
+        mut rs: Vec<Resource>,
+        now: &str,
+    ) -> Result<Vec<Resource>, StoreError> {
+        let keys: Vec<Key> = rs.iter().map(key_of).collect();
+        {
+            let mut items = self.lock();
+            // Check everything before touching anything: all or none.
+            for (i, key) in keys.iter().enumerate() {
+                if items.contains_key(key) || keys[..i].contains(key) {
+                    return Err(StoreError::AlreadyExists {
+                        rtype: key.0,
+                        mesh: key.1.clone(),
+                        name: key.2.clone(),
+                    });
+                }
+            }
+            for (r, key) in rs.iter_mut().zip(&keys) {
+                stamp_created(r, now);
+                items.insert(key.clone(), r.clone());
+            }
+        }
+        for key in keys {
+            self.announce(ChangeKind::Upsert, key);
+        }
+        Ok(rs)
     }
 
     async fn update(

@@ -6,15 +6,17 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use aerie_core::format::{spec_from_value, spec_to_value};
-use aerie_core::{Meta, Resource, ResourceType};
+use aerie_core::{Resource, ResourceType};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
 use tokio::sync::broadcast;
 
-use crate::{ChangeEvent, ChangeKind, FEED_CAPACITY, Store, StoreError, key_of};
+use crate::{
+    ChangeEvent, ChangeKind, FEED_CAPACITY, Store, StoreError, StoredRow, decode, encode, key_of,
+    stamp_created,
+};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &["CREATE TABLE resources (
@@ -102,41 +104,48 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 }
 
 fn row_to_resource(rtype: ResourceType, row: &SqliteRow) -> Result<Resource, StoreError> {
-    let get = |col: &str| -> Result<String, StoreError> {
-        row.try_get::<String, _>(col)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
-    };
-    let mesh = get("mesh")?;
-    let name = get("name")?;
-    let version: i64 = row
-        .try_get("version")
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-        StoreError::Corrupt(format!("{rtype} \"{name}\": {what}: {e}"))
-    };
-    let spec_json: serde_json::Value =
-        serde_json::from_str(&get("spec")?).map_err(|e| corrupt("spec", &e))?;
-    let spec = spec_from_value(rtype, spec_json).map_err(|e| corrupt("spec", &e))?;
-    let labels = serde_json::from_str(&get("labels")?).map_err(|e| corrupt("labels", &e))?;
-    Ok(Resource {
-        meta: Meta {
-            name,
-            mesh: (!mesh.is_empty()).then_some(mesh),
-            labels,
-            version: version as u64,
-            creation_time: Some(get("creation_time")?),
-            modification_time: Some(get("modification_time")?),
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    decode(
+        rtype,
+        StoredRow {
+            mesh: row.try_get("mesh").map_err(corrupt)?,
+            name: row.try_get("name").map_err(corrupt)?,
+            version: row.try_get("version").map_err(corrupt)?,
+            spec: row.try_get("spec").map_err(corrupt)?,
+            labels: row.try_get("labels").map_err(corrupt)?,
+            creation_time: row.try_get("creation_time").map_err(corrupt)?,
+            modification_time: row.try_get("modification_time").map_err(corrupt)?,
         },
-        spec,
-    })
+    )
 }
 
-fn encode(r: &Resource) -> Result<(String, String), StoreError> {
-    let spec = serde_json::to_string(&spec_to_value(&r.spec))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let labels =
-        serde_json::to_string(&r.meta.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok((spec, labels))
+const INSERT: &str = "INSERT INTO resources (type, mesh, name, version, spec, labels, creation_time, modification_time)
+     VALUES (?, ?, ?, 1, ?, ?, ?, ?)";
+
+/// Inserts one new resource; `AlreadyExists` if its key is taken.
+async fn insert<'e, E>(exec: E, r: &Resource, now: &str) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let (rtype, mesh, name) = key_of(r);
+    let (spec, labels) = encode(r)?;
+    let res = sqlx::query(INSERT)
+        .bind(rtype.name())
+        .bind(&mesh)
+        .bind(&name)
+        .bind(spec)
+        .bind(labels)
+        .bind(now)
+        .bind(now)
+        .execute(exec)
+        .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(StoreError::AlreadyExists { rtype, mesh, name })
+        }
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 #[async_trait::async_trait]
@@ -184,33 +193,30 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, mut r: Resource, now: &str) -> Result<Resource, StoreError> {
+        insert(&self.pool, &r, now).await?;
+        stamp_created(&mut r, now);
         let (rtype, mesh, name) = key_of(&r);
-        let (spec, labels) = encode(&r)?;
-        let res = sqlx::query(
-            "INSERT INTO resources (type, mesh, name, version, spec, labels, creation_time, modification_time)
-             VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
-        )
-        .bind(rtype.name())
-        .bind(&mesh)
-        .bind(&name)
-        .bind(spec)
-        .bind(labels)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await;
-        match res {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::AlreadyExists { rtype, mesh, name });
-            }
-            Err(e) => return Err(unavailable(e)),
-        }
-        r.meta.version = 1;
-        r.meta.creation_time = Some(now.into());
-        r.meta.modification_time = Some(now.into());
         self.announce(ChangeKind::Upsert, rtype, &mesh, &name);
         Ok(r)
+    }
+
+    async fn create_all(
+        &self,
+        mut rs: Vec<Resource>,
+        now: &str,
+    ) -> Result<Vec<Resource>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for r in &rs {
+            // An error drops `tx`, which rolls everything back.
+            insert(&mut *tx, r, now).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        for r in &mut rs {
+            stamp_created(r, now);
+            let (rtype, mesh, name) = key_of(r);
+            self.announce(ChangeKind::Upsert, rtype, &mesh, &name);
+        }
+        Ok(rs)
     }
 
     async fn update(

@@ -72,11 +72,7 @@ pub async fn run(
         // Wait for the first change, then gather for the debounce window.
         tokio::select! {
             m = dirty.recv() => match m { Some(m) => { pending.insert(m); } None => return },
-            ev = feed.recv() => match ev {
-                Ok(ev) => { if let Some(m) = relevant_mesh(&ev) { pending.insert(m); } }
-                Err(RecvError::Lagged(_)) => pending.extend(all_meshes(&store).await),
-                Err(RecvError::Closed) => return,
-            },
+            ev = feed.recv() => if !absorb(&store, ev, &mut pending).await { return },
         }
         let window = tokio::time::sleep(DEBOUNCE);
         tokio::pin!(window);
@@ -84,11 +80,7 @@ pub async fn run(
             tokio::select! {
                 _ = &mut window => break,
                 Some(m) = dirty.recv() => { pending.insert(m); }
-                ev = feed.recv() => match ev {
-                    Ok(ev) => { if let Some(m) = relevant_mesh(&ev) { pending.insert(m); } }
-                    Err(RecvError::Lagged(_)) => pending.extend(all_meshes(&store).await),
-                    Err(RecvError::Closed) => return,
-                },
+                ev = feed.recv() => if !absorb(&store, ev, &mut pending).await { return },
             }
         }
         for mesh in std::mem::take(&mut pending) {
@@ -97,6 +89,23 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Adds the meshes a feed event makes stale to `pending`; `false` when the feed is closed.
+/// A lagging receiver or a store resync (its change notifications were interrupted) makes
+/// every mesh stale.
+async fn absorb(
+    store: &SharedStore,
+    ev: Result<aerie_store::ChangeEvent, RecvError>,
+    pending: &mut BTreeSet<String>,
+) -> bool {
+    match ev {
+        Ok(ev) if ev.is_resync() => pending.extend(all_meshes(store).await),
+        Ok(ev) => pending.extend(relevant_mesh(&ev)),
+        Err(RecvError::Lagged(_)) => pending.extend(all_meshes(store).await),
+        Err(RecvError::Closed) => return false,
+    }
+    true
 }
 
 fn relevant_mesh(ev: &aerie_store::ChangeEvent) -> Option<String> {

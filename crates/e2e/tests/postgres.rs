@@ -1,0 +1,196 @@
+//! kuma-cp on PostgreSQL through the real binaries: migrations, two replicas on one
+//! database, optimistic concurrency over the API. Needs `AERIE_TEST_POSTGRES_URL` (set by
+//! `.ci/run`) and `psql`; says SKIPPED otherwise.
+
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use aerie_e2e::{ControlPlane, Kumactl, bin, http, skipped, text, wait_for};
+
+/// A fresh database for one test, dropped at the end.
+struct Database {
+    admin_url: String,
+    name: String,
+    host: String,
+    port: String,
+    user: String,
+}
+
+impl Database {
+    fn create(test: &str) -> Option<Database> {
+        let Ok(url) = std::env::var("AERIE_TEST_POSTGRES_URL") else {
+            skipped(test, "AERIE_TEST_POSTGRES_URL not set");
+            return None;
+        };
+        // postgres://user[:password]@host:port/db
+        let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
+        let (creds, hostpart) = rest.split_once('@')?;
+        let user = creds.split(':').next()?.to_string();
+        let (hostport, _) = hostpart.split_once('/').unwrap_or((hostpart, ""));
+        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+        let name = format!("aerie_e2e_{}_{}", std::process::id(), rand_suffix());
+        let db = Database { admin_url: url.clone(), name, host: host.into(), port: port.into(), user };
+        if let Err(e) = db.psql(&format!("CREATE DATABASE {}", db.name)) {
+            skipped(test, &format!("cannot create a database with psql: {e}"));
+            return None;
+        }
+        Some(db)
+    }
+
+    fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("psql")
+            .arg(&self.admin_url)
+            .args(["-v", "ON_ERROR_STOP=1", "-tAc", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() { Ok(text(&out.stdout)) } else { Err(text(&out.stderr)) }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("KUMA_STORE_TYPE".into(), "postgres".into()),
+            ("KUMA_STORE_POSTGRES_HOST".into(), self.host.clone()),
+            ("KUMA_STORE_POSTGRES_PORT".into(), self.port.clone()),
+            ("KUMA_STORE_POSTGRES_USER".into(), self.user.clone()),
+            ("KUMA_STORE_POSTGRES_PASSWORD".into(), String::new()),
+            ("KUMA_STORE_POSTGRES_DB_NAME".into(), self.name.clone()),
+        ]
+    }
+
+    fn migrate(&self) -> std::process::Output {
+        let mut cmd = Command::new(bin("kuma-cp"));
+        cmd.args(["migrate", "up"]);
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("kuma-cp migrate up")
+    }
+
+    fn start_cp(&self) -> ControlPlane {
+        let env = self.env();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ControlPlane::start_with(&pairs)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = self.psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+    h.finish() % 1_000_000
+}
+
+const MTP: &str = r#"{"type":"MeshTrafficPermission","name":"NAME","mesh":"default","spec":{"targetRef":{"kind":"Mesh"},"from":[{"targetRef":{"kind":"Mesh"},"default":{"action":"Allow"}}]}}"#;
+
+#[test]
+fn migrations_are_required_and_idempotent() {
+    let Some(db) = Database::create("migrations_are_required_and_idempotent") else { return };
+    // Without migrations the control plane refuses to start and says what to run.
+    let probe = ControlPlaneProbe::new(&db);
+    let out = probe.run_once();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("kuma-cp migrate up"), "{}", text(&out.stderr));
+    let out = db.migrate();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("applied"), "{}", text(&out.stdout));
+    let again = db.migrate();
+    assert!(again.status.success());
+    assert!(text(&again.stdout).contains("up to date"), "{}", text(&again.stdout));
+    let cp = db.start_cp();
+    assert_eq!(cp.get("/meshes").json()["total"], 1);
+}
+
+/// Runs `kuma-cp run` once with the database's settings, expecting it to exit by itself.
+struct ControlPlaneProbe<'a>(&'a Database);
+
+impl<'a> ControlPlaneProbe<'a> {
+    fn new(db: &'a Database) -> Self {
+        Self(db)
+    }
+
+    fn run_once(&self) -> std::process::Output {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(bin("kuma-cp"));
+        cmd.arg("run").env("KUMA_GENERAL_WORK_DIR", dir.path());
+        for (k, v) in self.0.env() {
+            cmd.env(k, v);
+        }
+        let ip = aerie_e2e::loopback_ip();
+        let a = aerie_e2e::CpAddrs::new(&ip);
+        cmd.env("KUMA_API_SERVER_HTTP_INTERFACE", &ip)
+            .env("KUMA_API_SERVER_HTTP_PORT", a.http.to_string())
+            .env("KUMA_API_SERVER_HTTPS_PORT", a.https.to_string())
+            .env("KUMA_DIAGNOSTICS_SERVER_PORT", a.diagnostics.to_string())
+            .env("KUMA_DP_SERVER_PORT", a.dp_server.to_string());
+        cmd.output().expect("kuma-cp run")
+    }
+}
+
+#[test]
+fn two_replicas_share_one_database() {
+    let Some(db) = Database::create("two_replicas_share_one_database") else { return };
+    assert!(db.migrate().status.success());
+    let a = db.start_cp();
+    let b = db.start_cp();
+    // The default mesh is created once even though both replicas started.
+    assert_eq!(a.get("/meshes").json()["total"], 1);
+    assert_eq!(a.put("/meshes/default/meshtrafficpermissions/p1", &MTP.replace("NAME", "p1")).status, 201);
+    wait_for("the write on A visible on B", Duration::from_secs(1), || {
+        (b.get("/meshes/default/meshtrafficpermissions/p1").status == 200).then_some(())
+    });
+    // Both replicas use the same signing keys: a token from A works on B.
+    let k = Kumactl::for_cp(&b);
+    let token = Kumactl::for_cp(&a).ok(&["generate", "dataplane-token", "--name", "x", "--mesh", "default"]);
+    assert_eq!(token.trim().split('.').count(), 3);
+    let out = k.run(&["get", "meshtrafficpermissions"]);
+    assert!(text(&out.stdout).contains("p1"));
+}
+
+#[test]
+fn concurrent_updates_of_one_resource_yield_a_conflict() {
+    let Some(db) = Database::create("concurrent_updates_of_one_resource_yield_a_conflict") else { return };
+    assert!(db.migrate().status.success());
+    let a = db.start_cp();
+    let b = db.start_cp();
+    assert_eq!(a.put("/meshes/default/meshtrafficpermissions/hot", &MTP.replace("NAME", "hot")).status, 201);
+    let mut conflicts = 0;
+    let mut statuses = Vec::new();
+    for round in 0..40 {
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = [a.addrs.api(), b.addrs.api()]
+            .into_iter()
+            .enumerate()
+            .map(|(i, api)| {
+                let barrier = barrier.clone();
+                let body = MTP.replace("NAME", "hot").replace("\"spec\"", &format!("\"labels\":{{\"writer\":\"w{i}-{round}\"}},\"spec\""));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    http("PUT", &api, "/meshes/default/meshtrafficpermissions/hot", Some(&body), &[]).map(|r| (r.status, r.body)).unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            let (status, body) = h.join().unwrap();
+            if status == 409 {
+                conflicts += 1;
+                assert!(body.contains("Conflict"), "{body}");
+            }
+            statuses.push(status);
+        }
+        if conflicts > 0 && round >= 10 {
+            break;
+        }
+    }
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    assert!(conflicts > 0, "two writers racing on one resource must see a 409 ({statuses:?})");
+    // Whatever won is stored whole.
+    let stored = a.get("/meshes/default/meshtrafficpermissions/hot").json();
+    assert!(stored["labels"]["writer"].as_str().unwrap().starts_with('w'));
+}

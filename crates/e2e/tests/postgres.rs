@@ -24,13 +24,21 @@ impl Database {
             return None;
         };
         // postgres://user[:password]@host:port/db
-        let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))?;
         let (creds, hostpart) = rest.split_once('@')?;
         let user = creds.split(':').next()?.to_string();
         let (hostport, _) = hostpart.split_once('/').unwrap_or((hostpart, ""));
         let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
         let name = format!("aerie_e2e_{}_{}", std::process::id(), rand_suffix());
-        let db = Database { admin_url: url.clone(), name, host: host.into(), port: port.into(), user };
+        let db = Database {
+            admin_url: url.clone(),
+            name,
+            host: host.into(),
+            port: port.into(),
+            user,
+        };
         if let Err(e) = db.psql(&format!("CREATE DATABASE {}", db.name)) {
             skipped(test, &format!("cannot create a database with psql: {e}"));
             return None;
@@ -44,7 +52,11 @@ impl Database {
             .args(["-v", "ON_ERROR_STOP=1", "-tAc", sql])
             .output()
             .map_err(|e| e.to_string())?;
-        if out.status.success() { Ok(text(&out.stdout)) } else { Err(text(&out.stderr)) }
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(text(&out.stderr))
+        }
     }
 
     fn env(&self) -> Vec<(String, String)> {
@@ -76,14 +88,22 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
-        let _ = self.psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = self.psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
     h.finish() % 1_000_000
 }
 
@@ -91,18 +111,32 @@ const MTP: &str = r#"{"type":"MeshTrafficPermission","name":"NAME","mesh":"defau
 
 #[test]
 fn migrations_are_required_and_idempotent() {
-    let Some(db) = Database::create("migrations_are_required_and_idempotent") else { return };
+    let Some(db) = Database::create("migrations_are_required_and_idempotent") else {
+        return;
+    };
     // Without migrations the control plane refuses to start and says what to run.
     let probe = ControlPlaneProbe::new(&db);
     let out = probe.run_once();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("kuma-cp migrate up"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("kuma-cp migrate up"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = db.migrate();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("applied"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("applied"),
+        "{}",
+        text(&out.stdout)
+    );
     let again = db.migrate();
     assert!(again.status.success());
-    assert!(text(&again.stdout).contains("up to date"), "{}", text(&again.stdout));
+    assert!(
+        text(&again.stdout).contains("up to date"),
+        "{}",
+        text(&again.stdout)
+    );
     let cp = db.start_cp();
     assert_eq!(cp.get("/meshes").json()["total"], 1);
 }
@@ -135,19 +169,37 @@ impl<'a> ControlPlaneProbe<'a> {
 
 #[test]
 fn two_replicas_share_one_database() {
-    let Some(db) = Database::create("two_replicas_share_one_database") else { return };
+    let Some(db) = Database::create("two_replicas_share_one_database") else {
+        return;
+    };
     assert!(db.migrate().status.success());
     let a = db.start_cp();
     let b = db.start_cp();
     // The default mesh is created once even though both replicas started.
     assert_eq!(a.get("/meshes").json()["total"], 1);
-    assert_eq!(a.put("/meshes/default/meshtrafficpermissions/p1", &MTP.replace("NAME", "p1")).status, 201);
-    wait_for("the write on A visible on B", Duration::from_secs(1), || {
-        (b.get("/meshes/default/meshtrafficpermissions/p1").status == 200).then_some(())
-    });
+    assert_eq!(
+        a.put(
+            "/meshes/default/meshtrafficpermissions/p1",
+            &MTP.replace("NAME", "p1")
+        )
+        .status,
+        201
+    );
+    wait_for(
+        "the write on A visible on B",
+        Duration::from_secs(1),
+        || (b.get("/meshes/default/meshtrafficpermissions/p1").status == 200).then_some(()),
+    );
     // Both replicas use the same signing keys: a token from A works on B.
     let k = Kumactl::for_cp(&b);
-    let token = Kumactl::for_cp(&a).ok(&["generate", "dataplane-token", "--name", "x", "--mesh", "default"]);
+    let token = Kumactl::for_cp(&a).ok(&[
+        "generate",
+        "dataplane-token",
+        "--name",
+        "x",
+        "--mesh",
+        "default",
+    ]);
     assert_eq!(token.trim().split('.').count(), 3);
     let out = k.run(&["get", "meshtrafficpermissions"]);
     assert!(text(&out.stdout).contains("p1"));
@@ -155,11 +207,20 @@ fn two_replicas_share_one_database() {
 
 #[test]
 fn concurrent_updates_of_one_resource_yield_a_conflict() {
-    let Some(db) = Database::create("concurrent_updates_of_one_resource_yield_a_conflict") else { return };
+    let Some(db) = Database::create("concurrent_updates_of_one_resource_yield_a_conflict") else {
+        return;
+    };
     assert!(db.migrate().status.success());
     let a = db.start_cp();
     let b = db.start_cp();
-    assert_eq!(a.put("/meshes/default/meshtrafficpermissions/hot", &MTP.replace("NAME", "hot")).status, 201);
+    assert_eq!(
+        a.put(
+            "/meshes/default/meshtrafficpermissions/hot",
+            &MTP.replace("NAME", "hot")
+        )
+        .status,
+        201
+    );
     let mut conflicts = 0;
     let mut statuses = Vec::new();
     for round in 0..40 {
@@ -169,10 +230,21 @@ fn concurrent_updates_of_one_resource_yield_a_conflict() {
             .enumerate()
             .map(|(i, api)| {
                 let barrier = barrier.clone();
-                let body = MTP.replace("NAME", "hot").replace("\"spec\"", &format!("\"labels\":{{\"writer\":\"w{i}-{round}\"}},\"spec\""));
+                let body = MTP.replace("NAME", "hot").replace(
+                    "\"spec\"",
+                    &format!("\"labels\":{{\"writer\":\"w{i}-{round}\"}},\"spec\""),
+                );
                 std::thread::spawn(move || {
                     barrier.wait();
-                    http("PUT", &api, "/meshes/default/meshtrafficpermissions/hot", Some(&body), &[]).map(|r| (r.status, r.body)).unwrap()
+                    http(
+                        "PUT",
+                        &api,
+                        "/meshes/default/meshtrafficpermissions/hot",
+                        Some(&body),
+                        &[],
+                    )
+                    .map(|r| (r.status, r.body))
+                    .unwrap()
                 })
             })
             .collect();
@@ -188,9 +260,20 @@ fn concurrent_updates_of_one_resource_yield_a_conflict() {
             break;
         }
     }
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
-    assert!(conflicts > 0, "two writers racing on one resource must see a 409 ({statuses:?})");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    assert!(
+        conflicts > 0,
+        "two writers racing on one resource must see a 409 ({statuses:?})"
+    );
     // Whatever won is stored whole.
     let stored = a.get("/meshes/default/meshtrafficpermissions/hot").json();
-    assert!(stored["labels"]["writer"].as_str().unwrap().starts_with('w'));
+    assert!(
+        stored["labels"]["writer"]
+            .as_str()
+            .unwrap()
+            .starts_with('w')
+    );
 }

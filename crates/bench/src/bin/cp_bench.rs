@@ -269,7 +269,10 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let nofile = raise_nofile();
-    eprintln!("RLIMIT_NOFILE of aerie-cp-bench: {} (hard {})", nofile.0, nofile.1);
+    eprintln!(
+        "RLIMIT_NOFILE of aerie-cp-bench: {} (hard {})",
+        nofile.0, nofile.1
+    );
     if (nofile.0 as usize) < args.n + 256 {
         eprintln!(
             "WARNING: {} proxies need about {} file descriptors; this process may run out",
@@ -332,8 +335,8 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
                     if i >= n {
                         return Ok::<_, anyhow::Error>(got);
                     }
-                    let body = serde_json::json!({"name": format!("bench-{i}"), "mesh": mesh})
-                        .to_string();
+                    let body =
+                        serde_json::json!({"name": format!("bench-{i}"), "mesh": mesh}).to_string();
                     let (st, tok) = call(
                         &http,
                         http::Method::POST,
@@ -484,7 +487,10 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
     let (st, body) = call(
         &http,
         http::Method::PUT,
-        &format!("{api}/meshes/{}/meshtrafficpermissions/bench-allow-all", args.mesh),
+        &format!(
+            "{api}/meshes/{}/meshtrafficpermissions/bench-allow-all",
+            args.mesh
+        ),
         mtp,
     )
     .await?;
@@ -527,10 +533,11 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
     println!("| metric | value |");
     println!("|---|---|");
     println!("| proxies requested (N) | {} |", args.n);
+    println!("| proxies with config + certificate | {ready_n} (failed for good: {failed}) |");
     println!(
-        "| proxies with config + certificate | {ready_n} (failed for good: {failed}) |"
+        "| time to fetch N tokens | {:.1} s |",
+        tokens_took.as_secs_f64()
     );
-    println!("| time to fetch N tokens | {:.1} s |", tokens_took.as_secs_f64());
     println!(
         "| time to connect N proxies (window {}) | {:.1} s |",
         args.window,
@@ -539,9 +546,16 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
     println!(
         "| quiet {} ms before T0 | {} |",
         args.settle_ms,
-        if settled { "yes" } else { "NO (configs still changing)" }
+        if settled {
+            "yes"
+        } else {
+            "NO (configs still changing)"
+        }
     );
-    println!("| API PUT MeshTrafficPermission took | {:.0} ms |", api_took.as_secs_f64() * 1000.0);
+    println!(
+        "| API PUT MeshTrafficPermission took | {:.0} ms |",
+        api_took.as_secs_f64() * 1000.0
+    );
     println!(
         "| proxies that applied the change | {propagated} of {ready_n} (in {:.2} s; bound {} s) |",
         all_took.as_secs_f64(),
@@ -558,8 +572,14 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
         m.map(|(rss, hwm)| format!("{} (peak {})", mib(rss), mib(hwm)))
             .unwrap_or_else(|| "-".into())
     };
-    println!("| CP RSS idle (before connecting) | {} |", memline(mem_idle));
-    println!("| CP RSS with N connected, before T0 | {} |", memline(mem_before));
+    println!(
+        "| CP RSS idle (before connecting) | {} |",
+        memline(mem_idle)
+    );
+    println!(
+        "| CP RSS with N connected, before T0 | {} |",
+        memline(mem_before)
+    );
     println!("| CP RSS after the propagation | {} |", memline(mem_after));
     if let (Some((rss, _)), true) = (mem_before, ready_n > 0) {
         println!(
@@ -569,11 +589,11 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
     }
     println!(
         "| CP open fds with N connected | {} |",
-        fds_before.map(|f| f.to_string()).unwrap_or_else(|| "-".into())
+        fds_before
+            .map(|f| f.to_string())
+            .unwrap_or_else(|| "-".into())
     );
-    println!(
-        "| configs applied (setup / total) | {configs_before} / {configs_total} |"
-    );
+    println!("| configs applied (setup / total) | {configs_before} / {configs_total} |");
     println!("| stream reconnects during the run | {reconnects} |");
     println!(
         "| bench tool RSS / RLIMIT_NOFILE | {} / {} |",
@@ -588,7 +608,15 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
         "| p99 propagation <= 1 s at N = 10,000 (this run: N = {}) | {} | {} |",
         args.n,
         ms(p99),
-        verdict(all_prop && p99.is_some_and(|p| p <= Duration::from_secs(1)))
+        if args.n == 10_000 {
+            verdict(all_prop && p99.is_some_and(|p| p <= Duration::from_secs(1))).to_string()
+        } else {
+            format!(
+                "{} at N = {} (the target is stated for N = 10,000)",
+                verdict(all_prop && p99.is_some_and(|p| p <= Duration::from_secs(1))),
+                args.n
+            )
+        }
     );
     println!(
         "| CP RSS <= 1 GiB | {} | {} |",

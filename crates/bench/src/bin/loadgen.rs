@@ -127,8 +127,7 @@ fn main() -> anyhow::Result<()> {
             let host = host.clone();
             tasks.push(tokio::spawn(async move {
                 let mut stats = Stats::default();
-                let mut conn: Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> =
-                    None;
+                let mut conn: Option<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> = None;
                 loop {
                     let job = { rx.lock().await.recv().await };
                     let Some(job) = job else { break };
@@ -215,10 +214,7 @@ fn main() -> anyhow::Result<()> {
         ("max_ms", format!("{:.3}", pct(100.0))),
         (
             "pacer_late_max_ms",
-            format!(
-                "{:.3}",
-                late_max_ns.load(Ordering::Relaxed) as f64 / 1e6
-            ),
+            format!("{:.3}", late_max_ns.load(Ordering::Relaxed) as f64 / 1e6),
         ),
         ("wall_s", format!("{:.2}", wall.as_secs_f64())),
     ];

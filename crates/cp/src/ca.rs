@@ -235,11 +235,12 @@ impl MeshCas {
         let prefix = format!("{mesh}.ca-builtin-cert-");
         let current = builtin_cert_secret(mesh, &enabled.backend);
         for secret in self.store.list(ResourceType::Secret, Some(mesh)).await? {
-            if secret.name().starts_with(&prefix) && secret.name() != current {
-                if let Some(pem) = self.secret_text(mesh, secret.name()).await? {
-                    bundle.push_str(pem.trim_end());
-                    bundle.push('\n');
-                }
+            if secret.name().starts_with(&prefix)
+                && secret.name() != current
+                && let Some(pem) = self.secret_text(mesh, secret.name()).await?
+            {
+                bundle.push_str(pem.trim_end());
+                bundle.push('\n');
             }
         }
         Ok(bundle)

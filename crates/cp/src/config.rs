@@ -35,7 +35,7 @@ pub enum StoreType {
     /// Nothing survives a restart.
     Memory,
     /// PostgreSQL: production, several replicas on one database.
-    Postgres(PostgresSettings),
+    Postgres(Box<PostgresSettings>),
 }
 
 /// `store.postgres.*` (Kuma's keys and defaults).
@@ -359,7 +359,7 @@ impl Config {
         let store_type = match raw.get("store.type") {
             "embedded" | "" => StoreType::Embedded,
             "memory" => StoreType::Memory,
-            "postgres" => StoreType::Postgres(postgres_settings(raw)?),
+            "postgres" => StoreType::Postgres(Box::new(postgres_settings(raw)?)),
             v => {
                 return Err(raw.err(
                     "store.type",

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Launch the data plane proxy.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the version.
     Version,
 }

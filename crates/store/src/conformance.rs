@@ -47,6 +47,7 @@ pub async fn run_all(store: &dyn Store) {
     delete_and_cascade(store).await;
     create_all_atomic(store).await;
     change_feed(store).await;
+    sessions(store).await;
 }
 
 async fn create_get_list(store: &dyn Store) {
@@ -270,4 +271,37 @@ async fn change_feed(store: &dyn Store) {
     );
     let b = rx.recv().await.expect("event");
     assert_eq!(b.kind, ChangeKind::Delete);
+}
+
+/// Sessions: open, replace, close only by the holder.
+pub async fn sessions(store: &dyn Store) {
+    store.heartbeat("r1").await.expect("heartbeat");
+    store.heartbeat("r2").await.expect("heartbeat");
+    store.open_session("m", "a", "r1").await.expect("open");
+    store.open_session("m", "b", "r1").await.expect("open");
+    store.open_session("other", "c", "r1").await.expect("open");
+    let online = store.online("m").await.expect("online");
+    assert!(online.contains("a") && online.contains("b") && !online.contains("c"));
+    store
+        .close_session("m", "a", "r2")
+        .await
+        .expect("close by another");
+    assert!(
+        store.online("m").await.expect("online").contains("a"),
+        "only the holder closes"
+    );
+    store
+        .open_session("m", "a", "r2")
+        .await
+        .expect("reconnect elsewhere");
+    store
+        .close_session("m", "a", "r1")
+        .await
+        .expect("stale close");
+    assert!(
+        store.online("m").await.expect("online").contains("a"),
+        "the new holder keeps it"
+    );
+    store.close_session("m", "a", "r2").await.expect("close");
+    assert!(!store.online("m").await.expect("online").contains("a"));
 }

@@ -148,11 +148,66 @@ pub trait Store: Send + Sync + 'static {
     /// an event of kind [`ChangeKind::Resync`] means the same.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChangeEvent>;
 
+    /// Records that `replica` (a control plane) holds the session of proxy (mesh, name),
+    /// replacing any other holder.
+    async fn open_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError>;
+
+    /// Ends a session if `replica` still holds it.
+    async fn close_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError>;
+
+    /// Names of the proxies of a mesh connected to any live replica: the endpoints.
+    async fn online(&self, mesh: &str) -> Result<std::collections::HashSet<String>, StoreError>;
+
+    /// Marks `replica` alive and ends the sessions of replicas silent for [`SESSION_TTL`].
+    async fn heartbeat(&self, replica: &str) -> Result<(), StoreError>;
+
+    /// Tries to become, or stay, the leader among the control planes sharing this store
+    /// (the leader runs background work). A store only one control plane uses always leads.
+    async fn try_lead(&self) -> Result<bool, StoreError>;
+
     /// Whether the backend answers (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Flushes and releases the backend (graceful shutdown).
     async fn close(&self);
+}
+
+/// How long a replica may stay silent before its proxies' sessions are considered over.
+pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sessions for the stores a single control plane owns (memory, SQLite): in this process.
+#[derive(Default)]
+pub(crate) struct LocalSessions(
+    std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
+);
+
+impl LocalSessions {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn open(&self, mesh: &str, name: &str, replica: &str) {
+        self.lock()
+            .insert((mesh.into(), name.into()), replica.into());
+    }
+
+    pub fn close(&self, mesh: &str, name: &str, replica: &str) {
+        let mut m = self.lock();
+        let key = (mesh.to_string(), name.to_string());
+        if m.get(&key).is_some_and(|r| r == replica) {
+            m.remove(&key);
+        }
+    }
+
+    pub fn online(&self, mesh: &str) -> std::collections::HashSet<String> {
+        self.lock()
+            .keys()
+            .filter(|(m, _)| m == mesh)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
 }
 
 /// A shared store handle.

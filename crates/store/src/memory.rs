@@ -14,6 +14,7 @@ type Key = (ResourceType, String, String);
 pub struct MemoryStore {
     items: Mutex<BTreeMap<Key, Resource>>,
     feed: broadcast::Sender<ChangeEvent>,
+    sessions: crate::LocalSessions,
 }
 
 impl Default for MemoryStore {
@@ -27,6 +28,7 @@ impl MemoryStore {
         Self {
             items: Mutex::new(BTreeMap::new()),
             feed: broadcast::channel(FEED_CAPACITY).0,
+            sessions: Default::default(),
         }
     }
 
@@ -187,6 +189,28 @@ impl Store for MemoryStore {
 
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.feed.subscribe()
+    }
+
+    async fn open_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError> {
+        self.sessions.open(mesh, name, replica);
+        Ok(())
+    }
+
+    async fn close_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError> {
+        self.sessions.close(mesh, name, replica);
+        Ok(())
+    }
+
+    async fn online(&self, mesh: &str) -> Result<std::collections::HashSet<String>, StoreError> {
+        Ok(self.sessions.online(mesh))
+    }
+
+    async fn heartbeat(&self, _replica: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn try_lead(&self) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -109,6 +109,49 @@ CREATE TRIGGER resources_notify
     FOR EACH ROW EXECUTE FUNCTION notify_resource_event();
 "#,
     },
+    Migration {
+        version: 3,
+        description: "proxy sessions and control-plane replicas",
+        sql: r#"
+CREATE TABLE replicas (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    heartbeat_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE sessions (
+    mesh TEXT COLLATE "C" NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    replica TEXT COLLATE "C" NOT NULL,
+    connected_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (mesh, name)
+);
+CREATE INDEX sessions_replica_idx ON sessions (replica);
+-- A session opening or closing changes which proxies are endpoints: announce it like a
+-- Dataplane change, so every replica recomputes that mesh.
+CREATE FUNCTION notify_session_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    r RECORD;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        r := OLD;
+    ELSE
+        r := NEW;
+    END IF;
+    PERFORM pg_notify('resource_events', json_build_object(
+        'type', 'Dataplane',
+        'mesh', r.mesh,
+        'name', r.name,
+        'op', TG_OP,
+        'schema', TG_TABLE_SCHEMA,
+        'origin', current_setting('aerie.origin', true)
+    )::text);
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER sessions_notify
+    AFTER INSERT OR UPDATE OR DELETE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION notify_session_event();
+"#,
+    },
 ];
 
 fn latest_version() -> u32 {
@@ -628,6 +671,18 @@ pub struct PostgresStore {
     instance: String,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The dedicated connection that holds (or keeps asking for) the leader lock.
+    leader: tokio::sync::Mutex<LeaderSlot>,
+}
+
+/// Leadership through a session-level advisory lock: held as long as its connection lives,
+/// so a replica that dies (even `kill -9`) gives it up as soon as PostgreSQL notices the
+/// connection is gone.
+struct LeaderSlot {
+    opts: PgConnectOptions,
+    conn: Option<PgConnection>,
+    held: bool,
+    timeout: Duration,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -715,6 +770,12 @@ impl PostgresStore {
             instance,
             stop,
             task: Mutex::new(Some(task)),
+            leader: tokio::sync::Mutex::new(LeaderSlot {
+                opts: cfg.connect_options("kuma-cp-leader", None)?,
+                conn: None,
+                held: false,
+                timeout: cfg.connection_timeout,
+            }),
         })
     }
 
@@ -1036,6 +1097,127 @@ impl Store for PostgresStore {
         self.feed.subscribe()
     }
 
+    async fn open_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (mesh, name, replica, connected_at) VALUES ($1, $2, $3, now())
+             ON CONFLICT (mesh, name) DO UPDATE SET replica = EXCLUDED.replica, connected_at = EXCLUDED.connected_at",
+        )
+        .bind(mesh)
+        .bind(name)
+        .bind(replica)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| self.err(e))
+    }
+
+    async fn close_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE mesh = $1 AND name = $2 AND replica = $3")
+            .bind(mesh)
+            .bind(name)
+            .bind(replica)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    async fn online(&self, mesh: &str) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.name FROM sessions s JOIN replicas r ON r.id = s.replica
+             WHERE s.mesh = $1 AND r.heartbeat_at > now() - make_interval(secs => $2)",
+        )
+        .bind(mesh)
+        .bind(crate::SESSION_TTL.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    async fn heartbeat(&self, replica: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        sqlx::query(
+            "INSERT INTO replicas (id, heartbeat_at) VALUES ($1, now())
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+        )
+        .bind(replica)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        // Sessions of replicas that stopped beating are over: their proxies are offline (or
+        // already reconnecting elsewhere). Deleting them notifies every replica.
+        let ttl = crate::SESSION_TTL.as_secs_f64();
+        let ended = sqlx::query(
+            "DELETE FROM sessions WHERE replica IN
+             (SELECT id FROM replicas WHERE heartbeat_at < now() - make_interval(secs => $1))
+             RETURNING mesh, name",
+        )
+        .bind(ttl)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        sqlx::query("DELETE FROM replicas WHERE heartbeat_at < now() - make_interval(secs => $1)")
+            .bind(ttl)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        // Other replicas hear of it through NOTIFY; this one announces it itself.
+        for row in &ended {
+            if let (Ok(mesh), Ok(name)) = (row.try_get::<String, _>(0), row.try_get::<String, _>(1))
+            {
+                self.announce(ChangeKind::Delete, ResourceType::Dataplane, &mesh, &name);
+            }
+        }
+        Ok(())
+    }
+
+    async fn try_lead(&self) -> Result<bool, StoreError> {
+        let mut slot = self.leader.lock().await;
+        if slot.conn.is_none() {
+            let connect = PgConnection::connect_with(&slot.opts);
+            match tokio::time::timeout(slot.timeout, connect).await {
+                Ok(Ok(c)) => slot.conn = Some(c),
+                Ok(Err(e)) => return Err(self.err(e)),
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "PostgreSQL at {}: connection timed out",
+                        self.address
+                    )));
+                }
+            }
+        }
+        // One lock per schema, so separate Aerie deployments sharing a database do not
+        // compete (and tests with their own schema each stay independent).
+        let sql = if slot.held {
+            "SELECT true"
+        } else {
+            "SELECT pg_try_advisory_lock(hashtext('kuma-cp-lock:' || current_schema()))"
+        };
+        let Some(conn) = slot.conn.as_mut() else {
+            return Ok(false);
+        };
+        match sqlx::query(sql)
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|r| r.try_get::<bool, _>(0))
+        {
+            Ok(got) => {
+                slot.held = got;
+                Ok(got)
+            }
+            Err(e) => {
+                // The connection is gone, and the lock with it.
+                slot.conn = None;
+                slot.held = false;
+                Err(self.err(e))
+            }
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -1046,6 +1228,9 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         let _ = self.stop.send(true);
+        if let Some(conn) = self.leader.lock().await.conn.take() {
+            let _ = conn.close().await;
+        }
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
             let _ = task.await;

@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE resources (
 pub struct SqliteStore {
     pool: SqlitePool,
     feed: broadcast::Sender<ChangeEvent>,
+    sessions: crate::LocalSessions,
 }
 
 impl SqliteStore {
@@ -57,6 +58,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             feed: broadcast::channel(FEED_CAPACITY).0,
+            sessions: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -305,6 +307,28 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.feed.subscribe()
+    }
+
+    async fn open_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError> {
+        self.sessions.open(mesh, name, replica);
+        Ok(())
+    }
+
+    async fn close_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError> {
+        self.sessions.close(mesh, name, replica);
+        Ok(())
+    }
+
+    async fn online(&self, mesh: &str) -> Result<std::collections::HashSet<String>, StoreError> {
+        Ok(self.sessions.online(mesh))
+    }
+
+    async fn heartbeat(&self, _replica: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn try_lead(&self) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

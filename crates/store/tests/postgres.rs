@@ -666,3 +666,76 @@ async fn outage_is_unavailable_then_resyncs() {
     store.close().await;
     direct.close().await;
 }
+
+#[tokio::test]
+async fn sessions_are_shared_and_expire_with_their_replica() {
+    let Some(schema) = TestSchema::new("sessions_are_shared_and_expire_with_their_replica").await
+    else {
+        return;
+    };
+    let a = schema.migrated_store().await;
+    let b = PostgresStore::connect(&schema.config())
+        .await
+        .expect("connect b");
+    let mut b_feed = b.subscribe();
+    a.heartbeat("replica-a").await.expect("heartbeat a");
+    b.heartbeat("replica-b").await.expect("heartbeat b");
+    a.open_session("default", "web-1", "replica-a")
+        .await
+        .expect("open");
+    // B hears of it (a Dataplane change in mesh default) and counts web-1 online.
+    let ev = next_event(&mut b_feed).await;
+    assert_eq!(
+        (ev.rtype, ev.mesh.as_str(), ev.name.as_str()),
+        (ResourceType::Dataplane, "default", "web-1")
+    );
+    assert!(b.online("default").await.expect("online").contains("web-1"));
+    // Only the holder closes a session.
+    b.close_session("default", "web-1", "replica-b")
+        .await
+        .expect("close");
+    assert!(a.online("default").await.expect("online").contains("web-1"));
+    // Replica A falls silent: B's heartbeat ends its sessions.
+    schema
+        .sql(
+            "UPDATE replicas SET heartbeat_at = now() - interval '1 minute' WHERE id = 'replica-a'",
+        )
+        .await;
+    assert!(
+        !b.online("default").await.expect("online").contains("web-1"),
+        "a silent replica's proxies are offline"
+    );
+    b.heartbeat("replica-b").await.expect("heartbeat b");
+    let ev = next_event(&mut b_feed).await;
+    assert_eq!((ev.kind, ev.name.as_str()), (ChangeKind::Delete, "web-1"));
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time() {
+    let Some(schema) = TestSchema::new("one_leader_at_a_time").await else {
+        return;
+    };
+    let a = schema.migrated_store().await;
+    let b = PostgresStore::connect(&schema.config())
+        .await
+        .expect("connect b");
+    assert!(a.try_lead().await.expect("a"), "the first to ask leads");
+    assert!(!b.try_lead().await.expect("b"), "only one leader");
+    assert!(
+        a.try_lead().await.expect("a again"),
+        "the leader stays leader"
+    );
+    // The leader goes away (its connection closes): the other takes over.
+    a.close().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if b.try_lead().await.unwrap_or(false) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leadership did not move"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

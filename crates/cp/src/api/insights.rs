@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 
-fn overview(state: &AppState, dp: &Resource) -> Value {
+/// `online`: the proxy holds a session on any replica (this one gives the details).
+fn overview(state: &AppState, dp: &Resource, online: bool) -> Value {
     let status = state.hub.status(dp.mesh(), dp.name());
     let mut insight = json!({ "subscriptions": [] });
     if let Some(st) = &status {
@@ -42,7 +43,7 @@ fn overview(state: &AppState, dp: &Resource) -> Value {
         "name": dp.name(),
         "creationTime": base.get("creationTime"),
         "modificationTime": base.get("modificationTime"),
-        "online": status.is_some(),
+        "online": online || status.is_some(),
         "dataplane": spec_to_value(&dp.spec),
         "dataplaneInsight": insight,
     })
@@ -66,7 +67,11 @@ pub async fn list_overviews(
         .store
         .list(ResourceType::Dataplane, Some(&mesh))
         .await?;
-    let items: Vec<Value> = dps.iter().map(|d| overview(&state, d)).collect();
+    let online = state.store.online(&mesh).await.unwrap_or_default();
+    let items: Vec<Value> = dps
+        .iter()
+        .map(|d| overview(&state, d, online.contains(d.name())))
+        .collect();
     Ok(Json(
         json!({ "total": items.len(), "items": items, "next": null }),
     ))
@@ -81,7 +86,15 @@ pub async fn get_overview(
         .get(ResourceType::Dataplane, &mesh, &name)
         .await?
     {
-        Some(dp) => Ok(Json(overview(&state, &dp))),
+        Some(dp) => {
+            let online = state
+                .store
+                .online(&mesh)
+                .await
+                .unwrap_or_default()
+                .contains(&name);
+            Ok(Json(overview(&state, &dp, online)))
+        }
         None => Err(ApiError::not_found(format!(
             "Dataplane \"{name}\" not found in mesh \"{mesh}\""
         ))),

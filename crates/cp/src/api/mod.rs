@@ -33,6 +33,8 @@ pub struct AppState {
     pub mode: Mode,
     pub localhost_is_admin: bool,
     pub instance_id: Arc<str>,
+    /// Whether this replica leads (see `crate::leader`).
+    pub leader: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Builds the API router.

@@ -31,6 +31,7 @@ pub async fn index(State(state): State<AppState>) -> Json<Value> {
         "instanceId": &*state.instance_id,
         "clusterId": &*state.instance_id,
         "mode": state.mode.as_str(),
+        "leader": *state.leader.borrow(),
     }))
 }
 

@@ -75,6 +75,8 @@ pub struct Hub {
     conns: Mutex<HashMap<DpKey, Conn>>,
     next_id: AtomicU64,
     dirty: mpsc::UnboundedSender<String>,
+    /// This control plane's id among replicas (recorded with each session in the store).
+    replica: Arc<str>,
 }
 
 /// A session's handle on its registration.
@@ -85,12 +87,17 @@ pub struct Registration {
 }
 
 impl Hub {
-    pub fn new(dirty: mpsc::UnboundedSender<String>) -> Self {
+    pub fn new(dirty: mpsc::UnboundedSender<String>, replica: Arc<str>) -> Self {
         Self {
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             dirty,
+            replica,
         }
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.replica
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DpKey, Conn>> {

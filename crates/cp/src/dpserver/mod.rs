@@ -38,9 +38,10 @@ impl DpServer {
         store: SharedStore,
         tokens: Arc<TokenIssuer>,
         cas: Arc<MeshCas>,
+        replica: Arc<str>,
     ) -> (DpServer, tokio::task::JoinHandle<()>) {
         let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
-        let hub = Arc::new(Hub::new(dirty_tx));
+        let hub = Arc::new(Hub::new(dirty_tx, replica));
         let task = tokio::spawn(reconcile::run(store.clone(), hub.clone(), cas, dirty_rx));
         (DpServer { store, tokens, hub }, task)
     }
@@ -106,6 +107,14 @@ impl AggregatedDiscoveryService for DpServer {
         let reg = self
             .hub
             .register(key.clone(), session::initial_status(peer, &node));
+        // Other replicas count this proxy online (an endpoint) through the store.
+        if let Err(e) = self
+            .store
+            .open_session(&key.0, &key.1, self.hub.replica())
+            .await
+        {
+            tracing::warn!(mesh = %key.0, name = %key.1, error = %e, "cannot record the session in the store");
+        }
         let (tx, rx) = mpsc::channel(16);
         let session = session::Session::new(
             key,

@@ -183,7 +183,15 @@ pub async fn rebuild_mesh(
         }
         None => None,
     };
-    let online: HashSet<&str> = connected.iter().map(String::as_str).collect();
+    // Endpoints are the proxies connected to any replica; if the store cannot say, those
+    // connected here (better than none).
+    let online: HashSet<String> = match store.online(mesh).await {
+        Ok(set) => set.into_iter().chain(connected.iter().cloned()).collect(),
+        Err(e) => {
+            tracing::warn!(mesh, error = %e, "cannot read which proxies are online; using this replica's");
+            connected.iter().cloned().collect()
+        }
+    };
     let is_online = |name: &str| online.contains(name);
     let specs: Vec<(&str, &DataplaneSpec)> = dataplanes.iter().map(|(n, _, d)| (*n, *d)).collect();
     let view = MeshView::new(mesh, mesh_spec, &index, &specs, &is_online);

@@ -203,6 +203,14 @@ impl Session {
         let end = self.serve(first, &mut inbound).await;
         let still_ours = self.hub.unregister(&self.key, self.reg.id);
         let (mesh, name) = &self.key;
+        if still_ours
+            && let Err(e) = self
+                .store
+                .close_session(mesh, name, self.hub.replica())
+                .await
+        {
+            tracing::warn!(mesh, name, error = %e, "cannot record the end of the session in the store");
+        }
         match end {
             End::Graceful if still_ours => {
                 match self.store.delete(ResourceType::Dataplane, mesh, name).await {

@@ -15,20 +15,37 @@ use crate::metrics::Metrics;
 struct Diag {
     store: SharedStore,
     metrics: Arc<Metrics>,
+    leader: tokio::sync::watch::Receiver<bool>,
 }
 
-pub fn router(store: SharedStore, metrics: Arc<Metrics>) -> Router {
+pub fn router(
+    store: SharedStore,
+    metrics: Arc<Metrics>,
+    leader: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     Router::new()
         .route("/ready", get(ready))
         .route("/healthy", get(|| async { "OK" }))
         .route("/metrics", get(metrics_text))
-        .with_state(Diag { store, metrics })
+        .with_state(Diag {
+            store,
+            metrics,
+            leader,
+        })
 }
 
-/// Ready when the store answers.
+/// Ready when the store answers; the body says whether this replica leads.
 async fn ready(State(d): State<Diag>) -> (StatusCode, String) {
     match d.store.ping().await {
-        Ok(()) => (StatusCode::OK, "OK".into()),
+        Ok(()) => (
+            StatusCode::OK,
+            if *d.leader.borrow() {
+                "OK: leader"
+            } else {
+                "OK: follower"
+            }
+            .into(),
+        ),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
     }
 }

@@ -184,7 +184,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
     tasks.spawn(serve::http(
         diag,
-        diagnostics::router(store.clone(), metrics.clone()),
+        diagnostics::router(store.clone(), metrics.clone(), state.leader.clone()),
         shutdown.clone(),
     ));
     let generator = tokio::spawn(generator::run(store.clone(), leader));

@@ -220,6 +220,24 @@ impl ControlPlane {
         cp
     }
 
+    /// Starts a control plane without waiting for it to become ready.
+    pub fn start_unready(env: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut cp = ControlPlane {
+            addrs: CpAddrs::new(&loopback_ip()),
+            work_dir: tmp.path().join("work"),
+            log: tmp.path().join("kuma-cp.log"),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+            _tmp: Some(tmp),
+        };
+        cp.spawn();
+        cp
+    }
+
     /// The command that starts this control plane (also used by tests expecting failure).
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(bin("kuma-cp"));
@@ -799,5 +817,116 @@ impl Dataplane {
         http("GET", &self.admin, "/stats/prometheus", None, &[])
             .map(|r| r.body)
             .unwrap_or_default()
+    }
+}
+
+/// A TCP relay on loopback that can be cut and restored: stands in for a database (or any
+/// server) becoming unreachable and coming back, without touching the real one.
+pub struct Relay {
+    pub port: u16,
+    target: SocketAddr,
+    state: std::sync::Arc<std::sync::Mutex<RelayState>>,
+}
+
+#[derive(Default)]
+struct RelayState {
+    up: bool,
+    generation: u64,
+    conns: Vec<TcpStream>,
+}
+
+impl Relay {
+    /// A relay to `target`, initially down (nothing listens on its port).
+    pub fn new(target: &str) -> Relay {
+        let port = free_port("127.0.0.1");
+        Relay {
+            port,
+            target: target.parse().expect("relay target"),
+            state: Default::default(),
+        }
+    }
+
+    /// Starts accepting and forwarding.
+    pub fn up(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("relay bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let generation = {
+            let mut st = self.state.lock().expect("relay state");
+            st.up = true;
+            st.generation += 1;
+            st.generation
+        };
+        let (state, target) = (self.state.clone(), self.target);
+        std::thread::spawn(move || {
+            loop {
+                if state
+                    .lock()
+                    .map(|s| !s.up || s.generation != generation)
+                    .unwrap_or(true)
+                {
+                    return; // dropping the listener closes the port
+                }
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let Ok(server) = TcpStream::connect(target) else {
+                            continue;
+                        };
+                        let _ = client.set_nonblocking(false);
+                        if let Ok(mut st) = state.lock() {
+                            for s in [&client, &server] {
+                                if let Ok(c) = s.try_clone() {
+                                    st.conns.push(c);
+                                }
+                            }
+                        }
+                        for (mut from, mut to) in [
+                            (client.try_clone(), server.try_clone()),
+                            (server.try_clone(), client.try_clone()),
+                        ]
+                        .into_iter()
+                        .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                        {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+    }
+
+    /// Cuts every connection and stops listening.
+    pub fn down(&self) {
+        let conns = {
+            let mut st = self.state.lock().expect("relay state");
+            st.up = false;
+            std::mem::take(&mut st.conns)
+        };
+        for c in conns {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        // Wait until the port is really closed.
+        wait_for("relay port closed", Duration::from_secs(5), || {
+            TcpStream::connect(("127.0.0.1", self.port))
+                .is_err()
+                .then_some(())
+        });
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.up = false;
+            for c in std::mem::take(&mut st.conns) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
     }
 }

@@ -322,6 +322,34 @@ fn replicas_share_proxies_elect_one_leader_and_survive_a_kill() {
         let l = leaders(&[&a, &b]);
         (l.iter().filter(|x| **x).count() == 1).then_some(())
     });
+    // /ready and kumactl say which replica leads.
+    let ready: Vec<String> = [&a, &b]
+        .iter()
+        .map(|cp| {
+            http(
+                "GET",
+                &format!("127.0.0.1:{}", cp.addrs.diagnostics),
+                "/ready",
+                None,
+                &[],
+            )
+            .unwrap()
+            .body
+        })
+        .collect();
+    assert!(
+        ready.contains(&"OK: leader".to_string()) && ready.contains(&"OK: follower".to_string()),
+        "{ready:?}"
+    );
+    let versions = [
+        Kumactl::for_cp(&a).ok(&["version"]),
+        Kumactl::for_cp(&b).ok(&["version"]),
+    ]
+    .join("\n");
+    assert!(
+        versions.contains(", leader") && versions.contains(", follower"),
+        "{versions}"
+    );
     // Trust both replicas' DP-server certificates.
     let files = tempfile::tempdir().unwrap();
     let ca = files.path().join("cps.pem");
@@ -444,4 +472,139 @@ fn replicas_share_proxies_elect_one_leader_and_survive_a_kill() {
         Duration::from_secs(15),
         || (call() == 403).then_some(()),
     );
+}
+
+#[test]
+fn database_outages_at_start_and_while_running() {
+    let Some(db) = Database::create("database_outages_at_start_and_while_running") else {
+        return;
+    };
+    assert!(db.migrate().status.success());
+    let relay = aerie_e2e::Relay::new(&format!("{}:{}", db.host, db.port));
+    let mut env = db.env();
+    env.retain(|(k, _)| k != "KUMA_STORE_POSTGRES_PORT");
+    env.push(("KUMA_STORE_POSTGRES_HOST".into(), "127.0.0.1".into()));
+    env.push(("KUMA_STORE_POSTGRES_PORT".into(), relay.port.to_string()));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Unreachable at start: a clear error, retried, not a crash.
+    let mut cp = ControlPlane::start_unready(&pairs);
+    wait_for("the retry message", Duration::from_secs(15), || {
+        cp.logs()
+            .contains("PostgreSQL unreachable; retrying")
+            .then_some(())
+    });
+    relay.up();
+    cp.wait_ready();
+    // A proxy calling its own service through its outbound (mTLS off: 200).
+    let app_port = aerie_e2e::free_port("127.0.0.1");
+    let _app = aerie_e2e::start_app("web", &format!("127.0.0.1:{app_port}"), false);
+    let (admin, out) = (
+        aerie_e2e::free_port("127.0.0.1"),
+        aerie_e2e::free_port("127.0.0.1"),
+    );
+    let yaml = dp_yaml(
+        "web-1",
+        &aerie_e2e::loopback_ip(),
+        admin,
+        "web",
+        app_port,
+        Some((out, "web")),
+    );
+    let mut dp = aerie_e2e::Dataplane::start(&cp, "web-1", &yaml, admin);
+    dp.wait_ready();
+    let outbound = format!("127.0.0.1:{out}");
+    let call = || {
+        http("GET", &outbound, "/", None, &[])
+            .map(|r| r.status)
+            .unwrap_or(0)
+    };
+    wait_for("traffic", Duration::from_secs(15), || {
+        (call() == 200).then_some(())
+    });
+    // Lost while running: the API answers 503 with a clear message; traffic keeps flowing.
+    relay.down();
+    let r = wait_for("503 from the API", Duration::from_secs(20), || {
+        let r = cp.get("/meshes");
+        (r.status == 503).then_some(r)
+    });
+    assert!(
+        r.body.contains("PostgreSQL"),
+        "the error names the database: {}",
+        r.body
+    );
+    for _ in 0..20 {
+        assert_eq!(
+            call(),
+            200,
+            "proxies keep their config while the database is away"
+        );
+    }
+    // Back: the API answers and a change made now reaches the proxy.
+    relay.up();
+    wait_for("the API back", Duration::from_secs(20), || {
+        (cp.get("/meshes").status == 200).then_some(())
+    });
+    cp.apply_json("/meshes/default", r#"{"type":"Mesh","name":"default","mtls":{"enabledBackend":"b","backends":[{"name":"b","type":"builtin"}]}}"#);
+    wait_for(
+        "the change reaches the proxy after the outage",
+        Duration::from_secs(20),
+        || (call() == 403).then_some(()),
+    );
+}
+
+#[test]
+fn four_writers_two_replicas_lose_nothing() {
+    let Some(db) = Database::create("four_writers_two_replicas_lose_nothing") else {
+        return;
+    };
+    assert!(db.migrate().status.success());
+    let a = db.start_cp();
+    let b = db.start_cp();
+    let apis = [a.addrs.api(), b.addrs.api()];
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let apis = apis.clone();
+            std::thread::spawn(move || {
+                for seq in 0..1000 {
+                    let name = format!("w{w}-{}", seq % 50);
+                    let body = MTP.replace("NAME", &name).replace(
+                        "\"spec\"",
+                        &format!("\"labels\":{{\"seq\":\"{seq}\"}},\"spec\""),
+                    );
+                    let api = &apis[seq % 2];
+                    let r = http(
+                        "PUT",
+                        api,
+                        &format!("/meshes/default/meshtrafficpermissions/{name}"),
+                        Some(&body),
+                        &[],
+                    )
+                    .unwrap();
+                    assert!(
+                        r.status == 200 || r.status == 201,
+                        "{}: {}",
+                        r.status,
+                        r.body
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let list = a
+        .get("/meshes/default/meshtrafficpermissions?size=1000")
+        .json();
+    assert_eq!(list["total"], 200, "every resource exactly once");
+    for item in list["items"].as_array().unwrap() {
+        let name = item["name"].as_str().unwrap();
+        let k: usize = name.rsplit('-').next().unwrap().parse().unwrap();
+        // The last write of resource k by its writer had seq = 950 + k.
+        assert_eq!(
+            item["labels"]["seq"],
+            format!("{}", 950 + k),
+            "{name} has its last version"
+        );
+    }
 }

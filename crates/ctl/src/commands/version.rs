@@ -22,10 +22,21 @@ pub fn server_line(index: &Value) -> Option<String> {
     };
     let version = s("version")?;
     let product = s("product").or(s("tagline")).unwrap_or("Kuma");
-    Some(match s("basedOnKuma") {
+    let mut line = match s("basedOnKuma") {
         Some(k) => format!("Server: {product} {version} (based on Kuma {k})"),
         None => format!("Server: {product} {version}"),
-    })
+    };
+    // Aerie says which replica answered and whether it leads.
+    if let (Some(id), Some(leader)) = (
+        s("instanceId"),
+        index.get("leader").and_then(Value::as_bool),
+    ) {
+        line.push_str(&format!(
+            ", replica {id}, {}",
+            if leader { "leader" } else { "follower" }
+        ));
+    }
+    Some(line)
 }
 
 pub async fn run(g: &Globals, io: &mut Io<'_>) -> Result<()> {

@@ -81,6 +81,8 @@ pub struct Config {
     pub diagnostics: Listen,
     pub kds_grpc_port: u16,
     pub skip_mesh_creation: bool,
+    /// How long a Dataplane may stay offline before the leader deletes it (Kuma: 72h).
+    pub dataplane_cleanup_age: std::time::Duration,
     pub zone_name: Option<String>,
 }
 
@@ -239,6 +241,11 @@ const KEYS: &[Key] = &[
         path: "store.postgres.connectionTimeout",
         env: "KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT",
         default: "5",
+    },
+    Key {
+        path: "runtime.universal.dataplaneCleanupAge",
+        env: "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE",
+        default: "72h",
     },
     Key {
         path: "defaults.skipMeshCreation",
@@ -438,6 +445,17 @@ impl Config {
             },
             kds_grpc_port: raw.port("multizone.global.kds.grpcPort")?,
             skip_mesh_creation: raw.bool("defaults.skipMeshCreation")?,
+            dataplane_cleanup_age: {
+                let v = raw.get("runtime.universal.dataplaneCleanupAge");
+                aerie_core::duration::parse_go_duration(v)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        raw.err(
+                            "runtime.universal.dataplaneCleanupAge",
+                            format!("\"{v}\" is not a duration (e.g. 72h)"),
+                        )
+                    })?
+            },
             zone_name: Some(raw.get("multizone.zone.name").to_string()).filter(|z| !z.is_empty()),
         };
         config.check_port_clashes(raw)?;

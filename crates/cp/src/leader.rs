@@ -51,3 +51,63 @@ pub fn spawn(
     });
     (rx, task)
 }
+
+/// Offline-Dataplane cleanup, run by the leader: a Dataplane whose proxy has had no session
+/// on any replica for `age` (as observed by this leader; a new leader starts counting again,
+/// so nothing is ever deleted early) is deleted, as Kuma does after 72 hours.
+pub async fn cleanup_offline(store: SharedStore, mut leader: watch::Receiver<bool>, age: Duration) {
+    use std::collections::HashMap;
+
+    use aerie_core::ResourceType;
+    use tokio::time::Instant;
+
+    let sweep = (age / 4).clamp(Duration::from_millis(500), Duration::from_secs(60));
+    let mut offline_since: HashMap<(String, String), Instant> = HashMap::new();
+    loop {
+        if leader.wait_for(|l| *l).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(sweep).await;
+        if !*leader.borrow() {
+            offline_since.clear();
+            continue;
+        }
+        let meshes = match store.list(ResourceType::Mesh, None).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "offline cleanup cannot list meshes");
+                continue;
+            }
+        };
+        let now = Instant::now();
+        let mut seen = HashMap::new();
+        for mesh in meshes {
+            let (Ok(dps), Ok(online)) = (
+                store.list(ResourceType::Dataplane, Some(mesh.name())).await,
+                store.online(mesh.name()).await,
+            ) else {
+                continue;
+            };
+            for dp in dps.iter().filter(|d| !online.contains(d.name())) {
+                let key = (mesh.name().to_string(), dp.name().to_string());
+                let since = *offline_since.get(&key).unwrap_or(&now);
+                if now.duration_since(since) >= age {
+                    match store
+                        .delete(ResourceType::Dataplane, mesh.name(), dp.name())
+                        .await
+                    {
+                        Ok(()) => {
+                            tracing::info!(mesh = mesh.name(), name = dp.name(), offline_for = ?age, "deleted an offline Dataplane")
+                        }
+                        Err(e) => {
+                            tracing::warn!(mesh = mesh.name(), name = dp.name(), error = %e, "cannot delete an offline Dataplane")
+                        }
+                    }
+                } else {
+                    seen.insert(key, since);
+                }
+            }
+        }
+        offline_since = seen;
+    }
+}

@@ -187,7 +187,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         diagnostics::router(store.clone(), metrics.clone(), state.leader.clone()),
         shutdown.clone(),
     ));
-    let generator = tokio::spawn(generator::run(store.clone(), leader));
+    let generator = tokio::spawn(generator::run(store.clone(), leader.clone()));
+    let cleanup = tokio::spawn(leader::cleanup_offline(
+        store.clone(),
+        leader,
+        config.dataplane_cleanup_age,
+    ));
     metrics.set_ready(true);
     tracing::info!(mode = config.mode.as_str(), work_dir = %config.work_dir.display(), "kuma-cp is ready");
 
@@ -200,6 +205,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     generator.abort();
     reconciler.abort();
     leader_task.abort();
+    cleanup.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -627,3 +627,38 @@ fn provided_ca_from_inline_strings() {
         "verified against the provided CA: {err}"
     );
 }
+
+#[test]
+fn the_leader_deletes_dataplanes_offline_for_the_cleanup_age() {
+    let cp = aerie_e2e::ControlPlane::start_with(&[(
+        "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE",
+        "2s",
+    )]);
+    let admin = aerie_e2e::free_port("127.0.0.1");
+    let ip = aerie_e2e::loopback_ip();
+    let yaml = format!(
+        "type: Dataplane\nmesh: default\nname: gone-1\nnetworking:\n  address: {ip}\n  admin:\n    port: {admin}\n  inbound:\n  - port: 9000\n    servicePort: 1\n    tags:\n      kuma.io/service: gone\n"
+    );
+    let mut dp = Dataplane::start(&cp, "gone-1", &yaml, admin);
+    dp.wait_ready();
+    // Online proxies are never cleaned up, however long they live.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        assert!(
+            cp.dataplane_overview("default", "gone-1")
+                .is_some_and(|o| o["online"] == true),
+            "an online Dataplane stays"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    dp.process.kill9();
+    wait_for("offline", PROPAGATION, || {
+        cp.dataplane_overview("default", "gone-1")
+            .filter(|o| o["online"] == false)
+    });
+    wait_for("deleted after 2s offline", PROPAGATION, || {
+        cp.dataplane_overview("default", "gone-1")
+            .is_none()
+            .then_some(())
+    });
+}

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use aerie_core::proxy_config::ProxyConfig;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
@@ -17,7 +16,8 @@ pub type DpKey = (String, String);
 
 /// What a session sends its proxy: the config and, with mTLS on, the CA to sign with.
 pub struct Snapshot {
-    pub config: Arc<ProxyConfig>,
+    /// The config, encoded once for the wire (and hashed into `version` from those bytes).
+    pub config: envoy_types::pb::google::protobuf::Any,
     /// Hash of the config: equal configs are not pushed again.
     pub version: String,
     pub mtls: Option<MtlsMaterial>,

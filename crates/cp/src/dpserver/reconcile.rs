@@ -201,8 +201,8 @@ pub async fn rebuild_mesh(
         let Some((labels, spec)) = by_name.get(name.as_str()) else {
             continue;
         };
-        let config = view.proxy_config(name, labels, spec);
-        let version = config_version(&config);
+        let config = aerie_xds::encode_proxy_config(&view.proxy_config(name, labels, spec));
+        let version = content_version(&config.value);
         let material = mtls.as_ref().map(|(ca, bundle, reissue)| MtlsMaterial {
             ca: ca.clone(),
             bundle_pem: bundle.clone(),
@@ -210,7 +210,7 @@ pub async fn rebuild_mesh(
             sans: identity_sans(mesh, spec),
         });
         let snapshot = Snapshot {
-            config: Arc::new(config),
+            config,
             version,
             mtls: material,
         };
@@ -219,10 +219,10 @@ pub async fn rebuild_mesh(
     Ok(())
 }
 
-/// A short content hash: equal configs have equal versions on every replica.
-fn config_version(cfg: &aerie_core::proxy_config::ProxyConfig) -> String {
-    let bytes = serde_json::to_vec(cfg).unwrap_or_default();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+/// A short content hash of the encoded config: equal configs have equal versions on every
+/// replica, and an unchanged config is not pushed again.
+fn content_version(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))

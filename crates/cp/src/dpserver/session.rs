@@ -10,7 +10,7 @@ use aerie_identity::DataplaneClaims;
 use aerie_store::{SharedStore, StoreError};
 use aerie_xds::{
     DiscoveryRequest, DiscoveryResponse, NodeInfo, PROXY_CONFIG_TYPE, SECRET_TYPE,
-    encode_ca_secret, encode_identity_secret, encode_proxy_config,
+    encode_ca_secret, encode_identity_secret,
 };
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -320,11 +320,7 @@ impl Session {
         let snapshot: Option<Arc<Snapshot>> = self.reg.snapshots.borrow_and_update().clone();
         let Some(snap) = snapshot else { return Ok(()) };
         if self.subscribed_config && self.config_sent.as_deref() != Some(snap.version.as_str()) {
-            let resp = self.response(
-                PROXY_CONFIG_TYPE,
-                &snap.version,
-                vec![encode_proxy_config(&snap.config)],
-            );
+            let resp = self.response(PROXY_CONFIG_TYPE, &snap.version, vec![snap.config.clone()]);
             self.send(resp).await?;
             self.config_sent = Some(snap.version.clone());
             self.status().config_version_sent = Some(snap.version.clone());

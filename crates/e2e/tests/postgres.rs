@@ -608,3 +608,80 @@ fn four_writers_two_replicas_lose_nothing() {
         );
     }
 }
+
+#[test]
+fn postgres_tls_modes() {
+    let Some(db) = Database::create("postgres_tls_modes") else {
+        return;
+    };
+    // The local server's certificate (Debian's snakeoil, self-signed: its own CA).
+    let server_cert = std::path::Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");
+    let ssl_on = db
+        .psql("SHOW ssl")
+        .map(|s| s.trim() == "on")
+        .unwrap_or(false);
+    if !ssl_on || !server_cert.exists() {
+        skipped(
+            "postgres_tls_modes",
+            "the test PostgreSQL has no TLS certificate to verify against",
+        );
+        return;
+    }
+    let migrate = |extra: &[(&str, &str)]| {
+        let mut cmd = Command::new(bin("kuma-cp"));
+        cmd.args(["migrate", "up"]);
+        for (k, v) in db.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("kuma-cp migrate up")
+    };
+    let out = migrate(&[("KUMA_STORE_POSTGRES_TLS_MODE", "verifyNone")]);
+    assert!(out.status.success(), "verifyNone: {}", text(&out.stderr));
+    let out = migrate(&[
+        ("KUMA_STORE_POSTGRES_TLS_MODE", "verifyCa"),
+        (
+            "KUMA_STORE_POSTGRES_TLS_CA_PATH",
+            server_cert.to_str().unwrap(),
+        ),
+    ]);
+    assert!(
+        out.status.success(),
+        "verifyCa with the server's CA: {}",
+        text(&out.stderr)
+    );
+    // A CA that did not sign the server's certificate is refused, with a clear message.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(
+        &other,
+        aerie_identity::CertificateAuthority::generate("x", Duration::from_secs(60))
+            .unwrap()
+            .cert_pem(),
+    )
+    .unwrap();
+    let out = migrate(&[
+        ("KUMA_STORE_POSTGRES_TLS_MODE", "verifyCa"),
+        ("KUMA_STORE_POSTGRES_TLS_CA_PATH", other.to_str().unwrap()),
+    ]);
+    assert!(
+        !out.status.success(),
+        "a foreign CA must not verify the server"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot connect to PostgreSQL") && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // verifyFull also checks the name: the snakeoil certificate names this host, not 127.0.0.1.
+    let out = migrate(&[
+        ("KUMA_STORE_POSTGRES_TLS_MODE", "verifyFull"),
+        (
+            "KUMA_STORE_POSTGRES_TLS_CA_PATH",
+            server_cert.to_str().unwrap(),
+        ),
+    ]);
+    assert!(!out.status.success(), "verifyFull must check the host name");
+}

@@ -61,64 +61,50 @@ pub fn main() -> i32 {
         }
         Command::Migrate {
             action: MigrateAction::Up { config_file },
-        } => {
-            init_logging(&cli.log_level);
-            let config = match Config::load(config_file.as_deref(), std::env::vars()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    return 1;
-                }
-            };
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("Error: cannot start the runtime: {e}");
-                    return 1;
-                }
-            };
-            match rt.block_on(crate::migrate_up(&config)) {
-                Ok(msg) => {
-                    println!("{msg}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("Error: {e:#}");
-                    1
-                }
-            }
-        }
+        } => with_config(
+            &cli.log_level,
+            config_file.as_deref(),
+            |config| async move {
+                println!("{}", crate::migrate_up(&config).await?);
+                Ok(())
+            },
+        ),
         Command::Run { config_file } => {
-            init_logging(&cli.log_level);
-            let config = match Config::load(config_file.as_deref(), std::env::vars()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    return 1;
-                }
-            };
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("Error: cannot start the runtime: {e}");
-                    return 1;
-                }
-            };
-            match rt.block_on(crate::run(config)) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("Error: {e:#}");
-                    1
-                }
-            }
+            with_config(&cli.log_level, config_file.as_deref(), crate::run)
+        }
+    }
+}
+
+/// Loads the configuration, starts the runtime and runs `f`; the process exit code.
+fn with_config<F, Fut>(log_level: &str, config_file: Option<&std::path::Path>, f: F) -> i32
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    init_logging(log_level);
+    let config = match Config::load(config_file, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(f(config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            1
         }
     }
 }

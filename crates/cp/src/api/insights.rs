@@ -2,8 +2,7 @@
 //! versions) and `_policies` (which MeshTrafficPermissions apply to each inbound).
 
 use aerie_core::format::{resource_to_value, spec_to_value};
-use aerie_core::policy::mtp::{DataplaneRef, MeshServiceCatalog, PolicyIndex};
-use aerie_core::spec::MeshTrafficPermissionSpec;
+use aerie_core::policy::mtp::DataplaneRef;
 use aerie_core::{Resource, ResourceType, Spec};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -135,19 +134,7 @@ pub async fn policies(
         .store
         .list(ResourceType::MeshService, Some(&mesh))
         .await?;
-    let policies: Vec<(String, &MeshTrafficPermissionSpec)> = mtps
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::MeshTrafficPermission(s) => Some((r.meta.name.clone(), s)),
-            _ => None,
-        })
-        .collect();
-    let catalog = MeshServiceCatalog::new(
-        services
-            .iter()
-            .map(|s| (s.meta.name.clone(), s.meta.labels.clone())),
-    );
-    let index = PolicyIndex::with_mesh_services(&policies, &catalog);
+    let index = crate::dpserver::policy_index(&mtps, &services);
     let dp_ref = DataplaneRef {
         mesh: &mesh,
         name: &name,

@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use hub::{ConnStatus, Hub};
+pub use reconcile::policy_index;
 
 use crate::ca::MeshCas;
 use crate::tokens::TokenIssuer;

@@ -154,19 +154,7 @@ pub async fn rebuild_mesh(
     let services = store.list(ResourceType::MeshService, Some(mesh)).await?;
     let dps = store.list(ResourceType::Dataplane, Some(mesh)).await?;
 
-    let policies: Vec<(String, &MeshTrafficPermissionSpec)> = mtps
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::MeshTrafficPermission(s) => Some((r.meta.name.clone(), s)),
-            _ => None,
-        })
-        .collect();
-    let catalog = MeshServiceCatalog::new(
-        services
-            .iter()
-            .map(|s| (s.meta.name.clone(), s.meta.labels.clone())),
-    );
-    let index = PolicyIndex::with_mesh_services(&policies, &catalog);
+    let index = policy_index(&mtps, &services);
     let dataplanes: Vec<(&str, &Tags, &DataplaneSpec)> = dps
         .iter()
         .filter_map(|r| match &r.spec {
@@ -217,6 +205,26 @@ pub async fn rebuild_mesh(
         hub.publish(&(mesh.to_string(), name.clone()), Some(Arc::new(snapshot)));
     }
     Ok(())
+}
+
+/// A mesh's MeshTrafficPermission index, from its stored permissions and MeshServices.
+pub fn policy_index(
+    mtps: &[aerie_core::Resource],
+    services: &[aerie_core::Resource],
+) -> PolicyIndex {
+    let policies: Vec<(String, &MeshTrafficPermissionSpec)> = mtps
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshTrafficPermission(s) => Some((r.meta.name.clone(), s)),
+            _ => None,
+        })
+        .collect();
+    let catalog = MeshServiceCatalog::new(
+        services
+            .iter()
+            .map(|s| (s.meta.name.clone(), s.meta.labels.clone())),
+    );
+    PolicyIndex::with_mesh_services(&policies, &catalog)
 }
 
 /// A short content hash of the encoded config: equal configs have equal versions on every

@@ -111,3 +111,63 @@ pub async fn cleanup_offline(store: SharedStore, mut leader: watch::Receiver<boo
         offline_since = seen;
     }
 }
+
+/// CA housekeeping, run by the leader: a mesh gets its CA as soon as mTLS is enabled (not
+/// when its first proxy connects), and a CA close to expiry is reported every sweep.
+pub async fn ca_housekeeping(
+    store: SharedStore,
+    cas: Arc<crate::ca::MeshCas>,
+    mut leader: watch::Receiver<bool>,
+) {
+    use aerie_core::{ResourceType, Spec};
+
+    /// Warn when a CA expires within this time.
+    const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
+    let mut feed = store.subscribe();
+    loop {
+        if leader.wait_for(|l| *l).await.is_err() {
+            return;
+        }
+        match store.list(ResourceType::Mesh, None).await {
+            Ok(meshes) => {
+                for mesh in &meshes {
+                    let Spec::Mesh(spec) = &mesh.spec else {
+                        continue;
+                    };
+                    match cas.enabled_ca(mesh.name(), spec).await {
+                        Ok(Some(ca)) => {
+                            let left = ca
+                                .ca
+                                .not_after()
+                                .duration_since(std::time::SystemTime::now())
+                                .unwrap_or_default();
+                            if left < EXPIRY_WARNING {
+                                tracing::warn!(mesh = mesh.name(), backend = %ca.backend, expires_in = ?left, "the mesh CA expires soon: rotate it (change the mTLS backend)");
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(mesh = mesh.name(), error = %format!("{e:#}"), "mesh CA check failed")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "CA housekeeping cannot list meshes"),
+        }
+        // Next sweep: when a Mesh changes, leadership changes, or a minute passes.
+        let deadline = tokio::time::sleep(Duration::from_secs(60));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                changed = leader.changed() => if changed.is_err() { return } else { break },
+                ev = feed.recv() => match ev {
+                    Ok(ev) if ev.rtype == ResourceType::Mesh || ev.is_resync() => break,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}

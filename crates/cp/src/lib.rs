@@ -131,6 +131,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let tokens = Arc::new(tokens::TokenIssuer::load_or_create(store.clone()).await?);
     let metrics = Arc::new(metrics::Metrics::new());
     let cas = Arc::new(ca::MeshCas::new(store.clone()));
+    let cas_for_leader = cas.clone();
     let instance_id: Arc<str> = Arc::from(format!("{}-{}", hostname(), std::process::id()));
     let (dp_server, reconciler) =
         dpserver::DpServer::start(store.clone(), tokens.clone(), cas, instance_id.clone());
@@ -190,8 +191,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let generator = tokio::spawn(generator::run(store.clone(), leader.clone()));
     let cleanup = tokio::spawn(leader::cleanup_offline(
         store.clone(),
-        leader,
+        leader.clone(),
         config.dataplane_cleanup_age,
+    ));
+    let housekeeping = tokio::spawn(leader::ca_housekeeping(
+        store.clone(),
+        cas_for_leader,
+        leader,
     ));
     metrics.set_ready(true);
     tracing::info!(mode = config.mode.as_str(), work_dir = %config.work_dir.display(), "kuma-cp is ready");
@@ -206,6 +212,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     reconciler.abort();
     leader_task.abort();
     cleanup.abort();
+    housekeeping.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -460,3 +460,26 @@ fn port_in_use_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn enabling_mtls_creates_the_mesh_ca_at_once() {
+    let cp = ControlPlane::start();
+    // No proxy is connected: the leader's CA housekeeping creates the CA anyway, as Kuma does.
+    let r = cp.put("/meshes/default", r#"{"type":"Mesh","name":"default","mtls":{"enabledBackend":"builtin","backends":[{"name":"builtin","type":"builtin"}]}}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    aerie_e2e::wait_for(
+        "the builtin CA secrets",
+        std::time::Duration::from_secs(15),
+        || {
+            let cert = cp
+                .get("/meshes/default/secrets/default.ca-builtin-cert-builtin")
+                .status
+                == 200;
+            let key = cp
+                .get("/meshes/default/secrets/default.ca-builtin-key-builtin")
+                .status
+                == 200;
+            (cert && key).then_some(())
+        },
+    );
+}

@@ -15,8 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
     AggregatedDiscoveryServiceClient, DiscoveryRequest, DiscoveryResponse, NodeInfo,
-    PROXY_CONFIG_TYPE, SECRET_TYPE, SecretPayload, ca_secret_name, decode_proxy_config,
-    decode_secret, identity_secret_name,
+    PROXY_CONFIG_TYPE, PROXY_OUTBOUNDS_TYPE, SECRET_TYPE, SecretPayload, ca_secret_name,
+    decode_proxy_config, decode_secret, identity_secret_name, merge_proxy_config,
 };
 
 /// Where the proxy's config and certificates go.
@@ -263,6 +263,11 @@ async fn session(
         },
         DiscoveryRequest {
             node: Some(node(keys.csr())),
+            type_url: PROXY_OUTBOUNDS_TYPE.into(),
+            ..Default::default()
+        },
+        DiscoveryRequest {
+            node: Some(node(keys.csr())),
             type_url: SECRET_TYPE.into(),
             resource_names: vec![identity_secret_name(&mesh), ca_secret_name(&mesh)],
             ..Default::default()
@@ -287,6 +292,7 @@ async fn session(
         Err(status) => return classify(status, false),
     };
     let mut up = false;
+    let mut halves = Halves::default();
     let mut rotate_at: Option<tokio::time::Instant> = None;
     let mut last_secret: (String, String) = (String::new(), String::new());
     loop {
@@ -304,7 +310,7 @@ async fn session(
                         sink.set_connected(true);
                         tracing::info!(cp = %addr, "connected to the control plane");
                     }
-                    let (ack, next_rotation) = handle_response(&resp, sink.as_ref(), keys, &node);
+                    let (ack, next_rotation) = handle_response(&resp, sink.as_ref(), keys, &mut halves, &node);
                     if resp.type_url == SECRET_TYPE {
                         last_secret = (resp.version_info.clone(), resp.nonce.clone());
                         if let Some(t) = next_rotation {
@@ -376,19 +382,55 @@ fn classify(status: tonic::Status, was_up: bool) -> Outcome {
 
 /// Applies one response; returns the ACK/NACK to send and, for a new certificate, when to
 /// rotate.
+/// The two halves of the config as last received: (version, config) each. The proxy gets
+/// the merged config once both are known, and again whenever either changes.
+#[derive(Default)]
+struct Halves {
+    inbound: Option<(String, ProxyConfig)>,
+    outbound: Option<(String, ProxyConfig)>,
+}
+
+impl Halves {
+    /// Records one half and applies the merge; on failure the half is rolled back.
+    fn apply(&mut self, sink: &dyn ProxySink, resp: &DiscoveryResponse) -> Result<(), String> {
+        let cfg = match resp.resources.first().map(decode_proxy_config) {
+            Some(Ok(cfg)) => cfg,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("empty config response".into()),
+        };
+        let slot = if resp.type_url == PROXY_CONFIG_TYPE {
+            &mut self.inbound
+        } else {
+            &mut self.outbound
+        };
+        let previous = slot.replace((resp.version_info.clone(), cfg));
+        let (Some((iv, inbound)), Some((ov, outbound))) = (&self.inbound, &self.outbound) else {
+            return Ok(()); // the other half is on its way
+        };
+        let result =
+            sink.apply_config(&format!("{iv}.{ov}"), merge_proxy_config(inbound, outbound));
+        if result.is_err() {
+            let slot = if resp.type_url == PROXY_CONFIG_TYPE {
+                &mut self.inbound
+            } else {
+                &mut self.outbound
+            };
+            *slot = previous;
+        }
+        result
+    }
+}
+
 fn handle_response(
     resp: &DiscoveryResponse,
     sink: &dyn ProxySink,
     keys: &mut Keys,
+    halves: &mut Halves,
     node: &dyn Fn(&str) -> envoy_types::pb::envoy::config::core::v3::Node,
 ) -> (DiscoveryRequest, Option<tokio::time::Instant>) {
     let mut rotation = None;
     let result: Result<(), String> = match resp.type_url.as_str() {
-        PROXY_CONFIG_TYPE => match resp.resources.first().map(decode_proxy_config) {
-            Some(Ok(cfg)) => sink.apply_config(&resp.version_info, cfg),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err("empty config response".into()),
-        },
+        PROXY_CONFIG_TYPE | PROXY_OUTBOUNDS_TYPE => halves.apply(sink, resp),
         SECRET_TYPE => apply_secrets(resp, sink, keys).map(|r| rotation = r),
         other => Err(format!("unknown resource type {other}")),
     };

@@ -6,7 +6,8 @@
 //!
 //! | type URL | resource | payload |
 //! |---|---|---|
-//! | [`PROXY_CONFIG_TYPE`] | `<mesh>.<name>` | the proxy's [`ProxyConfig`], JSON-encoded (an Aerie type: the type URL is not a protobuf one, so no protobuf decoder mistakes it for one) |
+//! | [`PROXY_CONFIG_TYPE`] | `<mesh>.<name>` | the inbound half of the proxy's [`ProxyConfig`], JSON-encoded (an Aerie type: the type URL is not a protobuf one, so no protobuf decoder mistakes it for one) |
+//! | [`PROXY_OUTBOUNDS_TYPE`] | `<mesh>.<name>` | the outbound half (endpoints), JSON, versioned on its own |
 //! | [`SECRET_TYPE`] | `identity_cert:secret:<mesh>` | Envoy `Secret` with a `TlsCertificate` holding only the certificate chain: the private key never leaves the proxy |
 //! | [`SECRET_TYPE`] | `mesh_ca:secret:<mesh>` | Envoy `Secret` with a validation context: the mesh's trust anchors (two during a CA change) |
 //!
@@ -42,8 +43,13 @@ pub use envoy_types::pb::envoy::service::discovery::v3::{
 };
 pub use envoy_types::pb::google::rpc::Status as RpcStatus;
 
-/// The proxy configuration resource (JSON payload).
+/// The inbound half of the proxy configuration (mTLS mode, inbounds and their authorization;
+/// JSON payload of a [`ProxyConfig`] without outbounds).
 pub const PROXY_CONFIG_TYPE: &str = "type.aerie.dev/aerie.dp.v1.ProxyConfig+json";
+/// The outbound half (outbounds and their endpoints; a [`ProxyConfig`] without inbounds).
+/// Separate so that a policy change, which touches only inbounds, does not resend every
+/// proxy's endpoint lists (as Envoy keeps listeners and endpoints in separate resources).
+pub const PROXY_OUTBOUNDS_TYPE: &str = "type.aerie.dev/aerie.dp.v1.Outbounds+json";
 /// Envoy's SDS secret type.
 pub const SECRET_TYPE: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
@@ -140,24 +146,52 @@ impl NodeInfo {
     }
 }
 
-pub fn encode_proxy_config(cfg: &ProxyConfig) -> Any {
-    Any {
-        type_url: PROXY_CONFIG_TYPE.into(),
-        value: serde_json::to_vec(cfg).unwrap_or_default(),
-    }
+/// Splits a config into its two wire resources: (inbound half, outbound half).
+pub fn encode_proxy_config(cfg: &ProxyConfig) -> (Any, Any) {
+    let inbound = ProxyConfig {
+        outbounds: Vec::new(),
+        ..cfg.clone()
+    };
+    let outbound = ProxyConfig {
+        inbounds: Vec::new(),
+        ..cfg.clone()
+    };
+    (
+        Any {
+            type_url: PROXY_CONFIG_TYPE.into(),
+            value: serde_json::to_vec(&inbound).unwrap_or_default(),
+        },
+        Any {
+            type_url: PROXY_OUTBOUNDS_TYPE.into(),
+            value: serde_json::to_vec(&outbound).unwrap_or_default(),
+        },
+    )
 }
 
+/// Decodes either half (checking its type URL).
 pub fn decode_proxy_config(any: &Any) -> Result<ProxyConfig, ProtocolError> {
-    if any.type_url != PROXY_CONFIG_TYPE {
-        return Err(ProtocolError::WrongType {
-            expected: PROXY_CONFIG_TYPE,
-            found: any.type_url.clone(),
-        });
-    }
+    let what = match any.type_url.as_str() {
+        PROXY_CONFIG_TYPE => PROXY_CONFIG_TYPE,
+        PROXY_OUTBOUNDS_TYPE => PROXY_OUTBOUNDS_TYPE,
+        _ => {
+            return Err(ProtocolError::WrongType {
+                expected: PROXY_CONFIG_TYPE,
+                found: any.type_url.clone(),
+            });
+        }
+    };
     serde_json::from_slice(&any.value).map_err(|e| ProtocolError::Decode {
-        what: "ProxyConfig",
+        what,
         reason: e.to_string(),
     })
+}
+
+/// The whole config from its halves: mesh, name and mode from the inbound half.
+pub fn merge_proxy_config(inbound: &ProxyConfig, outbound: &ProxyConfig) -> ProxyConfig {
+    ProxyConfig {
+        outbounds: outbound.outbounds.clone(),
+        ..inbound.clone()
+    }
 }
 
 /// The proxy's certificate chain (PEM), without a key.
@@ -279,10 +313,16 @@ mod tests {
             name: "n".into(),
             ..ProxyConfig::default()
         };
+        let (inb, out) = encode_proxy_config(&cfg);
         assert_eq!(
-            decode_proxy_config(&encode_proxy_config(&cfg)).unwrap(),
-            cfg
+            (inb.type_url.as_str(), out.type_url.as_str()),
+            (PROXY_CONFIG_TYPE, PROXY_OUTBOUNDS_TYPE)
         );
+        let merged = merge_proxy_config(
+            &decode_proxy_config(&inb).unwrap(),
+            &decode_proxy_config(&out).unwrap(),
+        );
+        assert_eq!(merged, cfg);
         let (name, p) = decode_secret(&encode_identity_secret("m", "PEM")).unwrap();
         assert_eq!(
             (name.as_str(), p),

@@ -16,10 +16,14 @@ pub type DpKey = (String, String);
 
 /// What a session sends its proxy: the config and, with mTLS on, the CA to sign with.
 pub struct Snapshot {
-    /// The config, encoded once for the wire (and hashed into `version` from those bytes).
+    /// The config's inbound half, encoded once for the wire (and hashed into `version` from
+    /// those bytes).
     pub config: envoy_types::pb::google::protobuf::Any,
-    /// Hash of the config: equal configs are not pushed again.
+    /// Hash of the inbound half: equal halves are not pushed again.
     pub version: String,
+    /// The outbound half (endpoints), versioned on its own: a policy change leaves it alone.
+    pub outbounds: envoy_types::pb::google::protobuf::Any,
+    pub outbounds_version: String,
     pub mtls: Option<MtlsMaterial>,
 }
 
@@ -164,6 +168,7 @@ impl Hub {
                 let same = match (cur.as_ref(), snapshot.as_ref()) {
                     (Some(a), Some(b)) => {
                         a.version == b.version
+                            && a.outbounds_version == b.outbounds_version
                             && a.mtls.as_ref().map(MtlsMaterial::key)
                                 == b.mtls.as_ref().map(MtlsMaterial::key)
                     }

@@ -189,8 +189,12 @@ pub async fn rebuild_mesh(
         let Some((labels, spec)) = by_name.get(name.as_str()) else {
             continue;
         };
-        let config = aerie_xds::encode_proxy_config(&view.proxy_config(name, labels, spec));
-        let version = content_version(&config.value);
+        let (config, outbounds) =
+            aerie_xds::encode_proxy_config(&view.proxy_config(name, labels, spec));
+        let (version, outbounds_version) = (
+            content_version(&config.value),
+            content_version(&outbounds.value),
+        );
         let material = mtls.as_ref().map(|(ca, bundle, reissue)| MtlsMaterial {
             ca: ca.clone(),
             bundle_pem: bundle.clone(),
@@ -200,6 +204,8 @@ pub async fn rebuild_mesh(
         let snapshot = Snapshot {
             config,
             version,
+            outbounds,
+            outbounds_version,
             mtls: material,
         };
         hub.publish(&(mesh.to_string(), name.clone()), Some(Arc::new(snapshot)));

@@ -9,8 +9,8 @@ use aerie_core::{Resource, ResourceType, Spec, validate};
 use aerie_identity::DataplaneClaims;
 use aerie_store::{SharedStore, StoreError};
 use aerie_xds::{
-    DiscoveryRequest, DiscoveryResponse, NodeInfo, PROXY_CONFIG_TYPE, SECRET_TYPE,
-    encode_ca_secret, encode_identity_secret,
+    DiscoveryRequest, DiscoveryResponse, NodeInfo, PROXY_CONFIG_TYPE, PROXY_OUTBOUNDS_TYPE,
+    SECRET_TYPE, encode_ca_secret, encode_identity_secret,
 };
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -156,6 +156,10 @@ pub struct Session {
     issued_for: Option<(String, String)>,
     bundle_sent: Option<Arc<str>>,
     config_sent: Option<String>,
+    outbounds_sent: Option<String>,
+    /// Versions of the (inbound, outbound) halves the proxy acknowledged.
+    acked: (Option<String>, Option<String>),
+    subscribed_outbounds: bool,
     nonce: u64,
     subscribed_config: bool,
     subscribed_secrets: bool,
@@ -188,6 +192,9 @@ impl Session {
             issued_for: None,
             bundle_sent: None,
             config_sent: None,
+            outbounds_sent: None,
+            acked: (None, None),
+            subscribed_outbounds: false,
             nonce: 0,
             subscribed_config: false,
             subscribed_secrets: false,
@@ -276,17 +283,32 @@ impl Session {
         }
         let is_ack = !req.response_nonce.is_empty();
         match req.type_url.as_str() {
-            PROXY_CONFIG_TYPE => {
-                self.subscribed_config = true;
+            PROXY_CONFIG_TYPE | PROXY_OUTBOUNDS_TYPE => {
+                let inbound_half = req.type_url == PROXY_CONFIG_TYPE;
+                if inbound_half {
+                    self.subscribed_config = true;
+                } else {
+                    self.subscribed_outbounds = true;
+                }
                 if is_ack {
-                    let mut st = self.status();
                     match &req.error_detail {
                         Some(err) => {
                             tracing::warn!(key = ?self.key, error = %err.message, "proxy rejected its config (NACK); it keeps the last good one");
-                            st.last_nack = Some(err.message.clone());
+                            self.status().last_nack = Some(err.message.clone());
                         }
                         None => {
-                            st.config_version_acked = Some(req.version_info.clone());
+                            let version = Some(req.version_info.clone());
+                            if inbound_half {
+                                self.acked.0 = version;
+                            } else {
+                                self.acked.1 = version;
+                            }
+                            let combined = match &self.acked {
+                                (Some(i), Some(o)) => Some(format!("{i}.{o}")),
+                                _ => None,
+                            };
+                            let mut st = self.status();
+                            st.config_version_acked = combined;
                             st.responses_acknowledged += 1;
                             st.last_nack = None;
                         }
@@ -323,8 +345,20 @@ impl Session {
             let resp = self.response(PROXY_CONFIG_TYPE, &snap.version, vec![snap.config.clone()]);
             self.send(resp).await?;
             self.config_sent = Some(snap.version.clone());
-            self.status().config_version_sent = Some(snap.version.clone());
         }
+        if self.subscribed_outbounds
+            && self.outbounds_sent.as_deref() != Some(snap.outbounds_version.as_str())
+        {
+            let resp = self.response(
+                PROXY_OUTBOUNDS_TYPE,
+                &snap.outbounds_version,
+                vec![snap.outbounds.clone()],
+            );
+            self.send(resp).await?;
+            self.outbounds_sent = Some(snap.outbounds_version.clone());
+        }
+        self.status().config_version_sent =
+            Some(format!("{}.{}", snap.version, snap.outbounds_version));
         let (Some(mtls), true) = (&snap.mtls, self.subscribed_secrets) else {
             return Ok(());
         };

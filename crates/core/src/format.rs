@@ -323,6 +323,7 @@ fn typed_spec(rtype: ResourceType, body: Value, prefix: &str) -> Result<Spec, Do
         ResourceType::Secret => Spec::Secret(de(body, prefix)?),
         ResourceType::GlobalSecret => Spec::GlobalSecret(de(body, prefix)?),
         ResourceType::Zone => Spec::Zone(de(body, prefix)?),
+        ResourceType::ZoneIngress => Spec::ZoneIngress(de(body, prefix)?),
     })
 }
 
@@ -335,6 +336,7 @@ pub fn spec_to_value(spec: &Spec) -> Value {
         Spec::MeshService(s) => serde_json::to_value(s),
         Spec::Secret(s) | Spec::GlobalSecret(s) => serde_json::to_value(s),
         Spec::Zone(s) => serde_json::to_value(s),
+        Spec::ZoneIngress(s) => serde_json::to_value(s),
     };
     // Serialising plain structs of strings, numbers and maps to a Value cannot fail.
     v.unwrap_or_else(|_| Value::Object(Map::new()))

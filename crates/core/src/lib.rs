@@ -11,6 +11,7 @@
 
 pub mod duration;
 pub mod format;
+pub mod multizone;
 pub mod policy;
 pub mod proxy_config;
 pub mod resource;

@@ -47,6 +47,16 @@ impl Protocol {
         }
     }
 
+    /// The `kuma.io/protocol` value.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Http => "http",
+            Protocol::Http2 => "http2",
+            Protocol::Grpc => "grpc",
+        }
+    }
+
     /// Whether the proxy terminates HTTP (and can answer a denied request with 403).
     pub fn is_http(self) -> bool {
         !matches!(self, Protocol::Tcp)
@@ -101,6 +111,10 @@ pub struct OutboundConfig {
     pub protocol: Protocol,
     /// The identity the destination must present: `spiffe://<mesh>/<service>`.
     pub spiffe_id: String,
+    /// The TLS server name to send ([`crate::multizone::service_sni`]): zone ingresses
+    /// route on it.
+    #[serde(default)]
+    pub sni: String,
     /// Online, ready endpoints, in a stable order.
     pub endpoints: Vec<Endpoint>,
 }
@@ -113,6 +127,28 @@ pub struct Endpoint {
     pub port: u16,
     /// The Dataplane serving it (for logs and stats).
     pub dataplane: String,
+}
+
+/// A zone ingress's whole configuration: where to send each server name it may see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressConfig {
+    /// The ZoneIngress's name.
+    pub name: String,
+    /// Sorted by `sni`.
+    pub routes: Vec<IngressRoute>,
+}
+
+/// One destination behind a zone ingress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressRoute {
+    /// The TLS server name callers send for this service.
+    pub sni: String,
+    pub mesh: String,
+    pub service: String,
+    /// Live, ready sidecar inbounds in this zone, in a stable order.
+    pub endpoints: Vec<Endpoint>,
 }
 
 /// The SPIFFE ID of a service in a mesh (the seed's `spiffe://<mesh>/<service>`).
@@ -135,6 +171,8 @@ pub struct MeshView<'a> {
     spec: &'a crate::spec::MeshSpec,
     index: &'a crate::policy::mtp::PolicyIndex,
     endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>>,
+    /// Services of other zones, reached through their zone ingresses.
+    remote: std::collections::HashMap<String, Vec<ServiceEndpoint>>,
 }
 
 impl<'a> MeshView<'a> {
@@ -186,7 +224,97 @@ impl<'a> MeshView<'a> {
             spec,
             index,
             endpoints,
+            remote: Default::default(),
         }
+    }
+
+    /// Adds the services other zones offer through their ingresses (`ingresses` are the
+    /// ZoneIngress copies from other zones, as (name, spec)). Each ingress is one endpoint
+    /// per service; it forwards by TLS server name to a live instance in its zone. Only
+    /// meaningful with mTLS on: without TLS there is no server name to route on.
+    pub fn add_remote_ingresses(&mut self, ingresses: &[(&str, &crate::spec::ZoneIngressSpec)]) {
+        use crate::spec::{PROTOCOL_TAG, SERVICE_TAG};
+        if self.mtls_mode() == MtlsMode::Off {
+            return;
+        }
+        for (name, ingress) in ingresses {
+            let (address, port) = ingress.advertised();
+            for svc in &ingress.available_services {
+                let Some(service) = svc.tags.get(SERVICE_TAG) else {
+                    continue;
+                };
+                if svc.mesh != self.mesh || svc.instances == 0 || svc.external_service {
+                    continue;
+                }
+                self.remote
+                    .entry(service.clone())
+                    .or_default()
+                    .push(ServiceEndpoint {
+                        endpoint: Endpoint {
+                            address: address.to_string(),
+                            port: clamp_port(port),
+                            dataplane: format!("{}/{name}", ingress.zone),
+                        },
+                        protocol: Protocol::from_tag(
+                            svc.tags.get(PROTOCOL_TAG).map(String::as_str),
+                        ),
+                    });
+            }
+        }
+        for list in self.remote.values_mut() {
+            list.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+            list.dedup_by(|a, b| a.endpoint == b.endpoint);
+        }
+    }
+
+    /// What a zone ingress of this zone offers for this mesh: every service with a live,
+    /// ready instance here, with its instance count and (when all instances agree) its
+    /// protocol. Empty with mTLS off.
+    pub fn available_services(&self) -> Vec<crate::spec::AvailableService> {
+        use crate::spec::{PROTOCOL_TAG, SERVICE_TAG};
+        if self.mtls_mode() == MtlsMode::Off {
+            return Vec::new();
+        }
+        let mut out: Vec<crate::spec::AvailableService> = self
+            .endpoints
+            .iter()
+            .map(|(service, eps)| {
+                let mut tags = crate::spec::Tags::new();
+                tags.insert(SERVICE_TAG.into(), service.to_string());
+                let first = eps.first().map(|e| e.protocol).unwrap_or_default();
+                if first != Protocol::Tcp && eps.iter().all(|e| e.protocol == first) {
+                    tags.insert(PROTOCOL_TAG.into(), first.tag().into());
+                }
+                crate::spec::AvailableService {
+                    tags,
+                    instances: u32::try_from(eps.len()).unwrap_or(u32::MAX),
+                    mesh: self.mesh.to_string(),
+                    external_service: false,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.tags.cmp(&b.tags));
+        out
+    }
+
+    /// A zone ingress's routes for this mesh: per local service, its server name and live
+    /// instances. Empty with mTLS off.
+    pub fn ingress_routes(&self) -> Vec<IngressRoute> {
+        if self.mtls_mode() == MtlsMode::Off {
+            return Vec::new();
+        }
+        let mut out: Vec<IngressRoute> = self
+            .endpoints
+            .iter()
+            .map(|(service, eps)| IngressRoute {
+                sni: crate::multizone::service_sni(self.mesh, service),
+                mesh: self.mesh.to_string(),
+                service: service.to_string(),
+                endpoints: eps.iter().map(|e| e.endpoint.clone()).collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.sni.cmp(&b.sni));
+        out
     }
 
     pub fn mtls_mode(&self) -> MtlsMode {
@@ -257,9 +385,17 @@ impl<'a> MeshView<'a> {
                     .get(service.as_str())
                     .map(Vec::as_slice)
                     .unwrap_or_default();
+                // Other zones' ingresses listen on their own ports: a port filter picks
+                // among local instances only.
+                let remote = self
+                    .remote
+                    .get(service.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
                 let matching = live
                     .iter()
-                    .filter(|e| port_filter.is_none_or(|p| u32::from(e.endpoint.port) == p));
+                    .filter(|e| port_filter.is_none_or(|p| u32::from(e.endpoint.port) == p))
+                    .chain(remote.iter());
                 let protocol = matching
                     .clone()
                     .next()
@@ -269,6 +405,7 @@ impl<'a> MeshView<'a> {
                     address: o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
                     port: clamp_port(o.port),
                     spiffe_id: spiffe_id(self.mesh, &service),
+                    sni: crate::multizone::service_sni(self.mesh, &service),
                     protocol,
                     endpoints: matching.map(|e| e.endpoint.clone()).collect(),
                     service,

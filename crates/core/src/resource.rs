@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::spec::{
-    DataplaneSpec, MeshServiceSpec, MeshSpec, MeshTrafficPermissionSpec, SecretSpec, ZoneSpec,
+    DataplaneSpec, MeshServiceSpec, MeshSpec, MeshTrafficPermissionSpec, SecretSpec,
+    ZoneIngressSpec, ZoneSpec,
 };
 
 /// Where a resource lives: inside a mesh (`/meshes/{mesh}/{plural}/{name}`) or beside meshes.
@@ -33,10 +34,11 @@ pub enum ResourceType {
     Secret,
     GlobalSecret,
     Zone,
+    ZoneIngress,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 7] = [
+    pub const ALL: [ResourceType; 8] = [
         ResourceType::Mesh,
         ResourceType::Dataplane,
         ResourceType::MeshTrafficPermission,
@@ -44,6 +46,7 @@ impl ResourceType {
         ResourceType::Secret,
         ResourceType::GlobalSecret,
         ResourceType::Zone,
+        ResourceType::ZoneIngress,
     ];
 
     /// The `type:` value in Universal documents and the `kind:` in Kubernetes ones.
@@ -56,6 +59,7 @@ impl ResourceType {
             ResourceType::Secret => "Secret",
             ResourceType::GlobalSecret => "GlobalSecret",
             ResourceType::Zone => "Zone",
+            ResourceType::ZoneIngress => "ZoneIngress",
         }
     }
 
@@ -69,6 +73,7 @@ impl ResourceType {
             ResourceType::Secret => "secrets",
             ResourceType::GlobalSecret => "globalsecrets",
             ResourceType::Zone => "zones",
+            ResourceType::ZoneIngress => "zoneingresses",
         }
     }
 
@@ -82,6 +87,7 @@ impl ResourceType {
             ResourceType::Secret => "secret",
             ResourceType::GlobalSecret => "global-secret",
             ResourceType::Zone => "zone",
+            ResourceType::ZoneIngress => "zoneingress",
         }
     }
 
@@ -104,7 +110,10 @@ impl ResourceType {
 
     pub fn scope(self) -> Scope {
         match self {
-            ResourceType::Mesh | ResourceType::GlobalSecret | ResourceType::Zone => Scope::Global,
+            ResourceType::Mesh
+            | ResourceType::GlobalSecret
+            | ResourceType::Zone
+            | ResourceType::ZoneIngress => Scope::Global,
             _ => Scope::Mesh,
         }
     }
@@ -178,6 +187,7 @@ pub enum Spec {
     Secret(SecretSpec),
     GlobalSecret(SecretSpec),
     Zone(ZoneSpec),
+    ZoneIngress(ZoneIngressSpec),
 }
 
 impl Spec {
@@ -190,6 +200,7 @@ impl Spec {
             Spec::Secret(_) => ResourceType::Secret,
             Spec::GlobalSecret(_) => ResourceType::GlobalSecret,
             Spec::Zone(_) => ResourceType::Zone,
+            Spec::ZoneIngress(_) => ResourceType::ZoneIngress,
         }
     }
 }

@@ -84,6 +84,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             dataplane_json: Some(s.dataplane_json),
             csr_pem: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            proxy_type: Default::default(),
         },
     };
     let sink: Arc<dyn ProxySink> = Arc::new(Sink(proxy.clone()));

@@ -181,6 +181,7 @@ mod tests {
                 service: "backend".into(),
                 protocol: Protocol::Tcp,
                 spiffe_id: "spiffe://default/backend".into(),
+                sni: "backend.default.mesh".into(),
                 endpoints: vec![Endpoint {
                     address: "10.0.0.2".into(),
                     port: 10001,

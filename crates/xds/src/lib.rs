@@ -26,7 +26,7 @@ pub use client::{ClientError, ClientOptions, ProxySink};
 
 use std::collections::HashMap;
 
-use aerie_core::proxy_config::ProxyConfig;
+use aerie_core::proxy_config::{IngressConfig, ProxyConfig};
 use envoy_types::pb::envoy::config::core::v3::{DataSource, Node, data_source};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, Secret, TlsCertificate, secret,
@@ -50,6 +50,10 @@ pub const PROXY_CONFIG_TYPE: &str = "type.aerie.dev/aerie.dp.v1.ProxyConfig+json
 /// Separate so that a policy change, which touches only inbounds, does not resend every
 /// proxy's endpoint lists (as Envoy keeps listeners and endpoints in separate resources).
 pub const PROXY_OUTBOUNDS_TYPE: &str = "type.aerie.dev/aerie.dp.v1.Outbounds+json";
+/// A zone ingress's routes ([`IngressConfig`], JSON); the resource is named after the
+/// ZoneIngress. An ingress subscribes to this type only: it holds no certificate (it
+/// forwards TLS without terminating it).
+pub const INGRESS_CONFIG_TYPE: &str = "type.aerie.dev/aerie.dp.v1.IngressConfig+json";
 /// Envoy's SDS secret type.
 pub const SECRET_TYPE: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
@@ -57,6 +61,28 @@ pub const SECRET_TYPE: &str =
 pub const META_DATAPLANE: &str = "dataplane.resource";
 pub const META_CSR: &str = "aerie.csr";
 pub const META_VERSION: &str = "version.kumaDp.version";
+/// `dataplane` (the default) or `ingress`, as Kuma's `dataplane.proxyType`.
+pub const META_PROXY_TYPE: &str = "dataplane.proxyType";
+
+/// What kind of proxy is on the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyType {
+    /// A sidecar: node id `<mesh>.<name>`, a Dataplane in `dataplane.resource`.
+    #[default]
+    Dataplane,
+    /// A zone ingress: node id `<name>` (ZoneIngresses belong to no mesh), the ZoneIngress
+    /// in `dataplane.resource`.
+    Ingress,
+}
+
+impl ProxyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyType::Dataplane => "dataplane",
+            ProxyType::Ingress => "ingress",
+        }
+    }
+}
 
 /// Kuma's SDS secret names.
 pub fn identity_secret_name(mesh: &str) -> String {
@@ -74,6 +100,10 @@ pub enum ProtocolError {
     NoNode,
     #[error("node id \"{0}\" is not <mesh>.<name>")]
     BadNodeId(String),
+    #[error(
+        "unknown proxy type \"{0}\" in node metadata dataplane.proxyType (dataplane or ingress)"
+    )]
+    BadProxyType(String),
     #[error("node metadata lacks {0}")]
     MissingMetadata(&'static str),
     #[error("resource of type {found} where {expected} was expected")]
@@ -95,6 +125,7 @@ pub struct NodeInfo {
     /// A PEM CSR for the proxy's current key.
     pub csr_pem: Option<String>,
     pub version: String,
+    pub proxy_type: ProxyType,
 }
 
 fn string_value(s: &str) -> Value {
@@ -113,8 +144,16 @@ impl NodeInfo {
             fields.insert(META_CSR.to_string(), string_value(csr));
         }
         fields.insert(META_VERSION.to_string(), string_value(&self.version));
+        fields.insert(
+            META_PROXY_TYPE.to_string(),
+            string_value(self.proxy_type.as_str()),
+        );
+        let id = match self.proxy_type {
+            ProxyType::Dataplane => format!("{}.{}", self.mesh, self.name),
+            ProxyType::Ingress => self.name.clone(),
+        };
         Node {
-            id: format!("{}.{}", self.mesh, self.name),
+            id,
             metadata: Some(Struct { fields }),
             user_agent_name: "kuma-dp (aerie)".into(),
             ..Node::default()
@@ -124,11 +163,6 @@ impl NodeInfo {
     /// Reads a node. The id splits at the first `.`: mesh names cannot contain dots in
     /// practice (Kuma's convention), dataplane names may.
     pub fn from_proto(node: &Node) -> Result<NodeInfo, ProtocolError> {
-        let (mesh, name) = node
-            .id
-            .split_once('.')
-            .filter(|(m, n)| !m.is_empty() && !n.is_empty())
-            .ok_or_else(|| ProtocolError::BadNodeId(node.id.clone()))?;
         let get = |key: &str| -> Option<String> {
             let fields = &node.metadata.as_ref()?.fields;
             match fields.get(key)?.kind.as_ref()? {
@@ -136,7 +170,22 @@ impl NodeInfo {
                 _ => None,
             }
         };
+        let proxy_type = match get(META_PROXY_TYPE).as_deref() {
+            None | Some("dataplane") => ProxyType::Dataplane,
+            Some("ingress") => ProxyType::Ingress,
+            Some(other) => return Err(ProtocolError::BadProxyType(other.to_string())),
+        };
+        let (mesh, name) = match proxy_type {
+            ProxyType::Ingress if !node.id.is_empty() => ("", node.id.as_str()),
+            ProxyType::Ingress => return Err(ProtocolError::BadNodeId(node.id.clone())),
+            ProxyType::Dataplane => node
+                .id
+                .split_once('.')
+                .filter(|(m, n)| !m.is_empty() && !n.is_empty())
+                .ok_or_else(|| ProtocolError::BadNodeId(node.id.clone()))?,
+        };
         Ok(NodeInfo {
+            proxy_type,
             mesh: mesh.to_string(),
             name: name.to_string(),
             dataplane_json: get(META_DATAPLANE),
@@ -192,6 +241,26 @@ pub fn merge_proxy_config(inbound: &ProxyConfig, outbound: &ProxyConfig) -> Prox
         outbounds: outbound.outbounds.clone(),
         ..inbound.clone()
     }
+}
+
+pub fn encode_ingress_config(cfg: &IngressConfig) -> Any {
+    Any {
+        type_url: INGRESS_CONFIG_TYPE.into(),
+        value: serde_json::to_vec(cfg).unwrap_or_default(),
+    }
+}
+
+pub fn decode_ingress_config(any: &Any) -> Result<IngressConfig, ProtocolError> {
+    if any.type_url != INGRESS_CONFIG_TYPE {
+        return Err(ProtocolError::WrongType {
+            expected: INGRESS_CONFIG_TYPE,
+            found: any.type_url.clone(),
+        });
+    }
+    serde_json::from_slice(&any.value).map_err(|e| ProtocolError::Decode {
+        what: INGRESS_CONFIG_TYPE,
+        reason: e.to_string(),
+    })
 }
 
 /// The proxy's certificate chain (PEM), without a key.
@@ -294,6 +363,7 @@ mod tests {
             dataplane_json: Some("{}".into()),
             csr_pem: Some("CSR".into()),
             version: "0.1.0".into(),
+            proxy_type: Default::default(),
         };
         assert_eq!(NodeInfo::from_proto(&n.to_proto()).unwrap(), n);
         let bad = Node {
@@ -304,6 +374,48 @@ mod tests {
             NodeInfo::from_proto(&bad),
             Err(ProtocolError::BadNodeId(_))
         ));
+        let ingress = NodeInfo {
+            mesh: String::new(),
+            name: "ingress.zone-1".into(),
+            dataplane_json: Some("{}".into()),
+            csr_pem: None,
+            version: "0.1.0".into(),
+            proxy_type: ProxyType::Ingress,
+        };
+        assert_eq!(NodeInfo::from_proto(&ingress.to_proto()).unwrap(), ingress);
+        let mut odd = ingress.to_proto();
+        odd.metadata
+            .as_mut()
+            .unwrap()
+            .fields
+            .insert(META_PROXY_TYPE.into(), string_value("egress"));
+        assert!(matches!(
+            NodeInfo::from_proto(&odd),
+            Err(ProtocolError::BadProxyType(_))
+        ));
+    }
+
+    #[test]
+    fn ingress_config_round_trips() {
+        let cfg = IngressConfig {
+            name: "ingress".into(),
+            routes: vec![aerie_core::proxy_config::IngressRoute {
+                sni: "web.default.mesh".into(),
+                mesh: "default".into(),
+                service: "web".into(),
+                endpoints: vec![aerie_core::proxy_config::Endpoint {
+                    address: "127.0.0.1".into(),
+                    port: 8080,
+                    dataplane: "web-1".into(),
+                }],
+            }],
+        };
+        assert_eq!(
+            decode_ingress_config(&encode_ingress_config(&cfg)).unwrap(),
+            cfg
+        );
+        let (inbound, _) = encode_proxy_config(&ProxyConfig::default());
+        assert!(decode_ingress_config(&inbound).is_err());
     }
 
     #[test]

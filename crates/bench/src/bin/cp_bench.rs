@@ -420,6 +420,7 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
                 dataplane_json: Some(dataplane_json(&args.mesh, i)),
                 csr_pem: None,
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                proxy_type: Default::default(),
             },
         };
         let (shared2, stop) = (shared.clone(), stop_rx.clone());

@@ -10,12 +10,14 @@ mod mesh;
 mod meshservice;
 mod mtp;
 mod other;
+mod zoneingress;
 
 pub use dataplane::*;
 pub use mesh::*;
 pub use meshservice::*;
 pub use mtp::*;
 pub use other::*;
+pub use zoneingress::*;
 
 use std::collections::BTreeMap;
 

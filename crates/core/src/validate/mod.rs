@@ -21,6 +21,7 @@ mod meta;
 mod mtp;
 mod other;
 mod targetref;
+mod zoneingress;
 
 use crate::{Resource, Spec, ValidationError};
 
@@ -34,6 +35,7 @@ pub fn validate(r: &Resource) -> Result<(), crate::ValidationError> {
         Spec::MeshService(s) => meshservice::validate(s),
         Spec::Secret(s) | Spec::GlobalSecret(s) => other::validate_secret(s),
         Spec::Zone(_) => ValidationError::new(),
+        Spec::ZoneIngress(s) => zoneingress::validate(s),
     };
     errs.violations.extend(spec_errs.violations);
     errs.into_result()

@@ -115,7 +115,7 @@ fn relevant_mesh(ev: &aerie_store::ChangeEvent) -> Option<String> {
         | ResourceType::MeshService
         | ResourceType::Dataplane
         | ResourceType::Secret => Some(ev.mesh.clone()),
-        ResourceType::GlobalSecret | ResourceType::Zone => None,
+        ResourceType::GlobalSecret | ResourceType::Zone | ResourceType::ZoneIngress => None,
     }
 }
 

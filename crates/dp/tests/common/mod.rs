@@ -361,6 +361,7 @@ pub fn outbound(
         service: service.to_owned(),
         protocol,
         spiffe_id: format!("spiffe://{MESH}/{service}"),
+        sni: aerie_core::multizone::service_sni(MESH, service),
         endpoints: endpoints
             .iter()
             .map(|e| Endpoint {

@@ -217,6 +217,47 @@ pub enum GenerateCommand {
     /// Generate data plane token
     #[command(name = "dataplane-token")]
     DataplaneToken(DataplaneTokenArgs),
+    /// Generate Zone Token
+    #[command(
+        name = "zone-token",
+        long_about = "Generate Zone Token that is used to prove identity of zone control planes, ingresses and egresses."
+    )]
+    ZoneToken(ZoneTokenArgs),
+}
+
+/// `--scope` of `generate zone-token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ZoneScope {
+    Cp,
+    Ingress,
+    Egress,
+}
+
+impl ZoneScope {
+    pub const ALL: [ZoneScope; 3] = [ZoneScope::Cp, ZoneScope::Ingress, ZoneScope::Egress];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoneScope::Cp => "cp",
+            ZoneScope::Ingress => "ingress",
+            ZoneScope::Egress => "egress",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ZoneTokenArgs {
+    /// name of the zone the token is for
+    #[arg(long, required = true)]
+    pub zone: String,
+
+    /// scope of the token (repeatable or comma-separated): any of cp, ingress, egress (default: all three)
+    #[arg(long = "scope", value_enum, value_delimiter = ',', ignore_case = true)]
+    pub scopes: Vec<ZoneScope>,
+
+    /// how long the token will be valid (for example "24h"; default: 10 years)
+    #[arg(long)]
+    pub valid_for: Option<String>,
 }
 
 /// `--proxy-type` of `generate dataplane-token`.
@@ -268,6 +309,19 @@ pub enum InspectCommand {
     Dataplane(InspectDataplaneArgs),
     /// Inspect Meshes
     Meshes(InspectMeshesArgs),
+    /// Inspect Zones
+    Zones(InspectListArgs),
+    /// Inspect Zone Ingresses
+    #[command(name = "zoneingresses", visible_alias = "zone-ingresses")]
+    Zoneingresses(InspectListArgs),
+}
+
+/// An inspect command that lists, with an output format.
+#[derive(Debug, Args)]
+pub struct InspectListArgs {
+    /// output format
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Format,
 }
 
 #[derive(Debug, Args)]

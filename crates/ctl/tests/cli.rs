@@ -1266,3 +1266,296 @@ async fn inspect_meshes_counts_online_dataplanes() {
     );
     assert_eq!(lines.len(), 3);
 }
+
+fn zone_token_server() -> impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static {
+    |r| match (r.method.as_str(), r.uri.as_str()) {
+        ("POST", "/tokens/zone") => {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            if body["zone"] == "bad_zone" {
+                return (
+                    400,
+                    json!({"type": "/std-errors", "status": 400, "title": "Could not process a resource",
+                        "detail": "Resource is not valid",
+                        "invalid_parameters": [{"field": "zone", "reason": "invalid characters"}]})
+                    .to_string(),
+                );
+            }
+            (200, "eyJhbGciOiJFUzI1NiJ9.zone.sig".into())
+        }
+        _ => (404, String::new()),
+    }
+}
+
+#[tokio::test]
+async fn generate_zone_token() {
+    let cp = fake(zone_token_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, Some("admin-token"));
+    let args = [
+        "generate",
+        "zone-token",
+        "--zone",
+        "zone-1",
+        "--scope",
+        "ingress",
+        "--scope",
+        "egress,INGRESS",
+        "--valid-for",
+        "720h",
+    ];
+    let (code, out, err) = kumactl(&cfg, &args, "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "eyJhbGciOiJFUzI1NiJ9.zone.sig");
+    let req = &cp.requests()[0];
+    assert_eq!(
+        (req.method.as_str(), req.uri.as_str()),
+        ("POST", "/tokens/zone")
+    );
+    assert_eq!(req.auth.as_deref(), Some("Bearer admin-token"));
+    assert_eq!(
+        req.json(),
+        json!({"zone": "zone-1", "scope": ["ingress", "egress"], "validFor": "720h"})
+    );
+
+    // Defaults: every scope, no validFor (the control plane's default).
+    let (code, _, err) = kumactl(&cfg, &["generate", "zone-token", "--zone", "zone-2"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        cp.requests()[1].json(),
+        json!({"zone": "zone-2", "scope": ["cp", "ingress", "egress"]})
+    );
+
+    // Bad flags: nothing is sent.
+    let before = cp.requests().len();
+    let (code, _, err) = kumactl(
+        &cfg,
+        &[
+            "generate",
+            "zone-token",
+            "--zone",
+            "z",
+            "--scope",
+            "dataplane",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("Error: invalid value 'dataplane' for '--scope <SCOPES>'"),
+        "{err}"
+    );
+    assert!(err.contains("cp, ingress, egress"), "{err}");
+    let (code, _, err) = kumactl(&cfg, &["generate", "zone-token"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("--zone <ZONE>"), "{err}");
+    let (code, _, err) = kumactl(
+        &cfg,
+        &[
+            "generate",
+            "zone-token",
+            "--zone",
+            "z",
+            "--valid-for",
+            "a while",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("Error: invalid argument \"a while\" for \"--valid-for\""),
+        "{err}"
+    );
+    assert_eq!(cp.requests().len(), before);
+
+    // Server errors name the field.
+    let (code, out, err) =
+        kumactl(&cfg, &["generate", "zone-token", "--zone", "bad_zone"], "").await;
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err,
+        "Error: failed to generate a zone token: Could not process a resource (Resource is not valid);zone=invalid characters \n"
+    );
+}
+
+fn zones_server() -> impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static {
+    |r| {
+        let ingress = json!({"type": "ZoneIngress", "name": "ingress-1", "zone": "zone-1",
+            "creationTime": "2020-01-01T00:00:00Z", "modificationTime": "2020-01-01T00:00:00Z",
+            "networking": {"address": "192.168.0.1", "port": 10001, "advertisedAddress": "10.0.0.1", "advertisedPort": 10000},
+            "availableServices": [{"mesh": "default", "instances": 1, "tags": {"kuma.io/service": "web"}}]});
+        match (r.method.as_str(), r.uri.as_str()) {
+            ("GET", "/zones+insights") => (
+                200,
+                json!({"total": 3, "next": null, "items": [
+                    {"type": "ZoneOverview", "name": "zone-1",
+                     "creationTime": "2026-03-01T09:00:00Z", "modificationTime": "2026-03-01T09:00:00Z",
+                     "zone": {"enabled": true},
+                     "zoneInsight": {"subscriptions": [
+                        {"id": "1", "globalInstanceId": "global-1", "connectTime": rfc3339_ago(7200),
+                         "disconnectTime": rfc3339_ago(3600),
+                         "status": {"lastUpdateTime": rfc3339_ago(3700),
+                                    "total": {"responsesSent": "30", "responsesAcknowledged": "30"}}},
+                        {"id": "2", "globalInstanceId": "global-1", "connectTime": rfc3339_ago(180),
+                         "status": {"lastUpdateTime": rfc3339_ago(20),
+                                    "total": {"responsesSent": "12", "responsesAcknowledged": "12", "responsesRejected": "1"}},
+                         "version": {"kumaCp": {"version": "0.1.0"}},
+                         "config": "{\"store\":{\"type\":\"postgres\"}}"}]}},
+                    {"type": "ZoneOverview", "name": "zone-2",
+                     "creationTime": "2026-03-01T09:00:00Z", "modificationTime": "2026-03-01T09:00:00Z",
+                     "zone": {"enabled": true},
+                     "zoneInsight": {"subscriptions": [
+                        {"id": "3", "globalInstanceId": "global-1", "connectTime": rfc3339_ago(600),
+                         "disconnectTime": rfc3339_ago(300),
+                         "status": {"lastUpdateTime": rfc3339_ago(400),
+                                    "total": {"responsesSent": "5", "responsesAcknowledged": "4"}}}]}},
+                    {"type": "ZoneOverview", "name": "zone-3",
+                     "creationTime": "2026-03-01T09:00:00Z", "modificationTime": "2026-03-01T09:00:00Z",
+                     "zone": {"enabled": false}, "zoneInsight": {}}]})
+                .to_string(),
+            ),
+            ("GET", "/zoneingresses+insights") => (
+                200,
+                json!({"total": 2, "next": null, "items": [
+                    {"type": "ZoneIngressOverview", "name": "ingress-1",
+                     "zoneIngress": ingress.clone(),
+                     "zoneIngressInsight": {"subscriptions": [{"connectTime": rfc3339_ago(60)}]}},
+                    {"type": "ZoneIngressOverview", "name": "ingress-2",
+                     "zoneIngress": {"zone": "zone-2", "networking": {"address": "10.2.0.1", "port": 10001}},
+                     "zoneIngressInsight": {"subscriptions": [
+                        {"connectTime": rfc3339_ago(60), "disconnectTime": rfc3339_ago(30)}]}}]})
+                .to_string(),
+            ),
+            ("GET", "/zoneingresses") => (
+                200,
+                json!({"total": 1, "next": null, "items": [ingress]}).to_string(),
+            ),
+            ("GET", "/zoneingresses/ingress-1") => (200, ingress.to_string()),
+            ("GET", "/zones") => (
+                200,
+                json!({"total": 2, "next": null, "items": [
+                    {"type": "Zone", "name": "zone-1", "creationTime": "2020-01-01T00:00:00Z"},
+                    {"type": "Zone", "name": "zone-3", "enabled": false, "creationTime": "2020-01-01T00:00:00Z"}]})
+                .to_string(),
+            ),
+            ("GET", "/zones/zone-1") => (
+                200,
+                json!({"type": "Zone", "name": "zone-1", "creationTime": "2020-01-01T00:00:00Z"}).to_string(),
+            ),
+            _ => (
+                404,
+                json!({"type": "/std-errors", "status": 404, "title": "Could not find a resource", "detail": "Not found"})
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn inspect_zones_online_and_offline() {
+    let cp = fake(zones_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+    let (code, out, err) = kumactl(&cfg, &["inspect", "zones"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "NAME     STATUS    LAST CONNECTED AGO   LAST UPDATED AGO   TOTAL UPDATES   TOTAL ERRORS   ZONE-CP VERSION   BACKEND\n\
+         zone-1   Online    3m                   20s                42              1              0.1.0             postgres\n\
+         zone-2   Offline   10m                  6m                 5               0                                \n\
+         zone-3   Offline   never                never              0               0                                \n"
+    );
+    assert_eq!(cp.requests()[0].uri, "/zones+insights");
+
+    let (code, out, err) = kumactl(&cfg, &["inspect", "zones", "-o", "json"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["total"], 3);
+    assert_eq!(
+        v["items"][0]["zoneInsight"]["subscriptions"][1]["globalInstanceId"],
+        "global-1"
+    );
+    let (code, out, _) = kumactl(&cfg, &["inspect", "zones", "-o", "yaml"], "").await;
+    assert_eq!(code, 0);
+    assert!(out.contains("type: ZoneOverview"), "{out}");
+    assert!(out.contains("enabled: false"), "{out}");
+
+    // A control plane without the endpoint.
+    let bare = fake(accept_all).await;
+    let cfg2 = write_config(&dir.path().join(""), &bare.url, None);
+    let (code, _, err) = kumactl(&cfg2, &["inspect", "zones"], "").await;
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error: failed to list Zones: Could not find a resource (Not found)\n"
+        )
+    );
+}
+
+#[tokio::test]
+async fn get_and_inspect_zone_ingresses_and_zones() {
+    let cp = fake(zones_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &cp.url, None);
+
+    for args in [
+        &["get", "zoneingresses"][..],
+        &["get", "zone-ingresses"][..],
+    ] {
+        let (code, out, err) = kumactl(&cfg, args, "").await;
+        assert_eq!(code, 0, "{err}");
+        let mut lines = out.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "NAME        ZONE     ADDRESS          AGE"
+        );
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with("ingress-1   zone-1   10.0.0.1:10000   "),
+            "{out}"
+        );
+    }
+    let (code, out, err) =
+        kumactl(&cfg, &["get", "zoneingress", "ingress-1", "-o", "yaml"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("type: ZoneIngress\n"), "{out}");
+    assert!(out.contains("advertisedPort: 10000"), "{out}");
+    let (code, _, err) = kumactl(&cfg, &["get", "zoneingress", "nope"], "").await;
+    assert_eq!((code, err.as_str()), (1, "Error: No resources found\n"));
+
+    let (code, out, err) = kumactl(&cfg, &["get", "zones"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "NAME     ENABLED   AGE");
+    assert!(lines[1].starts_with("zone-1   true      "), "{out}");
+    assert!(lines[2].starts_with("zone-3   false     "), "{out}");
+    let (code, out, err) = kumactl(&cfg, &["get", "zone", "zone-1"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("NAME     ENABLED   AGE\nzone-1   true      "),
+        "{out}"
+    );
+
+    for args in [
+        &["inspect", "zoneingresses"][..],
+        &["inspect", "zone-ingresses"][..],
+    ] {
+        let (code, out, err) = kumactl(&cfg, args, "").await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out,
+            "NAME        ZONE     STATUS    ADDRESS          AVAILABLE SERVICES\n\
+             ingress-1   zone-1   Online    10.0.0.1:10000   1\n\
+             ingress-2   zone-2   Offline   10.2.0.1:10001   0\n"
+        );
+    }
+    assert_eq!(cp.requests().last().unwrap().uri, "/zoneingresses+insights");
+    let (code, out, _) = kumactl(&cfg, &["inspect", "zoneingresses", "-o", "json"], "").await;
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["items"][1]["zoneIngress"]["zone"], "zone-2");
+}

@@ -49,8 +49,8 @@ pub use ca::CertificateAuthority;
 pub use key::{SigningKey, VerifyingKey};
 pub use tls::{load_cert_chain, load_private_key, self_signed_server_cert};
 pub use token::{
-    Claims, DataplaneClaims, RegisteredClaims, TokenError, UserClaims, generate_jti, sign_token,
-    verify_token,
+    Claims, DataplaneClaims, RegisteredClaims, TokenError, UserClaims, ZoneClaims, generate_jti,
+    sign_token, verify_token,
 };
 pub use verify::{
     SpiffeIdMismatch, SpiffeServerVerifier, TrustBundle, client_cert_verifier, peer_uri_sans,

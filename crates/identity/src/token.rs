@@ -14,8 +14,9 @@
 //! Claim names follow Kuma (Go structs without JSON tags, so the JSON names
 //! are the Go field names): user tokens carry `Name` and `Groups`
 //! ([`UserClaims`]), data plane tokens `Name`, `Mesh`, `Tags` and `Type`
-//! ([`DataplaneClaims`]); both add the registered claims `jti`, `iat`, `nbf`
-//! and `exp` ([`RegisteredClaims`], combined through [`Claims`]).
+//! ([`DataplaneClaims`]), zone tokens `Zone` and `Scope` ([`ZoneClaims`]); all
+//! add the registered claims `jti`, `iat`, `nbf` and `exp`
+//! ([`RegisteredClaims`], combined through [`Claims`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -178,6 +179,18 @@ pub struct DataplaneClaims {
         deserialize_with = "empty_as_none"
     )]
     pub proxy_type: Option<String>,
+}
+
+/// Claims of a Kuma zone token (Kuma `ZoneClaims`: `Zone`, `Scope`): what a zone control
+/// plane (scope `cp`) or zone proxy (`ingress`, `egress`) of one zone presents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneClaims {
+    /// The zone the token was issued for.
+    #[serde(rename = "Zone")]
+    pub zone: String,
+    /// What the token may identify: any of `cp`, `ingress`, `egress`.
+    #[serde(rename = "Scope", default, deserialize_with = "null_as_default")]
+    pub scope: Vec<String>,
 }
 
 /// Deserializes `null` as the type's default (Go writes nil maps/slices as `null`).
@@ -435,6 +448,43 @@ mod tests {
         assert_eq!(v["Name"], "john.doe@example.com");
         assert_eq!(v["Groups"][1], "mesh-system:admin");
         assert_eq!(v["jti"].as_str().unwrap().len(), 32);
+    }
+
+    #[test]
+    fn zone_claims_use_kuma_names() {
+        let key = key();
+        let claims = Claims::new(
+            ZoneClaims {
+                zone: "zone-1".into(),
+                scope: vec!["cp".into(), "ingress".into()],
+            },
+            NOW,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let token = sign_token(&key, KID, &claims).unwrap();
+        let back: Claims<ZoneClaims> = verify_token(&lookup(&key), &token, NOW).unwrap();
+        assert_eq!(back, claims);
+        let payload = URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(v["Zone"], "zone-1");
+        assert_eq!(v["Scope"], serde_json::json!(["cp", "ingress"]));
+        // Go writes a nil slice as null; a token without a zone is not a zone token.
+        let payload = format!(
+            r#"{{"Zone":"z","Scope":null,"jti":"j","exp":{}}}"#,
+            NOW + 10
+        );
+        let token = sign_raw(&key, ES256_HEADER, &payload);
+        let back: Claims<ZoneClaims> = verify_token(&lookup(&key), &token, NOW).unwrap();
+        assert!(back.custom.scope.is_empty());
+        let payload = format!(r#"{{"Scope":["cp"],"jti":"j","exp":{}}}"#, NOW + 10);
+        let token = sign_raw(&key, ES256_HEADER, &payload);
+        assert!(matches!(
+            verify_token::<Claims<ZoneClaims>>(&lookup(&key), &token, NOW),
+            Err(TokenError::BadClaims(_))
+        ));
     }
 
     #[test]

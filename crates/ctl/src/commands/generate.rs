@@ -1,5 +1,6 @@
 //! `kumactl generate user-token --name N --group G --valid-for D` and
-//! `kumactl generate dataplane-token --name N --mesh M [--tag k=v] [--valid-for D] [--proxy-type T]`.
+//! `kumactl generate dataplane-token --name N --mesh M [--tag k=v] [--valid-for D] [--proxy-type T]`
+//! and `kumactl generate zone-token --zone Z [--scope S]... [--valid-for D]`.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 
 use super::parse_tag;
-use crate::cli::{DataplaneTokenArgs, UserTokenArgs};
+use crate::cli::{DataplaneTokenArgs, UserTokenArgs, ZoneScope, ZoneTokenArgs};
 use crate::{Globals, Io};
 
 fn check_valid_for(valid_for: &str) -> Result<()> {
@@ -65,6 +66,44 @@ pub async fn user_token(args: UserTokenArgs, g: &Globals, io: &mut Io<'_>) -> Re
     let resp = client.post_json("/tokens/user", &body).await?;
     if !resp.is_success() {
         bail!("failed to generate a user token: {}", resp.api_error());
+    }
+    // Like kumactl: the token exactly as the control plane returned it.
+    io.out.write_all(&resp.body)?;
+    Ok(())
+}
+
+/// The body of `POST /tokens/zone`: `{zone, scope: [..], validFor?}`. Without `--scope` the
+/// token gets every scope (as kumactl does); repeated scopes are sent once.
+pub fn zone_token_request(args: &ZoneTokenArgs) -> Result<Value> {
+    if let Some(d) = &args.valid_for {
+        check_valid_for(d)?;
+    }
+    let given: &[ZoneScope] = if args.scopes.is_empty() {
+        &ZoneScope::ALL
+    } else {
+        &args.scopes
+    };
+    let mut scope: Vec<&str> = Vec::with_capacity(given.len());
+    for s in given {
+        if !scope.contains(&s.as_str()) {
+            scope.push(s.as_str());
+        }
+    }
+    let mut body = Map::new();
+    body.insert("zone".into(), json!(args.zone));
+    body.insert("scope".into(), json!(scope));
+    if let Some(d) = &args.valid_for {
+        body.insert("validFor".into(), json!(d));
+    }
+    Ok(Value::Object(body))
+}
+
+pub async fn zone_token(args: ZoneTokenArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
+    let body = zone_token_request(&args)?;
+    let client = g.client()?;
+    let resp = client.post_json("/tokens/zone", &body).await?;
+    if !resp.is_success() {
+        bail!("failed to generate a zone token: {}", resp.api_error());
     }
     // Like kumactl: the token exactly as the control plane returned it.
     io.out.write_all(&resp.body)?;

@@ -1,6 +1,7 @@
-//! `kumactl inspect dataplanes`, `kumactl inspect dataplane NAME --type=policies|config` and
-//! `kumactl inspect meshes`, read from the control plane's insight endpoints
-//! (`/meshes/{mesh}/dataplanes+insights`, `/meshes/{mesh}/dataplanes/{name}/_policies`).
+//! `kumactl inspect dataplanes`, `kumactl inspect dataplane NAME --type=policies|config`,
+//! `kumactl inspect meshes`, `kumactl inspect zones` and `kumactl inspect zoneingresses`, read
+//! from the control plane's insight endpoints (`/meshes/{mesh}/dataplanes+insights`,
+//! `/meshes/{mesh}/dataplanes/{name}/_policies`, `/zones+insights`, `/zoneingresses+insights`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -11,7 +12,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{parse_tag, segment};
-use crate::cli::{InspectDataplaneArgs, InspectDataplanesArgs, InspectMeshesArgs, InspectionType};
+use crate::cli::{
+    InspectDataplaneArgs, InspectDataplanesArgs, InspectListArgs, InspectMeshesArgs, InspectionType,
+};
 use crate::client::Client;
 use crate::output::table::{self, s};
 use crate::output::{Format, yaml};
@@ -36,11 +39,10 @@ fn parse_time(v: &Value) -> Option<OffsetDateTime> {
         .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
 }
 
-/// The most recent xDS subscription of a DataplaneOverview: the latest `connectTime`, or the
-/// last one listed when no time parses.
-fn latest_subscription(overview: &Value) -> Option<&Value> {
-    let subs = overview
-        .get("dataplaneInsight")
+/// The most recent subscription of an insight (`{subscriptions: [..]}`): the latest
+/// `connectTime`, or the last one listed when no time parses.
+fn latest_of(insight: Option<&Value>) -> Option<&Value> {
+    let subs = insight
         .and_then(|i| i.get("subscriptions"))
         .and_then(Value::as_array)?;
     let mut best: Option<(&Value, Option<OffsetDateTime>)> = None;
@@ -54,13 +56,22 @@ fn latest_subscription(overview: &Value) -> Option<&Value> {
     best.map(|(sub, _)| sub)
 }
 
+/// The most recent xDS subscription of a DataplaneOverview.
+fn latest_subscription(overview: &Value) -> Option<&Value> {
+    latest_of(overview.get("dataplaneInsight"))
+}
+
+/// Whether a subscription is still open (it has no `disconnectTime`).
+fn is_open(sub: &Value) -> bool {
+    sub.get("disconnectTime").is_none_or(Value::is_null)
+}
+
 /// `online` as the control plane reports it, or (when missing) whether the latest subscription
 /// is still open.
 fn is_online(overview: &Value) -> bool {
     match overview.get("online").and_then(Value::as_bool) {
         Some(online) => online,
-        None => latest_subscription(overview)
-            .is_some_and(|sub| sub.get("disconnectTime").is_none_or(Value::is_null)),
+        None => latest_subscription(overview).is_some_and(is_open),
     }
 }
 
@@ -449,6 +460,152 @@ pub async fn meshes(args: InspectMeshesArgs, g: &Globals, io: &mut Io<'_>) -> Re
     Ok(())
 }
 
+/// The columns of `kumactl inspect zones` (kumactl 2.14's).
+pub const ZONE_HEADERS: [&str; 8] = [
+    "NAME",
+    "STATUS",
+    "LAST CONNECTED AGO",
+    "LAST UPDATED AGO",
+    "TOTAL UPDATES",
+    "TOTAL ERRORS",
+    "ZONE-CP VERSION",
+    "BACKEND",
+];
+
+/// The columns of `kumactl inspect zoneingresses`.
+pub const ZONE_INGRESS_HEADERS: [&str; 5] =
+    ["NAME", "ZONE", "STATUS", "ADDRESS", "AVAILABLE SERVICES"];
+
+/// kumactl's "ago" cell for an RFC 3339 time: `never` when missing or unreadable.
+fn ago(t: Option<&Value>, now: OffsetDateTime) -> String {
+    match t.and_then(parse_time) {
+        Some(t) => table::human_duration((now - t).whole_seconds().max(0)),
+        None => "never".into(),
+    }
+}
+
+/// A counter as the API writes it: a number, or (protobuf JSON for 64-bit) a string.
+fn counter(v: Option<&Value>) -> u64 {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// One row of `kumactl inspect zones` for a ZoneOverview: Online when the zone is enabled
+/// and its latest KDS subscription is still open; totals summed over every subscription.
+pub fn zone_overview_row(overview: &Value, now: OffsetDateTime) -> Vec<String> {
+    let insight = overview.get("zoneInsight");
+    let sub = latest_of(insight);
+    let enabled = overview
+        .get("zone")
+        .and_then(|z| z.get("enabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let online = enabled && sub.is_some_and(is_open);
+    let subs = insight
+        .and_then(|i| i.get("subscriptions"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let total = |key: &str| -> u64 {
+        subs.iter()
+            .map(|s| {
+                counter(
+                    s.get("status")
+                        .and_then(|st| st.get("total"))
+                        .and_then(|t| t.get(key)),
+                )
+            })
+            .fold(0u64, u64::saturating_add)
+    };
+    // The zone's `config` is its control plane's configuration as JSON text.
+    let backend = sub
+        .and_then(|s| s.get("config"))
+        .and_then(Value::as_str)
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .map(|c| s(&c, &["store", "type"]).to_string())
+        .unwrap_or_default();
+    vec![
+        s(overview, &["name"]).to_string(),
+        if online { "Online" } else { "Offline" }.to_string(),
+        ago(sub.and_then(|s| s.get("connectTime")), now),
+        ago(
+            sub.and_then(|s| s.get("status"))
+                .and_then(|st| st.get("lastUpdateTime")),
+            now,
+        ),
+        total("responsesSent").to_string(),
+        total("responsesRejected").to_string(),
+        sub.map(|sub| s(sub, &["version", "kumaCp", "version"]).to_string())
+            .unwrap_or_default(),
+        backend,
+    ]
+}
+
+/// One row of `kumactl inspect zoneingresses` for a ZoneIngressOverview.
+pub fn zone_ingress_overview_row(overview: &Value) -> Vec<String> {
+    let spec = overview.get("zoneIngress").unwrap_or(&Value::Null);
+    let online = match overview.get("online").and_then(Value::as_bool) {
+        Some(online) => online,
+        None => latest_of(overview.get("zoneIngressInsight")).is_some_and(is_open),
+    };
+    let services = spec
+        .get("availableServices")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    vec![
+        s(overview, &["name"]).to_string(),
+        table::zone_ingress_zone(spec),
+        if online { "Online" } else { "Offline" }.to_string(),
+        table::zone_ingress_address(spec),
+        services.to_string(),
+    ]
+}
+
+/// `GET path` as a `{total, items, next}` list of overviews.
+async fn list_of(client: &Client, path: &str, what: &str) -> Result<(Value, Vec<Value>)> {
+    let resp = client.get(path).await?;
+    if !resp.is_success() {
+        bail!("failed to list {what}: {}", resp.api_error());
+    }
+    let body = resp.json()?;
+    let items = items_of(&body, what)?;
+    Ok((body, items))
+}
+
+pub async fn zones(args: InspectListArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
+    let client = g.client()?;
+    let (body, items) = list_of(&client, "/zones+insights", "Zones").await?;
+    let text = match args.output {
+        Format::Table => {
+            let now = OffsetDateTime::now_utc();
+            let rows: Vec<Vec<String>> = items.iter().map(|o| zone_overview_row(o, now)).collect();
+            table::render(&ZONE_HEADERS, &rows, None)
+        }
+        Format::Yaml => yaml::to_yaml(&body),
+        Format::Json => yaml::to_json(&body),
+    };
+    io.out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+pub async fn zone_ingresses(args: InspectListArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
+    let client = g.client()?;
+    let (body, items) = list_of(&client, "/zoneingresses+insights", "ZoneIngresses").await?;
+    let text = match args.output {
+        Format::Table => {
+            let rows: Vec<Vec<String>> = items.iter().map(zone_ingress_overview_row).collect();
+            table::render(&ZONE_INGRESS_HEADERS, &rows, None)
+        }
+        Format::Yaml => yaml::to_yaml(&body),
+        Format::Json => yaml::to_json(&body),
+    };
+    io.out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,6 +746,67 @@ mod tests {
                 &json!({"kind": "MeshService", "name": "web", "namespace": "demo", "sectionName": "http"})
             )),
             "MeshService web namespace=demo sectionName=http"
+        );
+    }
+
+    #[test]
+    fn zone_rows() {
+        let online = json!({"type": "ZoneOverview", "name": "zone-1", "zone": {"enabled": true},
+            "zoneInsight": {"subscriptions": [
+                {"id": "a", "connectTime": "2026-03-01T09:00:00Z", "disconnectTime": "2026-03-01T10:00:00Z",
+                 "status": {"lastUpdateTime": "2026-03-01T09:30:00Z",
+                            "total": {"responsesSent": "30", "responsesAcknowledged": "30", "responsesRejected": "2"}}},
+                {"id": "b", "connectTime": "2026-03-01T11:57:00Z",
+                 "status": {"lastUpdateTime": "2026-03-01T11:59:30Z",
+                            "total": {"responsesSent": 12, "responsesAcknowledged": 12}},
+                 "version": {"kumaCp": {"version": "0.1.0"}},
+                 "config": "{\"store\":{\"type\":\"postgres\"}}"}]}});
+        assert_eq!(
+            zone_overview_row(&online, NOW),
+            [
+                "zone-1", "Online", "3m", "30s", "42", "2", "0.1.0", "postgres"
+            ]
+        );
+        // Disabled zones are Offline even when connected.
+        let mut disabled = online.clone();
+        disabled["zone"]["enabled"] = json!(false);
+        assert_eq!(zone_overview_row(&disabled, NOW)[1], "Offline");
+        // The latest subscription closed: Offline.
+        let mut gone = online.clone();
+        gone["zoneInsight"]["subscriptions"][1]["disconnectTime"] = json!("2026-03-01T11:58:00Z");
+        assert_eq!(zone_overview_row(&gone, NOW)[1], "Offline");
+        // Never connected, odd values: no panic, sensible cells.
+        let never = json!({"name": "zone-2", "zone": {}, "zoneInsight": {"subscriptions": [
+            {"connectTime": "yesterday", "status": {"total": {"responsesSent": "lots"}}, "config": "not json"}]}});
+        assert_eq!(
+            zone_overview_row(&never, NOW),
+            ["zone-2", "Online", "never", "never", "0", "0", "", ""]
+        );
+        assert_eq!(
+            zone_overview_row(&json!({"name": "zone-3"}), NOW),
+            ["zone-3", "Offline", "never", "never", "0", "0", "", ""]
+        );
+    }
+
+    #[test]
+    fn zone_ingress_rows() {
+        let overview = json!({"type": "ZoneIngressOverview", "name": "ingress-1",
+            "zoneIngress": {"zone": "zone-1",
+                "networking": {"address": "192.168.0.1", "port": 10001, "advertisedAddress": "10.0.0.1", "advertisedPort": 10000},
+                "availableServices": [{"mesh": "default", "instances": 2, "tags": {"kuma.io/service": "web"}},
+                                      {"mesh": "default", "instances": 1, "tags": {"kuma.io/service": "api"}}]},
+            "zoneIngressInsight": {"subscriptions": [{"connectTime": "2026-03-01T11:00:00Z"}]}});
+        assert_eq!(
+            zone_ingress_overview_row(&overview),
+            ["ingress-1", "zone-1", "Online", "10.0.0.1:10000", "2"]
+        );
+        let mut offline = overview.clone();
+        offline["zoneIngressInsight"]["subscriptions"][0]["disconnectTime"] =
+            json!("2026-03-01T11:30:00Z");
+        assert_eq!(zone_ingress_overview_row(&offline)[2], "Offline");
+        assert_eq!(
+            zone_ingress_overview_row(&json!({"name": "bare"})),
+            ["bare", "", "Offline", "", "0"]
         );
     }
 }

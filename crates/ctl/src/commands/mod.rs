@@ -29,11 +29,14 @@ pub async fn execute(cmd: Command, g: &Globals, io: &mut Io<'_>) -> Result<()> {
         Command::Generate { command } => match command {
             GenerateCommand::UserToken(args) => generate::user_token(args, g, io).await,
             GenerateCommand::DataplaneToken(args) => generate::dataplane_token(args, g, io).await,
+            GenerateCommand::ZoneToken(args) => generate::zone_token(args, g, io).await,
         },
         Command::Inspect { command } => match command {
             InspectCommand::Dataplanes(args) => inspect::dataplanes(args, g, io).await,
             InspectCommand::Dataplane(args) => inspect::dataplane(args, g, io).await,
             InspectCommand::Meshes(args) => inspect::meshes(args, g, io).await,
+            InspectCommand::Zones(args) => inspect::zones(args, g, io).await,
+            InspectCommand::Zoneingresses(args) => inspect::zone_ingresses(args, g, io).await,
         },
         Command::Version => version::run(g, io).await,
         Command::Completion { shell } => {
@@ -44,8 +47,12 @@ pub async fn execute(cmd: Command, g: &Globals, io: &mut Io<'_>) -> Result<()> {
     }
 }
 
-/// A type argument (`mesh`, `meshes`, `mtp`, `MeshTrafficPermission`, ...).
+/// A type argument (`mesh`, `meshes`, `mtp`, `MeshTrafficPermission`, ...); upstream
+/// kumactl's `zone-ingress`/`zone-ingresses` spelling too.
 pub fn resolve_type(arg: &str) -> Result<ResourceType> {
+    if matches!(arg, "zone-ingress" | "zone-ingresses") {
+        return Ok(ResourceType::ZoneIngress);
+    }
     ResourceType::from_cli(arg).ok_or_else(|| {
         let allowed: Vec<&str> = ResourceType::ALL.iter().map(|t| t.cli_singular()).collect();
         anyhow!(
@@ -136,6 +143,23 @@ mod tests {
         assert_eq!(
             resolve_type("mtp").unwrap(),
             ResourceType::MeshTrafficPermission
+        );
+        for arg in [
+            "zoneingress",
+            "zoneingresses",
+            "zone-ingress",
+            "zone-ingresses",
+        ] {
+            assert_eq!(
+                resolve_type(arg).unwrap(),
+                ResourceType::ZoneIngress,
+                "{arg}"
+            );
+        }
+        assert_eq!(resolve_type("zones").unwrap(), ResourceType::Zone);
+        assert_eq!(
+            item_path(ResourceType::ZoneIngress, "default", "zi-1"),
+            "/zoneingresses/zi-1"
         );
     }
 }

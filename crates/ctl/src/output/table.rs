@@ -146,6 +146,50 @@ pub fn tags_cell(dp: &Value) -> String {
         .join(" ")
 }
 
+/// `address:port`, with brackets around an IPv6 address; `""` without an address.
+pub fn host_port(address: &str, port: Option<u64>) -> String {
+    if address.is_empty() {
+        return String::new();
+    }
+    let host = if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    };
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+/// Where other zones reach a zone ingress: `advertisedAddress` (else `address`) and
+/// `advertisedPort` (else `port`), as the ingress advertises itself. `spec` is a ZoneIngress (fields at the top level, as the REST API returns
+/// it, or under `spec`).
+pub fn zone_ingress_address(spec: &Value) -> String {
+    let spec = spec.get("spec").filter(|v| v.is_object()).unwrap_or(spec);
+    let port = |k: &str| {
+        spec.get("networking")
+            .and_then(|n| n.get(k))
+            .and_then(Value::as_u64)
+            .filter(|p| *p != 0)
+    };
+    let mut address = s(spec, &["networking", "advertisedAddress"]);
+    if address.is_empty() {
+        address = s(spec, &["networking", "address"]);
+    }
+    host_port(address, port("advertisedPort").or_else(|| port("port")))
+}
+
+/// The zone of a ZoneIngress (`zone`, or `spec.zone`).
+pub fn zone_ingress_zone(spec: &Value) -> String {
+    let zone = s(spec, &["zone"]);
+    if zone.is_empty() {
+        s(spec, &["spec", "zone"]).to_string()
+    } else {
+        zone.to_string()
+    }
+}
+
 /// Headers and one row per item for a resource type.
 pub fn rows_for(
     rtype: ResourceType,
@@ -207,6 +251,31 @@ pub fn rows_for(
                         kind.to_string(),
                         target.to_string(),
                         age(p, now),
+                    ]
+                })
+                .collect(),
+        ),
+        ResourceType::Zone => (
+            vec!["NAME", "ENABLED", "AGE"],
+            items
+                .iter()
+                .map(|z| {
+                    // Kuma: a zone is enabled unless `enabled: false`.
+                    let enabled = z.get("enabled").and_then(Value::as_bool).unwrap_or(true);
+                    vec![name(z), enabled.to_string(), age(z, now)]
+                })
+                .collect(),
+        ),
+        ResourceType::ZoneIngress => (
+            vec!["NAME", "ZONE", "ADDRESS", "AGE"],
+            items
+                .iter()
+                .map(|zi| {
+                    vec![
+                        name(zi),
+                        zone_ingress_zone(zi),
+                        zone_ingress_address(zi),
+                        age(zi, now),
                     ]
                 })
                 .collect(),
@@ -310,8 +379,43 @@ mod tests {
              \n\
              Rerun command with --offset=1 argument to retrieve more resources\n"
         );
-        let (h, rows) = rows_for(ResourceType::Zone, &[json!({"name": "z1"})], NOW);
-        assert_eq!(render(&h, &rows, None), "NAME   AGE\nz1     unknown\n");
+        let (h, rows) = rows_for(ResourceType::GlobalSecret, &[json!({"name": "s1"})], NOW);
+        assert_eq!(render(&h, &rows, None), "NAME   AGE\ns1     unknown\n");
+    }
+
+    #[test]
+    fn zone_and_zone_ingress_tables() {
+        let zones = vec![
+            json!({"type": "Zone", "name": "zone-1", "creationTime": "2026-03-01T11:00:00Z"}),
+            json!({"type": "Zone", "name": "zone-2", "enabled": false, "creationTime": "2026-03-01T11:59:00Z"}),
+            json!({"type": "Zone", "name": "zone-3", "enabled": true}),
+        ];
+        let (h, rows) = rows_for(ResourceType::Zone, &zones, NOW);
+        assert_eq!(
+            render(&h, &rows, None),
+            "NAME     ENABLED   AGE\n\
+             zone-1   true      1h\n\
+             zone-2   false     1m\n\
+             zone-3   true      unknown\n"
+        );
+        let ingresses = vec![
+            json!({"type": "ZoneIngress", "name": "ingress-1", "zone": "zone-1", "creationTime": "2026-03-01T11:59:50Z",
+                "networking": {"address": "192.168.0.1", "port": 10001, "advertisedAddress": "10.0.0.1", "advertisedPort": 10000}}),
+            json!({"type": "ZoneIngress", "name": "ingress-2", "creationTime": "2026-03-01T11:00:00Z",
+                "networking": {"address": "fd00::1", "port": 10001}}),
+            json!({"type": "ZoneIngress", "name": "ingress-3", "spec": {"zone": "zone-3",
+                "networking": {"address": "10.1.0.1", "port": 10001, "advertisedAddress": "lb.example.com"}}}),
+            json!({"type": "ZoneIngress", "name": "ingress-4"}),
+        ];
+        let (h, rows) = rows_for(ResourceType::ZoneIngress, &ingresses, NOW);
+        assert_eq!(
+            render(&h, &rows, None),
+            "NAME        ZONE     ADDRESS                AGE\n\
+             ingress-1   zone-1   10.0.0.1:10000         10s\n\
+             ingress-2            [fd00::1]:10001        1h\n\
+             ingress-3   zone-3   lb.example.com:10001   unknown\n\
+             ingress-4                                   unknown\n"
+        );
     }
 
     #[test]

@@ -1,19 +1,26 @@
 //! Wires the proxy engine to the control-plane client: configs and certificates flow from
-//! the stream into [`Proxy`], readiness follows the connection, SIGTERM drains.
+//! the stream into [`Proxy`] (or routes into [`Ingress`]), readiness follows the
+//! connection, SIGTERM leaves the control plane and drains.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aerie_core::proxy_config::ProxyConfig;
+use aerie_core::proxy_config::{IngressConfig, ProxyConfig};
 use aerie_identity::WorkloadKey;
-use aerie_xds::NodeInfo;
 use aerie_xds::client::{self, ClientOptions, ProxySink};
+use aerie_xds::{NodeInfo, ProxyType};
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::{Identity, Proxy, ProxyOptions};
+use crate::{Identity, Ingress, IngressOptions, Proxy, ProxyOptions};
 
-/// Everything `kuma-dp run` resolved from its flags.
+/// What `kuma-dp run` was asked to run.
+pub enum Launch {
+    Sidecar(Settings),
+    Ingress(IngressSettings),
+}
+
+/// Everything `kuma-dp run` resolved from its flags, for a sidecar.
 pub struct Settings {
     pub mesh: String,
     pub name: String,
@@ -22,6 +29,27 @@ pub struct Settings {
     pub cp_addresses: Vec<String>,
     pub ca_cert_pem: Option<String>,
     pub token: String,
+}
+
+/// Everything `kuma-dp run --proxy-type ingress` resolved from its flags.
+pub struct IngressSettings {
+    pub name: String,
+    /// The ZoneIngress as Universal JSON (sent to the control plane).
+    pub zone_ingress_json: String,
+    /// `networking.address:networking.port`.
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub cp_addresses: Vec<String>,
+    pub ca_cert_pem: Option<String>,
+    /// The zone token, opaque here.
+    pub token: String,
+}
+
+pub async fn launch(l: Launch) -> anyhow::Result<()> {
+    match l {
+        Launch::Sidecar(s) => run(s).await,
+        Launch::Ingress(s) => run_ingress(s).await,
+    }
 }
 
 struct Sink(Proxy);
@@ -54,18 +82,113 @@ impl ProxySink for Sink {
     }
 }
 
+/// The ingress has no certificate and no sidecar config: only routes reach it.
+struct IngressSink(Ingress);
+
+impl ProxySink for IngressSink {
+    fn apply_config(&self, _version: &str, _cfg: ProxyConfig) -> Result<(), String> {
+        Err("this proxy is a zone ingress: it takes no sidecar configuration".into())
+    }
+
+    fn apply_identity(&self, _: &str, _: &WorkloadKey, _: &str) -> Result<(), String> {
+        Err("this proxy is a zone ingress: it holds no certificate".into())
+    }
+
+    fn set_connected(&self, connected: bool) {
+        self.0.set_control_plane_connected(connected);
+    }
+
+    fn apply_ingress(&self, version: &str, cfg: IngressConfig) -> Result<(), String> {
+        self.0.apply_config(version, cfg).map_err(|e| e.to_string())
+    }
+}
+
+async fn run_ingress(s: IngressSettings) -> anyhow::Result<()> {
+    let mut opts = IngressOptions::new(s.name.clone());
+    opts.admin_address = s.admin;
+    let ingress = Ingress::new(opts);
+    let admin = bind_admin(s.admin).await?;
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (networking.address, networking.port)",
+                s.listen
+            )
+        })?;
+    let admin_ingress = ingress.clone();
+    tokio::spawn(async move {
+        if let Err(e) = admin_ingress.serve_admin_on(admin).await {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    });
+    let serving = ingress.clone();
+    tokio::spawn(async move { serving.serve(listener).await });
+    tracing::info!(name = %s.name, listen = %s.listen, admin = %s.admin, "kuma-dp (zone ingress) starting");
+    let options = ClientOptions {
+        cp_addresses: s.cp_addresses,
+        ca_cert_pem: s.ca_cert_pem,
+        token: s.token,
+        node: NodeInfo {
+            mesh: String::new(),
+            name: s.name,
+            dataplane_json: Some(s.zone_ingress_json),
+            csr_pem: None,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            proxy_type: ProxyType::Ingress,
+        },
+    };
+    let sink: Arc<dyn ProxySink> = Arc::new(IngressSink(ingress.clone()));
+    supervise(options, sink, || async move { ingress.drain().await }).await
+}
+
+async fn bind_admin(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on the admin address {addr} (networking.admin.port)")
+    })
+}
+
+/// Runs the control-plane client until it fails for good or SIGTERM/SIGINT arrives; on a
+/// signal, leaves the control plane first (so it deletes this proxy's registration), then
+/// drains.
+async fn supervise<F, Fut>(
+    options: ClientOptions,
+    sink: Arc<dyn ProxySink>,
+    drain: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut client_task = tokio::spawn(client::run(options, sink, stop_rx));
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    tokio::select! {
+        _ = &mut signal => {
+            tracing::info!("stopping: leaving the control plane and draining connections");
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut client_task).await;
+            drain().await;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        res = &mut client_task => {
+            drain().await;
+            match res {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(anyhow::anyhow!("control plane client failed: {e}")),
+            }
+        }
+    }
+}
+
 pub async fn run(s: Settings) -> anyhow::Result<()> {
     let mut opts = ProxyOptions::new(s.mesh.clone(), s.name.clone());
     opts.admin_address = s.admin;
     let proxy = Proxy::new(opts);
-    let admin = tokio::net::TcpListener::bind(s.admin)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on the admin address {} (networking.admin.port)",
-                s.admin
-            )
-        })?;
+    let admin = bind_admin(s.admin).await?;
     let admin_proxy = proxy.clone();
     tokio::spawn(async move {
         if let Err(e) = admin_proxy.serve_admin_on(admin).await {
@@ -73,7 +196,6 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         }
     });
     tracing::info!(mesh = %s.mesh, name = %s.name, admin = %s.admin, "kuma-dp starting");
-    let (stop_tx, stop_rx) = watch::channel(false);
     let options = ClientOptions {
         cp_addresses: s.cp_addresses,
         ca_cert_pem: s.ca_cert_pem,
@@ -84,31 +206,11 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
             dataplane_json: Some(s.dataplane_json),
             csr_pem: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
-            proxy_type: Default::default(),
+            proxy_type: ProxyType::Dataplane,
         },
     };
     let sink: Arc<dyn ProxySink> = Arc::new(Sink(proxy.clone()));
-    let mut client_task = tokio::spawn(client::run(options, sink, stop_rx));
-    let signal = wait_for_signal();
-    tokio::pin!(signal);
-    tokio::select! {
-        _ = &mut signal => {
-            tracing::info!("stopping: leaving the control plane and draining connections");
-            let _ = stop_tx.send(true);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut client_task).await;
-            proxy.drain().await;
-            tracing::info!("stopped");
-            Ok(())
-        }
-        res = &mut client_task => {
-            proxy.drain().await;
-            match res {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.into()),
-                Err(e) => Err(anyhow::anyhow!("control plane client failed: {e}")),
-            }
-        }
-    }
+    supervise(options, sink, || async move { proxy.drain().await }).await
 }
 
 async fn wait_for_signal() {

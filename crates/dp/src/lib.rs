@@ -6,6 +6,10 @@
 //! [`Proxy::drain`] on shutdown. Everything else (listeners, connection pools, TLS, authorization,
 //! metrics) is owned here.
 //!
+//! [`Ingress`] is the zone ingress (`kuma-dp run --proxy-type ingress`): it routes other
+//! zones' mTLS connections by TLS server name to this zone's sidecars without terminating
+//! TLS.
+//!
 //! # Data path
 //!
 //! - **Inbound** listeners terminate mTLS (or accept plaintext, per the mesh's
@@ -14,7 +18,8 @@
 //!   HTTP through a pooled hyper client, TCP by copying bytes.
 //! - **Outbound** listeners accept the application's plaintext, pick an endpoint
 //!   round-robin (skipping endpoints that refuse connections) and speak mTLS to the peer proxy,
-//!   verifying that it presents the destination's SPIFFE ID.
+//!   verifying that it presents the destination's SPIFFE ID, and sending the destination's
+//!   server name (SNI) so that a zone ingress can route the connection.
 //!
 //! # Hot-path discipline
 //!
@@ -31,6 +36,7 @@ mod config;
 mod drain;
 mod forward;
 mod inbound;
+mod ingress;
 mod lb;
 mod listener;
 mod metrics;
@@ -41,5 +47,6 @@ mod rbac;
 mod tls;
 
 pub use config::ConfigError;
+pub use ingress::{Ingress, IngressConfigError, IngressOptions};
 pub use proxy::{Proxy, ProxyOptions};
 pub use tls::{Identity, IdentityError, IdentitySummary};

@@ -41,6 +41,27 @@ pub(crate) struct TlsTarget {
     pub store: Arc<TlsStore>,
     pub spiffe_id: Arc<str>,
     pub alpn: Alpn,
+    /// The server name sent in the ClientHello (`<service>.<mesh>.mesh`): a zone ingress
+    /// routes on it. `None` sends none (configs from before SNI existed). The peer is
+    /// verified by its SPIFFE ID either way, never by this name.
+    pub sni: Option<ServerName<'static>>,
+}
+
+impl TlsTarget {
+    /// The SNI to send for an outbound's `sni` field: a DNS name, or `None` when empty or
+    /// not a valid DNS name (which is then logged once, when the config is applied).
+    pub fn sni(sni: &str) -> Option<ServerName<'static>> {
+        if sni.is_empty() {
+            return None;
+        }
+        match ServerName::try_from(sni.to_owned()) {
+            Ok(name @ ServerName::DnsName(_)) => Some(name),
+            _ => {
+                tracing::warn!(%sni, "the outbound's server name is not a valid DNS name; sending no SNI (a zone ingress cannot route this service)");
+                None
+            }
+        }
+    }
 }
 
 /// Dials one endpoint.
@@ -85,8 +106,12 @@ impl Connector {
             let config = material
                 .client(&tls.spiffe_id, tls.alpn)
                 .map_err(|e| ConnectError::Config(addr, e))?;
+            let name = tls
+                .sni
+                .clone()
+                .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
             let stream = TlsConnector::from(config)
-                .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+                .connect(name, tcp)
                 .await
                 .map_err(|e| ConnectError::Tls(addr, e))?;
             Ok(Upstream::Tls(Box::new(stream)))

@@ -261,12 +261,16 @@ impl Proxy {
                         Protocol::Http => Alpn::H1,
                         Protocol::Http2 | Protocol::Grpc => Alpn::H2,
                     },
+                    sni: TlsTarget::sni(&cfg.sni),
                 });
-                // Pools survive an endpoint-list change when nothing about how they dial did.
+                // Pools survive an endpoint-list change when nothing about how they dial did
+                // (the server name included: two outbounds reaching the same zone ingress
+                // address must never share a connection).
                 let reusable: HashMap<SocketAddr, Arc<EndpointPool>> = match old.as_deref() {
                     Some(Route::Outbound(r))
                         if r.cfg.protocol == cfg.protocol
                             && r.cfg.spiffe_id == cfg.spiffe_id
+                            && r.cfg.sni == cfg.sni
                             && r.mtls == mtls =>
                     {
                         r.upstreams

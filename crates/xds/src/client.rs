@@ -1,11 +1,15 @@
 //! The DP side of the stream: connect to the control plane, present the dataplane token and
 //! a CSR, hand configs and certificates to the proxy, ACK/NACK, rotate the key at 4/5 of the
 //! certificate's lifetime, and reconnect with backoff while the proxy keeps serving.
+//!
+//! A zone ingress ([`ProxyType::Ingress`]) uses the same stream with less on it: it
+//! subscribes to [`INGRESS_CONFIG_TYPE`] only, and generates no key and sends no CSR (it
+//! forwards TLS without terminating it, so it needs no certificate).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aerie_core::proxy_config::ProxyConfig;
+use aerie_core::proxy_config::{IngressConfig, ProxyConfig};
 use aerie_identity::WorkloadKey;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use hyper_util::rt::TokioIo;
@@ -14,9 +18,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
-    AggregatedDiscoveryServiceClient, DiscoveryRequest, DiscoveryResponse, NodeInfo,
-    PROXY_CONFIG_TYPE, PROXY_OUTBOUNDS_TYPE, SECRET_TYPE, SecretPayload, ca_secret_name,
-    decode_proxy_config, decode_secret, identity_secret_name, merge_proxy_config,
+    AggregatedDiscoveryServiceClient, DiscoveryRequest, DiscoveryResponse, INGRESS_CONFIG_TYPE,
+    NodeInfo, PROXY_CONFIG_TYPE, PROXY_OUTBOUNDS_TYPE, ProxyType, SECRET_TYPE, SecretPayload,
+    ca_secret_name, decode_ingress_config, decode_proxy_config, decode_secret,
+    identity_secret_name, merge_proxy_config,
 };
 
 /// Where the proxy's config and certificates go.
@@ -33,6 +38,13 @@ pub trait ProxySink: Send + Sync + 'static {
     ) -> Result<(), String>;
     /// Whether the control plane stream is up (for readiness and logs).
     fn set_connected(&self, connected: bool);
+    /// Applies a zone ingress's routes at a version (ingress proxies only); `Err` is sent
+    /// back as a NACK and the last good config stays. Sidecar sinks keep the default, which
+    /// refuses.
+    fn apply_ingress(&self, version: &str, cfg: IngressConfig) -> Result<(), String> {
+        let _ = (version, cfg);
+        Err("this proxy is not a zone ingress".into())
+    }
 }
 
 /// How to reach and authenticate to the control plane.
@@ -42,8 +54,10 @@ pub struct ClientOptions {
     pub cp_addresses: Vec<String>,
     /// PEM of the CA that signed the CP's certificate; `None` = do not verify (warned).
     pub ca_cert_pem: Option<String>,
+    /// The dataplane token (for an ingress, its zone token).
     pub token: String,
-    /// Mesh, name, Dataplane JSON and version; the CSR is filled in here.
+    /// Mesh, name, Dataplane (or ZoneIngress) JSON, version and proxy type; the CSR is
+    /// filled in here, for sidecars only.
     pub node: NodeInfo,
 }
 
@@ -82,7 +96,11 @@ pub async fn run(
         );
     }
     let tls = Arc::new(tls_config(opts.ca_cert_pem.as_deref())?);
-    let mut keys = Keys::new()?;
+    // An ingress holds no certificate: no key, no CSR.
+    let mut keys = match opts.node.proxy_type {
+        ProxyType::Dataplane => Some(Keys::new()?),
+        ProxyType::Ingress => None,
+    };
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 0usize;
     loop {
@@ -209,7 +227,7 @@ async fn session(
     tls: Arc<rustls::ClientConfig>,
     opts: &ClientOptions,
     sink: &Arc<dyn ProxySink>,
-    keys: &mut Keys,
+    keys: &mut Option<Keys>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let server_name = match ServerName::try_from(host.to_string()) {
@@ -249,30 +267,29 @@ async fn session(
     let mut client =
         AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
     let (req_tx, req_rx) = mpsc::channel::<DiscoveryRequest>(16);
-    let node = |csr: &str| {
+    let node = |csr: Option<&str>| {
         let mut n = opts.node.clone();
-        n.csr_pem = Some(csr.to_string());
+        n.csr_pem = csr.map(str::to_string);
         n.to_proto()
     };
     let mesh = opts.node.mesh.clone();
-    let first = [
-        DiscoveryRequest {
-            node: Some(node(keys.csr())),
-            type_url: PROXY_CONFIG_TYPE.into(),
-            ..Default::default()
-        },
-        DiscoveryRequest {
-            node: Some(node(keys.csr())),
-            type_url: PROXY_OUTBOUNDS_TYPE.into(),
-            ..Default::default()
-        },
-        DiscoveryRequest {
-            node: Some(node(keys.csr())),
-            type_url: SECRET_TYPE.into(),
-            resource_names: vec![identity_secret_name(&mesh), ca_secret_name(&mesh)],
-            ..Default::default()
-        },
-    ];
+    let subscribe = |type_url: &str, resource_names: Vec<String>| DiscoveryRequest {
+        node: Some(node(csr(keys))),
+        type_url: type_url.into(),
+        resource_names,
+        ..Default::default()
+    };
+    let first = match opts.node.proxy_type {
+        ProxyType::Dataplane => vec![
+            subscribe(PROXY_CONFIG_TYPE, Vec::new()),
+            subscribe(PROXY_OUTBOUNDS_TYPE, Vec::new()),
+            subscribe(
+                SECRET_TYPE,
+                vec![identity_secret_name(&mesh), ca_secret_name(&mesh)],
+            ),
+        ],
+        ProxyType::Ingress => vec![subscribe(INGRESS_CONFIG_TYPE, Vec::new())],
+    };
     for r in first {
         let _ = req_tx.send(r).await;
     }
@@ -310,7 +327,7 @@ async fn session(
                         sink.set_connected(true);
                         tracing::info!(cp = %addr, "connected to the control plane");
                     }
-                    let (ack, next_rotation) = handle_response(&resp, sink.as_ref(), keys, &mut halves, &node);
+                    let (ack, next_rotation) = handle_response(&resp, opts.node.proxy_type, sink.as_ref(), keys, &mut halves, &node);
                     if resp.type_url == SECRET_TYPE {
                         last_secret = (resp.version_info.clone(), resp.nonce.clone());
                         if let Some(t) = next_rotation {
@@ -326,13 +343,15 @@ async fn session(
             },
             _ = rotation => {
                 rotate_at = None;
+                // Only set from a certificate, which only sidecars (with keys) receive.
+                let Some(keys) = keys.as_mut() else { continue };
                 if let Err(e) = keys.rotate() {
                     tracing::error!(error = %e, "cannot generate a new key; keeping the current certificate");
                     continue;
                 }
                 tracing::info!("certificate at 4/5 of its lifetime: requesting a new one");
                 let req = DiscoveryRequest {
-                    node: Some(node(keys.csr())),
+                    node: Some(node(Some(keys.csr()))),
                     type_url: SECRET_TYPE.into(),
                     resource_names: vec![identity_secret_name(&mesh), ca_secret_name(&mesh)],
                     version_info: last_secret.0.clone(),
@@ -380,8 +399,6 @@ fn classify(status: tonic::Status, was_up: bool) -> Outcome {
     }
 }
 
-/// Applies one response; returns the ACK/NACK to send and, for a new certificate, when to
-/// rotate.
 /// The two halves of the config as last received: (version, config) each. The proxy gets
 /// the merged config once both are known, and again whenever either changes.
 #[derive(Default)]
@@ -421,21 +438,37 @@ impl Halves {
     }
 }
 
+/// The CSR to present, if this proxy has keys (sidecars do, an ingress does not).
+fn csr(keys: &Option<Keys>) -> Option<&str> {
+    keys.as_ref().map(Keys::csr)
+}
+
+/// Applies one response; returns the ACK/NACK to send and, for a new certificate, when to
+/// rotate. A type this kind of proxy did not subscribe to is NACKed.
 fn handle_response(
     resp: &DiscoveryResponse,
+    proxy_type: ProxyType,
     sink: &dyn ProxySink,
-    keys: &mut Keys,
+    keys: &mut Option<Keys>,
     halves: &mut Halves,
-    node: &dyn Fn(&str) -> envoy_types::pb::envoy::config::core::v3::Node,
+    node: &dyn Fn(Option<&str>) -> envoy_types::pb::envoy::config::core::v3::Node,
 ) -> (DiscoveryRequest, Option<tokio::time::Instant>) {
     let mut rotation = None;
-    let result: Result<(), String> = match resp.type_url.as_str() {
-        PROXY_CONFIG_TYPE | PROXY_OUTBOUNDS_TYPE => halves.apply(sink, resp),
-        SECRET_TYPE => apply_secrets(resp, sink, keys).map(|r| rotation = r),
-        other => Err(format!("unknown resource type {other}")),
+    let result: Result<(), String> = match (proxy_type, resp.type_url.as_str(), keys.as_mut()) {
+        (ProxyType::Dataplane, PROXY_CONFIG_TYPE | PROXY_OUTBOUNDS_TYPE, _) => {
+            halves.apply(sink, resp)
+        }
+        (ProxyType::Dataplane, SECRET_TYPE, Some(keys)) => {
+            apply_secrets(resp, sink, keys).map(|r| rotation = r)
+        }
+        (ProxyType::Ingress, INGRESS_CONFIG_TYPE, _) => apply_ingress(resp, sink),
+        (_, other, _) => Err(format!(
+            "unexpected resource type {other} for a {} proxy",
+            proxy_type.as_str()
+        )),
     };
     let mut ack = DiscoveryRequest {
-        node: Some(node(keys.csr())),
+        node: Some(node(csr(keys))),
         type_url: resp.type_url.clone(),
         response_nonce: resp.nonce.clone(),
         version_info: resp.version_info.clone(),
@@ -451,6 +484,18 @@ fn handle_response(
         });
     }
     (ack, rotation)
+}
+
+/// An ingress config response carries exactly one resource, named after the ingress.
+fn apply_ingress(resp: &DiscoveryResponse, sink: &dyn ProxySink) -> Result<(), String> {
+    let [any] = resp.resources.as_slice() else {
+        return Err(format!(
+            "expected one ingress config resource, got {}",
+            resp.resources.len()
+        ));
+    };
+    let cfg = decode_ingress_config(any).map_err(|e| e.to_string())?;
+    sink.apply_ingress(&resp.version_info, cfg)
 }
 
 fn apply_secrets(

@@ -154,49 +154,46 @@ pub fn to_global_copy(r: &Resource, zone: &str) -> Resource {
     copy
 }
 
-/// The TLS server name an outbound sends for `service` in `mesh`. A zone ingress routes on
-/// it without terminating TLS; sidecars ignore it (they check certificates, not names).
-/// Service names may hold characters a DNS name cannot, so the service is hex-encoded
-/// when it is not already a plain label.
+/// The TLS server name an outbound sends for `service` in `mesh`: `<service>.<mesh>.mesh`.
+/// A zone ingress routes on it without terminating TLS (its route table is keyed by this
+/// exact string, so it never needs to be parsed back); sidecars ignore it (they check
+/// certificates, not names). A name that is not already a plain DNS label (Kuma service
+/// names often hold `_`, and may be long) becomes a readable lower-case prefix plus a hash
+/// of the exact name, so every label fits in 63 characters and distinct names stay distinct.
 pub fn service_sni(mesh: &str, service: &str) -> String {
-    let plain = !service.is_empty()
-        && service.len() <= 63
-        && service
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !service.starts_with('-')
-        && !service.ends_with('-')
-        && !service.starts_with("x--");
-    let label = if plain {
-        service.to_string()
-    } else {
-        let hex: String = service.bytes().map(|b| format!("{b:02x}")).collect();
-        format!("x--{hex}")
-    };
-    format!("{label}.{mesh}.mesh")
+    format!("{}.{}.mesh", sni_label(service), sni_label(mesh))
 }
 
-/// The (mesh, service) an SNI from [`service_sni`] names; `None` for anything else.
-pub fn parse_service_sni(sni: &str) -> Option<(String, String)> {
-    let rest = sni.strip_suffix(".mesh")?;
-    let (label, mesh) = rest.rsplit_once('.')?;
-    if mesh.is_empty() || label.is_empty() {
-        return None;
+fn sni_label(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name.get(2..4) != Some("--");
+    if plain {
+        return name.to_string();
     }
-    let service = match label.strip_prefix("x--") {
-        Some(hex) => {
-            if hex.len() % 2 != 0 {
-                return None;
+    let readable: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
             }
-            let bytes: Option<Vec<u8>> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                .collect();
-            String::from_utf8(bytes?).ok()?
-        }
-        None => label.to_string(),
-    };
-    Some((mesh.to_string(), service))
+        })
+        .take(40)
+        .collect();
+    let readable = readable.trim_matches('-');
+    let hash = format!("{:016x}", fnv64a(&[name]));
+    if readable.is_empty() {
+        format!("h{hash}")
+    } else {
+        format!("{readable}-{hash}")
+    }
 }
 
 #[cfg(test)]
@@ -278,26 +275,31 @@ mod tests {
     }
 
     #[test]
-    fn sni_round_trips() {
-        for (mesh, svc) in [
+    fn server_names_are_valid_dns_names_and_distinct() {
+        let cases = [
             ("default", "check-in-api"),
             ("default", "backend_kuma-demo_svc_8080"),
+            ("default", "backend-kuma-demo-svc-8080"),
             ("m", "Upper.Case"),
-            ("m", "x--tricky"),
+            ("m", "upper.case"),
             ("m", "-dash"),
-        ] {
+            ("m", "xn--punycode"),
+            ("m", "___"),
+            ("mesh_with.dots", "a"),
+            ("default", &"payment-api_prod-namespace_svc_8080".repeat(4)),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (mesh, svc) in cases {
             let sni = service_sni(mesh, svc);
             assert!(rustls_like_dns_name(&sni), "{sni} must be a valid DNS name");
-            assert_eq!(
-                parse_service_sni(&sni),
-                Some((mesh.to_string(), svc.to_string()))
-            );
+            assert!(seen.insert(sni.clone()), "{sni} collides");
+            assert_eq!(sni, service_sni(mesh, svc), "stable");
         }
         assert_eq!(service_sni("default", "web"), "web.default.mesh");
-        assert_eq!(parse_service_sni("example.com"), None);
-        assert_eq!(parse_service_sni(".mesh"), None);
-        assert_eq!(parse_service_sni("x--zz.m.mesh"), None);
-        assert_eq!(parse_service_sni("x--f.m.mesh"), None);
+        assert!(
+            service_sni("default", "backend_kuma-demo_svc_8080")
+                .starts_with("backend-kuma-demo-svc-8080-")
+        );
     }
 
     fn rustls_like_dns_name(s: &str) -> bool {

@@ -48,6 +48,8 @@ pub struct MeshCas {
     store: SharedStore,
     /// (mesh, backend, cert PEM) -> CA: reparsing PEM on every signature would be wasted work.
     cache: Mutex<HashMap<(String, String), Arc<CertificateAuthority>>>,
+    /// Never create a builtin CA here (see [`MeshCas::federated`]).
+    federated: bool,
 }
 
 impl MeshCas {
@@ -55,7 +57,15 @@ impl MeshCas {
         Self {
             store,
             cache: Mutex::new(HashMap::new()),
+            federated: false,
         }
+    }
+
+    /// On a zone connected to a global, mesh CAs come from the global over KDS: a zone
+    /// that made its own would sign identities no other zone trusts.
+    pub fn federated(mut self) -> Self {
+        self.federated = true;
+        self
     }
 
     /// The CA of the mesh's enabled backend (created for `builtin` if missing), or `None`
@@ -121,6 +131,9 @@ impl MeshCas {
             self.secret_text(mesh, &key_name).await?,
         ) {
             (Some(c), Some(k)) => return Ok((c, k)),
+            (None, None) if self.federated => bail!(
+                "mesh \"{mesh}\": the CA secrets {cert_name} and {key_name} have not arrived from the global control plane yet"
+            ),
             (None, None) => {}
             _ => bail!(
                 "mesh \"{mesh}\": only one of the secrets {cert_name} and {key_name} exists; restore the other or delete both to create a new CA"

@@ -84,6 +84,53 @@ pub struct Config {
     /// How long a Dataplane may stay offline before the leader deletes it (Kuma: 72h).
     pub dataplane_cleanup_age: std::time::Duration,
     pub zone_name: Option<String>,
+    pub multizone: Multizone,
+}
+
+/// This control plane's place in a multi-zone deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Multizone {
+    /// A zone on its own (no global address): it owns every resource type.
+    Standalone,
+    /// The global control plane: zones connect to its KDS port.
+    Global(GlobalKds),
+    /// A zone connected to a global: global-only types are read-only copies here.
+    Federated(ZoneKds),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalKds {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Whether zones must present a zone token (`multizone.global.kds.auth.type: cpToken`).
+    pub require_zone_token: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneKds {
+    pub zone: String,
+    /// `host:port` of the global's KDS server (from `grpcs://host:port`).
+    pub global_address: String,
+    pub root_ca_file: Option<PathBuf>,
+    pub skip_verify: bool,
+    pub token: Option<ZoneToken>,
+}
+
+/// Where the zone's token comes from (read when connecting, so a rotated file is picked up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZoneToken {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl Config {
+    /// The zone name of a federated zone.
+    pub fn federated_zone(&self) -> Option<&str> {
+        match &self.multizone {
+            Multizone::Federated(z) => Some(&z.zone),
+            _ => None,
+        }
+    }
 }
 
 /// A refused configuration value.
@@ -186,6 +233,46 @@ const KEYS: &[Key] = &[
         path: "multizone.zone.name",
         env: "KUMA_MULTIZONE_ZONE_NAME",
         default: "",
+    },
+    Key {
+        path: "multizone.zone.globalAddress",
+        env: "KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS",
+        default: "",
+    },
+    Key {
+        path: "multizone.zone.kds.rootCaFile",
+        env: "KUMA_MULTIZONE_ZONE_KDS_ROOT_CA_FILE",
+        default: "",
+    },
+    Key {
+        path: "multizone.zone.kds.tlsSkipVerify",
+        env: "KUMA_MULTIZONE_ZONE_KDS_TLS_SKIP_VERIFY",
+        default: "false",
+    },
+    Key {
+        path: "multizone.zone.kds.auth.cpToken.inline",
+        env: "KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE",
+        default: "",
+    },
+    Key {
+        path: "multizone.zone.kds.auth.cpToken.path",
+        env: "KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_PATH",
+        default: "",
+    },
+    Key {
+        path: "multizone.global.kds.tlsCertFile",
+        env: "KUMA_MULTIZONE_GLOBAL_KDS_TLS_CERT_FILE",
+        default: "",
+    },
+    Key {
+        path: "multizone.global.kds.tlsKeyFile",
+        env: "KUMA_MULTIZONE_GLOBAL_KDS_TLS_KEY_FILE",
+        default: "",
+    },
+    Key {
+        path: "multizone.global.kds.auth.type",
+        env: "KUMA_MULTIZONE_GLOBAL_KDS_AUTH_TYPE",
+        default: "cpToken",
     },
     Key {
         path: "store.postgres.host",
@@ -357,12 +444,7 @@ impl Config {
             "standalone" => Mode::Zone,
             v => return Err(raw.err("mode", format!("\"{v}\" is not a mode: use zone or global"))),
         };
-        if mode == Mode::Global {
-            return Err(raw.err(
-                "mode",
-                "global mode (multi-zone over KDS) is not available in this version of Aerie yet; run a zone control plane (the default)",
-            ));
-        }
+        let multizone = multizone_settings(raw, mode)?;
         let store_type = match raw.get("store.type") {
             "embedded" | "" => StoreType::Embedded,
             "memory" => StoreType::Memory,
@@ -457,6 +539,7 @@ impl Config {
                     })?
             },
             zone_name: Some(raw.get("multizone.zone.name").to_string()).filter(|z| !z.is_empty()),
+            multizone,
         };
         config.check_port_clashes(raw)?;
         Ok(config)
@@ -471,6 +554,9 @@ impl Config {
         ];
         if let Some(l) = self.api_http {
             ports.push(("apiServer.http.port", l.port));
+        }
+        if matches!(self.multizone, Multizone::Global(_)) {
+            ports.push(("multizone.global.kds.grpcPort", self.kds_grpc_port));
         }
         if let Some(l) = self.api_https {
             ports.push(("apiServer.https.port", l.port));
@@ -547,6 +633,109 @@ fn postgres_settings(raw: &Raw) -> Result<PostgresSettings, ConfigError> {
         max_open_connections: max,
         connection_timeout,
     })
+}
+
+fn multizone_settings(raw: &Raw, mode: Mode) -> Result<Multizone, ConfigError> {
+    let address = raw.get("multizone.zone.globalAddress");
+    match mode {
+        Mode::Global => {
+            if !address.is_empty() {
+                return Err(raw.err(
+                    "multizone.zone.globalAddress",
+                    "is for zone control planes; a global control plane has no global above it",
+                ));
+            }
+            let cert = raw.path("multizone.global.kds.tlsCertFile");
+            let key = raw.path("multizone.global.kds.tlsKeyFile");
+            if cert.is_some() != key.is_some() {
+                let missing = if cert.is_none() {
+                    "multizone.global.kds.tlsCertFile"
+                } else {
+                    "multizone.global.kds.tlsKeyFile"
+                };
+                return Err(raw.err(missing, "the KDS certificate and key must be set together"));
+            }
+            let require_zone_token = match raw.get("multizone.global.kds.auth.type") {
+                "cpToken" | "" => true,
+                "none" => false,
+                v => {
+                    return Err(raw.err(
+                        "multizone.global.kds.auth.type",
+                        format!("\"{v}\" is not an authentication type: use cpToken or none"),
+                    ));
+                }
+            };
+            Ok(Multizone::Global(GlobalKds {
+                cert_file: cert,
+                key_file: key,
+                require_zone_token,
+            }))
+        }
+        Mode::Zone if address.is_empty() => Ok(Multizone::Standalone),
+        Mode::Zone => {
+            let zone = raw.get("multizone.zone.name");
+            if zone.is_empty() {
+                return Err(raw.err(
+                    "multizone.zone.name",
+                    "a zone connected to a global control plane needs a name",
+                ));
+            }
+            if !aerie_core::validate::is_valid_zone_name(zone) {
+                return Err(raw.err(
+                    "multizone.zone.name",
+                    format!("\"{zone}\" is not a valid zone name (lower-case letters, digits and '-', at most 63 characters)"),
+                ));
+            }
+            let global_address = match address.strip_prefix("grpcs://") {
+                Some(rest) if !rest.is_empty() && !rest.contains('/') => {
+                    if rest
+                        .rsplit_once(':')
+                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                    {
+                        rest.to_string()
+                    } else {
+                        format!("{rest}:5685")
+                    }
+                }
+                _ => {
+                    return Err(raw.err(
+                        "multizone.zone.globalAddress",
+                        format!("\"{address}\" is not a KDS address: use grpcs://HOST:5685"),
+                    ));
+                }
+            };
+            let root_ca_file = raw.path("multizone.zone.kds.rootCaFile");
+            let skip_verify = raw.bool("multizone.zone.kds.tlsSkipVerify")?;
+            if root_ca_file.is_none() && !skip_verify {
+                return Err(raw.err(
+                    "multizone.zone.kds.rootCaFile",
+                    "set the global's KDS CA certificate (or multizone.zone.kds.tlsSkipVerify=true to connect without verifying the global, not for production)",
+                ));
+            }
+            let inline = raw.get("multizone.zone.kds.auth.cpToken.inline");
+            let token = match (
+                inline.is_empty(),
+                raw.path("multizone.zone.kds.auth.cpToken.path"),
+            ) {
+                (false, Some(_)) => {
+                    return Err(raw.err(
+                        "multizone.zone.kds.auth.cpToken.path",
+                        "set either the inline zone token or its path, not both",
+                    ));
+                }
+                (false, None) => Some(ZoneToken::Inline(inline.trim().to_string())),
+                (true, Some(p)) => Some(ZoneToken::File(p)),
+                (true, None) => None,
+            };
+            Ok(Multizone::Federated(ZoneKds {
+                zone: zone.to_string(),
+                global_address,
+                root_ca_file,
+                skip_verify,
+                token,
+            }))
+        }
+    }
 }
 
 fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {

@@ -13,6 +13,7 @@ pub mod defaults;
 pub mod diagnostics;
 pub mod dpserver;
 pub mod generator;
+pub mod kds;
 pub mod leader;
 pub mod metrics;
 mod serve;
@@ -28,6 +29,37 @@ use crate::config::{Config, StoreType};
 
 /// The Kuma release whose API and behaviour Aerie follows.
 pub const BASED_ON_KUMA: &str = "2.14.0";
+
+/// This control plane's place in a multi-zone deployment, as the API and the DP server
+/// need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A zone on its own: it owns every resource type.
+    Standalone,
+    /// The global: it owns meshes and policies; zones own dataplanes; no proxy connects.
+    Global,
+    /// A zone connected to a global (its name): meshes and global policies are copies.
+    Zone(String),
+}
+
+impl Role {
+    pub fn of(config: &Config) -> Role {
+        match &config.multizone {
+            config::Multizone::Standalone => Role::Standalone,
+            config::Multizone::Global(_) => Role::Global,
+            config::Multizone::Federated(z) => Role::Zone(z.zone.clone()),
+        }
+    }
+
+    /// The name of this zone (ingresses and synced resources carry it): a federated zone's
+    /// name, or `multizone.zone.name` (default `default`) on a standalone zone.
+    pub fn local_zone<'a>(&'a self, config: &'a Config) -> &'a str {
+        match self {
+            Role::Zone(z) => z,
+            _ => config.zone_name.as_deref().unwrap_or("default"),
+        }
+    }
+}
 
 /// Current time as RFC 3339 UTC with microseconds, as stored in resources.
 pub fn now_rfc3339() -> String {
@@ -125,19 +157,36 @@ pub async fn migrate_up(config: &Config) -> anyhow::Result<String> {
 /// Runs the control plane until SIGINT/SIGTERM, then stops gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    if defaults::ensure_default_mesh(&store, config.skip_mesh_creation).await? {
+    let role = Role::of(&config);
+    // A federated zone gets its meshes from the global.
+    let skip_mesh = config.skip_mesh_creation || matches!(role, Role::Zone(_));
+    if defaults::ensure_default_mesh(&store, skip_mesh).await? {
         tracing::info!("created the default Mesh (mTLS off)");
     }
     let tokens = Arc::new(tokens::TokenIssuer::load_or_create(store.clone()).await?);
     let metrics = Arc::new(metrics::Metrics::new());
-    let cas = Arc::new(ca::MeshCas::new(store.clone()));
+    let cas = match role {
+        Role::Zone(_) => ca::MeshCas::new(store.clone()).federated(),
+        _ => ca::MeshCas::new(store.clone()),
+    };
+    let cas = Arc::new(cas);
     let cas_for_leader = cas.clone();
     let instance_id: Arc<str> = Arc::from(format!("{}-{}", hostname(), std::process::id()));
-    let (dp_server, reconciler) =
-        dpserver::DpServer::start(store.clone(), tokens.clone(), cas, instance_id.clone());
+    let (dp_server, reconciler) = dpserver::DpServer::start(
+        store.clone(),
+        tokens.clone(),
+        cas,
+        instance_id.clone(),
+        role.clone(),
+        role.local_zone(&config).to_string(),
+    );
     let hub = dp_server.hub();
     let (leader, leader_task) = leader::spawn(store.clone(), instance_id.clone(), metrics.clone());
+    let zone_registry =
+        matches!(role, Role::Global).then(|| Arc::new(kds::ZoneRegistry::new(instance_id.clone())));
     let state = api::AppState {
+        role: role.clone(),
+        zones: zone_registry.clone(),
         store: store.clone(),
         tokens,
         hub,
@@ -188,12 +237,49 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         diagnostics::router(store.clone(), metrics.clone(), state.leader.clone()),
         shutdown.clone(),
     ));
-    let generator = tokio::spawn(generator::run(store.clone(), leader.clone()));
-    let cleanup = tokio::spawn(leader::cleanup_offline(
-        store.clone(),
-        leader.clone(),
-        config.dataplane_cleanup_age,
-    ));
+    let mut background = Vec::new();
+    if let config::Multizone::Global(kds_cfg) = &config.multizone {
+        let kds_listen = config::Listen {
+            interface: std::net::IpAddr::from([0, 0, 0, 0]),
+            port: config.kds_grpc_port,
+        };
+        let listener = serve::bind(
+            kds_listen,
+            "multizone.global.kds.grpcPort (KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT)",
+        )
+        .await?;
+        tracing::info!(addr = %listen_str(kds_listen), zone_auth = kds_cfg.require_zone_token, "KDS server (gRPC, TLS) listening");
+        let service = kds::global::GlobalKds {
+            store: store.clone(),
+            tokens: state.tokens.clone(),
+            require_zone_token: kds_cfg.require_zone_token,
+            replica: state.instance_id.clone(),
+            registry: zone_registry
+                .clone()
+                .unwrap_or_else(|| Arc::new(kds::ZoneRegistry::new(state.instance_id.clone()))),
+        };
+        let task = serve::kds_server(listener, &config, kds_cfg, service, shutdown.clone()).await?;
+        background.push(task);
+    }
+    if let config::Multizone::Federated(zone_cfg) = &config.multizone {
+        let (link_tx, _link_rx) = tokio::sync::watch::channel(kds::zone::LinkState::default());
+        background.push(tokio::spawn(kds::zone::run(
+            store.clone(),
+            zone_cfg.clone(),
+            leader.clone(),
+            link_tx,
+        )));
+    }
+    // Zones own their Dataplanes and MeshServices: the global neither generates nor
+    // cleans them up.
+    if role != Role::Global {
+        background.push(tokio::spawn(generator::run(store.clone(), leader.clone())));
+        background.push(tokio::spawn(leader::cleanup_offline(
+            store.clone(),
+            leader.clone(),
+            config.dataplane_cleanup_age,
+        )));
+    }
     let housekeeping = tokio::spawn(leader::ca_housekeeping(
         store.clone(),
         cas_for_leader,
@@ -208,10 +294,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shutdown.trigger();
     while tasks.join_next().await.is_some() {}
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), dp_task).await;
-    generator.abort();
+    for task in background {
+        task.abort();
+    }
     reconciler.abort();
     leader_task.abort();
-    cleanup.abort();
     housekeeping.abort();
     store.close().await;
     tracing::info!("stopped");

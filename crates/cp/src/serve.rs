@@ -238,3 +238,36 @@ pub async fn dp_server(
         }
     }))
 }
+
+/// Serves KDS (gRPC over TLS) on the global until shutdown. Its certificate is the configured
+/// one or generated on first start as `{workDir}/tls/kds-server.crt`: give that file to each
+/// zone as `multizone.zone.kds.rootCaFile`.
+pub async fn kds_server(
+    listener: TcpListener,
+    config: &Config,
+    kds: &crate::config::GlobalKds,
+    service: crate::kds::global::GlobalKds,
+    shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (cert, key) = match (&kds.cert_file, &kds.key_file) {
+        (Some(c), Some(k)) => (
+            read(c, "multizone.global.kds.tlsCertFile")?,
+            read(k, "multizone.global.kds.tlsKeyFile")?,
+        ),
+        _ => generated_cert(&config.work_dir, "kds-server", None)?,
+    };
+    let identity = tonic::transport::Identity::from_pem(cert, key);
+    let server = tonic::transport::Server::builder()
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+        .context("the KDS server's TLS certificate")?
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .add_service(aerie_kds::grpc::KdsSyncServer::new(Arc::new(service)));
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    Ok(tokio::spawn(async move {
+        let stop = async move { shutdown.wait().await };
+        if let Err(e) = server.serve_with_incoming_shutdown(incoming, stop).await {
+            tracing::error!(error = %e, "KDS server failed");
+        }
+    }))
+}

@@ -50,6 +50,12 @@ pub fn warnings(r: &crate::Resource) -> Vec<String> {
     out
 }
 
+/// Whether `name` can name a zone: an RFC 1123 label (lower-case letters, digits, `-`; at
+/// most 63 characters), since it ends up in resource names and labels.
+pub fn is_valid_zone_name(name: &str) -> bool {
+    name.len() <= 63 && meta::is_rfc1123_subdomain(name) && !name.contains('.')
+}
+
 /// Kuma's port check, shared by every port field.
 const PORT_RANGE: &str = "port must be in the range [1, 65535]";
 

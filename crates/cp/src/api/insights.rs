@@ -161,3 +161,127 @@ pub async fn policies(
         json!({ "mesh": mesh, "name": name, "inbounds": inbounds }),
     ))
 }
+
+/// One zone as `/zones+insights` shows it: online when its control plane holds a KDS
+/// connection to any replica of the global; the details come from this replica's view.
+async fn zone_overview(state: &AppState, zone: &Resource, online: bool) -> Value {
+    let mut sub = state
+        .zones
+        .as_ref()
+        .and_then(|z| z.subscription(zone.name()))
+        .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    match (&mut sub, online) {
+        // Connected to another replica of the global: this one saw it leave.
+        (Some(Value::Object(s)), true) => {
+            s.remove("disconnectTime");
+        }
+        (None, true) => {
+            sub = Some(json!({
+                "id": "",
+                "globalInstanceId": "",
+                "connectTime": resource_to_value(zone).get("modificationTime"),
+                "status": { "total": { "responsesSent": "0", "responsesAcknowledged": "0" } },
+            }))
+        }
+        _ => {}
+    }
+    let base = resource_to_value(zone);
+    json!({
+        "type": "ZoneOverview",
+        "name": zone.name(),
+        "creationTime": base.get("creationTime"),
+        "modificationTime": base.get("modificationTime"),
+        "zone": { "enabled": !matches!(&zone.spec, Spec::Zone(z) if z.enabled == Some(false)) },
+        "zoneInsight": { "subscriptions": sub.into_iter().collect::<Vec<_>>() },
+    })
+}
+
+pub async fn list_zones(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let zones = state.store.list(ResourceType::Zone, None).await?;
+    let online = crate::kds::online_zones(&state.store)
+        .await
+        .unwrap_or_default();
+    let mut items = Vec::with_capacity(zones.len());
+    for z in &zones {
+        items.push(zone_overview(&state, z, online.contains(z.name())).await);
+    }
+    Ok(Json(
+        json!({ "total": items.len(), "items": items, "next": null }),
+    ))
+}
+
+pub async fn get_zone(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let zone = state
+        .store
+        .get(ResourceType::Zone, "", &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Zone \"{name}\" not found")))?;
+    let online = crate::kds::online_zones(&state.store)
+        .await
+        .unwrap_or_default();
+    Ok(Json(
+        zone_overview(&state, &zone, online.contains(&name)).await,
+    ))
+}
+
+/// A zone ingress: online when its proxy is connected (here, or in its zone as the zone
+/// reported to the global).
+fn ingress_overview(state: &AppState, ingress: &Resource, online: bool) -> Value {
+    let status = state.hub.status("", ingress.name());
+    let subscriptions: Vec<Value> = match &status {
+        Some(st) => vec![json!({
+            "id": st.connect_time,
+            "controlPlaneInstanceId": &*state.instance_id,
+            "connectTime": st.connect_time,
+            "status": { "total": {
+                "responsesSent": st.responses_sent.to_string(),
+                "responsesAcknowledged": st.responses_acknowledged.to_string(),
+            } },
+        })],
+        None if online => vec![json!({ "connectTime": null })],
+        None => Vec::new(),
+    };
+    let base = resource_to_value(ingress);
+    json!({
+        "type": "ZoneIngressOverview",
+        "name": ingress.name(),
+        "creationTime": base.get("creationTime"),
+        "modificationTime": base.get("modificationTime"),
+        "labels": base.get("labels"),
+        "online": online || status.is_some(),
+        "zoneIngress": spec_to_value(&ingress.spec),
+        "zoneIngressInsight": { "subscriptions": subscriptions },
+    })
+}
+
+pub async fn list_ingresses(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let ingresses = state.store.list(ResourceType::ZoneIngress, None).await?;
+    let online = state.store.online("").await.unwrap_or_default();
+    let items: Vec<Value> = ingresses
+        .iter()
+        .map(|i| ingress_overview(&state, i, online.contains(i.name())))
+        .collect();
+    Ok(Json(
+        json!({ "total": items.len(), "items": items, "next": null }),
+    ))
+}
+
+pub async fn get_ingress(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ingress = state
+        .store
+        .get(ResourceType::ZoneIngress, "", &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("ZoneIngress \"{name}\" not found")))?;
+    let online = state.store.online("").await.unwrap_or_default();
+    Ok(Json(ingress_overview(
+        &state,
+        &ingress,
+        online.contains(&name),
+    )))
+}

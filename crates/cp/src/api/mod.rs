@@ -35,6 +35,10 @@ pub struct AppState {
     pub instance_id: Arc<str>,
     /// Whether this replica leads (see `crate::leader`).
     pub leader: tokio::sync::watch::Receiver<bool>,
+    /// Standalone, global, or a zone connected to a global: decides what may be written.
+    pub role: crate::Role,
+    /// On a global: the zones connected to this replica (for `/zones+insights`).
+    pub zones: Option<Arc<crate::kds::ZoneRegistry>>,
 }
 
 /// Builds the API router.
@@ -47,6 +51,11 @@ pub fn router(state: AppState) -> Router {
             "/tokens/dataplane",
             post(crate::tokens::issue_dataplane_token),
         )
+        .route("/tokens/zone", post(crate::tokens::issue_zone_token))
+        .route("/zones+insights", get(insights::list_zones))
+        .route("/zones+insights/{name}", get(insights::get_zone))
+        .route("/zoneingresses+insights", get(insights::list_ingresses))
+        .route("/zoneingresses+insights/{name}", get(insights::get_ingress))
         .route("/meshes", get(resources::list_meshes))
         .route(
             "/meshes/{name}",

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, Caller};
-use crate::config::Mode;
+use crate::Role;
 use crate::now_rfc3339;
+use aerie_core::multizone;
 
 /// Largest page a list returns (Kuma's limit).
 const MAX_PAGE: usize = 1000;
@@ -45,7 +46,7 @@ pub async fn descriptors(State(state): State<AppState>) -> Json<Value> {
                 "scope": match t.scope() { Scope::Global => "Global", Scope::Mesh => "Mesh" },
                 "singularDisplayName": t.name(),
                 "pluralDisplayName": t.cli_plural(),
-                "readOnly": read_only(*t, state.mode).is_some(),
+                "readOnly": read_only(*t, &state.role).is_some(),
                 "kumactlArg": t.cli_singular(),
                 "kumactlListArg": t.cli_plural(),
                 "policy": t.is_policy().then(|| json!({"isTargetRef": true, "isFromAsRules": false})),
@@ -55,14 +56,58 @@ pub async fn descriptors(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "resources": items }))
 }
 
-/// Why a type cannot be changed through this control plane's API, if it cannot.
-fn read_only(t: ResourceType, mode: Mode) -> Option<&'static str> {
-    match (t, mode) {
-        (ResourceType::Zone, Mode::Zone) => Some(
+/// Why a type cannot be changed through this control plane's API at all, if it cannot.
+fn read_only(t: ResourceType, role: &Role) -> Option<&'static str> {
+    match role {
+        Role::Zone(_) if multizone::is_global_only(t) => Some(ZONE_READ_ONLY),
+        Role::Standalone if t == ResourceType::Zone => Some(
             "On zone control plane you can not modify Zone resources: they are managed by the global control plane.",
         ),
+        Role::Global if multizone::is_zone_owned(t) => Some(GLOBAL_READ_ONLY),
         _ => None,
     }
+}
+
+/// Kuma's 405 detail on a zone connected to a global.
+const ZONE_READ_ONLY: &str = "On zone control plane you can only modify zone resources with 'kumactl apply' or via the HTTP API. You can still use 'kumactl' or the HTTP API to modify the rest of the resource on the global control plane.";
+/// Kuma's 405 detail for zone resources on the global.
+const GLOBAL_READ_ONLY: &str = "On global control plane you can not modify dataplane resources with 'kumactl apply' or via the HTTP API. You can still use 'kumactl' or the HTTP API to modify them on the zone control plane.";
+
+/// The multi-zone rules of one write: `existing` is what is stored under the key,
+/// `incoming` the new body (`None` for a delete).
+fn check_multizone(
+    role: &Role,
+    t: ResourceType,
+    existing: Option<&aerie_core::Resource>,
+    incoming: Option<&aerie_core::Resource>,
+) -> Result<(), ApiError> {
+    if let Some(why) = read_only(t, role) {
+        return Err(ApiError::method_not_allowed(why));
+    }
+    if let Role::Zone(zone) = role {
+        // A copy received from the global (or another zone) changes only there.
+        if existing.is_some_and(|e| multizone::is_copy_on_zone(e, zone)) {
+            return Err(ApiError::method_not_allowed(ZONE_READ_ONLY));
+        }
+        if let Some(r) = incoming
+            && t.is_policy()
+            && multizone::origin(r) != Some(multizone::ORIGIN_ZONE)
+        {
+            return Err(ApiError::invalid(ValidationError::single(
+                format!("labels[\"{}\"]", multizone::ORIGIN_LABEL),
+                "the origin label must be set to 'zone'",
+            )));
+        }
+    }
+    if let (Role::Global, Some(r)) = (role, incoming)
+        && multizone::origin(r) == Some(multizone::ORIGIN_ZONE)
+    {
+        return Err(ApiError::invalid(ValidationError::single(
+            format!("labels[\"{}\"]", multizone::ORIGIN_LABEL),
+            "must not be 'zone' on the global control plane: resources made here sync to every zone",
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -193,7 +238,7 @@ async fn put(
     body: &[u8],
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_admin("change resources")?;
-    if let Some(why) = read_only(t, state.mode) {
+    if let Some(why) = read_only(t, &state.role) {
         return Err(ApiError::method_not_allowed(why));
     }
     let doc: Value = serde_json::from_slice(body).map_err(|e| {
@@ -235,6 +280,7 @@ async fn put(
     let warnings = validate::warnings(&r);
     let now = now_rfc3339();
     let existing = state.store.get(t, mesh, name).await?;
+    check_multizone(&state.role, t, existing.as_ref(), Some(&r))?;
     let status = match existing {
         None => {
             if t == ResourceType::Mesh && name.len() > 63 {
@@ -263,9 +309,8 @@ async fn delete(
     name: &str,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin("delete resources")?;
-    if let Some(why) = read_only(t, state.mode) {
-        return Err(ApiError::method_not_allowed(why));
-    }
+    let existing = state.store.get(t, mesh, name).await?;
+    check_multizone(&state.role, t, existing.as_ref(), None)?;
     if t == ResourceType::Mesh {
         let dps = state
             .store

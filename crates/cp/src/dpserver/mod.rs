@@ -3,6 +3,7 @@
 //! aggregated stream (see `aerie_xds` for the protocol).
 
 pub mod hub;
+mod ingress;
 mod reconcile;
 mod session;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use aerie_store::SharedStore;
 use aerie_xds::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer, DiscoveryRequest,
-    DiscoveryResponse,
+    DiscoveryResponse, NodeInfo, ProxyType,
 };
 use futures_util::Stream;
 use tokio::sync::mpsc;
@@ -31,6 +32,8 @@ pub struct DpServer {
     store: SharedStore,
     tokens: Arc<TokenIssuer>,
     hub: Arc<Hub>,
+    role: crate::Role,
+    local_zone: Arc<str>,
 }
 
 impl DpServer {
@@ -40,11 +43,29 @@ impl DpServer {
         tokens: Arc<TokenIssuer>,
         cas: Arc<MeshCas>,
         replica: Arc<str>,
+        role: crate::Role,
+        local_zone: String,
     ) -> (DpServer, tokio::task::JoinHandle<()>) {
         let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub::new(dirty_tx, replica));
-        let task = tokio::spawn(reconcile::run(store.clone(), hub.clone(), cas, dirty_rx));
-        (DpServer { store, tokens, hub }, task)
+        let local_zone: Arc<str> = Arc::from(local_zone);
+        let task = tokio::spawn(reconcile::run(
+            store.clone(),
+            hub.clone(),
+            cas,
+            dirty_rx,
+            local_zone.clone(),
+        ));
+        (
+            DpServer {
+                store,
+                tokens,
+                hub,
+                role,
+                local_zone,
+            },
+            task,
+        )
     }
 
     pub fn hub(&self) -> Arc<Hub> {
@@ -68,6 +89,43 @@ type DeltaStream = Pin<
     >,
 >;
 
+impl DpServer {
+    async fn serve_ingress(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        token: Option<&str>,
+        node: NodeInfo,
+        first: DiscoveryRequest,
+        inbound: Streaming<DiscoveryRequest>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let ingress = match ingress::admit(&self.tokens, token, &node, &self.local_zone).await {
+            Ok(r) => r,
+            Err(status) => {
+                tracing::warn!(?peer, %status, "refused a zone ingress");
+                return Err(status);
+            }
+        };
+        ingress::register(&self.store, ingress.clone()).await?;
+        let key = (String::new(), ingress.name().to_string());
+        tracing::info!(name = %key.1, ?peer, "zone ingress connected");
+        let reg = self
+            .hub
+            .register(key.clone(), session::initial_status(peer, &node));
+        if let Err(e) = self
+            .store
+            .open_session("", &key.1, self.hub.replica())
+            .await
+        {
+            tracing::warn!(name = %key.1, error = %e, "cannot record the ingress session in the store");
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let session =
+            ingress::IngressSession::new(key, self.hub.clone(), self.store.clone(), reg, tx);
+        tokio::spawn(session.run(first, inbound));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for DpServer {
     type StreamAggregatedResourcesStream = ResponseStream;
@@ -78,6 +136,12 @@ impl AggregatedDiscoveryService for DpServer {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let peer = request.remote_addr();
+        if self.role == crate::Role::Global {
+            tracing::warn!(?peer, "refused a proxy: this is the global control plane");
+            return Err(Status::failed_precondition(
+                "this is a global control plane: proxies connect to a zone control plane (point kuma-dp --cp-address at your zone)",
+            ));
+        }
         let token = request
             .metadata()
             .get("authorization")
@@ -94,6 +158,16 @@ impl AggregatedDiscoveryService for DpServer {
             Ok(Err(s)) => return Err(s),
             Err(_) => return Err(Status::deadline_exceeded("no request within 15s")),
         };
+        if let Some(node) = first
+            .node
+            .as_ref()
+            .and_then(|n| NodeInfo::from_proto(n).ok())
+            && node.proxy_type == ProxyType::Ingress
+        {
+            return self
+                .serve_ingress(peer, token.as_deref(), node, first, inbound)
+                .await;
+        }
         let (node, dp) =
             match session::admit(&self.store, &self.tokens, token.as_deref(), &first).await {
                 Ok(x) => x,

@@ -7,9 +7,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aerie_core::multizone;
 use aerie_core::policy::mtp::{MeshServiceCatalog, PolicyIndex};
-use aerie_core::proxy_config::{MeshView, identity_sans};
-use aerie_core::spec::{DataplaneSpec, MeshTrafficPermissionSpec, Tags};
+use aerie_core::proxy_config::{IngressConfig, MeshView, identity_sans};
+use aerie_core::spec::{DataplaneSpec, MeshTrafficPermissionSpec, Tags, ZoneIngressSpec};
 use aerie_core::{ResourceType, Spec};
 use aerie_store::SharedStore;
 use tokio::sync::broadcast::error::RecvError;
@@ -64,6 +65,7 @@ pub async fn run(
     hub: Arc<Hub>,
     cas: Arc<MeshCas>,
     mut dirty: mpsc::UnboundedReceiver<String>,
+    local_zone: Arc<str>,
 ) {
     let mut feed = store.subscribe();
     let mut pending: BTreeSet<String> = BTreeSet::new();
@@ -83,10 +85,17 @@ pub async fn run(
                 ev = feed.recv() => if !absorb(&store, ev, &mut pending).await { return },
             }
         }
+        // "" stands for the zone ingresses; any mesh change may change what they route.
         for mesh in std::mem::take(&mut pending) {
-            if let Err(e) = rebuild_mesh(&store, &hub, &cas, &changes, &mesh).await {
+            if mesh.is_empty() {
+                continue;
+            }
+            if let Err(e) = rebuild_mesh(&store, &hub, &cas, &changes, &mesh, &local_zone).await {
                 tracing::warn!(mesh, error = %format!("{e:#}"), "cannot compute proxy configs; proxies keep their last config");
             }
+        }
+        if let Err(e) = rebuild_ingresses(&store, &hub, &local_zone).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot compute zone ingress routes; ingresses keep their last config");
         }
     }
 }
@@ -101,6 +110,11 @@ async fn absorb(
 ) -> bool {
     match ev {
         Ok(ev) if ev.is_resync() => pending.extend(all_meshes(store).await),
+        // Another zone's ingress changes the endpoints of every mesh.
+        Ok(ev) if ev.rtype == ResourceType::ZoneIngress => {
+            pending.extend(all_meshes(store).await);
+            pending.insert(String::new());
+        }
         Ok(ev) => pending.extend(relevant_mesh(&ev)),
         Err(RecvError::Lagged(_)) => pending.extend(all_meshes(store).await),
         Err(RecvError::Closed) => return false,
@@ -134,6 +148,7 @@ pub async fn rebuild_mesh(
     cas: &MeshCas,
     changes: &CaChanges,
     mesh: &str,
+    local_zone: &str,
 ) -> anyhow::Result<()> {
     let connected = hub.connected_in(mesh);
     if connected.is_empty() {
@@ -182,7 +197,11 @@ pub async fn rebuild_mesh(
     };
     let is_online = |name: &str| online.contains(name);
     let specs: Vec<(&str, &DataplaneSpec)> = dataplanes.iter().map(|(n, _, d)| (*n, *d)).collect();
-    let view = MeshView::new(mesh, mesh_spec, &index, &specs, &is_online);
+    let mut view = MeshView::new(mesh, mesh_spec, &index, &specs, &is_online);
+    let remote = remote_ingresses(store, local_zone).await?;
+    let remote_refs: Vec<(&str, &ZoneIngressSpec)> =
+        remote.iter().map(|(n, s)| (n.as_str(), s)).collect();
+    view.add_remote_ingresses(&remote_refs);
     let by_name: HashMap<&str, (&Tags, &DataplaneSpec)> =
         dataplanes.iter().map(|(n, l, d)| (*n, (*l, *d))).collect();
     for name in &connected {
@@ -209,6 +228,112 @@ pub async fn rebuild_mesh(
             mtls: material,
         };
         hub.publish(&(mesh.to_string(), name.clone()), Some(Arc::new(snapshot)));
+    }
+    Ok(())
+}
+
+/// Other zones' ingresses (the copies the global sent): how this zone reaches their services.
+async fn remote_ingresses(
+    store: &SharedStore,
+    local_zone: &str,
+) -> anyhow::Result<Vec<(String, ZoneIngressSpec)>> {
+    Ok(store
+        .list(ResourceType::ZoneIngress, None)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            multizone::origin(r) == Some(multizone::ORIGIN_ZONE)
+                && r.meta
+                    .labels
+                    .get(multizone::ZONE_LABEL)
+                    .is_some_and(|z| z != local_zone)
+        })
+        .filter_map(|r| match r.spec {
+            Spec::ZoneIngress(s) => Some((r.meta.name, s)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// This zone's ingresses: each connected one gets the routes to every live local service,
+/// and each ZoneIngress resource lists those services (`availableServices`), which is how
+/// other zones learn what they can reach through it.
+async fn rebuild_ingresses(
+    store: &SharedStore,
+    hub: &Arc<Hub>,
+    local_zone: &str,
+) -> anyhow::Result<()> {
+    let connected = hub.connected_in("");
+    let own: Vec<aerie_core::Resource> = store
+        .list(ResourceType::ZoneIngress, None)
+        .await?
+        .into_iter()
+        .filter(|r| !multizone::is_copy_on_zone(r, local_zone))
+        .collect();
+    if connected.is_empty() && own.is_empty() {
+        return Ok(());
+    }
+    let empty_index = policy_index(&[], &[]);
+    let mut routes = Vec::new();
+    let mut available = Vec::new();
+    for mesh_res in store.list(ResourceType::Mesh, None).await? {
+        let Spec::Mesh(mesh_spec) = &mesh_res.spec else {
+            continue;
+        };
+        let mesh = mesh_res.name();
+        let dps = store.list(ResourceType::Dataplane, Some(mesh)).await?;
+        let online = store.online(mesh).await?;
+        let specs: Vec<(&str, &DataplaneSpec)> = dps
+            .iter()
+            .filter_map(|r| match &r.spec {
+                Spec::Dataplane(d) => Some((r.name(), d)),
+                _ => None,
+            })
+            .collect();
+        let is_online = |name: &str| online.contains(name);
+        let view = MeshView::new(mesh, mesh_spec, &empty_index, &specs, &is_online);
+        routes.extend(view.ingress_routes());
+        available.extend(view.available_services());
+    }
+    routes.sort_by(|a, b| a.sni.cmp(&b.sni));
+    for r in own {
+        let Spec::ZoneIngress(spec) = &r.spec else {
+            continue;
+        };
+        if spec.available_services == available {
+            continue;
+        }
+        let mut updated = r.clone();
+        if let Spec::ZoneIngress(s) = &mut updated.spec {
+            s.available_services.clone_from(&available);
+        }
+        match store
+            .update(updated, r.meta.version, &crate::now_rfc3339())
+            .await
+        {
+            // A concurrent change triggers another round.
+            Ok(_)
+            | Err(
+                aerie_store::StoreError::Conflict { .. } | aerie_store::StoreError::NotFound { .. },
+            ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for name in connected {
+        let cfg = IngressConfig {
+            name: name.clone(),
+            routes: routes.clone(),
+        };
+        let any = aerie_xds::encode_ingress_config(&cfg);
+        let version = content_version(&any.value);
+        let snapshot = Snapshot {
+            config: any,
+            version,
+            outbounds: Default::default(),
+            outbounds_version: String::new(),
+            mtls: None,
+        };
+        hub.publish(&(String::new(), name), Some(Arc::new(snapshot)));
     }
     Ok(())
 }

@@ -1,0 +1,254 @@
+//! Zone ingresses on the DP server: a `kuma-dp --proxy-type=ingress` authenticates with a
+//! zone token (scope `ingress`) for this zone, registers its ZoneIngress, and receives its
+//! routes (server name -> live local instances). It holds no certificate: it forwards TLS
+//! without terminating it.
+
+use std::sync::Arc;
+
+use aerie_core::format::resource_from_value;
+use aerie_core::{Resource, ResourceType, Spec, validate};
+use aerie_store::{SharedStore, StoreError};
+use aerie_xds::{DiscoveryRequest, DiscoveryResponse, INGRESS_CONFIG_TYPE, NodeInfo};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::hub::{ConnStatus, DpKey, Hub, Registration, Snapshot};
+use super::session::store_status;
+
+/// Checks an ingress's hello and zone token; returns its ZoneIngress (with `zone` set).
+pub async fn admit(
+    tokens: &crate::tokens::TokenIssuer,
+    token: Option<&str>,
+    node: &NodeInfo,
+    local_zone: &str,
+) -> Result<Resource, Status> {
+    let token = token.ok_or_else(|| {
+        Status::unauthenticated(format!(
+            "no zone token: start the ingress with --dataplane-token-file holding a token from `kumactl generate zone-token --zone {local_zone} --scope ingress`"
+        ))
+    })?;
+    let json = node.dataplane_json.as_deref().ok_or_else(|| {
+        Status::invalid_argument("the node metadata carries no dataplane.resource")
+    })?;
+    let doc: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Status::invalid_argument(format!("dataplane.resource is not JSON: {e}")))?;
+    let mut r = resource_from_value(&doc)
+        .map_err(|e| Status::invalid_argument(format!("invalid ZoneIngress: {e}")))?;
+    if r.resource_type() != ResourceType::ZoneIngress {
+        return Err(Status::invalid_argument(format!(
+            "an ingress must describe a ZoneIngress, not a {}",
+            r.resource_type()
+        )));
+    }
+    if r.name() != node.name {
+        return Err(Status::invalid_argument(format!(
+            "node id \"{}\" does not match the ZoneIngress \"{}\"",
+            node.name,
+            r.name()
+        )));
+    }
+    validate::validate(&r)
+        .map_err(|e| Status::invalid_argument(format!("invalid ZoneIngress: {e}")))?;
+    let claims = tokens
+        .verify_zone_token(token, "ingress")
+        .await
+        .map_err(Status::unauthenticated)?;
+    if claims.zone != local_zone {
+        return Err(Status::permission_denied(format!(
+            "the zone token is for zone \"{}\", but this control plane is zone \"{local_zone}\"",
+            claims.zone
+        )));
+    }
+    if let Spec::ZoneIngress(spec) = &mut r.spec {
+        if !spec.zone.is_empty() && spec.zone != local_zone {
+            return Err(Status::invalid_argument(format!(
+                "zone: the ZoneIngress says zone \"{}\", but this control plane is zone \"{local_zone}\"",
+                spec.zone
+            )));
+        }
+        spec.zone = local_zone.to_string();
+        // The control plane owns this list.
+        spec.available_services.clear();
+    }
+    Ok(r)
+}
+
+/// Creates or updates the ZoneIngress, keeping the services the control plane computed.
+pub async fn register(store: &SharedStore, mut r: Resource) -> Result<(), Status> {
+    let now = crate::now_rfc3339();
+    for _ in 0..3 {
+        let existing = store
+            .get(ResourceType::ZoneIngress, "", r.name())
+            .await
+            .map_err(store_status)?;
+        let result = match existing {
+            None => store.create(r.clone(), &now).await.map(|_| ()),
+            Some(cur) => {
+                if let (Spec::ZoneIngress(new), Spec::ZoneIngress(old)) = (&mut r.spec, &cur.spec) {
+                    new.available_services.clone_from(&old.available_services);
+                }
+                if cur.spec == r.spec && cur.meta.labels == r.meta.labels {
+                    return Ok(());
+                }
+                store
+                    .update(r.clone(), cur.meta.version, &now)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(store_status(e)),
+        }
+    }
+    Err(Status::unavailable(
+        "the ZoneIngress kept changing while registering",
+    ))
+}
+
+/// The running session of one ingress.
+pub struct IngressSession {
+    pub key: DpKey,
+    pub hub: Arc<Hub>,
+    pub store: SharedStore,
+    pub reg: Registration,
+    pub tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    subscribed: bool,
+    sent: Option<String>,
+    nonce: u64,
+}
+
+impl IngressSession {
+    pub fn new(
+        key: DpKey,
+        hub: Arc<Hub>,
+        store: SharedStore,
+        reg: Registration,
+        tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    ) -> Self {
+        IngressSession {
+            key,
+            hub,
+            store,
+            reg,
+            tx,
+            subscribed: false,
+            sent: None,
+            nonce: 0,
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, ConnStatus> {
+        self.reg.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub async fn run(mut self, first: DiscoveryRequest, mut inbound: Streaming<DiscoveryRequest>) {
+        let graceful = self.serve(first, &mut inbound).await;
+        let still_ours = self.hub.unregister(&self.key, self.reg.id);
+        let name = self.key.1.clone();
+        if !still_ours {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .close_session("", &name, self.hub.replica())
+            .await
+        {
+            tracing::warn!(name, error = %e, "cannot record the end of the ingress session");
+        }
+        if graceful {
+            match self
+                .store
+                .delete(ResourceType::ZoneIngress, "", &name)
+                .await
+            {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "cannot remove the ZoneIngress of an ingress that left")
+                }
+            }
+            tracing::info!(
+                name,
+                "zone ingress disconnected gracefully; ZoneIngress removed"
+            );
+        } else {
+            tracing::info!(
+                name,
+                "zone ingress connection lost; ZoneIngress kept (offline)"
+            );
+        }
+    }
+
+    /// `true` when the ingress closed its stream (it is leaving).
+    async fn serve(
+        &mut self,
+        first: DiscoveryRequest,
+        inbound: &mut Streaming<DiscoveryRequest>,
+    ) -> bool {
+        if self.handle(first).await.is_err() {
+            return false;
+        }
+        loop {
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(req)) => if self.handle(req).await.is_err() { return false },
+                    Ok(None) => return true,
+                    Err(_) => return false,
+                },
+                changed = self.reg.snapshots.changed() => {
+                    if changed.is_err() || self.push().await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, req: DiscoveryRequest) -> Result<(), ()> {
+        if req.type_url != INGRESS_CONFIG_TYPE {
+            tracing::debug!(type_url = %req.type_url, "an ingress subscribed to something it cannot get");
+            return Ok(());
+        }
+        self.subscribed = true;
+        if !req.response_nonce.is_empty() {
+            let mut st = self.status();
+            match &req.error_detail {
+                Some(err) => {
+                    tracing::warn!(name = %self.key.1, error = %err.message, "ingress rejected its config (NACK)");
+                    st.last_nack = Some(err.message.clone());
+                }
+                None => {
+                    st.config_version_acked = Some(req.version_info.clone());
+                    st.responses_acknowledged += 1;
+                    st.last_nack = None;
+                }
+            }
+        }
+        self.push().await
+    }
+
+    async fn push(&mut self) -> Result<(), ()> {
+        let snapshot: Option<Arc<Snapshot>> = self.reg.snapshots.borrow_and_update().clone();
+        let Some(snap) = snapshot else { return Ok(()) };
+        if !self.subscribed || self.sent.as_deref() == Some(snap.version.as_str()) {
+            return Ok(());
+        }
+        self.nonce += 1;
+        let resp = DiscoveryResponse {
+            version_info: snap.version.clone(),
+            resources: vec![snap.config.clone()],
+            type_url: INGRESS_CONFIG_TYPE.into(),
+            nonce: self.nonce.to_string(),
+            ..DiscoveryResponse::default()
+        };
+        {
+            let mut st = self.status();
+            st.responses_sent += 1;
+            st.config_version_sent = Some(snap.version.clone());
+        }
+        self.tx.send(Ok(resp)).await.map_err(|_| ())?;
+        self.sent = Some(snap.version.clone());
+        Ok(())
+    }
+}

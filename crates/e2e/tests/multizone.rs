@@ -1,0 +1,573 @@
+//! Multi-zone through the real binaries: a global control plane and two zones on one host
+//! (separate work dirs and ports), KDS over TLS with zone tokens, sidecars and a zone
+//! ingress. What syncs where, the zone's read-only copies, the global and a zone going
+//! down and coming back, and a cross-zone call allowed then denied by a policy made on the
+//! global.
+
+use std::process::Command;
+use std::time::Duration;
+
+use aerie_e2e::{
+    ControlPlane, Dataplane, Process, bin, free_port, http, loopback_ip, start_app, wait_for,
+};
+
+/// How long a change may take to travel global -> zone -> proxy (or back).
+const SYNC: Duration = Duration::from_secs(25);
+
+const MTLS: &str = r#"{"type":"Mesh","name":"default","mtls":{"enabledBackend":"ca-1","backends":[{"name":"ca-1","type":"builtin"}]}}"#;
+const ALLOW_ALL: &str = r#"{"type":"MeshTrafficPermission","name":"allow-all","mesh":"default","spec":{"targetRef":{"kind":"Mesh"},"from":[{"targetRef":{"kind":"Mesh"},"default":{"action":"Allow"}}]}}"#;
+const DENY_ALL: &str = r#"{"type":"MeshTrafficPermission","name":"deny-all","mesh":"default","spec":{"targetRef":{"kind":"Mesh"},"from":[{"targetRef":{"kind":"Mesh"},"default":{"action":"Deny"}}]}}"#;
+
+fn global() -> (ControlPlane, u16) {
+    let kds = free_port("127.0.0.1");
+    let cp = ControlPlane::start_with(&[
+        ("KUMA_MODE", "global"),
+        ("KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT", &kds.to_string()),
+    ]);
+    (cp, kds)
+}
+
+/// A zone token (scope `cp` or `ingress`) from the global's API.
+fn zone_token(global: &ControlPlane, zone: &str, scope: &str) -> String {
+    let body = format!(r#"{{"zone":"{zone}","scope":["{scope}"]}}"#);
+    let r = http(
+        "POST",
+        &global.addrs.api(),
+        "/tokens/zone",
+        Some(&body),
+        &[],
+    )
+    .expect("token");
+    assert_eq!(r.status, 200, "zone token: {}", r.body);
+    r.body
+}
+
+fn zone_env(global: &ControlPlane, kds: u16, zone: &str, token: &str) -> Vec<(String, String)> {
+    vec![
+        ("KUMA_MODE".into(), "zone".into()),
+        ("KUMA_MULTIZONE_ZONE_NAME".into(), zone.into()),
+        (
+            "KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS".into(),
+            format!("grpcs://127.0.0.1:{kds}"),
+        ),
+        (
+            "KUMA_MULTIZONE_ZONE_KDS_ROOT_CA_FILE".into(),
+            global
+                .work_dir
+                .join("tls/kds-server.crt")
+                .display()
+                .to_string(),
+        ),
+        (
+            "KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE".into(),
+            token.into(),
+        ),
+    ]
+}
+
+fn zone(global: &ControlPlane, kds: u16, name: &str) -> ControlPlane {
+    let token = zone_token(global, name, "cp");
+    let env = zone_env(global, kds, name, &token);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    ControlPlane::start_with(&env)
+}
+
+fn json(cp: &ControlPlane, path: &str) -> Option<serde_json::Value> {
+    let r = cp.get(path);
+    (r.status == 200).then(|| r.json())
+}
+
+fn items(cp: &ControlPlane, path: &str) -> Vec<serde_json::Value> {
+    json(cp, path)
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Waits until `f` holds, printing both control planes' logs on failure.
+fn eventually(what: &str, cps: &[&ControlPlane], mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + SYNC;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs: Vec<String> = cps.iter().map(|c| c.logs()).collect();
+    panic!("{what}: not within {SYNC:?}\n{}", logs.join("\n-----\n"));
+}
+
+fn zone_online(global: &ControlPlane, zone: &str) -> bool {
+    json(global, &format!("/zones+insights/{zone}")).is_some_and(|z| {
+        z["zoneInsight"]["subscriptions"]
+            .as_array()
+            .and_then(|s| s.last())
+            .is_some_and(|s| s.get("disconnectTime").is_none())
+    })
+}
+
+fn dataplane_yaml(
+    name: &str,
+    ip: &str,
+    admin: u16,
+    service: &str,
+    app: u16,
+    outbound: Option<(u16, &str)>,
+) -> String {
+    let mut y = format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: {ip}\n  admin:\n    port: {admin}\n  inbound:\n  - port: 9000\n    servicePort: {app}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
+    );
+    if let Some((port, dest)) = outbound {
+        y.push_str(&format!(
+            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {dest}\n"
+        ));
+    }
+    y
+}
+
+#[test]
+fn resources_sync_both_ways_and_zones_hold_read_only_copies() {
+    let (global, kds) = global();
+    let zone1 = zone(&global, kds, "zone-1");
+    let zone2 = zone(&global, kds, "zone-2");
+
+    // Global -> zones: the Mesh (a read-only copy) and a policy under its hashed name.
+    global.apply_json(
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        ALLOW_ALL,
+    );
+    let hashed = aerie_core::multizone::hashed_name("allow-all", &["default"]);
+    for z in [&zone1, &zone2] {
+        eventually(
+            "the Mesh and the policy reach the zone",
+            &[&global, z],
+            || {
+                let mesh = json(z, "/meshes/default");
+                let mtp = json(
+                    z,
+                    &format!("/meshes/default/meshtrafficpermissions/{hashed}"),
+                );
+                mesh.is_some_and(|m| m["labels"]["kuma.io/origin"] == "global")
+                    && mtp.is_some_and(|p| {
+                        p["labels"]["kuma.io/display-name"] == "allow-all"
+                            && p["labels"]["kuma.io/origin"] == "global"
+                    })
+            },
+        );
+    }
+    // Zones appear on the global when they connect, online.
+    eventually("both zones online", &[&global], || {
+        zone_online(&global, "zone-1") && zone_online(&global, "zone-2")
+    });
+    assert_eq!(items(&global, "/zones").len(), 2);
+
+    // The zone refuses global-only resources with Kuma's 405, and policies without origin.
+    let r = zone1.put("/meshes/default", r#"{"type":"Mesh","name":"default"}"#);
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert!(r.body.contains("global control plane"), "{}", r.body);
+    let r = zone1.put("/meshes/other", r#"{"type":"Mesh","name":"other"}"#);
+    assert_eq!(r.status, 405, "{}", r.body);
+    let r = http("DELETE", &zone1.addrs.api(), "/meshes/default", None, &[]).unwrap();
+    assert_eq!(r.status, 405, "{}", r.body);
+    let r = http(
+        "DELETE",
+        &zone1.addrs.api(),
+        &format!("/meshes/default/meshtrafficpermissions/{hashed}"),
+        None,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 405, "a synced copy is read-only: {}", r.body);
+    let r = zone1.put(
+        "/meshes/default/meshtrafficpermissions/local",
+        &DENY_ALL.replace("deny-all", "local"),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("the origin label must be set to 'zone'"),
+        "{}",
+        r.body
+    );
+    let local = DENY_ALL.replace("deny-all", "local").replace(
+        r#""mesh":"default","#,
+        r#""mesh":"default","labels":{"kuma.io/origin":"zone"},"#,
+    );
+    zone1.apply_json("/meshes/default/meshtrafficpermissions/local", &local);
+
+    // Zone -> global: a proxy's Dataplane, under its hashed name, online.
+    let _app = start_app(
+        "web",
+        &format!("127.0.0.1:{}", free_port("127.0.0.1")),
+        false,
+    );
+    let admin = free_port("127.0.0.1");
+    let ip = loopback_ip();
+    // Tokens come from the global; the signing key reaches the zone with the mesh's secrets.
+    let token = global.dataplane_token("default", "web-1");
+    wait_signing_key(&global, &zone1);
+    let mut web = Dataplane::start_with_token(
+        &zone1,
+        "web-1",
+        &dataplane_yaml("web-1", &ip, admin, "web", free_port("127.0.0.1"), None),
+        admin,
+        &token,
+    );
+    web.wait_ready();
+    let dp_on_global = aerie_core::multizone::hashed_name("web-1", &["default", "zone-1"]);
+    eventually(
+        "the Dataplane reaches the global, online",
+        &[&global, &zone1],
+        || {
+            json(
+                &global,
+                &format!("/meshes/default/dataplanes+insights/{dp_on_global}"),
+            )
+            .is_some_and(|o| o["online"] == true)
+        },
+    );
+    let dp = json(
+        &global,
+        &format!("/meshes/default/dataplanes/{dp_on_global}"),
+    )
+    .unwrap();
+    assert_eq!(dp["labels"]["kuma.io/zone"], "zone-1");
+    assert_eq!(dp["labels"]["kuma.io/display-name"], "web-1");
+    // Its generated MeshService too; the zone's own policy stays in the zone.
+    eventually(
+        "the zone's MeshService reaches the global",
+        &[&global],
+        || {
+            items(&global, "/meshes/default/meshservices")
+                .iter()
+                .any(|s| s["labels"]["kuma.io/zone"] == "zone-1")
+        },
+    );
+    assert!(
+        items(&global, "/meshes/default/meshtrafficpermissions")
+            .iter()
+            .all(|p| p["name"] != "local"),
+        "a zone's own policy does not leave the zone"
+    );
+    // The global refuses to change what zones own.
+    let r = http(
+        "DELETE",
+        &global.addrs.api(),
+        &format!("/meshes/default/dataplanes/{dp_on_global}"),
+        None,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 405, "{}", r.body);
+    // Proxies cannot connect to the global.
+    let gtoken = global.dataplane_token("default", "stray");
+    let gadmin = free_port("127.0.0.1");
+    let stray = Dataplane::start_with_token(
+        &global,
+        "stray",
+        &dataplane_yaml(
+            "stray",
+            &loopback_ip(),
+            gadmin,
+            "stray",
+            free_port("127.0.0.1"),
+            None,
+        ),
+        gadmin,
+        &gtoken,
+    );
+    wait_for("kuma-dp says the global refused it", SYNC, || {
+        stray
+            .process
+            .logs()
+            .contains("global control plane")
+            .then_some(())
+    });
+    assert!(json(&global, "/meshes/default/dataplanes/stray").is_none());
+    drop(stray);
+
+    // A graceful stop removes the Dataplane in the zone, then on the global.
+    web.process.stop();
+    eventually("the Dataplane copy leaves the global", &[&global], || {
+        json(
+            &global,
+            &format!("/meshes/default/dataplanes/{dp_on_global}"),
+        )
+        .is_none()
+    });
+
+    // A zone goes down: the global shows it offline; back, online and caught up.
+    let mut zone2 = zone2;
+    zone2.kill9();
+    eventually("zone-2 offline on the global", &[&global], || {
+        !zone_online(&global, "zone-2")
+    });
+    global.apply_json("/meshes/default/meshtrafficpermissions/deny-all", DENY_ALL);
+    zone2.restart();
+    let hashed_deny = aerie_core::multizone::hashed_name("deny-all", &["default"]);
+    eventually("zone-2 back and caught up", &[&global, &zone2], || {
+        zone_online(&global, "zone-2")
+            && json(
+                &zone2,
+                &format!("/meshes/default/meshtrafficpermissions/{hashed_deny}"),
+            )
+            .is_some()
+    });
+    // A deletion made while a zone was away reaches it too (resume sends removals).
+    zone2.kill9();
+    let r = http(
+        "DELETE",
+        &global.addrs.api(),
+        "/meshes/default/meshtrafficpermissions/deny-all",
+        None,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    zone2.restart();
+    eventually(
+        "the deletion reaches zone-2 after it returns",
+        &[&global, &zone2],
+        || {
+            json(
+                &zone2,
+                &format!("/meshes/default/meshtrafficpermissions/{hashed_deny}"),
+            )
+            .is_none()
+                && json(
+                    &zone2,
+                    &format!("/meshes/default/meshtrafficpermissions/{hashed}"),
+                )
+                .is_some()
+        },
+    );
+}
+
+#[test]
+fn zones_without_a_valid_token_are_refused() {
+    let (global, kds) = global();
+    // A token for another zone, and no token at all.
+    let other = zone_token(&global, "zone-9", "cp");
+    let ingress_scope = zone_token(&global, "zone-3", "ingress");
+    for (token, expect) in [
+        (other.as_str(), "not \"zone-3\""),
+        (ingress_scope.as_str(), "scope"),
+        ("", "no zone token"),
+    ] {
+        let mut env = zone_env(&global, kds, "zone-3", token);
+        if token.is_empty() {
+            env.retain(|(k, _)| k != "KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE");
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let zone = ControlPlane::start_with(&env);
+        eventually(
+            &format!("the zone logs the refusal ({expect})"),
+            &[&zone],
+            || zone.logs().contains(expect),
+        );
+        assert!(json(&zone, "/meshes/default").is_none(), "nothing synced");
+        assert!(
+            json(&global, "/zones/zone-3").is_none(),
+            "no Zone for a refused zone"
+        );
+    }
+    // A disabled zone is refused too.
+    global.apply_json(
+        "/zones/zone-4",
+        r#"{"type":"Zone","name":"zone-4","enabled":false}"#,
+    );
+    let zone = {
+        let token = zone_token(&global, "zone-4", "cp");
+        let env = zone_env(&global, kds, "zone-4", &token);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ControlPlane::start_with(&env)
+    };
+    eventually("the disabled zone is refused", &[&zone], || {
+        zone.logs().contains("disabled")
+    });
+}
+
+fn ingress(zone: &ControlPlane, global: &ControlPlane, zone_name: &str) -> (Process, String) {
+    let ip = loopback_ip();
+    let port = free_port(&ip);
+    let admin = free_port("127.0.0.1");
+    let files = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "type: ZoneIngress\nname: ingress-{zone_name}\nnetworking:\n  address: {ip}\n  port: {port}\n  admin:\n    port: {admin}\n"
+    );
+    let file = files.path().join("ingress.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let token_file = files.path().join("token");
+    std::fs::write(&token_file, zone_token(global, zone_name, "ingress")).unwrap();
+    let mut cmd = Command::new(bin("kuma-dp"));
+    cmd.args(["run", "--proxy-type", "ingress", "--cp-address"])
+        .arg(zone.dp_address())
+        .arg("--ca-cert-file")
+        .arg(zone.dp_ca_file())
+        .arg("--dataplane-file")
+        .arg(&file)
+        .arg("--dataplane-token-file")
+        .arg(&token_file);
+    let p = Process::spawn(&format!("ingress-{zone_name}"), cmd);
+    // The files must outlive the process start; the token is read at start.
+    std::mem::forget(files);
+    (p, format!("127.0.0.1:{admin}"))
+}
+
+/// Waits until the zone holds the global's dataplane-token signing key for `default`.
+fn wait_signing_key(global: &ControlPlane, zone: &ControlPlane) {
+    eventually(
+        "the dataplane token signing key reaches the zone",
+        &[global, zone],
+        || {
+            json(
+                zone,
+                "/meshes/default/secrets/dataplane-token-signing-key-default",
+            )
+            .is_some_and(|s| s["labels"]["kuma.io/origin"] == "global")
+        },
+    );
+}
+
+fn call(outbound: &str) -> u16 {
+    http("GET", outbound, "/check-in", None, &[])
+        .map(|r| r.status)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_cross_zone_call_goes_through_the_ingress_and_obeys_global_policy() {
+    let (global, kds) = global();
+    let zone1 = zone(&global, kds, "zone-1");
+    let zone2 = zone(&global, kds, "zone-2");
+    global.apply_json("/meshes/default", MTLS);
+    global.apply_json(
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        ALLOW_ALL,
+    );
+    let token = global.dataplane_token("default", "check-in-api-1");
+    let fc_token = global.dataplane_token("default", "flight-control-1");
+    for z in [&zone1, &zone2] {
+        eventually("the mesh CA reaches the zone", &[&global, z], || {
+            json(z, "/meshes/default").is_some_and(|m| m["mtls"]["enabledBackend"] == "ca-1")
+                && json(z, "/meshes/default/secrets/default.ca-builtin-cert-ca-1").is_some()
+        });
+        wait_signing_key(&global, z);
+    }
+
+    // zone-2: check-in-api behind its sidecar, and the zone ingress.
+    let checkin_app_port = free_port("127.0.0.1");
+    let _checkin_app = start_app(
+        "check-in-api",
+        &format!("127.0.0.1:{checkin_app_port}"),
+        false,
+    );
+    let admin = free_port("127.0.0.1");
+    let mut checkin = Dataplane::start_with_token(
+        &zone2,
+        "check-in-api-1",
+        &dataplane_yaml(
+            "check-in-api-1",
+            &loopback_ip(),
+            admin,
+            "check-in-api",
+            checkin_app_port,
+            None,
+        ),
+        admin,
+        &token,
+    );
+    checkin.wait_ready();
+    let (mut ingress2, ingress_admin) = ingress(&zone2, &global, "zone-2");
+    wait_for("the ingress is ready", SYNC, || {
+        if let Some(st) = ingress2.exited() {
+            panic!("ingress exited ({st}): {}", ingress2.logs());
+        }
+        http("GET", &ingress_admin, "/ready", None, &[])
+            .is_ok_and(|r| r.status == 200)
+            .then_some(())
+    });
+    // The ingress lists check-in-api, and zone-1 learns about it through the global.
+    eventually(
+        "zone-1 sees zone-2's ingress offering check-in-api",
+        &[&global, &zone1, &zone2],
+        || {
+            items(&zone1, "/zoneingresses").iter().any(|i| {
+                i["zone"] == "zone-2"
+                    && i["availableServices"].as_array().is_some_and(|s| {
+                        s.iter()
+                            .any(|s| s["tags"]["kuma.io/service"] == "check-in-api")
+                    })
+            })
+        },
+    );
+
+    // zone-1: flight-control calls check-in-api through its outbound.
+    let fc_app = free_port("127.0.0.1");
+    let _fc = start_app("flight-control", &format!("127.0.0.1:{fc_app}"), false);
+    let out = free_port("127.0.0.1");
+    let admin = free_port("127.0.0.1");
+    let mut fc = Dataplane::start_with_token(
+        &zone1,
+        "flight-control-1",
+        &dataplane_yaml(
+            "flight-control-1",
+            &loopback_ip(),
+            admin,
+            "flight-control",
+            fc_app,
+            Some((out, "check-in-api")),
+        ),
+        admin,
+        &fc_token,
+    );
+    fc.wait_ready();
+    let outbound = format!("127.0.0.1:{out}");
+    eventually(
+        "flight-control (zone-1) reaches check-in-api (zone-2)",
+        &[&global, &zone1, &zone2],
+        || call(&outbound) == 200,
+    );
+    // The destination sidecar saw the caller's own identity.
+    assert!(
+        checkin.stats().contains("flight-control"),
+        "check-in-api's sidecar counts the caller by its service:\n{}",
+        checkin.stats()
+    );
+
+    // A policy change on the global: allow-all gone, deny-all in: 403 at the destination.
+    global.apply_json("/meshes/default/meshtrafficpermissions/deny-all", DENY_ALL);
+    let r = http(
+        "DELETE",
+        &global.addrs.api(),
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        None,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    eventually("the cross-zone call is denied", &[&global, &zone2], || {
+        call(&outbound) == 403
+    });
+
+    // The global goes down: proxies in both zones do not notice; policies made in a zone
+    // still apply there.
+    let mut global = global;
+    global.kill9();
+    let allow_local = ALLOW_ALL.replace("allow-all", "allow-local").replace(
+        r#""mesh":"default","#,
+        r#""mesh":"default","labels":{"kuma.io/origin":"zone"},"#,
+    );
+    zone2.apply_json(
+        "/meshes/default/meshtrafficpermissions/allow-local",
+        &allow_local,
+    );
+    eventually(
+        "a zone policy works while the global is down",
+        &[&zone2],
+        || call(&outbound) == 200,
+    );
+    assert!(fc.process.exited().is_none() && checkin.process.exited().is_none());
+    global.restart();
+    eventually("the zones reconnect", &[&global], || {
+        zone_online(&global, "zone-1") && zone_online(&global, "zone-2")
+    });
+}

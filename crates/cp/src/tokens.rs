@@ -5,23 +5,41 @@
 //!   the GlobalSecret `user-token-revocations`.
 //! - Dataplane tokens: Secret `dataplane-token-signing-key-<mesh>` in each mesh; revoked ids
 //!   in the Secret `dataplane-token-revocations-<mesh>`.
+//! - Zone tokens (a zone control plane connecting to the global, scope `cp`; zone proxies,
+//!   scopes `ingress` and `egress`): GlobalSecret `zone-token-signing-key-1` on the global,
+//!   revoked ids in the GlobalSecret `zone-token-revocations`. Its public half is kept in the
+//!   GlobalSecret `zone-token-signing-public-key-1`, the one secret the global sends to its
+//!   zones, so a zone control plane can check ingress tokens without holding the private key.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aerie_core::ValidationError;
 use aerie_core::duration::parse_go_duration;
-use aerie_identity::{Claims, DataplaneClaims, SigningKey, UserClaims, sign_token, verify_token};
-use aerie_store::SharedStore;
+use aerie_core::multizone::{ORIGIN_GLOBAL, ORIGIN_LABEL, ZONE_TOKEN_PUBLIC_KEY};
+use aerie_core::spec::SecretSpec;
+use aerie_core::{Meta, Resource, ResourceType, Spec, ValidationError};
+use aerie_identity::{
+    Claims, DataplaneClaims, SigningKey, UserClaims, VerifyingKey, ZoneClaims, sign_token,
+    verify_token,
+};
+use aerie_store::{SharedStore, StoreError};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
 use crate::api::{ApiError, AppState, Caller};
 
 pub const USER_TOKEN_SIGNING_KEY: &str = "user-token-signing-key-1";
 pub const USER_TOKEN_REVOCATIONS: &str = "user-token-revocations";
+/// The private key that signs zone tokens (on the global control plane only).
+pub const ZONE_TOKEN_SIGNING_KEY: &str = "zone-token-signing-key-1";
+/// Revoked zone token ids, comma-separated.
+pub const ZONE_TOKEN_REVOCATIONS: &str = "zone-token-revocations";
+/// The scopes a zone token may carry (Kuma's); a token without `--scope` gets all of them.
+pub const ZONE_TOKEN_SCOPES: [&str; 3] = ["cp", "ingress", "egress"];
 /// Key id of the first (and so far only) key of each kind.
 pub const KID: &str = "1";
 /// Longest validity a token may ask for.
@@ -142,6 +160,258 @@ impl TokenIssuer {
         }
         Ok(claims.custom)
     }
+
+    /// Issues a zone token for `zone` with the given scopes (each one of
+    /// [`ZONE_TOKEN_SCOPES`]; empty means all of them; duplicates are dropped), signed by
+    /// `zone-token-signing-key-1`, which is created on first use. Also makes sure
+    /// `zone-token-signing-public-key-1` holds that key's public half (and nothing else).
+    ///
+    /// Refused on a zone control plane that received the public key from its global (the
+    /// secret carries `kuma.io/origin: global`): a key made there would not be the one the
+    /// global checks, so tokens must come from the global.
+    pub async fn issue_zone(
+        &self,
+        zone: &str,
+        scope: Vec<String>,
+        valid_for: Duration,
+    ) -> Result<String, ApiError> {
+        let mut errs = ValidationError::new();
+        check_zone_name(zone, &mut errs);
+        let scope = normalize_scope(scope, &mut errs);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(errs));
+        }
+        if self
+            .stored_zone_signing_key()
+            .await
+            .map_err(internal)?
+            .is_none()
+            && let Some(public) = self
+                .store
+                .get(ResourceType::GlobalSecret, "", ZONE_TOKEN_PUBLIC_KEY)
+                .await?
+            && public.meta.labels.get(ORIGIN_LABEL).map(String::as_str) == Some(ORIGIN_GLOBAL)
+        {
+            return Err(ApiError::bad_request(
+                "this is a zone control plane of a multi-zone deployment: generate zone tokens on the global control plane",
+            ));
+        }
+        let key = crate::signing::load_or_create(&self.store, "", ZONE_TOKEN_SIGNING_KEY)
+            .await
+            .map_err(internal)?;
+        self.ensure_zone_public_key(&key).await.map_err(internal)?;
+        let claims = Claims::new(
+            ZoneClaims {
+                zone: zone.to_string(),
+                scope,
+            },
+            unix_now(),
+            valid_for,
+        )
+        .map_err(internal)?;
+        sign_token(&key, KID, &claims).map_err(internal)
+    }
+
+    /// Verifies a zone token presented for `required_scope` (`cp`, `ingress` or `egress`):
+    /// signature, expiry, revocation (`zone-token-revocations`), a zone named, and the scope.
+    ///
+    /// The key is the local `zone-token-signing-key-1` when it exists (the global), else the
+    /// public key in `zone-token-signing-public-key-1` (a zone control plane that got it from
+    /// its global). Never creates a key. Errors are sentences naming the problem.
+    pub async fn verify_zone_token(
+        &self,
+        token: &str,
+        required_scope: &str,
+    ) -> Result<ZoneClaims, String> {
+        let verifying = self.zone_verifying_key().await?;
+        let lookup = |kid: &str| (kid == KID).then(|| verifying.clone());
+        let claims: Claims<ZoneClaims> = verify_token(&lookup, token, unix_now())
+            .map_err(|e| format!("invalid zone token: {e}"))?;
+        let revoked = crate::signing::revoked_ids(&self.store, "", ZONE_TOKEN_REVOCATIONS)
+            .await
+            .map_err(|e| format!("cannot read the zone token revocations: {e}"))?;
+        if revoked.contains(&claims.registered.jti) {
+            return Err("invalid zone token: it has been revoked".into());
+        }
+        let ZoneClaims { zone, scope } = &claims.custom;
+        if zone.is_empty() {
+            return Err("invalid zone token: it names no zone".into());
+        }
+        if !scope.iter().any(|s| s == required_scope) {
+            let has = if scope.is_empty() {
+                "no scope".to_string()
+            } else {
+                format!("scope {}", scope.join(", "))
+            };
+            return Err(format!(
+                "the zone token of zone \"{zone}\" has {has}, not \"{required_scope}\": generate one with `kumactl generate zone-token --zone {zone} --scope {required_scope}`"
+            ));
+        }
+        Ok(claims.custom)
+    }
+
+    /// When this control plane holds the zone token signing key, makes sure
+    /// `zone-token-signing-public-key-1` holds its public half (for a global to call at
+    /// start-up, so zones get the key before the next token is issued). Returns whether the
+    /// signing key exists; never creates it.
+    pub async fn publish_zone_public_key(&self) -> anyhow::Result<bool> {
+        match self
+            .stored_zone_signing_key()
+            .await
+            .map_err(anyhow::Error::msg)?
+        {
+            Some(key) => {
+                self.ensure_zone_public_key(&key).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// `zone-token-signing-key-1` if it is stored; never creates it.
+    async fn stored_zone_signing_key(&self) -> Result<Option<SigningKey>, String> {
+        let stored = self
+            .store
+            .get(ResourceType::GlobalSecret, "", ZONE_TOKEN_SIGNING_KEY)
+            .await
+            .map_err(|e| format!("cannot read the zone token signing key: {e}"))?;
+        let Some(r) = stored else {
+            return Ok(None);
+        };
+        let pem = secret_text(&r)?;
+        SigningKey::from_pkcs8_pem(&pem).map(Some).map_err(|e| {
+            format!("secret {ZONE_TOKEN_SIGNING_KEY} holds no usable signing key: {e}")
+        })
+    }
+
+    /// The key that checks zone tokens here: the signing key's public half, or the public
+    /// key received from the global.
+    async fn zone_verifying_key(&self) -> Result<VerifyingKey, String> {
+        if let Some(key) = self.stored_zone_signing_key().await? {
+            return Ok(key.verifying_key());
+        }
+        let stored = self
+            .store
+            .get(ResourceType::GlobalSecret, "", ZONE_TOKEN_PUBLIC_KEY)
+            .await
+            .map_err(|e| format!("cannot read the zone token public key: {e}"))?;
+        let Some(r) = stored else {
+            return Err(
+                "no zone token signing key: generate zone tokens on the global control plane"
+                    .into(),
+            );
+        };
+        let pem = secret_text(&r)?;
+        VerifyingKey::from_public_key_pem(&pem)
+            .map_err(|e| format!("secret {ZONE_TOKEN_PUBLIC_KEY} holds no usable public key: {e}"))
+    }
+
+    /// Stores `key`'s public half (SPKI PEM, base64) as `zone-token-signing-public-key-1`,
+    /// replacing whatever else is there.
+    async fn ensure_zone_public_key(&self, key: &SigningKey) -> anyhow::Result<()> {
+        let want = key.verifying_key();
+        let data = STANDARD.encode(want.to_public_key_pem());
+        for _ in 0..5 {
+            let current = self
+                .store
+                .get(ResourceType::GlobalSecret, "", ZONE_TOKEN_PUBLIC_KEY)
+                .await?;
+            let result = match current {
+                Some(r) => {
+                    let holds = secret_text(&r)
+                        .ok()
+                        .and_then(|pem| VerifyingKey::from_public_key_pem(&pem).ok());
+                    if holds.as_ref() == Some(&want) {
+                        return Ok(());
+                    }
+                    let version = r.meta.version;
+                    let mut updated = r;
+                    updated.spec = Spec::GlobalSecret(SecretSpec { data: data.clone() });
+                    self.store
+                        .update(updated, version, &crate::now_rfc3339())
+                        .await
+                        .map(|_| ())
+                }
+                None => {
+                    let resource = Resource {
+                        meta: Meta {
+                            name: ZONE_TOKEN_PUBLIC_KEY.into(),
+                            ..Meta::default()
+                        },
+                        spec: Spec::GlobalSecret(SecretSpec { data: data.clone() }),
+                    };
+                    self.store
+                        .create(resource, &crate::now_rfc3339())
+                        .await
+                        .map(|_| ())
+                }
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                // Another replica wrote it at the same time: look again.
+                Err(StoreError::AlreadyExists { .. } | StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        anyhow::bail!("could not store the zone token public key {ZONE_TOKEN_PUBLIC_KEY}")
+    }
+}
+
+/// The text a secret holds (its `data` is base64).
+fn secret_text(r: &Resource) -> Result<String, String> {
+    let data = match &r.spec {
+        Spec::GlobalSecret(s) | Spec::Secret(s) => &s.data,
+        _ => return Err(format!("{} is not a secret", r.describe())),
+    };
+    let bytes = STANDARD
+        .decode(data.trim().as_bytes())
+        .map_err(|e| format!("secret {} is not base64: {e}", r.name()))?;
+    String::from_utf8(bytes).map_err(|_| format!("secret {} is not PEM text", r.name()))
+}
+
+/// A zone name must be usable as a Zone resource's name (a lowercase RFC 1123 subdomain).
+fn check_zone_name(zone: &str, errs: &mut ValidationError) {
+    if zone.is_empty() {
+        errs.add("zone", "cannot be empty");
+        return;
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if zone.len() > 253 || !zone.split('.').all(label_ok) {
+        errs.add(
+            "zone",
+            "invalid characters. A lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+        );
+    }
+}
+
+/// The scopes of a zone token: each one of [`ZONE_TOKEN_SCOPES`] (errors name `scope[i]`),
+/// without duplicates, in the order given; all of them when none is given.
+fn normalize_scope(scope: Vec<String>, errs: &mut ValidationError) -> Vec<String> {
+    if scope.is_empty() {
+        return ZONE_TOKEN_SCOPES.iter().map(|s| s.to_string()).collect();
+    }
+    let mut out: Vec<String> = Vec::with_capacity(scope.len());
+    for (i, s) in scope.into_iter().enumerate() {
+        if !ZONE_TOKEN_SCOPES.contains(&s.as_str()) {
+            errs.add(
+                format!("scope[{i}]"),
+                format!(
+                    "\"{s}\" is not a valid scope: must be one of {}",
+                    ZONE_TOKEN_SCOPES.join(", ")
+                ),
+            );
+        } else if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
 }
 
 fn parse_valid_for(valid_for: &str, errs: &mut ValidationError) -> Option<Duration> {
@@ -267,4 +537,340 @@ pub async fn issue_dataplane_token(
     };
     let token = state.tokens.issue_dataplane(claims, valid_for).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain")], token))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ZoneTokenRequest {
+    #[serde(default)]
+    zone: String,
+    #[serde(default)]
+    scope: Option<Vec<String>>,
+    #[serde(default)]
+    valid_for: String,
+}
+
+/// `POST /tokens/zone` (Kuma's endpoint): a token a zone control plane (scope `cp`) or zone
+/// proxy (`ingress`, `egress`) presents. Body `{zone, scope: [..], validFor}`; no scope means
+/// all three, no validFor 10 years.
+pub async fn issue_zone_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin("generate zone tokens")?;
+    let req: ZoneTokenRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(ValidationError::single(
+            "",
+            format!("invalid request body: {e}"),
+        ))
+    })?;
+    let mut errs = ValidationError::new();
+    check_zone_name(&req.zone, &mut errs);
+    let scope = normalize_scope(req.scope.unwrap_or_default(), &mut errs);
+    let valid_for = if req.valid_for.is_empty() {
+        Some(MAX_VALIDITY)
+    } else {
+        parse_valid_for(&req.valid_for, &mut errs)
+    };
+    let (Some(valid_for), true) = (valid_for, errs.is_empty()) else {
+        return Err(ApiError::invalid(errs));
+    };
+    let token = state.tokens.issue_zone(&req.zone, scope, valid_for).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain")], token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn store() -> SharedStore {
+        Arc::new(aerie_store::MemoryStore::new())
+    }
+
+    async fn issuer(store: &SharedStore) -> TokenIssuer {
+        TokenIssuer::load_or_create(store.clone()).await.unwrap()
+    }
+
+    async fn secret(store: &SharedStore, name: &str) -> Option<Resource> {
+        store
+            .get(ResourceType::GlobalSecret, "", name)
+            .await
+            .unwrap()
+    }
+
+    async fn put_secret(store: &SharedStore, name: &str, text: &str, labels: &[(&str, &str)]) {
+        let r = Resource {
+            meta: Meta {
+                name: name.into(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Meta::default()
+            },
+            spec: Spec::GlobalSecret(SecretSpec {
+                data: STANDARD.encode(text),
+            }),
+        };
+        store.create(r, &crate::now_rfc3339()).await.unwrap();
+    }
+
+    fn scopes(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[tokio::test]
+    async fn issue_and_verify_with_scopes() {
+        let store = store();
+        let tokens = issuer(&store).await;
+        let token = tokens
+            .issue_zone("zone-1", scopes(&["ingress", "ingress"]), DAY)
+            .await
+            .unwrap();
+        let claims = tokens.verify_zone_token(&token, "ingress").await.unwrap();
+        assert_eq!(claims.zone, "zone-1");
+        assert_eq!(claims.scope, ["ingress"], "duplicates dropped");
+        let err = tokens.verify_zone_token(&token, "cp").await.unwrap_err();
+        assert_eq!(
+            err,
+            "the zone token of zone \"zone-1\" has scope ingress, not \"cp\": generate one with `kumactl generate zone-token --zone zone-1 --scope cp`"
+        );
+        assert!(tokens.verify_zone_token(&token, "egress").await.is_err());
+
+        // No scope: all three.
+        let all = tokens.issue_zone("zone-2", vec![], DAY).await.unwrap();
+        for scope in ZONE_TOKEN_SCOPES {
+            let c = tokens.verify_zone_token(&all, scope).await.unwrap();
+            assert_eq!(c.zone, "zone-2");
+        }
+        assert_eq!(
+            tokens.verify_zone_token(&all, "cp").await.unwrap().scope,
+            ["cp", "ingress", "egress"]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_public_key_secret_holds_only_the_public_key() {
+        let store = store();
+        let tokens = issuer(&store).await;
+        assert!(secret(&store, ZONE_TOKEN_SIGNING_KEY).await.is_none());
+        assert!(!tokens.publish_zone_public_key().await.unwrap());
+        assert!(secret(&store, ZONE_TOKEN_PUBLIC_KEY).await.is_none());
+
+        tokens
+            .issue_zone("zone-1", scopes(&["cp"]), DAY)
+            .await
+            .unwrap();
+        let private = secret_text(&secret(&store, ZONE_TOKEN_SIGNING_KEY).await.unwrap()).unwrap();
+        assert!(private.contains("-----BEGIN PRIVATE KEY-----"));
+        let public = secret(&store, ZONE_TOKEN_PUBLIC_KEY).await.unwrap();
+        let pem = secret_text(&public).unwrap();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+        assert!(!pem.contains("PRIVATE"), "{pem}");
+        let key = SigningKey::from_pkcs8_pem(&private).unwrap();
+        assert_eq!(
+            VerifyingKey::from_public_key_pem(&pem).unwrap(),
+            key.verifying_key()
+        );
+        // A second token changes nothing.
+        tokens.issue_zone("zone-1", vec![], DAY).await.unwrap();
+        let again = secret(&store, ZONE_TOKEN_PUBLIC_KEY).await.unwrap();
+        assert_eq!(again.meta.version, public.meta.version);
+
+        // A stale public key (say the private key was replaced) is corrected.
+        let other = SigningKey::generate().unwrap();
+        let mut stale = again.clone();
+        stale.spec = Spec::GlobalSecret(SecretSpec {
+            data: STANDARD.encode(other.public_key_pem()),
+        });
+        store
+            .update(stale, again.meta.version, &crate::now_rfc3339())
+            .await
+            .unwrap();
+        assert!(tokens.publish_zone_public_key().await.unwrap());
+        let fixed = secret_text(&secret(&store, ZONE_TOKEN_PUBLIC_KEY).await.unwrap()).unwrap();
+        assert_eq!(fixed, key.public_key_pem());
+    }
+
+    #[tokio::test]
+    async fn expired_revoked_and_forged_tokens_are_refused() {
+        let store = store();
+        let tokens = issuer(&store).await;
+        tokens.issue_zone("zone-1", vec![], DAY).await.unwrap();
+        let key = tokens.stored_zone_signing_key().await.unwrap().unwrap();
+        let zone = ZoneClaims {
+            zone: "zone-1".into(),
+            scope: scopes(&["cp"]),
+        };
+
+        // Issued 100 s ago, valid for 10 s.
+        let old = Claims::new(zone.clone(), unix_now() - 100, Duration::from_secs(10)).unwrap();
+        let expired = sign_token(&key, KID, &old).unwrap();
+        let err = tokens.verify_zone_token(&expired, "cp").await.unwrap_err();
+        assert!(
+            err.starts_with("invalid zone token: token expired at "),
+            "{err}"
+        );
+
+        let fresh = Claims::new(zone.clone(), unix_now(), DAY).unwrap();
+        let token = sign_token(&key, KID, &fresh).unwrap();
+        assert!(tokens.verify_zone_token(&token, "cp").await.is_ok());
+        put_secret(
+            &store,
+            ZONE_TOKEN_REVOCATIONS,
+            &format!("someone-else, {}", fresh.registered.jti),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            tokens.verify_zone_token(&token, "cp").await.unwrap_err(),
+            "invalid zone token: it has been revoked"
+        );
+
+        let other = SigningKey::generate().unwrap();
+        let forged = sign_token(
+            &other,
+            KID,
+            &Claims::new(zone.clone(), unix_now(), DAY).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            tokens.verify_zone_token(&forged, "cp").await.unwrap_err(),
+            "invalid zone token: invalid token signature"
+        );
+        let nameless = Claims::new(
+            ZoneClaims {
+                zone: String::new(),
+                scope: scopes(&["cp"]),
+            },
+            unix_now(),
+            DAY,
+        )
+        .unwrap();
+        let nameless = sign_token(&key, KID, &nameless).unwrap();
+        assert_eq!(
+            tokens.verify_zone_token(&nameless, "cp").await.unwrap_err(),
+            "invalid zone token: it names no zone"
+        );
+        // A user token is not a zone token, though signed by a key of this control plane.
+        let user = tokens.issue_user("admin", vec![], DAY).unwrap();
+        assert!(tokens.verify_zone_token(&user, "cp").await.is_err());
+        assert!(
+            tokens
+                .verify_zone_token("not.a.token", "cp")
+                .await
+                .unwrap_err()
+                .starts_with("invalid zone token: malformed token")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_zone_verifies_with_the_public_key_alone() {
+        let global_store = store();
+        let global = issuer(&global_store).await;
+        let ingress = global
+            .issue_zone("zone-1", scopes(&["ingress"]), DAY)
+            .await
+            .unwrap();
+
+        // A zone control plane with nothing yet: a clear refusal, and no key made.
+        let zone_store = store();
+        let zone = issuer(&zone_store).await;
+        assert_eq!(
+            zone.verify_zone_token(&ingress, "ingress")
+                .await
+                .unwrap_err(),
+            "no zone token signing key: generate zone tokens on the global control plane"
+        );
+        assert!(secret(&zone_store, ZONE_TOKEN_SIGNING_KEY).await.is_none());
+
+        // The global's public key arrives (as KDS stores it: labelled origin global).
+        let public = secret(&global_store, ZONE_TOKEN_PUBLIC_KEY).await.unwrap();
+        put_secret(
+            &zone_store,
+            ZONE_TOKEN_PUBLIC_KEY,
+            &secret_text(&public).unwrap(),
+            &[(ORIGIN_LABEL, ORIGIN_GLOBAL)],
+        )
+        .await;
+        let claims = zone.verify_zone_token(&ingress, "ingress").await.unwrap();
+        assert_eq!(claims.zone, "zone-1");
+        assert!(zone.verify_zone_token(&ingress, "egress").await.is_err());
+        assert!(secret(&zone_store, ZONE_TOKEN_SIGNING_KEY).await.is_none());
+        // The zone does not mint tokens of its own (the global would not accept them).
+        let err = zone.issue_zone("zone-1", vec![], DAY).await.unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(
+            err.detail.contains("on the global control plane"),
+            "{}",
+            err.detail
+        );
+        assert!(secret(&zone_store, ZONE_TOKEN_SIGNING_KEY).await.is_none());
+        assert!(!zone.publish_zone_public_key().await.unwrap());
+
+        // A token from some other key does not pass the public key.
+        let stranger_store = store();
+        let stranger = issuer(&stranger_store).await;
+        let foreign = stranger.issue_zone("zone-1", vec![], DAY).await.unwrap();
+        assert_eq!(
+            zone.verify_zone_token(&foreign, "ingress")
+                .await
+                .unwrap_err(),
+            "invalid zone token: invalid token signature"
+        );
+
+        // A public key secret holding something else is reported, not trusted.
+        let broken_store = store();
+        put_secret(&broken_store, ZONE_TOKEN_PUBLIC_KEY, "garbage", &[]).await;
+        let broken = issuer(&broken_store).await;
+        let err = broken
+            .verify_zone_token(&ingress, "ingress")
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with("secret zone-token-signing-public-key-1 holds no usable public key"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_requests_name_the_field() {
+        let store = store();
+        let tokens = issuer(&store).await;
+        let err = tokens
+            .issue_zone("", scopes(&["cp", "dataplane", "Ingress"]), DAY)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        let got: Vec<(String, String)> = err
+            .invalid
+            .iter()
+            .map(|v| (v.field.clone(), v.message.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("zone".to_string(), "cannot be empty".to_string()),
+                (
+                    "scope[1]".to_string(),
+                    "\"dataplane\" is not a valid scope: must be one of cp, ingress, egress"
+                        .to_string()
+                ),
+                (
+                    "scope[2]".to_string(),
+                    "\"Ingress\" is not a valid scope: must be one of cp, ingress, egress"
+                        .to_string()
+                ),
+            ]
+        );
+        let err = tokens.issue_zone("Zone_1", vec![], DAY).await.unwrap_err();
+        assert_eq!(err.invalid[0].field, "zone");
+        assert!(err.invalid[0].message.starts_with("invalid characters"));
+        // Nothing was created for a refused request.
+        assert!(secret(&store, ZONE_TOKEN_SIGNING_KEY).await.is_none());
+    }
 }

@@ -779,6 +779,112 @@ mod tests {
     }
 
     #[test]
+    fn multizone_settings() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("KUMA_GENERAL_WORK_DIR", "/w")];
+            all.extend_from_slice(pairs);
+            Config::load(None, env(&all))
+        };
+        assert_eq!(load(&[]).unwrap().multizone, Multizone::Standalone);
+        let g = load(&[("KUMA_MODE", "global")]).unwrap();
+        assert_eq!(
+            g.multizone,
+            Multizone::Global(GlobalKds {
+                cert_file: None,
+                key_file: None,
+                require_zone_token: true,
+            })
+        );
+        let g = load(&[
+            ("KUMA_MODE", "global"),
+            ("KUMA_MULTIZONE_GLOBAL_KDS_AUTH_TYPE", "none"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            g.multizone,
+            Multizone::Global(GlobalKds {
+                require_zone_token: false,
+                ..
+            })
+        ));
+        let z = load(&[
+            ("KUMA_MULTIZONE_ZONE_NAME", "zone-1"),
+            (
+                "KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS",
+                "grpcs://global.example.com",
+            ),
+            ("KUMA_MULTIZONE_ZONE_KDS_TLS_SKIP_VERIFY", "true"),
+            ("KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_PATH", "/t"),
+        ])
+        .unwrap();
+        assert_eq!(z.federated_zone(), Some("zone-1"));
+        let Multizone::Federated(zk) = &z.multizone else {
+            panic!("{:?}", z.multizone)
+        };
+        assert_eq!(zk.global_address, "global.example.com:5685");
+        assert_eq!(zk.token, Some(ZoneToken::File("/t".into())));
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS", "grpcs://g:5685")],
+                "multizone.zone.name (KUMA_MULTIZONE_ZONE_NAME)",
+            ),
+            (
+                &[
+                    ("KUMA_MULTIZONE_ZONE_NAME", "Zone_1"),
+                    ("KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS", "grpcs://g:5685"),
+                ],
+                "not a valid zone name",
+            ),
+            (
+                &[
+                    ("KUMA_MULTIZONE_ZONE_NAME", "z"),
+                    ("KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS", "http://g:5685"),
+                ],
+                "use grpcs://HOST:5685",
+            ),
+            (
+                &[
+                    ("KUMA_MULTIZONE_ZONE_NAME", "z"),
+                    ("KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS", "grpcs://g:5685"),
+                ],
+                "multizone.zone.kds.rootCaFile",
+            ),
+            (
+                &[
+                    ("KUMA_MODE", "global"),
+                    ("KUMA_MULTIZONE_GLOBAL_KDS_AUTH_TYPE", "magic"),
+                ],
+                "use cpToken or none",
+            ),
+            (
+                &[
+                    ("KUMA_MODE", "global"),
+                    ("KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS", "grpcs://g:5685"),
+                ],
+                "no global above it",
+            ),
+            (
+                &[
+                    ("KUMA_MODE", "global"),
+                    ("KUMA_MULTIZONE_GLOBAL_KDS_TLS_CERT_FILE", "/c"),
+                ],
+                "multizone.global.kds.tlsKeyFile",
+            ),
+            (
+                &[
+                    ("KUMA_MODE", "global"),
+                    ("KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT", "5681"),
+                ],
+                "already used",
+            ),
+        ];
+        for (pairs, want) in cases {
+            let err = load(pairs).unwrap_err().to_string();
+            assert!(err.contains(want), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let cases = [
             (

@@ -163,7 +163,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if defaults::ensure_default_mesh(&store, skip_mesh).await? {
         tracing::info!("created the default Mesh (mTLS off)");
     }
-    let tokens = Arc::new(tokens::TokenIssuer::load_or_create(store.clone()).await?);
+    let tokens = tokens::TokenIssuer::load_or_create(store.clone()).await?;
+    let tokens = match role {
+        Role::Zone(_) => tokens.federated(),
+        _ => tokens,
+    };
+    if role == Role::Global {
+        // Zones verify their ingresses' tokens with this key's public half: publish it
+        // before any zone connects.
+        signing::load_or_create(&store, "", tokens::ZONE_TOKEN_SIGNING_KEY).await?;
+        tokens.publish_zone_public_key().await?;
+    }
+    let tokens = Arc::new(tokens);
     let metrics = Arc::new(metrics::Metrics::new());
     let cas = match role {
         Role::Zone(_) => ca::MeshCas::new(store.clone()).federated(),

@@ -10,6 +10,34 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+/// Loads the key stored as `name` if it exists; never creates it (a federated zone uses
+/// the keys its global made, or none).
+pub async fn load_existing(
+    store: &SharedStore,
+    mesh: &str,
+    name: &str,
+) -> anyhow::Result<Option<SigningKey>> {
+    let rtype = if mesh.is_empty() {
+        ResourceType::GlobalSecret
+    } else {
+        ResourceType::Secret
+    };
+    let Some(r) = store.get(rtype, mesh, name).await? else {
+        return Ok(None);
+    };
+    let data = match &r.spec {
+        Spec::GlobalSecret(s) | Spec::Secret(s) => &s.data,
+        _ => anyhow::bail!("{} is not a secret", r.describe()),
+    };
+    let pem = STANDARD
+        .decode(data.as_bytes())
+        .with_context(|| format!("secret {name} is not base64"))?;
+    let pem = String::from_utf8(pem).with_context(|| format!("secret {name} is not PEM"))?;
+    SigningKey::from_pkcs8_pem(&pem)
+        .map(Some)
+        .with_context(|| format!("secret {name} holds no usable signing key"))
+}
+
 /// Loads the key stored as `name` (a GlobalSecret when `mesh` is empty, else a Secret in
 /// `mesh`), creating it when missing.
 pub async fn load_or_create(

@@ -72,13 +72,21 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 pub struct TokenIssuer {
     store: SharedStore,
     user_key: SigningKey,
+    /// On a zone connected to a global, dataplane-token keys and the zone-token public key
+    /// come from the global: never create them here (tokens the global issues must verify
+    /// in every zone, and a local key would be replaced by the global's on the next sync).
+    federated: bool,
 }
 
 impl TokenIssuer {
     /// Loads the user-token signing key, creating it on first start.
     pub async fn load_or_create(store: SharedStore) -> anyhow::Result<TokenIssuer> {
         let user_key = crate::signing::load_or_create(&store, "", USER_TOKEN_SIGNING_KEY).await?;
-        Ok(TokenIssuer { store, user_key })
+        Ok(TokenIssuer {
+            store,
+            user_key,
+            federated: false,
+        })
     }
 
     pub fn issue_user(
@@ -114,18 +122,43 @@ impl TokenIssuer {
         Ok(claims.custom)
     }
 
+    /// Marks this issuer as a federated zone's (see the `federated` field).
+    pub fn federated(mut self) -> Self {
+        self.federated = true;
+        self
+    }
+
+    /// The mesh's dataplane-token signing key: created on first use, except on a federated
+    /// zone, which waits for the global's.
+    async fn dataplane_key(&self, mesh: &str) -> Result<SigningKey, String> {
+        let name = dataplane_signing_key_name(mesh);
+        if self.federated {
+            return crate::signing::load_existing(&self.store, mesh, &name)
+                .await
+                .map_err(|e| format!("cannot load the mesh's signing key: {e:#}"))?
+                .ok_or_else(|| {
+                    format!(
+                        "the dataplane token signing key of mesh \"{mesh}\" has not arrived from the global control plane yet: generate dataplane tokens on the global"
+                    )
+                });
+        }
+        crate::signing::load_or_create(&self.store, mesh, &name)
+            .await
+            .map_err(|e| format!("cannot load the mesh's signing key: {e:#}"))
+    }
+
     pub async fn issue_dataplane(
         &self,
         claims: DataplaneClaims,
         valid_for: Duration,
     ) -> Result<String, ApiError> {
-        let key = crate::signing::load_or_create(
-            &self.store,
-            &claims.mesh,
-            &dataplane_signing_key_name(&claims.mesh),
-        )
-        .await
-        .map_err(internal)?;
+        let key = self.dataplane_key(&claims.mesh).await.map_err(|e| {
+            if self.federated {
+                ApiError::invalid(ValidationError::single("mesh", e))
+            } else {
+                internal(e)
+            }
+        })?;
         let claims = Claims::new(claims, unix_now(), valid_for).map_err(internal)?;
         sign_token(&key, KID, &claims).map_err(internal)
     }
@@ -137,10 +170,7 @@ impl TokenIssuer {
         mesh: &str,
         token: &str,
     ) -> Result<DataplaneClaims, String> {
-        let key =
-            crate::signing::load_or_create(&self.store, mesh, &dataplane_signing_key_name(mesh))
-                .await
-                .map_err(|e| format!("cannot load the mesh's signing key: {e}"))?;
+        let key = self.dataplane_key(mesh).await?;
         let verifying = key.verifying_key();
         let lookup = |kid: &str| (kid == KID).then(|| verifying.clone());
         let claims: Claims<DataplaneClaims> = verify_token(&lookup, token, unix_now())
@@ -287,7 +317,10 @@ impl TokenIssuer {
     /// The key that checks zone tokens here: the signing key's public half, or the public
     /// key received from the global.
     async fn zone_verifying_key(&self) -> Result<VerifyingKey, String> {
-        if let Some(key) = self.stored_zone_signing_key().await? {
+        // A federated zone trusts the global's key, even if it once made its own.
+        if !self.federated
+            && let Some(key) = self.stored_zone_signing_key().await?
+        {
             return Ok(key.verifying_key());
         }
         let stored = self

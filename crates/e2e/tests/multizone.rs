@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use aerie_e2e::{
-    ControlPlane, Dataplane, Process, bin, free_port, http, loopback_ip, start_app, wait_for,
+    ControlPlane, Dataplane, Kumactl, Process, bin, free_port, http, loopback_ip, start_app,
+    wait_for,
 };
 
 /// How long a change may take to travel global -> zone -> proxy (or back).
@@ -159,6 +160,17 @@ fn resources_sync_both_ways_and_zones_hold_read_only_copies() {
         zone_online(&global, "zone-1") && zone_online(&global, "zone-2")
     });
     assert_eq!(items(&global, "/zones").len(), 2);
+    let kumactl = Kumactl::for_cp(&global);
+    let table = kumactl.ok(&["inspect", "zones"]);
+    assert!(
+        table.lines().filter(|l| l.contains("Online")).count() == 2,
+        "kumactl inspect zones:\n{table}"
+    );
+    let table = kumactl.ok(&["get", "zones"]);
+    assert!(
+        table.contains("zone-1") && table.contains("zone-2"),
+        "{table}"
+    );
 
     // The zone refuses global-only resources with Kuma's 405, and policies without origin.
     let r = zone1.put("/meshes/default", r#"{"type":"Mesh","name":"default"}"#);
@@ -300,6 +312,13 @@ fn resources_sync_both_ways_and_zones_hold_read_only_copies() {
     eventually("zone-2 offline on the global", &[&global], || {
         !zone_online(&global, "zone-2")
     });
+    let table = kumactl.ok(&["inspect", "zones"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("zone-2") && l.contains("Offline")),
+        "kumactl inspect zones:\n{table}"
+    );
     global.apply_json("/meshes/default/meshtrafficpermissions/deny-all", DENY_ALL);
     zone2.restart();
     let hashed_deny = aerie_core::multizone::hashed_name("deny-all", &["default"]);

@@ -228,6 +228,22 @@ impl<'a> MeshView<'a> {
         }
     }
 
+    /// A view for computing inbound configs only ([`MeshView::inbound_config`]): no
+    /// endpoints, so building it costs nothing per Dataplane.
+    pub fn for_policies(
+        mesh: &'a str,
+        spec: &'a crate::spec::MeshSpec,
+        index: &'a crate::policy::mtp::PolicyIndex,
+    ) -> Self {
+        MeshView {
+            mesh,
+            spec,
+            index,
+            endpoints: Default::default(),
+            remote: Default::default(),
+        }
+    }
+
     /// Adds the services other zones offer through their ingresses (`ingresses` are the
     /// ZoneIngress copies from other zones, as (name, spec)). Each ingress is one endpoint
     /// per service; it forwards by TLS server name to a live instance in its zone. Only
@@ -332,8 +348,24 @@ impl<'a> MeshView<'a> {
         labels: &crate::spec::Tags,
         dp: &crate::spec::DataplaneSpec,
     ) -> ProxyConfig {
+        let mut cfg = self.inbound_config(name, labels, dp);
+        if let Some(net) = dp.networking.as_ref() {
+            cfg.outbounds = self.outbounds(net);
+        }
+        cfg
+    }
+
+    /// The inbound half of a proxy's config (mode, inbounds and their authorization; no
+    /// outbounds): all that a policy change can alter, so a round caused by one needs
+    /// nothing else (see [`MeshView::for_policies`]).
+    pub fn inbound_config(
+        &self,
+        name: &str,
+        labels: &crate::spec::Tags,
+        dp: &crate::spec::DataplaneSpec,
+    ) -> ProxyConfig {
         use crate::policy::mtp::DataplaneRef;
-        use crate::spec::{PROTOCOL_TAG, SERVICE_TAG};
+        use crate::spec::PROTOCOL_TAG;
 
         let Some(net) = dp.networking.as_ref() else {
             return ProxyConfig {
@@ -371,8 +403,19 @@ impl<'a> MeshView<'a> {
                 authz,
             })
             .collect();
-        let outbounds = net
-            .outbound
+        ProxyConfig {
+            mesh: self.mesh.into(),
+            name: name.into(),
+            mtls: self.mtls_mode(),
+            inbounds,
+            outbounds: Vec::new(),
+        }
+    }
+
+    /// A proxy's outbounds with their live endpoints.
+    fn outbounds(&self, net: &crate::spec::Networking) -> Vec<OutboundConfig> {
+        use crate::spec::SERVICE_TAG;
+        net.outbound
             .iter()
             .filter_map(|o| {
                 let (service, port_filter) = match &o.backend_ref {
@@ -411,14 +454,7 @@ impl<'a> MeshView<'a> {
                     service,
                 })
             })
-            .collect();
-        ProxyConfig {
-            mesh: self.mesh.into(),
-            name: name.into(),
-            mtls: self.mtls_mode(),
-            inbounds,
-            outbounds,
-        }
+            .collect()
     }
 }
 
@@ -573,5 +609,99 @@ mod tests {
                 .inbounds
                 .is_empty()
         );
+    }
+
+    fn mtls_mesh() -> MeshSpec {
+        let Spec::Mesh(mesh) = parse(
+            "type: Mesh\nname: default\nmtls:\n  backends:\n  - name: builtin\n    type: builtin\n  enabledBackend: builtin\n",
+        ) else {
+            panic!()
+        };
+        mesh
+    }
+
+    #[test]
+    fn the_policy_only_view_gives_the_same_inbound_half() {
+        let mesh = mtls_mesh();
+        let Spec::MeshTrafficPermission(mtp) = parse(
+            "type: MeshTrafficPermission\nname: allow\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  from:\n  - targetRef: {kind: MeshService, name: b}\n    default: {action: Allow}\n",
+        ) else {
+            panic!()
+        };
+        let a = dp(
+            "type: Dataplane\nname: a\nmesh: default\nnetworking:\n  address: 127.0.0.2\n  inbound:\n  - port: 9000\n    tags: {kuma.io/service: a}\n  outbound:\n  - port: 10001\n    tags: {kuma.io/service: b}\n",
+        );
+        let b = dp(
+            "type: Dataplane\nname: b\nmesh: default\nnetworking:\n  address: 127.0.0.3\n  inbound:\n  - port: 9000\n    tags: {kuma.io/service: b}\n",
+        );
+        let policies = vec![("allow".to_string(), &mtp as &MeshTrafficPermissionSpec)];
+        let index = PolicyIndex::new(&policies);
+        let dps = [("a", &a), ("b", &b)];
+        let full = MeshView::new("default", &mesh, &index, &dps, &|_| true);
+        let policies_only = MeshView::for_policies("default", &mesh, &index);
+        let whole = full.proxy_config("a", &Tags::new(), &a);
+        assert_eq!(whole.outbounds.len(), 1);
+        let half = policies_only.inbound_config("a", &Tags::new(), &a);
+        assert!(half.outbounds.is_empty());
+        assert_eq!(
+            half,
+            ProxyConfig {
+                outbounds: Vec::new(),
+                ..whole
+            }
+        );
+    }
+
+    #[test]
+    fn other_zones_ingresses_become_endpoints_and_this_zone_offers_its_services() {
+        let mesh = mtls_mesh();
+        let caller = dp(
+            "type: Dataplane\nname: fc\nmesh: default\nnetworking:\n  address: 127.0.0.2\n  inbound:\n  - port: 9000\n    tags: {kuma.io/service: fc}\n  outbound:\n  - port: 10001\n    tags: {kuma.io/service: api}\n",
+        );
+        let local_api = dp(
+            "type: Dataplane\nname: api-1\nmesh: default\nnetworking:\n  address: 127.0.0.3\n  inbound:\n  - port: 9000\n    tags: {kuma.io/service: api, kuma.io/protocol: http}\n",
+        );
+        let Spec::ZoneIngress(ingress) = parse(
+            "type: ZoneIngress\nname: ingress\nzone: zone-2\nnetworking: {address: 10.0.0.9, port: 10001, advertisedAddress: 1.2.3.4, advertisedPort: 20001}\navailableServices:\n  - {tags: {kuma.io/service: api, kuma.io/protocol: http}, instances: 2, mesh: default}\n  - {tags: {kuma.io/service: api}, instances: 1, mesh: other}\n  - {tags: {kuma.io/service: gone}, instances: 0, mesh: default}\n",
+        ) else {
+            panic!()
+        };
+        let index = PolicyIndex::new(&[]);
+        let dps = [("fc", &caller), ("api-1", &local_api)];
+        let mut view = MeshView::new("default", &mesh, &index, &dps, &|_| true);
+        // What this zone's ingress would offer and route: local instances only.
+        let offered = view.available_services();
+        let names: Vec<_> = offered
+            .iter()
+            .map(|s| (s.tags[crate::spec::SERVICE_TAG].as_str(), s.instances))
+            .collect();
+        assert_eq!(names, [("api", 1), ("fc", 1)]);
+        assert_eq!(offered[0].tags[crate::spec::PROTOCOL_TAG], "http");
+        view.add_remote_ingresses(&[("ingress", &ingress)]);
+        let routes = view.ingress_routes();
+        assert_eq!(routes.len(), 2, "remote endpoints are never routed again");
+        assert_eq!(routes[0].sni, "api.default.mesh");
+        assert_eq!(routes[0].endpoints.len(), 1);
+        let out = &view.proxy_config("fc", &Tags::new(), &caller).outbounds[0];
+        let addrs: Vec<_> = out
+            .endpoints
+            .iter()
+            .map(|e| format!("{}:{}", e.address, e.port))
+            .collect();
+        assert_eq!(addrs, ["127.0.0.3:9000", "1.2.3.4:20001"]);
+        assert_eq!(out.sni, "api.default.mesh");
+        // With mTLS off there is no server name to route on: no remote endpoints.
+        let Spec::Mesh(plain) = parse("type: Mesh\nname: default\n") else {
+            panic!()
+        };
+        let mut view = MeshView::new("default", &plain, &index, &dps, &|_| true);
+        view.add_remote_ingresses(&[("ingress", &ingress)]);
+        assert_eq!(
+            view.proxy_config("fc", &Tags::new(), &caller).outbounds[0]
+                .endpoints
+                .len(),
+            1
+        );
+        assert!(view.available_services().is_empty());
     }
 }

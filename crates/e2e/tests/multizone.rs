@@ -388,6 +388,25 @@ fn zones_without_a_valid_token_are_refused() {
             "no Zone for a refused zone"
         );
     }
+    // Disabling a connected zone disconnects it.
+    let zone5 = {
+        let token = zone_token(&global, "zone-5", "cp");
+        let env = zone_env(&global, kds, "zone-5", &token);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ControlPlane::start_with(&env)
+    };
+    eventually("zone-5 online", &[&global, &zone5], || {
+        zone_online(&global, "zone-5")
+    });
+    global.apply_json(
+        "/zones/zone-5",
+        r#"{"type":"Zone","name":"zone-5","enabled":false}"#,
+    );
+    eventually(
+        "disabling zone-5 disconnects it",
+        &[&global, &zone5],
+        || !zone_online(&global, "zone-5") && zone5.logs().contains("disabled"),
+    );
     // A disabled zone is refused too.
     global.apply_json(
         "/zones/zone-4",
@@ -585,8 +604,40 @@ fn a_cross_zone_call_goes_through_the_ingress_and_obeys_global_policy() {
         || call(&outbound) == 200,
     );
     assert!(fc.process.exited().is_none() && checkin.process.exited().is_none());
+    // A proxy joins zone-1 meanwhile (its token from the zone, signed with the global's key
+    // the zone received); the global learns about it when it returns.
+    let late_token = zone1.dataplane_token("default", "late-1");
+    let late_admin = free_port("127.0.0.1");
+    let mut late = Dataplane::start_with_token(
+        &zone1,
+        "late-1",
+        &dataplane_yaml(
+            "late-1",
+            &loopback_ip(),
+            late_admin,
+            "late",
+            free_port("127.0.0.1"),
+            None,
+        ),
+        late_admin,
+        &late_token,
+    );
+    late.wait_ready();
     global.restart();
     eventually("the zones reconnect", &[&global], || {
         zone_online(&global, "zone-1") && zone_online(&global, "zone-2")
     });
+    let late_on_global = aerie_core::multizone::hashed_name("late-1", &["default", "zone-1"]);
+    eventually(
+        "the global catches up with zone-1",
+        &[&global, &zone1],
+        || {
+            json(
+                &global,
+                &format!("/meshes/default/dataplanes+insights/{late_on_global}"),
+            )
+            .is_some_and(|o| o["online"] == true)
+        },
+    );
+    assert_eq!(call(&outbound), 200, "traffic never depended on the global");
 }

@@ -217,6 +217,23 @@ pub fn encode_proxy_config(cfg: &ProxyConfig) -> (Any, Any) {
     )
 }
 
+/// The inbound half alone, byte for byte what [`encode_proxy_config`] gives for it (so its
+/// version is the same whichever way it was computed). `cfg.outbounds` is not encoded.
+pub fn encode_inbound_half(cfg: &ProxyConfig) -> Any {
+    let value = if cfg.outbounds.is_empty() {
+        serde_json::to_vec(cfg)
+    } else {
+        serde_json::to_vec(&ProxyConfig {
+            outbounds: Vec::new(),
+            ..cfg.clone()
+        })
+    };
+    Any {
+        type_url: PROXY_CONFIG_TYPE.into(),
+        value: value.unwrap_or_default(),
+    }
+}
+
 /// Decodes either half (checking its type URL).
 pub fn decode_proxy_config(any: &Any) -> Result<ProxyConfig, ProtocolError> {
     let what = match any.type_url.as_str() {
@@ -393,6 +410,31 @@ mod tests {
             NodeInfo::from_proto(&odd),
             Err(ProtocolError::BadProxyType(_))
         ));
+    }
+
+    #[test]
+    fn the_inbound_half_encodes_the_same_either_way() {
+        let cfg = ProxyConfig {
+            mesh: "m".into(),
+            name: "n".into(),
+            outbounds: vec![aerie_core::proxy_config::OutboundConfig {
+                address: "127.0.0.1".into(),
+                port: 1,
+                service: "s".into(),
+                protocol: Default::default(),
+                spiffe_id: "spiffe://m/s".into(),
+                sni: "s.m.mesh".into(),
+                endpoints: Vec::new(),
+            }],
+            ..ProxyConfig::default()
+        };
+        let (inbound, _) = encode_proxy_config(&cfg);
+        assert_eq!(encode_inbound_half(&cfg), inbound);
+        let bare = ProxyConfig {
+            outbounds: Vec::new(),
+            ..cfg
+        };
+        assert_eq!(encode_inbound_half(&bare), inbound);
     }
 
     #[test]

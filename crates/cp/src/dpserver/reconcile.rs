@@ -3,7 +3,7 @@
 //! CA secrets, or which proxies are online. Changes are debounced and each mesh's policy
 //! index is built once per round and shared by all of its proxies.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use aerie_core::proxy_config::{IngressConfig, MeshView, identity_sans};
 use aerie_core::spec::{DataplaneSpec, MeshTrafficPermissionSpec, Tags, ZoneIngressSpec};
 use aerie_core::{ResourceType, Spec};
 use aerie_store::SharedStore;
+use envoy_types::pb::google::protobuf::Any;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
@@ -60,6 +61,22 @@ impl CaChanges {
     }
 }
 
+/// Meshes to recompute, each with whether its endpoints may have changed (`true`: a full
+/// round) or only its policies (`false`: inbound halves only).
+type Pending = BTreeMap<String, bool>;
+
+fn mark(pending: &mut Pending, mesh: String, full: bool) {
+    *pending.entry(mesh).or_default() |= full;
+}
+
+/// What a mesh's last full round computed, reused by rounds that only policies caused.
+#[derive(Default)]
+pub struct MeshCache {
+    dataplanes: Vec<aerie_core::Resource>,
+    /// Per connected proxy: its encoded outbound half and that half's version.
+    outbounds: HashMap<String, (Any, String)>,
+}
+
 pub async fn run(
     store: SharedStore,
     hub: Arc<Hub>,
@@ -68,12 +85,13 @@ pub async fn run(
     local_zone: Arc<str>,
 ) {
     let mut feed = store.subscribe();
-    let mut pending: BTreeSet<String> = BTreeSet::new();
+    let mut pending = Pending::new();
     let changes = CaChanges::default();
+    let mut caches: HashMap<String, MeshCache> = HashMap::new();
     loop {
         // Wait for the first change, then gather for the debounce window.
         tokio::select! {
-            m = dirty.recv() => match m { Some(m) => { pending.insert(m); } None => return },
+            m = dirty.recv() => match m { Some(m) => mark(&mut pending, m, true), None => return },
             ev = feed.recv() => if !absorb(&store, ev, &mut pending).await { return },
         }
         let window = tokio::time::sleep(DEBOUNCE);
@@ -81,20 +99,36 @@ pub async fn run(
         loop {
             tokio::select! {
                 _ = &mut window => break,
-                Some(m) = dirty.recv() => { pending.insert(m); }
+                Some(m) = dirty.recv() => mark(&mut pending, m, true),
                 ev = feed.recv() => if !absorb(&store, ev, &mut pending).await { return },
             }
         }
+        let round = std::mem::take(&mut pending);
+        let endpoints_changed = round.values().any(|full| *full);
         // "" stands for the zone ingresses; any mesh change may change what they route.
-        for mesh in std::mem::take(&mut pending) {
+        for (mesh, full) in round {
             if mesh.is_empty() {
                 continue;
             }
-            if let Err(e) = rebuild_mesh(&store, &hub, &cas, &changes, &mesh, &local_zone).await {
+            let cache = caches.entry(mesh.clone()).or_default();
+            let result = rebuild_mesh(
+                &store,
+                &hub,
+                &cas,
+                &changes,
+                &mesh,
+                &local_zone,
+                full,
+                cache,
+            )
+            .await;
+            if let Err(e) = result {
+                // Start from scratch next time.
+                caches.remove(&mesh);
                 tracing::warn!(mesh, error = %format!("{e:#}"), "cannot compute proxy configs; proxies keep their last config");
             }
         }
-        if let Err(e) = rebuild_ingresses(&store, &hub, &local_zone).await {
+        if endpoints_changed && let Err(e) = rebuild_ingresses(&store, &hub, &local_zone).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot compute zone ingress routes; ingresses keep their last config");
         }
     }
@@ -106,29 +140,45 @@ pub async fn run(
 async fn absorb(
     store: &SharedStore,
     ev: Result<aerie_store::ChangeEvent, RecvError>,
-    pending: &mut BTreeSet<String>,
+    pending: &mut Pending,
 ) -> bool {
     match ev {
-        Ok(ev) if ev.is_resync() => pending.extend(all_meshes(store).await),
+        Ok(ev) if ev.is_resync() => {
+            for m in all_meshes(store).await {
+                mark(pending, m, true);
+            }
+        }
         // Another zone's ingress changes the endpoints of every mesh.
         Ok(ev) if ev.rtype == ResourceType::ZoneIngress => {
-            pending.extend(all_meshes(store).await);
-            pending.insert(String::new());
+            for m in all_meshes(store).await {
+                mark(pending, m, true);
+            }
+            mark(pending, String::new(), true);
         }
-        Ok(ev) => pending.extend(relevant_mesh(&ev)),
-        Err(RecvError::Lagged(_)) => pending.extend(all_meshes(store).await),
+        Ok(ev) => {
+            if let Some((mesh, full)) = relevant_mesh(&ev) {
+                mark(pending, mesh, full);
+            }
+        }
+        Err(RecvError::Lagged(_)) => {
+            for m in all_meshes(store).await {
+                mark(pending, m, true);
+            }
+        }
         Err(RecvError::Closed) => return false,
     }
     true
 }
 
-fn relevant_mesh(ev: &aerie_store::ChangeEvent) -> Option<String> {
+/// The mesh an event concerns, and whether it can change endpoints (permissions and
+/// MeshServices only change authorization).
+fn relevant_mesh(ev: &aerie_store::ChangeEvent) -> Option<(String, bool)> {
     match ev.rtype {
-        ResourceType::Mesh => Some(ev.name.clone()),
-        ResourceType::MeshTrafficPermission
-        | ResourceType::MeshService
-        | ResourceType::Dataplane
-        | ResourceType::Secret => Some(ev.mesh.clone()),
+        ResourceType::Mesh => Some((ev.name.clone(), true)),
+        ResourceType::MeshTrafficPermission | ResourceType::MeshService => {
+            Some((ev.mesh.clone(), false))
+        }
+        ResourceType::Dataplane | ResourceType::Secret => Some((ev.mesh.clone(), true)),
         ResourceType::GlobalSecret | ResourceType::Zone | ResourceType::ZoneIngress => None,
     }
 }
@@ -149,11 +199,17 @@ pub async fn rebuild_mesh(
     changes: &CaChanges,
     mesh: &str,
     local_zone: &str,
+    full: bool,
+    cache: &mut MeshCache,
 ) -> anyhow::Result<()> {
     let connected = hub.connected_in(mesh);
     if connected.is_empty() {
+        *cache = MeshCache::default();
         return Ok(());
     }
+    // A policy-only round reuses the last full round's Dataplanes and outbound halves,
+    // unless a connected proxy has none yet.
+    let full = full || connected.iter().any(|n| !cache.outbounds.contains_key(n));
     let Some(mesh_res) = store.get(ResourceType::Mesh, "", mesh).await? else {
         // The mesh is gone: its proxies keep serving their last config (fail static) but
         // get nothing new; the operator sees them in the logs.
@@ -167,7 +223,10 @@ pub async fn rebuild_mesh(
         .list(ResourceType::MeshTrafficPermission, Some(mesh))
         .await?;
     let services = store.list(ResourceType::MeshService, Some(mesh)).await?;
-    let dps = store.list(ResourceType::Dataplane, Some(mesh)).await?;
+    if full {
+        cache.dataplanes = store.list(ResourceType::Dataplane, Some(mesh)).await?;
+    }
+    let dps = &cache.dataplanes;
 
     let index = policy_index(&mtps, &services);
     let dataplanes: Vec<(&str, &Tags, &DataplaneSpec)> = dps
@@ -186,6 +245,36 @@ pub async fn rebuild_mesh(
         }
         None => None,
     };
+    let by_name: HashMap<&str, (&Tags, &DataplaneSpec)> =
+        dataplanes.iter().map(|(n, l, d)| (*n, (*l, *d))).collect();
+    let material = |spec: &DataplaneSpec| {
+        mtls.as_ref().map(|(ca, bundle, reissue)| MtlsMaterial {
+            ca: ca.clone(),
+            bundle_pem: bundle.clone(),
+            reissue_allowed: *reissue,
+            sans: identity_sans(mesh, spec),
+        })
+    };
+    if !full {
+        let view = MeshView::for_policies(mesh, mesh_spec, &index);
+        for name in &connected {
+            let (Some((labels, spec)), Some((outbounds, outbounds_version))) =
+                (by_name.get(name.as_str()), cache.outbounds.get(name))
+            else {
+                continue;
+            };
+            let config = aerie_xds::encode_inbound_half(&view.inbound_config(name, labels, spec));
+            let snapshot = Snapshot {
+                version: content_version(&config.value),
+                config,
+                outbounds: outbounds.clone(),
+                outbounds_version: outbounds_version.clone(),
+                mtls: material(spec),
+            };
+            hub.publish(&(mesh.to_string(), name.clone()), Some(Arc::new(snapshot)));
+        }
+        return Ok(());
+    }
     // Endpoints are the proxies connected to any replica; if the store cannot say, those
     // connected here (better than none).
     let online: HashSet<String> = match store.online(mesh).await {
@@ -202,8 +291,7 @@ pub async fn rebuild_mesh(
     let remote_refs: Vec<(&str, &ZoneIngressSpec)> =
         remote.iter().map(|(n, s)| (n.as_str(), s)).collect();
     view.add_remote_ingresses(&remote_refs);
-    let by_name: HashMap<&str, (&Tags, &DataplaneSpec)> =
-        dataplanes.iter().map(|(n, l, d)| (*n, (*l, *d))).collect();
+    let mut outbound_cache = HashMap::with_capacity(connected.len());
     for name in &connected {
         let Some((labels, spec)) = by_name.get(name.as_str()) else {
             continue;
@@ -214,21 +302,17 @@ pub async fn rebuild_mesh(
             content_version(&config.value),
             content_version(&outbounds.value),
         );
-        let material = mtls.as_ref().map(|(ca, bundle, reissue)| MtlsMaterial {
-            ca: ca.clone(),
-            bundle_pem: bundle.clone(),
-            reissue_allowed: *reissue,
-            sans: identity_sans(mesh, spec),
-        });
+        outbound_cache.insert(name.clone(), (outbounds.clone(), outbounds_version.clone()));
         let snapshot = Snapshot {
             config,
             version,
             outbounds,
             outbounds_version,
-            mtls: material,
+            mtls: material(spec),
         };
         hub.publish(&(mesh.to_string(), name.clone()), Some(Arc::new(snapshot)));
     }
+    cache.outbounds = outbound_cache;
     Ok(())
 }
 

@@ -144,7 +144,23 @@ impl KdsSync for GlobalKds {
             self.replica.clone(),
         );
         tokio::spawn(async move {
-            let desired = || global_desired(&store, &zone);
+            // Disabling the Zone ends its connection (and the next one is refused).
+            let desired = || async {
+                match store.get(ResourceType::Zone, "", &zone).await {
+                    Ok(Some(Resource {
+                        spec:
+                            Spec::Zone(ZoneSpec {
+                                enabled: Some(false),
+                            }),
+                        ..
+                    })) => return Err(format!("zone \"{zone}\" was disabled")),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("cannot read the store: {e}")),
+                }
+                global_desired(&store, &zone)
+                    .await
+                    .map_err(|e| format!("cannot read the store: {e}"))
+            };
             let result =
                 run_sender(store.clone(), incoming, tx, desired, stats, "global->zone").await;
             match result {

@@ -121,7 +121,7 @@ pub async fn run_sender<S, F, Fut>(
 where
     S: Stream<Item = Result<DeltaDiscoveryRequest, Status>> + Unpin,
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<Desired, StoreError>>,
+    Fut: Future<Output = Result<Desired, String>>,
 {
     let first = match incoming.next().await {
         Some(Ok(r)) => r,
@@ -137,9 +137,7 @@ where
     loop {
         if dirty {
             dirty = false;
-            let want = desired()
-                .await
-                .map_err(|e| format!("cannot read the store: {e}"))?;
+            let want = desired().await?;
             let delta = peer.diff(&want);
             if !delta.is_empty() {
                 nonce += 1;

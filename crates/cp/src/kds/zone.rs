@@ -207,7 +207,11 @@ async fn connect_and_sync(
         SharedStats::default(),
     );
     let zone = cfg.zone.clone();
-    let desired = || zone_desired(store, &zone);
+    let desired = || async {
+        zone_desired(store, &zone)
+            .await
+            .map_err(|e| format!("cannot read the store: {e}"))
+    };
     let send = run_sender(
         store.clone(),
         z2g_in,

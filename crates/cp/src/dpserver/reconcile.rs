@@ -111,17 +111,14 @@ pub async fn run(
                 continue;
             }
             let cache = caches.entry(mesh.clone()).or_default();
-            let result = rebuild_mesh(
-                &store,
-                &hub,
-                &cas,
-                &changes,
-                &mesh,
-                &local_zone,
-                full,
-                cache,
-            )
-            .await;
+            let ctx = Ctx {
+                store: &store,
+                hub: &hub,
+                cas: &cas,
+                changes: &changes,
+                local_zone: &local_zone,
+            };
+            let result = rebuild_mesh(&ctx, &mesh, full, cache).await;
             if let Err(e) = result {
                 // Start from scratch next time.
                 caches.remove(&mesh);
@@ -191,17 +188,29 @@ async fn all_meshes(store: &SharedStore) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What every round works with.
+struct Ctx<'a> {
+    store: &'a SharedStore,
+    hub: &'a Arc<Hub>,
+    cas: &'a MeshCas,
+    changes: &'a CaChanges,
+    local_zone: &'a str,
+}
+
 /// Recomputes and publishes the snapshot of every proxy of `mesh` connected here.
-pub async fn rebuild_mesh(
-    store: &SharedStore,
-    hub: &Arc<Hub>,
-    cas: &MeshCas,
-    changes: &CaChanges,
+async fn rebuild_mesh(
+    ctx: &Ctx<'_>,
     mesh: &str,
-    local_zone: &str,
     full: bool,
     cache: &mut MeshCache,
 ) -> anyhow::Result<()> {
+    let Ctx {
+        store,
+        hub,
+        cas,
+        changes,
+        local_zone,
+    } = *ctx;
     let connected = hub.connected_in(mesh);
     if connected.is_empty() {
         *cache = MeshCache::default();

@@ -538,6 +538,21 @@ fn a_cross_zone_call_goes_through_the_ingress_and_obeys_global_policy() {
         },
     );
 
+    eventually(
+        "the global shows zone-2's ingress, online",
+        &[&global, &zone2],
+        || {
+            items(&global, "/zoneingresses+insights")
+                .iter()
+                .any(|i| i["online"] == true && i["labels"]["kuma.io/zone"] == "zone-2")
+        },
+    );
+    let table = Kumactl::for_cp(&zone2).ok(&["inspect", "zoneingresses"]);
+    assert!(
+        table.contains("ingress-zone-2") && table.contains("Online"),
+        "kumactl inspect zoneingresses on zone-2:\n{table}"
+    );
+
     // zone-1: flight-control calls check-in-api through its outbound.
     let fc_app = free_port("127.0.0.1");
     let _fc = start_app("flight-control", &format!("127.0.0.1:{fc_app}"), false);

@@ -11,6 +11,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WRK_SECONDS=${WRK_SECONDS:-10}
 LAT_SECONDS=${LAT_SECONDS:-10}
 RATE=${RATE:-1000}
+KUMA_DP_ARGS=${KUMA_DP_ARGS:-}   # extra `kuma-dp run` flags, e.g. "--concurrency 1"
 VENV=${AERIE_BENCH_VENV:-$ROOT/bench/.venv}
 RESULTS=$ROOT/bench/results
 DATE=$(date +%Y-%m-%d)
@@ -380,7 +381,7 @@ start_dp() { # name yaml
     curl -sf -X POST --data-binary "{\"name\":\"$1\",\"mesh\":\"default\"}" "$API/tokens/dataplane" >"$CPW/$1.token"
     printf '%s' "$2" >"$CPW/$1.yaml"
     "$BIN/kuma-dp" run --cp-address "https://127.0.0.1:$CP_DP" --ca-cert-file "$CPW/work/tls/dp-server.crt" \
-        -d "$CPW/$1.yaml" --dataplane-token-file "$CPW/$1.token" >"$CPW/$1.log" 2>&1 &
+        -d "$CPW/$1.yaml" --dataplane-token-file "$CPW/$1.token" $KUMA_DP_ARGS >"$CPW/$1.log" 2>&1 &
 }
 start_dp server "type: Dataplane
 mesh: default

@@ -63,6 +63,10 @@ struct RunArgs {
     #[arg(long, env = "KUMA_DATAPLANE_PROXY_TYPE", default_value = "dataplane")]
     proxy_type: String,
     /// Log level: debug, info, warn, error.
+    /// Worker threads of the proxy (Kuma's `--concurrency`, which sets Envoy's); 0 means
+    /// one per CPU.
+    #[arg(long, default_value_t = 0)]
+    pub concurrency: u16,
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -88,10 +92,11 @@ pub fn main() -> i32 {
                 }
             };
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if args.concurrency > 0 {
+                builder.worker_threads(usize::from(args.concurrency));
+            }
+            let rt = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("Error: cannot start the runtime: {e}");

@@ -412,6 +412,23 @@ impl<'a> MeshView<'a> {
         }
     }
 
+    /// The outbound half of a proxy's config: its outbounds with their live endpoints, and
+    /// no name, so that proxies declaring the same outbounds share one encoding (the proxy
+    /// takes its mesh, name and mode from the inbound half).
+    pub fn outbound_config(&self, dp: &crate::spec::DataplaneSpec) -> ProxyConfig {
+        ProxyConfig {
+            mesh: self.mesh.into(),
+            name: String::new(),
+            mtls: self.mtls_mode(),
+            inbounds: Vec::new(),
+            outbounds: dp
+                .networking
+                .as_ref()
+                .map(|net| self.outbounds(net))
+                .unwrap_or_default(),
+        }
+    }
+
     /// A proxy's outbounds with their live endpoints.
     fn outbounds(&self, net: &crate::spec::Networking) -> Vec<OutboundConfig> {
         use crate::spec::SERVICE_TAG;

@@ -234,6 +234,22 @@ pub fn encode_inbound_half(cfg: &ProxyConfig) -> Any {
     }
 }
 
+/// The outbound half alone (`cfg.inbounds` is not encoded).
+pub fn encode_outbound_half(cfg: &ProxyConfig) -> Any {
+    let value = if cfg.inbounds.is_empty() {
+        serde_json::to_vec(cfg)
+    } else {
+        serde_json::to_vec(&ProxyConfig {
+            inbounds: Vec::new(),
+            ..cfg.clone()
+        })
+    };
+    Any {
+        type_url: PROXY_OUTBOUNDS_TYPE.into(),
+        value: value.unwrap_or_default(),
+    }
+}
+
 /// Decodes either half (checking its type URL).
 pub fn decode_proxy_config(any: &Any) -> Result<ProxyConfig, ProtocolError> {
     let what = match any.type_url.as_str() {
@@ -428,8 +444,18 @@ mod tests {
             }],
             ..ProxyConfig::default()
         };
-        let (inbound, _) = encode_proxy_config(&cfg);
+        let (inbound, outbound) = encode_proxy_config(&cfg);
         assert_eq!(encode_inbound_half(&cfg), inbound);
+        assert_eq!(encode_outbound_half(&cfg), outbound);
+        let merged = merge_proxy_config(
+            &decode_proxy_config(&inbound).unwrap(),
+            &decode_proxy_config(&encode_outbound_half(&ProxyConfig {
+                name: String::new(),
+                ..cfg.clone()
+            }))
+            .unwrap(),
+        );
+        assert_eq!(merged, cfg, "the outbound half's name does not matter");
         let bare = ProxyConfig {
             outbounds: Vec::new(),
             ..cfg

@@ -22,7 +22,8 @@ pub struct Snapshot {
     /// Hash of the inbound half: equal halves are not pushed again.
     pub version: String,
     /// The outbound half (endpoints), versioned on its own: a policy change leaves it alone.
-    pub outbounds: envoy_types::pb::google::protobuf::Any,
+    /// Shared by every proxy declaring the same outbounds.
+    pub outbounds: Arc<envoy_types::pb::google::protobuf::Any>,
     pub outbounds_version: String,
     pub mtls: Option<MtlsMaterial>,
 }

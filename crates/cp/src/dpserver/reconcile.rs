@@ -73,8 +73,8 @@ fn mark(pending: &mut Pending, mesh: String, full: bool) {
 #[derive(Default)]
 pub struct MeshCache {
     dataplanes: Vec<aerie_core::Resource>,
-    /// Per connected proxy: its encoded outbound half and that half's version.
-    outbounds: HashMap<String, (Any, String)>,
+    /// Per connected proxy: its encoded outbound half (shared) and that half's version.
+    outbounds: HashMap<String, (Arc<Any>, String)>,
 }
 
 pub async fn run(
@@ -301,16 +301,28 @@ async fn rebuild_mesh(
         remote.iter().map(|(n, s)| (n.as_str(), s)).collect();
     view.add_remote_ingresses(&remote_refs);
     let mut outbound_cache = HashMap::with_capacity(connected.len());
+    // Outbound halves depend only on the declared outbounds: computed and encoded once per
+    // distinct declaration, shared by every proxy declaring it.
+    let mut interned: HashMap<Vec<u8>, (Arc<Any>, String)> = HashMap::new();
     for name in &connected {
         let Some((labels, spec)) = by_name.get(name.as_str()) else {
             continue;
         };
-        let (config, outbounds) =
-            aerie_xds::encode_proxy_config(&view.proxy_config(name, labels, spec));
-        let (version, outbounds_version) = (
-            content_version(&config.value),
-            content_version(&outbounds.value),
-        );
+        let config = aerie_xds::encode_inbound_half(&view.inbound_config(name, labels, spec));
+        let version = content_version(&config.value);
+        let key = spec
+            .networking
+            .as_ref()
+            .and_then(|n| serde_json::to_vec(&n.outbound).ok())
+            .unwrap_or_default();
+        let (outbounds, outbounds_version) = interned
+            .entry(key)
+            .or_insert_with(|| {
+                let any = aerie_xds::encode_outbound_half(&view.outbound_config(spec));
+                let version = content_version(&any.value);
+                (Arc::new(any), version)
+            })
+            .clone();
         outbound_cache.insert(name.clone(), (outbounds.clone(), outbounds_version.clone()));
         let snapshot = Snapshot {
             config,
@@ -422,7 +434,7 @@ async fn rebuild_ingresses(
         let snapshot = Snapshot {
             config: any,
             version,
-            outbounds: Default::default(),
+            outbounds: Arc::default(),
             outbounds_version: String::new(),
             mtls: None,
         };

@@ -352,7 +352,7 @@ impl Session {
             let resp = self.response(
                 PROXY_OUTBOUNDS_TYPE,
                 &snap.outbounds_version,
-                vec![snap.outbounds.clone()],
+                vec![(*snap.outbounds).clone()],
             );
             self.send(resp).await?;
             self.outbounds_sent = Some(snap.outbounds_version.clone());

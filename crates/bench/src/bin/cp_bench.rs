@@ -467,6 +467,7 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    eprintln!("T0: settled, applying the policy");
     let mem_before = cp_mem();
     let fds_before = args.cp_pid.and_then(fds);
     let configs_before: u64 = recs

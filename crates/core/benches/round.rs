@@ -17,7 +17,7 @@ use aerie_core::Spec;
 use aerie_core::format::{parse_yaml_value, resource_from_value};
 use aerie_core::policy::mtp::PolicyIndex;
 use aerie_core::proxy_config::{MeshView, ProxyConfig};
-use aerie_core::spec::{DataplaneSpec, MeshSpec, MeshTrafficPermissionSpec, Tags};
+use aerie_core::spec::{DataplaneSpec, MeshTrafficPermissionSpec, Tags};
 
 fn parse(yaml: &str) -> Spec {
     resource_from_value(&parse_yaml_value(yaml).expect("yaml"))

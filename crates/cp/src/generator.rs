@@ -137,6 +137,9 @@ fn is_managed(r: &Resource) -> bool {
     r.meta.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
 }
 
+/// How long Dataplane changes are gathered before the affected meshes are reconciled.
+const BATCH: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Runs until the feed closes, while this replica leads: reconciles every mesh on becoming
 /// leader and after a lag or resync, then each mesh whose Dataplanes change.
 pub async fn run(store: SharedStore, mut leader: tokio::sync::watch::Receiver<bool>) {
@@ -169,20 +172,44 @@ pub async fn run(store: SharedStore, mut leader: tokio::sync::watch::Receiver<bo
                     continue;
                 }
             };
-            match ev {
-                Ok(ev) if ev.is_resync() => reconcile_all(store.clone()).await,
-                Ok(ev)
-                    if ev.rtype == ResourceType::Dataplane
-                        || (ev.rtype == ResourceType::MeshService
-                            && ev.kind == ChangeKind::Delete) =>
-                {
-                    if let Err(e) = reconcile_mesh(&store, &ev.mesh).await {
-                        tracing::warn!(mesh = %ev.mesh, error = %e, "MeshService generation failed");
+            // Gather a burst (proxies joining by the thousand) and reconcile each mesh once:
+            // a reconciliation reads every Dataplane of the mesh, so doing it per event
+            // would cost O(N^2) when N proxies join.
+            let mut dirty = std::collections::BTreeSet::new();
+            let mut everything = false;
+            let mut next = Some(ev);
+            let window = tokio::time::sleep(BATCH);
+            tokio::pin!(window);
+            loop {
+                match next.take() {
+                    Some(Ok(ev)) if ev.is_resync() => everything = true,
+                    Some(Ok(ev))
+                        if ev.rtype == ResourceType::Dataplane
+                            || (ev.rtype == ResourceType::MeshService
+                                && ev.kind == ChangeKind::Delete) =>
+                    {
+                        dirty.insert(ev.mesh);
                     }
+                    Some(Ok(_)) | None => {}
+                    Some(Err(RecvError::Lagged(_))) => everything = true,
+                    Some(Err(RecvError::Closed)) => return,
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => reconcile_all(store.clone()).await,
-                Err(RecvError::Closed) => return,
+                if dirty.is_empty() && !everything {
+                    break;
+                }
+                tokio::select! {
+                    _ = &mut window => break,
+                    ev = feed.recv() => next = Some(ev),
+                }
+            }
+            if everything {
+                reconcile_all(store.clone()).await;
+                continue;
+            }
+            for mesh in dirty {
+                if let Err(e) = reconcile_mesh(&store, &mesh).await {
+                    tracing::warn!(mesh = %mesh, error = %e, "MeshService generation failed");
+                }
             }
         }
     }

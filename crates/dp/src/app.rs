@@ -55,8 +55,11 @@ pub async fn launch(l: Launch) -> anyhow::Result<()> {
 struct Sink(Proxy);
 
 impl ProxySink for Sink {
-    fn apply_config(&self, version: &str, cfg: ProxyConfig) -> Result<(), String> {
-        self.0.apply_config(version, cfg).map_err(|e| e.to_string())
+    fn apply_config(&self, version: &str, cfg: &ProxyConfig) -> Result<(), String> {
+        // The proxy keeps the config it runs (for /config_dump): its one copy.
+        self.0
+            .apply_config(version, cfg.clone())
+            .map_err(|e| e.to_string())
     }
 
     fn apply_identity(
@@ -86,7 +89,7 @@ impl ProxySink for Sink {
 struct IngressSink(Ingress);
 
 impl ProxySink for IngressSink {
-    fn apply_config(&self, _version: &str, _cfg: ProxyConfig) -> Result<(), String> {
+    fn apply_config(&self, _version: &str, _cfg: &ProxyConfig) -> Result<(), String> {
         Err("this proxy is a zone ingress: it takes no sidecar configuration".into())
     }
 

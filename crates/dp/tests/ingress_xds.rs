@@ -119,7 +119,7 @@ fn response(type_url: &str, version: &str, nonce: &str, resources: Vec<Any>) -> 
 struct IngressSink(Ingress);
 
 impl ProxySink for IngressSink {
-    fn apply_config(&self, _: &str, _: ProxyConfig) -> Result<(), String> {
+    fn apply_config(&self, _: &str, _: &ProxyConfig) -> Result<(), String> {
         Err("not a sidecar".into())
     }
 
@@ -285,7 +285,7 @@ async fn an_ingress_subscribes_to_its_routes_only_and_acks_and_nacks() {
 struct SidecarSink;
 
 impl ProxySink for SidecarSink {
-    fn apply_config(&self, _: &str, _: ProxyConfig) -> Result<(), String> {
+    fn apply_config(&self, _: &str, _: &ProxyConfig) -> Result<(), String> {
         Ok(())
     }
 

@@ -21,14 +21,15 @@ use crate::{
     AggregatedDiscoveryServiceClient, DiscoveryRequest, DiscoveryResponse, INGRESS_CONFIG_TYPE,
     NodeInfo, PROXY_CONFIG_TYPE, PROXY_OUTBOUNDS_TYPE, ProxyType, SECRET_TYPE, SecretPayload,
     ca_secret_name, decode_ingress_config, decode_proxy_config, decode_secret,
-    identity_secret_name, merge_proxy_config,
+    identity_secret_name,
 };
 
 /// Where the proxy's config and certificates go.
 pub trait ProxySink: Send + Sync + 'static {
     /// Applies a config at a version; `Err` is sent back as a NACK and the last good config
-    /// stays.
-    fn apply_config(&self, version: &str, cfg: ProxyConfig) -> Result<(), String>;
+    /// stays. Borrowed: the client keeps the halves it merged from (a policy change sends
+    /// only the inbound half), and the sink copies only what it keeps.
+    fn apply_config(&self, version: &str, cfg: &ProxyConfig) -> Result<(), String>;
     /// Applies a certificate chain for `key`, with the mesh's trust anchors.
     fn apply_identity(
         &self,
@@ -421,11 +422,16 @@ impl Halves {
             &mut self.outbound
         };
         let previous = slot.replace((resp.version_info.clone(), cfg));
-        let (Some((iv, inbound)), Some((ov, outbound))) = (&self.inbound, &self.outbound) else {
+        let (Some((iv, inbound)), Some((ov, outbound))) = (&mut self.inbound, &mut self.outbound)
+        else {
             return Ok(()); // the other half is on its way
         };
-        let result =
-            sink.apply_config(&format!("{iv}.{ov}"), merge_proxy_config(inbound, outbound));
+        // Merge by moving the outbounds in and back out: no copy of the endpoint lists.
+        let mut merged = std::mem::take(inbound);
+        merged.outbounds = std::mem::take(&mut outbound.outbounds);
+        let result = sink.apply_config(&format!("{iv}.{ov}"), &merged);
+        outbound.outbounds = std::mem::take(&mut merged.outbounds);
+        *inbound = merged;
         if result.is_err() {
             let slot = if resp.type_url == PROXY_CONFIG_TYPE {
                 &mut self.inbound

@@ -112,9 +112,9 @@ impl BenchSink {
 }
 
 impl ProxySink for BenchSink {
-    fn apply_config(&self, _version: &str, cfg: ProxyConfig) -> Result<(), String> {
+    fn apply_config(&self, _version: &str, cfg: &ProxyConfig) -> Result<(), String> {
         let now = Instant::now();
-        let fp = authz_fingerprint(&cfg);
+        let fp = authz_fingerprint(cfg);
         self.rec.authz.store(fp, Ordering::SeqCst);
         self.rec.configs_applied.fetch_add(1, Ordering::Relaxed);
         self.shared.last_apply_ns.fetch_max(

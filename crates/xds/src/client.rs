@@ -328,7 +328,7 @@ async fn session(
                         sink.set_connected(true);
                         tracing::info!(cp = %addr, "connected to the control plane");
                     }
-                    let (ack, next_rotation) = handle_response(&resp, opts.node.proxy_type, sink.as_ref(), keys, &mut halves, &node);
+                    let (ack, next_rotation) = handle_response(&resp, opts.node.proxy_type, sink.as_ref(), keys, &mut halves);
                     if resp.type_url == SECRET_TYPE {
                         last_secret = (resp.version_info.clone(), resp.nonce.clone());
                         if let Some(t) = next_rotation {
@@ -457,7 +457,6 @@ fn handle_response(
     sink: &dyn ProxySink,
     keys: &mut Option<Keys>,
     halves: &mut Halves,
-    node: &dyn Fn(Option<&str>) -> envoy_types::pb::envoy::config::core::v3::Node,
 ) -> (DiscoveryRequest, Option<tokio::time::Instant>) {
     let mut rotation = None;
     let result: Result<(), String> = match (proxy_type, resp.type_url.as_str(), keys.as_mut()) {
@@ -473,8 +472,10 @@ fn handle_response(
             proxy_type.as_str()
         )),
     };
+    // The node travels in the first requests of the stream (and with a new CSR); an ACK
+    // names only what it acknowledges, as Envoy does with `set_node_on_first_message_only`.
     let mut ack = DiscoveryRequest {
-        node: Some(node(csr(keys))),
+        node: None,
         type_url: resp.type_url.clone(),
         response_nonce: resp.nonce.clone(),
         version_info: resp.version_info.clone(),

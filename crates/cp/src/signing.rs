@@ -10,21 +10,17 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-/// Loads the key stored as `name` if it exists; never creates it (a federated zone uses
-/// the keys its global made, or none).
-pub async fn load_existing(
-    store: &SharedStore,
-    mesh: &str,
-    name: &str,
-) -> anyhow::Result<Option<SigningKey>> {
-    let rtype = if mesh.is_empty() {
+/// The secret type a key named in `mesh` is kept as: GlobalSecret outside meshes.
+fn secret_type(mesh: &str) -> ResourceType {
+    if mesh.is_empty() {
         ResourceType::GlobalSecret
     } else {
         ResourceType::Secret
-    };
-    let Some(r) = store.get(rtype, mesh, name).await? else {
-        return Ok(None);
-    };
+    }
+}
+
+/// The signing key a stored secret holds (base64 of a PKCS#8 PEM).
+fn decode_key(r: &Resource, name: &str) -> anyhow::Result<SigningKey> {
     let data = match &r.spec {
         Spec::GlobalSecret(s) | Spec::Secret(s) => &s.data,
         _ => anyhow::bail!("{} is not a secret", r.describe()),
@@ -34,8 +30,20 @@ pub async fn load_existing(
         .with_context(|| format!("secret {name} is not base64"))?;
     let pem = String::from_utf8(pem).with_context(|| format!("secret {name} is not PEM"))?;
     SigningKey::from_pkcs8_pem(&pem)
-        .map(Some)
         .with_context(|| format!("secret {name} holds no usable signing key"))
+}
+
+/// Loads the key stored as `name` if it exists; never creates it (a federated zone uses
+/// the keys its global made, or none).
+pub async fn load_existing(
+    store: &SharedStore,
+    mesh: &str,
+    name: &str,
+) -> anyhow::Result<Option<SigningKey>> {
+    match store.get(secret_type(mesh), mesh, name).await? {
+        Some(r) => decode_key(&r, name).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Loads the key stored as `name` (a GlobalSecret when `mesh` is empty, else a Secret in
@@ -45,24 +53,9 @@ pub async fn load_or_create(
     mesh: &str,
     name: &str,
 ) -> anyhow::Result<SigningKey> {
-    let rtype = if mesh.is_empty() {
-        ResourceType::GlobalSecret
-    } else {
-        ResourceType::Secret
-    };
     for _ in 0..3 {
-        if let Some(r) = store.get(rtype, mesh, name).await? {
-            let data = match &r.spec {
-                Spec::GlobalSecret(s) | Spec::Secret(s) => &s.data,
-                _ => anyhow::bail!("{} is not a secret", r.describe()),
-            };
-            let pem = STANDARD
-                .decode(data.as_bytes())
-                .with_context(|| format!("secret {name} is not base64"))?;
-            let pem =
-                String::from_utf8(pem).with_context(|| format!("secret {name} is not PEM"))?;
-            return SigningKey::from_pkcs8_pem(&pem)
-                .with_context(|| format!("secret {name} holds no usable signing key"));
+        if let Some(key) = load_existing(store, mesh, name).await? {
+            return Ok(key);
         }
         let key = SigningKey::generate()?;
         let secret = SecretSpec {
@@ -96,11 +89,7 @@ pub async fn revoked_ids(
     mesh: &str,
     name: &str,
 ) -> Result<Vec<String>, StoreError> {
-    let rtype = if mesh.is_empty() {
-        ResourceType::GlobalSecret
-    } else {
-        ResourceType::Secret
-    };
+    let rtype = secret_type(mesh);
     let Some(r) = store.get(rtype, mesh, name).await? else {
         return Ok(Vec::new());
     };

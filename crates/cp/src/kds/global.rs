@@ -68,6 +68,15 @@ impl GlobalKds {
         Ok(zone)
     }
 
+    /// Authenticates a stream's zone, logging a refusal.
+    async fn admit<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        self.authenticate(request.metadata())
+            .await
+            .inspect_err(|status| {
+                tracing::warn!(peer = ?request.remote_addr(), %status, "refused a zone");
+            })
+    }
+
     /// Creates the Zone on first contact; refuses a disabled one.
     async fn ensure_zone(&self, zone: &str) -> Result<(), Status> {
         let store_err = |e: StoreError| Status::unavailable(format!("store: {e}"));
@@ -126,13 +135,7 @@ impl KdsSync for GlobalKds {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<MessageStream<DeltaDiscoveryResponse>>, Status> {
-        let zone = match self.authenticate(request.metadata()).await {
-            Ok(z) => z,
-            Err(status) => {
-                tracing::warn!(peer = ?request.remote_addr(), %status, "refused a zone");
-                return Err(status);
-            }
-        };
+        let zone = self.admit(&request).await?;
         tracing::info!(zone, "zone connected (global -> zone)");
         self.mark_online(&zone, true).await;
         let (id, stats) = self.registry.stream_opened(&zone);
@@ -182,13 +185,7 @@ impl KdsSync for GlobalKds {
         &self,
         request: Request<Streaming<DeltaDiscoveryResponse>>,
     ) -> Result<Response<MessageStream<DeltaDiscoveryRequest>>, Status> {
-        let zone = match self.authenticate(request.metadata()).await {
-            Ok(z) => z,
-            Err(status) => {
-                tracing::warn!(peer = ?request.remote_addr(), %status, "refused a zone");
-                return Err(status);
-            }
-        };
+        let zone = self.admit(&request).await?;
         tracing::info!(zone, "zone connected (zone -> global)");
         let (id, stats) = self.registry.stream_opened(&zone);
         let (tx, rx) = mpsc::channel(16);

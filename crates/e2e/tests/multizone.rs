@@ -423,7 +423,12 @@ fn zones_without_a_valid_token_are_refused() {
     });
 }
 
-fn ingress(zone: &ControlPlane, global: &ControlPlane, zone_name: &str) -> (Process, String) {
+/// Starts a zone ingress; the returned directory holds its files and must outlive it.
+fn ingress(
+    zone: &ControlPlane,
+    global: &ControlPlane,
+    zone_name: &str,
+) -> (Process, String, tempfile::TempDir) {
     let ip = loopback_ip();
     let port = free_port(&ip);
     let admin = free_port("127.0.0.1");
@@ -445,9 +450,7 @@ fn ingress(zone: &ControlPlane, global: &ControlPlane, zone_name: &str) -> (Proc
         .arg("--dataplane-token-file")
         .arg(&token_file);
     let p = Process::spawn(&format!("ingress-{zone_name}"), cmd);
-    // The files must outlive the process start; the token is read at start.
-    std::mem::forget(files);
-    (p, format!("127.0.0.1:{admin}"))
+    (p, format!("127.0.0.1:{admin}"), files)
 }
 
 /// Waits until the zone holds the global's dataplane-token signing key for `default`.
@@ -514,7 +517,7 @@ fn a_cross_zone_call_goes_through_the_ingress_and_obeys_global_policy() {
         &token,
     );
     checkin.wait_ready();
-    let (mut ingress2, ingress_admin) = ingress(&zone2, &global, "zone-2");
+    let (mut ingress2, ingress_admin, _ingress_files) = ingress(&zone2, &global, "zone-2");
     wait_for("the ingress is ready", SYNC, || {
         if let Some(st) = ingress2.exited() {
             panic!("ingress exited ({st}): {}", ingress2.logs());

@@ -447,6 +447,16 @@ fn normalize_scope(scope: Vec<String>, errs: &mut ValidationError) -> Vec<String
     out
 }
 
+/// A token request's JSON body; a malformed one is a 400 saying why.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(ValidationError::single(
+            "",
+            format!("invalid request body: {e}"),
+        ))
+    })
+}
+
 fn parse_valid_for(valid_for: &str, errs: &mut ValidationError) -> Option<Duration> {
     if valid_for.is_empty() {
         errs.add("validFor", "cannot be empty");
@@ -482,12 +492,7 @@ pub async fn issue_user_token(
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_admin("generate user tokens")?;
-    let req: UserTokenRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(ValidationError::single(
-            "",
-            format!("invalid request body: {e}"),
-        ))
-    })?;
+    let req: UserTokenRequest = parse_body(&body)?;
     let mut errs = ValidationError::new();
     if req.name.is_empty() {
         errs.add("name", "cannot be empty");
@@ -524,12 +529,7 @@ pub async fn issue_dataplane_token(
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_admin("generate dataplane tokens")?;
-    let req: DataplaneTokenRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(ValidationError::single(
-            "",
-            format!("invalid request body: {e}"),
-        ))
-    })?;
+    let req: DataplaneTokenRequest = parse_body(&body)?;
     let mut errs = ValidationError::new();
     if req.mesh.is_empty() {
         errs.add("mesh", "cannot be empty");
@@ -592,12 +592,7 @@ pub async fn issue_zone_token(
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_admin("generate zone tokens")?;
-    let req: ZoneTokenRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid(ValidationError::single(
-            "",
-            format!("invalid request body: {e}"),
-        ))
-    })?;
+    let req: ZoneTokenRequest = parse_body(&body)?;
     let mut errs = ValidationError::new();
     check_zone_name(&req.zone, &mut errs);
     let scope = normalize_scope(req.scope.unwrap_or_default(), &mut errs);

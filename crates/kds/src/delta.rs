@@ -35,15 +35,22 @@ impl PeerState {
 
     /// What to send so that the receiver holds exactly `desired`.
     pub fn diff(&self, desired: &Desired) -> Delta {
-        let upserts = desired
+        self.diff_all(&[desired])
+    }
+
+    /// [`PeerState::diff`] for a desired state kept in parts with disjoint keys (so that a
+    /// part that did not change need not be copied into one map).
+    pub fn diff_all(&self, parts: &[&Desired]) -> Delta {
+        let upserts = parts
             .iter()
+            .flat_map(|d| d.iter())
             .filter(|(k, w)| self.held.get(*k) != Some(&w.version))
             .map(|(_, w)| w.clone())
             .collect();
         let mut removed: Vec<String> = self
             .held
             .keys()
-            .filter(|k| !desired.contains_key(*k))
+            .filter(|k| !parts.iter().any(|d| d.contains_key(*k)))
             .cloned()
             .collect();
         removed.sort();
@@ -106,6 +113,32 @@ mod tests {
         peer.commit(&delta);
         assert!(peer.diff(&want).is_empty(), "nothing left to send");
         assert_eq!(peer.len(), 3);
+    }
+
+    #[test]
+    fn parts_diff_like_their_union() {
+        let peer = PeerState::from_initial(HashMap::from([
+            ("a".to_string(), "1".to_string()),
+            ("Online/x".to_string(), "1".to_string()),
+        ]));
+        let resources = desired(&[("a", "2"), ("b", "1")]);
+        let volatile = desired(&[("Online/y", "1")]);
+        let mut union = resources.clone();
+        union.extend(volatile.clone());
+        let names = |d: &Delta| {
+            let mut n: Vec<String> = d.upserts.iter().map(|w| w.name.clone()).collect();
+            n.sort();
+            (n, d.removed.clone())
+        };
+        let by_parts = peer.diff_all(&[&resources, &volatile]);
+        assert_eq!(names(&by_parts), names(&peer.diff(&union)));
+        assert_eq!(
+            names(&by_parts),
+            (
+                vec!["Online/y".to_string(), "a".into(), "b".into()],
+                vec!["Online/x".to_string()]
+            )
+        );
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! version they read (optimistic concurrency), so two writers racing on one resource cannot
 //! both win. Each committed write is announced on a broadcast [`ChangeEvent`] feed.
 
-pub mod conformance;
 mod memory;
 pub mod postgres;
 mod sqlite;

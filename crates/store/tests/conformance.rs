@@ -1,6 +1,9 @@
 //! The shared store conformance suite against each backend.
 
-use aerie_store::{MemoryStore, SqliteStore, Store, conformance};
+mod common;
+
+use aerie_store::{MemoryStore, SqliteStore, Store};
+use common as conformance;
 
 #[tokio::test]
 async fn memory_store_conforms() {

@@ -8,11 +8,14 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use aerie_core::{Resource, ResourceType};
 use aerie_store::{
-    ChangeEvent, ChangeKind, PostgresConfig, PostgresStore, Store, StoreError, conformance,
-    migrate_up, schema_status,
+    ChangeEvent, ChangeKind, PostgresConfig, PostgresStore, Store, StoreError, migrate_up,
+    schema_status,
 };
+use common as conformance;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use tokio::sync::broadcast;

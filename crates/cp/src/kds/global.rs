@@ -13,8 +13,36 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{OnlineTracker, ZoneRegistry, global_desired, run_receiver, run_sender};
+use super::{OnlineTracker, Source, ZoneRegistry, global_desired, run_receiver, run_sender};
 use crate::tokens::TokenIssuer;
+use aerie_kds::delta::Desired;
+
+/// What the global sends one zone.
+struct GlobalSource {
+    store: SharedStore,
+    zone: String,
+}
+
+#[tonic::async_trait]
+impl Source for GlobalSource {
+    async fn resources(&self) -> Result<Desired, String> {
+        // Disabling the Zone ends its connection (and the next one is refused).
+        match self.store.get(ResourceType::Zone, "", &self.zone).await {
+            Ok(Some(Resource {
+                spec:
+                    Spec::Zone(ZoneSpec {
+                        enabled: Some(false),
+                    }),
+                ..
+            })) => return Err(format!("zone \"{}\" was disabled", self.zone)),
+            Ok(_) => {}
+            Err(e) => return Err(format!("cannot read the store: {e}")),
+        }
+        global_desired(&self.store, &self.zone)
+            .await
+            .map_err(|e| format!("cannot read the store: {e}"))
+    }
+}
 
 pub struct GlobalKds {
     pub store: SharedStore,
@@ -147,25 +175,12 @@ impl KdsSync for GlobalKds {
             self.replica.clone(),
         );
         tokio::spawn(async move {
-            // Disabling the Zone ends its connection (and the next one is refused).
-            let desired = || async {
-                match store.get(ResourceType::Zone, "", &zone).await {
-                    Ok(Some(Resource {
-                        spec:
-                            Spec::Zone(ZoneSpec {
-                                enabled: Some(false),
-                            }),
-                        ..
-                    })) => return Err(format!("zone \"{zone}\" was disabled")),
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("cannot read the store: {e}")),
-                }
-                global_desired(&store, &zone)
-                    .await
-                    .map_err(|e| format!("cannot read the store: {e}"))
+            let source = GlobalSource {
+                store: store.clone(),
+                zone: zone.clone(),
             };
             let result =
-                run_sender(store.clone(), incoming, tx, desired, stats, "global->zone").await;
+                run_sender(store.clone(), incoming, tx, &source, stats, "global->zone").await;
             match result {
                 Ok(()) => tracing::info!(zone, "zone disconnected (global -> zone)"),
                 Err(e) => tracing::info!(zone, error = %e, "zone stream ended (global -> zone)"),

@@ -10,8 +10,7 @@
 pub mod global;
 pub mod zone;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,36 +57,49 @@ pub async fn global_desired(store: &SharedStore, zone: &str) -> Result<Desired, 
 }
 
 /// What a zone sends the global: its own Dataplanes, MeshServices and ZoneIngresses as the
-/// global stores them, plus an online marker for each connected proxy (sidecar or ingress;
-/// ingresses are sessions outside any mesh, under mesh "").
+/// global stores them.
 pub async fn zone_desired(store: &SharedStore, zone: &str) -> Result<Desired, StoreError> {
     let mut out = Desired::new();
-    let mut online: HashMap<String, HashSet<String>> = HashMap::new();
     for t in [
         ResourceType::ZoneIngress,
         ResourceType::Dataplane,
         ResourceType::MeshService,
     ] {
         for r in store.list(t, None).await? {
-            if !multizone::syncs_zone_to_global(&r, zone) {
-                continue;
+            if multizone::syncs_zone_to_global(&r, zone) {
+                let copy = multizone::to_global_copy(&r, zone);
+                out.insert(wire::key_of(&copy), wire::encode(&copy));
             }
-            let copy = multizone::to_global_copy(&r, zone);
-            if t != ResourceType::MeshService {
-                let mesh = r.mesh().to_string();
-                if !online.contains_key(&mesh) {
-                    let set = store.online(&mesh).await?;
-                    online.insert(mesh.clone(), set);
-                }
-                if online[&mesh].contains(r.name()) {
-                    let marker = wire::encode_online(copy.mesh(), copy.name());
-                    out.insert(marker.name.clone(), marker);
-                }
-            }
-            out.insert(wire::key_of(&copy), wire::encode(&copy));
         }
     }
     Ok(out)
+}
+
+/// An online marker for each proxy connected to this zone (sidecars per mesh; ingresses are
+/// sessions outside any mesh, under mesh ""), named as the global names their resources.
+pub async fn zone_online_markers(store: &SharedStore, zone: &str) -> Result<Desired, StoreError> {
+    let mut out = Desired::new();
+    let meshes = store.list(ResourceType::Mesh, None).await?;
+    let scopes = meshes.iter().map(|m| m.name()).chain(std::iter::once(""));
+    for mesh in scopes {
+        for name in store.online(mesh).await? {
+            let marker = wire::encode_online(mesh, &multizone::hashed_name(&name, &[mesh, zone]));
+            out.insert(marker.name.clone(), marker);
+        }
+    }
+    Ok(out)
+}
+
+/// What one side of a stream sends.
+#[tonic::async_trait]
+pub trait Source: Send + Sync {
+    /// Everything derived from stored resources: recomputed only after a store change.
+    async fn resources(&self) -> Result<Desired, String>;
+    /// What changes without a store event (which proxies are online): re-read every
+    /// [`RECHECK`], so it must be cheap.
+    async fn volatile(&self) -> Result<Desired, String> {
+        Ok(Desired::new())
+    }
 }
 
 /// Counters of one stream, for `/zones+insights`.
@@ -110,18 +122,16 @@ fn stats(s: &SharedStats) -> std::sync::MutexGuard<'_, StreamStats> {
 /// Runs the sending half of a stream until the peer closes it (`Ok`) or it breaks (`Err`).
 /// `incoming` yields the peer's requests: the first states its holdings, the others are
 /// ACKs/NACKs.
-pub async fn run_sender<S, F, Fut>(
+pub async fn run_sender<S>(
     store: SharedStore,
     mut incoming: S,
     out: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-    desired: F,
+    source: &dyn Source,
     stats_: SharedStats,
     what: &str,
 ) -> Result<(), String>
 where
     S: Stream<Item = Result<DeltaDiscoveryRequest, Status>> + Unpin,
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<Desired, String>>,
 {
     let first = match incoming.next().await {
         Some(Ok(r)) => r,
@@ -133,12 +143,17 @@ where
     let mut nonce: u64 = 0;
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut dirty = true;
+    // (resources changed, volatile part may have changed)
+    let (mut stored_dirty, mut dirty) = (true, true);
+    let mut resources = Desired::new();
     loop {
         if dirty {
             dirty = false;
-            let want = desired().await?;
-            let delta = peer.diff(&want);
+            if std::mem::take(&mut stored_dirty) {
+                resources = source.resources().await?;
+            }
+            let volatile = source.volatile().await?;
+            let delta = peer.diff_all(&[&resources, &volatile]);
             if !delta.is_empty() {
                 nonce += 1;
                 let (n_up, n_rm) = (delta.upserts.len(), delta.removed.len());
@@ -166,7 +181,7 @@ where
                 }
                 tokio::time::sleep(DEBOUNCE).await;
                 while feed.try_recv().is_ok() {}
-                dirty = true;
+                (stored_dirty, dirty) = (true, true);
             }
             _ = recheck.tick() => dirty = true,
             req = incoming.next() => match req {

@@ -18,7 +18,7 @@ use rustls::pki_types::ServerName;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{SharedStats, run_receiver, run_sender, zone_desired};
+use super::{SharedStats, Source, run_receiver, run_sender, zone_desired, zone_online_markers};
 use crate::config::{ZoneKds, ZoneToken};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -68,6 +68,27 @@ pub async fn run(
         let _ = link.send(LinkState::Down(why));
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// What this zone sends the global: its resources, and which of its proxies are online.
+struct ZoneSource {
+    store: SharedStore,
+    zone: String,
+}
+
+#[tonic::async_trait]
+impl Source for ZoneSource {
+    async fn resources(&self) -> Result<aerie_kds::delta::Desired, String> {
+        zone_desired(&self.store, &self.zone)
+            .await
+            .map_err(|e| format!("cannot read the store: {e}"))
+    }
+
+    async fn volatile(&self) -> Result<aerie_kds::delta::Desired, String> {
+        zone_online_markers(&self.store, &self.zone)
+            .await
+            .map_err(|e| format!("cannot read which proxies are online: {e}"))
     }
 }
 
@@ -206,17 +227,15 @@ async fn connect_and_sync(
         None,
         SharedStats::default(),
     );
-    let zone = cfg.zone.clone();
-    let desired = || async {
-        zone_desired(store, &zone)
-            .await
-            .map_err(|e| format!("cannot read the store: {e}"))
+    let source = ZoneSource {
+        store: store.clone(),
+        zone: cfg.zone.clone(),
     };
     let send = run_sender(
         store.clone(),
         z2g_in,
         z2g_tx,
-        desired,
+        &source,
         SharedStats::default(),
         "zone->global",
     );

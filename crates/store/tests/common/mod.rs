@@ -1,10 +1,9 @@
-//! The behaviour every [`Store`] backend must show, as one suite each backend's tests run.
-//! Public so that later backends (PostgreSQL) and the control plane's tests reuse it.
+//! The behaviour every [`Store`] backend must show, as one suite each backend's integration
+//! tests run (`tests/conformance.rs`, `tests/postgres.rs`). Test code: it panics on failure.
 
 use aerie_core::spec::{MeshSpec, MeshTrafficPermissionSpec, SecretSpec};
 use aerie_core::{Meta, Resource, ResourceType, Spec};
-
-use crate::{ChangeKind, Store, StoreError};
+use aerie_store::{ChangeKind, Store, StoreError};
 
 fn mesh(name: &str) -> Resource {
     Resource {

@@ -4,11 +4,12 @@
 # path), (d) through a kuma-dp pair driven by a real kuma-cp. One run, one machine, so the
 # ratios are comparable. Loopback only; every load loop is bounded. See bench/README.md.
 #
-# Usage: bench/dataplane.sh            (env: WRK_SECONDS=10 LAT_SECONDS=10 RATE=1000)
+# Usage: bench/dataplane.sh            (env: ROUNDS=3 WRK_SECONDS=10 LAT_SECONDS=10 RATE=1000)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WRK_SECONDS=${WRK_SECONDS:-10}
+ROUNDS=${ROUNDS:-3}
 LAT_SECONDS=${LAT_SECONDS:-10}
 RATE=${RATE:-1000}
 KUMA_DP_ARGS=${KUMA_DP_ARGS:-}   # extra `kuma-dp run` flags, e.g. "--concurrency 1"
@@ -147,48 +148,60 @@ mkdir -p "$CERTS"
 
 # ---------------------------------------------------------------- measurement
 
-# measure <name> <url> <pid...>: wrk throughput, fixed-rate latency, proxies' memory.
-measure() {
-    local name=$1 url=$2
-    shift 2
-    local pids=("$@")
-    wait_http "$url"
-    log "$name: warm-up 2 s"
+# Every path is set up first and measured in interleaved rounds (direct, haproxy, Envoy,
+# kuma-dp, then again), so that a slow spell of this shared machine hits every path alike;
+# each path's req/s is the median of its rounds.
+declare -A URL PIDS_OF
+
+# throughput <name> <round>: one wrk run; RSS of the path's proxies sampled mid-run.
+throughput() {
+    local name=$1 round=$2 url=${URL[$1]} p v rss_mid=0
+    local pids=(${PIDS_OF[$1]:-})
+    log "$name (round $round): warm-up 2 s, then wrk -t1 -c32 -d${WRK_SECONDS}s"
     wrk -t1 -c32 -d2s "$url" >/dev/null
-    log "$name: wrk -t1 -c32 -d${WRK_SECONDS}s"
-    wrk -t1 -c32 -d"${WRK_SECONDS}s" --latency "$url" >"$TMP/wrk-$name.txt" &
-    local wpid=$! rss_mid=0 p v
+    wrk -t1 -c32 -d"${WRK_SECONDS}s" --latency "$url" >"$TMP/wrk-$name-$round.txt" &
+    local wpid=$!
     sleep $((WRK_SECONDS / 2))
     for p in "${pids[@]}"; do
         v=$(mem_kib "$p" VmRSS)
         ((v > rss_mid)) && rss_mid=$v
     done
     wait "$wpid"
-    R[$name.rps]=$(awk '/^Requests\/sec:/ { print $2 }' "$TMP/wrk-$name.txt")
-    R[$name.wrk_non2xx]=$(awk '/Non-2xx/ { print $NF }' "$TMP/wrk-$name.txt")
-    R[$name.wrk_errors]=$(awk '/Socket errors/ { sub(/.*Socket errors: /, ""); print }' "$TMP/wrk-$name.txt")
-    log "$name: $(grep -E 'Requests/sec' "$TMP/wrk-$name.txt") ${R[$name.wrk_non2xx]:+non-2xx ${R[$name.wrk_non2xx]}}"
-    log "$name: aerie-loadgen --rate $RATE -c 16 -d $LAT_SECONDS (+2 s warm-up)"
+    local rps non2xx errors
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$TMP/wrk-$name-$round.txt")
+    non2xx=$(awk '/Non-2xx/ { print $NF }' "$TMP/wrk-$name-$round.txt")
+    errors=$(awk '/Socket errors/ { sub(/.*Socket errors: /, ""); print }' "$TMP/wrk-$name-$round.txt")
+    R[$name.rps_runs]="${R[$name.rps_runs]:-}${R[$name.rps_runs]:+ }$rps"
+    [[ -n $non2xx ]] && R[$name.wrk_non2xx]=$((${R[$name.wrk_non2xx]:-0} + non2xx))
+    [[ -n $errors ]] && R[$name.wrk_errors]="${R[$name.wrk_errors]:-}${R[$name.wrk_errors]:+; }$errors"
+    ((rss_mid > ${R[$name.rss_kib]:-0})) && R[$name.rss_kib]=$rss_mid
+    log "$name (round $round): $rps req/s${non2xx:+, non-2xx $non2xx}"
+}
+
+# latency <name> <round>: one fixed-rate run (values kept per round), then the proxies'
+# peak RSS.
+latency() {
+    local name=$1 round=$2 url=${URL[$1]} kv p v hwm=0 k
+    local pids=(${PIDS_OF[$1]:-})
+    log "$name (round $round): aerie-loadgen --rate $RATE -c 16 -d $LAT_SECONDS (+2 s warm-up)"
     "$BIN/aerie-loadgen" "$url" --rate "$RATE" --connections 16 --duration "$LAT_SECONDS" \
-        --warmup 2 >"$TMP/lat-$name.txt"
-    log "$name: $(cat "$TMP/lat-$name.txt")"
-    local kv
-    for kv in $(cat "$TMP/lat-$name.txt"); do
+        --warmup 2 >"$TMP/lat-$name-$round.txt"
+    log "$name (round $round): $(cat "$TMP/lat-$name-$round.txt")"
+    for kv in $(cat "$TMP/lat-$name-$round.txt"); do
         case $kv in p50_ms=* | p90_ms=* | p99_ms=* | max_ms=* | errors=* | non_2xx=* | ok=* | pacer_late_max_ms=*)
-            R[$name.${kv%%=*}]=${kv#*=} ;;
+            k=$name.${kv%%=*}_runs
+            R[$k]="${R[$k]:-}${R[$k]:+ }${kv#*=}" ;;
         esac
     done
-    local hwm=0
     for p in "${pids[@]}"; do
         v=$(mem_kib "$p" VmHWM)
         ((v > hwm)) && hwm=$v
     done
-    R[$name.rss_kib]=$rss_mid
     R[$name.hwm_kib]=$hwm
 }
 
 # a. direct
-measure direct "http://127.0.0.1:$NGINX_PORT/"
+URL[direct]="http://127.0.0.1:$NGINX_PORT/"
 
 # b. haproxy pair, mTLS (no authorization beyond "signed by the mesh CA")
 HA_IN=$(free_port)
@@ -233,8 +246,8 @@ PIDS+=($HA1)
 "$HAPROXY" -f "$TMP/haproxy/client.cfg" -db >"$TMP/haproxy/client.log" 2>&1 &
 HA2=$!
 PIDS+=($HA2)
-measure haproxy "http://127.0.0.1:$HA_IN/" "$HA1" "$HA2"
-stop "$HA1" "$HA2"
+URL[haproxy]="http://127.0.0.1:$HA_IN/"
+PIDS_OF[haproxy]="$HA1 $HA2"
 
 # c. Envoy pair, mTLS + RBAC on the SPIFFE ID (Kuma's data path), concurrency 2
 EN_IN=$(free_port)
@@ -345,8 +358,8 @@ PIDS+=($EN1)
 "$ENVOY" -c "$TMP/envoy/client.yaml" --concurrency 2 --base-id 7102 -l warning >"$TMP/envoy/client.log" 2>&1 &
 EN2=$!
 PIDS+=($EN2)
-measure envoy "http://127.0.0.1:$EN_IN/" "$EN1" "$EN2"
-stop "$EN1" "$EN2"
+URL[envoy]="http://127.0.0.1:$EN_IN/"
+PIDS_OF[envoy]="$EN1 $EN2"
 
 # d. kuma-dp pair behind a real kuma-cp (mTLS builtin, MeshTrafficPermission client->server)
 CPW=$TMP/kuma
@@ -421,9 +434,19 @@ KD2=$!
 PIDS+=($KD2)
 wait_http "http://127.0.0.1:$KD_A1/ready"
 wait_http "http://127.0.0.1:$KD_A2/ready"
-measure kuma-dp "http://127.0.0.1:$KD_OUT/" "$KD1" "$KD2"
+URL[kuma-dp]="http://127.0.0.1:$KD_OUT/"
+PIDS_OF[kuma-dp]="$KD1 $KD2"
+
+# ---------------------------------------------------------------- measurement
+NAMES=(direct haproxy envoy kuma-dp)
+for name in "${NAMES[@]}"; do wait_http "${URL[$name]}"; done
+for round in $(seq "$ROUNDS"); do
+    for name in "${NAMES[@]}"; do throughput "$name" "$round"; done
+done
+for round in $(seq "$ROUNDS"); do
+    for name in "${NAMES[@]}"; do latency "$name" "$round"; done
+done
 R[cp.rss_kib]=$(mem_kib "$CP" VmRSS)
-stop "$KD1" "$KD2" "$CP"
 R[load.after]=$(cut -d' ' -f1 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
@@ -431,13 +454,31 @@ mkdir -p "$RESULTS"
 {
     for k in "${!R[@]}"; do printf '%s=%s\n' "$k" "${R[$k]}"; done
 } >"$TMP/results.env"
-python3 - "$TMP/results.env" "$WRK_SECONDS" "$LAT_SECONDS" "$RATE" "$ENVOY" >"$TMP/report.md" <<'PY'
-import sys, subprocess, platform, datetime
-env, wrk_s, lat_s, rate, envoy = sys.argv[1:6]
+python3 - "$TMP/results.env" "$WRK_SECONDS" "$LAT_SECONDS" "$RATE" "$ENVOY" "$ROUNDS" >"$TMP/report.md" <<'PY'
+import sys, subprocess, platform, datetime, statistics
+env, wrk_s, lat_s, rate, envoy, rounds = sys.argv[1:7]
 r = {}
 for line in open(env):
     k, _, v = line.rstrip("\n").partition("=")
     r[k] = v
+runs = {}
+for key in ("direct", "haproxy", "envoy", "kuma-dp"):
+    vals = [float(x) for x in r.get(f"{key}.rps_runs", "").split()]
+    runs[key] = vals
+    if vals:
+        r[f"{key}.rps"] = str(statistics.median(vals))
+    # Latency rounds: percentiles are the median of the rounds; max, errors and pacer
+    # lateness the worst (errors summed).
+    for m in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "pacer_late_max_ms", "errors", "non_2xx"):
+        vals = [float(x) for x in r.get(f"{key}.{m}_runs", "").split()]
+        if not vals:
+            continue
+        if m.startswith("p") and m != "pacer_late_max_ms":
+            r[f"{key}.{m}"] = f"{statistics.median(vals):.3f}"
+        elif m in ("errors", "non_2xx"):
+            r[f"{key}.{m}"] = str(int(sum(vals)))
+        else:
+            r[f"{key}.{m}"] = f"{max(vals):.3f}"
 def f(k, d=None):
     try:
         return float(r.get(k, ""))
@@ -457,9 +498,11 @@ print(f"# Data-plane benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%
 print()
 print(f"Machine: {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
       f"{platform.machine()}, kernel {platform.release()}. App: nginx (1 worker per core, access log off, "
-      f"17-byte static body). Throughput: `wrk -t1 -c32 -d{wrk_s}s` after a 2 s warm-up. Latency: "
+      f"17-byte static body). Every path is up for the whole run. Throughput: {rounds} interleaved rounds "
+      f"(direct, haproxy, Envoy, kuma-dp, then again) of `wrk -t1 -c32 -d{wrk_s}s` after a 2 s warm-up; "
+      f"req/s is the median of a path's rounds. Latency: {rounds} interleaved rounds of "
       f"`aerie-loadgen --rate {rate} --connections 16 --duration {lat_s} --warmup 2` (open loop, latency "
-      f"from the intended send time). RSS: VmRSS of each proxy in the middle of the wrk run (the larger of "
+      f"from the intended send time); p50/p90/p99 are the medians of the rounds, max the worst. RSS: VmRSS of each proxy in the middle of the wrk run (the larger of "
       f"the pair); peak = VmHWM after both runs.")
 print()
 import re
@@ -470,8 +513,8 @@ print(f"Load average (1 min) before / after the run: {r.get('load.before', '?')}
       f"(other work on this shared machine competes for the 2 cores; the loadgen's `pacer late max` shows how late "
       f"its own pacing thread woke up, which an open-loop measurement counts as latency).")
 print()
-print(f"| path | req/s | p50 / p90 / p99 / max at {rate} rps (ms) | added p99 vs direct | RSS per proxy under load (peak) | errors | pacer late max |")
-print("|---|---:|---|---:|---|---|---:|")
+print(f"| path | req/s (median) | rounds | p50 / p90 / p99 / max at {rate} rps (ms) | added p99 vs direct | RSS per proxy under load (peak) | errors | pacer late max |")
+print("|---|---:|---|---|---:|---|---|---:|")
 d99 = f("direct.p99_ms")
 for key, name in paths:
     rps = f(f"{key}.rps")
@@ -485,7 +528,8 @@ for key, name in paths:
     if r.get(f"{key}.errors", "0") != "0": errs.append(f"loadgen errors {r[key + '.errors']}")
     if r.get(f"{key}.non_2xx", "0") != "0": errs.append(f"loadgen non-2xx {r[key + '.non_2xx']}")
     late = r.get(f"{key}.pacer_late_max_ms", "-") + " ms"
-    print(f"| {name} | {rps:,.0f} | {lat} | {added} | {rss} | {', '.join(errs) or 'none'} | {late} |" if rps else f"| {name} | - | {lat} | {added} | {rss} | {', '.join(errs) or '-'} | {late} |")
+    rounds_s = ", ".join(f"{v:,.0f}" for v in runs[key]) or "-"
+    print(f"| {name} | {rps:,.0f} | {rounds_s} | {lat} | {added} | {rss} | {', '.join(errs) or 'none'} | {late} |" if rps else f"| {name} | - | - | {lat} | {added} | {rss} | {', '.join(errs) or '-'} | {late} |")
 print()
 print(f"kuma-cp RSS at the end of the kuma-dp run: {f('cp.rss_kib', 0) / 1024:.1f} MiB.")
 print()
@@ -499,10 +543,17 @@ if k and e:
     print(f"| kuma-dp req/s >= 2x Envoy | {k / e:.2f}x ({k:,.0f} vs {e:,.0f}) | {verdict(k >= 2 * e)} |")
 if k and h:
     print(f"| kuma-dp req/s >= 1x haproxy | {k / h:.2f}x ({k:,.0f} vs {h:,.0f}) | {verdict(k >= h)} |")
+    per_round = [a / b for a, b in zip(runs["kuma-dp"], runs["haproxy"]) if b]
+    if len(per_round) > 1:
+        print(f"| (for reference) kuma-dp / haproxy in each round | {', '.join(f'{x:.2f}x' for x in per_round)} | - |")
 if k and f("direct.rps"):
     print(f"| (for reference) kuma-dp req/s vs direct | {k / f('direct.rps'):.2f}x | - |")
 if added is not None:
     print(f"| added p99 <= 0.5 ms at {rate} rps | {added:+.3f} ms | {verdict(added <= 0.5)} |")
+    kp = [float(x) for x in r.get("kuma-dp.p99_ms_runs", "").split()]
+    dp = [float(x) for x in r.get("direct.p99_ms_runs", "").split()]
+    if len(kp) > 1 and len(kp) == len(dp):
+        print(f"| (for reference) kuma-dp added p99 in each round | {', '.join(f'{a - b:+.3f} ms' for a, b in zip(kp, dp))} | - |")
     for key in ("envoy", "haproxy"):
         if f(f"{key}.p99_ms") is not None:
             print(f"| (for reference) {key} added p99 | {f(key + '.p99_ms') - d99:+.3f} ms | - |")

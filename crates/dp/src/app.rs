@@ -29,6 +29,8 @@ pub struct Settings {
     pub cp_addresses: Vec<String>,
     pub ca_cert_pem: Option<String>,
     pub token: String,
+    /// Worker threads serving connections (`--concurrency`); 0: one per CPU.
+    pub workers: usize,
 }
 
 /// Everything `kuma-dp run --proxy-type ingress` resolved from its flags.
@@ -190,7 +192,8 @@ where
 pub async fn run(s: Settings) -> anyhow::Result<()> {
     let mut opts = ProxyOptions::new(s.mesh.clone(), s.name.clone());
     opts.admin_address = s.admin;
-    let proxy = Proxy::new(opts);
+    opts.workers = s.workers;
+    let proxy = Proxy::new(opts).context("cannot start the proxy's worker threads")?;
     let admin = bind_admin(s.admin).await?;
     let admin_proxy = proxy.clone();
     tokio::spawn(async move {

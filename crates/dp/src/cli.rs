@@ -62,11 +62,11 @@ struct RunArgs {
     /// with a ZoneIngress resource in --dataplane-file / --dataplane).
     #[arg(long, env = "KUMA_DATAPLANE_PROXY_TYPE", default_value = "dataplane")]
     proxy_type: String,
-    /// Log level: debug, info, warn, error.
     /// Worker threads of the proxy (Kuma's `--concurrency`, which sets Envoy's); 0 means
     /// one per CPU.
     #[arg(long, default_value_t = 0)]
     pub concurrency: u16,
+    /// Log level: debug, info, warn, error.
     #[arg(long, default_value = "info")]
     log_level: String,
 }
@@ -92,10 +92,19 @@ pub fn main() -> i32 {
                 }
             };
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if args.concurrency > 0 {
-                builder.worker_threads(usize::from(args.concurrency));
-            }
+            // A sidecar serves connections on its own worker threads (one runtime each), so
+            // the main runtime only carries the control-plane stream, the admin API and the
+            // accept loops. The zone ingress serves on the main runtime.
+            let mut builder = match &settings {
+                app::Launch::Sidecar(_) => tokio::runtime::Builder::new_current_thread(),
+                app::Launch::Ingress(_) => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    if args.concurrency > 0 {
+                        b.worker_threads(usize::from(args.concurrency));
+                    }
+                    b
+                }
+            };
             let rt = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -243,6 +252,7 @@ fn settings(args: &RunArgs) -> Result<app::Launch, String> {
                 cp_addresses,
                 ca_cert_pem,
                 token,
+                workers: usize::from(args.concurrency),
             }))
         }
         Spec::ZoneIngress(spec) => {

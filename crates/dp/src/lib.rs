@@ -45,6 +45,7 @@ mod pool;
 mod proxy;
 mod rbac;
 mod tls;
+mod workers;
 
 pub use config::ConfigError;
 pub use ingress::{Ingress, IngressConfigError, IngressOptions};

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -107,10 +107,26 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                // Handed to a worker thread, whose runtime registers it anew.
+                let stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        debug!(error = %e, "cannot hand an accepted connection to a worker");
+                        continue;
+                    }
+                };
                 let guard = shared.drain.track();
                 let current = route.load_full();
-                let (shared, live) = (shared.clone(), route.clone());
-                tokio::spawn(async move {
+                let (task_shared, live) = (shared.clone(), route.clone());
+                shared.workers.spawn(async move {
+                    let shared = task_shared;
+                    let stream = match TcpStream::from_std(stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            debug!(error = %e, "cannot register an accepted connection");
+                            return;
+                        }
+                    };
                     match &*current {
                         Route::Inbound(r) => {
                             r.stats.connections.inc();

@@ -6,6 +6,10 @@
 //! request (whose body is a stream that cannot be replayed) is still ours and goes to the next
 //! endpoint. HTTP/1 connections are kept on an idle stack and returned when the response body
 //! ends; HTTP/2 uses one shared, multiplexed connection per endpoint, read lock-free.
+//!
+//! Both are kept per worker thread ([`crate::workers`]): a connection's task runs on the
+//! worker that opened it, so a request only ever borrows a connection from its own thread
+//! (the per-slot mutex is therefore uncontended).
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,6 +33,7 @@ use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
 use crate::tls::{Alpn, TlsStore};
+use crate::workers;
 
 /// Idle HTTP/1 connections kept per endpoint; more are closed when returned.
 const MAX_IDLE_PER_ENDPOINT: usize = 128;
@@ -208,22 +213,32 @@ pub(crate) enum Sender {
     H2(http2::SendRequest<Incoming>),
 }
 
-/// Connections to one endpoint.
+/// Connections to one endpoint, per worker slot ([`crate::workers::slot`]).
 pub(crate) struct EndpointPool {
     pub connector: Connector,
     pub version: HttpVersion,
-    idle: Mutex<Vec<http1::SendRequest<Incoming>>>,
-    h2: ArcSwapOption<http2::SendRequest<Incoming>>,
+    idle: Box<[Mutex<Vec<http1::SendRequest<Incoming>>>]>,
+    h2: Box<[ArcSwapOption<http2::SendRequest<Incoming>>]>,
 }
 
 impl EndpointPool {
-    pub fn new(connector: Connector, version: HttpVersion) -> Arc<EndpointPool> {
+    /// `slots`: the number of worker slots (workers + 1 for other threads).
+    pub fn new(connector: Connector, version: HttpVersion, slots: usize) -> Arc<EndpointPool> {
+        let slots = slots.max(1);
         Arc::new(EndpointPool {
             connector,
             version,
-            idle: Mutex::new(Vec::new()),
-            h2: ArcSwapOption::empty(),
+            idle: (0..slots).map(|_| Mutex::new(Vec::new())).collect(),
+            h2: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
         })
+    }
+
+    fn idle_stack(&self) -> &Mutex<Vec<http1::SendRequest<Incoming>>> {
+        &self.idle[workers::slot(self.idle.len())]
+    }
+
+    fn h2_conn(&self) -> &ArcSwapOption<http2::SendRequest<Incoming>> {
+        &self.h2[workers::slot(self.h2.len())]
     }
 
     /// A sender on a live connection: a pooled one when available, else a new connection.
@@ -241,18 +256,24 @@ impl EndpointPool {
                 }
             }
             HttpVersion::H2 => {
-                if let Some(sender) = self.h2.load().as_deref()
+                if let Some(sender) = self.h2_conn().load().as_deref()
                     && !sender.is_closed()
                 {
                     return Ok(Sender::H2(sender.clone()));
                 }
             }
         }
-        self.connect().await
+        // Boxed: dialling (TCP + TLS + HTTP handshakes) is a large future, and inline it
+        // would make every request's future that large (and copied around) for a path
+        // taken once per connection.
+        Box::pin(self.connect()).await
     }
 
     fn pop_idle(&self) -> Option<http1::SendRequest<Incoming>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        self.idle_stack()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
     }
 
     /// Returns a connection whose response has been fully read. The connection task may not
@@ -273,7 +294,7 @@ impl EndpointPool {
     }
 
     fn push_idle(&self, sender: http1::SendRequest<Incoming>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle_stack().lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push(sender);
         }
@@ -297,7 +318,7 @@ impl EndpointPool {
                     debug!(%addr, error = %e, "upstream h2 connection ended");
                 }
             });
-            self.h2.store(Some(Arc::new(sender.clone())));
+            self.h2_conn().store(Some(Arc::new(sender.clone())));
             Ok(Sender::H2(sender))
         } else {
             let (sender, conn) = http1::handshake(io)
@@ -325,8 +346,8 @@ impl EndpointPool {
                     Ok(resp) => resp,
                     Err(mut e) => match e.take_message() {
                         Some(req) => {
-                            self.h2.store(None);
-                            let Sender::H2(mut fresh) = self.connect().await? else {
+                            self.h2_conn().store(None);
+                            let Sender::H2(mut fresh) = Box::pin(self.connect()).await? else {
                                 return Err(SendError::Protocol);
                             };
                             fresh.send_request(req).await?
@@ -341,7 +362,7 @@ impl EndpointPool {
                     Ok(resp) => resp,
                     Err(mut e) => match e.take_message() {
                         Some(req) => {
-                            let Sender::H1(mut fresh) = self.connect().await? else {
+                            let Sender::H1(mut fresh) = Box::pin(self.connect()).await? else {
                                 return Err(SendError::Protocol);
                             };
                             let resp = fresh.send_request(req).await?;

@@ -21,6 +21,7 @@ use crate::metrics::{Direction, Metrics};
 use crate::pool::{Connector, EndpointPool, HttpVersion, TlsTarget};
 use crate::rbac::RateLimit;
 use crate::tls::{Alpn, Identity, IdentityError, IdentitySummary, TlsMaterial, TlsStore};
+use crate::workers::Workers;
 
 /// Static settings of a proxy (from `kuma-dp run` flags).
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct ProxyOptions {
     /// Upper bound on a downstream TLS handshake / protocol sniffing, so idle or garbage
     /// connections cannot hold resources.
     pub handshake_timeout: Duration,
+    /// Worker threads serving connections (Kuma's `--concurrency`); 0: one per CPU.
+    pub workers: usize,
 }
 
 impl ProxyOptions {
@@ -59,6 +62,7 @@ impl Default for ProxyOptions {
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            workers: 0,
         }
     }
 }
@@ -72,6 +76,8 @@ pub(crate) struct Shared {
     /// One HTTP server configuration (h1 + h2 autodetection) for every downstream connection.
     pub http: auto::Builder<TokioExecutor>,
     pub shadow_log: RateLimit,
+    /// The threads connections are served on.
+    pub workers: Workers,
 }
 
 /// The applied configuration and its version.
@@ -106,7 +112,14 @@ impl std::fmt::Debug for Proxy {
 
 impl Proxy {
     /// A proxy with no listeners: nothing is served until the first [`Proxy::apply_config`].
-    pub fn new(opts: ProxyOptions) -> Proxy {
+    /// Starts the worker threads connections will be served on (`Err`: they could not be
+    /// started); dropping the last clone of the proxy stops them.
+    pub fn new(opts: ProxyOptions) -> std::io::Result<Proxy> {
+        let count = match opts.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let workers = Workers::start(count)?;
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
             .timer(TokioTimer::new())
@@ -119,15 +132,16 @@ impl Proxy {
             drain: Drain::new(),
             http,
             shadow_log: RateLimit::new(Duration::from_secs(1)),
+            workers,
         });
-        Proxy {
+        Ok(Proxy {
             inner: Arc::new(Inner {
                 shared,
                 config: ArcSwapOption::empty(),
                 cp_connected: AtomicBool::new(false),
                 listeners: Mutex::new(HashMap::new()),
             }),
-        }
+        })
     }
 
     pub fn options(&self) -> &ProxyOptions {
@@ -219,6 +233,8 @@ impl Proxy {
     fn build_route(&self, spec: ListenerSpec, mtls: MtlsMode, old: Option<Arc<Route>>) -> Route {
         let shared = &self.inner.shared;
         let timeout = shared.opts.connect_timeout;
+        // One idle stack (and HTTP/2 connection) per worker, plus one for other threads.
+        let slots = shared.workers.count() + 1;
         match spec {
             ListenerSpec::Inbound { cfg, app } => {
                 let stats = shared.metrics.listener(Direction::Inbound, &cfg.name);
@@ -237,7 +253,7 @@ impl Proxy {
                         tls: None,
                         timeout,
                     };
-                    vec![EndpointPool::new(connector, version)]
+                    vec![EndpointPool::new(connector, version, slots)]
                 });
                 Route::Inbound(Arc::new(InboundRoute {
                     app: Upstreams {
@@ -291,7 +307,7 @@ impl Proxy {
                                 tls: tls.clone(),
                                 timeout,
                             };
-                            EndpointPool::new(connector, version)
+                            EndpointPool::new(connector, version, slots)
                         })
                     })
                     .collect();

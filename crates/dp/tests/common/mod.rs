@@ -391,7 +391,9 @@ pub fn config(
 pub fn proxy(name: &str) -> Proxy {
     let mut opts = ProxyOptions::new(MESH, name);
     opts.drain_timeout = Duration::from_secs(5);
-    Proxy::new(opts)
+    // Two workers, so connections of one test really do run on several threads.
+    opts.workers = 2;
+    Proxy::new(opts).expect("start the proxy's workers")
 }
 
 /// A "client" proxy (outbound to `backend`) and a "server" proxy (inbound for `backend`).

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use aerie_core::policy::mtp::InboundAuthz;
 use aerie_core::proxy_config::{MtlsMode, Protocol};
+use bytes::Bytes;
 use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -635,5 +638,61 @@ async fn revoking_a_permission_stops_the_next_request_on_a_pooled_connection() {
     assert_eq!(
         http_request(p.outbound, "/", "again").await.unwrap().status,
         200
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_clients_on_every_worker_reuse_pooled_upstream_connections() {
+    // 8 keep-alive clients x 25 requests, dealt over the proxies' two workers: every request
+    // succeeds, and the server proxy's per-worker pools reuse their connections to the app
+    // (without pooling the app would see one connection per request).
+    const CLIENTS: usize = 8;
+    const REQUESTS: usize = 25;
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Http, app.addr, allow_web).await;
+    eventually("the pair serves", || async {
+        http_request(p.outbound, "/", "")
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+    })
+    .await;
+    let before = app.connections();
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let outbound = p.outbound;
+        clients.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(outbound).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            for i in 0..REQUESTS {
+                sender.ready().await.unwrap();
+                let req = hyper::Request::builder()
+                    .method("POST")
+                    .uri("/")
+                    .header("host", "backend")
+                    .body(Full::new(Bytes::from(format!("{c}-{i}"))))
+                    .unwrap();
+                let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+                    .await
+                    .expect("no timeout")
+                    .expect("a response");
+                assert_eq!(resp.status(), 200);
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(body, format!("backend {c}-{i}").as_bytes());
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let opened = app.connections() - before;
+    assert!(
+        opened <= 2 * CLIENTS,
+        "{opened} app connections for {} requests from {CLIENTS} keep-alive clients",
+        CLIENTS * REQUESTS
     );
 }

@@ -143,6 +143,8 @@ where
 pub struct HttpApp {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub conns: Arc<AtomicUsize>,
 }
 
 impl HttpApp {
@@ -152,11 +154,14 @@ impl HttpApp {
         let hits = Arc::new(AtomicUsize::new(0));
         let name: Arc<str> = name.into();
         let counter = hits.clone();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let accepted = conns.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let name = name.clone();
                 let counter = counter.clone();
                 tokio::spawn(async move {
@@ -184,11 +189,15 @@ impl HttpApp {
                 });
             }
         });
-        HttpApp { addr, hits }
+        HttpApp { addr, hits, conns }
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
     }
 }
 

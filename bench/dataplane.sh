@@ -503,7 +503,7 @@ print(f"Machine: {subprocess.run(['nproc'], capture_output=True, text=True).stdo
       f"req/s is the median of a path's rounds. Latency: {rounds} interleaved rounds of "
       f"`aerie-loadgen --rate {rate} --connections 16 --duration {lat_s} --warmup 2` (open loop, latency "
       f"from the intended send time); p50/p90/p99 are the medians of the rounds, max the worst. RSS: VmRSS of each proxy in the middle of the wrk run (the larger of "
-      f"the pair); peak = VmHWM after both runs.")
+      f"the pair); peak = VmHWM after the last latency round.")
 print()
 import re
 ev = re.search(r"/(\d+\.\d+\.\d+)/", ver([envoy, "--version"]))

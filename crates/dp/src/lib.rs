@@ -21,6 +21,13 @@
 //!   verifying that it presents the destination's SPIFFE ID, and sending the destination's
 //!   server name (SNI) so that a zone ingress can route the connection.
 //!
+//! # Threads
+//!
+//! Connections are served thread-per-core (module `workers`): `--concurrency` worker threads, each
+//! with a single-threaded runtime, take accepted connections round-robin, and upstream pools
+//! keep one idle stack per worker, so a request never wakes another thread. The caller's
+//! runtime keeps the accept loops, the admin API and the control-plane stream.
+//!
 //! # Hot-path discipline
 //!
 //! Configuration and TLS material are immutable snapshots behind [`arc_swap`]: a request or a

@@ -39,6 +39,9 @@ pub struct ProxyOptions {
     /// Upper bound on a downstream TLS handshake / protocol sniffing, so idle or garbage
     /// connections cannot hold resources.
     pub handshake_timeout: Duration,
+    /// An HTTP connection with no request in flight for this long is closed (gracefully:
+    /// HTTP/1 closes, HTTP/2 sends GOAWAY). Kuma's MeshTimeout default `idleTimeout`, 1 h.
+    pub idle_timeout: Duration,
     /// Worker threads serving connections (Kuma's `--concurrency`); 0: one per CPU.
     pub workers: usize,
 }
@@ -62,6 +65,7 @@ impl Default for ProxyOptions {
             drain_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(3600),
             workers: 0,
         }
     }
@@ -121,9 +125,12 @@ impl Proxy {
         };
         let workers = Workers::start(count)?;
         let mut http = auto::Builder::new(TokioExecutor::new());
+        // No per-request header timer (hyper's would also close every keep-alive connection
+        // idle for that long, and costs a timer per request): idle connections are closed
+        // by `listener::serve_http` after `idle_timeout`, as Envoy's HCM does.
         http.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(opts.handshake_timeout);
+            .header_read_timeout(None);
         http.http2().timer(TokioTimer::new());
         let shared = Arc::new(Shared {
             opts,

@@ -696,3 +696,133 @@ async fn keep_alive_clients_on_every_worker_reuse_pooled_upstream_connections() 
         CLIENTS * REQUESTS
     );
 }
+
+/// A keep-alive HTTP/1.1 client connection to `addr`; the returned flag turns true once the
+/// connection has ended (closed by the other side).
+async fn keep_alive_client(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    Arc<AtomicBool>,
+) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let ended = Arc::new(AtomicBool::new(false));
+    let flag = ended.clone();
+    tokio::spawn(async move {
+        let _ = conn.await;
+        flag.store(true, Ordering::SeqCst);
+    });
+    (sender, ended)
+}
+
+async fn get(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    path: &str,
+) -> Result<u16, String> {
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("not ready: {e}"))?;
+    let req = hyper::Request::builder()
+        .uri(path)
+        .header("host", "backend")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .map_err(|_| "timeout".to_owned())?
+        .map_err(|e| format!("request: {e}"))?;
+    let status = resp.status().as_u16();
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?;
+    Ok(status)
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_close_after_the_idle_timeout_not_before() {
+    // The handshake timeout (which once also bounded idle keep-alive connections) is far
+    // shorter than the idle timeout: a connection idle for longer than the former is kept.
+    const IDLE: Duration = Duration::from_millis(1500);
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair_with(
+        &ca,
+        MtlsMode::Strict,
+        Protocol::Http,
+        app.addr,
+        allow_web,
+        |o| {
+            o.handshake_timeout = Duration::from_millis(200);
+            o.idle_timeout = IDLE;
+        },
+    )
+    .await;
+    eventually("the pair serves", || async {
+        http_request(p.outbound, "/", "")
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+    })
+    .await;
+    let (mut sender, ended) = keep_alive_client(p.outbound).await;
+    assert_eq!(get(&mut sender, "/").await, Ok(200));
+    let app_conns = app.connections();
+    // Idle for well past the handshake timeout, well short of the idle timeout.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!ended.load(Ordering::SeqCst), "closed after 600 ms idle");
+    assert_eq!(
+        get(&mut sender, "/").await,
+        Ok(200),
+        "the same connection serves"
+    );
+    let last = std::time::Instant::now();
+    // Both proxies kept their pooled connections too (client -> server proxy -> app).
+    assert_eq!(app.connections(), app_conns, "no new connection to the app");
+    // Now idle for good: the proxy closes it within the timeout's 1.25x (plus slack).
+    let deadline = last + IDLE * 3;
+    while !ended.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an idle connection was still open after {:?}",
+            last.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        last.elapsed() >= IDLE,
+        "closed after {:?}, before the idle timeout",
+        last.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_request_is_not_idle() {
+    // A request in flight for longer than the idle timeout keeps its connection.
+    let ca = TestCa::new(MESH);
+    let app = HttpApp::start("backend").await;
+    let p = pair_with(
+        &ca,
+        MtlsMode::Strict,
+        Protocol::Http,
+        app.addr,
+        allow_web,
+        |o| o.idle_timeout = Duration::from_millis(300),
+    )
+    .await;
+    eventually("the pair serves", || async {
+        http_request(p.outbound, "/", "")
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+    })
+    .await;
+    let (mut sender, ended) = keep_alive_client(p.outbound).await;
+    assert_eq!(get(&mut sender, "/slow?ms=1200").await, Ok(200));
+    assert!(!ended.load(Ordering::SeqCst));
+    assert_eq!(get(&mut sender, "/").await, Ok(200));
+}

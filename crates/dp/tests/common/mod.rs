@@ -398,10 +398,16 @@ pub fn config(
 }
 
 pub fn proxy(name: &str) -> Proxy {
+    proxy_with(name, |_| {})
+}
+
+/// [`proxy`] with options changed by `tweak`.
+pub fn proxy_with(name: &str, tweak: impl Fn(&mut ProxyOptions)) -> Proxy {
     let mut opts = ProxyOptions::new(MESH, name);
     opts.drain_timeout = Duration::from_secs(5);
     // Two workers, so connections of one test really do run on several threads.
     opts.workers = 2;
+    tweak(&mut opts);
     Proxy::new(opts).expect("start the proxy's workers")
 }
 
@@ -426,10 +432,22 @@ pub async fn pair(
     app: SocketAddr,
     authz: impl FnOnce(u16) -> InboundAuthz,
 ) -> Pair {
+    pair_with(ca, mtls, protocol, app, authz, |_| {}).await
+}
+
+/// [`pair`] with both proxies' options changed by `tweak`.
+pub async fn pair_with(
+    ca: &TestCa,
+    mtls: MtlsMode,
+    protocol: Protocol,
+    app: SocketAddr,
+    authz: impl FnOnce(u16) -> InboundAuthz,
+    tweak: impl Fn(&mut ProxyOptions),
+) -> Pair {
     let inbound_addr = free_addr();
     let outbound_addr = free_addr();
-    let client = proxy("web-1");
-    let server = proxy("backend-1");
+    let client = proxy_with("web-1", &tweak);
+    let server = proxy_with("backend-1", &tweak);
     if mtls != MtlsMode::Off {
         client.apply_identity(ca.identity(MESH, "web")).unwrap();
         server.apply_identity(ca.identity(MESH, "backend")).unwrap();

@@ -200,12 +200,12 @@ where
     }
 }
 
-/// A connection's requests as [`serve_http`] sees them: how many started, how many are in
-/// flight (until their response body is done or dropped). Touched by one thread only, so
-/// the atomics are uncontended.
+/// What happens on a connection, for idleness: `seen` counts events (HTTP requests started,
+/// TCP reads), `in_flight` the HTTP requests whose response body is not done yet. Touched by
+/// one thread only, so the atomics are uncontended.
 #[derive(Default)]
 struct Activity {
-    started: AtomicU64,
+    seen: AtomicU64,
     in_flight: AtomicUsize,
 }
 
@@ -214,7 +214,7 @@ struct InFlight(Arc<Activity>);
 
 impl InFlight {
     fn start(activity: &Arc<Activity>) -> InFlight {
-        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.seen.fetch_add(1, Ordering::Relaxed);
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(activity.clone())
     }
@@ -227,11 +227,14 @@ impl Drop for InFlight {
 }
 
 /// Checks a connection for idleness every quarter of the timeout (one timer per connection,
-/// none per request): idle once four checks in a row saw nothing start and nothing in
-/// flight, i.e. after between 1 and 1.25 times the timeout.
+/// none per request): idle once four checks in a row saw nothing happen, nothing in flight
+/// and nothing in flight at the check before, i.e. after between 1 and 1.25 times the
+/// timeout since the last event or the end of the last request.
 struct IdleCheck {
     ticks: tokio::time::Interval,
-    last_started: u64,
+    last_seen: u64,
+    /// A request was in flight at the last check (it ended since, at an unknown time).
+    was_busy: bool,
     quiet: u32,
 }
 
@@ -244,7 +247,8 @@ impl IdleCheck {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         IdleCheck {
             ticks,
-            last_started: 0,
+            last_seen: 0,
+            was_busy: false,
             quiet: 0,
         }
     }
@@ -254,9 +258,12 @@ impl IdleCheck {
     }
 
     fn expired(&mut self, activity: &Activity) -> bool {
-        let started = activity.started.load(Ordering::Relaxed);
-        if started != self.last_started || activity.in_flight.load(Ordering::Relaxed) > 0 {
-            self.last_started = started;
+        let seen = activity.seen.load(Ordering::Relaxed);
+        let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
+        let active = seen != self.last_seen || busy || self.was_busy;
+        self.last_seen = seen;
+        self.was_busy = busy;
+        if active {
             self.quiet = 0;
             return false;
         }
@@ -341,20 +348,131 @@ impl Body for TrackedBody {
     }
 }
 
-/// Copies bytes both ways until both sides are done (or the drain timeout passes).
-pub(crate) async fn copy_tcp<A, B>(shared: &Shared, mut a: A, mut b: B, stats: &ListenerStats)
+/// Copies bytes both ways until both sides are done, the drain timeout passes, or nothing
+/// has arrived from either side for the idle timeout (Envoy's TCP proxy idle timeout).
+pub(crate) async fn copy_tcp<A, B>(shared: &Shared, a: A, b: B, stats: &ListenerStats)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    let activity = Activity::default();
+    let mut a = Counted {
+        inner: a,
+        activity: &activity,
+    };
+    let mut b = Counted {
+        inner: b,
+        activity: &activity,
+    };
     let mut phase = shared.drain.subscribe();
-    tokio::select! {
-        res = tokio::io::copy_bidirectional(&mut a, &mut b) => {
-            if let Err(e) = res {
-                stats.error("tcp");
-                debug!(listener = %stats.name, error = %e, "TCP proxying ended with an error");
+    let mut idle = IdleCheck::new(shared.opts.idle_timeout);
+    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copy);
+    loop {
+        tokio::select! {
+            res = copy.as_mut() => {
+                if let Err(e) = res {
+                    stats.error("tcp");
+                    debug!(listener = %stats.name, error = %e, "TCP proxying ended with an error");
+                }
+                return;
+            }
+            () = drain::reached(&mut phase, Phase::Closed) => return,
+            () = idle.tick() => {
+                if idle.expired(&activity) {
+                    debug!(listener = %stats.name, "closing an idle TCP connection");
+                    return;
+                }
             }
         }
-        () = drain::reached(&mut phase, Phase::Closed) => {}
+    }
+}
+
+/// A stream whose reads (bytes arriving from that side) count as activity.
+struct Counted<'a, T> {
+    inner: T,
+    activity: &'a Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.seen.fetch_add(1, Ordering::Relaxed);
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks (without timers: `expired` is what each tick runs) until idle; `None` if not
+    /// idle within 20 checks.
+    fn checks_until_idle(check: &mut IdleCheck, activity: &Activity) -> Option<u32> {
+        (1..=20).find(|_| check.expired(activity))
+    }
+
+    #[tokio::test]
+    async fn idle_after_four_quiet_checks_counting_the_end_of_a_request_as_activity() {
+        let activity = Arc::new(Activity::default());
+        let mut check = IdleCheck::new(Duration::from_secs(3600));
+        // A fresh connection that never does anything: idle at the 4th check.
+        assert_eq!(checks_until_idle(&mut check, &activity), Some(4));
+
+        // An event (request start / TCP read) between checks: 4 quiet checks after the one
+        // that saw it.
+        let mut check = IdleCheck::new(Duration::from_secs(3600));
+        assert!(!check.expired(&activity));
+        activity.seen.fetch_add(1, Ordering::Relaxed);
+        assert!(!check.expired(&activity), "the check that sees the event");
+        assert_eq!(checks_until_idle(&mut check, &activity), Some(4));
+
+        // A long request: never idle while in flight, whatever the number of checks.
+        let mut check = IdleCheck::new(Duration::from_secs(3600));
+        let guard = InFlight::start(&activity);
+        assert_eq!(checks_until_idle(&mut check, &activity), None);
+        // It ended at some point before the next check: that check counts as active too,
+        // so the timeout runs from the end of the request, not from the last busy check.
+        drop(guard);
+        assert!(!check.expired(&activity));
+        assert_eq!(checks_until_idle(&mut check, &activity), Some(4));
     }
 }

@@ -40,7 +40,8 @@ pub struct ProxyOptions {
     /// connections cannot hold resources.
     pub handshake_timeout: Duration,
     /// An HTTP connection with no request in flight for this long is closed (gracefully:
-    /// HTTP/1 closes, HTTP/2 sends GOAWAY). Kuma's MeshTimeout default `idleTimeout`, 1 h.
+    /// HTTP/1 closes, HTTP/2 sends GOAWAY), and so is a TCP connection on which no byte
+    /// arrived from either side. Kuma's MeshTimeout default `idleTimeout`, 1 h.
     pub idle_timeout: Duration,
     /// Worker threads serving connections (Kuma's `--concurrency`); 0: one per CPU.
     pub workers: usize,

@@ -826,3 +826,49 @@ async fn a_slow_request_is_not_idle() {
     assert!(!ended.load(Ordering::SeqCst));
     assert_eq!(get(&mut sender, "/").await, Ok(200));
 }
+
+#[tokio::test]
+async fn tcp_connections_close_when_idle_and_stay_open_while_bytes_flow() {
+    const IDLE: Duration = Duration::from_millis(600);
+    let ca = TestCa::new(MESH);
+    let echo = tcp_echo().await;
+    let p = pair_with(&ca, MtlsMode::Strict, Protocol::Tcp, echo, allow_web, |o| {
+        o.idle_timeout = IDLE;
+    })
+    .await;
+    eventually("the pair echoes", || async {
+        tcp_roundtrip(p.outbound, b"ping")
+            .await
+            .ok()
+            .filter(|b| b == b"ping")
+    })
+    .await;
+    let mut stream = TcpStream::connect(p.outbound).await.unwrap();
+    let mut byte = [0u8; 1];
+    // A byte each 150 ms for 2.5x the idle timeout: never idle, never closed.
+    let busy_until = std::time::Instant::now() + IDLE * 5 / 2;
+    let mut last = std::time::Instant::now();
+    while last < busy_until {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream.write_all(b"x").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut byte))
+            .await
+            .expect("echo in time")
+            .expect("the connection is open while bytes flow");
+        assert_eq!(&byte, b"x");
+        last = std::time::Instant::now();
+    }
+    // Then silence: the proxy closes the connection after the idle timeout.
+    let read = tokio::time::timeout(IDLE * 4, stream.read(&mut byte))
+        .await
+        .expect("closed within 4x the idle timeout");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "expected the connection closed, read {read:?}"
+    );
+    assert!(
+        last.elapsed() >= IDLE,
+        "closed after {:?}, before the idle timeout",
+        last.elapsed()
+    );
+}

@@ -650,14 +650,7 @@ async fn keep_alive_clients_on_every_worker_reuse_pooled_upstream_connections() 
     const REQUESTS: usize = 25;
     let ca = TestCa::new(MESH);
     let app = HttpApp::start("backend").await;
-    let p = pair(&ca, MtlsMode::Strict, Protocol::Http, app.addr, allow_web).await;
-    eventually("the pair serves", || async {
-        http_request(p.outbound, "/", "")
-            .await
-            .ok()
-            .filter(|r| r.status == 200)
-    })
-    .await;
+    let p = serving_http_pair(&ca, &app, |_| {}).await;
     let before = app.connections();
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
@@ -695,6 +688,32 @@ async fn keep_alive_clients_on_every_worker_reuse_pooled_upstream_connections() 
         "{opened} app connections for {} requests from {CLIENTS} keep-alive clients",
         CLIENTS * REQUESTS
     );
+}
+
+/// A STRICT mTLS HTTP pair to `app` allowing `web`, with options changed by `tweak`, once
+/// it serves.
+async fn serving_http_pair(
+    ca: &TestCa,
+    app: &HttpApp,
+    tweak: impl Fn(&mut aerie_dp::ProxyOptions),
+) -> Pair {
+    let p = pair_with(
+        ca,
+        MtlsMode::Strict,
+        Protocol::Http,
+        app.addr,
+        allow_web,
+        tweak,
+    )
+    .await;
+    eventually("the pair serves", || async {
+        http_request(p.outbound, "/", "")
+            .await
+            .ok()
+            .filter(|r| r.status == 200)
+    })
+    .await;
+    p
 }
 
 /// A keep-alive HTTP/1.1 client connection to `addr`; the returned flag turns true once the
@@ -750,23 +769,9 @@ async fn idle_keep_alive_connections_close_after_the_idle_timeout_not_before() {
     const IDLE: Duration = Duration::from_millis(1500);
     let ca = TestCa::new(MESH);
     let app = HttpApp::start("backend").await;
-    let p = pair_with(
-        &ca,
-        MtlsMode::Strict,
-        Protocol::Http,
-        app.addr,
-        allow_web,
-        |o| {
-            o.handshake_timeout = Duration::from_millis(200);
-            o.idle_timeout = IDLE;
-        },
-    )
-    .await;
-    eventually("the pair serves", || async {
-        http_request(p.outbound, "/", "")
-            .await
-            .ok()
-            .filter(|r| r.status == 200)
+    let p = serving_http_pair(&ca, &app, |o| {
+        o.handshake_timeout = Duration::from_millis(200);
+        o.idle_timeout = IDLE;
     })
     .await;
     let (mut sender, ended) = keep_alive_client(p.outbound).await;
@@ -805,22 +810,7 @@ async fn a_slow_request_is_not_idle() {
     // A request in flight for longer than the idle timeout keeps its connection.
     let ca = TestCa::new(MESH);
     let app = HttpApp::start("backend").await;
-    let p = pair_with(
-        &ca,
-        MtlsMode::Strict,
-        Protocol::Http,
-        app.addr,
-        allow_web,
-        |o| o.idle_timeout = Duration::from_millis(300),
-    )
-    .await;
-    eventually("the pair serves", || async {
-        http_request(p.outbound, "/", "")
-            .await
-            .ok()
-            .filter(|r| r.status == 200)
-    })
-    .await;
+    let p = serving_http_pair(&ca, &app, |o| o.idle_timeout = Duration::from_millis(300)).await;
     let (mut sender, ended) = keep_alive_client(p.outbound).await;
     assert_eq!(get(&mut sender, "/slow?ms=1200").await, Ok(200));
     assert!(!ended.load(Ordering::SeqCst));

@@ -194,6 +194,22 @@ async fn start_ingress(ip: &str, tweak: impl FnOnce(&mut IngressOptions)) -> (In
     (ingress, addr)
 }
 
+/// `backend` (one endpoint on `backend_ip`) behind an ingress on `ingress_ip` with options
+/// changed by `tweak`, configured with that one route.
+async fn routed_ingress(
+    ca: &TestCa,
+    ingress_ip: &str,
+    backend_ip: &str,
+    tweak: impl FnOnce(&mut IngressOptions),
+) -> (TlsBackend, Ingress, SocketAddr) {
+    let backend = TlsBackend::start(ca, backend_ip, "backend", "backend-1").await;
+    let (ingress, addr) = start_ingress(ingress_ip, tweak).await;
+    ingress
+        .apply_config("1", ingress_config(vec![route("backend", &[backend.addr])]))
+        .unwrap();
+    (backend, ingress, addr)
+}
+
 /// The value of the metric line starting with `prefix` (labels included), 0 if absent.
 fn metric(ingress: &Ingress, prefix: &str) -> u64 {
     ingress
@@ -329,11 +345,7 @@ fn client_hello_bytes(sni: &str) -> Vec<u8> {
 #[tokio::test]
 async fn unroutable_connections_are_closed_and_counted() {
     let ca = TestCa::new(MESH);
-    let backend = TlsBackend::start(&ca, "127.0.0.27", "backend", "backend-1").await;
-    let (ingress, addr) = start_ingress("127.0.0.26", |_| {}).await;
-    ingress
-        .apply_config("1", ingress_config(vec![route("backend", &[backend.addr])]))
-        .unwrap();
+    let (backend, ingress, addr) = routed_ingress(&ca, "127.0.0.26", "127.0.0.27", |_| {}).await;
     let client = client_config(ca.identity(MESH, "web"));
 
     // An unknown server name, and none at all (an IP address is never sent as SNI).
@@ -381,14 +393,10 @@ async fn unroutable_connections_are_closed_and_counted() {
 #[tokio::test]
 async fn a_client_hello_that_never_completes_is_closed_after_the_timeout() {
     let ca = TestCa::new(MESH);
-    let backend = TlsBackend::start(&ca, "127.0.0.29", "backend", "backend-1").await;
-    let (ingress, addr) = start_ingress("127.0.0.28", |o| {
+    let (backend, ingress, addr) = routed_ingress(&ca, "127.0.0.28", "127.0.0.29", |o| {
         o.handshake_timeout = Duration::from_millis(300);
     })
     .await;
-    ingress
-        .apply_config("1", ingress_config(vec![route("backend", &[backend.addr])]))
-        .unwrap();
     let hello = client_hello_bytes("backend.default.mesh");
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(&hello[..hello.len() / 2]).await.unwrap();
@@ -468,11 +476,7 @@ async fn start_ingress_admin(ingress: &Ingress) -> SocketAddr {
 #[tokio::test]
 async fn drain_stops_accepting_and_waits_for_open_connections() {
     let ca = TestCa::new(MESH);
-    let backend = TlsBackend::start(&ca, "127.0.0.34", "backend", "backend-1").await;
-    let (ingress, addr) = start_ingress("127.0.0.33", |_| {}).await;
-    ingress
-        .apply_config("1", ingress_config(vec![route("backend", &[backend.addr])]))
-        .unwrap();
+    let (_backend, ingress, addr) = routed_ingress(&ca, "127.0.0.33", "127.0.0.34", |_| {}).await;
     let client = client_config(ca.identity(MESH, "web"));
     let (_, _, mut open) = via_ingress(addr, "backend.default.mesh", client)
         .await
@@ -617,11 +621,8 @@ async fn sidecar_to_ingress_to_sidecar_carries_the_callers_identity() {
 #[tokio::test]
 async fn an_oversized_client_hello_is_refused() {
     let ca = TestCa::new(MESH);
-    let backend = TlsBackend::start(&ca, "127.0.0.38", "backend", "backend-1").await;
-    let (ingress, addr) = start_ingress("127.0.0.37", |o| o.max_client_hello = 64).await;
-    ingress
-        .apply_config("1", ingress_config(vec![route("backend", &[backend.addr])]))
-        .unwrap();
+    let (backend, ingress, addr) =
+        routed_ingress(&ca, "127.0.0.37", "127.0.0.38", |o| o.max_client_hello = 64).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(&client_hello_bytes("backend.default.mesh"))

@@ -662,3 +662,68 @@ fn the_leader_deletes_dataplanes_offline_for_the_cleanup_age() {
             .then_some(())
     });
 }
+
+/// Accepted inbound connections, from a proxy's `/stats/prometheus`.
+fn inbound_connections(dp: &Dataplane) -> u64 {
+    dp.stats()
+        .lines()
+        .filter(|l| l.starts_with("aerie_dp_connections_total{direction=\"inbound\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Sends `GET /check-in` on `conn` and reads one response; its status line, or why none came.
+fn get_on(conn: &mut std::net::TcpStream) -> Result<String, String> {
+    conn.write_all(b"GET /check-in HTTP/1.1\r\nHost: check-in-api\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!("closed after {} bytes", buf.len()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let head = text(&buf);
+        if let Some((head, body)) = head.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .ok_or_else(|| format!("no content-length: {head}"))?;
+            if body.len() >= len {
+                return Ok(head.lines().next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+}
+
+#[test]
+fn idle_keep_alive_connections_outlive_the_handshake_timeout() {
+    // kuma-dp once closed every keep-alive connection idle for 10 s (its handshake timeout);
+    // idle connections now last the idle timeout (1 h). Both hops are checked: the app's
+    // connection to its sidecar, and the pooled mTLS connection between the sidecars.
+    let k = KongAir::start("http");
+    k.apply(MTLS);
+    k.apply(TARGETED);
+    wait_status("flight-control allowed", &k.from_flight_control, 200);
+    let mut conn = std::net::TcpStream::connect(&k.from_flight_control).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(get_on(&mut conn).unwrap(), "HTTP/1.1 200 OK");
+    let accepted = inbound_connections(&k.checkin);
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(
+        get_on(&mut conn).as_deref(),
+        Ok("HTTP/1.1 200 OK"),
+        "the same connection serves after 11 s idle"
+    );
+    assert_eq!(
+        inbound_connections(&k.checkin),
+        accepted,
+        "check-in-api's sidecar accepted no new connection: the pooled one was kept"
+    );
+}

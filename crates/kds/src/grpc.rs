@@ -152,27 +152,31 @@ impl KdsSyncClient {
         &mut self,
         request: impl tonic::IntoStreamingRequest<Message = DeltaDiscoveryRequest>,
     ) -> Result<Response<Streaming<DeltaDiscoveryResponse>>, Status> {
-        self.ready().await?;
-        let path = http::uri::PathAndQuery::from_static(GLOBAL_TO_ZONE);
-        self.inner
-            .streaming(
-                request.into_streaming_request(),
-                path,
-                tonic_prost::ProstCodec::default(),
-            )
-            .await
+        self.stream(GLOBAL_TO_ZONE, request).await
     }
 
     pub async fn zone_to_global_sync(
         &mut self,
         request: impl tonic::IntoStreamingRequest<Message = DeltaDiscoveryResponse>,
     ) -> Result<Response<Streaming<DeltaDiscoveryRequest>>, Status> {
+        self.stream(ZONE_TO_GLOBAL, request).await
+    }
+
+    /// Opens the bidirectional stream at `path` (both RPCs differ only in path and types).
+    async fn stream<Out, In>(
+        &mut self,
+        path: &'static str,
+        request: impl tonic::IntoStreamingRequest<Message = Out>,
+    ) -> Result<Response<Streaming<In>>, Status>
+    where
+        Out: prost::Message + Send + Sync + 'static,
+        In: prost::Message + Default + Send + Sync + 'static,
+    {
         self.ready().await?;
-        let path = http::uri::PathAndQuery::from_static(ZONE_TO_GLOBAL);
         self.inner
             .streaming(
                 request.into_streaming_request(),
-                path,
+                http::uri::PathAndQuery::from_static(path),
                 tonic_prost::ProstCodec::default(),
             )
             .await

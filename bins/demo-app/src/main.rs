@@ -1,5 +1,6 @@
 //! `demo-app --name NAME --listen ADDR [--tcp-echo]`: answers every HTTP request with
-//! `{"service": NAME, "path": PATH, "requests": N}` (200), or echoes TCP bytes back. It stands
+//! `{"service": NAME, "path": PATH, "requests": N}` (200), `GET /headers` with the request's
+//! headers as a JSON object (what the sidecar passed on), or echoes TCP bytes back. It stands
 //! for the Kong Air services behind the sidecars in the demo and in the end-to-end tests.
 
 use std::convert::Infallible;
@@ -81,11 +82,15 @@ async fn main() {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let n = count.fetch_add(1, Ordering::Relaxed) + 1;
-                let body = format!(
-                    "{{\"service\":\"{}\",\"path\":\"{}\",\"requests\":{n}}}\n",
-                    name,
-                    req.uri().path()
-                );
+                let body = if req.uri().path() == "/headers" {
+                    headers_json(&req)
+                } else {
+                    format!(
+                        "{{\"service\":\"{}\",\"path\":\"{}\",\"requests\":{n}}}\n",
+                        name,
+                        req.uri().path()
+                    )
+                };
                 async move {
                     Ok::<_, Infallible>(
                         Response::builder()
@@ -100,4 +105,17 @@ async fn main() {
                 .await;
         });
     }
+}
+
+/// The request's headers as a JSON object (name -> value; repeated names keep the last).
+fn headers_json(req: &Request<hyper::body::Incoming>) -> String {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), serde_json::Value::String(value))
+        })
+        .collect();
+    format!("{}\n", serde_json::Value::Object(headers))
 }

@@ -12,6 +12,7 @@
 pub mod duration;
 pub mod format;
 pub mod multizone;
+pub mod net;
 pub mod policy;
 pub mod proxy_config;
 pub mod resource;

@@ -197,8 +197,10 @@ impl<'a> MeshView<'a> {
                 continue;
             };
             for i in &net.inbound {
+                let address = i.address.as_ref().unwrap_or(&net.address);
                 if matches!(i.state.as_deref(), Some("NotReady") | Some("Ignored"))
                     || i.service().is_empty()
+                    || !dialable(address)
                 {
                     continue;
                 }
@@ -207,7 +209,7 @@ impl<'a> MeshView<'a> {
                     .or_default()
                     .push(ServiceEndpoint {
                         endpoint: Endpoint {
-                            address: i.address.clone().unwrap_or_else(|| net.address.clone()),
+                            address: address.clone(),
                             port: clamp_port(i.port),
                             dataplane: dp_name.to_string(),
                         },
@@ -255,6 +257,9 @@ impl<'a> MeshView<'a> {
         }
         for (name, ingress) in ingresses {
             let (address, port) = ingress.advertised();
+            if !dialable(address) {
+                continue;
+            }
             for svc in &ingress.available_services {
                 let Some(service) = svc.tags.get(SERVICE_TAG) else {
                     continue;
@@ -475,6 +480,16 @@ impl<'a> MeshView<'a> {
     }
 }
 
+/// Whether an endpoint address is an IP address a proxy may dial (see [`crate::net`]). The
+/// control plane resolves host names before building configs; a name it could not resolve, or
+/// an address no proxy may dial, is left out, so one bad Dataplane never spoils the config of
+/// every proxy that calls its service.
+pub fn dialable(address: &str) -> bool {
+    address
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| crate::net::endpoint_refusal(ip).is_none())
+}
+
 /// Ports are validated to 1..=65535 before they are stored; this only guards the cast.
 fn clamp_port(p: u32) -> u16 {
     u16::try_from(p).unwrap_or(0)
@@ -584,6 +599,39 @@ mod tests {
                 "kuma://version/v1"
             ]
         );
+    }
+
+    #[test]
+    fn host_names_and_undialable_addresses_are_left_out_of_endpoints() {
+        let Spec::Mesh(mesh) = parse("type: Mesh\nname: default\n") else {
+            panic!()
+        };
+        let api = |name: &str, address: &str| {
+            dp(&format!(
+                "type: Dataplane\nname: {name}\nmesh: default\nnetworking:\n  address: {address}\n  inbound:\n  - port: 9000\n    tags: {{kuma.io/service: api}}\n"
+            ))
+        };
+        let good = api("good", "10.0.0.2");
+        let unresolved = api("named", "api.example.internal");
+        let metadata = api("metadata", "169.254.169.254");
+        let caller = dp(
+            "type: Dataplane\nname: d\nmesh: default\nnetworking:\n  address: 10.0.0.9\n  outbound:\n  - port: 10001\n    tags: {kuma.io/service: api}\n",
+        );
+        let index = PolicyIndex::new(&[]);
+        let dps = [
+            ("good", &good),
+            ("named", &unresolved),
+            ("metadata", &metadata),
+            ("d", &caller),
+        ];
+        let view = MeshView::new("default", &mesh, &index, &dps, &|_| true);
+        let cfg = view.proxy_config("d", &Tags::new(), &caller);
+        let addrs: Vec<_> = cfg.outbounds[0]
+            .endpoints
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
+        assert_eq!(addrs, ["10.0.0.2"]);
     }
 
     #[test]

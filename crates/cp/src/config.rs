@@ -83,6 +83,8 @@ pub struct Config {
     pub skip_mesh_creation: bool,
     /// How long a Dataplane may stay offline before the leader deletes it (Kuma: 72h).
     pub dataplane_cleanup_age: std::time::Duration,
+    /// How long a Dataplane's resolved host name is used before it is resolved again.
+    pub dns_cache_ttl: std::time::Duration,
     pub zone_name: Option<String>,
     pub multizone: Multizone,
 }
@@ -330,6 +332,11 @@ const KEYS: &[Key] = &[
         default: "5",
     },
     Key {
+        path: "general.dnsCacheTTL",
+        env: "KUMA_GENERAL_DNS_CACHE_TTL",
+        default: "10s",
+    },
+    Key {
         path: "runtime.universal.dataplaneCleanupAge",
         env: "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE",
         default: "72h",
@@ -535,6 +542,17 @@ impl Config {
                         raw.err(
                             "runtime.universal.dataplaneCleanupAge",
                             format!("\"{v}\" is not a duration (e.g. 72h)"),
+                        )
+                    })?
+            },
+            dns_cache_ttl: {
+                let v = raw.get("general.dnsCacheTTL");
+                aerie_core::duration::parse_go_duration(v)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        raw.err(
+                            "general.dnsCacheTTL",
+                            format!("\"{v}\" is not a duration (e.g. 10s)"),
                         )
                     })?
             },

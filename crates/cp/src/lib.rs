@@ -16,6 +16,7 @@ pub mod generator;
 pub mod kds;
 pub mod leader;
 pub mod metrics;
+pub mod resolve;
 mod serve;
 pub mod signing;
 pub mod tokens;
@@ -190,6 +191,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         instance_id.clone(),
         role.clone(),
         role.local_zone(&config).to_string(),
+        config.dns_cache_ttl,
     );
     let hub = dp_server.hub();
     let (leader, leader_task) = leader::spawn(store.clone(), instance_id.clone(), metrics.clone());

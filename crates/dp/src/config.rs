@@ -1,6 +1,7 @@
-//! Validation of a [`ProxyConfig`] into the listeners it asks for. Anything wrong refuses the
-//! whole config (a NACK): applying half of it would leave the proxy in a state the control
-//! plane never computed.
+//! Validation of a [`ProxyConfig`] into the listeners it asks for. Anything wrong with the
+//! proxy's own listeners refuses the whole config (a NACK): applying half of it would leave the
+//! proxy in a state the control plane never computed. Another proxy's endpoint that cannot be
+//! dialled is skipped instead: it must not freeze the config of everyone calling its service.
 
 use std::collections::HashMap;
 use std::io;
@@ -110,14 +111,21 @@ pub(crate) fn plan(
         if cfg.mtls != MtlsMode::Off && outbound.spiffe_id.is_empty() {
             return Err(ConfigError::MissingSpiffeId(what));
         }
+        // One bad endpoint (a name the control plane could not resolve, an address no proxy
+        // may dial, the listener itself) is skipped and logged; the rest still serve.
         let endpoints = outbound
             .endpoints
             .iter()
-            .map(|e| socket_addr(&what, &e.address, e.port))
-            .collect::<Result<Vec<_>, _>>()?;
-        if endpoints.contains(&listen) {
-            return Err(ConfigError::Loop(what));
-        }
+            .filter_map(|e| {
+                let skipped = match crate::dial::endpoint(&e.address, e.port) {
+                    Ok(addr) if addr == listen => "it is this outbound's own listener".to_owned(),
+                    Ok(addr) => return Some(addr),
+                    Err(why) => why,
+                };
+                tracing::warn!(outbound = %outbound.service, dataplane = %e.dataplane, why = %skipped, "skipping an endpoint");
+                None
+            })
+            .collect();
         out.push((
             listen,
             ListenerSpec::Outbound {
@@ -203,6 +211,32 @@ mod tests {
     }
 
     #[test]
+    fn skips_endpoints_that_cannot_be_dialled_and_keeps_the_rest() {
+        let mut c = cfg();
+        let good = c.outbounds[0].endpoints[0].clone();
+        for (address, port) in [
+            ("backend.mesh", 10001),
+            ("169.254.169.254", 80),
+            ("::1", 10001),
+            ("127.0.0.1", 20001), // the outbound's own listener
+        ] {
+            c.outbounds[0].endpoints.push(Endpoint {
+                address: address.into(),
+                port,
+                dataplane: format!("bad-{address}"),
+            });
+        }
+        let plan = plan(&opts(), &c).unwrap();
+        let Some((_, ListenerSpec::Outbound { endpoints, .. })) = plan.get(1) else {
+            panic!("no outbound planned");
+        };
+        assert_eq!(
+            endpoints,
+            &[format!("{}:{}", good.address, good.port).parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
     fn refuses_bad_configs() {
         let mut c = cfg();
         c.name = "other".into();
@@ -212,7 +246,7 @@ mod tests {
         ));
 
         let mut c = cfg();
-        c.outbounds[0].endpoints[0].address = "backend.mesh".into();
+        c.inbounds[0].address = "web.mesh".into();
         assert!(matches!(
             plan(&opts(), &c),
             Err(ConfigError::Address { .. })

@@ -40,6 +40,7 @@ mod app;
 mod body;
 pub mod cli;
 mod config;
+mod dial;
 mod drain;
 mod forward;
 mod inbound;

@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::debug;
 
@@ -42,6 +42,9 @@ pub(crate) enum Route {
 
 pub(crate) struct InboundRoute {
     pub cfg: InboundConfig,
+    /// This inbound's identity (`spiffe://<mesh>/<service>`): `By=` of the
+    /// `x-forwarded-client-cert` it sets.
+    pub spiffe_id: Arc<str>,
     pub mtls: MtlsMode,
     pub app_addr: SocketAddr,
     /// The application, as a one-endpoint pool.
@@ -56,9 +59,40 @@ pub(crate) struct OutboundRoute {
     pub stats: Arc<ListenerStats>,
 }
 
-/// A running listener; dropping it stops accepting (open connections are not touched).
+/// A listener's current route, and a signal for the connections that must re-decide when
+/// it changes (inbound TCP connections re-check their authorization).
+pub(crate) struct LiveRoute {
+    route: ArcSwap<Route>,
+    changed: watch::Sender<()>,
+}
+
+impl LiveRoute {
+    fn new(route: Route) -> LiveRoute {
+        LiveRoute {
+            route: ArcSwap::from_pointee(route),
+            changed: watch::channel(()).0,
+        }
+    }
+
+    /// The current route (a pointer load, no lock).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Route>> {
+        self.route.load()
+    }
+
+    pub fn load_full(&self) -> Arc<Route> {
+        self.route.load_full()
+    }
+
+    /// Resolves at every later route change; errs once the listener is gone.
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+}
+
+/// A running listener; dropping it stops accepting. Open HTTP connections keep their last
+/// route; open inbound TCP connections stop re-checking their authorization.
 pub(crate) struct Listener {
-    route: Arc<ArcSwap<Route>>,
+    route: Arc<LiveRoute>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -82,24 +116,25 @@ impl Listener {
         shared: Arc<Shared>,
         handle: &Handle,
     ) -> Listener {
-        let route = Arc::new(ArcSwap::from_pointee(route));
+        let route = Arc::new(LiveRoute::new(route));
         let (stop, stopped) = oneshot::channel();
         handle.spawn(accept_loop(socket, route.clone(), shared, stopped));
         Listener { route, _stop: stop }
     }
 
     pub fn route(&self) -> Arc<Route> {
-        self.route.load_full()
+        self.route.route.load_full()
     }
 
     pub fn swap(&self, route: Route) {
-        self.route.store(Arc::new(route));
+        self.route.route.store(Arc::new(route));
+        self.route.changed.send_replace(());
     }
 }
 
 async fn accept_loop(
     socket: TcpListener,
-    route: Arc<ArcSwap<Route>>,
+    route: Arc<LiveRoute>,
     shared: Arc<Shared>,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -123,7 +158,7 @@ async fn accept_loop(
                     }
                 };
                 let guard = shared.drain.track();
-                let current = route.load_full();
+                let current = route.route.load_full();
                 let (task_shared, live) = (shared.clone(), route.clone());
                 shared.workers.spawn(async move {
                     let shared = task_shared;
@@ -350,8 +385,15 @@ impl Body for TrackedBody {
 
 /// Copies bytes both ways until both sides are done, the drain timeout passes, or nothing
 /// has arrived from either side for the idle timeout (Envoy's TCP proxy idle timeout).
-pub(crate) async fn copy_tcp<A, B>(shared: &Shared, a: A, b: B, stats: &ListenerStats)
-where
+/// Copies bytes both ways until either side is done, the connection idles out, the proxy
+/// has drained, or `revoked` resolves (the connection is no longer allowed).
+pub(crate) async fn copy_tcp<A, B>(
+    shared: &Shared,
+    a: A,
+    b: B,
+    stats: &ListenerStats,
+    revoked: impl Future<Output = ()>,
+) where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
@@ -368,8 +410,10 @@ where
     let mut idle = IdleCheck::new(shared.opts.idle_timeout);
     let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
     tokio::pin!(copy);
+    tokio::pin!(revoked);
     loop {
         tokio::select! {
+            () = revoked.as_mut() => return,
             res = copy.as_mut() => {
                 if let Err(e) = res {
                     stats.error("tcp");

@@ -97,7 +97,7 @@ impl Connector {
     pub async fn connect(&self) -> Result<Upstream, ConnectError> {
         let addr = self.addr;
         let work = async {
-            let tcp = TcpStream::connect(addr)
+            let tcp = crate::dial::connect(addr)
                 .await
                 .map_err(|e| ConnectError::Io(addr, e))?;
             let _ = tcp.set_nodelay(true);
@@ -207,18 +207,23 @@ pub(crate) enum HttpVersion {
     H2,
 }
 
-/// A ready-to-use request sender.
+/// A ready-to-use request sender; an HTTP/1 one with the identity epoch of the proxy's
+/// certificate it was opened with (see [`EndpointPool::epoch`]), to pool it under.
 pub(crate) enum Sender {
-    H1(http1::SendRequest<Incoming>),
+    H1(http1::SendRequest<Incoming>, u64),
     H2(http2::SendRequest<Incoming>),
 }
 
-/// Connections to one endpoint, per worker slot ([`crate::workers::slot`]).
+/// Connections to one endpoint, per worker slot ([`crate::workers::slot`]). Each pooled
+/// connection remembers the identity epoch it was opened with: once the proxy's identity
+/// changes (an admin changed its services), connections presenting the old certificate are
+/// not reused, so the peer never authorizes a request under an identity the proxy no longer
+/// holds. Rotations that keep the identity keep the epoch, and the connections.
 pub(crate) struct EndpointPool {
     pub connector: Connector,
     pub version: HttpVersion,
-    idle: Box<[Mutex<Vec<http1::SendRequest<Incoming>>>]>,
-    h2: Box<[ArcSwapOption<http2::SendRequest<Incoming>>]>,
+    idle: Box<[Mutex<Vec<(u64, http1::SendRequest<Incoming>)>>]>,
+    h2: Box<[ArcSwapOption<(u64, http2::SendRequest<Incoming>)>]>,
 }
 
 impl EndpointPool {
@@ -233,30 +238,44 @@ impl EndpointPool {
         })
     }
 
-    fn idle_stack(&self) -> &Mutex<Vec<http1::SendRequest<Incoming>>> {
+    fn idle_stack(&self) -> &Mutex<Vec<(u64, http1::SendRequest<Incoming>)>> {
         &self.idle[workers::slot(self.idle.len())]
     }
 
-    fn h2_conn(&self) -> &ArcSwapOption<http2::SendRequest<Incoming>> {
+    fn h2_conn(&self) -> &ArcSwapOption<(u64, http2::SendRequest<Incoming>)> {
         &self.h2[workers::slot(self.h2.len())]
+    }
+
+    /// The identity epoch new connections present: that of the current certificate (mTLS),
+    /// 0 for plaintext pools. One pointer load.
+    fn epoch(&self) -> u64 {
+        self.connector
+            .tls
+            .as_ref()
+            .and_then(|t| t.store.load().as_ref().map(|m| m.epoch))
+            .unwrap_or(0)
     }
 
     /// A sender on a live connection: a pooled one when available, else a new connection.
     /// `Err` only when dialling fails, so the caller can try another endpoint.
     pub async fn checkout(&self) -> Result<Sender, ConnectError> {
+        let epoch = self.epoch();
         match self.version {
             HttpVersion::H1 => {
                 // Never wait on a pooled connection: one that is not ready right now is busy
                 // or broken, and a fresh connection is the better bet.
-                while let Some(mut sender) = self.pop_idle() {
-                    if !sender.is_closed() && matches!(sender.ready().now_or_never(), Some(Ok(())))
+                while let Some((opened, mut sender)) = self.pop_idle() {
+                    if opened == epoch
+                        && !sender.is_closed()
+                        && matches!(sender.ready().now_or_never(), Some(Ok(())))
                     {
-                        return Ok(Sender::H1(sender));
+                        return Ok(Sender::H1(sender, opened));
                     }
                 }
             }
             HttpVersion::H2 => {
-                if let Some(sender) = self.h2_conn().load().as_deref()
+                if let Some((opened, sender)) = self.h2_conn().load().as_deref()
+                    && *opened == epoch
                     && !sender.is_closed()
                 {
                     return Ok(Sender::H2(sender.clone()));
@@ -269,7 +288,7 @@ impl EndpointPool {
         Box::pin(self.connect()).await
     }
 
-    fn pop_idle(&self) -> Option<http1::SendRequest<Incoming>> {
+    fn pop_idle(&self) -> Option<(u64, http1::SendRequest<Incoming>)> {
         self.idle_stack()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -279,24 +298,24 @@ impl EndpointPool {
     /// Returns a connection whose response has been fully read. The connection task may not
     /// have noticed yet (or the request body may still be streaming), so a connection that is
     /// not ready at once is parked until it is, keeping the idle stack free of busy entries.
-    fn release(self: Arc<Self>, mut sender: http1::SendRequest<Incoming>) {
+    fn release(self: Arc<Self>, epoch: u64, mut sender: http1::SendRequest<Incoming>) {
         match sender.ready().now_or_never() {
-            Some(Ok(())) => self.push_idle(sender),
+            Some(Ok(())) => self.push_idle(epoch, sender),
             Some(Err(_)) => {}
             None => {
                 tokio::spawn(async move {
                     if let Ok(Ok(())) = tokio::time::timeout(PARK_TIMEOUT, sender.ready()).await {
-                        self.push_idle(sender);
+                        self.push_idle(epoch, sender);
                     }
                 });
             }
         }
     }
 
-    fn push_idle(&self, sender: http1::SendRequest<Incoming>) {
+    fn push_idle(&self, epoch: u64, sender: http1::SendRequest<Incoming>) {
         let mut idle = self.idle_stack().lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
-            idle.push(sender);
+            idle.push((epoch, sender));
         }
     }
 
@@ -304,6 +323,9 @@ impl EndpointPool {
     /// negotiated `h2`.
     async fn connect(&self) -> Result<Sender, ConnectError> {
         let addr = self.connector.addr;
+        // Read before dialling: if the identity changes during the handshake, the connection
+        // is stamped with the older epoch and simply not reused.
+        let epoch = self.epoch();
         let io = self.connector.connect().await?;
         let h2 = self.version == HttpVersion::H2 || io.negotiated_h2();
         let io = TokioIo::new(io);
@@ -318,7 +340,7 @@ impl EndpointPool {
                     debug!(%addr, error = %e, "upstream h2 connection ended");
                 }
             });
-            self.h2_conn().store(Some(Arc::new(sender.clone())));
+            self.h2_conn().store(Some(Arc::new((epoch, sender.clone()))));
             Ok(Sender::H2(sender))
         } else {
             let (sender, conn) = http1::handshake(io)
@@ -329,7 +351,7 @@ impl EndpointPool {
                     debug!(%addr, error = %e, "upstream h1 connection ended");
                 }
             });
-            Ok(Sender::H1(sender))
+            Ok(Sender::H1(sender, epoch))
         }
     }
 
@@ -357,16 +379,17 @@ impl EndpointPool {
                 };
                 Ok(resp.map(|body| PooledBody { body, ret: None }))
             }
-            Sender::H1(mut sender) => {
+            Sender::H1(mut sender, mut epoch) => {
                 let resp = match sender.try_send_request(req).await {
                     Ok(resp) => resp,
                     Err(mut e) => match e.take_message() {
                         Some(req) => {
-                            let Sender::H1(mut fresh) = Box::pin(self.connect()).await? else {
+                            let Sender::H1(mut fresh, fresh_epoch) = Box::pin(self.connect()).await?
+                            else {
                                 return Err(SendError::Protocol);
                             };
                             let resp = fresh.send_request(req).await?;
-                            sender = fresh;
+                            (sender, epoch) = (fresh, fresh_epoch);
                             resp
                         }
                         None => return Err(SendError::Http(e.into_error())),
@@ -376,7 +399,7 @@ impl EndpointPool {
                 Ok(resp.map(|body| {
                     let mut body = PooledBody {
                         body,
-                        ret: Some((sender, pool)),
+                        ret: Some((epoch, sender, pool)),
                     };
                     body.release_if_done();
                     body
@@ -400,15 +423,15 @@ pub(crate) enum SendError {
 /// read. Dropped early, the connection is closed instead (it may still carry unread bytes).
 pub(crate) struct PooledBody {
     body: Incoming,
-    ret: Option<(http1::SendRequest<Incoming>, Arc<EndpointPool>)>,
+    ret: Option<(u64, http1::SendRequest<Incoming>, Arc<EndpointPool>)>,
 }
 
 impl PooledBody {
     fn release_if_done(&mut self) {
         if self.body.is_end_stream()
-            && let Some((sender, pool)) = self.ret.take()
+            && let Some((epoch, sender, pool)) = self.ret.take()
         {
-            pool.release(sender);
+            pool.release(epoch, sender);
         }
     }
 }
@@ -425,8 +448,8 @@ impl Body for PooledBody {
         let res = Pin::new(&mut this.body).poll_frame(cx);
         match &res {
             Poll::Ready(None) => {
-                if let Some((sender, pool)) = this.ret.take() {
-                    pool.release(sender);
+                if let Some((epoch, sender, pool)) = this.ret.take() {
+                    pool.release(epoch, sender);
                 }
             }
             Poll::Ready(Some(Ok(_))) => this.release_if_done(),

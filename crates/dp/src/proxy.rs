@@ -264,6 +264,8 @@ impl Proxy {
                     vec![EndpointPool::new(connector, version, slots)]
                 });
                 Route::Inbound(Arc::new(InboundRoute {
+                    spiffe_id: aerie_core::proxy_config::spiffe_id(&cfg.authz.mesh, &cfg.service)
+                        .into(),
                     app: Upstreams {
                         pools,
                         rr: RoundRobin::default(),
@@ -338,7 +340,8 @@ impl Proxy {
     /// certificate. `Err` leaves the previous identity in place.
     pub fn apply_identity(&self, id: Identity) -> Result<(), IdentityError> {
         let metrics = &self.inner.shared.metrics;
-        match TlsMaterial::new(id) {
+        let previous = self.inner.shared.tls.load_full();
+        match TlsMaterial::new(id, previous.as_deref()) {
             Ok(material) => {
                 info!(sans = ?material.summary.uri_sans, not_after = %material.summary.not_after, "identity applied");
                 self.inner.shared.tls.store(Some(Arc::new(material)));

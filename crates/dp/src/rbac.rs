@@ -5,12 +5,16 @@
 //! is made once per connection *and per config*: an HTTP connection re-decides only when the
 //! listener's route (and so its policies) has been swapped since, so a revoked permission
 //! applies to the next request even on a long-lived pooled connection; per request the cost
-//! is a pointer comparison and a pre-resolved counter bump.
+//! is a pointer comparison and a pre-resolved counter bump. A connection without an identity
+//! (accepted while mTLS was off, or plaintext in PERMISSIVE mode) is denied once the mesh's
+//! mode no longer accepts it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aerie_core::policy::mtp::{Decision, PeerIdentity};
+use aerie_core::proxy_config::MtlsMode;
+use http::HeaderValue;
 use prometheus_client::metrics::counter::Counter;
 use rustls_pki_types::CertificateDer;
 use tracing::{debug, info};
@@ -31,16 +35,41 @@ pub(crate) enum Peer {
 }
 
 impl Peer {
-    /// Reads a verified client certificate (leaf) once.
-    pub fn from_certificate(leaf: &CertificateDer<'_>, listener: &str) -> Peer {
+    /// Reads a verified client certificate (leaf) once; with a usable identity, also the
+    /// `x-forwarded-client-cert` value describing it to the application.
+    pub fn from_certificate(
+        leaf: &CertificateDer<'_>,
+        listener: &str,
+        local_spiffe_id: &str,
+    ) -> (Peer, Option<HeaderValue>) {
         match crate::tls::peer_identity(leaf) {
-            Ok(id) => Peer::Identity(id),
+            Ok((id, uri)) => {
+                let xfcc = forwarded_client_cert(local_spiffe_id, leaf, &uri);
+                (Peer::Identity(id), xfcc)
+            }
             Err(e) => {
                 debug!(listener, error = %e, "client certificate carries no usable identity");
-                Peer::Unusable
+                (Peer::Unusable, None)
             }
         }
     }
+}
+
+/// The header an inbound sets on every request to the application, describing the verified
+/// caller as Envoy's `SANITIZE_SET` with `uri: true` does (Kuma's inbound setting):
+/// `By=<this proxy's SPIFFE ID>;Hash=<SHA-256 of the caller's certificate, hex>;URI=<the
+/// caller's SPIFFE ID>`. Whatever the caller sent under that name is dropped first.
+pub(crate) const XFCC: http::HeaderName = http::HeaderName::from_static("x-forwarded-client-cert");
+
+fn forwarded_client_cert(by: &str, leaf: &CertificateDer<'_>, uri: &str) -> Option<HeaderValue> {
+    use std::fmt::Write;
+    let digest = ring::digest::digest(&ring::digest::SHA256, leaf.as_ref());
+    let mut value = format!("By={by};Hash=");
+    for b in digest.as_ref() {
+        let _ = write!(value, "{b:02x}");
+    }
+    let _ = write!(value, ";URI={uri}");
+    HeaderValue::from_str(&value).ok()
 }
 
 /// The connection's decision and the counter its requests bump.
@@ -61,13 +90,20 @@ impl ConnAuthz {
 pub(crate) fn authorize(shared: &Shared, route: &InboundRoute, peer: &Peer) -> ConnAuthz {
     let authz = &route.cfg.authz;
     let (decision, source) = match peer {
-        Peer::MeshWithoutMtls => {
+        // A connection accepted while mTLS was off carries no identity: it stays allowed only
+        // as long as mTLS stays off.
+        Peer::MeshWithoutMtls if route.mtls == MtlsMode::Off => {
             return ConnAuthz {
                 decision: Decision::Allow,
                 counter: None,
             };
         }
-        Peer::Plaintext => (authz.check_unauthenticated(), "unauthenticated"),
+        Peer::MeshWithoutMtls => (Decision::Deny, "unauthenticated"),
+        // Plaintext is only ever accepted in PERMISSIVE mode.
+        Peer::Plaintext if route.mtls == MtlsMode::Permissive => {
+            (authz.check_unauthenticated(), "unauthenticated")
+        }
+        Peer::Plaintext => (Decision::Deny, "unauthenticated"),
         Peer::Identity(id) => (
             authz.check(id),
             id.services.first().map(String::as_str).unwrap_or_default(),

@@ -103,6 +103,9 @@ pub(crate) struct TlsMaterial {
     /// ALPN h2 + http/1.1.
     pub server: Arc<ServerConfig>,
     pub summary: IdentitySummary,
+    /// Changes when the identity (the leaf's URI SANs) changes, not on a rotation that keeps
+    /// it: pooled upstream connections opened under another epoch are not reused.
+    pub epoch: u64,
     provider: Arc<CryptoProvider>,
     trust_anchors: Vec<CertificateDer<'static>>,
     certified: Arc<CertifiedKey>,
@@ -112,7 +115,9 @@ pub(crate) struct TlsMaterial {
 }
 
 impl TlsMaterial {
-    pub fn new(id: Identity) -> Result<TlsMaterial, IdentityError> {
+    /// Material for `id`, succeeding `previous` (whose epoch it keeps if the identity is the
+    /// same).
+    pub fn new(id: Identity, previous: Option<&TlsMaterial>) -> Result<TlsMaterial, IdentityError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let leaf = id.chain.first().ok_or(IdentityError::EmptyChain)?;
         if id.trust_anchors.is_empty() {
@@ -130,9 +135,15 @@ impl TlsMaterial {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified.clone())));
         server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_H1.to_vec()];
+        let epoch = match previous {
+            Some(p) if p.summary.uri_sans == summary.uri_sans => p.epoch,
+            Some(p) => p.epoch.wrapping_add(1),
+            None => 0,
+        };
 
         Ok(TlsMaterial {
             server: Arc::new(server),
+            epoch,
             summary,
             provider,
             trust_anchors: id.trust_anchors,
@@ -171,13 +182,17 @@ impl TlsMaterial {
     }
 }
 
-/// The caller's identity from its (already verified) leaf certificate.
+/// The caller's identity from its (already verified) leaf certificate, and its first URI SAN
+/// (what Envoy puts in `x-forwarded-client-cert`'s `URI=`).
 pub(crate) fn peer_identity(
     leaf: &CertificateDer<'_>,
-) -> Result<aerie_core::policy::mtp::PeerIdentity, String> {
+) -> Result<(aerie_core::policy::mtp::PeerIdentity, String), String> {
     let sans = peer_uri_sans(leaf).map_err(|e| e.to_string())?;
-    let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
-    aerie_core::policy::mtp::PeerIdentity::parse_uri_sans(&sans).map_err(|e| e.to_string())
+    let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
+    let id = aerie_core::policy::mtp::PeerIdentity::parse_uri_sans(&refs)
+        .map_err(|e| e.to_string())?;
+    let first = sans.into_iter().next().unwrap_or_default();
+    Ok((id, first))
 }
 
 fn summarize(

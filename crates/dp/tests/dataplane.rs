@@ -280,6 +280,86 @@ async fn identity_rotation_fails_no_request() {
 }
 
 #[tokio::test]
+async fn revoking_a_permission_closes_open_tcp_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new(MESH);
+    let echo = tcp_echo().await;
+    let p = pair(&ca, MtlsMode::Strict, Protocol::Tcp, echo, allow_web).await;
+    let mut open = tokio::net::TcpStream::connect(p.outbound).await.unwrap();
+    open.write_all(b"hello").await.unwrap();
+    let mut buf = [0u8; 5];
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"hello");
+
+    // A change that still allows the caller leaves the connection alone.
+    let mut cfg = p.server_config.clone();
+    cfg.inbounds[0].authz = allow_web(p.inbound.port());
+    p.server.apply_config("2", cfg.clone()).unwrap();
+    open.write_all(b"again").await.unwrap();
+    open.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"again");
+
+    // Revoked: the open connection is closed (EOF or reset), not left flowing.
+    cfg.inbounds[0].authz = allow_nobody(p.inbound.port());
+    p.server.apply_config("3", cfg).unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = open.write_all(b"x").await;
+        let mut rest = Vec::new();
+        open.read_to_end(&mut rest).await.map(|_| rest)
+    })
+    .await
+    .expect("the connection is closed within 5 s");
+    assert!(closed.as_ref().map_or(true, |b| b.is_empty()), "{closed:?}");
+}
+
+#[tokio::test]
+async fn connections_from_before_mtls_are_closed_when_it_turns_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new(MESH);
+    let echo = tcp_echo().await;
+    let app = HttpApp::start("backend").await;
+    // TCP: the connection is closed.
+    let p = pair(&ca, MtlsMode::Off, Protocol::Tcp, echo, allow_web).await;
+    let mut open = tokio::net::TcpStream::connect(p.inbound).await.unwrap();
+    open.write_all(b"plain").await.unwrap();
+    let mut buf = [0u8; 5];
+    open.read_exact(&mut buf).await.unwrap();
+    p.server.apply_identity(ca.identity(MESH, "backend")).unwrap();
+    let mut cfg = p.server_config.clone();
+    cfg.mtls = MtlsMode::Strict;
+    p.server.apply_config("2", cfg).unwrap();
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut rest = Vec::new();
+        open.read_to_end(&mut rest).await.map(|_| rest)
+    })
+    .await
+    .expect("closed within 5 s");
+    assert!(rest.as_ref().map_or(true, |b| b.is_empty()), "{rest:?}");
+
+    // HTTP: the next request on the kept-alive plaintext connection is denied.
+    let p = pair(&ca, MtlsMode::Off, Protocol::Http, app.addr, allow_web).await;
+    let mut conn = tokio::net::TcpStream::connect(p.inbound).await.unwrap();
+    let request = b"GET / HTTP/1.1\r\nhost: backend\r\n\r\n";
+    conn.write_all(request).await.unwrap();
+    let mut head = vec![0u8; 12];
+    conn.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let hits = app.hits();
+    p.server.apply_identity(ca.identity(MESH, "backend")).unwrap();
+    let mut cfg = p.server_config.clone();
+    cfg.mtls = MtlsMode::Strict;
+    p.server.apply_config("2", cfg).unwrap();
+    let mut rest = vec![0u8; 4096];
+    // Drain the first response's remainder, then ask again on the same connection.
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), conn.read(&mut rest)).await;
+    conn.write_all(request).await.unwrap();
+    let n = conn.read(&mut rest).await.unwrap();
+    let answer = String::from_utf8_lossy(&rest[..n]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert_eq!(app.hits(), hits, "the app never saw the second request");
+}
+
+#[tokio::test]
 async fn authz_change_applies_to_the_next_connection_without_restarting() {
     let ca = TestCa::new(MESH);
     let app = HttpApp::start("backend").await;

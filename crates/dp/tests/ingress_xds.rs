@@ -226,9 +226,12 @@ async fn an_ingress_subscribes_to_its_routes_only_and_acks_and_nacks() {
                 INGRESS_CONFIG_TYPE,
                 "v2",
                 "n2",
-                vec![encode_ingress_config(&routes("not-an-ip"))],
+                vec![encode_ingress_config(&IngressConfig {
+                    name: "another-ingress".into(),
+                    ..routes("10.0.0.1")
+                })],
             ),
-            "not-an-ip",
+            "another-ingress",
         ),
         (
             response(INGRESS_CONFIG_TYPE, "v3", "n3", vec![bad_payload]),

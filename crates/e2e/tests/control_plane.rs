@@ -475,10 +475,11 @@ fn enabling_mtls_creates_the_mesh_ca_at_once() {
                 .get("/meshes/default/secrets/default.ca-builtin-cert-builtin")
                 .status
                 == 200;
+            // The key exists (403: never served over the API), not 404.
             let key = cp
                 .get("/meshes/default/secrets/default.ca-builtin-key-builtin")
                 .status
-                == 200;
+                == 403;
             (cert && key).then_some(())
         },
     );

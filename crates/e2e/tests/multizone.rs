@@ -459,11 +459,10 @@ fn wait_signing_key(global: &ControlPlane, zone: &ControlPlane) {
         "the dataplane token signing key reaches the zone",
         &[global, zone],
         || {
-            json(
-                zone,
-                "/meshes/default/secrets/dataplane-token-signing-key-default",
-            )
-            .is_some_and(|s| s["labels"]["kuma.io/origin"] == "global")
+            items(zone, "/meshes/default/secrets").iter().any(|s| {
+                s["name"] == "dataplane-token-signing-key-default"
+                    && s["labels"]["kuma.io/origin"] == "global"
+            })
         },
     );
 }
@@ -658,4 +657,158 @@ fn a_cross_zone_call_goes_through_the_ingress_and_obeys_global_policy() {
         },
     );
     assert_eq!(call(&outbound), 200, "traffic never depended on the global");
+}
+
+/// Accepts any server certificate: the attacker does not care whom it talks to.
+#[derive(Debug)]
+struct AnyServer(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Speaks HTTPS to whatever the ingress routes `sni` to, as an outsider with no certificate:
+/// one request, the raw answer (Err when the connection fails or closes unanswered).
+fn through_ingress(ingress: &str, sni: &str, request: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyServer(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name)
+        .map_err(|e| e.to_string())?;
+    let tcp = std::net::TcpStream::connect(ingress).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    if out.is_empty() {
+        return Err("closed without an answer".into());
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The attack: a workload token registers a Dataplane whose address and inbound port are the
+/// zone control plane's HTTPS API, so the zone ingress routes `<service>.default.mesh` there
+/// as raw TCP; an outsider who can reach the ingress then talks to the API through it. The
+/// API must not mistake the relayed connection for a local admin, and must never serve the
+/// mesh CA's key or mint tokens for it.
+#[test]
+fn a_workload_token_cannot_reach_the_ca_key_through_the_ingress() {
+    let (global, kds) = global();
+    let zone = zone(&global, kds, "zone-1");
+    global.apply_json("/meshes/default", MTLS);
+    eventually("the mesh CA reaches the zone", &[&global, &zone], || {
+        json(&zone, "/meshes/default").is_some_and(|m| m["mtls"]["enabledBackend"] == "ca-1")
+            && json(&zone, "/meshes/default/secrets/default.ca-builtin-cert-ca-1").is_some()
+    });
+    // The attacker's proxy: an ordinary dataplane token. Its inbound cannot bind (the API
+    // holds the port) but its session makes it a live endpoint.
+    let token = global.dataplane_token("default", "evil-1");
+    wait_signing_key(&global, &zone);
+    let admin = free_port("127.0.0.1");
+    let yaml = format!(
+        "type: Dataplane\nmesh: default\nname: evil-1\nnetworking:\n  address: {}\n  admin:\n    port: {admin}\n  inbound:\n  - port: {}\n    servicePort: {}\n    tags:\n      kuma.io/service: evil\n",
+        zone.addrs.ip,
+        zone.addrs.https,
+        free_port("127.0.0.1"),
+    );
+    let _evil = Dataplane::start_with_token(&zone, "evil-1", &yaml, admin, &token);
+    let (mut ingress_proc, ingress_admin, ingress_files) = ingress(&zone, &global, "zone-1");
+    wait_for("the ingress is ready", SYNC, || {
+        if let Some(st) = ingress_proc.exited() {
+            panic!("ingress exited ({st}): {}", ingress_proc.logs());
+        }
+        http("GET", &ingress_admin, "/ready", None, &[])
+            .is_ok_and(|r| r.status == 200)
+            .then_some(())
+    });
+    let listen = {
+        let y = std::fs::read_to_string(ingress_files.path().join("ingress.yaml")).unwrap();
+        let field = |k: &str| {
+            y.lines()
+                .find_map(|l| l.trim().strip_prefix(k))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        format!("{}:{}", field("address:"), field("port:"))
+    };
+    eventually("the ingress routes the attacker's service", &[&zone], || {
+        http("GET", &ingress_admin, "/config_dump", None, &[])
+            .is_ok_and(|r| r.body.contains("evil.default.mesh") && r.body.contains(&zone.addrs.ip))
+    });
+
+    // Through the ingress, the API answers (the relay works) but as to a stranger.
+    let root = through_ingress(&listen, "evil.default.mesh", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("the API answers through the relay");
+    assert!(root.starts_with("HTTP/1.1 200"), "{root}");
+    let key = through_ingress(
+        &listen,
+        "evil.default.mesh",
+        "GET /meshes/default/secrets/default.ca-builtin-key-ca-1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(key.starts_with("HTTP/1.1 401"), "{key}");
+    assert!(!key.contains("\"data\""), "{key}");
+    let body = r#"{"name":"mallory","groups":["mesh-system:admin"]}"#;
+    let mint = through_ingress(
+        &listen,
+        "evil.default.mesh",
+        &format!(
+            "POST /tokens/user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .unwrap();
+    assert!(mint.starts_with("HTTP/1.1 401"), "{mint}");
+    // And an admin on the host itself is still an admin, yet gets no key either.
+    let r = zone.get("/meshes/default/secrets/default.ca-builtin-key-ca-1");
+    assert_eq!(r.status, 403, "{}", r.body);
 }

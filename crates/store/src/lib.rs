@@ -157,6 +157,9 @@ pub trait Store: Send + Sync + 'static {
     /// Names of the proxies of a mesh connected to any live replica: the endpoints.
     async fn online(&self, mesh: &str) -> Result<std::collections::HashSet<String>, StoreError>;
 
+    /// The live replica holding the session of proxy (mesh, name), if any.
+    async fn session_holder(&self, mesh: &str, name: &str) -> Result<Option<String>, StoreError>;
+
     /// Marks `replica` alive and ends the sessions of replicas silent for [`SESSION_TTL`].
     async fn heartbeat(&self, replica: &str) -> Result<(), StoreError>;
 
@@ -198,6 +201,10 @@ impl LocalSessions {
         if m.get(&key).is_some_and(|r| r == replica) {
             m.remove(&key);
         }
+    }
+
+    pub fn holder(&self, mesh: &str, name: &str) -> Option<String> {
+        self.lock().get(&(mesh.into(), name.into())).cloned()
     }
 
     pub fn online(&self, mesh: &str) -> std::collections::HashSet<String> {

@@ -205,6 +205,10 @@ impl Store for MemoryStore {
         Ok(self.sessions.online(mesh))
     }
 
+    async fn session_holder(&self, mesh: &str, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.sessions.holder(mesh, name))
+    }
+
     async fn heartbeat(&self, _replica: &str) -> Result<(), StoreError> {
         Ok(())
     }

@@ -1137,6 +1137,21 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn session_holder(&self, mesh: &str, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.replica FROM sessions s JOIN replicas r ON r.id = s.replica
+             WHERE s.mesh = $1 AND s.name = $2 AND r.heartbeat_at > now() - make_interval(secs => $3)",
+        )
+        .bind(mesh)
+        .bind(name)
+        .bind(crate::SESSION_TTL.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(|e| self.err(e)))
+            .transpose()
+    }
+
     async fn heartbeat(&self, replica: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
         sqlx::query(

@@ -323,6 +323,10 @@ impl Store for SqliteStore {
         Ok(self.sessions.online(mesh))
     }
 
+    async fn session_holder(&self, mesh: &str, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.sessions.holder(mesh, name))
+    }
+
     async fn heartbeat(&self, _replica: &str) -> Result<(), StoreError> {
         Ok(())
     }

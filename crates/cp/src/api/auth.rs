@@ -1,7 +1,14 @@
 //! Who is calling: loopback clients are admins (Kuma's `localhostIsAdmin`); everyone else
 //! proves themselves with a user token (`Authorization: Bearer <jwt>`).
+//!
+//! A connection a mesh proxy relays to this host's loopback (an ingress forwarding a remote
+//! caller, a sidecar forwarding to its application) arrives from
+//! [`aerie_core::net::RELAY_SOURCE_V4`] and is not a local client: it needs a token like any
+//! remote one.
 
 use std::net::SocketAddr;
+
+use aerie_core::net::is_local_client;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -64,17 +71,10 @@ impl FromRequestParts<AppState> for Caller {
             });
         }
         match peer {
-            Some(addr) if state.localhost_is_admin && is_loopback(&addr) => Ok(Caller::Admin),
+            Some(addr) if state.localhost_is_admin && is_local_client(addr.ip()) => {
+                Ok(Caller::Admin)
+            }
             _ => Ok(Caller::Anonymous),
-        }
-    }
-}
-
-fn is_loopback(addr: &SocketAddr) -> bool {
-    match addr.ip() {
-        std::net::IpAddr::V4(v4) => v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
 }

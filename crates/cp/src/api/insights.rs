@@ -36,7 +36,7 @@ fn overview(state: &AppState, dp: &Resource, online: bool) -> Value {
         });
     }
     let base = resource_to_value(dp);
-    json!({
+    let mut overview = json!({
         "type": "DataplaneOverview",
         "mesh": dp.mesh(),
         "name": dp.name(),
@@ -45,7 +45,14 @@ fn overview(state: &AppState, dp: &Resource, online: bool) -> Value {
         "online": online || status.is_some(),
         "dataplane": spec_to_value(&dp.spec),
         "dataplaneInsight": insight,
-    })
+    });
+    // Aerie's addition: why other proxies do not reach this one (an address that does not
+    // resolve, or resolves to nothing they may dial).
+    let problems = state.hub.problems.get(dp.mesh(), dp.name());
+    if !problems.is_empty() {
+        overview["addressProblems"] = json!(problems);
+    }
+    overview
 }
 
 pub async fn list_overviews(

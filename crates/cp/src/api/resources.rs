@@ -140,6 +140,36 @@ fn check_read(t: ResourceType, caller: &Caller) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Whether a secret holds a private key the control plane generated for itself: a builtin
+/// mesh CA's key (`{mesh}.ca-builtin-key-{backend}`) or a token-signing key
+/// (`dataplane-token-signing-key-{mesh}`, `user-token-signing-key-N`,
+/// `zone-token-signing-key-N`). Their `data` is never served over the API, not even to admins:
+/// whoever holds one can mint any identity or token in the mesh, and nothing outside the
+/// control plane needs it (back up the store instead). Lists show them without `data`.
+fn is_generated_key(t: ResourceType, name: &str) -> bool {
+    match t {
+        ResourceType::Secret => {
+            name.contains(".ca-builtin-key-") || name.starts_with("dataplane-token-signing-key-")
+        }
+        ResourceType::GlobalSecret => {
+            name.starts_with("user-token-signing-key-")
+                || name.starts_with("zone-token-signing-key-")
+        }
+        _ => false,
+    }
+}
+
+/// A resource as the API shows it: generated private keys without their `data`.
+fn shown(r: &aerie_core::Resource) -> Value {
+    let mut v = resource_to_value(r);
+    if is_generated_key(r.resource_type(), r.name())
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.remove("data");
+    }
+    v
+}
+
 async fn list(
     state: &AppState,
     caller: &Caller,
@@ -178,7 +208,7 @@ async fn list(
         .iter()
         .skip(offset)
         .take(size)
-        .map(resource_to_value)
+        .map(shown)
         .collect();
     let next = (offset + size < total).then(|| {
         let host = headers
@@ -214,6 +244,9 @@ async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     check_read(t, caller)?;
     match state.store.get(t, mesh, name).await? {
+        Some(_) if is_generated_key(t, name) => Err(ApiError::forbidden(format!(
+            "{t} \"{name}\" holds a private key the control plane generated (a mesh CA key or a token-signing key); it is never served over the API: back up the store to keep it"
+        ))),
         Some(r) => Ok(Json(resource_to_value(&r))),
         None => Err(ApiError::not_found(not_found_detail(t, mesh, name))),
     }

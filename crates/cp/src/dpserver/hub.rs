@@ -66,6 +66,10 @@ pub struct ConnStatus {
     pub certificate_expiration_time: Option<String>,
     pub certificate_regenerations: u64,
     pub dp_version: String,
+    /// The proxy's current CSR: its key never leaves it, so a connection presenting the same
+    /// CSR is the same proxy reconnecting.
+    #[serde(skip)]
+    pub csr: Option<String>,
 }
 
 struct Conn {
@@ -82,6 +86,9 @@ pub struct Hub {
     dirty: mpsc::UnboundedSender<String>,
     /// This control plane's id among replicas (recorded with each session in the store).
     replica: Arc<str>,
+    /// Dataplane addresses the last round could not use (unresolvable host names), shown by
+    /// `dataplanes+insights`.
+    pub problems: crate::resolve::Problems,
 }
 
 /// A session's handle on its registration.
@@ -98,6 +105,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             dirty,
             replica,
+            problems: Default::default(),
         }
     }
 
@@ -109,12 +117,36 @@ impl Hub {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Registers a session, replacing any other one under the same name (zone ingresses).
     pub fn register(&self, key: DpKey, status: ConnStatus) -> Registration {
+        self.insert(&mut self.lock(), key, status)
+    }
+
+    /// Registers a sidecar's session unless another proxy holds a live one under the same
+    /// name: the same proxy reconnecting (same CSR) replaces its old session, anyone else is
+    /// refused with the address the live session came from.
+    pub fn register_exclusive(&self, key: DpKey, status: ConnStatus) -> Result<Registration, String> {
+        let mut conns = self.lock();
+        if let Some(live) = conns.get(&key) {
+            let live = live.status.lock().unwrap_or_else(|p| p.into_inner());
+            if live.csr.is_none() || live.csr != status.csr {
+                return Err(live.peer.clone());
+            }
+        }
+        Ok(self.insert(&mut conns, key, status))
+    }
+
+    fn insert(
+        &self,
+        conns: &mut HashMap<DpKey, Conn>,
+        key: DpKey,
+        status: ConnStatus,
+    ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
         let status = Arc::new(Mutex::new(status));
         let mesh = key.0.clone();
-        self.lock().insert(
+        conns.insert(
             key,
             Conn {
                 id,

@@ -21,6 +21,7 @@ pub async fn admit(
     token: Option<&str>,
     node: &NodeInfo,
     local_zone: &str,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<Resource, Status> {
     let token = token.ok_or_else(|| {
         Status::unauthenticated(format!(
@@ -60,6 +61,7 @@ pub async fn admit(
         )));
     }
     if let Spec::ZoneIngress(spec) = &mut r.spec {
+        super::addresses::check_zone_ingress(spec, peer)?;
         if !spec.zone.is_empty() && spec.zone != local_zone {
             return Err(Status::invalid_argument(format!(
                 "zone: the ZoneIngress says zone \"{}\", but this control plane is zone \"{local_zone}\"",

@@ -2,6 +2,7 @@
 //! dataplane token, register their Dataplane, and receive config and certificates on one
 //! aggregated stream (see `aerie_xds` for the protocol).
 
+mod addresses;
 pub mod hub;
 mod ingress;
 mod reconcile;
@@ -45,16 +46,24 @@ impl DpServer {
         replica: Arc<str>,
         role: crate::Role,
         local_zone: String,
+        dns_cache_ttl: std::time::Duration,
     ) -> (DpServer, tokio::task::JoinHandle<()>) {
         let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub::new(dirty_tx, replica));
         let local_zone: Arc<str> = Arc::from(local_zone);
+        let resolver = Arc::new(crate::resolve::Resolver::new(dns_cache_ttl));
+        let refresh_hub = hub.clone();
+        tokio::spawn(resolver.clone().refresh(move |mesh| {
+            // Zone ingresses ("") follow any mesh's rebuild.
+            refresh_hub.mark_dirty(mesh);
+        }));
         let task = tokio::spawn(reconcile::run(
             store.clone(),
             hub.clone(),
             cas,
             dirty_rx,
             local_zone.clone(),
+            resolver,
         ));
         (
             DpServer {
@@ -98,7 +107,8 @@ impl DpServer {
         first: DiscoveryRequest,
         inbound: Streaming<DiscoveryRequest>,
     ) -> Result<Response<ResponseStream>, Status> {
-        let ingress = match ingress::admit(&self.tokens, token, &node, &self.local_zone).await {
+        let ingress = match ingress::admit(&self.tokens, token, &node, &self.local_zone, peer).await
+        {
             Ok(r) => r,
             Err(status) => {
                 tracing::warn!(?peer, %status, "refused a zone ingress");
@@ -169,19 +179,41 @@ impl AggregatedDiscoveryService for DpServer {
                 .await;
         }
         let (node, dp) =
-            match session::admit(&self.store, &self.tokens, token.as_deref(), &first).await {
+            match session::admit(&self.store, &self.tokens, token.as_deref(), &first, peer).await
+            {
                 Ok(x) => x,
                 Err(status) => {
                     tracing::warn!(?peer, %status, "refused a proxy");
                     return Err(status);
                 }
             };
-        session::register(&self.store, dp.clone()).await?;
         let key = (dp.mesh().to_string(), dp.name().to_string());
-        tracing::info!(mesh = %key.0, name = %key.1, ?peer, "proxy connected");
+        // One live session per name: another proxy cannot take over a connected one (it is
+        // told to retry, and gets in once that session ends).
+        let taken = |holder: &str| {
+            let status = Status::unavailable(format!(
+                "another proxy is connected as Dataplane \"{}\" in mesh \"{}\" ({holder}); a proxy cannot take over a live session: retrying until it ends",
+                key.1, key.0
+            ));
+            tracing::warn!(?peer, %status, "refused a proxy");
+            status
+        };
+        match self.store.session_holder(&key.0, &key.1).await {
+            Ok(Some(replica)) if replica != self.hub.replica() => {
+                return Err(taken(&format!("on control plane {replica}")));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(session::store_status(e)),
+        }
         let reg = self
             .hub
-            .register(key.clone(), session::initial_status(peer, &node));
+            .register_exclusive(key.clone(), session::initial_status(peer, &node))
+            .map_err(|from| taken(&format!("from {from}")))?;
+        if let Err(status) = session::register(&self.store, dp.clone()).await {
+            self.hub.unregister(&key, reg.id);
+            return Err(status);
+        }
+        tracing::info!(mesh = %key.0, name = %key.1, ?peer, "proxy connected");
         // Other replicas count this proxy online (an endpoint) through the store.
         if let Err(e) = self
             .store

@@ -3,7 +3,7 @@
 //! CA secrets, or which proxies are online. Changes are debounced and each mesh's policy
 //! index is built once per round and shared by all of its proxies.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::hub::{Hub, MtlsMaterial, Snapshot};
 use crate::ca::MeshCas;
+use crate::resolve::{self, Resolver};
 
 /// How long changes are gathered before a round of recomputation.
 const DEBOUNCE: Duration = Duration::from_millis(25);
@@ -83,6 +84,7 @@ pub async fn run(
     cas: Arc<MeshCas>,
     mut dirty: mpsc::UnboundedReceiver<String>,
     local_zone: Arc<str>,
+    resolver: Arc<Resolver>,
 ) {
     let mut feed = store.subscribe();
     let mut pending = Pending::new();
@@ -117,6 +119,7 @@ pub async fn run(
                 cas: &cas,
                 changes: &changes,
                 local_zone: &local_zone,
+                resolver: &resolver,
             };
             let result = rebuild_mesh(&ctx, &mesh, full, cache).await;
             if let Err(e) = result {
@@ -125,7 +128,9 @@ pub async fn run(
                 tracing::warn!(mesh, error = %format!("{e:#}"), "cannot compute proxy configs; proxies keep their last config");
             }
         }
-        if endpoints_changed && let Err(e) = rebuild_ingresses(&store, &hub, &local_zone).await {
+        if endpoints_changed
+            && let Err(e) = rebuild_ingresses(&store, &hub, &local_zone, &resolver).await
+        {
             tracing::warn!(error = %format!("{e:#}"), "cannot compute zone ingress routes; ingresses keep their last config");
         }
     }
@@ -195,6 +200,7 @@ struct Ctx<'a> {
     cas: &'a MeshCas,
     changes: &'a CaChanges,
     local_zone: &'a str,
+    resolver: &'a Resolver,
 }
 
 /// Recomputes and publishes the snapshot of every proxy of `mesh` connected here.
@@ -210,6 +216,7 @@ async fn rebuild_mesh(
         cas,
         changes,
         local_zone,
+        resolver,
     } = *ctx;
     let connected = hub.connected_in(mesh);
     if connected.is_empty() {
@@ -234,6 +241,8 @@ async fn rebuild_mesh(
     let services = store.list(ResourceType::MeshService, Some(mesh)).await?;
     if full {
         cache.dataplanes = store.list(ResourceType::Dataplane, Some(mesh)).await?;
+        let problems = resolve_dataplanes(resolver, mesh, &mut cache.dataplanes).await;
+        hub.problems.set_mesh(mesh, problems);
     }
     let dps = &cache.dataplanes;
 
@@ -296,7 +305,7 @@ async fn rebuild_mesh(
     let is_online = |name: &str| online.contains(name);
     let specs: Vec<(&str, &DataplaneSpec)> = dataplanes.iter().map(|(n, _, d)| (*n, *d)).collect();
     let mut view = MeshView::new(mesh, mesh_spec, &index, &specs, &is_online);
-    let remote = remote_ingresses(store, local_zone).await?;
+    let remote = remote_ingresses(store, local_zone, resolver).await?;
     let remote_refs: Vec<(&str, &ZoneIngressSpec)> =
         remote.iter().map(|(n, s)| (n.as_str(), s)).collect();
     view.add_remote_ingresses(&remote_refs);
@@ -341,8 +350,9 @@ async fn rebuild_mesh(
 async fn remote_ingresses(
     store: &SharedStore,
     local_zone: &str,
+    resolver: &Resolver,
 ) -> anyhow::Result<Vec<(String, ZoneIngressSpec)>> {
-    Ok(store
+    let mut ingresses: Vec<(String, ZoneIngressSpec)> = store
         .list(ResourceType::ZoneIngress, None)
         .await?
         .into_iter()
@@ -357,7 +367,50 @@ async fn remote_ingresses(
             Spec::ZoneIngress(s) => Some((r.meta.name, s)),
             _ => None,
         })
-        .collect())
+        .collect();
+    let mut names = BTreeSet::new();
+    for (_, spec) in &ingresses {
+        resolve::ingress_names(spec, &mut names);
+    }
+    if !names.is_empty() {
+        let answers = resolver.resolve("", names).await;
+        for (name, spec) in &mut ingresses {
+            let problems = resolve::substitute_ingress(spec, &answers);
+            if !problems.is_empty() {
+                tracing::debug!(ingress = %name, ?problems, "another zone's ingress address cannot be used");
+            }
+        }
+    }
+    Ok(ingresses)
+}
+
+/// Replaces the host names of a mesh's Dataplanes by the addresses they resolve to (see
+/// [`crate::resolve`]); returns, per Dataplane, what could not be resolved.
+async fn resolve_dataplanes(
+    resolver: &Resolver,
+    mesh: &str,
+    dataplanes: &mut [aerie_core::Resource],
+) -> BTreeMap<String, Vec<String>> {
+    let mut names = BTreeSet::new();
+    for r in dataplanes.iter() {
+        if let Spec::Dataplane(d) = &r.spec {
+            resolve::dataplane_names(d, &mut names);
+        }
+    }
+    let mut problems = BTreeMap::new();
+    if names.is_empty() {
+        return problems;
+    }
+    let answers = resolver.resolve(mesh, names).await;
+    for r in dataplanes.iter_mut() {
+        if let Spec::Dataplane(d) = &mut r.spec {
+            let found = resolve::substitute_dataplane(d, &answers);
+            if !found.is_empty() {
+                problems.insert(r.meta.name.clone(), found);
+            }
+        }
+    }
+    problems
 }
 
 /// This zone's ingresses: each connected one gets the routes to every live local service,
@@ -367,6 +420,7 @@ async fn rebuild_ingresses(
     store: &SharedStore,
     hub: &Arc<Hub>,
     local_zone: &str,
+    resolver: &Resolver,
 ) -> anyhow::Result<()> {
     let connected = hub.connected_in("");
     let own: Vec<aerie_core::Resource> = store
@@ -386,7 +440,8 @@ async fn rebuild_ingresses(
             continue;
         };
         let mesh = mesh_res.name();
-        let dps = store.list(ResourceType::Dataplane, Some(mesh)).await?;
+        let mut dps = store.list(ResourceType::Dataplane, Some(mesh)).await?;
+        resolve_dataplanes(resolver, mesh, &mut dps).await;
         let online = store.online(mesh).await?;
         let specs: Vec<(&str, &DataplaneSpec)> = dps
             .iter()

@@ -20,12 +20,15 @@ use super::hub::{ConnStatus, DpKey, Hub, Registration, Snapshot, rfc3339};
 /// The first request must arrive within this time.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Checks a proxy's first request and token; returns its Dataplane.
+/// Checks a proxy's first request, its token, the addresses it declares (for a proxy
+/// connecting from `peer`) and that it does not change another proxy's identity; returns its
+/// Dataplane.
 pub async fn admit(
     store: &SharedStore,
     tokens: &crate::tokens::TokenIssuer,
     token: Option<&str>,
     first: &DiscoveryRequest,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<(NodeInfo, Resource), Status> {
     let node = first
         .node
@@ -75,7 +78,55 @@ pub async fn admit(
         .await
         .map_err(Status::unauthenticated)?;
     check_claims(&claims, &dp)?;
+    if let Spec::Dataplane(spec) = &dp.spec {
+        super::addresses::check_dataplane(spec, peer)?;
+    }
+    let existing = store
+        .get(ResourceType::Dataplane, dp.mesh(), dp.name())
+        .await
+        .map_err(store_status)?;
+    if let Some(existing) = existing {
+        check_identity_kept(&claims, &existing, &dp)?;
+    }
     Ok((node, dp))
+}
+
+/// A registration may not change the identity (the services, hence the SPIFFE IDs) of a
+/// Dataplane that already exists unless its token is bound to that Dataplane's name: a token
+/// bound only to tags would otherwise let its holder turn any proxy's Dataplane into its own
+/// service. An admin changes identities through the API; the proxy then gets a certificate
+/// for the new identity on its live stream.
+fn check_identity_kept(
+    claims: &DataplaneClaims,
+    existing: &Resource,
+    dp: &Resource,
+) -> Result<(), Status> {
+    if claims.name.as_deref() == Some(dp.name()) {
+        return Ok(());
+    }
+    let (Spec::Dataplane(old), Spec::Dataplane(new)) = (&existing.spec, &dp.spec) else {
+        return Ok(());
+    };
+    let (was, now) = (services(old), services(new));
+    if was == now {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "Dataplane \"{}\" already exists in mesh \"{}\" as {was:?}, and this proxy declares {now:?}: a token not bound to this name cannot change a Dataplane's identity. An admin can change or delete it (`kumactl delete dataplane {} --mesh {}`), or start the proxy with a token generated with --name {}",
+        dp.name(),
+        dp.mesh(),
+        dp.name(),
+        dp.mesh(),
+        dp.name(),
+    )))
+}
+
+fn services(spec: &aerie_core::spec::DataplaneSpec) -> std::collections::BTreeSet<&str> {
+    spec.networking
+        .iter()
+        .flat_map(|n| n.inbound.iter())
+        .map(|i| i.service())
+        .collect()
 }
 
 /// The token's name, tags and proxy type must agree with the Dataplane (Kuma's rules).
@@ -152,8 +203,8 @@ pub struct Session {
     pub reg: Registration,
     pub tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     pub csr: Option<String>,
-    /// The CSR and CA certificate the last issued certificate answered.
-    issued_for: Option<(String, String)>,
+    /// The CSR, CA certificate and identity (URI SANs) the last issued certificate answered.
+    issued_for: Option<Issued>,
     bundle_sent: Option<Arc<str>>,
     config_sent: Option<String>,
     outbounds_sent: Option<String>,
@@ -164,6 +215,15 @@ pub struct Session {
     subscribed_config: bool,
     subscribed_secrets: bool,
     identity_chain: Option<String>,
+}
+
+/// What a certificate was issued for: a new CSR, a new CA or a new identity each call for a
+/// new certificate.
+#[derive(Clone, PartialEq)]
+struct Issued {
+    csr: String,
+    ca_pem: String,
+    sans: Vec<String>,
 }
 
 enum End {
@@ -278,6 +338,7 @@ impl Session {
         {
             self.status().dp_version = info.version.clone();
             if info.csr_pem.is_some() && info.csr_pem != self.csr {
+                self.status().csr.clone_from(&info.csr_pem);
                 self.csr = info.csr_pem;
             }
         }
@@ -362,24 +423,28 @@ impl Session {
         let (Some(mtls), true) = (&snap.mtls, self.subscribed_secrets) else {
             return Ok(());
         };
-        let want = self
-            .csr
-            .clone()
-            .map(|csr| (csr, mtls.ca.ca.cert_pem().to_string()));
+        // A certificate answers one CSR, from one CA, for one identity: when an admin changes
+        // the Dataplane's services the proxy gets a certificate for its new identity at once,
+        // not at its next rotation.
+        let want = self.csr.clone().map(|csr| Issued {
+            csr,
+            ca_pem: mtls.ca.ca.cert_pem().to_string(),
+            sans: mtls.sans.clone(),
+        });
         // During a CA change's grace period a proxy that has a certificate keeps it: it gets
         // the new trust bundle first, and a certificate from the new CA once every proxy had
         // time to trust it. A proxy without a certificate gets one at once.
         let ca_changed = self
             .issued_for
             .as_ref()
-            .is_some_and(|(_, ca)| ca != mtls.ca.ca.cert_pem());
+            .is_some_and(|i| i.ca_pem != mtls.ca.ca.cert_pem());
         let wait_for_trust = ca_changed && !mtls.reissue_allowed && self.identity_chain.is_some();
         let need_cert = want.is_some() && want != self.issued_for && !wait_for_trust;
         let need_bundle = self.bundle_sent.as_ref() != Some(&mtls.bundle_pem);
         if !need_cert && !need_bundle {
             return Ok(());
         }
-        if need_cert && let Some((csr, _)) = &want {
+        if need_cert && let Some(Issued { csr, .. }) = &want {
             match mtls.ca.ca.sign_workload(
                 csr,
                 &mtls.sans,
@@ -443,6 +508,7 @@ pub fn initial_status(peer: Option<std::net::SocketAddr>, node: &NodeInfo) -> Co
         connect_time: crate::now_rfc3339(),
         peer: peer.map(|p| p.to_string()).unwrap_or_default(),
         dp_version: node.version.clone(),
+        csr: node.csr_pem.clone(),
         ..ConnStatus::default()
     }
 }

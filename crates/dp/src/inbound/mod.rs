@@ -5,6 +5,10 @@
 //! each request gets Envoy's `403 RBAC: access denied`; a denied TCP connection is closed.
 //! HTTP connections re-decide when the listener's config is swapped (see [`crate::rbac`]):
 //! a permission removed by the control plane stops the very next request.
+//!
+//! Every HTTP request reaches the application with the proxy's own
+//! `x-forwarded-client-cert` (the verified caller, computed once per connection) and never
+//! with one the caller sent.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,6 +16,7 @@ use std::sync::Arc;
 
 use aerie_core::proxy_config::{MtlsMode, Protocol};
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 use hyper::service::service_fn;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -19,9 +24,9 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::body::rbac_denied;
-use crate::listener::{InboundRoute, Route, copy_tcp, serve_http};
+use crate::listener::{InboundRoute, LiveRoute, Route, copy_tcp, serve_http};
 use crate::proxy::Shared;
-use crate::rbac::{ConnAuthz, Peer, authorize};
+use crate::rbac::{ConnAuthz, Peer, XFCC, authorize};
 
 /// The first byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -30,11 +35,13 @@ pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     route: Arc<InboundRoute>,
-    live: Arc<ArcSwap<Route>>,
+    live: Arc<LiveRoute>,
     shared: &Arc<Shared>,
 ) {
     let tls = match route.mtls {
-        MtlsMode::Off => return proxy(stream, Peer::MeshWithoutMtls, route, live, shared).await,
+        MtlsMode::Off => {
+            return proxy(stream, Peer::MeshWithoutMtls, None, route, live, shared).await;
+        }
         MtlsMode::Strict => true,
         MtlsMode::Permissive => match sniff_tls(&stream, shared).await {
             Some(tls) => tls,
@@ -45,7 +52,7 @@ pub(crate) async fn serve(
         },
     };
     if !tls {
-        return proxy(stream, Peer::Plaintext, route, live, shared).await;
+        return proxy(stream, Peer::Plaintext, None, route, live, shared).await;
     }
     // Fail closed: no identity means we can neither prove ours nor verify theirs.
     let Some(material) = shared.tls.load_full() else {
@@ -67,17 +74,49 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let peer_id = match stream
+    let (peer_id, xfcc) = match stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
     {
-        Some(leaf) => Peer::from_certificate(leaf, &route.stats.name),
+        Some(leaf) => Peer::from_certificate(leaf, &route.stats.name, &route.spiffe_id),
         // The verifier requires a certificate; be defensive anyway.
-        None => Peer::Unusable,
+        None => (Peer::Unusable, None),
     };
-    proxy(stream, peer_id, route, live, shared).await;
+    proxy(stream, peer_id, xfcc, route, live, shared).await;
+}
+
+/// Resolves once a config change stops allowing `peer` on this listener (`decided` is the
+/// route the connection was allowed under). Never resolves once the listener is gone (the
+/// connection then runs until it closes).
+async fn revoked(
+    live: &LiveRoute,
+    mut changes: tokio::sync::watch::Receiver<()>,
+    decided: &Arc<InboundRoute>,
+    peer: &Peer,
+    shared: &Shared,
+) {
+    let mut decided = decided.clone();
+    loop {
+        let current = live.load_full();
+        let still_allowed = match &*current {
+            Route::Inbound(latest) if Arc::ptr_eq(latest, &decided) => true,
+            Route::Inbound(latest) => {
+                decided = latest.clone();
+                authorize(shared, latest, peer).decision.is_allowed()
+            }
+            // The address now serves an outbound: nothing authorizes this caller any more.
+            Route::Outbound(_) => false,
+        };
+        if !still_allowed {
+            tracing::info!(listener = %decided.stats.name, "closing a TCP connection its caller is no longer allowed to hold");
+            return;
+        }
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// Peeks at the first byte to tell TLS from plaintext (PERMISSIVE mode). A client that sends
@@ -101,15 +140,20 @@ struct Decided {
 async fn proxy<IO>(
     io: IO,
     peer: Peer,
+    xfcc: Option<HeaderValue>,
     route: Arc<InboundRoute>,
-    live: Arc<ArcSwap<Route>>,
+    live: Arc<LiveRoute>,
     shared: &Arc<Shared>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let authz = authorize(shared, &route, &peer);
     if route.cfg.protocol == Protocol::Tcp {
-        // A TCP stream is authorized when it opens (as Envoy's network RBAC filter does).
+        // Watch for changes from before the decision, so none slips between the two.
+        let changes = live.subscribe();
+        let authz = authorize(shared, &route, &peer);
+        // A TCP stream is authorized when it opens (as Envoy's network RBAC filter does),
+        // and again whenever the listener's policies change: one no longer allowed is closed
+        // (as ztunnel's policy watcher and Linkerd's inbound policy do).
         authz.record();
         if !authz.decision.is_allowed() {
             return; // dropping `io` closes the connection without a byte sent
@@ -117,15 +161,24 @@ async fn proxy<IO>(
         let Some(app) = route.app.connect().await else {
             return;
         };
-        return copy_tcp(shared, io, app, &route.stats).await;
+        let revoked = revoked(&live, changes, &route, &peer, shared);
+        return copy_tcp(shared, io, app, &route.stats, revoked).await;
     }
+    let authz = authorize(shared, &route, &peer);
     let stats = route.stats.clone();
     let decided = Arc::new(ArcSwap::from_pointee(Decided { route, authz }));
-    let ctx = Arc::new((peer, live, decided, shared.clone()));
-    let svc = service_fn(move |req| {
+    let ctx = Arc::new((peer, xfcc, live, decided, shared.clone()));
+    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
         async move {
-            let (peer, live, decided, shared) = &*ctx;
+            let (peer, xfcc, live, decided, shared) = &*ctx;
+            // The application hears who called from this proxy only: a caller's own
+            // x-forwarded-client-cert is dropped, and the verified caller's set.
+            let headers = req.headers_mut();
+            headers.remove(XFCC);
+            if let Some(v) = xfcc {
+                headers.insert(XFCC, v.clone());
+            }
             let mut current = decided.load_full();
             // Re-decide only if the listener's config was swapped since (rare).
             if let Route::Inbound(latest) = &**live.load()

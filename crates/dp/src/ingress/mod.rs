@@ -21,7 +21,7 @@ mod hello;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,14 +99,6 @@ pub enum IngressConfigError {
     },
     #[error("server name {0:?} has two routes")]
     DuplicateSni(String),
-    #[error("route {sni}: endpoint {dataplane}: invalid IP address {address:?}")]
-    Address {
-        sni: String,
-        dataplane: String,
-        address: String,
-    },
-    #[error("route {sni}: endpoint {dataplane}: port 0 is not valid")]
-    Port { sni: String, dataplane: String },
     #[error("the ingress is draining and accepts no new configuration")]
     Draining,
 }
@@ -389,25 +381,19 @@ impl Ingress {
                     sni: r.sni.clone(),
                 });
             }
+            // An endpoint no proxy may dial is skipped (and logged), never a reason to refuse
+            // the routes of every other service.
             let endpoints = r
                 .endpoints
                 .iter()
-                .map(|e| {
-                    let ip: IpAddr =
-                        e.address.parse().map_err(|_| IngressConfigError::Address {
-                            sni: r.sni.clone(),
-                            dataplane: e.dataplane.clone(),
-                            address: e.address.clone(),
-                        })?;
-                    if e.port == 0 {
-                        return Err(IngressConfigError::Port {
-                            sni: r.sni.clone(),
-                            dataplane: e.dataplane.clone(),
-                        });
+                .filter_map(|e| match crate::dial::endpoint(&e.address, e.port) {
+                    Ok(addr) => Some(addr),
+                    Err(why) => {
+                        warn!(sni = %r.sni, dataplane = %e.dataplane, %why, "ingress: skipping an endpoint");
+                        None
                     }
-                    Ok(SocketAddr::new(ip, e.port))
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect();
             let labels = RouteLabels {
                 mesh: r.mesh.clone(),
                 service: r.service.clone(),
@@ -681,7 +667,7 @@ async fn read_route(
 async fn connect(inner: &Inner, route: &RouteState) -> Option<TcpStream> {
     for i in route.rr.order(route.endpoints.len()) {
         let addr = *route.endpoints.get(i)?;
-        match tokio::time::timeout(inner.opts.connect_timeout, TcpStream::connect(addr)).await {
+        match tokio::time::timeout(inner.opts.connect_timeout, crate::dial::connect(addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 return Some(s);
@@ -734,6 +720,28 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_that_cannot_be_dialled_are_skipped_not_refused() {
+        let ingress = Ingress::new(IngressOptions::new("ingress-1"));
+        let cfg = IngressConfig {
+            name: "ingress-1".into(),
+            routes: vec![
+                route(
+                    "web.default.mesh",
+                    &[("web.local", 1), ("127.0.0.1", 0), ("169.254.169.254", 80)],
+                ),
+                route("api.default.mesh", &[("10.0.0.1", 9000)]),
+            ],
+        };
+        ingress.apply_config("1", cfg).unwrap();
+        let table = ingress.inner.table.load_full().unwrap();
+        assert!(table.routes["web.default.mesh"].endpoints.is_empty());
+        assert_eq!(
+            table.routes["api.default.mesh"].endpoints,
+            ["10.0.0.1:9000".parse::<SocketAddr>().unwrap()]
+        );
+    }
+
+    #[test]
     fn bad_configs_are_refused_and_the_last_good_one_stays() {
         let ingress = Ingress::new(IngressOptions::new("ingress-1"));
         let good = IngressConfig {
@@ -761,14 +769,6 @@ mod tests {
                     route("WEB.default.mesh", &[]),
                 ],
             },
-            IngressConfig {
-                name: "ingress-1".into(),
-                routes: vec![route("web.default.mesh", &[("web.local", 1)])],
-            },
-            IngressConfig {
-                name: "ingress-1".into(),
-                routes: vec![route("web.default.mesh", &[("127.0.0.1", 0)])],
-            },
         ];
         for bad in cases {
             assert!(ingress.apply_config("2", bad.clone()).is_err(), "{bad:?}");
@@ -777,7 +777,7 @@ mod tests {
         assert_eq!(ingress.config(), Some(good));
         let stats = ingress.prometheus();
         assert!(
-            stats.contains("aerie_dp_config_rejected_total 6"),
+            stats.contains("aerie_dp_config_rejected_total 4"),
             "{stats}"
         );
     }

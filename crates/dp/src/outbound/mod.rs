@@ -24,7 +24,7 @@ pub(crate) async fn serve(
             debug!(listener = %route.stats.name, %peer, "no endpoint reachable, closing");
             return;
         };
-        return copy_tcp(shared, stream, upstream, &route.stats).await;
+        return copy_tcp(shared, stream, upstream, &route.stats, std::future::pending()).await;
     }
     let stats = route.stats.clone();
     let svc = service_fn(move |req| {

@@ -99,7 +99,13 @@ mod tests {
 
     #[test]
     fn endpoints_must_be_hosts_reachable_through_the_mesh() {
-        for ok in ["10.0.0.1", "127.0.0.1", "127.0.0.5", "192.168.1.1", "2001:db8::1"] {
+        for ok in [
+            "10.0.0.1",
+            "127.0.0.1",
+            "127.0.0.5",
+            "192.168.1.1",
+            "2001:db8::1",
+        ] {
             assert_eq!(endpoint_refusal(ip(ok)), None, "{ok}");
         }
         let refused = [

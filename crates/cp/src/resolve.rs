@@ -108,7 +108,11 @@ impl Resolver {
                     }
                 };
                 for mesh in changed.into_iter().flatten() {
-                    tracing::info!(name, mesh, "a Dataplane's host name resolves differently now");
+                    tracing::info!(
+                        name,
+                        mesh,
+                        "a Dataplane's host name resolves differently now"
+                    );
                     dirty(&mesh);
                 }
             }
@@ -121,7 +125,11 @@ async fn lookup(name: &str) -> Answer {
     {
         Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect::<Vec<_>>(),
         Ok(Err(e)) => return Err(format!("\"{name}\" does not resolve: {e}")),
-        Err(_) => return Err(format!("\"{name}\" did not resolve within {LOOKUP_TIMEOUT:?}")),
+        Err(_) => {
+            return Err(format!(
+                "\"{name}\" did not resolve within {LOOKUP_TIMEOUT:?}"
+            ));
+        }
     };
     pick(name, &found)
 }
@@ -176,7 +184,12 @@ pub fn substitute_dataplane(
     let Some(net) = &mut spec.networking else {
         return problems;
     };
-    substitute(&mut net.address, "networking.address", answers, &mut problems);
+    substitute(
+        &mut net.address,
+        "networking.address",
+        answers,
+        &mut problems,
+    );
     if let Some(a) = &mut net.advertised_address {
         substitute(a, "networking.advertisedAddress", answers, &mut problems);
     }
@@ -201,7 +214,12 @@ pub fn substitute_ingress(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     let net = &mut spec.networking;
-    substitute(&mut net.address, "networking.address", answers, &mut problems);
+    substitute(
+        &mut net.address,
+        "networking.address",
+        answers,
+        &mut problems,
+    );
     if let Some(a) = &mut net.advertised_address {
         substitute(a, "networking.advertisedAddress", answers, &mut problems);
     }
@@ -285,9 +303,12 @@ mod tests {
     #[tokio::test]
     async fn localhost_is_never_used_and_unknown_names_are_reported() {
         let r = Resolver::new(Duration::from_secs(60));
-        let names: BTreeSet<String> = ["localhost".to_string(), "does-not-exist.invalid".to_string()]
-            .into_iter()
-            .collect();
+        let names: BTreeSet<String> = [
+            "localhost".to_string(),
+            "does-not-exist.invalid".to_string(),
+        ]
+        .into_iter()
+        .collect();
         let answers = r.resolve("default", names).await;
         assert!(answers["localhost"].is_err(), "{:?}", answers["localhost"]);
         assert!(answers["does-not-exist.invalid"].is_err());

@@ -232,7 +232,9 @@ mod tests {
         };
         assert_eq!(
             endpoints,
-            &[format!("{}:{}", good.address, good.port).parse::<SocketAddr>().unwrap()]
+            &[format!("{}:{}", good.address, good.port)
+                .parse::<SocketAddr>()
+                .unwrap()]
         );
     }
 

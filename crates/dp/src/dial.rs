@@ -61,7 +61,13 @@ mod tests {
             endpoint("10.0.0.1", 80).unwrap(),
             "10.0.0.1:80".parse().unwrap()
         );
-        for bad in ["backend.mesh", "169.254.169.254", "0.0.0.0", "::1", "224.0.0.1"] {
+        for bad in [
+            "backend.mesh",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "224.0.0.1",
+        ] {
             assert!(endpoint(bad, 80).is_err(), "{bad}");
         }
         assert!(endpoint("10.0.0.1", 0).is_err());

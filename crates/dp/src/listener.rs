@@ -176,7 +176,7 @@ async fn accept_loop(
                         }
                         Route::Outbound(r) => {
                             r.stats.connections.inc();
-                            crate::outbound::serve(stream, peer, r.clone(), &shared).await;
+                            crate::outbound::serve(stream, peer, r.clone(), live, &shared).await;
                         }
                     }
                     drop(guard);

@@ -340,7 +340,8 @@ impl EndpointPool {
                     debug!(%addr, error = %e, "upstream h2 connection ended");
                 }
             });
-            self.h2_conn().store(Some(Arc::new((epoch, sender.clone()))));
+            self.h2_conn()
+                .store(Some(Arc::new((epoch, sender.clone()))));
             Ok(Sender::H2(sender))
         } else {
             let (sender, conn) = http1::handshake(io)
@@ -384,7 +385,8 @@ impl EndpointPool {
                     Ok(resp) => resp,
                     Err(mut e) => match e.take_message() {
                         Some(req) => {
-                            let Sender::H1(mut fresh, fresh_epoch) = Box::pin(self.connect()).await?
+                            let Sender::H1(mut fresh, fresh_epoch) =
+                                Box::pin(self.connect()).await?
                             else {
                                 return Err(SendError::Protocol);
                             };

@@ -324,7 +324,9 @@ async fn connections_from_before_mtls_are_closed_when_it_turns_on() {
     open.write_all(b"plain").await.unwrap();
     let mut buf = [0u8; 5];
     open.read_exact(&mut buf).await.unwrap();
-    p.server.apply_identity(ca.identity(MESH, "backend")).unwrap();
+    p.server
+        .apply_identity(ca.identity(MESH, "backend"))
+        .unwrap();
     let mut cfg = p.server_config.clone();
     cfg.mtls = MtlsMode::Strict;
     p.server.apply_config("2", cfg).unwrap();
@@ -345,7 +347,9 @@ async fn connections_from_before_mtls_are_closed_when_it_turns_on() {
     conn.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
     let hits = app.hits();
-    p.server.apply_identity(ca.identity(MESH, "backend")).unwrap();
+    p.server
+        .apply_identity(ca.identity(MESH, "backend"))
+        .unwrap();
     let mut cfg = p.server_config.clone();
     cfg.mtls = MtlsMode::Strict;
     p.server.apply_config("2", cfg).unwrap();
@@ -357,6 +361,39 @@ async fn connections_from_before_mtls_are_closed_when_it_turns_on() {
     let answer = String::from_utf8_lossy(&rest[..n]);
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert_eq!(app.hits(), hits, "the app never saw the second request");
+}
+
+#[tokio::test]
+async fn a_kept_alive_app_connection_follows_the_outbounds_new_endpoints() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (old, new) = (HttpApp::start("old").await, HttpApp::start("new").await);
+    let client = proxy("web-1");
+    let listen = free_addr();
+    let cfg = |app: std::net::SocketAddr| {
+        config(
+            "web-1",
+            MtlsMode::Off,
+            vec![],
+            vec![outbound("backend", listen, Protocol::Http, &[app])],
+        )
+    };
+    client.apply_config("1", cfg(old.addr)).unwrap();
+    let mut conn = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let ask = async |conn: &mut tokio::net::TcpStream| {
+        conn.write_all(b"GET / HTTP/1.1\r\nhost: backend\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = conn.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(ask(&mut conn).await.ends_with("old "));
+    client.apply_config("2", cfg(new.addr)).unwrap();
+    assert!(
+        ask(&mut conn).await.ends_with("new "),
+        "the same connection, the new endpoint"
+    );
+    assert_eq!(old.hits(), 1);
 }
 
 #[tokio::test]

@@ -10,8 +10,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use aerie_e2e::{
-    ControlPlane, Dataplane, NetNs, Process, bin, free_port, http, loopback_ip, start_app,
-    wait_for,
+    ControlPlane, Dataplane, NetNs, Process, bin, free_port, http, loopback_ip, start_app, wait_for,
 };
 use common::{ALLOW_ALL, DENY_ALL, KongAir, MTLS, PROPAGATION, TARGETED, call, wait_status};
 
@@ -27,7 +26,10 @@ fn a_forged_client_cert_header_never_reaches_the_app() {
     let k = KongAir::start("http");
     let forged = "By=spiffe://default/check-in-api-blu;URI=spiffe://default/admin";
     // mTLS off: no identity to describe, and the caller's header is dropped anyway.
-    let seen = headers_seen(&k.from_flight_control, &[("x-forwarded-client-cert", forged)]);
+    let seen = headers_seen(
+        &k.from_flight_control,
+        &[("x-forwarded-client-cert", forged)],
+    );
     assert!(seen.get("x-forwarded-client-cert").is_none(), "{seen}");
 
     k.apply(MTLS);
@@ -37,7 +39,10 @@ fn a_forged_client_cert_header_never_reaches_the_app() {
             .get("x-forwarded-client-cert")
             .map(|_| ())
     });
-    let seen = headers_seen(&k.from_flight_control, &[("x-forwarded-client-cert", forged)]);
+    let seen = headers_seen(
+        &k.from_flight_control,
+        &[("x-forwarded-client-cert", forged)],
+    );
     let xfcc = seen["x-forwarded-client-cert"].as_str().unwrap_or_default();
     let parts: Vec<&str> = xfcc.split(';').collect();
     assert_eq!(parts.len(), 3, "{xfcc}");
@@ -47,20 +52,33 @@ fn a_forged_client_cert_header_never_reaches_the_app() {
         hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
         "{xfcc}"
     );
-    assert_eq!(parts[2], "URI=spiffe://default/flight-control-blu", "{xfcc}");
+    assert_eq!(
+        parts[2], "URI=spiffe://default/flight-control-blu",
+        "{xfcc}"
+    );
     // Only one value: the forged one is gone, not appended.
     assert!(!xfcc.contains("admin"), "{xfcc}");
     // Another caller is described as itself.
     let seen = headers_seen(&k.from_booking, &[("X-Forwarded-Client-Cert", forged)]);
     let xfcc = seen["x-forwarded-client-cert"].as_str().unwrap_or_default();
-    assert!(xfcc.ends_with(";URI=spiffe://default/booking-blu"), "{xfcc}");
+    assert!(
+        xfcc.ends_with(";URI=spiffe://default/booking-blu"),
+        "{xfcc}"
+    );
 }
 
 /// A dataplane token bound to tags only (no name), as `kumactl generate dataplane-token --tag`
 /// makes it.
 fn tag_token(k: &KongAir, service: &str) -> String {
     let body = format!(r#"{{"mesh":"default","tags":{{"kuma.io/service":["{service}"]}}}}"#);
-    let r = http("POST", &k.cp.addrs.api(), "/tokens/dataplane", Some(&body), &[]).unwrap();
+    let r = http(
+        "POST",
+        &k.cp.addrs.api(),
+        "/tokens/dataplane",
+        Some(&body),
+        &[],
+    )
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     r.body
 }
@@ -77,10 +95,9 @@ fn attacker(k: &KongAir, name: &str, service: &str, token: &str) -> Dataplane {
 
 /// The check-in-api proxy's session as the control plane reports it.
 fn checkin_session(k: &KongAir) -> (String, String) {
-    let o = k
-        .cp
-        .dataplane_overview("default", "check-in-api-1")
-        .expect("overview");
+    let o =
+        k.cp.dataplane_overview("default", "check-in-api-1")
+            .expect("overview");
     let sub = &o["dataplaneInsight"]["subscriptions"][0];
     (
         sub["connectTime"].as_str().unwrap_or_default().to_string(),
@@ -122,7 +139,11 @@ fn a_tag_bound_token_cannot_take_over_another_proxys_dataplane() {
     // Both keep being refused (they retry); the real proxy was never disturbed.
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        assert_eq!(checkin_session(&k), before, "the real proxy's session changed");
+        assert_eq!(
+            checkin_session(&k),
+            before,
+            "the real proxy's session changed"
+        );
         assert_eq!(call(&k.from_flight_control), 200);
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -131,7 +152,11 @@ fn a_tag_bound_token_cannot_take_over_another_proxys_dataplane() {
         .logs()
         .matches("cannot take over a live session")
         .count();
-    assert!(refusals >= 2, "the thief keeps retrying:\n{}", thief.process.logs());
+    assert!(
+        refusals >= 2,
+        "the thief keeps retrying:\n{}",
+        thief.process.logs()
+    );
     drop((evil, thief));
 
     // Once the real proxy is gone (offline, Dataplane kept), its own service's token may
@@ -164,7 +189,11 @@ fn an_admins_identity_change_reaches_the_proxys_certificate_at_once() {
     let r = k.cp.put(path, &dp.to_string());
     assert_eq!(r.status, 200, "{}", r.body);
     // Its certificate follows within seconds, not at the next rotation.
-    wait_status("booking now calls as flight-control-blu", &k.from_booking, 200);
+    wait_status(
+        "booking now calls as flight-control-blu",
+        &k.from_booking,
+        200,
+    );
     let seen = headers_seen(&k.from_booking, &[]);
     let xfcc = seen["x-forwarded-client-cert"].as_str().unwrap_or_default();
     assert!(
@@ -195,7 +224,11 @@ fn revoking_a_permission_closes_open_tcp_connections() {
     };
     // Both proxies hold their certificates and check-in-api's inbound is STRICT.
     wait_for("mTLS in force", PROPAGATION, || {
-        let dump = |admin: &str| http("GET", admin, "/config_dump", None, &[]).ok().map(|r| r.json());
+        let dump = |admin: &str| {
+            http("GET", admin, "/config_dump", None, &[])
+                .ok()
+                .map(|r| r.json())
+        };
         let checkin = dump(&k.checkin.admin)?;
         let caller = dump(&k.flight_control.admin)?;
         (checkin["config"]["mtls"] == "strict"
@@ -209,7 +242,13 @@ fn revoking_a_permission_closes_open_tcp_connections() {
     // Revoke: deny-all, then remove allow-all. New connections are refused...
     k.apply(DENY_ALL);
     assert!(echo(&mut open, b"still allowed"));
-    k.kumactl.ok(&["delete", "meshtrafficpermission", "allow-all", "--mesh", "default"]);
+    k.kumactl.ok(&[
+        "delete",
+        "meshtrafficpermission",
+        "allow-all",
+        "--mesh",
+        "default",
+    ]);
     wait_for("new connections are refused", PROPAGATION, || {
         connect().is_none().then_some(())
     });
@@ -242,7 +281,12 @@ fn a_dataplane_whose_address_cannot_be_used_freezes_no_other_proxy() {
         y
     };
     let a1 = free_port("127.0.0.1");
-    let mut good = Dataplane::start(&cp, "api-1", &yaml("api-1", "api", &loopback_ip(), a1, None), a1);
+    let mut good = Dataplane::start(
+        &cp,
+        "api-1",
+        &yaml("api-1", "api", &loopback_ip(), a1, None),
+        a1,
+    );
     good.wait_ready();
     // A second instance of `api` whose address is a name that does not resolve: its proxy
     // connects (its own inbound cannot bind, which is its own problem).
@@ -258,12 +302,8 @@ fn a_dataplane_whose_address_cannot_be_used_freezes_no_other_proxy() {
         let problems = o["addressProblems"].to_string();
         (o["online"] == true && problems.contains("does-not-resolve.invalid")).then_some(())
     });
-    let shown = aerie_e2e::Kumactl::for_cp(&cp).ok(&[
-        "inspect",
-        "dataplane",
-        "api-2",
-        "--type=config",
-    ]);
+    let shown =
+        aerie_e2e::Kumactl::for_cp(&cp).ok(&["inspect", "dataplane", "api-2", "--type=config"]);
     assert!(shown.contains("does-not-resolve.invalid"), "{shown}");
 
     // A proxy calling `api`, started afterwards, gets its config and reaches the good one.
@@ -294,7 +334,12 @@ fn a_dataplane_whose_address_cannot_be_used_freezes_no_other_proxy() {
         }
     };
     let octets: Vec<u32> = ns.host_ip.split('.').map(|o| o.parse().unwrap()).collect();
-    let name = format!("{}.{}.{}", octets[0], octets[1], octets[2] * 256 + octets[3]);
+    let name = format!(
+        "{}.{}.{}",
+        octets[0],
+        octets[1],
+        octets[2] * 256 + octets[3]
+    );
     let a4 = free_port("127.0.0.1");
     let mut named = Dataplane::start(&cp, "api-3", &yaml("api-3", "api", &name, a4, None), a4);
     named.wait_ready();
@@ -347,7 +392,9 @@ fn a_proxy_elsewhere_cannot_declare_a_loopback_address() {
     assert!(!status.success());
     let logs = liar.logs();
     assert!(
-        logs.contains("is a loopback address, which only a proxy on the control plane's own host may declare"),
+        logs.contains(
+            "is a loopback address, which only a proxy on the control plane's own host may declare"
+        ),
         "{logs}"
     );
     assert_eq!(cp.get("/meshes/default/dataplanes/liar").status, 404);
@@ -395,7 +442,11 @@ fn generated_private_keys_are_never_served_over_the_api() {
             assert!(s.get("data").is_none(), "{s}");
         }
     }
-    assert!(items.iter().any(|s| s["name"] == "default.ca-builtin-key-ca-1"));
+    assert!(
+        items
+            .iter()
+            .any(|s| s["name"] == "default.ca-builtin-key-ca-1")
+    );
     let cert = cp.get("/meshes/default/secrets/default.ca-builtin-cert-ca-1");
     assert_eq!(cert.status, 200, "{}", cert.body);
     let out = aerie_e2e::Kumactl::for_cp(&cp).fails(&[

@@ -709,6 +709,9 @@ fn idle_keep_alive_connections_outlive_the_handshake_timeout() {
     let k = KongAir::start("http");
     k.apply(MTLS);
     k.apply(TARGETED);
+    // Both in force (booking denied) before the connections are made: a connection from
+    // before mTLS is not kept once it is on.
+    wait_status("mTLS and the policy in force", &k.from_booking, 403);
     wait_status("flight-control allowed", &k.from_flight_control, 200);
     let mut conn = std::net::TcpStream::connect(&k.from_flight_control).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))

@@ -719,13 +719,15 @@ fn through_ingress(ingress: &str, sni: &str, request: &str) -> Result<String, St
         .dangerous()
         .with_custom_certificate_verifier(std::sync::Arc::new(AnyServer(provider)))
         .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name)
-        .map_err(|e| e.to_string())?;
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).map_err(|e| e.to_string())?;
     let tcp = std::net::TcpStream::connect(ingress).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    tls.write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let _ = tls.read_to_end(&mut out);
     if out.is_empty() {
@@ -746,7 +748,11 @@ fn a_workload_token_cannot_reach_the_ca_key_through_the_ingress() {
     global.apply_json("/meshes/default", MTLS);
     eventually("the mesh CA reaches the zone", &[&global, &zone], || {
         json(&zone, "/meshes/default").is_some_and(|m| m["mtls"]["enabledBackend"] == "ca-1")
-            && json(&zone, "/meshes/default/secrets/default.ca-builtin-cert-ca-1").is_some()
+            && json(
+                &zone,
+                "/meshes/default/secrets/default.ca-builtin-cert-ca-1",
+            )
+            .is_some()
     });
     // The attacker's proxy: an ordinary dataplane token. Its inbound cannot bind (the API
     // holds the port) but its session makes it a live endpoint.
@@ -780,14 +786,23 @@ fn a_workload_token_cannot_reach_the_ca_key_through_the_ingress() {
         };
         format!("{}:{}", field("address:"), field("port:"))
     };
-    eventually("the ingress routes the attacker's service", &[&zone], || {
-        http("GET", &ingress_admin, "/config_dump", None, &[])
-            .is_ok_and(|r| r.body.contains("evil.default.mesh") && r.body.contains(&zone.addrs.ip))
-    });
+    eventually(
+        "the ingress routes the attacker's service",
+        &[&zone],
+        || {
+            http("GET", &ingress_admin, "/config_dump", None, &[]).is_ok_and(|r| {
+                r.body.contains("evil.default.mesh") && r.body.contains(&zone.addrs.ip)
+            })
+        },
+    );
 
     // Through the ingress, the API answers (the relay works) but as to a stranger.
-    let root = through_ingress(&listen, "evil.default.mesh", "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("the API answers through the relay");
+    let root = through_ingress(
+        &listen,
+        "evil.default.mesh",
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("the API answers through the relay");
     assert!(root.starts_with("HTTP/1.1 200"), "{root}");
     let key = through_ingress(
         &listen,

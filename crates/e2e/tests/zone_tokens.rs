@@ -69,7 +69,11 @@ fn zone_tokens_are_issued_and_their_keys_stored() {
     // show it without its data. Beside it, its public half, readable.
     let resp = cp.get("/globalsecrets/zone-token-signing-key-1");
     assert_eq!(resp.status, 403, "{}", resp.body);
-    assert!(resp.body.contains("never served over the API"), "{}", resp.body);
+    assert!(
+        resp.body.contains("never served over the API"),
+        "{}",
+        resp.body
+    );
     let listed = cp.get("/globalsecrets").json();
     let key = listed["items"]
         .as_array()

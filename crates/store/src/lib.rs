@@ -148,8 +148,16 @@ pub trait Store: Send + Sync + 'static {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChangeEvent>;
 
     /// Records that `replica` (a control plane) holds the session of proxy (mesh, name),
-    /// replacing any other holder.
-    async fn open_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError>;
+    /// replacing any other holder. `owner` names the proxy process holding it (a digest of its
+    /// current CSR; empty when unknown), so that the same proxy moving to another replica is
+    /// told apart from another proxy claiming its name. Calling it again updates the owner.
+    async fn open_session(
+        &self,
+        mesh: &str,
+        name: &str,
+        replica: &str,
+        owner: &str,
+    ) -> Result<(), StoreError>;
 
     /// Ends a session if `replica` still holds it.
     async fn close_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError>;
@@ -157,8 +165,13 @@ pub trait Store: Send + Sync + 'static {
     /// Names of the proxies of a mesh connected to any live replica: the endpoints.
     async fn online(&self, mesh: &str) -> Result<std::collections::HashSet<String>, StoreError>;
 
-    /// The live replica holding the session of proxy (mesh, name), if any.
-    async fn session_holder(&self, mesh: &str, name: &str) -> Result<Option<String>, StoreError>;
+    /// The live replica holding the session of proxy (mesh, name), and the session's owner,
+    /// if any.
+    async fn session_holder(
+        &self,
+        mesh: &str,
+        name: &str,
+    ) -> Result<Option<SessionHolder>, StoreError>;
 
     /// Marks `replica` alive and ends the sessions of replicas silent for [`SESSION_TTL`].
     async fn heartbeat(&self, replica: &str) -> Result<(), StoreError>;
@@ -174,36 +187,47 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// Who holds a proxy's session: the replica, and the proxy process (see
+/// [`Store::open_session`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionHolder {
+    pub replica: String,
+    pub owner: String,
+}
+
 /// How long a replica may stay silent before its proxies' sessions are considered over.
 pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Sessions for the stores a single control plane owns (memory, SQLite): in this process.
 #[derive(Default)]
 pub(crate) struct LocalSessions(
-    std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
+    std::sync::Mutex<std::collections::HashMap<(String, String), SessionHolder>>,
 );
 
 impl LocalSessions {
     fn lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), String>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), SessionHolder>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn open(&self, mesh: &str, name: &str, replica: &str) {
-        self.lock()
-            .insert((mesh.into(), name.into()), replica.into());
+    pub fn open(&self, mesh: &str, name: &str, replica: &str, owner: &str) {
+        let holder = SessionHolder {
+            replica: replica.into(),
+            owner: owner.into(),
+        };
+        self.lock().insert((mesh.into(), name.into()), holder);
     }
 
     pub fn close(&self, mesh: &str, name: &str, replica: &str) {
         let mut m = self.lock();
         let key = (mesh.to_string(), name.to_string());
-        if m.get(&key).is_some_and(|r| r == replica) {
+        if m.get(&key).is_some_and(|h| h.replica == replica) {
             m.remove(&key);
         }
     }
 
-    pub fn holder(&self, mesh: &str, name: &str) -> Option<String> {
+    pub fn holder(&self, mesh: &str, name: &str) -> Option<SessionHolder> {
         self.lock().get(&(mesh.into(), name.into())).cloned()
     }
 

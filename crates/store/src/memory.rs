@@ -191,8 +191,14 @@ impl Store for MemoryStore {
         self.feed.subscribe()
     }
 
-    async fn open_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError> {
-        self.sessions.open(mesh, name, replica);
+    async fn open_session(
+        &self,
+        mesh: &str,
+        name: &str,
+        replica: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        self.sessions.open(mesh, name, replica, owner);
         Ok(())
     }
 
@@ -205,7 +211,11 @@ impl Store for MemoryStore {
         Ok(self.sessions.online(mesh))
     }
 
-    async fn session_holder(&self, mesh: &str, name: &str) -> Result<Option<String>, StoreError> {
+    async fn session_holder(
+        &self,
+        mesh: &str,
+        name: &str,
+    ) -> Result<Option<crate::SessionHolder>, StoreError> {
         Ok(self.sessions.holder(mesh, name))
     }
 

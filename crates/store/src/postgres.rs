@@ -152,6 +152,13 @@ CREATE TRIGGER sessions_notify
     FOR EACH ROW EXECUTE FUNCTION notify_session_event();
 "#,
     },
+    Migration {
+        version: 4,
+        description: "which proxy process holds a session",
+        sql: r#"
+ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+"#,
+    },
 ];
 
 fn latest_version() -> u32 {
@@ -1097,14 +1104,21 @@ impl Store for PostgresStore {
         self.feed.subscribe()
     }
 
-    async fn open_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError> {
+    async fn open_session(
+        &self,
+        mesh: &str,
+        name: &str,
+        replica: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (mesh, name, replica, connected_at) VALUES ($1, $2, $3, now())
-             ON CONFLICT (mesh, name) DO UPDATE SET replica = EXCLUDED.replica, connected_at = EXCLUDED.connected_at",
+            "INSERT INTO sessions (mesh, name, replica, connected_at, owner) VALUES ($1, $2, $3, now(), $4)
+             ON CONFLICT (mesh, name) DO UPDATE SET replica = EXCLUDED.replica, connected_at = EXCLUDED.connected_at, owner = EXCLUDED.owner",
         )
         .bind(mesh)
         .bind(name)
         .bind(replica)
+        .bind(owner)
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -1137,9 +1151,13 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    async fn session_holder(&self, mesh: &str, name: &str) -> Result<Option<String>, StoreError> {
+    async fn session_holder(
+        &self,
+        mesh: &str,
+        name: &str,
+    ) -> Result<Option<crate::SessionHolder>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.replica FROM sessions s JOIN replicas r ON r.id = s.replica
+            "SELECT s.replica, s.owner FROM sessions s JOIN replicas r ON r.id = s.replica
              WHERE s.mesh = $1 AND s.name = $2 AND r.heartbeat_at > now() - make_interval(secs => $3)",
         )
         .bind(mesh)
@@ -1148,8 +1166,13 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
-        row.map(|r| r.try_get::<String, _>(0).map_err(|e| self.err(e)))
-            .transpose()
+        row.map(|r| {
+            Ok(crate::SessionHolder {
+                replica: r.try_get::<String, _>(0).map_err(|e| self.err(e))?,
+                owner: r.try_get::<String, _>(1).map_err(|e| self.err(e))?,
+            })
+        })
+        .transpose()
     }
 
     async fn heartbeat(&self, replica: &str) -> Result<(), StoreError> {

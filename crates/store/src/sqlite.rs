@@ -309,8 +309,14 @@ impl Store for SqliteStore {
         self.feed.subscribe()
     }
 
-    async fn open_session(&self, mesh: &str, name: &str, replica: &str) -> Result<(), StoreError> {
-        self.sessions.open(mesh, name, replica);
+    async fn open_session(
+        &self,
+        mesh: &str,
+        name: &str,
+        replica: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        self.sessions.open(mesh, name, replica, owner);
         Ok(())
     }
 
@@ -323,7 +329,11 @@ impl Store for SqliteStore {
         Ok(self.sessions.online(mesh))
     }
 
-    async fn session_holder(&self, mesh: &str, name: &str) -> Result<Option<String>, StoreError> {
+    async fn session_holder(
+        &self,
+        mesh: &str,
+        name: &str,
+    ) -> Result<Option<crate::SessionHolder>, StoreError> {
         Ok(self.sessions.holder(mesh, name))
     }
 

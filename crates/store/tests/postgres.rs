@@ -683,7 +683,7 @@ async fn sessions_are_shared_and_expire_with_their_replica() {
     let mut b_feed = b.subscribe();
     a.heartbeat("replica-a").await.expect("heartbeat a");
     b.heartbeat("replica-b").await.expect("heartbeat b");
-    a.open_session("default", "web-1", "replica-a")
+    a.open_session("default", "web-1", "replica-a", "")
         .await
         .expect("open");
     // B hears of it (a Dataplane change in mesh default) and counts web-1 online.

@@ -204,12 +204,7 @@ async fn list(
     }
     let all = state.store.list(t, mesh).await?;
     let total = all.len();
-    let items: Vec<Value> = all
-        .iter()
-        .skip(offset)
-        .take(size)
-        .map(shown)
-        .collect();
+    let items: Vec<Value> = all.iter().skip(offset).take(size).map(shown).collect();
     let next = (offset + size < total).then(|| {
         let host = headers
             .get("host")

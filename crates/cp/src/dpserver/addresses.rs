@@ -56,7 +56,8 @@ fn check(declared: &[(String, &str)], peer: Option<SocketAddr>) -> Result<(), St
             return Err(Status::invalid_argument(format!("{field}: {why}")));
         }
         if is_loopback(ip) && !local_peer {
-            let from = peer.map_or_else(|| "an unknown address".to_string(), |p| p.ip().to_string());
+            let from =
+                peer.map_or_else(|| "an unknown address".to_string(), |p| p.ip().to_string());
             return Err(Status::permission_denied(format!(
                 "{field}: {address} is a loopback address, which only a proxy on the control plane's own host may declare (this proxy connects from {from}); declare the address other proxies reach it on"
             )));
@@ -95,12 +96,18 @@ mod tests {
         for remote in ["10.0.0.7:40000", "127.0.0.6:40000"] {
             let err = check_dataplane(&local, peer(remote)).unwrap_err();
             assert_eq!(err.code(), tonic::Code::PermissionDenied, "{remote}");
-            assert!(err.message().starts_with("networking.address: 127.0.0.1 is a loopback address"));
+            assert!(
+                err.message()
+                    .starts_with("networking.address: 127.0.0.1 is a loopback address")
+            );
         }
         assert!(check_dataplane(&local, None).is_err());
         let inbound = dataplane("10.0.0.7", Some("127.0.0.1"));
         let err = check_dataplane(&inbound, peer("10.0.0.7:40000")).unwrap_err();
-        assert!(err.message().starts_with("networking.inbound[0].address"), "{err}");
+        assert!(
+            err.message().starts_with("networking.inbound[0].address"),
+            "{err}"
+        );
         assert!(check_dataplane(&dataplane("10.0.0.7", None), peer("10.0.0.7:1")).is_ok());
         assert!(check_dataplane(&dataplane("web.internal", None), peer("10.0.0.7:1")).is_ok());
     }

@@ -125,7 +125,11 @@ impl Hub {
     /// Registers a sidecar's session unless another proxy holds a live one under the same
     /// name: the same proxy reconnecting (same CSR) replaces its old session, anyone else is
     /// refused with the address the live session came from.
-    pub fn register_exclusive(&self, key: DpKey, status: ConnStatus) -> Result<Registration, String> {
+    pub fn register_exclusive(
+        &self,
+        key: DpKey,
+        status: ConnStatus,
+    ) -> Result<Registration, String> {
         let mut conns = self.lock();
         if let Some(live) = conns.get(&key) {
             let live = live.status.lock().unwrap_or_else(|p| p.into_inner());

@@ -123,7 +123,7 @@ impl DpServer {
             .register(key.clone(), session::initial_status(peer, &node));
         if let Err(e) = self
             .store
-            .open_session("", &key.1, self.hub.replica())
+            .open_session("", &key.1, self.hub.replica(), "")
             .await
         {
             tracing::warn!(name = %key.1, error = %e, "cannot record the ingress session in the store");
@@ -179,8 +179,7 @@ impl AggregatedDiscoveryService for DpServer {
                 .await;
         }
         let (node, dp) =
-            match session::admit(&self.store, &self.tokens, token.as_deref(), &first, peer).await
-            {
+            match session::admit(&self.store, &self.tokens, token.as_deref(), &first, peer).await {
                 Ok(x) => x,
                 Err(status) => {
                     tracing::warn!(?peer, %status, "refused a proxy");
@@ -198,9 +197,14 @@ impl AggregatedDiscoveryService for DpServer {
             tracing::warn!(?peer, %status, "refused a proxy");
             status
         };
+        let owner = session::owner(node.csr_pem.as_deref());
         match self.store.session_holder(&key.0, &key.1).await {
-            Ok(Some(replica)) if replica != self.hub.replica() => {
-                return Err(taken(&format!("on control plane {replica}")));
+            // The same proxy moving from another replica (its CSR proves it) takes its
+            // session along; anyone else waits for that session to end.
+            Ok(Some(h))
+                if h.replica != self.hub.replica() && (owner.is_empty() || h.owner != owner) =>
+            {
+                return Err(taken(&format!("on control plane {}", h.replica)));
             }
             Ok(_) => {}
             Err(e) => return Err(session::store_status(e)),
@@ -217,7 +221,7 @@ impl AggregatedDiscoveryService for DpServer {
         // Other replicas count this proxy online (an endpoint) through the store.
         if let Err(e) = self
             .store
-            .open_session(&key.0, &key.1, self.hub.replica())
+            .open_session(&key.0, &key.1, self.hub.replica(), &owner)
             .await
         {
             tracing::warn!(mesh = %key.0, name = %key.1, error = %e, "cannot record the session in the store");

@@ -170,6 +170,19 @@ fn check_claims(claims: &DataplaneClaims, dp: &Resource) -> Result<(), Status> {
     Ok(())
 }
 
+/// Names the proxy process holding a session in the store: a digest of its current CSR (its
+/// key never leaves it). Empty without a CSR.
+pub fn owner(csr_pem: Option<&str>) -> String {
+    let Some(csr) = csr_pem else {
+        return String::new();
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, csr.as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn store_status(e: StoreError) -> Status {
     Status::unavailable(format!("store: {e}"))
 }
@@ -339,6 +352,20 @@ impl Session {
             self.status().dp_version = info.version.clone();
             if info.csr_pem.is_some() && info.csr_pem != self.csr {
                 self.status().csr.clone_from(&info.csr_pem);
+                // Other replicas recognise this proxy by its current CSR.
+                let (mesh, name) = &self.key;
+                if let Err(e) = self
+                    .store
+                    .open_session(
+                        mesh,
+                        name,
+                        self.hub.replica(),
+                        &owner(info.csr_pem.as_deref()),
+                    )
+                    .await
+                {
+                    tracing::warn!(mesh, name, error = %e, "cannot record the proxy's new key in the store");
+                }
                 self.csr = info.csr_pem;
             }
         }

@@ -147,7 +147,7 @@ impl GlobalKds {
     async fn mark_online(&self, zone: &str, online: bool) {
         let name = super::zone_session_name(zone);
         let result = if online {
-            self.store.open_session("", &name, &self.replica).await
+            self.store.open_session("", &name, &self.replica, "").await
         } else {
             self.store.close_session("", &name, &self.replica).await
         };

@@ -227,7 +227,7 @@ impl OnlineTracker {
         let key = (mesh.to_string(), name.to_string());
         let result = if online {
             self.open.insert(key);
-            self.store.open_session(mesh, name, &self.replica).await
+            self.store.open_session(mesh, name, &self.replica, "").await
         } else {
             self.open.remove(&key);
             self.store.close_session(mesh, name, &self.replica).await

@@ -6,17 +6,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aerie_core::proxy_config::Protocol;
+use http::StatusCode;
 use hyper::service::service_fn;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::listener::{OutboundRoute, copy_tcp, serve_http};
+use crate::body::local_response;
+use crate::listener::{LiveRoute, OutboundRoute, Route, copy_tcp, serve_http};
 use crate::proxy::Shared;
 
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     route: Arc<OutboundRoute>,
+    live: Arc<LiveRoute>,
     shared: &Shared,
 ) {
     if route.cfg.protocol == Protocol::Tcp {
@@ -24,16 +27,35 @@ pub(crate) async fn serve(
             debug!(listener = %route.stats.name, %peer, "no endpoint reachable, closing");
             return;
         };
-        return copy_tcp(shared, stream, upstream, &route.stats, std::future::pending()).await;
+        return copy_tcp(
+            shared,
+            stream,
+            upstream,
+            &route.stats,
+            std::future::pending(),
+        )
+        .await;
     }
     let stats = route.stats.clone();
+    // Each request follows the listener's current route: a kept-alive application connection
+    // sees new endpoints, and never keeps speaking plaintext after the mesh turned mTLS on.
     let svc = service_fn(move |req| {
-        let route = route.clone();
+        let current = match &**live.load() {
+            Route::Outbound(r) => Some(r.clone()),
+            Route::Inbound(_) => None,
+        };
         async move {
+            let Some(route) = current else {
+                // The address now serves an inbound: this connection has no destination.
+                return Ok::<_, Infallible>(local_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no healthy upstream",
+                ));
+            };
             route.stats.requests.inc();
             let resp = route.upstreams.forward(req).await;
             route.stats.response(resp.status());
-            Ok::<_, Infallible>(resp)
+            Ok(resp)
         }
     });
     serve_http(shared, stream, svc, &stats).await;

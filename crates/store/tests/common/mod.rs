@@ -276,9 +276,12 @@ async fn change_feed(store: &dyn Store) {
 pub async fn sessions(store: &dyn Store) {
     store.heartbeat("r1").await.expect("heartbeat");
     store.heartbeat("r2").await.expect("heartbeat");
-    store.open_session("m", "a", "r1").await.expect("open");
-    store.open_session("m", "b", "r1").await.expect("open");
-    store.open_session("other", "c", "r1").await.expect("open");
+    store.open_session("m", "a", "r1", "").await.expect("open");
+    store.open_session("m", "b", "r1", "").await.expect("open");
+    store
+        .open_session("other", "c", "r1", "")
+        .await
+        .expect("open");
     let online = store.online("m").await.expect("online");
     assert!(online.contains("a") && online.contains("b") && !online.contains("c"));
     store
@@ -289,10 +292,27 @@ pub async fn sessions(store: &dyn Store) {
         store.online("m").await.expect("online").contains("a"),
         "only the holder closes"
     );
+    let holder = |replica: &str, owner: &str| aerie_store::SessionHolder {
+        replica: replica.into(),
+        owner: owner.into(),
+    };
     store
-        .open_session("m", "a", "r2")
+        .open_session("m", "a", "r2", "proxy-1")
         .await
         .expect("reconnect elsewhere");
+    assert_eq!(
+        store.session_holder("m", "a").await.expect("holder"),
+        Some(holder("r2", "proxy-1"))
+    );
+    store
+        .open_session("m", "a", "r2", "proxy-1-rotated")
+        .await
+        .expect("new owner");
+    assert_eq!(
+        store.session_holder("m", "a").await.expect("holder"),
+        Some(holder("r2", "proxy-1-rotated"))
+    );
+    assert_eq!(store.session_holder("m", "zz").await.expect("holder"), None);
     store
         .close_session("m", "a", "r1")
         .await
@@ -303,4 +323,5 @@ pub async fn sessions(store: &dyn Store) {
     );
     store.close_session("m", "a", "r2").await.expect("close");
     assert!(!store.online("m").await.expect("online").contains("a"));
+    assert_eq!(store.session_holder("m", "a").await.expect("holder"), None);
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod ca;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod defaults;
 pub mod diagnostics;
 pub mod dpserver;
@@ -156,6 +157,7 @@ pub async fn migrate_up(config: &Config) -> anyhow::Result<String> {
 
 /// Runs the control plane until SIGINT/SIGTERM, then stops gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    raise_fd_limit(&config);
     let store = open_store(&config).await?;
     let role = Role::of(&config);
     // A federated zone gets its meshes from the global.
@@ -209,6 +211,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let shutdown = serve::Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
+    let api_gate = connections::Gate::new(
+        "REST API",
+        "apiServer.maxConnections (KUMA_API_SERVER_MAX_CONNECTIONS)",
+        config.api_max_connections,
+    );
+    let api_timeouts = serve::api_timeouts(&config);
     if let Some(listen) = config.api_http {
         let listener =
             serve::bind(listen, "apiServer.http.port (KUMA_API_SERVER_HTTP_PORT)").await?;
@@ -216,6 +224,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tasks.spawn(serve::http(
             listener,
             api::router(state.clone()),
+            api_timeouts,
+            api_gate.clone(),
             shutdown.clone(),
         ));
     }
@@ -228,6 +238,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             listener,
             tls,
             api::router(state.clone()),
+            api_timeouts,
+            api_gate.clone(),
             shutdown.clone(),
         ));
     }
@@ -246,6 +258,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tasks.spawn(serve::http(
         diag,
         diagnostics::router(store.clone(), metrics.clone(), state.leader.clone()),
+        serve::DIAGNOSTICS_TIMEOUTS,
+        connections::Gate::new(
+            "diagnostics",
+            "diagnostics.maxConnections (KUMA_DIAGNOSTICS_MAX_CONNECTIONS)",
+            config.diagnostics_max_connections,
+        ),
         shutdown.clone(),
     ));
     let mut background = Vec::new();
@@ -314,6 +332,50 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the open-files soft limit to the hard limit (every connection is a descriptor) and
+/// warns when the connection caps could not all be reached under it.
+fn raise_fd_limit(config: &Config) {
+    let limit = match connections::raise_fd_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open-files limit (RLIMIT_NOFILE) to its hard limit"
+            );
+            after
+        }
+        Ok((_, after)) => {
+            tracing::info!(limit = after, "open-files limit (RLIMIT_NOFILE)");
+            after
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-files limit (RLIMIT_NOFILE)");
+            return;
+        }
+    };
+    let mut caps = vec![
+        ("apiServer.maxConnections", config.api_max_connections),
+        ("dpServer.maxConnections", config.dp_server_max_connections),
+        (
+            "diagnostics.maxConnections",
+            config.diagnostics_max_connections,
+        ),
+    ];
+    if let config::Multizone::Global(kds) = &config.multizone {
+        caps.push(("multizone.global.kds.maxConnections", kds.max_connections));
+    }
+    // Descriptors beyond connections: the store, listeners, logs.
+    let needed = caps.iter().map(|(_, n)| *n as u64).sum::<u64>() + 256;
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            caps = ?caps,
+            "the open-files limit is below the connection caps: raise the hard limit (ulimit -Hn) or lower the caps, or clients may be refused once descriptors run out"
+        );
+    }
 }
 
 fn listen_str(l: config::Listen) -> String {

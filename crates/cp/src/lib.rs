@@ -20,11 +20,11 @@ pub mod metrics;
 mod serve;
 pub mod signing;
 pub mod tokens;
+pub mod workdir;
 
 use std::sync::Arc;
 
 use aerie_store::{MemoryStore, SharedStore, SqliteStore};
-use anyhow::Context;
 
 use crate::config::{Config, StoreType};
 
@@ -78,12 +78,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
         StoreType::Memory => Arc::new(MemoryStore::new()),
         StoreType::Postgres(pg) => Arc::new(connect_postgres(&postgres_config(pg)?).await?),
         StoreType::Embedded => {
-            std::fs::create_dir_all(&config.work_dir).with_context(|| {
-                format!(
-                    "cannot create the work dir {} (general.workDir / KUMA_GENERAL_WORK_DIR)",
-                    config.work_dir.display()
-                )
-            })?;
+            workdir::private_dir(&config.work_dir)?;
             Arc::new(SqliteStore::open(&config.database_path()).await?)
         }
     })
@@ -158,6 +153,7 @@ pub async fn migrate_up(config: &Config) -> anyhow::Result<String> {
 /// Runs the control plane until SIGINT/SIGTERM, then stops gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     raise_fd_limit(&config);
+    workdir::secure_existing(&config.work_dir)?;
     let store = open_store(&config).await?;
     let role = Role::of(&config);
     // A federated zone gets its meshes from the global.

@@ -179,7 +179,8 @@ pub fn generated_cert(
             read(&key_path, "generated key")?,
         ));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::workdir::private_dir(work_dir)?;
+    crate::workdir::private_dir(&dir)?;
     let (cert, key) = aerie_identity::self_signed_server_cert(&hosts, &ips)?;
     write_private(&key_path, &key)?;
     std::fs::write(&cert_path, &cert)

@@ -655,7 +655,7 @@ impl<B: Body + Unpin> Body for ResponseBody<B> {
 /// Raises this process's open-files soft limit to its hard limit (connections are file
 /// descriptors: a low soft limit lets a few hundred idle clients lock everyone else out).
 /// Returns (before, after).
-pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
+pub fn raise_fd_limit() -> std::io::Result<(libc::rlim_t, libc::rlim_t)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -673,7 +673,7 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    Ok((before as u64, lim.rlim_cur as u64))
+    Ok((before, lim.rlim_cur))
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ pub fn free_port(ip: &str) -> u16 {
 }
 
 /// Raises this (test) process's open-files soft limit to its hard limit; returns the limit.
-pub fn raise_fd_limit() -> u64 {
+pub fn raise_fd_limit() -> libc::rlim_t {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -87,7 +87,7 @@ pub fn raise_fd_limit() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// Polls `f` until it returns `Some` or the deadline passes.
@@ -216,7 +216,7 @@ pub struct ControlPlane {
     pub log: PathBuf,
     extra_env: Vec<(String, String)>,
     /// The open-files soft limit the process starts with (None: inherited).
-    nofile: Option<u64>,
+    nofile: Option<libc::rlim_t>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -236,7 +236,7 @@ impl ControlPlane {
 
     /// Starts a control plane whose open-files soft limit starts at `nofile` (as a shell's
     /// `ulimit -Sn` would set it) and waits until it is ready.
-    pub fn start_with_nofile(env: &[(&str, &str)], nofile: u64) -> Self {
+    pub fn start_with_nofile(env: &[(&str, &str)], nofile: libc::rlim_t) -> Self {
         let mut cp = Self::unstarted(env, Some(nofile));
         cp.spawn();
         cp.wait_ready();
@@ -250,7 +250,7 @@ impl ControlPlane {
         cp
     }
 
-    fn unstarted(env: &[(&str, &str)], nofile: Option<u64>) -> Self {
+    fn unstarted(env: &[(&str, &str)], nofile: Option<libc::rlim_t>) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         ControlPlane {
             addrs: CpAddrs::new(&loopback_ip()),
@@ -308,7 +308,7 @@ impl ControlPlane {
                     if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                    lim.rlim_cur = (soft as libc::rlim_t).min(lim.rlim_max);
+                    lim.rlim_cur = soft.min(lim.rlim_max);
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -75,10 +76,26 @@ pub struct Config {
     pub api_https_key_file: Option<PathBuf>,
     /// Clients on a loopback address act as admin without a token.
     pub localhost_is_admin: bool,
+    /// `apiServer.readHeaderTimeout`: the TLS handshake and each request's head.
+    pub api_read_header_timeout: Duration,
+    /// `apiServer.readTimeout`: a request's body, from its head.
+    pub api_read_timeout: Duration,
+    /// `apiServer.writeTimeout`: a request's response, from its head.
+    pub api_write_timeout: Duration,
+    /// `apiServer.idleTimeout`: a keep-alive connection between requests.
+    pub api_idle_timeout: Duration,
+    /// `apiServer.maxConnections` (Aerie's): open connections on the HTTP and HTTPS ports together.
+    pub api_max_connections: usize,
     pub dp_server_port: u16,
     pub dp_server_cert_file: Option<PathBuf>,
     pub dp_server_key_file: Option<PathBuf>,
+    /// `dpServer.readHeaderTimeout`: the TLS handshake and the first gRPC request.
+    pub dp_server_read_header_timeout: Duration,
+    /// `dpServer.maxConnections` (Aerie's).
+    pub dp_server_max_connections: usize,
     pub diagnostics: Listen,
+    /// `diagnostics.maxConnections` (Aerie's).
+    pub diagnostics_max_connections: usize,
     pub kds_grpc_port: u16,
     pub skip_mesh_creation: bool,
     /// How long a Dataplane may stay offline before the leader deletes it (Kuma: 72h).
@@ -106,6 +123,10 @@ pub struct GlobalKds {
     pub key_file: Option<PathBuf>,
     /// Whether zones must present a zone token (`multizone.global.kds.auth.type: cpToken`).
     pub require_zone_token: bool,
+    /// `multizone.global.kds.maxMsgSize`: the largest message a zone may send, in bytes.
+    pub max_msg_size: usize,
+    /// `multizone.global.kds.maxConnections` (Aerie's).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,14 +238,64 @@ const KEYS: &[Key] = &[
         default: "true",
     },
     Key {
+        path: "apiServer.readHeaderTimeout",
+        env: "KUMA_API_SERVER_READ_HEADER_TIMEOUT",
+        default: "1s",
+    },
+    Key {
+        path: "apiServer.readTimeout",
+        env: "KUMA_API_SERVER_READ_TIMEOUT",
+        default: "10s",
+    },
+    Key {
+        path: "apiServer.writeTimeout",
+        env: "KUMA_API_SERVER_WRITE_TIMEOUT",
+        default: "30s",
+    },
+    Key {
+        path: "apiServer.idleTimeout",
+        env: "KUMA_API_SERVER_IDLE_TIMEOUT",
+        default: "2m0s",
+    },
+    Key {
+        path: "apiServer.maxConnections",
+        env: "KUMA_API_SERVER_MAX_CONNECTIONS",
+        default: "4096",
+    },
+    Key {
         path: "dpServer.port",
         env: "KUMA_DP_SERVER_PORT",
         default: "5678",
     },
     Key {
+        path: "dpServer.tlsCertFile",
+        env: "KUMA_DP_SERVER_TLS_CERT_FILE",
+        default: "",
+    },
+    Key {
+        path: "dpServer.tlsKeyFile",
+        env: "KUMA_DP_SERVER_TLS_KEY_FILE",
+        default: "",
+    },
+    Key {
+        path: "dpServer.readHeaderTimeout",
+        env: "KUMA_DP_SERVER_READ_HEADER_TIMEOUT",
+        default: "5s",
+    },
+    Key {
+        path: "dpServer.maxConnections",
+        env: "KUMA_DP_SERVER_MAX_CONNECTIONS",
+        default: "10000",
+    },
+    Key {
         path: "diagnostics.serverPort",
         env: "KUMA_DIAGNOSTICS_SERVER_PORT",
         default: "5680",
+    },
+    Key {
+        path: "diagnostics.maxConnections",
+        env: "KUMA_DIAGNOSTICS_MAX_CONNECTIONS",
+        default: "1024",
     },
     Key {
         path: "multizone.global.kds.grpcPort",
@@ -270,6 +341,16 @@ const KEYS: &[Key] = &[
         path: "multizone.global.kds.tlsKeyFile",
         env: "KUMA_MULTIZONE_GLOBAL_KDS_TLS_KEY_FILE",
         default: "",
+    },
+    Key {
+        path: "multizone.global.kds.maxMsgSize",
+        env: "KUMA_MULTIZONE_GLOBAL_KDS_MAX_MSG_SIZE",
+        default: "10485760",
+    },
+    Key {
+        path: "multizone.global.kds.maxConnections",
+        env: "KUMA_MULTIZONE_GLOBAL_KDS_MAX_CONNECTIONS",
+        default: "1024",
     },
     Key {
         path: "multizone.global.kds.auth.type",
@@ -348,12 +429,19 @@ const KEYS: &[Key] = &[
     },
 ];
 
+/// The longest timeout accepted (longer ones are mistakes, and would overflow clocks).
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The largest connection cap accepted.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// Raw values by YAML path, after applying the file and the environment.
 struct Raw(BTreeMap<&'static str, String>);
 
 impl Raw {
     fn key(&self, path: &str) -> &'static Key {
-        KEYS.iter().find(|k| k.path == path).unwrap_or(&KEYS[0])
+        let key = KEYS.iter().find(|k| k.path == path);
+        debug_assert!(key.is_some(), "config key {path} is not declared in KEYS");
+        key.unwrap_or(&KEYS[0])
     }
 
     fn get(&self, path: &str) -> &str {
@@ -389,6 +477,32 @@ impl Raw {
         let v = self.get(path);
         v.parse()
             .map_err(|_| self.err(path, format!("\"{v}\" is not an IP address")))
+    }
+
+    /// A Go-style duration (`1s`, `2m0s`) above zero: zero would turn a protection off.
+    fn timeout(&self, path: &str) -> Result<Duration, ConfigError> {
+        let v = self.get(path);
+        match aerie_core::duration::parse_go_duration(v) {
+            Some(d) if d.is_zero() => Err(self.err(
+                path,
+                "must be greater than 0 (a zero timeout would let a client hold a connection for ever)",
+            )),
+            Some(d) if d > MAX_TIMEOUT => Err(self.err(path, format!("\"{v}\" is longer than 24h"))),
+            Some(d) => Ok(d),
+            None => Err(self.err(path, format!("\"{v}\" is not a duration (e.g. 1s, 2m0s)"))),
+        }
+    }
+
+    /// A whole number in `min..=max`.
+    fn count(&self, path: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+        let v = self.get(path);
+        match v.parse::<usize>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(
+                path,
+                format!("\"{v}\" is not a whole number between {min} and {max}"),
+            )),
+        }
     }
 
     fn path(&self, path: &str) -> Option<PathBuf> {
@@ -525,13 +639,25 @@ impl Config {
             api_https_cert_file: cert,
             api_https_key_file: key,
             localhost_is_admin: raw.bool("apiServer.authn.localhostIsAdmin")?,
+            api_read_header_timeout: raw.timeout("apiServer.readHeaderTimeout")?,
+            api_read_timeout: raw.timeout("apiServer.readTimeout")?,
+            api_write_timeout: raw.timeout("apiServer.writeTimeout")?,
+            api_idle_timeout: raw.timeout("apiServer.idleTimeout")?,
+            api_max_connections: raw.count("apiServer.maxConnections", 1, MAX_CONNECTIONS)?,
             dp_server_port: raw.port("dpServer.port")?,
             dp_server_cert_file: dp_cert,
             dp_server_key_file: dp_key,
+            dp_server_read_header_timeout: raw.timeout("dpServer.readHeaderTimeout")?,
+            dp_server_max_connections: raw.count("dpServer.maxConnections", 1, MAX_CONNECTIONS)?,
             diagnostics: Listen {
                 interface: IpAddr::from([0, 0, 0, 0]),
                 port: raw.port("diagnostics.serverPort")?,
             },
+            diagnostics_max_connections: raw.count(
+                "diagnostics.maxConnections",
+                1,
+                MAX_CONNECTIONS,
+            )?,
             kds_grpc_port: raw.port("multizone.global.kds.grpcPort")?,
             skip_mesh_creation: raw.bool("defaults.skipMeshCreation")?,
             dataplane_cleanup_age: {
@@ -687,6 +813,13 @@ fn multizone_settings(raw: &Raw, mode: Mode) -> Result<Multizone, ConfigError> {
                 cert_file: cert,
                 key_file: key,
                 require_zone_token,
+                // At least 64 KiB (a zone's first messages), at most 1 GiB.
+                max_msg_size: raw.count("multizone.global.kds.maxMsgSize", 64 * 1024, 1 << 30)?,
+                max_connections: raw.count(
+                    "multizone.global.kds.maxConnections",
+                    1,
+                    MAX_CONNECTIONS,
+                )?,
             }))
         }
         Mode::Zone if address.is_empty() => Ok(Multizone::Standalone),
@@ -786,6 +919,51 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_use_kumas_keys_and_defaults() {
+        let c = Config::load(None, env(&[("KUMA_GENERAL_WORK_DIR", "/tmp/x")])).unwrap();
+        assert_eq!(c.api_read_header_timeout, Duration::from_secs(1));
+        assert_eq!(c.api_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.api_write_timeout, Duration::from_secs(30));
+        assert_eq!(c.api_idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.api_max_connections, 4096);
+        assert_eq!(c.dp_server_read_header_timeout, Duration::from_secs(5));
+        assert_eq!(c.dp_server_max_connections, 10000);
+        assert_eq!(c.diagnostics_max_connections, 1024);
+        let c = Config::load(
+            None,
+            env(&[
+                ("KUMA_GENERAL_WORK_DIR", "/tmp/x"),
+                ("KUMA_API_SERVER_READ_HEADER_TIMEOUT", "3s"),
+                ("KUMA_API_SERVER_IDLE_TIMEOUT", "1m30s"),
+                ("KUMA_DP_SERVER_READ_HEADER_TIMEOUT", "500ms"),
+                ("KUMA_API_SERVER_MAX_CONNECTIONS", "20"),
+                ("KUMA_DP_SERVER_TLS_CERT_FILE", "/c"),
+                ("KUMA_DP_SERVER_TLS_KEY_FILE", "/k"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.api_read_header_timeout, Duration::from_secs(3));
+        assert_eq!(c.api_idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.dp_server_read_header_timeout, Duration::from_millis(500));
+        assert_eq!(c.api_max_connections, 20);
+        assert_eq!(c.dp_server_cert_file, Some(PathBuf::from("/c")));
+        assert_eq!(c.dp_server_key_file, Some(PathBuf::from("/k")));
+        let err = Config::load(
+            None,
+            env(&[
+                ("KUMA_GENERAL_WORK_DIR", "/w"),
+                ("KUMA_DP_SERVER_TLS_CERT_FILE", "/c"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("dpServer.tlsKeyFile (KUMA_DP_SERVER_TLS_KEY_FILE)"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn env_overrides_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("cp.yaml");
@@ -811,6 +989,8 @@ mod tests {
                 cert_file: None,
                 key_file: None,
                 require_zone_token: true,
+                max_msg_size: 10 * 1024 * 1024,
+                max_connections: 1024,
             })
         );
         let g = load(&[
@@ -895,6 +1075,20 @@ mod tests {
                 ],
                 "already used",
             ),
+            (
+                &[
+                    ("KUMA_MODE", "global"),
+                    ("KUMA_MULTIZONE_GLOBAL_KDS_MAX_MSG_SIZE", "100"),
+                ],
+                "multizone.global.kds.maxMsgSize (KUMA_MULTIZONE_GLOBAL_KDS_MAX_MSG_SIZE)",
+            ),
+            (
+                &[
+                    ("KUMA_MODE", "global"),
+                    ("KUMA_MULTIZONE_GLOBAL_KDS_MAX_CONNECTIONS", "0"),
+                ],
+                "multizone.global.kds.maxConnections (KUMA_MULTIZONE_GLOBAL_KDS_MAX_CONNECTIONS)",
+            ),
         ];
         for (pairs, want) in cases {
             let err = load(pairs).unwrap_err().to_string();
@@ -931,6 +1125,46 @@ mod tests {
                 "KUMA_DIAGNOSTICS_SERVER_PORT",
                 "5681",
                 "diagnostics.serverPort",
+            ),
+            (
+                "KUMA_API_SERVER_READ_HEADER_TIMEOUT",
+                "0s",
+                "apiServer.readHeaderTimeout (KUMA_API_SERVER_READ_HEADER_TIMEOUT): must be greater than 0",
+            ),
+            (
+                "KUMA_API_SERVER_IDLE_TIMEOUT",
+                "soon",
+                "apiServer.idleTimeout (KUMA_API_SERVER_IDLE_TIMEOUT): \"soon\" is not a duration",
+            ),
+            (
+                "KUMA_API_SERVER_WRITE_TIMEOUT",
+                "25h",
+                "apiServer.writeTimeout (KUMA_API_SERVER_WRITE_TIMEOUT)",
+            ),
+            (
+                "KUMA_API_SERVER_READ_TIMEOUT",
+                "10",
+                "apiServer.readTimeout (KUMA_API_SERVER_READ_TIMEOUT)",
+            ),
+            (
+                "KUMA_DP_SERVER_READ_HEADER_TIMEOUT",
+                "-1s",
+                "dpServer.readHeaderTimeout (KUMA_DP_SERVER_READ_HEADER_TIMEOUT)",
+            ),
+            (
+                "KUMA_API_SERVER_MAX_CONNECTIONS",
+                "0",
+                "apiServer.maxConnections (KUMA_API_SERVER_MAX_CONNECTIONS)",
+            ),
+            (
+                "KUMA_DP_SERVER_MAX_CONNECTIONS",
+                "lots",
+                "dpServer.maxConnections (KUMA_DP_SERVER_MAX_CONNECTIONS)",
+            ),
+            (
+                "KUMA_DIAGNOSTICS_MAX_CONNECTIONS",
+                "2000000",
+                "diagnostics.maxConnections (KUMA_DIAGNOSTICS_MAX_CONNECTIONS)",
             ),
         ];
         for (k, v, want) in cases {

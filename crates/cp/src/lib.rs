@@ -9,6 +9,7 @@ pub mod api;
 pub mod ca;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod defaults;
 pub mod diagnostics;
 pub mod dpserver;
@@ -20,11 +21,11 @@ pub mod resolve;
 mod serve;
 pub mod signing;
 pub mod tokens;
+pub mod workdir;
 
 use std::sync::Arc;
 
 use aerie_store::{MemoryStore, SharedStore, SqliteStore};
-use anyhow::Context;
 
 use crate::config::{Config, StoreType};
 
@@ -78,12 +79,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
         StoreType::Memory => Arc::new(MemoryStore::new()),
         StoreType::Postgres(pg) => Arc::new(connect_postgres(&postgres_config(pg)?).await?),
         StoreType::Embedded => {
-            std::fs::create_dir_all(&config.work_dir).with_context(|| {
-                format!(
-                    "cannot create the work dir {} (general.workDir / KUMA_GENERAL_WORK_DIR)",
-                    config.work_dir.display()
-                )
-            })?;
+            workdir::private_dir(&config.work_dir)?;
             Arc::new(SqliteStore::open(&config.database_path()).await?)
         }
     })
@@ -157,6 +153,8 @@ pub async fn migrate_up(config: &Config) -> anyhow::Result<String> {
 
 /// Runs the control plane until SIGINT/SIGTERM, then stops gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    raise_fd_limit(&config);
+    workdir::secure_existing(&config.work_dir)?;
     let store = open_store(&config).await?;
     let role = Role::of(&config);
     // A federated zone gets its meshes from the global.
@@ -211,6 +209,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let shutdown = serve::Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
+    let api_gate = connections::Gate::new(
+        "REST API",
+        "apiServer.maxConnections (KUMA_API_SERVER_MAX_CONNECTIONS)",
+        config.api_max_connections,
+    );
+    let api_timeouts = serve::api_timeouts(&config);
     if let Some(listen) = config.api_http {
         let listener =
             serve::bind(listen, "apiServer.http.port (KUMA_API_SERVER_HTTP_PORT)").await?;
@@ -218,6 +222,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tasks.spawn(serve::http(
             listener,
             api::router(state.clone()),
+            api_timeouts,
+            api_gate.clone(),
             shutdown.clone(),
         ));
     }
@@ -230,6 +236,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             listener,
             tls,
             api::router(state.clone()),
+            api_timeouts,
+            api_gate.clone(),
             shutdown.clone(),
         ));
     }
@@ -248,6 +256,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tasks.spawn(serve::http(
         diag,
         diagnostics::router(store.clone(), metrics.clone(), state.leader.clone()),
+        serve::DIAGNOSTICS_TIMEOUTS,
+        connections::Gate::new(
+            "diagnostics",
+            "diagnostics.maxConnections (KUMA_DIAGNOSTICS_MAX_CONNECTIONS)",
+            config.diagnostics_max_connections,
+        ),
         shutdown.clone(),
     ));
     let mut background = Vec::new();
@@ -316,6 +330,50 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the open-files soft limit to the hard limit (every connection is a descriptor) and
+/// warns when the connection caps could not all be reached under it.
+fn raise_fd_limit(config: &Config) {
+    let limit = match connections::raise_fd_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open-files limit (RLIMIT_NOFILE) to its hard limit"
+            );
+            after
+        }
+        Ok((_, after)) => {
+            tracing::info!(limit = after, "open-files limit (RLIMIT_NOFILE)");
+            after
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-files limit (RLIMIT_NOFILE)");
+            return;
+        }
+    };
+    let mut caps = vec![
+        ("apiServer.maxConnections", config.api_max_connections),
+        ("dpServer.maxConnections", config.dp_server_max_connections),
+        (
+            "diagnostics.maxConnections",
+            config.diagnostics_max_connections,
+        ),
+    ];
+    if let config::Multizone::Global(kds) = &config.multizone {
+        caps.push(("multizone.global.kds.maxConnections", kds.max_connections));
+    }
+    // Descriptors beyond connections: the store, listeners, logs.
+    let needed = caps.iter().map(|(_, n)| *n as u64).sum::<u64>() + 256;
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            caps = ?caps,
+            "the open-files limit is below the connection caps: raise the hard limit (ulimit -Hn) or lower the caps, or clients may be refused once descriptors run out"
+        );
+    }
 }
 
 fn listen_str(l: config::Listen) -> String {

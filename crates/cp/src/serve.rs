@@ -1,6 +1,7 @@
-//! Listeners: plain HTTP through `axum::serve`, HTTPS through tokio-rustls + hyper, both with
-//! the peer address available to handlers (for the loopback-is-admin rule) and both drained
-//! on shutdown.
+//! Listeners: the REST API (plain HTTP and HTTPS) and diagnostics over HTTP/1.1, the DP
+//! server and KDS over gRPC (HTTP/2 over TLS). Every one accepts through
+//! [`crate::connections`]: a cap on open connections, bounded TLS handshakes and the
+//! read-header / idle / read / write timeouts, and all drain on shutdown.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,17 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, Listen};
-
-/// How long in-flight requests get to finish after a stop signal.
-const DRAIN: Duration = Duration::from_secs(10);
+use crate::connections::{self, Gate, Timeouts};
 
 /// A one-shot stop signal shared by every listener.
 #[derive(Clone)]
@@ -40,70 +35,78 @@ impl Shutdown {
     }
 }
 
+/// Connections the kernel queues for a listener before it accepts them (capped by
+/// `net.core.somaxconn`): room for bursts, and for clients waiting while a connection cap
+/// is reached.
+const BACKLOG: u32 = 4096;
+
 pub async fn bind(listen: Listen, key: &str) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(listen.interface, listen.port);
-    TcpListener::bind(addr)
-        .await
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    socket
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(BACKLOG)
+        })
         .with_context(|| format!("cannot listen on {addr} ({key})"))
 }
 
-pub async fn http(listener: TcpListener, router: Router, shutdown: Shutdown) {
-    let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    let stop = shutdown.clone();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await });
-    // Bound the drain: a client holding a connection open must not block the stop forever.
-    tokio::select! {
-        res = serve => if let Err(e) = res { tracing::error!(error = %e, "HTTP server failed") },
-        _ = async { shutdown.wait().await; tokio::time::sleep(DRAIN).await } => {
-            tracing::warn!("HTTP connections still open after the drain period; closing them");
-        }
+/// The REST API's connection timeouts (Kuma's `apiServer.*Timeout`).
+pub fn api_timeouts(config: &Config) -> Timeouts {
+    Timeouts {
+        read_header: config.api_read_header_timeout,
+        idle: config.api_idle_timeout,
+        read: Some(config.api_read_timeout),
+        write: Some(config.api_write_timeout),
     }
 }
 
+/// The diagnostics port's: Kuma's diagnostics server allows 1 s for a request head; the
+/// rest as the API's defaults.
+pub const DIAGNOSTICS_TIMEOUTS: Timeouts = Timeouts {
+    read_header: Duration::from_secs(1),
+    idle: Duration::from_secs(120),
+    read: Some(Duration::from_secs(10)),
+    write: Some(Duration::from_secs(30)),
+};
+
+/// gRPC connections with no open stream close after this long (a proxy or zone always
+/// holds one stream; pings keep nothing else alive).
+pub const GRPC_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// KDS handshakes cross a WAN: a little more time than the DP server's default.
+pub const KDS_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent streams per gRPC connection: a proxy uses one, a zone two.
+pub const GRPC_MAX_STREAMS: u32 = 32;
+/// The largest message a proxy may send (its first one carries its Dataplane and CSR).
+pub const DP_MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Serves plain HTTP until shutdown.
+pub async fn http(
+    listener: TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    gate: Arc<Gate>,
+    shutdown: Shutdown,
+) {
+    connections::serve_http1(listener, None, router, timeouts, gate, shutdown).await
+}
+
+/// Serves HTTPS until shutdown.
 pub async fn https(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
+    timeouts: Timeouts,
+    gate: Arc<Gate>,
     shutdown: Shutdown,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTPS accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.wait() => break,
-        };
-        let acceptor = acceptor.clone();
-        let svc =
-            TowerToHyperService::new(router.clone().layer(axum::Extension(ConnectInfo(peer))));
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                };
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
-            }
-        });
-    }
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("HTTPS connections still open after the drain period; closing them");
-    }
+    connections::serve_http1(listener, Some(acceptor), router, timeouts, gate, shutdown).await
 }
 
 /// The API's TLS configuration: the configured certificate, or one generated on first start
@@ -120,15 +123,26 @@ pub async fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerCon
             config.api_https.map(|l| l.interface),
         )?,
     };
-    let chain = aerie_identity::load_cert_chain(&cert_pem).context("the API server certificate")?;
-    let key = aerie_identity::load_private_key(&key_pem).context("the API server key")?;
+    server_tls(&cert_pem, &key_pem, b"http/1.1", "the API server")
+}
+
+/// A TLS server configuration from PEM, offering one ALPN protocol.
+fn server_tls(
+    cert_pem: &str,
+    key_pem: &str,
+    alpn: &[u8],
+    what: &str,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let chain =
+        aerie_identity::load_cert_chain(cert_pem).with_context(|| format!("{what} certificate"))?;
+    let key = aerie_identity::load_private_key(key_pem).with_context(|| format!("{what} key"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .context("the API server certificate and key do not match")?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        .with_context(|| format!("{what} certificate and key do not match"))?;
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(cfg))
 }
 
@@ -165,7 +179,8 @@ pub fn generated_cert(
             read(&key_path, "generated key")?,
         ));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::workdir::private_dir(work_dir)?;
+    crate::workdir::private_dir(&dir)?;
     let (cert, key) = aerie_identity::self_signed_server_cert(&hosts, &ips)?;
     write_private(&key_path, &key)?;
     std::fs::write(&cert_path, &cert)
@@ -223,20 +238,40 @@ pub async fn dp_server(
         ),
         _ => generated_cert(&config.work_dir, "dp-server", None)?,
     };
-    let identity = tonic::transport::Identity::from_pem(cert, key);
-    let server = tonic::transport::Server::builder()
-        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-        .context("the DP server's TLS certificate")?
-        .http2_keepalive_interval(Some(Duration::from_secs(15)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(service.into_service());
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    Ok(tokio::spawn(async move {
-        let stop = async move { shutdown.wait().await };
-        if let Err(e) = server.serve_with_incoming_shutdown(incoming, stop).await {
-            tracing::error!(error = %e, "DP server failed");
-        }
-    }))
+    let tls = server_tls(&cert, &key, b"h2", "the DP server")?;
+    let routes = tonic::service::Routes::new(
+        service
+            .into_service()
+            .max_decoding_message_size(DP_MAX_MESSAGE),
+    )
+    .prepare();
+    // A proxy sends small requests (ACKs): small receive windows bound what a flood buffers.
+    let h2 = connections::grpc_h2(
+        Duration::from_secs(15),
+        Duration::from_secs(10),
+        GRPC_MAX_STREAMS,
+        64 * 1024,
+    );
+    let timeouts = Timeouts {
+        read_header: config.dp_server_read_header_timeout,
+        idle: GRPC_IDLE_TIMEOUT,
+        read: None,
+        write: None,
+    };
+    let gate = Gate::new(
+        "DP server",
+        "dpServer.maxConnections (KUMA_DP_SERVER_MAX_CONNECTIONS)",
+        config.dp_server_max_connections,
+    );
+    Ok(tokio::spawn(connections::serve_grpc(
+        listener,
+        tokio_rustls::TlsAcceptor::from(tls),
+        routes,
+        h2,
+        timeouts,
+        gate,
+        shutdown,
+    )))
 }
 
 /// Serves KDS (gRPC over TLS) on the global until shutdown. Its certificate is the configured
@@ -256,18 +291,37 @@ pub async fn kds_server(
         ),
         _ => generated_cert(&config.work_dir, "kds-server", None)?,
     };
-    let identity = tonic::transport::Identity::from_pem(cert, key);
-    let server = tonic::transport::Server::builder()
-        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-        .context("the KDS server's TLS certificate")?
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-        .add_service(aerie_kds::grpc::KdsSyncServer::new(Arc::new(service)));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    Ok(tokio::spawn(async move {
-        let stop = async move { shutdown.wait().await };
-        if let Err(e) = server.serve_with_incoming_shutdown(incoming, stop).await {
-            tracing::error!(error = %e, "KDS server failed");
-        }
-    }))
+    let tls = server_tls(&cert, &key, b"h2", "the KDS server")?;
+    let routes = tonic::service::Routes::new(
+        aerie_kds::grpc::KdsSyncServer::new(Arc::new(service))
+            .max_decoding_message_size(kds.max_msg_size),
+    )
+    .prepare();
+    // Zones send their resources: hyper's default 1 MiB windows.
+    let h2 = connections::grpc_h2(
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+        GRPC_MAX_STREAMS,
+        1024 * 1024,
+    );
+    let timeouts = Timeouts {
+        read_header: KDS_READ_HEADER_TIMEOUT,
+        idle: GRPC_IDLE_TIMEOUT,
+        read: None,
+        write: None,
+    };
+    let gate = Gate::new(
+        "KDS server",
+        "multizone.global.kds.maxConnections (KUMA_MULTIZONE_GLOBAL_KDS_MAX_CONNECTIONS)",
+        kds.max_connections,
+    );
+    Ok(tokio::spawn(connections::serve_grpc(
+        listener,
+        tokio_rustls::TlsAcceptor::from(tls),
+        routes,
+        h2,
+        timeouts,
+        gate,
+        shutdown,
+    )))
 }

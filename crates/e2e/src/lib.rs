@@ -66,6 +66,30 @@ pub fn free_port(ip: &str) -> u16 {
     panic!("no free port on {ip}")
 }
 
+/// Raises this (test) process's open-files soft limit to its hard limit; returns the limit.
+pub fn raise_fd_limit() -> libc::rlim_t {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit only read or write the struct passed, which outlives the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
 /// Polls `f` until it returns `Some` or the deadline passes.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -191,6 +215,8 @@ pub struct ControlPlane {
     pub work_dir: PathBuf,
     pub log: PathBuf,
     extra_env: Vec<(String, String)>,
+    /// The open-files soft limit the process starts with (None: inherited).
+    nofile: Option<libc::rlim_t>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -202,19 +228,16 @@ impl ControlPlane {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let addrs = CpAddrs::new(&loopback_ip());
-        let mut cp = ControlPlane {
-            addrs,
-            work_dir: tmp.path().join("work"),
-            log: tmp.path().join("kuma-cp.log"),
-            extra_env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            child: None,
-            _tmp: Some(tmp),
-        };
+        let mut cp = Self::unstarted(env, None);
+        cp.spawn();
+        cp.wait_ready();
+        cp
+    }
+
+    /// Starts a control plane whose open-files soft limit starts at `nofile` (as a shell's
+    /// `ulimit -Sn` would set it) and waits until it is ready.
+    pub fn start_with_nofile(env: &[(&str, &str)], nofile: libc::rlim_t) -> Self {
+        let mut cp = Self::unstarted(env, Some(nofile));
         cp.spawn();
         cp.wait_ready();
         cp
@@ -222,8 +245,14 @@ impl ControlPlane {
 
     /// Starts a control plane without waiting for it to become ready.
     pub fn start_unready(env: &[(&str, &str)]) -> Self {
+        let mut cp = Self::unstarted(env, None);
+        cp.spawn();
+        cp
+    }
+
+    fn unstarted(env: &[(&str, &str)], nofile: Option<libc::rlim_t>) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut cp = ControlPlane {
+        ControlPlane {
             addrs: CpAddrs::new(&loopback_ip()),
             work_dir: tmp.path().join("work"),
             log: tmp.path().join("kuma-cp.log"),
@@ -231,11 +260,10 @@ impl ControlPlane {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            nofile,
             child: None,
             _tmp: Some(tmp),
-        };
-        cp.spawn();
-        cp
+        }
     }
 
     /// The command that starts this control plane (also used by tests expecting failure).
@@ -267,8 +295,28 @@ impl ControlPlane {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = self
-            .command()
+        let mut cmd = self.command();
+        if let Some(soft) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only async-signal-safe calls (get/setrlimit).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut lim = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    lim.rlim_cur = soft.min(lim.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -50,11 +50,21 @@ pub trait KdsSync: Send + Sync + 'static {
 /// The tower service that routes the two methods to a [`KdsSync`].
 pub struct KdsSyncServer<T> {
     inner: Arc<T>,
+    max_decoding: usize,
 }
 
 impl<T> KdsSyncServer<T> {
     pub fn new(inner: Arc<T>) -> Self {
-        KdsSyncServer { inner }
+        KdsSyncServer {
+            inner,
+            max_decoding: 4 * 1024 * 1024,
+        }
+    }
+
+    /// The largest message a zone may send (tonic's default is 4 MiB).
+    pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+        self.max_decoding = limit;
+        self
     }
 }
 
@@ -62,6 +72,7 @@ impl<T> Clone for KdsSyncServer<T> {
     fn clone(&self) -> Self {
         KdsSyncServer {
             inner: self.inner.clone(),
+            max_decoding: self.max_decoding,
         }
     }
 }
@@ -112,13 +123,16 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let inner = self.inner.clone();
+        let limit = self.max_decoding;
         match req.uri().path() {
             GLOBAL_TO_ZONE => Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                    .max_decoding_message_size(limit);
                 Ok(grpc.streaming(GlobalToZoneMethod(inner), req).await)
             }),
             ZONE_TO_GLOBAL => Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                    .max_decoding_message_size(limit);
                 Ok(grpc.streaming(ZoneToGlobalMethod(inner), req).await)
             }),
             _ => {

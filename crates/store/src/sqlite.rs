@@ -31,6 +31,53 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE resources (
         PRIMARY KEY (type, mesh, name)
     )"];
 
+/// The database holds CA and token-signing keys: it is created 0600 before SQLite opens it
+/// (SQLite gives its `-wal`, `-shm` and `-journal` files the database's mode), and an
+/// existing one, or any of those files, readable by others is tightened with a warning.
+fn private_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+    };
+    if !path.exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        let Ok(meta) = std::fs::symlink_metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| {
+                    StoreError::Unavailable(format!(
+                        "cannot restrict the permissions of {}: {e}",
+                        file.display()
+                    ))
+                },
+            )?;
+            tracing::warn!(
+                path = %file.display(),
+                was = format!("{mode:o}"),
+                "tightened the database file's permissions to 600: it holds private keys"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -42,6 +89,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     /// Refuses a database written by a newer Aerie (unknown schema version).
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        private_files(path)?;
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(unavailable)?
             .filename(path)
@@ -355,5 +403,38 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn database_files_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("aerie.db");
+        let store = SqliteStore::open(&db).await.unwrap();
+        store.ping().await.unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        // WAL mode: the -wal and -shm files exist while the database is open.
+        assert!(files.len() >= 3, "{files:?}");
+        for f in &files {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        store.close().await;
+        // A database left readable by an older version is tightened on open.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SqliteStore::open(&db).await.unwrap();
+        assert_eq!(mode(&db), 0o600);
+        store.close().await;
     }
 }

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
+use super::paging::ListRequest;
 use super::{ApiError, AppState};
 
 /// `online`: the proxy holds a session on any replica (this one gives the details).
@@ -58,6 +59,7 @@ fn overview(state: &AppState, dp: &Resource, online: bool) -> Value {
 pub async fn list_overviews(
     State(state): State<AppState>,
     Path(mesh): Path<String>,
+    req: ListRequest,
 ) -> Result<Json<Value>, ApiError> {
     if state
         .store
@@ -74,12 +76,14 @@ pub async fn list_overviews(
         .list(ResourceType::Dataplane, Some(&mesh))
         .await?;
     let online = state.store.online(&mesh).await.unwrap_or_default();
-    let items: Vec<Value> = dps
+    let page = req.page(dps.into_iter().filter(|d| req.matches(d)).collect());
+    let items: Vec<Value> = page
+        .items
         .iter()
         .map(|d| overview(&state, d, online.contains(d.name())))
         .collect();
     Ok(Json(
-        json!({ "total": items.len(), "items": items, "next": null }),
+        json!({ "total": page.total, "items": items, "next": page.next }),
     ))
 }
 
@@ -203,17 +207,21 @@ async fn zone_overview(state: &AppState, zone: &Resource, online: bool) -> Value
     })
 }
 
-pub async fn list_zones(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list_zones(
+    State(state): State<AppState>,
+    req: ListRequest,
+) -> Result<Json<Value>, ApiError> {
     let zones = state.store.list(ResourceType::Zone, None).await?;
     let online = crate::kds::online_zones(&state.store)
         .await
         .unwrap_or_default();
-    let mut items = Vec::with_capacity(zones.len());
-    for z in &zones {
+    let page = req.page(zones.into_iter().filter(|z| req.matches(z)).collect());
+    let mut items = Vec::with_capacity(page.items.len());
+    for z in &page.items {
         items.push(zone_overview(&state, z, online.contains(z.name())).await);
     }
     Ok(Json(
-        json!({ "total": items.len(), "items": items, "next": null }),
+        json!({ "total": page.total, "items": items, "next": page.next }),
     ))
 }
 
@@ -264,15 +272,20 @@ fn ingress_overview(state: &AppState, ingress: &Resource, online: bool) -> Value
     })
 }
 
-pub async fn list_ingresses(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list_ingresses(
+    State(state): State<AppState>,
+    req: ListRequest,
+) -> Result<Json<Value>, ApiError> {
     let ingresses = state.store.list(ResourceType::ZoneIngress, None).await?;
     let online = state.store.online("").await.unwrap_or_default();
-    let items: Vec<Value> = ingresses
+    let page = req.page(ingresses.into_iter().filter(|i| req.matches(i)).collect());
+    let items: Vec<Value> = page
+        .items
         .iter()
         .map(|i| ingress_overview(&state, i, online.contains(i.name())))
         .collect();
     Ok(Json(
-        json!({ "total": items.len(), "items": items, "next": null }),
+        json!({ "total": page.total, "items": items, "next": page.next }),
     ))
 }
 

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod insights;
+mod paging;
 mod resources;
 
 use std::sync::Arc;

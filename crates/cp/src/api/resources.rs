@@ -4,20 +4,16 @@ use aerie_core::format::{DocumentError, resource_from_value, resource_to_value};
 use aerie_core::{ResourceType, Scope, ValidationError, validate};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::paging::ListRequest;
 use super::{ApiError, AppState, Caller};
 use crate::Role;
 use crate::now_rfc3339;
 use aerie_core::multizone;
-
-/// Largest page a list returns (Kuma's limit).
-const MAX_PAGE: usize = 1000;
-const DEFAULT_PAGE: usize = 100;
 
 pub async fn index(State(state): State<AppState>) -> Json<Value> {
     let hostname = std::fs::read_to_string("/etc/hostname")
@@ -110,12 +106,6 @@ fn check_multizone(
     Ok(())
 }
 
-#[derive(Deserialize)]
-pub struct Page {
-    size: Option<String>,
-    offset: Option<String>,
-}
-
 fn type_from_plural(plural: &str) -> Result<ResourceType, ApiError> {
     ResourceType::from_plural(plural)
         .ok_or_else(|| ApiError::not_found(format!("unknown resource type \"{plural}\"")))
@@ -175,49 +165,17 @@ async fn list(
     caller: &Caller,
     t: ResourceType,
     mesh: Option<&str>,
-    page: Page,
-    uri: &axum::http::Uri,
-    headers: &HeaderMap,
+    req: ListRequest,
 ) -> Result<Json<Value>, ApiError> {
     check_read(t, caller)?;
-    let parse = |v: Option<String>, name: &str, default: usize| -> Result<usize, ApiError> {
-        match v {
-            None => Ok(default),
-            Some(s) => s.parse::<usize>().map_err(|_| {
-                ApiError::invalid(ValidationError::single(
-                    name,
-                    format!("\"{s}\" is not a non-negative integer"),
-                ))
-            }),
-        }
-    };
-    let size = parse(page.size, "size", DEFAULT_PAGE)?;
-    let offset = parse(page.offset, "offset", 0)?;
-    if size == 0 || size > MAX_PAGE {
-        return Err(ApiError::invalid(ValidationError::single(
-            "size",
-            format!("must be between 1 and {MAX_PAGE}"),
-        )));
-    }
     if let Some(m) = mesh {
         ensure_mesh(state, m).await?;
     }
     let all = state.store.list(t, mesh).await?;
-    let total = all.len();
-    let items: Vec<Value> = all.iter().skip(offset).take(size).map(shown).collect();
-    let next = (offset + size < total).then(|| {
-        let host = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        format!(
-            "http://{host}{}?offset={}&size={size}",
-            uri.path(),
-            offset + size
-        )
-    });
+    let page = req.page(all.into_iter().filter(|r| req.matches(r)).collect());
+    let items: Vec<Value> = page.items.iter().map(shown).collect();
     Ok(Json(
-        json!({ "total": total, "items": items, "next": next }),
+        json!({ "total": page.total, "items": items, "next": page.next }),
     ))
 }
 
@@ -363,11 +321,9 @@ async fn delete(
 pub async fn list_meshes(
     State(s): State<AppState>,
     caller: Caller,
-    Query(p): Query<Page>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    req: ListRequest,
 ) -> Result<Json<Value>, ApiError> {
-    list(&s, &caller, ResourceType::Mesh, None, p, &uri, &headers).await
+    list(&s, &caller, ResourceType::Mesh, None, req).await
 }
 
 pub async fn get_mesh(
@@ -399,12 +355,10 @@ pub async fn list_in_mesh(
     State(s): State<AppState>,
     caller: Caller,
     Path((mesh, plural)): Path<(String, String)>,
-    Query(p): Query<Page>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    req: ListRequest,
 ) -> Result<Json<Value>, ApiError> {
     let t = mesh_scoped(&plural)?;
-    list(&s, &caller, t, Some(&mesh), p, &uri, &headers).await
+    list(&s, &caller, t, Some(&mesh), req).await
 }
 
 pub async fn get_in_mesh(
@@ -440,12 +394,10 @@ pub async fn list_top(
     State(s): State<AppState>,
     caller: Caller,
     Path(plural): Path<String>,
-    Query(p): Query<Page>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    req: ListRequest,
 ) -> Result<Json<Value>, ApiError> {
     let t = type_from_plural(&plural)?;
-    list(&s, &caller, t, None, p, &uri, &headers).await
+    list(&s, &caller, t, None, req).await
 }
 
 fn global_type(plural: &str) -> Result<ResourceType, ApiError> {

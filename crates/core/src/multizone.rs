@@ -57,8 +57,9 @@ pub fn syncs_global_to_zone(r: &Resource) -> bool {
         ResourceType::MeshTrafficPermission => origin(r) != Some(ORIGIN_ZONE),
         // Other zones' ingresses: how this zone reaches their services.
         ResourceType::ZoneIngress => origin(r) == Some(ORIGIN_ZONE),
-        // The one global secret zones need: the public key that checks zone tokens.
-        ResourceType::GlobalSecret => r.name() == ZONE_TOKEN_PUBLIC_KEY,
+        // The global secrets zones need to check zone tokens: the public key and the
+        // revoked token ids.
+        ResourceType::GlobalSecret => global_secret_syncs_to_zones(r.name()),
         ResourceType::Dataplane | ResourceType::MeshService | ResourceType::Zone => false,
     }
 }
@@ -88,6 +89,15 @@ pub fn is_copy_on_zone(r: &Resource, local_zone: &str) -> bool {
 
 /// The GlobalSecret holding the public half of the global's zone-token signing key.
 pub const ZONE_TOKEN_PUBLIC_KEY: &str = "zone-token-signing-public-key-1";
+/// The GlobalSecret listing revoked zone token ids (base64 of a comma-separated list, as in
+/// Kuma). Made on the global; zones get a read-only copy and check ingress tokens against it.
+pub const ZONE_TOKEN_REVOCATIONS: &str = "zone-token-revocations";
+
+/// Whether the GlobalSecret `name` travels from the global to its zones: only what a zone
+/// needs to check zone tokens (never a private key, nor the user-token secrets).
+pub fn global_secret_syncs_to_zones(name: &str) -> bool {
+    name == ZONE_TOKEN_PUBLIC_KEY || name == ZONE_TOKEN_REVOCATIONS
+}
 
 /// Types only the global control plane may change; a zone holds read-only copies.
 pub fn is_global_only(t: ResourceType) -> bool {
@@ -240,6 +250,27 @@ mod tests {
             .labels
             .insert(ORIGIN_LABEL.into(), ORIGIN_ZONE.into());
         assert!(!syncs_global_to_zone(&zone_policy));
+    }
+
+    #[test]
+    fn zones_get_the_zone_token_public_key_and_revocations_only() {
+        let secret = |name: &str| parse(&format!("type: GlobalSecret\nname: {name}\ndata: YQ==\n"));
+        for name in [ZONE_TOKEN_PUBLIC_KEY, ZONE_TOKEN_REVOCATIONS] {
+            assert!(syncs_global_to_zone(&secret(name)), "{name}");
+        }
+        for name in [
+            "zone-token-signing-key-1",
+            "user-token-signing-key-1",
+            "user-token-revocations",
+            "other",
+        ] {
+            assert!(!syncs_global_to_zone(&secret(name)), "{name}");
+        }
+        // Mesh secrets (CA, dataplane-token keys and revocations) all travel.
+        let revocations = parse(
+            "type: Secret\nname: dataplane-token-revocations-default\nmesh: default\ndata: YQ==\n",
+        );
+        assert!(syncs_global_to_zone(&revocations));
     }
 
     #[test]

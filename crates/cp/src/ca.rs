@@ -4,6 +4,9 @@
 //! `{mesh}.ca-builtin-cert-{backend}` and `{mesh}.ca-builtin-key-{backend}` (Kuma's names).
 //! Provided: read from the backend's `conf.cert` / `conf.key` data sources.
 //! The CA key is used only inside the control plane; proxies get certificates, never keys.
+//! A CA is used only when both halves are present and the key is the certificate's: on a
+//! federated zone the two secrets arrive from the global one at a time, and until the
+//! matching pair is there the mesh's proxies keep what they have and new ones wait.
 //! The trust bundle holds every builtin CA certificate still stored in the mesh, so after a
 //! backend change proxies trust both the old and the new CA until the old one is removed.
 
@@ -46,7 +49,8 @@ pub struct MeshCa {
 /// Loads and caches mesh CAs.
 pub struct MeshCas {
     store: SharedStore,
-    /// (mesh, backend, cert PEM) -> CA: reparsing PEM on every signature would be wasted work.
+    /// (mesh, backend + cert PEM + key PEM) -> CA: reparsing PEM and checking the pair on
+    /// every signature would be wasted work.
     cache: Mutex<HashMap<(String, String), Arc<CertificateAuthority>>>,
     /// Never create a builtin CA here (see [`MeshCas::federated`]).
     federated: bool,
@@ -87,7 +91,10 @@ impl MeshCas {
             "provided" => self.provided_material(mesh, backend).await?,
             other => bail!("mesh \"{mesh}\": unknown CA backend type \"{other}\""),
         };
-        let cache_key = (mesh.to_string(), format!("{}\n{cert_pem}", backend.name));
+        let cache_key = (
+            mesh.to_string(),
+            format!("{}\n{cert_pem}\n{key_pem}", backend.name),
+        );
         let cached = self
             .cache
             .lock()
@@ -97,6 +104,7 @@ impl MeshCas {
         let ca = match cached {
             Some(ca) => ca,
             None => {
+                self.check_pair(mesh, &backend.name, &cert_pem, &key_pem)?;
                 let ca = Arc::new(
                     CertificateAuthority::from_pem(&cert_pem, &key_pem).with_context(|| {
                         format!(
@@ -126,6 +134,7 @@ impl MeshCas {
     ) -> anyhow::Result<(String, String)> {
         let cert_name = builtin_cert_secret(mesh, &backend.name);
         let key_name = builtin_key_secret(mesh, &backend.name);
+        // Whether they match is checked when the pair is first used (see `check_pair`).
         match (
             self.secret_text(mesh, &cert_name).await?,
             self.secret_text(mesh, &key_name).await?,
@@ -135,6 +144,16 @@ impl MeshCas {
                 "mesh \"{mesh}\": the CA secrets {cert_name} and {key_name} have not arrived from the global control plane yet"
             ),
             (None, None) => {}
+            (cert, _) if self.federated => {
+                let (has, lacks) = if cert.is_some() {
+                    (&cert_name, &key_name)
+                } else {
+                    (&key_name, &cert_name)
+                };
+                bail!(
+                    "mesh \"{mesh}\": waiting for the CA secret {lacks} from the global control plane (only {has} has arrived); the CA is not used until both are here"
+                )
+            }
             _ => bail!(
                 "mesh \"{mesh}\": only one of the secrets {cert_name} and {key_name} exists; restore the other or delete both to create a new CA"
             ),
@@ -184,6 +203,27 @@ impl MeshCas {
                 }
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A CA's key must be its certificate's: never sign with a key from another pair (on a
+    /// federated zone, the other half of a new pair may still be on its way).
+    fn check_pair(
+        &self,
+        mesh: &str,
+        backend: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> anyhow::Result<()> {
+        match aerie_identity::ca::key_matches_cert(cert_pem, key_pem) {
+            Ok(true) => Ok(()),
+            Ok(false) if self.federated => bail!(
+                "mesh \"{mesh}\": the CA key of backend \"{backend}\" does not match its certificate yet: waiting for the matching half from the global control plane; the CA is not used meanwhile"
+            ),
+            Ok(false) => bail!(
+                "mesh \"{mesh}\": the CA key of backend \"{backend}\" does not match its certificate: the CA is not used"
+            ),
+            Err(e) => bail!("mesh \"{mesh}\": the CA of backend \"{backend}\" is unusable: {e}"),
         }
     }
 
@@ -257,5 +297,179 @@ impl MeshCas {
             }
         }
         Ok(bundle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_core::format::{parse_yaml_value, resource_from_value};
+    use aerie_core::multizone::{ORIGIN_GLOBAL, ORIGIN_LABEL};
+
+    fn mesh_spec() -> MeshSpec {
+        let r = resource_from_value(
+            &parse_yaml_value(
+                "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        match r.spec {
+            Spec::Mesh(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn store() -> SharedStore {
+        Arc::new(aerie_store::MemoryStore::new())
+    }
+
+    const CERT: &str = "default.ca-builtin-cert-ca-1";
+    const KEY: &str = "default.ca-builtin-key-ca-1";
+
+    /// Stores (or replaces) a CA secret as KDS stores what the global sends.
+    async fn put(store: &SharedStore, name: &str, pem: &str) {
+        let r = Resource {
+            meta: Meta {
+                name: name.into(),
+                mesh: Some("default".into()),
+                labels: [(ORIGIN_LABEL.to_string(), ORIGIN_GLOBAL.to_string())].into(),
+                ..Meta::default()
+            },
+            spec: Spec::Secret(SecretSpec {
+                data: STANDARD.encode(pem),
+            }),
+        };
+        match store
+            .get(ResourceType::Secret, "default", name)
+            .await
+            .unwrap()
+        {
+            Some(cur) => store.update(r, cur.meta.version, "now").await.map(|_| ()),
+            None => store.create(r, "now").await.map(|_| ()),
+        }
+        .unwrap();
+    }
+
+    async fn secrets(store: &SharedStore) -> Vec<String> {
+        store
+            .list(ResourceType::Secret, Some("default"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.meta.name)
+            .collect()
+    }
+
+    async fn refusal(cas: &MeshCas) -> String {
+        match cas.enabled_ca("default", &mesh_spec()).await {
+            Ok(_) => panic!("a CA was used"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    /// The CA signs a proxy's CSR with a certificate that chains to `cert_pem`.
+    fn signs_under(ca: &MeshCa, cert_pem: &str) {
+        let key = aerie_identity::WorkloadKey::generate().unwrap();
+        let chain = ca
+            .ca
+            .sign_workload(
+                &key.csr_pem().unwrap(),
+                &["spiffe://default/web".to_string()],
+                Duration::from_secs(600),
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        assert!(!chain.is_empty());
+        assert_eq!(ca.ca.cert_pem(), cert_pem);
+    }
+
+    #[tokio::test]
+    async fn a_zone_uses_a_ca_only_when_both_halves_are_here_and_match() {
+        let zone = store();
+        let cas = MeshCas::new(zone.clone()).federated();
+        let global = CertificateAuthority::generate("default", Duration::from_secs(3600)).unwrap();
+        let other = CertificateAuthority::generate("default", Duration::from_secs(3600)).unwrap();
+
+        assert!(refusal(&cas).await.contains("have not arrived"));
+        // The certificate first: waiting for the key, and no CA made here.
+        put(&zone, CERT, global.cert_pem()).await;
+        let why = refusal(&cas).await;
+        assert!(
+            why.contains(&format!("waiting for the CA secret {KEY}")),
+            "{why}"
+        );
+        assert_eq!(secrets(&zone).await, [CERT]);
+        // A key that is not the certificate's (another pair's half): never signed with.
+        put(&zone, KEY, other.key_pem()).await;
+        let why = refusal(&cas).await;
+        assert!(why.contains("does not match its certificate yet"), "{why}");
+        // The matching key arrives: used.
+        put(&zone, KEY, global.key_pem()).await;
+        let ca = cas
+            .enabled_ca("default", &mesh_spec())
+            .await
+            .unwrap()
+            .unwrap();
+        signs_under(&ca, global.cert_pem());
+
+        // A new pair arriving half at a time: the new certificate with the old key is
+        // refused (not the cached pair, not a mix), the whole new pair is used.
+        put(&zone, CERT, other.cert_pem()).await;
+        let why = refusal(&cas).await;
+        assert!(why.contains("does not match its certificate yet"), "{why}");
+        put(&zone, KEY, other.key_pem()).await;
+        let ca = cas
+            .enabled_ca("default", &mesh_spec())
+            .await
+            .unwrap()
+            .unwrap();
+        signs_under(&ca, other.cert_pem());
+
+        // The key alone.
+        let zone2 = store();
+        let cas2 = MeshCas::new(zone2.clone()).federated();
+        put(&zone2, KEY, global.key_pem()).await;
+        let why = refusal(&cas2).await;
+        assert!(
+            why.contains(&format!("waiting for the CA secret {CERT}")),
+            "{why}"
+        );
+        assert_eq!(secrets(&zone2).await, [KEY]);
+    }
+
+    #[tokio::test]
+    async fn a_control_plane_never_replaces_half_a_pair() {
+        let s = store();
+        let cas = MeshCas::new(s.clone());
+        let ca = CertificateAuthority::generate("default", Duration::from_secs(3600)).unwrap();
+        put(&s, CERT, ca.cert_pem()).await;
+        let why = refusal(&cas).await;
+        assert!(why.contains("only one of the secrets"), "{why}");
+        let stored = s
+            .get(ResourceType::Secret, "default", CERT)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(secrets(&s).await, [CERT], "no new CA over half a pair");
+        assert_eq!(stored.meta.version, 1);
+        // A mismatched pair is not used either.
+        let other = CertificateAuthority::generate("default", Duration::from_secs(3600)).unwrap();
+        put(&s, KEY, other.key_pem()).await;
+        let why = refusal(&cas).await;
+        assert!(why.contains("does not match its certificate"), "{why}");
+
+        // With neither, the control plane makes its CA (both halves at once).
+        let fresh = store();
+        let cas = MeshCas::new(fresh.clone());
+        let made = cas
+            .enabled_ca("default", &mesh_spec())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut names = secrets(&fresh).await;
+        names.sort();
+        assert_eq!(names, [CERT, KEY]);
+        signs_under(&made, made.ca.cert_pem());
     }
 }

@@ -167,6 +167,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Role::Zone(_) => tokens.federated(),
         _ => tokens,
     };
+    // Every mesh has its dataplane-token signing key from the start (meshes are created with
+    // it; this covers meshes stored by an older version), so that on a global it reaches the
+    // zones before any token exists. A federated zone gets the keys from its global.
+    for mesh in store.list(aerie_core::ResourceType::Mesh, None).await? {
+        tokens.ensure_dataplane_key(mesh.name()).await?;
+    }
     if role == Role::Global {
         // Zones verify their ingresses' tokens with this key's public half: publish it
         // before any zone connects.

@@ -1,6 +1,6 @@
 //! Token signing keys kept as secrets in the store (Kuma's names): the control plane creates
-//! each on first use; every replica reads the same one. Private keys never leave the control
-//! plane: only admins can read secrets through the API.
+//! them at start and with each mesh; every replica reads the same one. Private keys never
+//! leave the control plane: only admins can read secrets through the API.
 
 use aerie_core::spec::SecretSpec;
 use aerie_core::{Meta, Resource, ResourceType, Spec};
@@ -46,6 +46,28 @@ pub async fn load_existing(
     }
 }
 
+/// A fresh signing key and the secret that stores it as `name` (a GlobalSecret when `mesh`
+/// is empty, else a Secret in `mesh`), not yet stored.
+pub fn new_key_secret(mesh: &str, name: &str) -> anyhow::Result<(SigningKey, Resource)> {
+    let key = SigningKey::generate()?;
+    let secret = SecretSpec {
+        data: STANDARD.encode(key.to_pkcs8_pem()),
+    };
+    let resource = Resource {
+        meta: Meta {
+            name: name.into(),
+            mesh: (!mesh.is_empty()).then(|| mesh.to_string()),
+            ..Meta::default()
+        },
+        spec: if mesh.is_empty() {
+            Spec::GlobalSecret(secret)
+        } else {
+            Spec::Secret(secret)
+        },
+    };
+    Ok((key, resource))
+}
+
 /// Loads the key stored as `name` (a GlobalSecret when `mesh` is empty, else a Secret in
 /// `mesh`), creating it when missing.
 pub async fn load_or_create(
@@ -57,22 +79,7 @@ pub async fn load_or_create(
         if let Some(key) = load_existing(store, mesh, name).await? {
             return Ok(key);
         }
-        let key = SigningKey::generate()?;
-        let secret = SecretSpec {
-            data: STANDARD.encode(key.to_pkcs8_pem()),
-        };
-        let resource = Resource {
-            meta: Meta {
-                name: name.into(),
-                mesh: (!mesh.is_empty()).then(|| mesh.to_string()),
-                ..Meta::default()
-            },
-            spec: if mesh.is_empty() {
-                Spec::GlobalSecret(secret)
-            } else {
-                Spec::Secret(secret)
-            },
-        };
+        let (key, resource) = new_key_secret(mesh, name)?;
         match store.create(resource, &crate::now_rfc3339()).await {
             Ok(_) => return Ok(key),
             // Another replica created it first: read theirs.

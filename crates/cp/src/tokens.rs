@@ -1,20 +1,23 @@
-//! Tokens, Kuma-style: JWTs (ES256) signed by keys the control plane creates on first use and
-//! keeps as secrets.
+//! Tokens, Kuma-style: JWTs (ES256) signed by keys the control plane keeps as secrets.
 //!
-//! - User tokens: GlobalSecret `user-token-signing-key-1`; revoked ids (comma-separated) in
-//!   the GlobalSecret `user-token-revocations`.
-//! - Dataplane tokens: Secret `dataplane-token-signing-key-<mesh>` in each mesh; revoked ids
-//!   in the Secret `dataplane-token-revocations-<mesh>`.
+//! - User tokens: GlobalSecret `user-token-signing-key-1` (created at start); revoked ids
+//!   (comma-separated) in the GlobalSecret `user-token-revocations`.
+//! - Dataplane tokens: Secret `dataplane-token-signing-key-<mesh>` in each mesh, created with
+//!   the mesh (and at start for meshes that lack one), so that on a multi-zone global it
+//!   reaches the zones before any token exists; revoked ids in the Secret
+//!   `dataplane-token-revocations-<mesh>` (synced to zones with the mesh's other secrets).
 //! - Zone tokens (a zone control plane connecting to the global, scope `cp`; zone proxies,
-//!   scopes `ingress` and `egress`): GlobalSecret `zone-token-signing-key-1` on the global,
-//!   revoked ids in the GlobalSecret `zone-token-revocations`. Its public half is kept in the
-//!   GlobalSecret `zone-token-signing-public-key-1`, the one secret the global sends to its
-//!   zones, so a zone control plane can check ingress tokens without holding the private key.
+//!   scopes `ingress` and `egress`): GlobalSecret `zone-token-signing-key-1` on the global
+//!   (created at its start), revoked ids in the GlobalSecret `zone-token-revocations`. Its
+//!   public half is kept in the GlobalSecret `zone-token-signing-public-key-1`; the global
+//!   sends zones that and the revocations, so a zone control plane checks ingress tokens
+//!   without holding the private key.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aerie_core::duration::parse_go_duration;
+pub use aerie_core::multizone::ZONE_TOKEN_REVOCATIONS;
 use aerie_core::multizone::{ORIGIN_GLOBAL, ORIGIN_LABEL, ZONE_TOKEN_PUBLIC_KEY};
 use aerie_core::spec::SecretSpec;
 use aerie_core::{Meta, Resource, ResourceType, Spec, ValidationError};
@@ -36,8 +39,6 @@ pub const USER_TOKEN_SIGNING_KEY: &str = "user-token-signing-key-1";
 pub const USER_TOKEN_REVOCATIONS: &str = "user-token-revocations";
 /// The private key that signs zone tokens (on the global control plane only).
 pub const ZONE_TOKEN_SIGNING_KEY: &str = "zone-token-signing-key-1";
-/// Revoked zone token ids, comma-separated.
-pub const ZONE_TOKEN_REVOCATIONS: &str = "zone-token-revocations";
 /// The scopes a zone token may carry (Kuma's); a token without `--scope` gets all of them.
 pub const ZONE_TOKEN_SCOPES: [&str; 3] = ["cp", "ingress", "egress"];
 /// Key id of the first (and so far only) key of each kind.
@@ -66,6 +67,43 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
         "Internal Server Error",
         e.to_string(),
     )
+}
+
+/// Why a presented token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// Retrying cannot help: the token is malformed, forged, expired, revoked, or for
+    /// something else.
+    Invalid(String),
+    /// The token cannot be checked yet: the key that checks it has not arrived from the
+    /// global control plane, or the store could not be read. Retrying may help.
+    NotYet(String),
+}
+
+impl std::fmt::Display for TokenRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenRefusal::Invalid(m) | TokenRefusal::NotYet(m) => f.write_str(m),
+        }
+    }
+}
+
+impl TokenRefusal {
+    /// The gRPC status a proxy gets: `Unauthenticated` (kuma-dp gives up) for an invalid
+    /// token, `Unavailable` (kuma-dp retries with backoff) for one that cannot be checked yet.
+    pub fn to_status(&self) -> tonic::Status {
+        match self {
+            TokenRefusal::Invalid(m) => tonic::Status::unauthenticated(m.clone()),
+            TokenRefusal::NotYet(m) => tonic::Status::unavailable(m.clone()),
+        }
+    }
+}
+
+/// The claims of an accepted token, and its id (`jti`, what revocations list).
+#[derive(Debug, Clone)]
+pub struct Verified<T> {
+    pub claims: T,
+    pub id: String,
 }
 
 /// Signs and verifies tokens. Private keys stay inside this process and the store.
@@ -128,23 +166,39 @@ impl TokenIssuer {
         self
     }
 
-    /// The mesh's dataplane-token signing key: created on first use, except on a federated
-    /// zone, which waits for the global's.
-    async fn dataplane_key(&self, mesh: &str) -> Result<SigningKey, String> {
+    /// Whether this is a federated zone's issuer (its keys come from the global).
+    pub fn is_federated(&self) -> bool {
+        self.federated
+    }
+
+    /// The mesh's dataplane-token signing key, to check a token with. Never created here:
+    /// a key made now could not have signed any token. A federated zone waits for the
+    /// global's (retrying may help); elsewhere a mesh without a key has no valid token.
+    async fn dataplane_verifying_key(&self, mesh: &str) -> Result<VerifyingKey, TokenRefusal> {
         let name = dataplane_signing_key_name(mesh);
-        if self.federated {
-            return crate::signing::load_existing(&self.store, mesh, &name)
-                .await
-                .map_err(|e| format!("cannot load the mesh's signing key: {e:#}"))?
-                .ok_or_else(|| {
-                    format!(
-                        "the dataplane token signing key of mesh \"{mesh}\" has not arrived from the global control plane yet: generate dataplane tokens on the global"
-                    )
-                });
+        match crate::signing::load_existing(&self.store, mesh, &name).await {
+            Ok(Some(key)) => Ok(key.verifying_key()),
+            Ok(None) if self.federated => Err(TokenRefusal::NotYet(format!(
+                "the dataplane token signing key of mesh \"{mesh}\" has not arrived from the global control plane yet"
+            ))),
+            Ok(None) => Err(TokenRefusal::Invalid(format!(
+                "invalid dataplane token: mesh \"{mesh}\" has no dataplane token signing key, so no token for it is valid: generate one with `kumactl generate dataplane-token --mesh {mesh}`"
+            ))),
+            Err(e) => Err(TokenRefusal::NotYet(format!(
+                "cannot load the signing key of mesh \"{mesh}\": {e:#}"
+            ))),
         }
-        crate::signing::load_or_create(&self.store, mesh, &name)
+    }
+
+    /// Makes sure `mesh` has its dataplane-token signing key (for a mesh that predates
+    /// creating the key with the mesh). Never on a federated zone.
+    pub async fn ensure_dataplane_key(&self, mesh: &str) -> anyhow::Result<()> {
+        if self.federated {
+            return Ok(());
+        }
+        crate::signing::load_or_create(&self.store, mesh, &dataplane_signing_key_name(mesh))
             .await
-            .map_err(|e| format!("cannot load the mesh's signing key: {e:#}"))
+            .map(|_| ())
     }
 
     pub async fn issue_dataplane(
@@ -152,13 +206,26 @@ impl TokenIssuer {
         claims: DataplaneClaims,
         valid_for: Duration,
     ) -> Result<String, ApiError> {
-        let key = self.dataplane_key(&claims.mesh).await.map_err(|e| {
-            if self.federated {
-                ApiError::invalid(ValidationError::single("mesh", e))
-            } else {
-                internal(e)
-            }
-        })?;
+        let mesh = claims.mesh.clone();
+        let name = dataplane_signing_key_name(&mesh);
+        let key = if self.federated {
+            crate::signing::load_existing(&self.store, &mesh, &name)
+                .await
+                .map_err(|e| internal(format!("cannot load the mesh's signing key: {e:#}")))?
+                .ok_or_else(|| {
+                    ApiError::invalid(ValidationError::single(
+                        "mesh",
+                        format!(
+                            "the dataplane token signing key of mesh \"{mesh}\" has not arrived from the global control plane yet: generate dataplane tokens on the global"
+                        ),
+                    ))
+                })?
+        } else {
+            // Made with the mesh; created here only if it went missing.
+            crate::signing::load_or_create(&self.store, &mesh, &name)
+                .await
+                .map_err(|e| internal(format!("cannot load the mesh's signing key: {e:#}")))?
+        };
         let claims = Claims::new(claims, unix_now(), valid_for).map_err(internal)?;
         sign_token(&key, KID, &claims).map_err(internal)
     }
@@ -169,26 +236,48 @@ impl TokenIssuer {
         &self,
         mesh: &str,
         token: &str,
-    ) -> Result<DataplaneClaims, String> {
-        let key = self.dataplane_key(mesh).await?;
-        let verifying = key.verifying_key();
+    ) -> Result<Verified<DataplaneClaims>, TokenRefusal> {
+        let verifying = self.dataplane_verifying_key(mesh).await?;
         let lookup = |kid: &str| (kid == KID).then(|| verifying.clone());
         let claims: Claims<DataplaneClaims> = verify_token(&lookup, token, unix_now())
-            .map_err(|e| format!("invalid dataplane token: {e}"))?;
-        let revoked =
-            crate::signing::revoked_ids(&self.store, mesh, &dataplane_revocations_name(mesh))
-                .await
-                .map_err(|e| e.to_string())?;
-        if revoked.contains(&claims.registered.jti) {
-            return Err("invalid dataplane token: it has been revoked".into());
-        }
-        if claims.custom.mesh != mesh {
-            return Err(format!(
-                "the dataplane token is for mesh \"{}\", not \"{mesh}\"",
-                claims.custom.mesh
+            .map_err(|e| TokenRefusal::Invalid(format!("invalid dataplane token: {e}")))?;
+        if self
+            .dataplane_token_revoked(mesh, &claims.registered.jti)
+            .await
+            .map_err(|e| {
+                TokenRefusal::NotYet(format!("cannot read the dataplane token revocations: {e}"))
+            })?
+        {
+            return Err(TokenRefusal::Invalid(
+                "invalid dataplane token: it has been revoked".into(),
             ));
         }
-        Ok(claims.custom)
+        if claims.custom.mesh != mesh {
+            return Err(TokenRefusal::Invalid(format!(
+                "the dataplane token is for mesh \"{}\", not \"{mesh}\"",
+                claims.custom.mesh
+            )));
+        }
+        Ok(Verified {
+            id: claims.registered.jti,
+            claims: claims.custom,
+        })
+    }
+
+    /// Whether the dataplane token `id` of `mesh` is listed in
+    /// `dataplane-token-revocations-<mesh>` (here, or as received from the global).
+    pub async fn dataplane_token_revoked(&self, mesh: &str, id: &str) -> Result<bool, StoreError> {
+        let revoked =
+            crate::signing::revoked_ids(&self.store, mesh, &dataplane_revocations_name(mesh))
+                .await?;
+        Ok(!id.is_empty() && revoked.iter().any(|r| r == id))
+    }
+
+    /// Whether the zone token `id` is listed in `zone-token-revocations` (on a zone, the
+    /// copy received from the global).
+    pub async fn zone_token_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let revoked = crate::signing::revoked_ids(&self.store, "", ZONE_TOKEN_REVOCATIONS).await?;
+        Ok(!id.is_empty() && revoked.iter().any(|r| r == id))
     }
 
     /// Issues a zone token for `zone` with the given scopes (each one of
@@ -210,6 +299,11 @@ impl TokenIssuer {
         let scope = normalize_scope(scope, &mut errs);
         if !errs.is_empty() {
             return Err(ApiError::invalid(errs));
+        }
+        if self.federated {
+            return Err(ApiError::bad_request(
+                "this is a zone control plane of a multi-zone deployment: generate zone tokens on the global control plane",
+            ));
         }
         if self
             .stored_zone_signing_key()
@@ -247,25 +341,32 @@ impl TokenIssuer {
     ///
     /// The key is the local `zone-token-signing-key-1` when it exists (the global), else the
     /// public key in `zone-token-signing-public-key-1` (a zone control plane that got it from
-    /// its global). Never creates a key. Errors are sentences naming the problem.
+    /// its global). Never creates a key. Refusals are sentences naming the problem.
     pub async fn verify_zone_token(
         &self,
         token: &str,
         required_scope: &str,
-    ) -> Result<ZoneClaims, String> {
+    ) -> Result<Verified<ZoneClaims>, TokenRefusal> {
         let verifying = self.zone_verifying_key().await?;
         let lookup = |kid: &str| (kid == KID).then(|| verifying.clone());
         let claims: Claims<ZoneClaims> = verify_token(&lookup, token, unix_now())
-            .map_err(|e| format!("invalid zone token: {e}"))?;
-        let revoked = crate::signing::revoked_ids(&self.store, "", ZONE_TOKEN_REVOCATIONS)
+            .map_err(|e| TokenRefusal::Invalid(format!("invalid zone token: {e}")))?;
+        if self
+            .zone_token_revoked(&claims.registered.jti)
             .await
-            .map_err(|e| format!("cannot read the zone token revocations: {e}"))?;
-        if revoked.contains(&claims.registered.jti) {
-            return Err("invalid zone token: it has been revoked".into());
+            .map_err(|e| {
+                TokenRefusal::NotYet(format!("cannot read the zone token revocations: {e}"))
+            })?
+        {
+            return Err(TokenRefusal::Invalid(
+                "invalid zone token: it has been revoked".into(),
+            ));
         }
         let ZoneClaims { zone, scope } = &claims.custom;
         if zone.is_empty() {
-            return Err("invalid zone token: it names no zone".into());
+            return Err(TokenRefusal::Invalid(
+                "invalid zone token: it names no zone".into(),
+            ));
         }
         if !scope.iter().any(|s| s == required_scope) {
             let has = if scope.is_empty() {
@@ -273,11 +374,14 @@ impl TokenIssuer {
             } else {
                 format!("scope {}", scope.join(", "))
             };
-            return Err(format!(
+            return Err(TokenRefusal::Invalid(format!(
                 "the zone token of zone \"{zone}\" has {has}, not \"{required_scope}\": generate one with `kumactl generate zone-token --zone {zone} --scope {required_scope}`"
-            ));
+            )));
         }
-        Ok(claims.custom)
+        Ok(Verified {
+            id: claims.registered.jti,
+            claims: claims.custom,
+        })
     }
 
     /// When this control plane holds the zone token signing key, makes sure
@@ -315,11 +419,15 @@ impl TokenIssuer {
     }
 
     /// The key that checks zone tokens here: the signing key's public half, or the public
-    /// key received from the global.
-    async fn zone_verifying_key(&self) -> Result<VerifyingKey, String> {
+    /// key received from the global. On a federated zone a missing public key has not
+    /// arrived yet (retrying may help); elsewhere no zone token can be valid.
+    async fn zone_verifying_key(&self) -> Result<VerifyingKey, TokenRefusal> {
         // A federated zone trusts the global's key, even if it once made its own.
         if !self.federated
-            && let Some(key) = self.stored_zone_signing_key().await?
+            && let Some(key) = self
+                .stored_zone_signing_key()
+                .await
+                .map_err(TokenRefusal::NotYet)?
         {
             return Ok(key.verifying_key());
         }
@@ -327,16 +435,27 @@ impl TokenIssuer {
             .store
             .get(ResourceType::GlobalSecret, "", ZONE_TOKEN_PUBLIC_KEY)
             .await
-            .map_err(|e| format!("cannot read the zone token public key: {e}"))?;
+            .map_err(|e| {
+                TokenRefusal::NotYet(format!("cannot read the zone token public key: {e}"))
+            })?;
         let Some(r) = stored else {
-            return Err(
-                "no zone token signing key: generate zone tokens on the global control plane"
-                    .into(),
-            );
+            return Err(if self.federated {
+                TokenRefusal::NotYet(format!(
+                    "the zone token public key ({ZONE_TOKEN_PUBLIC_KEY}) has not arrived from the global control plane yet"
+                ))
+            } else {
+                TokenRefusal::Invalid(
+                    "no zone token signing key: generate zone tokens on the global control plane"
+                        .into(),
+                )
+            });
         };
-        let pem = secret_text(&r)?;
-        VerifyingKey::from_public_key_pem(&pem)
-            .map_err(|e| format!("secret {ZONE_TOKEN_PUBLIC_KEY} holds no usable public key: {e}"))
+        let pem = secret_text(&r).map_err(TokenRefusal::Invalid)?;
+        VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
+            TokenRefusal::Invalid(format!(
+                "secret {ZONE_TOKEN_PUBLIC_KEY} holds no usable public key: {e}"
+            ))
+        })
     }
 
     /// Stores `key`'s public half (SPKI PEM, base64) as `zone-token-signing-public-key-1`,
@@ -659,10 +778,18 @@ mod tests {
             .issue_zone("zone-1", scopes(&["ingress", "ingress"]), DAY)
             .await
             .unwrap();
-        let claims = tokens.verify_zone_token(&token, "ingress").await.unwrap();
+        let claims = tokens
+            .verify_zone_token(&token, "ingress")
+            .await
+            .unwrap()
+            .claims;
         assert_eq!(claims.zone, "zone-1");
         assert_eq!(claims.scope, ["ingress"], "duplicates dropped");
-        let err = tokens.verify_zone_token(&token, "cp").await.unwrap_err();
+        let err = tokens
+            .verify_zone_token(&token, "cp")
+            .await
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "the zone token of zone \"zone-1\" has scope ingress, not \"cp\": generate one with `kumactl generate zone-token --zone zone-1 --scope cp`"
@@ -672,11 +799,16 @@ mod tests {
         // No scope: all three.
         let all = tokens.issue_zone("zone-2", vec![], DAY).await.unwrap();
         for scope in ZONE_TOKEN_SCOPES {
-            let c = tokens.verify_zone_token(&all, scope).await.unwrap();
+            let c = tokens.verify_zone_token(&all, scope).await.unwrap().claims;
             assert_eq!(c.zone, "zone-2");
         }
         assert_eq!(
-            tokens.verify_zone_token(&all, "cp").await.unwrap().scope,
+            tokens
+                .verify_zone_token(&all, "cp")
+                .await
+                .unwrap()
+                .claims
+                .scope,
             ["cp", "ingress", "egress"]
         );
     }
@@ -738,7 +870,11 @@ mod tests {
         // Issued 100 s ago, valid for 10 s.
         let old = Claims::new(zone.clone(), unix_now() - 100, Duration::from_secs(10)).unwrap();
         let expired = sign_token(&key, KID, &old).unwrap();
-        let err = tokens.verify_zone_token(&expired, "cp").await.unwrap_err();
+        let err = tokens
+            .verify_zone_token(&expired, "cp")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("invalid zone token: token expired at "),
             "{err}"
@@ -755,7 +891,11 @@ mod tests {
         )
         .await;
         assert_eq!(
-            tokens.verify_zone_token(&token, "cp").await.unwrap_err(),
+            tokens
+                .verify_zone_token(&token, "cp")
+                .await
+                .unwrap_err()
+                .to_string(),
             "invalid zone token: it has been revoked"
         );
 
@@ -767,7 +907,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            tokens.verify_zone_token(&forged, "cp").await.unwrap_err(),
+            tokens
+                .verify_zone_token(&forged, "cp")
+                .await
+                .unwrap_err()
+                .to_string(),
             "invalid zone token: invalid token signature"
         );
         let nameless = Claims::new(
@@ -781,7 +925,11 @@ mod tests {
         .unwrap();
         let nameless = sign_token(&key, KID, &nameless).unwrap();
         assert_eq!(
-            tokens.verify_zone_token(&nameless, "cp").await.unwrap_err(),
+            tokens
+                .verify_zone_token(&nameless, "cp")
+                .await
+                .unwrap_err()
+                .to_string(),
             "invalid zone token: it names no zone"
         );
         // A user token is not a zone token, though signed by a key of this control plane.
@@ -792,6 +940,7 @@ mod tests {
                 .verify_zone_token("not.a.token", "cp")
                 .await
                 .unwrap_err()
+                .to_string()
                 .starts_with("invalid zone token: malformed token")
         );
     }
@@ -811,7 +960,8 @@ mod tests {
         assert_eq!(
             zone.verify_zone_token(&ingress, "ingress")
                 .await
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "no zone token signing key: generate zone tokens on the global control plane"
         );
         assert!(secret(&zone_store, ZONE_TOKEN_SIGNING_KEY).await.is_none());
@@ -825,7 +975,11 @@ mod tests {
             &[(ORIGIN_LABEL, ORIGIN_GLOBAL)],
         )
         .await;
-        let claims = zone.verify_zone_token(&ingress, "ingress").await.unwrap();
+        let claims = zone
+            .verify_zone_token(&ingress, "ingress")
+            .await
+            .unwrap()
+            .claims;
         assert_eq!(claims.zone, "zone-1");
         assert!(zone.verify_zone_token(&ingress, "egress").await.is_err());
         assert!(secret(&zone_store, ZONE_TOKEN_SIGNING_KEY).await.is_none());
@@ -847,7 +1001,8 @@ mod tests {
         assert_eq!(
             zone.verify_zone_token(&foreign, "ingress")
                 .await
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "invalid zone token: invalid token signature"
         );
 
@@ -858,7 +1013,8 @@ mod tests {
         let err = broken
             .verify_zone_token(&ingress, "ingress")
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("secret zone-token-signing-public-key-1 holds no usable public key"),
             "{err}"
@@ -900,5 +1056,196 @@ mod tests {
         assert!(err.invalid[0].message.starts_with("invalid characters"));
         // Nothing was created for a refused request.
         assert!(secret(&store, ZONE_TOKEN_SIGNING_KEY).await.is_none());
+    }
+
+    async fn create_mesh(store: &SharedStore, name: &str) {
+        let mesh = Resource {
+            meta: Meta {
+                name: name.into(),
+                ..Meta::default()
+            },
+            spec: Spec::Mesh(aerie_core::spec::MeshSpec::default()),
+        };
+        store.create(mesh, &crate::now_rfc3339()).await.unwrap();
+    }
+
+    fn dp_claims(mesh: &str) -> DataplaneClaims {
+        DataplaneClaims {
+            name: Some("web-1".into()),
+            mesh: mesh.into(),
+            tags: BTreeMap::new(),
+            proxy_type: None,
+        }
+    }
+
+    /// Copies a mesh secret from one store to another, as KDS delivers it to a zone.
+    async fn copy_secret(from: &SharedStore, to: &SharedStore, mesh: &str, name: &str) {
+        let mut r = from
+            .get(ResourceType::Secret, mesh, name)
+            .await
+            .unwrap()
+            .unwrap();
+        r.meta.version = 0;
+        r.meta
+            .labels
+            .insert(ORIGIN_LABEL.into(), ORIGIN_GLOBAL.into());
+        to.create(r, &crate::now_rfc3339()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn dataplane_token_refusals_say_whether_retrying_can_help() {
+        let global_store = store();
+        create_mesh(&global_store, "default").await;
+        let global = issuer(&global_store).await;
+        // A standalone or global control plane: a mesh without a key has no valid token,
+        // and checking one creates no key.
+        let token = {
+            let other = store();
+            create_mesh(&other, "default").await;
+            issuer(&other)
+                .await
+                .issue_dataplane(dp_claims("default"), DAY)
+                .await
+                .unwrap()
+        };
+        let err = global
+            .verify_dataplane_token("default", &token)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, TokenRefusal::Invalid(m) if m.contains("has no dataplane token signing key")),
+            "{err:?}"
+        );
+        assert_eq!(err.to_status().code(), tonic::Code::Unauthenticated);
+        let key_name = dataplane_signing_key_name("default");
+        assert!(
+            crate::signing::load_existing(&global_store, "default", &key_name)
+                .await
+                .unwrap()
+                .is_none(),
+            "verifying created no key"
+        );
+        global.ensure_dataplane_key("default").await.unwrap();
+        let token = global
+            .issue_dataplane(dp_claims("default"), DAY)
+            .await
+            .unwrap();
+
+        // A federated zone without the global's key yet: not yet, retry.
+        let zone_store = store();
+        create_mesh(&zone_store, "default").await;
+        let zone = issuer(&zone_store).await.federated();
+        let err = zone
+            .verify_dataplane_token("default", &token)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            TokenRefusal::NotYet(
+                "the dataplane token signing key of mesh \"default\" has not arrived from the global control plane yet".into()
+            )
+        );
+        assert_eq!(err.to_status().code(), tonic::Code::Unavailable);
+        zone.ensure_dataplane_key("default").await.unwrap();
+        assert!(
+            crate::signing::load_existing(&zone_store, "default", &key_name)
+                .await
+                .unwrap()
+                .is_none(),
+            "a federated zone never makes the key"
+        );
+        // The key arrives: the token is accepted, with its id.
+        copy_secret(&global_store, &zone_store, "default", &key_name).await;
+        let ok = zone
+            .verify_dataplane_token("default", &token)
+            .await
+            .unwrap();
+        assert_eq!(ok.claims.mesh, "default");
+        assert!(!ok.id.is_empty());
+        // Revoked on the global; the revocations arrive: refused for good.
+        let revocations = Resource {
+            meta: Meta {
+                name: dataplane_revocations_name("default"),
+                mesh: Some("default".into()),
+                ..Meta::default()
+            },
+            spec: Spec::Secret(SecretSpec {
+                data: STANDARD.encode(format!("other,{}", ok.id)),
+            }),
+        };
+        global_store
+            .create(revocations, &crate::now_rfc3339())
+            .await
+            .unwrap();
+        copy_secret(
+            &global_store,
+            &zone_store,
+            "default",
+            &dataplane_revocations_name("default"),
+        )
+        .await;
+        assert!(
+            zone.dataplane_token_revoked("default", &ok.id)
+                .await
+                .unwrap()
+        );
+        let err = zone
+            .verify_dataplane_token("default", &token)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            TokenRefusal::Invalid("invalid dataplane token: it has been revoked".into())
+        );
+        assert_eq!(err.to_status().code(), tonic::Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn a_federated_zone_waits_for_the_zone_token_public_key() {
+        let global_store = store();
+        let global = issuer(&global_store).await;
+        let ingress = global
+            .issue_zone("zone-1", scopes(&["ingress"]), DAY)
+            .await
+            .unwrap();
+        let zone_store = store();
+        let zone = issuer(&zone_store).await.federated();
+        let err = zone
+            .verify_zone_token(&ingress, "ingress")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TokenRefusal::NotYet(_)), "{err:?}");
+        assert!(err.to_string().contains("has not arrived"), "{err}");
+        let public = secret(&global_store, ZONE_TOKEN_PUBLIC_KEY).await.unwrap();
+        put_secret(
+            &zone_store,
+            ZONE_TOKEN_PUBLIC_KEY,
+            &secret_text(&public).unwrap(),
+            &[(ORIGIN_LABEL, ORIGIN_GLOBAL)],
+        )
+        .await;
+        let ok = zone.verify_zone_token(&ingress, "ingress").await.unwrap();
+        assert!(!zone.zone_token_revoked(&ok.id).await.unwrap());
+        // The global's revocation list, as received.
+        put_secret(
+            &zone_store,
+            ZONE_TOKEN_REVOCATIONS,
+            &format!(" {} ,x", ok.id),
+            &[(ORIGIN_LABEL, ORIGIN_GLOBAL)],
+        )
+        .await;
+        assert!(zone.zone_token_revoked(&ok.id).await.unwrap());
+        assert!(!zone.zone_token_revoked("").await.unwrap());
+        let err = zone
+            .verify_zone_token(&ingress, "ingress")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            TokenRefusal::Invalid("invalid zone token: it has been revoked".into())
+        );
+        // A federated zone never mints zone tokens, even holding a key of its own.
+        let err = zone.issue_zone("zone-1", vec![], DAY).await.unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
     }
 }

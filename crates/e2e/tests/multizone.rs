@@ -429,17 +429,27 @@ fn ingress(
     global: &ControlPlane,
     zone_name: &str,
 ) -> (Process, String, tempfile::TempDir) {
+    let token = zone_token(global, zone_name, "ingress");
+    ingress_with_token(zone, &format!("ingress-{zone_name}"), &token)
+}
+
+/// Starts a zone ingress named `name` with a given zone token.
+fn ingress_with_token(
+    zone: &ControlPlane,
+    name: &str,
+    token: &str,
+) -> (Process, String, tempfile::TempDir) {
     let ip = loopback_ip();
     let port = free_port(&ip);
     let admin = free_port("127.0.0.1");
     let files = tempfile::tempdir().unwrap();
     let yaml = format!(
-        "type: ZoneIngress\nname: ingress-{zone_name}\nnetworking:\n  address: {ip}\n  port: {port}\n  admin:\n    port: {admin}\n"
+        "type: ZoneIngress\nname: {name}\nnetworking:\n  address: {ip}\n  port: {port}\n  admin:\n    port: {admin}\n"
     );
     let file = files.path().join("ingress.yaml");
     std::fs::write(&file, yaml).unwrap();
     let token_file = files.path().join("token");
-    std::fs::write(&token_file, zone_token(global, zone_name, "ingress")).unwrap();
+    std::fs::write(&token_file, token).unwrap();
     let mut cmd = Command::new(bin("kuma-dp"));
     cmd.args(["run", "--proxy-type", "ingress", "--cp-address"])
         .arg(zone.dp_address())
@@ -449,8 +459,20 @@ fn ingress(
         .arg(&file)
         .arg("--dataplane-token-file")
         .arg(&token_file);
-    let p = Process::spawn(&format!("ingress-{zone_name}"), cmd);
+    let p = Process::spawn(name, cmd);
     (p, format!("127.0.0.1:{admin}"), files)
+}
+
+/// Waits until an ingress's admin `/ready` answers 200 (failing if it exits).
+fn wait_ingress_ready(ingress: &mut Process, admin: &str) {
+    wait_for("the ingress is ready", SYNC, || {
+        if let Some(st) = ingress.exited() {
+            panic!("ingress exited ({st}): {}", ingress.logs());
+        }
+        http("GET", admin, "/ready", None, &[])
+            .is_ok_and(|r| r.status == 200)
+            .then_some(())
+    });
 }
 
 /// Waits until the zone holds the global's dataplane-token signing key for `default`.
@@ -517,14 +539,7 @@ fn a_cross_zone_call_goes_through_the_ingress_and_obeys_global_policy() {
     );
     checkin.wait_ready();
     let (mut ingress2, ingress_admin, _ingress_files) = ingress(&zone2, &global, "zone-2");
-    wait_for("the ingress is ready", SYNC, || {
-        if let Some(st) = ingress2.exited() {
-            panic!("ingress exited ({st}): {}", ingress2.logs());
-        }
-        http("GET", &ingress_admin, "/ready", None, &[])
-            .is_ok_and(|r| r.status == 200)
-            .then_some(())
-    });
+    wait_ingress_ready(&mut ingress2, &ingress_admin);
     // The ingress lists check-in-api, and zone-1 learns about it through the global.
     eventually(
         "zone-1 sees zone-2's ingress offering check-in-api",
@@ -826,4 +841,378 @@ fn a_workload_token_cannot_reach_the_ca_key_through_the_ingress() {
     // And an admin on the host itself is still an admin, yet gets no key either.
     let r = zone.get("/meshes/default/secrets/default.ca-builtin-key-ca-1");
     assert_eq!(r.status, 403, "{}", r.body);
+}
+
+/// The id (`jti`) of a token: what a revocation lists.
+fn token_id(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.trim().split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("JSON claims");
+    claims["jti"].as_str().expect("jti").to_string()
+}
+
+/// Revokes tokens as a Kuma user does: `kumactl apply` of the revocations secret (`head`:
+/// its type, name and mesh) holding the base64 of the comma-separated token ids.
+fn revoke(kumactl: &Kumactl, head: &str, ids: &[&str]) {
+    use base64::Engine as _;
+    let list = base64::engine::general_purpose::STANDARD.encode(ids.join(","));
+    kumactl.sh_ok(&format!(
+        "printf '%s\\ndata: {{{{ revocations }}}}\\n' '{head}' | kumactl apply --var revocations={list} -f -"
+    ));
+}
+
+/// Waits until a proxy process exits on its own; returns its exit status and logs.
+fn wait_exit(
+    p: &mut Process,
+    what: &str,
+    cps: &[&ControlPlane],
+) -> (std::process::ExitStatus, String) {
+    let deadline = std::time::Instant::now() + SYNC;
+    while std::time::Instant::now() < deadline {
+        if let Some(st) = p.exited() {
+            return (st, p.logs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs: Vec<String> = cps.iter().map(|c| c.logs()).collect();
+    panic!(
+        "{what}: still running after {SYNC:?}\n{}\n-----\n{}",
+        p.logs(),
+        logs.join("\n-----\n")
+    );
+}
+
+#[test]
+fn revocations_made_on_the_global_reach_the_zones_and_end_connected_proxies() {
+    let (global, kds) = global();
+    let kumactl = Kumactl::for_cp(&global);
+    let cp_token = zone_token(&global, "zone-1", "cp");
+    let env = zone_env(&global, kds, "zone-1", &cp_token);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let zone1 = ControlPlane::start_with(&env);
+    eventually("zone-1 online", &[&global, &zone1], || {
+        zone_online(&global, "zone-1")
+    });
+
+    // An ingress connected with its zone token, and a sidecar with its dataplane token.
+    eventually(
+        "the zone token public key reaches the zone",
+        &[&global, &zone1],
+        || json(&zone1, "/globalsecrets/zone-token-signing-public-key-1").is_some(),
+    );
+    let ingress_token = zone_token(&global, "zone-1", "ingress");
+    let (mut ingress1, admin1, _files1) = ingress_with_token(&zone1, "ingress-1", &ingress_token);
+    wait_ingress_ready(&mut ingress1, &admin1);
+    let dp_token = global.dataplane_token("default", "web-1");
+    wait_signing_key(&global, &zone1);
+    let admin = free_port("127.0.0.1");
+    let web_yaml = dataplane_yaml(
+        "web-1",
+        &loopback_ip(),
+        admin,
+        "web",
+        free_port("127.0.0.1"),
+        None,
+    );
+    let mut web = Dataplane::start_with_token(&zone1, "web-1", &web_yaml, admin, &dp_token);
+    web.wait_ready();
+
+    // The ingress token is revoked on the global: the zone gets the list (read-only there)
+    // and the connected ingress is disconnected and stops, saying why.
+    revoke(
+        &kumactl,
+        "type: GlobalSecret\nname: zone-token-revocations",
+        &[&token_id(&ingress_token)],
+    );
+    let (status, logs) = wait_exit(
+        &mut ingress1,
+        "the revoked ingress stops",
+        &[&global, &zone1],
+    );
+    assert!(!status.success(), "{logs}");
+    assert!(
+        logs.contains(
+            "the control plane refused this proxy: invalid zone token: it has been revoked"
+        ),
+        "{logs}"
+    );
+    let copy = json(&zone1, "/globalsecrets/zone-token-revocations").expect("the zone's copy");
+    assert_eq!(copy["labels"]["kuma.io/origin"], "global");
+    let r = zone1.put(
+        "/globalsecrets/zone-token-revocations",
+        r#"{"type":"GlobalSecret","name":"zone-token-revocations","data":"eA=="}"#,
+    );
+    assert_eq!(r.status, 405, "the zone cannot change the list: {}", r.body);
+    // Started again with the revoked token, it is refused at once.
+    let (mut again, _, _files_again) = ingress_with_token(&zone1, "ingress-1", &ingress_token);
+    let (status, logs) = wait_exit(&mut again, "the revoked ingress is refused", &[&zone1]);
+    assert!(
+        !status.success() && logs.contains("it has been revoked"),
+        "{logs}"
+    );
+    // A fresh token still works; the sidecar was not affected.
+    let fresh = zone_token(&global, "zone-1", "ingress");
+    let (mut ingress2, admin2, _files2) = ingress_with_token(&zone1, "ingress-2", &fresh);
+    wait_ingress_ready(&mut ingress2, &admin2);
+    assert!(web.process.exited().is_none(), "{}", web.process.logs());
+
+    // A dataplane token revoked on the global: the connected sidecar is disconnected.
+    revoke(
+        &kumactl,
+        "type: Secret\nname: dataplane-token-revocations-default\nmesh: default",
+        &[&token_id(&dp_token)],
+    );
+    let (status, logs) = wait_exit(
+        &mut web.process,
+        "the revoked sidecar stops",
+        &[&global, &zone1],
+    );
+    assert!(!status.success(), "{logs}");
+    assert!(
+        logs.contains(
+            "the control plane refused this proxy: invalid dataplane token: it has been revoked"
+        ),
+        "{logs}"
+    );
+    let mut web_again = Dataplane::start_with_token(&zone1, "web-1", &web_yaml, admin, &dp_token);
+    let (status, logs) = wait_exit(
+        &mut web_again.process,
+        "the revoked sidecar is refused",
+        &[&zone1],
+    );
+    assert!(
+        !status.success() && logs.contains("it has been revoked"),
+        "{logs}"
+    );
+    assert!(ingress2.exited().is_none(), "{}", ingress2.logs());
+
+    // The zone's own token revoked: the global ends its connection and refuses the next.
+    revoke(
+        &kumactl,
+        "type: GlobalSecret\nname: zone-token-revocations",
+        &[&token_id(&ingress_token), &token_id(&cp_token)],
+    );
+    eventually(
+        "zone-1 disconnected and refused",
+        &[&global, &zone1],
+        || !zone_online(&global, "zone-1") && zone1.logs().contains("it has been revoked"),
+    );
+}
+
+#[test]
+fn a_proxy_waits_for_what_its_zone_lacks_and_an_invalid_token_stays_fatal() {
+    let (mut global, kds) = global();
+    // zone-1 syncs the mesh, then goes away; zone-2 has never connected.
+    let mut zone1 = zone(&global, kds, "zone-1");
+    eventually("the mesh reaches zone-1", &[&global, &zone1], || {
+        json(&zone1, "/meshes/default").is_some()
+    });
+    zone1.kill9();
+    let zone2_token = zone_token(&global, "zone-2", "cp");
+    let ingress_token = zone_token(&global, "zone-2", "ingress");
+    // Tokens made on the global while neither zone is connected; then the global stops.
+    let token1 = global.dataplane_token("default", "web-1");
+    let token2 = global.dataplane_token("default", "web-2");
+    global.stop();
+
+    // zone-1 got the mesh's signing key with the mesh, before any token existed: its proxy
+    // connects although the global is down.
+    zone1.restart();
+    let admin = free_port("127.0.0.1");
+    let yaml = dataplane_yaml(
+        "web-1",
+        &loopback_ip(),
+        admin,
+        "web",
+        free_port("127.0.0.1"),
+        None,
+    );
+    let mut web1 = Dataplane::start_with_token(&zone1, "web-1", &yaml, admin, &token1);
+    web1.wait_ready();
+
+    // zone-2 has nothing yet: its proxy does not exit, it retries and keeps saying why.
+    let env = zone_env(&global, kds, "zone-2", &zone2_token);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let zone2 = ControlPlane::start_with(&env);
+    let admin2 = free_port("127.0.0.1");
+    let yaml2 = dataplane_yaml(
+        "web-2",
+        &loopback_ip(),
+        admin2,
+        "web",
+        free_port("127.0.0.1"),
+        None,
+    );
+    let mut web2 = Dataplane::start_with_token(&zone2, "web-2", &yaml2, admin2, &token2);
+    wait_for("kuma-dp logs why, twice", SYNC, || {
+        if let Some(st) = web2.process.exited() {
+            panic!("kuma-dp exited ({st}):\n{}", web2.process.logs());
+        }
+        let logs = web2.process.logs();
+        (logs
+            .matches("has not arrived from the global control plane yet")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    assert!(
+        web2.process.logs().contains("retrying"),
+        "{}",
+        web2.process.logs()
+    );
+    // So does an ingress: the zone cannot check its zone token without the global's key.
+    let (mut ingress2, ingress_admin, _ingress_files) =
+        ingress_with_token(&zone2, "ingress-zone-2", &ingress_token);
+    wait_for("the ingress logs why, twice", SYNC, || {
+        if let Some(st) = ingress2.exited() {
+            panic!("the ingress exited ({st}):\n{}", ingress2.logs());
+        }
+        (ingress2
+            .logs()
+            .matches("the zone token public key (zone-token-signing-public-key-1) has not arrived from the global control plane yet")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+
+    // The global returns: zone-2 syncs, and the waiting proxy connects and becomes ready.
+    global.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while http("GET", &web2.admin, "/ready", None, &[]).map_or(true, |r| r.status != 200) {
+        if let Some(st) = web2.process.exited() {
+            panic!("kuma-dp exited ({st}):\n{}", web2.process.logs());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kuma-dp not ready after the global returned:\n{}\n-----\n{}",
+            web2.process.logs(),
+            zone2.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    wait_ingress_ready(&mut ingress2, &ingress_admin);
+
+    // Fatal stays fatal: a plainly invalid token ends kuma-dp with a clear message.
+    let admin3 = free_port("127.0.0.1");
+    let yaml3 = dataplane_yaml(
+        "web-3",
+        &loopback_ip(),
+        admin3,
+        "web",
+        free_port("127.0.0.1"),
+        None,
+    );
+    let mut bad = Dataplane::start_with_token(&zone2, "web-3", &yaml3, admin3, "not-a-token");
+    let (status, logs) = wait_exit(
+        &mut bad.process,
+        "kuma-dp with an invalid token exits",
+        &[&zone2],
+    );
+    assert!(!status.success(), "{logs}");
+    assert!(
+        logs.contains("the control plane refused this proxy: invalid dataplane token"),
+        "{logs}"
+    );
+    assert!(web1.process.exited().is_none() && web2.process.exited().is_none());
+}
+
+/// A Secret of mesh `default` holding `text` (base64), as JSON for the API.
+fn secret_json(name: &str, text: &str) -> String {
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD.encode(text);
+    format!(r#"{{"type":"Secret","name":"{name}","mesh":"default","data":"{data}"}}"#)
+}
+
+#[test]
+fn a_zone_uses_the_mesh_ca_only_once_both_halves_arrived_and_match() {
+    let (global, kds) = global();
+    let zone1 = zone(&global, kds, "zone-1");
+    let year = Duration::from_secs(365 * 86_400);
+    let ca = aerie_identity::CertificateAuthority::generate("default", year).unwrap();
+    let other = aerie_identity::CertificateAuthority::generate("default", year).unwrap();
+    let (cert, key) = (
+        "default.ca-builtin-cert-ca-1",
+        "default.ca-builtin-key-ca-1",
+    );
+    // mTLS on with a builtin CA whose certificate exists without its key: the global does
+    // not make a CA over half a pair, and the zone gets the certificate alone.
+    global.apply_json(
+        &format!("/meshes/default/secrets/{cert}"),
+        &secret_json(cert, ca.cert_pem()),
+    );
+    global.apply_json("/meshes/default", MTLS);
+    global.apply_json(
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        ALLOW_ALL,
+    );
+    eventually(
+        "the mesh and the certificate reach the zone",
+        &[&global, &zone1],
+        || {
+            json(&zone1, "/meshes/default").is_some_and(|m| m["mtls"]["enabledBackend"] == "ca-1")
+                && json(&zone1, &format!("/meshes/default/secrets/{cert}")).is_some()
+        },
+    );
+    let token = global.dataplane_token("default", "web-1");
+    wait_signing_key(&global, &zone1);
+    let admin = free_port("127.0.0.1");
+    let yaml = dataplane_yaml(
+        "web-1",
+        &loopback_ip(),
+        admin,
+        "web",
+        free_port("127.0.0.1"),
+        None,
+    );
+    let mut web = Dataplane::start_with_token(&zone1, "web-1", &yaml, admin, &token);
+    let ready = |web: &Dataplane| {
+        http("GET", &web.admin, "/ready", None, &[]).is_ok_and(|r| r.status == 200)
+    };
+    eventually("the zone says it waits for the key", &[&zone1], || {
+        zone1.logs().contains(&format!(
+            "waiting for the CA secret {key} from the global control plane"
+        ))
+    });
+    assert!(!ready(&web), "no identity from half a CA");
+    assert!(json(&zone1, &format!("/meshes/default/secrets/{key}")).is_none());
+
+    // A key that is not the certificate's: still not used.
+    global.apply_json(
+        &format!("/meshes/default/secrets/{key}"),
+        &secret_json(key, other.key_pem()),
+    );
+    eventually("the zone says the halves do not match", &[&zone1], || {
+        zone1.logs().contains("does not match its certificate yet")
+    });
+    assert!(!ready(&web), "no identity from a mismatched pair");
+
+    // The matching key: the proxy gets its identity from that CA.
+    global.apply_json(
+        &format!("/meshes/default/secrets/{key}"),
+        &secret_json(key, ca.key_pem()),
+    );
+    web.wait_ready();
+    // The zone signed with the global's pair, the only CA it holds (it never makes one).
+    use base64::Engine as _;
+    let text = |name: &str| {
+        let s = json(&zone1, &format!("/meshes/default/secrets/{name}")).expect(name);
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(s["data"].as_str().unwrap())
+            .unwrap();
+        String::from_utf8(data).unwrap()
+    };
+    assert_eq!(text(cert), ca.cert_pem());
+    assert_eq!(text(key), ca.key_pem());
+    let names: Vec<String> = items(&zone1, "/meshes/default/secrets")
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .filter(|n| n.contains(".ca-builtin-"))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
 }

@@ -515,6 +515,19 @@ fn load_ca_key(key_pem: &str) -> Result<KeyPair> {
     }
 }
 
+/// Whether `key_pem` is the private key of the first certificate in `cert_pem`: the two
+/// halves of a CA kept apart (a builtin CA's two mesh Secrets, which reach a zone one at a
+/// time) belong together. `Err` when either does not parse.
+pub fn key_matches_cert(cert_pem: &str, key_pem: &str) -> Result<bool> {
+    let certs = crate::load_cert_chain(cert_pem)
+        .map_err(|e| Error::InvalidCa(format!("CA certificate: {e}")))?;
+    let cert = certs.first().ok_or(Error::NoCertificate)?;
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| Error::InvalidCa(format!("CA certificate does not parse: {e}")))?;
+    let key = load_ca_key(key_pem)?;
+    Ok(key.public_key_raw() == x509.public_key().subject_public_key.data.as_ref())
+}
+
 /// `PrivateKeyInfo ::= SEQUENCE { 0, algorithm, OCTET STRING key }`.
 fn wrap_pkcs8(alg_id: &[u8], key: &[u8]) -> Vec<u8> {
     let mut body = vec![0x02, 0x01, 0x00];

@@ -9,9 +9,7 @@
 
 use std::collections::HashMap;
 
-use aerie_core::multizone::{
-    self, ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL, ZONE_TOKEN_PUBLIC_KEY,
-};
+use aerie_core::multizone::{self, ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL};
 use aerie_core::{Resource, ResourceType};
 use aerie_store::{SharedStore, StoreError};
 
@@ -71,7 +69,9 @@ impl Side<'_> {
         }
         match *self {
             Side::Zone { local_zone } => {
-                if t == ResourceType::GlobalSecret && r.name() != ZONE_TOKEN_PUBLIC_KEY {
+                if t == ResourceType::GlobalSecret
+                    && !multizone::global_secret_syncs_to_zones(r.name())
+                {
                     return Some(format!("{} is not synced to zones", r.describe()));
                 }
                 if t == ResourceType::ZoneIngress {
@@ -347,14 +347,27 @@ mod tests {
             parse("type: ZoneIngress\nname: i\nnetworking: {address: 10.0.0.1, port: 10001}\n");
         assert!(side.refuse(&to_global_copy(&ingress, "zone-1")).is_some());
         assert!(side.refuse(&to_global_copy(&ingress, "zone-2")).is_none());
-        // Of the global secrets, only the zone-token public key.
+        // Of the global secrets, only the zone-token public key and revocations.
         let mut gs = parse("type: GlobalSecret\nname: user-token-signing-key-1\ndata: YQ==\n");
         gs.meta
             .labels
             .insert(ORIGIN_LABEL.into(), ORIGIN_GLOBAL.into());
         assert!(side.refuse(&gs).is_some());
-        gs.meta.name = ZONE_TOKEN_PUBLIC_KEY.into();
-        assert!(side.refuse(&gs).is_none());
+        for name in [
+            "zone-token-signing-key-1",
+            "user-token-revocations",
+            "dataplane-token-signing-key-default",
+        ] {
+            gs.meta.name = name.into();
+            assert!(side.refuse(&gs).is_some(), "{name}");
+        }
+        for name in [
+            multizone::ZONE_TOKEN_PUBLIC_KEY,
+            multizone::ZONE_TOKEN_REVOCATIONS,
+        ] {
+            gs.meta.name = name.into();
+            assert!(side.refuse(&gs).is_none(), "{name}");
+        }
     }
 
     #[tokio::test]

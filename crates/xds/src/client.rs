@@ -126,7 +126,7 @@ pub async fn run(
                 if was_up {
                     backoff = Duration::from_millis(200);
                 }
-                tracing::warn!(cp = %addr, error = %why, retry_in = ?backoff, "control plane unreachable; serving with the last config");
+                tracing::warn!(cp = %addr, error = %why, retry_in = ?backoff, "no config from the control plane yet or any more; retrying, serving with the last config");
             }
         }
         tokio::select! {
@@ -386,7 +386,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Authentication and validation refusals will not change by retrying.
+/// Authentication and validation refusals will not change by retrying; anything else
+/// (`Unavailable`: the control plane is not ready for this proxy yet, say a zone still
+/// waiting for a signing key from its global; transport errors) is retried with backoff,
+/// the control plane's reason logged at each attempt.
 fn classify(status: tonic::Status, was_up: bool) -> Outcome {
     use tonic::Code;
     match status.code() {
@@ -587,6 +590,38 @@ mod tests {
             "https://x:notaport",
         ] {
             assert!(parse_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_refusals_retrying_cannot_fix_are_fatal() {
+        use tonic::{Code, Status};
+        for code in [
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::InvalidArgument,
+        ] {
+            match classify(Status::new(code, "no"), true) {
+                Outcome::Fatal(why) => assert_eq!(why, "no"),
+                _ => panic!("{code:?} must be fatal"),
+            }
+        }
+        for code in [
+            Code::Unavailable,
+            Code::FailedPrecondition,
+            Code::Unknown,
+            Code::Internal,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::ResourceExhausted,
+        ] {
+            match classify(Status::new(code, "not yet"), false) {
+                Outcome::Retry { why, was_up } => {
+                    assert!(why.ends_with(": not yet"), "{why}");
+                    assert!(!was_up);
+                }
+                _ => panic!("{code:?} must be retried"),
+            }
         }
     }
 

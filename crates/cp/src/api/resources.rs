@@ -275,7 +275,21 @@ async fn put(
                     "cannot be longer than 63 characters",
                 )));
             }
-            state.store.create(r, &now).await?;
+            if t == ResourceType::Mesh {
+                // With its dataplane-token signing key (see `defaults::create_mesh`).
+                crate::defaults::create_mesh(&state.store, r, &now)
+                    .await
+                    .map_err(|e| match e {
+                        crate::defaults::CreateMeshError::Store(e) => ApiError::from(e),
+                        e => ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal Server Error",
+                            e.to_string(),
+                        ),
+                    })?;
+            } else {
+                state.store.create(r, &now).await?;
+            }
             StatusCode::CREATED
         }
         Some(cur) => {

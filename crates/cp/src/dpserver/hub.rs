@@ -76,6 +76,10 @@ struct Conn {
     id: u64,
     snapshot: watch::Sender<Option<Arc<Snapshot>>>,
     status: Arc<Mutex<ConnStatus>>,
+    /// The id (`jti`) of the token the proxy authenticated with.
+    token_id: Arc<str>,
+    /// Set to `true` when that token is revoked: the session ends.
+    revoked: watch::Sender<bool>,
 }
 
 /// Registry of live sessions. A proxy reconnecting under the same name replaces its old
@@ -96,6 +100,8 @@ pub struct Registration {
     pub id: u64,
     pub snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
     pub status: Arc<Mutex<ConnStatus>>,
+    /// Turns `true` when the session's token is revoked (see [`Hub::revoke`]).
+    pub revoked: watch::Receiver<bool>,
 }
 
 impl Hub {
@@ -117,9 +123,10 @@ impl Hub {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a session, replacing any other one under the same name (zone ingresses).
-    pub fn register(&self, key: DpKey, status: ConnStatus) -> Registration {
-        self.insert(&mut self.lock(), key, status)
+    /// Registers a session of proxy `key` that authenticated with the token `token_id`,
+    /// replacing any other one under the same name (zone ingresses).
+    pub fn register(&self, key: DpKey, status: ConnStatus, token_id: &str) -> Registration {
+        self.insert(&mut self.lock(), key, status, token_id)
     }
 
     /// Registers a sidecar's session unless another proxy holds a live one under the same
@@ -129,6 +136,7 @@ impl Hub {
         &self,
         key: DpKey,
         status: ConnStatus,
+        token_id: &str,
     ) -> Result<Registration, String> {
         let mut conns = self.lock();
         if let Some(live) = conns.get(&key) {
@@ -137,7 +145,7 @@ impl Hub {
                 return Err(live.peer.clone());
             }
         }
-        Ok(self.insert(&mut conns, key, status))
+        Ok(self.insert(&mut conns, key, status, token_id))
     }
 
     fn insert(
@@ -145,9 +153,11 @@ impl Hub {
         conns: &mut HashMap<DpKey, Conn>,
         key: DpKey,
         status: ConnStatus,
+        token_id: &str,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
+        let (revoked_tx, revoked_rx) = watch::channel(false);
         let status = Arc::new(Mutex::new(status));
         let mesh = key.0.clone();
         conns.insert(
@@ -156,6 +166,8 @@ impl Hub {
                 id,
                 snapshot: tx,
                 status: status.clone(),
+                token_id: Arc::from(token_id),
+                revoked: revoked_tx,
             },
         );
         self.mark_dirty(&mesh);
@@ -163,7 +175,27 @@ impl Hub {
             id,
             snapshots: rx,
             status,
+            revoked: revoked_rx,
         }
+    }
+
+    /// Ends the sessions in `mesh` ("" for zone ingresses) whose token id `is_revoked`
+    /// says is revoked; returns their names. Each session tells its proxy why and closes.
+    pub fn revoke(&self, mesh: &str, is_revoked: impl Fn(&str) -> bool) -> Vec<String> {
+        let conns = self.lock();
+        let mut ended = Vec::new();
+        for ((m, name), c) in conns.iter() {
+            if m == mesh && !c.token_id.is_empty() && is_revoked(&c.token_id) {
+                c.revoked.send_replace(true);
+                ended.push(name.clone());
+            }
+        }
+        ended
+    }
+
+    /// The meshes with a session here ("" stands for zone ingresses).
+    pub fn meshes(&self) -> std::collections::BTreeSet<String> {
+        self.lock().keys().map(|(m, _)| m.clone()).collect()
     }
 
     /// Removes a session if it is still the registered one; returns whether it was.

@@ -15,14 +15,16 @@ use tonic::{Status, Streaming};
 use super::hub::{ConnStatus, DpKey, Hub, Registration, Snapshot};
 use super::session::store_status;
 
-/// Checks an ingress's hello and zone token; returns its ZoneIngress (with `zone` set).
+/// Checks an ingress's hello and zone token; returns its ZoneIngress (with `zone` set) and
+/// the id of its token. A token that cannot be checked yet (the zone still waits for the
+/// global's public key) is `Unavailable`: kuma-dp retries.
 pub async fn admit(
     tokens: &crate::tokens::TokenIssuer,
     token: Option<&str>,
     node: &NodeInfo,
     local_zone: &str,
     peer: Option<std::net::SocketAddr>,
-) -> Result<Resource, Status> {
+) -> Result<(Resource, String), Status> {
     let token = token.ok_or_else(|| {
         Status::unauthenticated(format!(
             "no zone token: start the ingress with --dataplane-token-file holding a token from `kumactl generate zone-token --zone {local_zone} --scope ingress`"
@@ -50,10 +52,11 @@ pub async fn admit(
     }
     validate::validate(&r)
         .map_err(|e| Status::invalid_argument(format!("invalid ZoneIngress: {e}")))?;
-    let claims = tokens
+    let verified = tokens
         .verify_zone_token(token, "ingress")
         .await
-        .map_err(Status::unauthenticated)?;
+        .map_err(|refusal| refusal.to_status())?;
+    let claims = verified.claims;
     if claims.zone != local_zone {
         return Err(Status::permission_denied(format!(
             "the zone token is for zone \"{}\", but this control plane is zone \"{local_zone}\"",
@@ -72,7 +75,7 @@ pub async fn admit(
         // The control plane owns this list.
         spec.available_services.clear();
     }
-    Ok(r)
+    Ok((r, verified.id))
 }
 
 /// Creates or updates the ZoneIngress, keeping the services the control plane computed.
@@ -202,6 +205,15 @@ impl IngressSession {
                     if changed.is_err() || self.push().await.is_err() {
                         return false;
                     }
+                }
+                revoked = self.reg.revoked.changed() => {
+                    if revoked.is_ok() && *self.reg.revoked.borrow() {
+                        tracing::warn!(name = %self.key.1, "the zone ingress's zone token was revoked: ending its session");
+                        let _ = self.tx.send(Err(Status::unauthenticated(
+                            "invalid zone token: it has been revoked",
+                        ))).await;
+                    }
+                    return false;
                 }
             }
         }

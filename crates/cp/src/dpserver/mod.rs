@@ -6,6 +6,7 @@ mod addresses;
 pub mod hub;
 mod ingress;
 mod reconcile;
+mod revocations;
 mod session;
 
 use std::pin::Pin;
@@ -57,14 +58,19 @@ impl DpServer {
             // Zone ingresses ("") follow any mesh's rebuild.
             refresh_hub.mark_dirty(mesh);
         }));
-        let task = tokio::spawn(reconcile::run(
+        // One task (aborting it stops both): snapshots, and sessions whose token is revoked.
+        let reconciler = reconcile::run(
             store.clone(),
             hub.clone(),
             cas,
             dirty_rx,
             local_zone.clone(),
             resolver,
-        ));
+        );
+        let revocations = revocations::run(store.clone(), hub.clone());
+        let task = tokio::spawn(async move {
+            tokio::join!(reconciler, revocations);
+        });
         (
             DpServer {
                 store,
@@ -107,20 +113,34 @@ impl DpServer {
         first: DiscoveryRequest,
         inbound: Streaming<DiscoveryRequest>,
     ) -> Result<Response<ResponseStream>, Status> {
-        let ingress = match ingress::admit(&self.tokens, token, &node, &self.local_zone, peer).await
-        {
-            Ok(r) => r,
-            Err(status) => {
-                tracing::warn!(?peer, %status, "refused a zone ingress");
-                return Err(status);
-            }
-        };
+        let (ingress, token_id) =
+            match ingress::admit(&self.tokens, token, &node, &self.local_zone, peer).await {
+                Ok(r) => r,
+                Err(status) => {
+                    tracing::warn!(?peer, %status, "refused a zone ingress");
+                    return Err(status);
+                }
+            };
         ingress::register(&self.store, ingress.clone()).await?;
         let key = (String::new(), ingress.name().to_string());
-        tracing::info!(name = %key.1, ?peer, "zone ingress connected");
         let reg = self
             .hub
-            .register(key.clone(), session::initial_status(peer, &node));
+            .register(key.clone(), session::initial_status(peer, &node), &token_id);
+        // A revocation that landed between the token check and the registration was not
+        // seen by the revocation watcher: look once more.
+        if self
+            .tokens
+            .zone_token_revoked(&token_id)
+            .await
+            .unwrap_or(false)
+        {
+            self.hub.unregister(&key, reg.id);
+            tracing::warn!(?peer, name = %key.1, "refused a zone ingress: its zone token was just revoked");
+            return Err(Status::unauthenticated(
+                "invalid zone token: it has been revoked",
+            ));
+        }
+        tracing::info!(name = %key.1, ?peer, "zone ingress connected");
         if let Err(e) = self
             .store
             .open_session("", &key.1, self.hub.replica(), "")
@@ -178,14 +198,18 @@ impl AggregatedDiscoveryService for DpServer {
                 .serve_ingress(peer, token.as_deref(), node, first, inbound)
                 .await;
         }
-        let (node, dp) =
-            match session::admit(&self.store, &self.tokens, token.as_deref(), &first, peer).await {
-                Ok(x) => x,
-                Err(status) => {
-                    tracing::warn!(?peer, %status, "refused a proxy");
-                    return Err(status);
-                }
-            };
+        let session::Admitted {
+            node,
+            dataplane: dp,
+            token_id,
+        } = match session::admit(&self.store, &self.tokens, token.as_deref(), &first, peer).await
+        {
+            Ok(x) => x,
+            Err(status) => {
+                tracing::warn!(?peer, %status, "refused a proxy");
+                return Err(status);
+            }
+        };
         let key = (dp.mesh().to_string(), dp.name().to_string());
         // One live session per name: another proxy cannot take over a connected one (it is
         // told to retry, and gets in once that session ends).
@@ -211,8 +235,21 @@ impl AggregatedDiscoveryService for DpServer {
         }
         let reg = self
             .hub
-            .register_exclusive(key.clone(), session::initial_status(peer, &node))
+            .register_exclusive(key.clone(), session::initial_status(peer, &node), &token_id)
             .map_err(|from| taken(&format!("from {from}")))?;
+        // See `serve_ingress`: a revocation racing this connection.
+        if self
+            .tokens
+            .dataplane_token_revoked(&key.0, &token_id)
+            .await
+            .unwrap_or(false)
+        {
+            self.hub.unregister(&key, reg.id);
+            tracing::warn!(?peer, mesh = %key.0, name = %key.1, "refused a proxy: its dataplane token was just revoked");
+            return Err(Status::unauthenticated(
+                "invalid dataplane token: it has been revoked",
+            ));
+        }
         if let Err(status) = session::register(&self.store, dp.clone()).await {
             self.hub.unregister(&key, reg.id);
             return Err(status);

@@ -20,16 +20,29 @@ use super::hub::{ConnStatus, DpKey, Hub, Registration, Snapshot, rfc3339};
 /// The first request must arrive within this time.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A proxy let in: its node, its Dataplane, and the id of the token it presented.
+pub struct Admitted {
+    pub node: NodeInfo,
+    pub dataplane: Resource,
+    pub token_id: String,
+}
+
 /// Checks a proxy's first request, its token, the addresses it declares (for a proxy
 /// connecting from `peer`) and that it does not change another proxy's identity; returns its
 /// Dataplane.
+///
+/// Refusals retrying cannot fix are `InvalidArgument`, `Unauthenticated` or
+/// `PermissionDenied` (kuma-dp gives up); what may resolve itself (a federated zone still
+/// waiting for the mesh or its signing key from the global, the store unreachable, a
+/// Dataplane an admin must change first) is `Unavailable` or `FailedPrecondition` (kuma-dp
+/// retries with backoff).
 pub async fn admit(
     store: &SharedStore,
     tokens: &crate::tokens::TokenIssuer,
     token: Option<&str>,
     first: &DiscoveryRequest,
     peer: Option<std::net::SocketAddr>,
-) -> Result<(NodeInfo, Resource), Status> {
+) -> Result<Admitted, Status> {
     let node = first
         .node
         .as_ref()
@@ -68,16 +81,22 @@ pub async fn admit(
         .map_err(store_status)?
         .is_some();
     if !mesh_exists {
+        if tokens.is_federated() {
+            return Err(Status::unavailable(format!(
+                "mesh \"{}\" has not arrived from the global control plane yet",
+                dp.mesh()
+            )));
+        }
         return Err(Status::failed_precondition(format!(
             "mesh \"{}\" does not exist",
             dp.mesh()
         )));
     }
-    let claims = tokens
+    let verified = tokens
         .verify_dataplane_token(dp.mesh(), token)
         .await
-        .map_err(Status::unauthenticated)?;
-    check_claims(&claims, &dp)?;
+        .map_err(|refusal| refusal.to_status())?;
+    check_claims(&verified.claims, &dp)?;
     if let Spec::Dataplane(spec) = &dp.spec {
         super::addresses::check_dataplane(spec, peer)?;
     }
@@ -86,9 +105,13 @@ pub async fn admit(
         .await
         .map_err(store_status)?;
     if let Some(existing) = existing {
-        check_identity_kept(&claims, &existing, &dp)?;
+        check_identity_kept(&verified.claims, &existing, &dp)?;
     }
-    Ok((node, dp))
+    Ok(Admitted {
+        node,
+        dataplane: dp,
+        token_id: verified.id,
+    })
 }
 
 /// A registration may not change the identity (the services, hence the SPIFFE IDs) of a
@@ -339,6 +362,16 @@ impl Session {
                     if self.push().await.is_err() {
                         return End::Lost;
                     }
+                }
+                revoked = self.reg.revoked.changed() => {
+                    if revoked.is_ok() && *self.reg.revoked.borrow() {
+                        let (mesh, name) = &self.key;
+                        tracing::warn!(mesh, name, "the proxy's dataplane token was revoked: ending its session");
+                        let _ = self.tx.send(Err(Status::unauthenticated(
+                            "invalid dataplane token: it has been revoked",
+                        ))).await;
+                    }
+                    return End::Lost;
                 }
             }
         }

@@ -20,7 +20,10 @@ use aerie_kds::delta::Desired;
 /// What the global sends one zone.
 struct GlobalSource {
     store: SharedStore,
+    tokens: Arc<TokenIssuer>,
     zone: String,
+    /// The id of the zone token the zone connected with (when zones authenticate).
+    token_id: Option<String>,
 }
 
 #[tonic::async_trait]
@@ -37,6 +40,19 @@ impl Source for GlobalSource {
             })) => return Err(format!("zone \"{}\" was disabled", self.zone)),
             Ok(_) => {}
             Err(e) => return Err(format!("cannot read the store: {e}")),
+        }
+        // Revoking the zone's token ends its connection too (the next one is refused).
+        if let Some(id) = &self.token_id
+            && self
+                .tokens
+                .zone_token_revoked(id)
+                .await
+                .map_err(|e| format!("cannot read the zone token revocations: {e}"))?
+        {
+            return Err(format!(
+                "the zone token of zone \"{}\" was revoked",
+                self.zone
+            ));
         }
         global_desired(&self.store, &self.zone)
             .await
@@ -57,8 +73,12 @@ fn metadata<'a>(req: &'a tonic::metadata::MetadataMap, key: &str) -> Option<&'a 
 }
 
 impl GlobalKds {
-    /// Who is calling: the zone name from the metadata, checked against its token.
-    async fn authenticate(&self, md: &tonic::metadata::MetadataMap) -> Result<String, Status> {
+    /// Who is calling: the zone name from the metadata, checked against its token; with the
+    /// token's id when zones authenticate.
+    async fn authenticate(
+        &self,
+        md: &tonic::metadata::MetadataMap,
+    ) -> Result<(String, Option<String>), Status> {
         let zone = metadata(md, ZONE_METADATA)
             .map(str::trim)
             .filter(|z| !z.is_empty())
@@ -71,6 +91,7 @@ impl GlobalKds {
                 "\"{zone}\" is not a valid zone name"
             )));
         }
+        let mut token_id = None;
         if self.require_zone_token {
             let token = metadata(md, "authorization")
                 .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
@@ -80,24 +101,28 @@ impl GlobalKds {
                         "zone \"{zone}\" presented no zone token: generate one on the global with `kumactl generate zone-token --zone {zone} --scope cp` and give it to the zone (KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE or _PATH)"
                     ))
                 })?;
-            let claims = self
+            let verified = self
                 .tokens
                 .verify_zone_token(token, "cp")
                 .await
-                .map_err(|e| Status::unauthenticated(format!("zone \"{zone}\": {e}")))?;
-            if claims.zone != zone {
+                .map_err(|refusal| {
+                    let status = refusal.to_status();
+                    Status::new(status.code(), format!("zone \"{zone}\": {refusal}"))
+                })?;
+            if verified.claims.zone != zone {
                 return Err(Status::permission_denied(format!(
                     "the zone token is for zone \"{}\", not \"{zone}\"",
-                    claims.zone
+                    verified.claims.zone
                 )));
             }
+            token_id = Some(verified.id);
         }
         self.ensure_zone(&zone).await?;
-        Ok(zone)
+        Ok((zone, token_id))
     }
 
     /// Authenticates a stream's zone, logging a refusal.
-    async fn admit<T>(&self, request: &Request<T>) -> Result<String, Status> {
+    async fn admit<T>(&self, request: &Request<T>) -> Result<(String, Option<String>), Status> {
         self.authenticate(request.metadata())
             .await
             .inspect_err(|status| {
@@ -163,21 +188,24 @@ impl KdsSync for GlobalKds {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<MessageStream<DeltaDiscoveryResponse>>, Status> {
-        let zone = self.admit(&request).await?;
+        let (zone, token_id) = self.admit(&request).await?;
         tracing::info!(zone, "zone connected (global -> zone)");
         self.mark_online(&zone, true).await;
         let (id, stats) = self.registry.stream_opened(&zone);
         let (tx, rx) = mpsc::channel(16);
         let incoming = request.into_inner();
-        let (store, registry, replica) = (
+        let (store, registry, replica, tokens) = (
             self.store.clone(),
             self.registry.clone(),
             self.replica.clone(),
+            self.tokens.clone(),
         );
         tokio::spawn(async move {
             let source = GlobalSource {
                 store: store.clone(),
+                tokens,
                 zone: zone.clone(),
+                token_id,
             };
             let result =
                 run_sender(store.clone(), incoming, tx, &source, stats, "global->zone").await;
@@ -200,7 +228,7 @@ impl KdsSync for GlobalKds {
         &self,
         request: Request<Streaming<DeltaDiscoveryResponse>>,
     ) -> Result<Response<MessageStream<DeltaDiscoveryRequest>>, Status> {
-        let zone = self.admit(&request).await?;
+        let (zone, _) = self.admit(&request).await?;
         tracing::info!(zone, "zone connected (zone -> global)");
         let (id, stats) = self.registry.stream_opened(&zone);
         let (tx, rx) = mpsc::channel(16);

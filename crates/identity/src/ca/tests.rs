@@ -633,3 +633,21 @@ proptest! {
         let _ = ca.sign_workload(&pem::encode("CERTIFICATE REQUEST", &der), &sans(&["spiffe://default/a"]), HOUR, SystemTime::now());
     }
 }
+
+#[test]
+fn a_key_matches_only_its_own_certificate() {
+    let a = CertificateAuthority::generate("m", HOUR).unwrap();
+    let b = CertificateAuthority::generate("m", HOUR).unwrap();
+    assert!(key_matches_cert(a.cert_pem(), a.key_pem()).unwrap());
+    assert!(!key_matches_cert(a.cert_pem(), b.key_pem()).unwrap());
+    assert!(!key_matches_cert(b.cert_pem(), a.key_pem()).unwrap());
+    // Other key formats of a provided CA.
+    assert!(key_matches_cert(RSA_CA, RSA_KEY_PKCS8).unwrap());
+    assert!(key_matches_cert(RSA_CA, RSA_KEY_PKCS1).unwrap());
+    assert!(key_matches_cert(EC_CA, EC_KEY_SEC1).unwrap());
+    assert!(!key_matches_cert(EC_CA, RSA_KEY_PKCS8).unwrap());
+    // Halves that do not parse are errors, not a match.
+    assert!(key_matches_cert("not a cert", a.key_pem()).is_err());
+    assert!(key_matches_cert(a.cert_pem(), "not a key").is_err());
+    assert!(key_matches_cert(a.cert_pem(), a.cert_pem()).is_err());
+}

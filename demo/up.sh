@@ -3,7 +3,7 @@
 #   - kuma-cp on Kuma's default ports (work dir ./.aerie/cp),
 #   - three Kong Air demo services (check-in-api, flight-control, booking) as small HTTP apps,
 #   - a kuma-dp sidecar for each, each on its own loopback address,
-# then prints what to run next: the walkthrough in ../shared/seed/first-policy.md works
+# then prints what to run next: the walkthrough in docs/walkthrough.md works
 # verbatim against it. Stop everything with demo/down.sh.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -98,7 +98,7 @@ Try it (mTLS is off, so both callers get 200):
   curl -i http://127.0.0.1:10001/    # as flight-control
   curl -i http://127.0.0.1:10002/    # as booking
 
-Then follow ../shared/seed/first-policy.md (Universal tab) verbatim; kumactl talks to
+Then follow docs/walkthrough.md (Kong Mesh's "Your First Policy"); kumactl talks to
 http://localhost:5681 by default. After the targeted MeshTrafficPermission only
 flight-control gets 200; booking gets 403 "RBAC: access denied" from check-in-api's sidecar.
   kumactl inspect dataplane check-in-api-1 --type=policies

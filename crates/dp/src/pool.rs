@@ -222,9 +222,14 @@ pub(crate) enum Sender {
 pub(crate) struct EndpointPool {
     pub connector: Connector,
     pub version: HttpVersion,
-    idle: Box<[Mutex<Vec<(u64, http1::SendRequest<Incoming>)>>]>,
-    h2: Box<[ArcSwapOption<(u64, http2::SendRequest<Incoming>)>]>,
+    idle: Box<[Mutex<IdleStack>]>,
+    h2: Box<[ArcSwapOption<Pooled<http2::SendRequest<Incoming>>>]>,
 }
+
+/// A pooled connection's sender with the identity epoch it was opened under.
+type Pooled<S> = (u64, S);
+/// A worker's idle HTTP/1 connections to one endpoint.
+type IdleStack = Vec<Pooled<http1::SendRequest<Incoming>>>;
 
 impl EndpointPool {
     /// `slots`: the number of worker slots (workers + 1 for other threads).
@@ -238,11 +243,11 @@ impl EndpointPool {
         })
     }
 
-    fn idle_stack(&self) -> &Mutex<Vec<(u64, http1::SendRequest<Incoming>)>> {
+    fn idle_stack(&self) -> &Mutex<IdleStack> {
         &self.idle[workers::slot(self.idle.len())]
     }
 
-    fn h2_conn(&self) -> &ArcSwapOption<(u64, http2::SendRequest<Incoming>)> {
+    fn h2_conn(&self) -> &ArcSwapOption<Pooled<http2::SendRequest<Incoming>>> {
         &self.h2[workers::slot(self.h2.len())]
     }
 
@@ -288,7 +293,7 @@ impl EndpointPool {
         Box::pin(self.connect()).await
     }
 
-    fn pop_idle(&self) -> Option<(u64, http1::SendRequest<Incoming>)> {
+    fn pop_idle(&self) -> Option<Pooled<http1::SendRequest<Incoming>>> {
         self.idle_stack()
             .lock()
             .unwrap_or_else(|e| e.into_inner())

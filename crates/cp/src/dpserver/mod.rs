@@ -202,8 +202,7 @@ impl AggregatedDiscoveryService for DpServer {
             node,
             dataplane: dp,
             token_id,
-        } = match session::admit(&self.store, &self.tokens, token.as_deref(), &first, peer).await
-        {
+        } = match session::admit(&self.store, &self.tokens, token.as_deref(), &first, peer).await {
             Ok(x) => x,
             Err(status) => {
                 tracing::warn!(?peer, %status, "refused a proxy");

@@ -3,6 +3,8 @@
 //! headers as a JSON object (what the sidecar passed on), or echoes TCP bytes back. It stands
 //! for the Kong Air services behind the sidecars in the demo and in the end-to-end tests.
 
+#![forbid(unsafe_code)]
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -9,6 +9,9 @@
 //! `cargo bench -p aerie-core --bench round` runs N = 10,000; without `--bench` (test runs)
 //! a smoke size. Plain `Instant`, best of a few runs.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -9,6 +9,8 @@
 //! Data flows one way: text -> [`format::parse_documents`] -> [`Resource`] ->
 //! [`validate::validate`] -> stored -> [`policy`] resolution -> the proxy's compact form.
 
+#![forbid(unsafe_code)]
+
 pub mod duration;
 pub mod format;
 pub mod multizone;

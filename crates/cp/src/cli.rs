@@ -72,8 +72,7 @@ pub fn main() -> i32 {
         Command::Run { config_file } => {
             // The work dir holds private keys and the database: whatever this process
             // creates is for its own user only (directories 0700, files 0600).
-            // SAFETY: umask has no preconditions and cannot fail; no other thread exists yet.
-            unsafe { libc::umask(0o077) };
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
             with_config(&cli.log_level, config_file.as_deref(), crate::run)
         }
     }

@@ -655,25 +655,22 @@ impl<B: Body + Unpin> Body for ResponseBody<B> {
 /// Raises this process's open-files soft limit to its hard limit (connections are file
 /// descriptors: a low soft limit lets a few hundred idle clients lock everyone else out).
 /// Returns (before, after).
-pub fn raise_fd_limit() -> std::io::Result<(libc::rlim_t, libc::rlim_t)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we pass, which lives for the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
+pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    // `None` is "unlimited".
+    let before = lim.current.unwrap_or(u64::MAX);
+    if let (Some(current), Some(maximum)) = (lim.current, lim.maximum)
+        && current < maximum
+    {
+        let raised = rustix::process::Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        setrlimit(Resource::Nofile, raised)?;
     }
-    let before = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        // SAFETY: setrlimit only reads the struct; raising the soft limit up to the hard
-        // limit needs no privilege.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok((before, lim.rlim_cur))
+    let after = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    Ok((before, after))
 }
 
 #[cfg(test)]

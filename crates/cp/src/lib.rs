@@ -5,6 +5,8 @@
 //! [`run`]: config is validated, the store opened (and migrated), defaults ensured, and only
 //! then are listeners bound, so a control plane that answers `/ready` has everything in place.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod ca;
 pub mod cli;

@@ -64,8 +64,7 @@ fn tighten(path: &Path, mode: u32) -> anyhow::Result<()> {
     if current & SHARED_BITS == 0 {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     let shared = meta.is_dir() && current & 0o1000 != 0;
     if meta.uid() != euid || shared || is_home_or_root(path) {
         tracing::warn!(

@@ -4,6 +4,8 @@
 //! [`main`] is what the binary calls; [`run_with`] runs one command line against given
 //! standard streams, which is how the tests drive it.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -1,5 +1,8 @@
 //! End-to-end tests of the commands against an in-process fake control plane.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 

@@ -35,6 +35,8 @@
 //! per identity change, authorization is decided once per connection (the peer identity cannot
 //! change on a connection), and per-listener metric handles are resolved once per config.
 
+#![forbid(unsafe_code)]
+
 mod admin;
 mod app;
 mod body;

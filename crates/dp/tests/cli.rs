@@ -5,6 +5,9 @@
 //! Like the e2e tests, this runs the binary from the cargo target dir (or `AERIE_BIN_DIR`):
 //! run `cargo build -p kuma-dp` (or `cargo build --bins`) first.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,9 @@
 //! End-to-end tests of the proxy engine: two proxies in-process (a "client" with an outbound
 //! to `backend`, a "server" with the `backend` inbound), real sockets on loopback.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! terminating TLS, round robin, refusals, config swaps, drain, and the sidecar outbound's
 //! SNI that the ingress routes on.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::SocketAddr;

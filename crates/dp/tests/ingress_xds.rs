@@ -2,6 +2,9 @@
 //! loopback): what it subscribes to, what its node says, ACK/NACK, reconnection and the
 //! graceful leave. A sidecar's subscriptions are checked too, so the two paths stay apart.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,6 +5,9 @@
 //! Binaries are taken from the cargo target dir next to the test executable, so run
 //! `cargo build --bins` before `cargo test` (the README's test command does).
 
+// A test harness: a panic here is a failed test, which is what unwrap/expect are for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -73,6 +76,7 @@ pub fn raise_fd_limit() -> libc::rlim_t {
         rlim_max: 0,
     };
     // SAFETY: get/setrlimit only read or write the struct passed, which outlives the calls.
+    #[allow(unsafe_code)]
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 0;
@@ -299,6 +303,7 @@ impl ControlPlane {
         if let Some(soft) = self.nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: between fork and exec only async-signal-safe calls (get/setrlimit).
+            #[allow(unsafe_code)]
             unsafe {
                 cmd.pre_exec(move || {
                     let mut lim = libc::rlimit {
@@ -368,7 +373,11 @@ impl ControlPlane {
     /// SIGTERM and wait for the exit; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        // SAFETY: kill(2) on a child we spawned and have not reaped; no memory involved.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM)
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(st)) = c.try_wait() {
@@ -699,7 +708,11 @@ impl Process {
     /// SIGTERM, then waits; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let c = self.child.as_mut()?;
-        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        // SAFETY: kill(2) on a child we spawned and have not reaped; no memory involved.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM)
+        };
         let st = self.wait_exit(Duration::from_secs(30));
         st.code()
     }

@@ -1,6 +1,9 @@
 //! kuma-dp as a process: what its inbound accepts, certificate rotation under load, the
 //! control plane going away, bad input, and the Dataplane lifecycle.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -4,6 +4,9 @@
 //! the server must close them itself within its timeouts. Also the connection cap, the
 //! keep-alive idle timeout, the read and write timeouts, and the open-files limit.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

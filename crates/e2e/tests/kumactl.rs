@@ -1,6 +1,9 @@
 //! kumactl against a real kuma-cp: bad input gets one clear line and stores nothing;
 //! config, get, apply options, HTTPS, tokens, version, completion.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use aerie_e2e::{ControlPlane, Kumactl, text};
 
 /// Applies `doc` from stdin; asserts failure and that the mesh's MTP/mesh counts are unchanged.

@@ -4,6 +4,9 @@
 //! down and coming back, and a cross-zone call allowed then denied by a policy made on the
 //! global.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! List pagination through the real kuma-cp: `next` links that end, keep the request's
 //! scheme, host and parameters, and visit every item exactly once.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 
 use aerie_e2e::{ControlPlane, http};

@@ -2,6 +2,9 @@
 //! database, optimistic concurrency over the API. Needs `AERIE_TEST_POSTGRES_URL` (set by
 //! `.ci/run`) and `psql`; says SKIPPED otherwise.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;

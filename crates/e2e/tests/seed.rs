@@ -2,6 +2,9 @@
 //! real kumactl against a real kuma-cp. The data-plane half (403 at the receiving sidecar)
 //! lives with the proxy's tests.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use aerie_e2e::{ControlPlane, Kumactl, text};
 
 const ENABLE_MTLS: &str = "echo 'type: Mesh

@@ -1,6 +1,9 @@
 //! The work dir holds the CA and token-signing keys (in the database) and the generated TLS
 //! keys: through the real kuma-cp, it and everything in it are for its user only.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,9 @@
 //! signing key and its public half stored as global secrets (the public one holding no private
 //! key), and bad requests refused with 400 naming the field.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use aerie_e2e::{ControlPlane, Kumactl, http};
 use aerie_identity::{Claims, VerifyingKey, ZoneClaims, verify_token};
 use base64::Engine as _;

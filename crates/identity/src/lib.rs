@@ -37,6 +37,8 @@
 //!   uses [`SpiffeServerVerifier`]: the usual webpki chain check, then an
 //!   exact SPIFFE ID match instead of a host name match.
 
+#![forbid(unsafe_code)]
+
 pub mod ca;
 mod key;
 mod pem;

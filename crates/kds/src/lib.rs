@@ -10,6 +10,8 @@
 //! Which types travel where, and how they are renamed, is in
 //! [`aerie_core::multizone`]; the control plane (`aerie-cp`) runs the streams.
 
+#![forbid(unsafe_code)]
+
 pub mod apply;
 pub mod delta;
 pub mod grpc;

@@ -9,6 +9,8 @@
 //! version they read (optimistic concurrency), so two writers racing on one resource cannot
 //! both win. Each committed write is announced on a broadcast [`ChangeEvent`] feed.
 
+#![forbid(unsafe_code)]
+
 mod memory;
 pub mod postgres;
 mod sqlite;

@@ -3,6 +3,9 @@
 //! Every test works in a schema of its own (`aerie_test_<random>`), dropped at the end, so
 //! tests and parallel runs do not see each other.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;

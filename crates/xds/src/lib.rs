@@ -20,6 +20,8 @@
 //! A proxy that closes its request stream cleanly is leaving (the control plane deletes its
 //! Dataplane); a stream that breaks marks it offline.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 
 pub use client::{ClientError, ClientOptions, ProxySink};

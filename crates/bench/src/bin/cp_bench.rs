@@ -5,6 +5,9 @@
 //! The proxies open no listeners and carry no traffic: their sink only records when each
 //! config and certificate was applied. Started by `bench/controlplane.sh`; never by tests.
 
+// A benchmark tool run by hand: a panic aborts the measurement, as it should.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -208,6 +211,7 @@ fn raise_nofile() -> (u64, u64) {
         rlim_max: 0,
     };
     // SAFETY: plain getrlimit/setrlimit on this process with a valid struct.
+    #[allow(unsafe_code)]
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         lim.rlim_cur = lim.rlim_max;

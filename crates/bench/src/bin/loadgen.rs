@@ -9,6 +9,9 @@
 //!
 //! Output: one `key=value` line (for scripts) and, with `--json`, a JSON object instead.
 
+// A benchmark tool run by hand: a panic aborts the measurement, as it should.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -102,7 +105,10 @@ fn main() -> anyhow::Result<()> {
         let late_max_ns = late_max_ns.clone();
         std::thread::spawn(move || {
             // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer slack.
-            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) };
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64)
+            };
             for seq in 0..total_n {
                 let intended = start + Duration::from_nanos(interval_ns * seq);
                 let now = Instant::now();

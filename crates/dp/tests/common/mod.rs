@@ -1,6 +1,8 @@
 //! Test fixtures: a per-mesh CA, workload identities, tiny HTTP and TCP apps, proxy configs
 //! and clients. Everything runs on loopback with ports picked by the kernel.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

@@ -1,4 +1,7 @@
 //! Shared fixture of the mesh tests: Kong Air behind real sidecars.
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::time::Duration;

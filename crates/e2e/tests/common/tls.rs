@@ -1,5 +1,8 @@
 //! A small blocking TLS client for tests: trust a control plane's generated certificate,
 //! finish (or not) a handshake, and make an HTTPS request.
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::io::{Read, Write};

@@ -1,6 +1,9 @@
 //! The behaviour every [`Store`] backend must show, as one suite each backend's integration
 //! tests run (`tests/conformance.rs`, `tests/postgres.rs`). Test code: it panics on failure.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use aerie_core::spec::{MeshSpec, MeshTrafficPermissionSpec, SecretSpec};
 use aerie_core::{Meta, Resource, ResourceType, Spec};
 use aerie_store::{ChangeKind, Store, StoreError};

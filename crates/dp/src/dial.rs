@@ -20,10 +20,40 @@ pub(crate) async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_loopback() => {
             let socket = TcpSocket::new_v4()?;
+            // Let connect() pick the source port per destination (as Envoy does for bound
+            // upstream sockets): otherwise every connection from the relay address shares
+            // one ephemeral range, TIME_WAIT included, whatever its destination.
+            bind_address_no_port(&socket)?;
             socket.bind(SocketAddr::new(RELAY_SOURCE_V4.into(), 0))?;
             socket.connect(addr).await
         }
         _ => TcpStream::connect(addr).await,
+    }
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2+): a bind to an address with port 0 defers the
+/// port choice to connect(), which makes it unique per destination.
+#[allow(unsafe_code)]
+fn bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: setsockopt reads `len` bytes from `&on`, which lives for the call, on a
+    // descriptor `socket` owns and keeps open for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::from_ref(&on).cast(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

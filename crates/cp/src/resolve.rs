@@ -184,23 +184,16 @@ pub fn substitute_dataplane(
     let Some(net) = &mut spec.networking else {
         return problems;
     };
-    substitute(
+    substitute_host(
         &mut net.address,
-        "networking.address",
+        &mut net.advertised_address,
         answers,
         &mut problems,
     );
-    if let Some(a) = &mut net.advertised_address {
-        substitute(a, "networking.advertisedAddress", answers, &mut problems);
-    }
     for (i, inbound) in net.inbound.iter_mut().enumerate() {
         if let Some(a) = &mut inbound.address {
-            substitute(
-                a,
-                &format!("networking.inbound[{i}].address"),
-                answers,
-                &mut problems,
-            );
+            let field = format!("networking.inbound[{i}].address");
+            substitute(a, &field, answers, &mut problems);
         }
     }
     problems
@@ -214,16 +207,27 @@ pub fn substitute_ingress(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     let net = &mut spec.networking;
-    substitute(
+    substitute_host(
         &mut net.address,
-        "networking.address",
+        &mut net.advertised_address,
         answers,
         &mut problems,
     );
-    if let Some(a) = &mut net.advertised_address {
-        substitute(a, "networking.advertisedAddress", answers, &mut problems);
-    }
     problems
+}
+
+/// `networking.address` and `networking.advertisedAddress`, which Dataplanes and
+/// ZoneIngresses share.
+fn substitute_host(
+    address: &mut String,
+    advertised: &mut Option<String>,
+    answers: &HashMap<String, Answer>,
+    problems: &mut Vec<String>,
+) {
+    substitute(address, "networking.address", answers, problems);
+    if let Some(a) = advertised {
+        substitute(a, "networking.advertisedAddress", answers, problems);
+    }
 }
 
 fn substitute(

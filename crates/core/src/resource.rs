@@ -37,6 +37,142 @@ pub enum ResourceType {
     ZoneIngress,
 }
 
+/// Everything static about a resource type, in one place: its names on the wire, in REST and
+/// in kumactl, where it lives, and how it travels between a global control plane and its
+/// zones. REST routes, `/_resources`, kumactl's arguments and KDS's sync sets are derived from
+/// [`DESCRIPTORS`]; a type added there is reachable everywhere its descriptor says.
+#[derive(Debug)]
+pub struct TypeDescriptor {
+    pub rtype: ResourceType,
+    /// The `type:` value in Universal documents and the `kind:` in Kubernetes ones.
+    pub name: &'static str,
+    /// The REST collection segment: `/meshes/{mesh}/{plural}` or `/{plural}`.
+    pub plural: &'static str,
+    /// kumactl's singular argument (`kumactl get mesh default`).
+    pub cli_singular: &'static str,
+    /// kumactl's plural argument (`kumactl get meshes`).
+    pub cli_plural: &'static str,
+    /// Short names kumactl accepts as well (`mtp`, `msvc`).
+    pub short_names: &'static [&'static str],
+    pub scope: Scope,
+    pub shape: Shape,
+    /// A targetRef policy (listed in `/policies`, takes `kuma.io/origin`).
+    pub policy: bool,
+    /// KDS: a zone receives this type from its global.
+    pub to_zones: bool,
+    /// KDS: the global receives this type from its zones.
+    pub to_global: bool,
+}
+
+/// One descriptor per type, in [`ResourceType::ALL`] order (which is also the order KDS
+/// applies what it receives: a Mesh before what lives in it).
+pub static DESCRIPTORS: [TypeDescriptor; 8] = [
+    TypeDescriptor {
+        rtype: ResourceType::Mesh,
+        name: "Mesh",
+        plural: "meshes",
+        cli_singular: "mesh",
+        cli_plural: "meshes",
+        short_names: &[],
+        scope: Scope::Global,
+        shape: Shape::Flat,
+        policy: false,
+        to_zones: true,
+        to_global: false,
+    },
+    TypeDescriptor {
+        rtype: ResourceType::Dataplane,
+        name: "Dataplane",
+        plural: "dataplanes",
+        cli_singular: "dataplane",
+        cli_plural: "dataplanes",
+        short_names: &[],
+        scope: Scope::Mesh,
+        shape: Shape::Flat,
+        policy: false,
+        to_zones: false,
+        to_global: true,
+    },
+    TypeDescriptor {
+        rtype: ResourceType::MeshTrafficPermission,
+        name: "MeshTrafficPermission",
+        plural: "meshtrafficpermissions",
+        cli_singular: "meshtrafficpermission",
+        cli_plural: "meshtrafficpermissions",
+        short_names: &["mtp"],
+        scope: Scope::Mesh,
+        shape: Shape::Spec,
+        policy: true,
+        to_zones: true,
+        to_global: false,
+    },
+    TypeDescriptor {
+        rtype: ResourceType::MeshService,
+        name: "MeshService",
+        plural: "meshservices",
+        cli_singular: "meshservice",
+        cli_plural: "meshservices",
+        short_names: &["msvc"],
+        scope: Scope::Mesh,
+        shape: Shape::Spec,
+        policy: false,
+        to_zones: false,
+        to_global: true,
+    },
+    TypeDescriptor {
+        rtype: ResourceType::Secret,
+        name: "Secret",
+        plural: "secrets",
+        cli_singular: "secret",
+        cli_plural: "secrets",
+        short_names: &[],
+        scope: Scope::Mesh,
+        shape: Shape::Flat,
+        policy: false,
+        to_zones: true,
+        to_global: false,
+    },
+    TypeDescriptor {
+        rtype: ResourceType::GlobalSecret,
+        name: "GlobalSecret",
+        plural: "globalsecrets",
+        cli_singular: "global-secret",
+        cli_plural: "global-secrets",
+        short_names: &[],
+        scope: Scope::Global,
+        shape: Shape::Flat,
+        policy: false,
+        to_zones: true,
+        to_global: false,
+    },
+    TypeDescriptor {
+        rtype: ResourceType::Zone,
+        name: "Zone",
+        plural: "zones",
+        cli_singular: "zone",
+        cli_plural: "zones",
+        short_names: &[],
+        scope: Scope::Global,
+        shape: Shape::Flat,
+        policy: false,
+        to_zones: false,
+        to_global: false,
+    },
+    TypeDescriptor {
+        rtype: ResourceType::ZoneIngress,
+        name: "ZoneIngress",
+        plural: "zoneingresses",
+        cli_singular: "zoneingress",
+        cli_plural: "zoneingresses",
+        short_names: &[],
+        scope: Scope::Global,
+        shape: Shape::Flat,
+        policy: false,
+        to_zones: true,
+        to_global: true,
+    },
+];
+
 impl ResourceType {
     pub const ALL: [ResourceType; 8] = [
         ResourceType::Mesh,
@@ -49,85 +185,59 @@ impl ResourceType {
         ResourceType::ZoneIngress,
     ];
 
+    /// This type's descriptor.
+    pub fn descriptor(self) -> &'static TypeDescriptor {
+        // `ALL` and `DESCRIPTORS` share their order (checked by a test).
+        let i = Self::ALL.iter().position(|t| *t == self).unwrap_or(0);
+        &DESCRIPTORS[i]
+    }
+
     /// The `type:` value in Universal documents and the `kind:` in Kubernetes ones.
     pub fn name(self) -> &'static str {
-        match self {
-            ResourceType::Mesh => "Mesh",
-            ResourceType::Dataplane => "Dataplane",
-            ResourceType::MeshTrafficPermission => "MeshTrafficPermission",
-            ResourceType::MeshService => "MeshService",
-            ResourceType::Secret => "Secret",
-            ResourceType::GlobalSecret => "GlobalSecret",
-            ResourceType::Zone => "Zone",
-            ResourceType::ZoneIngress => "ZoneIngress",
-        }
+        self.descriptor().name
     }
 
     /// The REST collection segment: `/meshes/{mesh}/{plural}` or `/{plural}`.
     pub fn plural(self) -> &'static str {
-        match self {
-            ResourceType::Mesh => "meshes",
-            ResourceType::Dataplane => "dataplanes",
-            ResourceType::MeshTrafficPermission => "meshtrafficpermissions",
-            ResourceType::MeshService => "meshservices",
-            ResourceType::Secret => "secrets",
-            ResourceType::GlobalSecret => "globalsecrets",
-            ResourceType::Zone => "zones",
-            ResourceType::ZoneIngress => "zoneingresses",
-        }
+        self.descriptor().plural
     }
 
     /// kumactl's singular argument (`kumactl get mesh default`).
     pub fn cli_singular(self) -> &'static str {
-        match self {
-            ResourceType::Mesh => "mesh",
-            ResourceType::Dataplane => "dataplane",
-            ResourceType::MeshTrafficPermission => "meshtrafficpermission",
-            ResourceType::MeshService => "meshservice",
-            ResourceType::Secret => "secret",
-            ResourceType::GlobalSecret => "global-secret",
-            ResourceType::Zone => "zone",
-            ResourceType::ZoneIngress => "zoneingress",
-        }
+        self.descriptor().cli_singular
     }
 
     /// kumactl's plural argument (`kumactl get meshes`).
     pub fn cli_plural(self) -> &'static str {
-        match self {
-            ResourceType::GlobalSecret => "global-secrets",
-            other => other.plural(),
-        }
+        self.descriptor().cli_plural
     }
 
     /// Short names kumactl accepts as well (`mtp`, `msvc`).
     pub fn short_names(self) -> &'static [&'static str] {
-        match self {
-            ResourceType::MeshTrafficPermission => &["mtp"],
-            ResourceType::MeshService => &["msvc"],
-            _ => &[],
-        }
+        self.descriptor().short_names
     }
 
     pub fn scope(self) -> Scope {
-        match self {
-            ResourceType::Mesh
-            | ResourceType::GlobalSecret
-            | ResourceType::Zone
-            | ResourceType::ZoneIngress => Scope::Global,
-            _ => Scope::Mesh,
-        }
+        self.descriptor().scope
     }
 
     pub fn shape(self) -> Shape {
-        match self {
-            ResourceType::MeshTrafficPermission | ResourceType::MeshService => Shape::Spec,
-            _ => Shape::Flat,
-        }
+        self.descriptor().shape
     }
 
     /// Whether the type is a targetRef policy (listed in `/policies`, takes `kuma.io/origin`).
     pub fn is_policy(self) -> bool {
-        matches!(self, ResourceType::MeshTrafficPermission)
+        self.descriptor().policy
+    }
+
+    /// The types a zone receives from its global, in the order they are applied.
+    pub fn synced_to_zones() -> impl Iterator<Item = ResourceType> {
+        DESCRIPTORS.iter().filter(|d| d.to_zones).map(|d| d.rtype)
+    }
+
+    /// The types the global receives from its zones, in the order they are applied.
+    pub fn synced_to_global() -> impl Iterator<Item = ResourceType> {
+        DESCRIPTORS.iter().filter(|d| d.to_global).map(|d| d.rtype)
     }
 
     /// Looks a type up by its `type:`/`kind:` name.
@@ -243,6 +353,20 @@ impl Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_type_has_its_own_descriptor_in_order() {
+        assert_eq!(DESCRIPTORS.len(), ResourceType::ALL.len());
+        for (t, d) in ResourceType::ALL.iter().zip(DESCRIPTORS.iter()) {
+            assert_eq!(*t, d.rtype);
+            assert!(std::ptr::eq(t.descriptor(), d));
+        }
+        // A Mesh arrives before what lives in it.
+        assert_eq!(
+            ResourceType::synced_to_zones().next(),
+            Some(ResourceType::Mesh)
+        );
+    }
 
     #[test]
     fn lookups_round_trip() {

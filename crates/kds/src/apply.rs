@@ -24,26 +24,25 @@ pub enum Side<'a> {
     Global { zone: &'a str },
 }
 
-/// The types a side receives, in the order they are applied (a mesh before what lives in it).
-fn received_types(side: Side<'_>) -> &'static [ResourceType] {
+/// Whether a side receives a type, as the type's descriptor says.
+fn receives(side: Side<'_>, t: ResourceType) -> bool {
+    let d = t.descriptor();
     match side {
-        Side::Zone { .. } => &[
-            ResourceType::Mesh,
-            ResourceType::GlobalSecret,
-            ResourceType::Secret,
-            ResourceType::ZoneIngress,
-            ResourceType::MeshTrafficPermission,
-        ],
-        Side::Global { .. } => &[
-            ResourceType::ZoneIngress,
-            ResourceType::Dataplane,
-            ResourceType::MeshService,
-        ],
+        Side::Zone { .. } => d.to_zones,
+        Side::Global { .. } => d.to_global,
     }
 }
 
-fn rank(side: Side<'_>, t: ResourceType) -> usize {
-    received_types(side)
+/// The types a side receives, in the order they are applied (a mesh before what lives in it).
+fn received_types(side: Side<'_>) -> impl Iterator<Item = ResourceType> {
+    ResourceType::ALL
+        .into_iter()
+        .filter(move |t| receives(side, *t))
+}
+
+/// Where a type comes in the order of application ([`ResourceType::ALL`]'s).
+fn rank(t: ResourceType) -> usize {
+    ResourceType::ALL
         .iter()
         .position(|x| *x == t)
         .unwrap_or(usize::MAX)
@@ -64,7 +63,7 @@ impl Side<'_> {
     /// Why a received resource may not be stored here, if it may not.
     fn refuse(&self, r: &Resource) -> Option<String> {
         let t = r.resource_type();
-        if !received_types(*self).contains(&t) {
+        if !receives(*self, t) {
             return Some(format!("{} does not sync in this direction", r.describe()));
         }
         match *self {
@@ -115,7 +114,7 @@ pub async fn holdings(
     side: Side<'_>,
 ) -> Result<HashMap<String, String>, StoreError> {
     let mut out = HashMap::new();
-    for &t in received_types(side) {
+    for t in received_types(side) {
         for r in store.list(t, None).await? {
             if side.owns(&r) {
                 out.insert(wire::key_of(&r), wire::version_of(&r));
@@ -144,7 +143,7 @@ pub async fn apply(
     now: &str,
 ) -> Result<ApplyReport, StoreError> {
     let mut report = ApplyReport::default();
-    upserts.sort_by_key(|r| rank(side, r.resource_type()));
+    upserts.sort_by_key(|r| rank(r.resource_type()));
     for r in upserts {
         if let Some(why) = side.refuse(&r) {
             report.errors.push(why);
@@ -181,7 +180,7 @@ pub async fn apply(
         })
         .collect();
     // Things inside a mesh go before the mesh (whose deletion would take them anyway).
-    keys.sort_by_key(|(t, _, _)| std::cmp::Reverse(rank(side, *t)));
+    keys.sort_by_key(|(t, _, _)| std::cmp::Reverse(rank(*t)));
     for k in removed.iter().filter(|k| wire::parse_key(k).is_none()) {
         report.errors.push(format!("\"{k}\" is not a resource key"));
     }
@@ -331,6 +330,58 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    /// One valid resource of each type (a type added to the descriptors without a sample
+    /// here fails the test below).
+    fn sample(t: ResourceType) -> Resource {
+        match t {
+            ResourceType::Mesh => mesh(),
+            ResourceType::Dataplane => dp("web-1"),
+            ResourceType::MeshTrafficPermission => mtp("allow"),
+            ResourceType::MeshService => parse(
+                "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
+            ),
+            ResourceType::Secret => parse("type: Secret\nname: s\nmesh: default\ndata: c2VjcmV0\n"),
+            ResourceType::GlobalSecret => {
+                parse("type: GlobalSecret\nname: zone-token-revocations\ndata: c2VjcmV0\n")
+            }
+            ResourceType::Zone => parse("type: Zone\nname: zone-2\n"),
+            ResourceType::ZoneIngress => parse(
+                "type: ZoneIngress\nname: ingress\nzone: zone-2\nnetworking: {address: 10.0.0.9, port: 10001}\n",
+            ),
+        }
+    }
+
+    #[test]
+    fn each_side_receives_exactly_what_the_descriptors_say() {
+        let zone = Side::Zone {
+            local_zone: "zone-1",
+        };
+        let global = Side::Global { zone: "zone-2" };
+        for d in aerie_core::DESCRIPTORS.iter() {
+            let r = sample(d.rtype);
+            let wrong_way = |side: Side<'_>, copy: &Resource| {
+                side.refuse(copy)
+                    .is_some_and(|why| why.contains("does not sync in this direction"))
+            };
+            let to_zone = to_zone_copy(&r);
+            assert_eq!(
+                !wrong_way(zone, &to_zone),
+                d.to_zones,
+                "{}: zones receive it: {}",
+                d.name,
+                d.to_zones
+            );
+            let to_global = to_global_copy(&r, "zone-2");
+            assert_eq!(
+                !wrong_way(global, &to_global),
+                d.to_global,
+                "{}: the global receives it: {}",
+                d.name,
+                d.to_global
+            );
+        }
     }
 
     #[test]

@@ -36,13 +36,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// global -> zone, as the zone stores it, except that zone's own ingresses.
 pub async fn global_desired(store: &SharedStore, zone: &str) -> Result<Desired, StoreError> {
     let mut out = Desired::new();
-    for t in [
-        ResourceType::Mesh,
-        ResourceType::GlobalSecret,
-        ResourceType::Secret,
-        ResourceType::ZoneIngress,
-        ResourceType::MeshTrafficPermission,
-    ] {
+    for t in ResourceType::synced_to_zones() {
         for r in store.list(t, None).await? {
             if !multizone::syncs_global_to_zone(&r)
                 || r.meta.labels.get(ZONE_LABEL).is_some_and(|z| z == zone)
@@ -60,11 +54,7 @@ pub async fn global_desired(store: &SharedStore, zone: &str) -> Result<Desired, 
 /// global stores them.
 pub async fn zone_desired(store: &SharedStore, zone: &str) -> Result<Desired, StoreError> {
     let mut out = Desired::new();
-    for t in [
-        ResourceType::ZoneIngress,
-        ResourceType::Dataplane,
-        ResourceType::MeshService,
-    ] {
+    for t in ResourceType::synced_to_global() {
         for r in store.list(t, None).await? {
             if multizone::syncs_zone_to_global(&r, zone) {
                 let copy = multizone::to_global_copy(&r, zone);

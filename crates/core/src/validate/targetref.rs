@@ -24,7 +24,7 @@ pub(super) enum TagValues {
 ///
 /// `inbound_policy` says whether the policy configures inbound traffic (has `from` or
 /// `rules`): only then may a Dataplane ref name an inbound with `sectionName`.
-pub(super) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> ValidationError {
+pub(crate) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> ValidationError {
     let mut errs = ValidationError::new();
     let kind = r.kind.as_deref().unwrap_or("");
     if kind.is_empty() {
@@ -42,6 +42,15 @@ pub(super) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> V
         "MeshSubset" => check.mesh_subset(),
         "MeshService" => check.mesh_service(),
         "MeshServiceSubset" => check.mesh_service_subset(),
+        "MeshGateway" => check.mesh_gateway(),
+        "MeshHTTPRoute" => check.named_or_labelled(
+            true,
+            "either labels or name and namespace must be specified",
+        ),
+        "MeshExternalService" => {
+            check.named_or_labelled(false, "either labels or name must be specified")
+        }
+        // Kuma checks nothing more for MeshMultiZoneService.
         _ => {}
     }
     check.errs
@@ -137,6 +146,44 @@ impl Check<'_> {
         self.forbid_labels();
         self.forbid_namespace();
         self.forbid_section_name();
+    }
+
+    /// `kind: MeshGateway` names one gateway; Kuma lets only system policies narrow it to a
+    /// listener with tags, and Aerie has no gateways to narrow, so tags are refused.
+    fn mesh_gateway(&mut self) {
+        if !is_set(&self.r.name) {
+            self.errs
+                .add("name", "must be set when kind is MeshGateway");
+        }
+        self.name_characters();
+        self.forbid_mesh();
+        self.forbid_proxy_types();
+        self.forbid_tags();
+        self.forbid_labels();
+        self.forbid_namespace();
+        self.forbid_section_name();
+    }
+
+    /// MeshHTTPRoute and MeshExternalService: one object by name, or several by labels.
+    fn named_or_labelled(&mut self, forbid_section_name_first: bool, labels_message: &str) {
+        self.name_characters();
+        self.forbid_mesh();
+        self.forbid_tags();
+        self.forbid_proxy_types();
+        if forbid_section_name_first {
+            self.forbid_section_name();
+        }
+        let has_labels = self.r.labels.as_ref().is_some_and(|l| !l.is_empty());
+        if !has_labels && !is_set(&self.r.name) {
+            self.errs.add(
+                "",
+                format!("name or labels must be set when kind is {}", self.kind),
+            );
+        }
+        self.labels_exclude_name(labels_message);
+        if !forbid_section_name_first {
+            self.forbid_section_name();
+        }
     }
 
     fn forbid(&mut self, field: &str, set: bool) {

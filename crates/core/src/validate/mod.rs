@@ -20,7 +20,7 @@ mod meshservice;
 mod meta;
 mod mtp;
 mod other;
-mod targetref;
+pub(crate) mod targetref;
 mod zoneingress;
 
 use crate::{Resource, Spec, ValidationError};

@@ -13,7 +13,7 @@ const PROXY_TYPES: [&str; 2] = ["Sidecar", "Gateway"];
 
 /// What a tag map's values may look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TagValues {
+pub(crate) enum TagValues {
     /// Concrete tags (`[a-zA-Z0-9.-_:]`), as on inbounds and in MeshSubset.
     Plain,
     /// Selectors: also `/` and the wildcard `*` (MeshServiceSubset).
@@ -24,7 +24,7 @@ pub(super) enum TagValues {
 ///
 /// `inbound_policy` says whether the policy configures inbound traffic (has `from` or
 /// `rules`): only then may a Dataplane ref name an inbound with `sectionName`.
-pub(super) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> ValidationError {
+pub(crate) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> ValidationError {
     let mut errs = ValidationError::new();
     let kind = r.kind.as_deref().unwrap_or("");
     if kind.is_empty() {
@@ -216,7 +216,7 @@ fn is_set(v: &Option<String>) -> bool {
 
 /// Kuma's tag-map checks (`ValidateTags` / `ValidateSelector`), in sorted key order.
 /// Fields are relative to the map: `""` for the map itself, `["key"]` for one entry.
-pub(super) fn validate_tags(tags: &Tags, values: TagValues) -> ValidationError {
+pub(crate) fn validate_tags(tags: &Tags, values: TagValues) -> ValidationError {
     let mut errs = ValidationError::new();
     for (key, value) in tags {
         let at_key = key_path("", key);

@@ -73,97 +73,47 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
 /// A Kubernetes `metav1.Duration` as policies spell it: Go's `time.ParseDuration` syntax
 /// (`5s`, `1h30m`, `1.5s`, `-1s`, `0`), kept as written so a stored policy reads back
 /// unchanged. Parsing refuses what Go refuses, with Go's message naming the value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GoDuration {
     text: String,
     nanos: i64,
 }
 
 impl GoDuration {
-    /// Parses Go's syntax: an optional sign, then one or more decimal numbers each with a unit
-    /// (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`); `0` alone needs no unit.
+    /// Parses Go's syntax ([`parse_go_time_duration`]); the error is Go's message.
     pub fn parse(text: &str) -> Result<GoDuration, String> {
-        let invalid = || format!("time: invalid duration {text:?}");
-        let (negative, mut rest) = match text.as_bytes().first() {
-            Some(b'-') => (true, &text[1..]),
-            Some(b'+') => (false, &text[1..]),
-            _ => (false, text),
-        };
-        if rest == "0" {
-            return Ok(GoDuration {
+        match parse_go_time_duration(text) {
+            Some(nanos) => Ok(GoDuration {
                 text: text.to_string(),
-                nanos: 0,
-            });
+                nanos,
+            }),
+            None => Err(go_parse_error(text)),
         }
-        if rest.is_empty() {
-            return Err(invalid());
-        }
-        let mut total: i128 = 0;
-        while !rest.is_empty() {
-            let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let (int_part, after) = rest.split_at(int_len);
-            let (frac_part, after) = match after.strip_prefix('.') {
-                Some(f) => {
-                    let n = f.bytes().take_while(u8::is_ascii_digit).count();
-                    f.split_at(n)
-                }
-                None => ("", after),
-            };
-            if int_part.is_empty() && frac_part.is_empty() {
-                return Err(invalid());
-            }
-            let unit_len = after
-                .char_indices()
-                .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-                .map_or(after.len(), |(i, _)| i);
-            let (unit, after) = after.split_at(unit_len);
-            if unit.is_empty() {
-                return Err(format!("time: missing unit in duration {text:?}"));
-            }
-            let per_unit: i128 = match unit {
-                "ns" => 1,
-                "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-                "ms" => 1_000_000,
-                "s" => 1_000_000_000,
-                "m" => 60_000_000_000,
-                "h" => 3_600_000_000_000,
-                _ => return Err(format!("time: unknown unit {unit:?} in duration {text:?}")),
-            };
-            // Digits beyond what an i64 of nanoseconds can hold make the value invalid; the
-            // fraction is cut at nanosecond precision, as Go does.
-            let whole: i128 = if int_part.is_empty() {
-                0
-            } else if int_part.len() > 20 {
-                return Err(invalid());
-            } else {
-                int_part.parse().map_err(|_| invalid())?
-            };
-            let mut frac: i128 = 0;
-            let mut scale: i128 = 1;
-            for d in frac_part.bytes().take(18) {
-                frac = frac * 10 + i128::from(d - b'0');
-                scale *= 10;
-            }
-            total += whole * per_unit + frac * per_unit / scale;
-            if total > i128::from(i64::MAX) {
-                return Err(invalid());
-            }
-            rest = after;
-        }
-        let nanos = i64::try_from(if negative { -total } else { total }).map_err(|_| invalid())?;
-        Ok(GoDuration {
-            text: text.to_string(),
+    }
+
+    /// A duration written the way Go prints it (`16s`, `250ms`, `1m30s`), as Kuma stores
+    /// durations it sets itself.
+    pub fn from_nanos(nanos: i64) -> GoDuration {
+        GoDuration {
+            text: format_go_duration(nanos),
             nanos,
-        })
+        }
+    }
+
+    /// [`GoDuration::from_nanos`] in milliseconds (saturating at Go's limit).
+    pub fn from_millis(millis: i64) -> GoDuration {
+        GoDuration::from_nanos(millis.saturating_mul(1_000_000))
+    }
+
+    /// The value in nanoseconds (negative when written with `-`).
+    pub fn nanos(&self) -> i64 {
+        self.nanos
     }
 
     /// A duration written the way Go's `Duration.String()` prints it (`5s`, `1h0m0s`, `0s`).
     pub fn from_std(d: Duration) -> GoDuration {
         let nanos = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-        GoDuration {
-            text: go_string(nanos),
-            nanos,
-        }
+        GoDuration::from_nanos(nanos)
     }
 
     /// The text as written.
@@ -185,33 +135,40 @@ impl GoDuration {
     }
 }
 
-/// Go's `Duration.String()` for a non-negative number of nanoseconds.
-fn go_string(nanos: i64) -> String {
-    if nanos == 0 {
-        return "0s".to_string();
+/// Go's message for a duration it cannot parse: a number without a unit, a unit it does
+/// not know, or anything else (`time: invalid duration "x"`).
+fn go_parse_error(text: &str) -> String {
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let mut rest = body;
+    while !rest.is_empty() {
+        let number = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if !rest[..number].bytes().any(|b| b.is_ascii_digit()) {
+            break;
+        }
+        let after = &rest[number..];
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let unit = &after[..unit_len];
+        if unit.is_empty() {
+            return format!("time: missing unit in duration {text:?}");
+        }
+        if !matches!(
+            unit,
+            "ns" | "us" | "\u{b5}s" | "\u{3bc}s" | "ms" | "s" | "m" | "h"
+        ) {
+            return format!("time: unknown unit {unit:?} in duration {text:?}");
+        }
+        rest = &after[unit_len..];
     }
-    if nanos < 1_000_000_000 {
-        let (value, unit) = if nanos < 1_000 {
-            (nanos as f64, "ns")
-        } else if nanos < 1_000_000 {
-            (nanos as f64 / 1e3, "\u{b5}s")
-        } else {
-            (nanos as f64 / 1e6, "ms")
-        };
-        return format!("{value}{unit}");
-    }
-    let hours = nanos / 3_600_000_000_000;
-    let minutes = nanos / 60_000_000_000 % 60;
-    let sub_minute = nanos % 60_000_000_000;
-    let secs = if sub_minute % 1_000_000_000 == 0 {
-        format!("{}s", sub_minute / 1_000_000_000)
-    } else {
-        format!("{}s", sub_minute as f64 / 1e9)
-    };
-    match (hours, minutes) {
-        (0, 0) => secs,
-        (0, m) => format!("{m}m{secs}"),
-        (h, m) => format!("{h}h{m}m{secs}"),
+    format!("time: invalid duration {text:?}")
+}
+
+impl std::fmt::Display for GoDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -226,6 +183,157 @@ impl<'de> serde::Deserialize<'de> for GoDuration {
         let text = String::deserialize(deserializer)?;
         GoDuration::parse(&text).map_err(serde::de::Error::custom)
     }
+}
+
+/// Go's `time.ParseDuration`, exactly: what Kubernetes' `metav1.Duration` (every duration
+/// field of Kuma's new policies, e.g. MeshRetry's `perTryTimeout`) accepts. Signed, with
+/// fractions and compounds (`-1.5h`, `1h30m`, `.5s`, `300ms`, `2us`), units `ns`, `us`/`µs`/`μs`,
+/// `ms`, `s`, `m`, `h` only (no `d`, unlike [`parse_go_duration`]); `0` alone needs no unit.
+/// Returns nanoseconds; `None` where Go reports `time: invalid duration` (or an overflow of
+/// its `int64` nanoseconds).
+pub fn parse_go_time_duration(s: &str) -> Option<i64> {
+    const LIMIT: u64 = 1 << 63;
+    let (negative, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        let first = rest.as_bytes()[0];
+        if !(first == b'.' || first.is_ascii_digit()) {
+            return None;
+        }
+        // Whole part: overflow is an error.
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let mut whole: u64 = 0;
+        for b in rest[..digits].bytes() {
+            if whole > LIMIT / 10 {
+                return None;
+            }
+            whole = whole * 10 + u64::from(b - b'0');
+            if whole > LIMIT {
+                return None;
+            }
+        }
+        let had_whole = digits > 0;
+        rest = &rest[digits..];
+        // Fraction: digits beyond what fits are dropped, as Go does.
+        let (mut fraction, mut scale, mut had_fraction) = (0u64, 1f64, false);
+        if let Some(after_dot) = rest.strip_prefix('.') {
+            let digits = after_dot.bytes().take_while(u8::is_ascii_digit).count();
+            let mut overflowed = false;
+            for b in after_dot[..digits].bytes() {
+                if overflowed || fraction > (LIMIT - 1) / 10 {
+                    overflowed = true;
+                    continue;
+                }
+                let next = fraction * 10 + u64::from(b - b'0');
+                if next > LIMIT {
+                    overflowed = true;
+                    continue;
+                }
+                fraction = next;
+                scale *= 10.0;
+            }
+            had_fraction = digits > 0;
+            rest = &after_dot[digits..];
+        }
+        if !had_whole && !had_fraction {
+            return None;
+        }
+        let unit_len = rest
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit: u64 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        if whole > LIMIT / unit {
+            return None;
+        }
+        let mut value = whole * unit;
+        if fraction > 0 {
+            // Go computes this part in float64 too (exact to the nanosecond up to hours).
+            let part = (fraction as f64 * (unit as f64 / scale)) as u64;
+            value = value.checked_add(part)?;
+            if value > LIMIT {
+                return None;
+            }
+        }
+        total = total.checked_add(value)?;
+        if total > LIMIT {
+            return None;
+        }
+    }
+    if negative {
+        // -(1 << 63) is the one value whose magnitude does not fit a positive i64.
+        Some(0i64.wrapping_sub_unsigned(total))
+    } else {
+        i64::try_from(total).ok()
+    }
+}
+
+/// Go's `time.Duration.String()`: how Kuma writes a duration it built itself (`16s`, `250ms`,
+/// `1h30m0s`, `1.5µs`, `0s`, `-2m0s`).
+pub fn format_go_duration(nanos: i64) -> String {
+    let negative = nanos < 0;
+    let mut u = nanos.unsigned_abs();
+    let mut out = String::new();
+    if u < 1_000_000_000 {
+        let (prec, unit) = match u {
+            0 => return "0s".to_string(),
+            1..1_000 => (0, "ns"),
+            1_000..1_000_000 => (3, "\u{b5}s"),
+            _ => (6, "ms"),
+        };
+        let fraction = take_fraction(&mut u, prec);
+        out.push_str(&u.to_string());
+        out.push_str(&fraction);
+        out.push_str(unit);
+    } else {
+        let fraction = take_fraction(&mut u, 9);
+        let seconds = u % 60;
+        u /= 60;
+        if u > 0 {
+            let minutes = u % 60;
+            u /= 60;
+            if u > 0 {
+                out.push_str(&format!("{u}h"));
+            }
+            out.push_str(&format!("{minutes}m"));
+        }
+        out.push_str(&format!("{seconds}{fraction}s"));
+    }
+    if negative {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// Splits off the last `prec` decimal digits of `v` as `.ddd` without trailing zeros (empty
+/// when they are all zero), leaving the integer part in `v`.
+fn take_fraction(v: &mut u64, prec: u32) -> String {
+    let divisor = 10u64.pow(prec);
+    let fraction = *v % divisor;
+    *v /= divisor;
+    if fraction == 0 {
+        return String::new();
+    }
+    let digits = format!("{fraction:0width$}", width = prec as usize);
+    format!(".{}", digits.trim_end_matches('0'))
 }
 
 #[cfg(test)]
@@ -333,6 +441,105 @@ mod tests {
         for secs in [0, 5, 1800, 3600, 3661, 86_400] {
             let d = GoDuration::from_std(Duration::from_secs(secs));
             assert_eq!(GoDuration::parse(d.as_str()).map(|p| p.nanos), Ok(d.nanos));
+        }
+    }
+
+    #[test]
+    fn go_time_durations_match_time_parse_duration() {
+        let ok = [
+            ("0", 0),
+            ("-0", 0),
+            ("+0", 0),
+            ("5s", 5_000_000_000),
+            ("30s", 30_000_000_000),
+            ("1478s", 1_478_000_000_000),
+            ("-5s", -5_000_000_000),
+            ("+5s", 5_000_000_000),
+            ("-0s", 0),
+            ("5.0s", 5_000_000_000),
+            ("5.6s", 5_600_000_000),
+            ("5.s", 5_000_000_000),
+            (".5s", 500_000_000),
+            ("1.0s", 1_000_000_000),
+            ("1.00s", 1_000_000_000),
+            ("1.004s", 1_004_000_000),
+            ("100.00100s", 100_001_000_000),
+            ("10ns", 10),
+            ("11us", 11_000),
+            ("12\u{b5}s", 12_000),
+            ("12\u{3bc}s", 12_000),
+            ("13ms", 13_000_000),
+            ("14s", 14_000_000_000),
+            ("15m", 900_000_000_000),
+            ("16h", 57_600_000_000_000),
+            ("3h30m", 12_600_000_000_000),
+            ("10.5s4m", 250_500_000_000),
+            ("-2m3.4s", -123_400_000_000),
+            ("1h2m3s4ms5us6ns", 3_723_004_005_006),
+            ("39h9m14.425s", 140_954_425_000_000),
+            ("52763797000ns", 52_763_797_000),
+            ("0.3333333333333333333h", 1_200_000_000_000),
+            ("9007199254740993ns", 9_007_199_254_740_993),
+            ("9223372036854775807ns", i64::MAX),
+            ("9223372036854775.807us", i64::MAX),
+            ("9223372036s854ms775us807ns", i64::MAX),
+            ("-9223372036854775808ns", i64::MIN),
+            ("-9223372036854775.808us", i64::MIN),
+            ("0.100000000000000000000h", 360_000_000_000),
+            ("0.830103483285477580700h", 2_988_372_539_827),
+        ];
+        for (text, nanos) in ok {
+            assert_eq!(parse_go_time_duration(text), Some(nanos), "{text}");
+        }
+        for bad in [
+            "",
+            "3",
+            "-",
+            "s",
+            ".",
+            "-.",
+            ".s",
+            "+.s",
+            "1d",
+            "1w",
+            "1y",
+            "1 s",
+            "1.2.3s",
+            "\u{1}ns",
+            "9223372036854775808ns",
+            "9223372036854775.808us",
+            "9223372036854ms775us808ns",
+            "-9223372036854775809ns",
+            "3000000h",
+        ] {
+            assert_eq!(parse_go_time_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn go_duration_strings_match_time_duration_string() {
+        for (nanos, text) in [
+            (0, "0s"),
+            (1, "1ns"),
+            (1_100, "1.1\u{b5}s"),
+            (2_200_000, "2.2ms"),
+            (25_000_000, "25ms"),
+            (250_000_000, "250ms"),
+            (3_300_000_000, "3.3s"),
+            (16_000_000_000, "16s"),
+            (240_000_000_000, "4m0s"),
+            (245_000_000_000, "4m5s"),
+            (245_001_000_000, "4m5.001s"),
+            (18_245_001_000_000, "5h4m5.001s"),
+            (18_000_000_000_001, "5h0m0.000000001s"),
+            (-1, "-1ns"),
+            (-1_100, "-1.1\u{b5}s"),
+            (-120_000_000_000, "-2m0s"),
+            (i64::MAX, "2562047h47m16.854775807s"),
+            (i64::MIN, "-2562047h47m16.854775808s"),
+        ] {
+            assert_eq!(format_go_duration(nanos), text, "{nanos}");
+            assert_eq!(parse_go_time_duration(text), Some(nanos), "{text}");
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::ValidationError;
-use crate::policies::{meshtimeout, meshtrafficpermission};
+use crate::policies::{meshcircuitbreaker, meshretry, meshtimeout, meshtrafficpermission};
 use crate::spec::{
     DataplaneSpec, MeshServiceSpec, MeshSpec, SecretSpec, ZoneIngressSpec, ZoneSpec,
 };
@@ -136,6 +136,8 @@ resource_types! {
     Dataplane(DataplaneSpec) = DATAPLANE;
     MeshTrafficPermission(meshtrafficpermission::MeshTrafficPermissionSpec) = meshtrafficpermission::DESCRIPTOR;
     MeshTimeout(meshtimeout::MeshTimeoutSpec) = meshtimeout::DESCRIPTOR;
+    MeshCircuitBreaker(meshcircuitbreaker::MeshCircuitBreakerSpec) = meshcircuitbreaker::DESCRIPTOR;
+    MeshRetry(meshretry::MeshRetrySpec) = meshretry::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use aerie_core::policies::meshtimeout;
+use aerie_core::policies::{meshcircuitbreaker, meshretry, meshtimeout};
 use aerie_core::spec::{MESH_LABEL, MeshSpec};
 use aerie_core::{DEFAULT_MESH, Meta, Resource, ResourceType, Spec};
 use aerie_store::{SharedStore, StoreError};
@@ -81,6 +81,18 @@ pub fn default_policies(mesh: &str, spec: &MeshSpec) -> Vec<Resource> {
                 .map(|(prefix, spec)| resource(prefix, Spec::MeshTimeout(spec))),
         );
     }
+    if !skipped(ResourceType::MeshCircuitBreaker) {
+        out.push(resource(
+            meshcircuitbreaker::DEFAULT_POLICY_PREFIX,
+            Spec::MeshCircuitBreaker(meshcircuitbreaker::default_spec()),
+        ));
+    }
+    if !skipped(ResourceType::MeshRetry) {
+        out.push(resource(
+            meshretry::DEFAULT_POLICY_PREFIX,
+            Spec::MeshRetry(meshretry::default_spec()),
+        ));
+    }
     out
 }
 
@@ -135,13 +147,24 @@ mod tests {
                 .collect()
         };
         assert!(names(&["*"]).is_empty());
-        assert!(names(&["MeshTimeout"]).is_empty());
+        assert_eq!(
+            names(&["MeshTimeout"]),
+            [
+                "MeshCircuitBreaker/mesh-circuit-breaker-all-m",
+                "MeshRetry/mesh-retry-all-m"
+            ]
+        );
         assert_eq!(
             names(&["MeshRetry"]),
             [
                 "MeshTimeout/mesh-gateways-timeout-all-m",
-                "MeshTimeout/mesh-timeout-all-m"
+                "MeshTimeout/mesh-timeout-all-m",
+                "MeshCircuitBreaker/mesh-circuit-breaker-all-m"
             ]
+        );
+        assert_eq!(
+            names(&["MeshTimeout", "MeshCircuitBreaker"]),
+            ["MeshRetry/mesh-retry-all-m"]
         );
     }
 

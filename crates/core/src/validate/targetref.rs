@@ -13,7 +13,7 @@ const PROXY_TYPES: [&str; 2] = ["Sidecar", "Gateway"];
 
 /// What a tag map's values may look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TagValues {
+pub(crate) enum TagValues {
     /// Concrete tags (`[a-zA-Z0-9.-_:]`), as on inbounds and in MeshSubset.
     Plain,
     /// Selectors: also `/` and the wildcard `*` (MeshServiceSubset).
@@ -25,6 +25,28 @@ pub(super) enum TagValues {
 /// `inbound_policy` says whether the policy configures inbound traffic (has `from` or
 /// `rules`): only then may a Dataplane ref name an inbound with `sectionName`.
 pub(crate) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> ValidationError {
+    validate_with(
+        r,
+        kinds,
+        RefOpts {
+            inbound_policy,
+            ..RefOpts::default()
+        },
+    )
+}
+
+/// Options of one target-reference check (Kuma's `ValidateTargetRefOpts`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RefOpts {
+    /// The policy configures inbound traffic: a Dataplane ref may use `sectionName`.
+    pub inbound_policy: bool,
+    /// A MeshGateway ref may select listeners by `tags` (system policies of some types).
+    pub gateway_listener_tags_allowed: bool,
+}
+
+/// [`validate`] with every option of Kuma's `ValidateTargetRef`.
+pub(crate) fn validate_with(r: &TargetRef, kinds: &[&str], opts: RefOpts) -> ValidationError {
+    let inbound_policy = opts.inbound_policy;
     let mut errs = ValidationError::new();
     let kind = r.kind.as_deref().unwrap_or("");
     if kind.is_empty() {
@@ -42,7 +64,7 @@ pub(crate) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> V
         "MeshSubset" => check.mesh_subset(),
         "MeshService" => check.mesh_service(),
         "MeshServiceSubset" => check.mesh_service_subset(),
-        "MeshGateway" => check.mesh_gateway(),
+        "MeshGateway" => check.mesh_gateway(opts.gateway_listener_tags_allowed),
         "MeshHTTPRoute" => check.named_or_labelled(
             true,
             "either labels or name and namespace must be specified",
@@ -148,9 +170,9 @@ impl Check<'_> {
         self.forbid_section_name();
     }
 
-    /// `kind: MeshGateway` names one gateway; Kuma lets only system policies narrow it to a
-    /// listener with tags, and Aerie has no gateways to narrow, so tags are refused.
-    fn mesh_gateway(&mut self) {
+    /// `kind: MeshGateway` names one gateway; only where allowed may `tags` select some of
+    /// its listeners.
+    fn mesh_gateway(&mut self, listener_tags_allowed: bool) {
         if !is_set(&self.r.name) {
             self.errs
                 .add("name", "must be set when kind is MeshGateway");
@@ -158,7 +180,13 @@ impl Check<'_> {
         self.name_characters();
         self.forbid_mesh();
         self.forbid_proxy_types();
-        self.forbid_tags();
+        if let Some(tags) = &self.r.tags {
+            self.errs
+                .add_prefixed("tags", validate_tags(tags, TagValues::Selector));
+        }
+        if !listener_tags_allowed {
+            self.forbid_tags();
+        }
         self.forbid_labels();
         self.forbid_namespace();
         self.forbid_section_name();
@@ -263,7 +291,7 @@ fn is_set(v: &Option<String>) -> bool {
 
 /// Kuma's tag-map checks (`ValidateTags` / `ValidateSelector`), in sorted key order.
 /// Fields are relative to the map: `""` for the map itself, `["key"]` for one entry.
-pub(super) fn validate_tags(tags: &Tags, values: TagValues) -> ValidationError {
+pub(crate) fn validate_tags(tags: &Tags, values: TagValues) -> ValidationError {
     let mut errs = ValidationError::new();
     for (key, value) in tags {
         let at_key = key_path("", key);

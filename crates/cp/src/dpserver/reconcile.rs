@@ -176,17 +176,12 @@ async fn absorb(
 /// The mesh an event concerns, and whether it can change endpoints (permissions and
 /// MeshServices only change authorization).
 fn relevant_mesh(ev: &aerie_store::ChangeEvent) -> Option<(String, bool)> {
-    if ev.rtype.is_policy() {
-        return Some((ev.mesh.clone(), false));
-    }
     match ev.rtype {
         ResourceType::Mesh => Some((ev.name.clone(), true)),
-        ResourceType::MeshService => Some((ev.mesh.clone(), false)),
-        ResourceType::MeshTrafficPermission | ResourceType::MeshTimeout => {
-            Some((ev.mesh.clone(), false))
-        }
         ResourceType::Dataplane | ResourceType::Secret => Some((ev.mesh.clone(), true)),
         ResourceType::GlobalSecret | ResourceType::Zone | ResourceType::ZoneIngress => None,
+        // Policies and MeshServices change what proxies enforce, not where endpoints are.
+        _ => Some((ev.mesh.clone(), false)),
     }
 }
 

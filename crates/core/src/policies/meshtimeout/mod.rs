@@ -45,6 +45,11 @@ impl ResourceBody for MeshTimeoutSpec {
     fn validate(&self, meta: &Meta) -> ValidationError {
         validate::validate(self, meta)
     }
+
+    /// Kuma's deprecation remarks for the top-level kinds it deprecates.
+    fn warnings(&self) -> Vec<String> {
+        crate::policies::common::top_level_target_ref_deprecations(self.target_ref.as_ref())
+    }
 }
 
 /// Kuma's defaults for a sidecar outbound.

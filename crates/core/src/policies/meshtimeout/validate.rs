@@ -1,8 +1,10 @@
 //! MeshTimeout checks, with Kuma's paths and messages (`meshtimeout/api/v1alpha1/validator.go`).
 
 use crate::duration::GoDuration;
+use crate::policies::common::PolicyRole;
 use crate::spec::{Match, TargetRef};
-use crate::validate::{matches, targetref};
+use crate::validate::matches;
+use crate::validate::targetref::{self, RefOpts};
 use crate::{Meta, ValidationError};
 
 use super::spec::{Conf, Http, MeshTimeoutSpec, Rule};
@@ -47,18 +49,19 @@ pub(super) fn validate(spec: &MeshTimeoutSpec, meta: &Meta) -> ValidationError {
     let rules = spec.rules.as_deref().unwrap_or_default();
     let inbound_policy = !from.is_empty() || !rules.is_empty();
     if let Some(target_ref) = &spec.target_ref {
-        let system = meta
-            .labels
-            .get(crate::spec::POLICY_ROLE_LABEL)
-            .is_none_or(|r| r.is_empty() || r == "system");
+        let system = PolicyRole::from_labels(&meta.labels) == PolicyRole::System;
         let kinds: &[&str] = if system {
             &TOP_LEVEL_SYSTEM
         } else {
             &TOP_LEVEL_OTHER
         };
+        let opts = RefOpts {
+            inbound_policy,
+            gateway_listener_tags_allowed: system,
+        };
         errs.add_prefixed(
             "targetRef",
-            targetref::validate(target_ref, kinds, inbound_policy),
+            targetref::validate_with(target_ref, kinds, opts),
         );
     }
     if !rules.is_empty() && (!to.is_empty() || !from.is_empty()) {

@@ -15,6 +15,7 @@ pub mod duration;
 pub mod format;
 pub mod multizone;
 pub mod net;
+pub mod policies;
 pub mod policy;
 pub mod proxy_config;
 pub mod resource;

@@ -2,6 +2,8 @@
 //! MeshExternalServices, MeshMultiZoneServices (destinations with ports) and MeshHTTPRoutes
 //! (a top-level `MeshHTTPRoute` ref selects what the route's own targetRef selects).
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::order::{NAMESPACE_LABEL, ZONE_LABEL, display_name};
@@ -139,14 +141,36 @@ impl Identity {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     resources: Vec<CatalogResource>,
+    /// kind -> resource name -> first position.
+    by_name: HashMap<ResourceKind, HashMap<String, usize>>,
+    /// kind -> display name -> positions, in catalog order.
+    by_display_name: HashMap<ResourceKind, HashMap<String, Vec<usize>>>,
     identities: Vec<Identity>,
 }
 
 impl Catalog {
     pub fn new(resources: Vec<CatalogResource>) -> Catalog {
-        let identities = resources.iter().map(CatalogResource::identity).collect();
+        let identities: Vec<Identity> = resources.iter().map(CatalogResource::identity).collect();
+        let mut by_name: HashMap<ResourceKind, HashMap<String, usize>> = HashMap::new();
+        let mut by_display_name: HashMap<ResourceKind, HashMap<String, Vec<usize>>> =
+            HashMap::new();
+        for (i, (r, id)) in resources.iter().zip(&identities).enumerate() {
+            by_name
+                .entry(r.kind)
+                .or_default()
+                .entry(r.name.clone())
+                .or_insert(i);
+            by_display_name
+                .entry(r.kind)
+                .or_default()
+                .entry(id.name.clone())
+                .or_default()
+                .push(i);
+        }
         Catalog {
             resources,
+            by_name,
+            by_display_name,
             identities,
         }
     }
@@ -159,25 +183,29 @@ impl Catalog {
         self.resources.get(id)
     }
 
-    /// The resource of `kind` with this `name` (resource name or display name).
+    fn with_display_name(&self, kind: ResourceKind, name: &str) -> &[usize] {
+        self.by_display_name
+            .get(&kind)
+            .and_then(|m| m.get(name))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The resource of `kind` with this `name` (resource name, else display name).
     pub(crate) fn by_name(&self, kind: ResourceKind, name: &str) -> Option<usize> {
-        self.resources
-            .iter()
-            .position(|r| r.kind == kind && r.name == name)
-            .or_else(|| {
-                self.resources
-                    .iter()
-                    .zip(&self.identities)
-                    .position(|(r, id)| r.kind == kind && id.name == name)
-            })
+        self.by_name
+            .get(&kind)
+            .and_then(|m| m.get(name))
+            .copied()
+            .or_else(|| self.with_display_name(kind, name).first().copied())
     }
 
     /// The resource of `kind` with exactly this identity.
     pub(crate) fn by_identity(&self, kind: ResourceKind, identity: &Identity) -> Option<usize> {
-        self.resources
+        self.with_display_name(kind, &identity.name)
             .iter()
-            .zip(&self.identities)
-            .position(|(r, id)| r.kind == kind && id == identity)
+            .copied()
+            .find(|&i| self.identities.get(i) == Some(identity))
     }
 
     /// Resources of `kind` whose labels contain all of `labels`, in catalog order.
@@ -196,11 +224,9 @@ impl Catalog {
     /// A MeshHTTPRoute referenced by name from a resource of the same mesh
     /// (`core_model.IsReferenced`: the route's display name).
     pub(crate) fn route(&self, name: &str) -> Option<&CatalogResource> {
-        self.resources
-            .iter()
-            .zip(&self.identities)
-            .find(|(r, id)| r.kind == ResourceKind::MeshHTTPRoute && id.name == name)
-            .map(|(r, _)| r)
+        self.with_display_name(ResourceKind::MeshHTTPRoute, name)
+            .first()
+            .and_then(|&i| self.get(i))
     }
 }
 

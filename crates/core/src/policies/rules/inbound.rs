@@ -57,7 +57,7 @@ pub(crate) fn inbound_rules(index: &RulesIndex, inbound: &Inbound, ids: &[Id]) -
         rules
             .iter()
             .filter(|r| r.matches.is_none())
-            .map(|r| (r.origin.policy.as_str(), r.origin.index, &r.conf))
+            .map(|r| (&r.origin.policy, r.origin.index, &*r.conf))
             .collect(),
     );
     let from = policies
@@ -77,7 +77,7 @@ pub(crate) fn inbound_rules(index: &RulesIndex, inbound: &Inbound, ids: &[Id]) -
     InboundRules {
         port: inbound.port,
         name: inbound.name.clone(),
-        policies: policies.iter().map(|p| p.name.clone()).collect(),
+        policies: policies.iter().map(|p| p.name.to_string()).collect(),
         rules,
         conf,
         from,

@@ -7,13 +7,14 @@
 //! [`RulesIndex::scan_inbound`] applies to every policy, so the buckets change speed only.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::catalog::{Catalog, ResourceKind};
 use super::merge::strip_nulls;
 use super::order::{EFFECT_LABEL, PolicyKey, to_entry_rank, top_level_kind};
-use super::outbound::{Uri, legacy_subset, resolve_to};
+use super::outbound::{Slot, Uri, legacy_subset, resolve_to};
 use super::select::{DpFacts, Selector, Target};
 use super::types::{DataplaneView, Options, PolicyItem};
 use crate::spec::{Inbound, SERVICE_TAG, Tags, TargetRef};
@@ -26,7 +27,7 @@ pub(crate) struct CompiledTo {
     pub index: usize,
     /// `outbound.CompareByToEntry`.
     pub rank: (u8, u8),
-    pub conf: Value,
+    pub conf: Arc<Value>,
     /// The tags a legacy (`kuma.io/service`) destination must carry; `None` for kinds the
     /// legacy rules leave out.
     pub legacy: Option<Vec<(String, String)>>,
@@ -37,21 +38,21 @@ pub(crate) struct CompiledTo {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledFrom {
     pub index: usize,
-    pub target_ref: TargetRef,
-    pub subset: Option<Vec<(String, String)>>,
-    pub conf: Value,
+    pub target_ref: Arc<TargetRef>,
+    pub subset: Option<Arc<[(String, String)]>>,
+    pub conf: Arc<Value>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
     pub index: usize,
     pub matches: Vec<Value>,
-    pub conf: Value,
+    pub conf: Arc<Value>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
-    pub name: String,
+    pub name: Arc<str>,
     pub key: PolicyKey,
     pub target: Target,
     pub to: Vec<CompiledTo>,
@@ -77,6 +78,20 @@ pub struct RulesIndex {
     by_tag: HashMap<String, HashMap<String, Vec<Id>>>,
     by_dp_name: HashMap<String, Vec<Id>>,
     by_dp_label: HashMap<String, HashMap<String, Vec<Id>>>,
+    /// Every `to[]` entry, indexed by what it names (see [`ToRef`]), in merge order.
+    pub(crate) to_legacy_any: Vec<ToRef>,
+    pub(crate) to_legacy_by_service: HashMap<String, Vec<ToRef>>,
+    pub(crate) to_mesh: Vec<ToRef>,
+    pub(crate) to_by_resource: HashMap<usize, Vec<ToRef>>,
+}
+
+/// A `to[]` entry of a policy (and, for resource rules, one of the resources it resolves
+/// to): `(policy id, position in to[], position in resolved)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ToRef {
+    pub id: Id,
+    pub entry: usize,
+    pub uri: usize,
 }
 
 impl RulesIndex {
@@ -106,9 +121,44 @@ impl RulesIndex {
         };
         for (id, policy) in (0..).zip(&compiled) {
             index.bucket(id, &policy.target.selector);
+            index.index_to(id, policy);
         }
         index.policies = compiled;
         index
+    }
+
+    fn index_to(&mut self, id: Id, policy: &Compiled) {
+        for (entry, e) in policy.to.iter().enumerate() {
+            let at = |uri| ToRef { id, entry, uri };
+            if policy.legacy_to
+                && let Some(subset) = &e.legacy
+            {
+                match subset.as_slice() {
+                    [(k, v)] if k == SERVICE_TAG => self
+                        .to_legacy_by_service
+                        .entry(v.clone())
+                        .or_default()
+                        .push(at(0)),
+                    _ => self.to_legacy_any.push(at(0)),
+                }
+            }
+            if !policy.resource_to {
+                continue;
+            }
+            for (k, uri) in e.resolved.iter().enumerate() {
+                match uri.slot {
+                    Slot::Mesh => self.to_mesh.push(at(k)),
+                    Slot::Resource(i) => self.to_by_resource.entry(i).or_default().push(at(k)),
+                }
+            }
+        }
+    }
+
+    /// The entry and resolved resource a [`ToRef`] points at.
+    pub(crate) fn to_entry(&self, r: ToRef) -> Option<(&Compiled, &CompiledTo, Option<&Uri>)> {
+        let p = self.policy(r.id)?;
+        let e = p.to.get(r.entry)?;
+        Some((p, e, e.resolved.get(r.uri)))
     }
 
     fn bucket(&mut self, id: Id, selector: &Selector) {
@@ -281,7 +331,7 @@ fn compile(p: &PolicyItem<'_>, catalog: &Catalog) -> Compiled {
         p.to.iter()
             .any(|e| e.target_ref.kind.as_deref() == Some("MeshHTTPRoute"));
     Compiled {
-        name: p.name.to_owned(),
+        name: Arc::from(p.name),
         key: PolicyKey::new(p.name, p.labels, p.target_ref),
         target: Target::compile(p.target_ref, p.labels, catalog),
         to,
@@ -291,8 +341,8 @@ fn compile(p: &PolicyItem<'_>, catalog: &Catalog) -> Compiled {
             .enumerate()
             .map(|(index, e)| CompiledFrom {
                 index,
-                target_ref: e.target_ref.clone(),
-                subset: legacy_subset(e.target_ref),
+                target_ref: Arc::new(e.target_ref.clone()),
+                subset: legacy_subset(e.target_ref).map(Arc::from),
                 conf: conf_of(e.default),
             })
             .collect(),
@@ -313,9 +363,9 @@ fn compile(p: &PolicyItem<'_>, catalog: &Catalog) -> Compiled {
 
 /// A `default` as Kuma's typed decoding leaves it: `null` members dropped, a missing conf
 /// an empty object.
-fn conf_of(default: &Value) -> Value {
-    match default {
+fn conf_of(default: &Value) -> Arc<Value> {
+    Arc::new(match default {
         Value::Null => Value::Object(serde_json::Map::new()),
         other => strip_nulls(other),
-    }
+    })
 }

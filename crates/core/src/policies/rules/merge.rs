@@ -74,10 +74,13 @@ where
     for conf in iter {
         merge_patch(&mut result, conf);
     }
-    // Append-lists: start empty, then concatenate every conf's list in order.
-    clear_append_lists(&mut result);
-    for conf in confs {
-        append_lists(&mut result, conf);
+    // Append-lists: start empty, then concatenate every conf's list in order. (A list the
+    // result does not hold cannot receive anything: skip the walk when there is none.)
+    if has_append_list(&result) {
+        clear_append_lists(&mut result);
+        for conf in confs {
+            append_lists(&mut result, conf);
+        }
     }
     Some(result)
 }
@@ -87,6 +90,17 @@ pub fn is_append_key(key: &str) -> bool {
     key.strip_prefix("append")
         .and_then(|rest| rest.chars().next())
         .is_some_and(|c| c.is_ascii_uppercase())
+}
+
+fn has_append_list(value: &Value) -> bool {
+    let Value::Object(map) = value else {
+        return false;
+    };
+    map.iter().any(|(key, member)| match member {
+        Value::Array(_) => is_append_key(key),
+        Value::Object(_) => has_append_list(member),
+        _ => false,
+    })
 }
 
 fn clear_append_lists(value: &mut Value) {

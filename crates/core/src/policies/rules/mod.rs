@@ -147,6 +147,8 @@ pub use types::{
 };
 
 use crate::spec::{Inbound, Tags};
+use std::cell::OnceCell;
+
 use index::Id;
 use outbound::{ToView, Uri};
 
@@ -160,6 +162,8 @@ pub struct Matched<'i, 'd> {
     policies: Vec<Id>,
     /// Per `networking.inbound`, the policies selecting it.
     by_inbound: Vec<Vec<Id>>,
+    /// Their `to[]` entries indexed, built on first use.
+    to: OnceCell<ToView<'i>>,
 }
 
 impl RulesIndex {
@@ -177,6 +181,7 @@ impl RulesIndex {
                 inbounds,
                 policies: Vec::new(),
                 by_inbound: vec![Vec::new(); inbounds.len()],
+                to: OnceCell::new(),
             };
         }
         let facts = self.facts(dp);
@@ -194,6 +199,7 @@ impl RulesIndex {
             inbounds,
             policies,
             by_inbound,
+            to: OnceCell::new(),
         }
     }
 
@@ -228,11 +234,9 @@ impl RulesIndex {
 }
 
 impl<'i> Matched<'i, '_> {
-    fn to_view(&self) -> ToView<'_> {
-        ToView {
-            index: self.index,
-            ids: &self.policies,
-        }
+    fn to_view(&self) -> &ToView<'i> {
+        self.to
+            .get_or_init(|| ToView::new(self.index, &self.policies))
     }
 
     /// Policies applying to the Dataplane, lowest priority first.
@@ -241,7 +245,7 @@ impl<'i> Matched<'i, '_> {
         self.policies
             .iter()
             .filter_map(|&id| index.policy(id))
-            .map(|p| p.name.as_str())
+            .map(|p| &*p.name)
             .collect()
     }
 

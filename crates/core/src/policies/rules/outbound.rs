@@ -24,10 +24,12 @@
 //! the last `Mesh` entry's values in the legacy model and the MeshService entry's values as
 //! a resource rule.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::catalog::{Catalog, Identity, ResourceKind};
-use super::index::{Id, RulesIndex};
+use super::index::{Compiled, CompiledTo, Id, RulesIndex, ToRef};
 use super::merge::merge_confs;
 use super::order::{DISPLAY_NAME_LABEL, NAMESPACE_LABEL};
 use super::types::{Merged, Origin, OutboundRules, OutboundTarget, ResourceRef};
@@ -139,28 +141,85 @@ fn parse_service(host: &str) -> Option<(&str, &str, u32)> {
     }
 }
 
-/// The to-side view of one Dataplane: the policies that apply to it.
+/// A `to[]` entry of a policy applying to the Dataplane.
+#[derive(Debug, Clone, Copy)]
+struct Applying<'i> {
+    id: Id,
+    policy: &'i Compiled,
+    entry: &'i CompiledTo,
+    uri: Option<&'i Uri>,
+}
+
+impl<'i> Applying<'i> {
+    fn picked(&self) -> (&'i Arc<str>, usize, &'i Value) {
+        (&self.policy.name, self.entry.index, &self.entry.conf)
+    }
+}
+
+/// The to-side of one Dataplane: which policies apply to it (a bitset over policy ids),
+/// over the mesh-wide index of `to[]` entries.
+#[derive(Debug, Clone)]
 pub(crate) struct ToView<'i> {
-    pub index: &'i RulesIndex,
-    pub ids: &'i [Id],
+    index: &'i RulesIndex,
+    member: Vec<u64>,
 }
 
 impl<'i> ToView<'i> {
-    /// Legacy rules for an element (a destination's tags).
-    pub fn element(&self, element: &Tags) -> Merged {
-        let mut picked: Vec<(&str, usize, &Value)> = Vec::new();
-        for p in self.ids.iter().filter_map(|&id| self.index.policy(id)) {
-            if !p.legacy_to {
+    /// `ids`: the policies applying to the Dataplane.
+    pub fn new(index: &'i RulesIndex, ids: &[Id]) -> ToView<'i> {
+        let mut member = vec![0u64; index.policies.len().div_ceil(64)];
+        for &id in ids {
+            let Ok(id) = usize::try_from(id) else {
                 continue;
-            }
-            for e in &p.to {
-                let Some(subset) = &e.legacy else { continue };
-                if subset.iter().all(|(k, v)| element.get(k) == Some(v)) {
-                    picked.push((&p.name, e.index, &e.conf));
-                }
+            };
+            if let Some(word) = member.get_mut(id / 64) {
+                *word |= 1 << (id % 64);
             }
         }
-        merged(picked)
+        ToView { index, member }
+    }
+
+    fn applies(&self, id: Id) -> bool {
+        usize::try_from(id).is_ok_and(|id| {
+            self.member
+                .get(id / 64)
+                .is_some_and(|w| w & (1 << (id % 64)) != 0)
+        })
+    }
+
+    /// The entries of applying policies among `refs`.
+    fn applying(&self, refs: &'i [ToRef]) -> impl Iterator<Item = Applying<'i>> + '_ {
+        refs.iter().filter(|r| self.applies(r.id)).filter_map(|r| {
+            let (policy, entry, uri) = self.index.to_entry(*r)?;
+            Some(Applying {
+                id: r.id,
+                policy,
+                entry,
+                uri,
+            })
+        })
+    }
+
+    /// Legacy rules for an element (a destination's tags).
+    pub fn element(&self, element: &Tags) -> Merged {
+        let specific = element
+            .get(SERVICE_TAG)
+            .and_then(|s| self.index.to_legacy_by_service.get(s))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut picked: Vec<Applying<'i>> = self
+            .applying(&self.index.to_legacy_any)
+            .chain(self.applying(specific))
+            .filter(|a| {
+                a.entry
+                    .legacy
+                    .as_ref()
+                    .is_some_and(|s| s.iter().all(|(k, v)| element.get(k) == Some(v)))
+            })
+            .collect();
+        // Policy order, then written order.
+        picked.sort_by_key(|a| (a.id, a.entry.index));
+        merged(picked.iter().map(Applying::picked).collect())
     }
 
     /// The first of `chain` that has a resource rule, else the mesh's (if any).
@@ -178,63 +237,54 @@ impl<'i> ToView<'i> {
             .unwrap_or_default()
     }
 
-    fn resource_entries(&self) -> impl Iterator<Item = (Id, &'i super::index::CompiledTo)> {
-        let index = self.index;
-        self.ids.iter().flat_map(move |&id| {
-            index
-                .policy(id)
-                .filter(|p| p.resource_to)
-                .into_iter()
-                .flat_map(move |p| p.to.iter().map(move |e| (id, e)))
-        })
-    }
-
-    fn has_rule(&self, uri: &Uri) -> bool {
-        self.resource_entries()
-            .any(|(_, e)| e.resolved.iter().any(|r| r == uri))
-    }
-
-    fn rule(&self, uri: &Uri) -> Merged {
-        let mut relevant: Vec<(Id, &super::index::CompiledTo)> = self
-            .resource_entries()
-            .filter(|(_, e)| e.resolved.iter().any(|r| self.relevant(r, uri)))
-            .collect();
-        relevant.sort_by_key(|(id, e)| {
-            let attrs = self.index.policy(*id).map(|p| p.key.attrs);
-            (attrs, e.rank, *id, e.index)
-        });
-        merged(
-            relevant
-                .into_iter()
-                .filter_map(|(id, e)| {
-                    Some((self.index.policy(id)?.name.as_str(), e.index, &e.conf))
-                })
-                .collect(),
-        )
-    }
-
-    /// `withResolvedResource.isRelevant`.
-    fn relevant(&self, entry: &Uri, target: &Uri) -> bool {
-        match entry.slot {
-            Slot::Mesh => true,
-            Slot::Resource(i) => {
-                if target.slot != entry.slot {
-                    return false;
-                }
-                match self.index.catalog.get(i).map(|r| r.kind) {
-                    Some(ResourceKind::MeshService | ResourceKind::MeshMultiZoneService) => {
-                        entry.section == target.section
-                            || (entry.section.is_none() && target.section.is_some())
-                    }
-                    Some(_) => true,
-                    None => false,
-                }
-            }
+    fn on_slot(&self, slot: &Slot) -> &'i [ToRef] {
+        match slot {
+            Slot::Mesh => &self.index.to_mesh,
+            Slot::Resource(i) => self
+                .index
+                .to_by_resource
+                .get(i)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
         }
     }
 
+    /// Whether an applying entry resolved to exactly `uri`.
+    fn has_rule(&self, uri: &Uri) -> bool {
+        self.applying(self.on_slot(&uri.slot))
+            .any(|a| a.uri.is_some_and(|u| u.section == uri.section))
+    }
+
+    /// Every applying entry relevant to `uri` (`withResolvedResource.isRelevant`), merged
+    /// in `outbound.Sort` order.
+    fn rule(&self, uri: &Uri) -> Merged {
+        let on_resource = match uri.slot {
+            Slot::Mesh => &[][..],
+            Slot::Resource(_) => self.on_slot(&uri.slot),
+        };
+        let by_section = match uri.slot {
+            Slot::Resource(i) => matches!(
+                self.index.catalog.get(i).map(|r| r.kind),
+                Some(ResourceKind::MeshService | ResourceKind::MeshMultiZoneService)
+            ),
+            Slot::Mesh => false,
+        };
+        let target = uri.section.as_deref();
+        let mut relevant: Vec<Applying<'i>> = self
+            .applying(&self.index.to_mesh)
+            .chain(self.applying(on_resource).filter(|a| {
+                let section = a.uri.and_then(|u| u.section.as_deref());
+                !by_section || section == target || (section.is_none() && target.is_some())
+            }))
+            .collect();
+        // Policy attributes, entry kind and section, then policy priority (display name,
+        // name) and written order.
+        relevant.sort_by_key(|a| (a.policy.key.attrs, a.entry.rank, a.id, a.entry.index));
+        merged(relevant.iter().map(Applying::picked).collect())
+    }
+
     pub fn uri(&self, r: &ResourceRef) -> Option<Uri> {
-        let i = self.index.resource_by_name(r.kind, &r.name)?;
+        let i = self.index.catalog.by_name(r.kind, &r.name)?;
         Some(Uri {
             slot: Slot::Resource(i),
             section: r.section.clone().filter(|s| !s.is_empty()),
@@ -320,12 +370,12 @@ impl<'i> ToView<'i> {
 }
 
 /// Merges picked entries in the given order.
-pub(crate) fn merged(picked: Vec<(&str, usize, &Value)>) -> Merged {
+pub(crate) fn merged(picked: Vec<(&Arc<str>, usize, &Value)>) -> Merged {
     Merged {
         origins: picked
             .iter()
             .map(|(policy, index, _)| Origin {
-                policy: (*policy).to_owned(),
+                policy: Arc::clone(policy),
                 index: *index,
             })
             .collect(),

@@ -372,7 +372,13 @@ fn inbound_rules_sort_by_match_specificity_then_policy_order() {
     let order: Vec<(String, usize, bool)> = inbound
         .rules
         .iter()
-        .map(|r| (r.origin.policy.clone(), r.origin.index, r.matches.is_some()))
+        .map(|r| {
+            (
+                r.origin.policy.to_string(),
+                r.origin.index,
+                r.matches.is_some(),
+            )
+        })
         .collect();
     assert_eq!(
         order,
@@ -948,11 +954,7 @@ fn kuma_inboundrules_mt_mixed_rules_and_from_as_rules() {
     ]);
     let ix = index_with(&ps, Catalog::default(), mt_options());
     let inbound = ix.resolve(&web_dp().view()).inbounds.remove(0);
-    let order: Vec<&str> = inbound
-        .rules
-        .iter()
-        .map(|r| r.origin.policy.as_str())
-        .collect();
+    let order: Vec<&str> = inbound.rules.iter().map(|r| &*r.origin.policy).collect();
     assert_eq!(
         order,
         [

@@ -1,5 +1,7 @@
 //! The engine's input and output shapes.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -92,7 +94,8 @@ pub struct DataplaneView<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Origin {
-    pub policy: String,
+    /// Shared with the index (cheap to clone).
+    pub policy: Arc<str>,
     pub index: usize,
 }
 
@@ -116,7 +119,7 @@ impl Merged {
     pub fn policies(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
         for o in &self.origins {
-            if !names.contains(&o.policy.as_str()) {
+            if !names.contains(&&*o.policy) {
                 names.push(&o.policy);
             }
         }
@@ -132,7 +135,8 @@ pub struct InboundRule {
     /// `None` = catch-all (applies to every caller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matches: Option<Value>,
-    pub conf: Value,
+    /// Shared with the index (cheap to clone).
+    pub conf: Arc<Value>,
     pub origin: Origin,
 }
 
@@ -140,13 +144,13 @@ pub struct InboundRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FromEntry {
-    pub target_ref: TargetRef,
+    pub target_ref: Arc<TargetRef>,
     /// The caller tags the entry requires (`Mesh`: none; `MeshService`: `kuma.io/service`;
     /// `MeshSubset`/`MeshServiceSubset`: their tags). `None` for kinds Kuma leaves out of
     /// from-rules (they match no caller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subset: Option<Vec<(String, String)>>,
-    pub conf: Value,
+    pub subset: Option<Arc<[(String, String)]>>,
+    pub conf: Arc<Value>,
     pub origin: Origin,
 }
 
@@ -185,7 +189,7 @@ impl InboundRules {
             .collect();
         Merged {
             origins: matching.iter().map(|e| e.origin.clone()).collect(),
-            conf: super::merge::merge_confs(matching.iter().map(|e| &e.conf)),
+            conf: super::merge::merge_confs(matching.iter().map(|e| &*e.conf)),
         }
     }
 }

@@ -90,6 +90,14 @@
 //! - `targetRef.mesh` is ignored (Kuma reserves it); a Dataplane of another mesh than the
 //!   index's gets nothing.
 //!
+//! # Cost
+//!
+//! Build one [`RulesIndex`] per mesh and policy kind when policies or the [`Catalog`]
+//! change: it compiles the targetRefs, resolves `to[]` entries against the catalog and
+//! buckets everything by what it keys on (`index.rs`). Resolving a Dataplane then costs its
+//! candidate lookups plus one merge per inbound and outbound; the results share confs with
+//! the index. `cargo bench -p aerie-core --bench rules` measures 10,000 Dataplanes.
+//!
 //! # Example
 //!
 //! ```
@@ -116,7 +124,9 @@
 //! let view = DataplaneView { mesh: "default", name: "web-1", labels: &labels, spec: &dp };
 //! let rules = index.resolve(&view);
 //! let out = &rules.outbounds[0].merged;
-//! assert_eq!(out.policies(), ["to-backend", "defaults"]); // "defaults" sorts last: it wins ties
+//! // A tag-addressed outbound merges whole policies in priority order. Both are mesh-wide,
+//! // so the inverted name decides: "defaults" merges last and its connectionTimeout wins.
+//! assert_eq!(out.policies(), ["to-backend", "defaults"]);
 //! assert_eq!(out.conf, Some(json!({"idleTimeout": "1h", "connectionTimeout": "5s"})));
 //! ```
 

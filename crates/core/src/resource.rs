@@ -145,102 +145,98 @@ resource_types! {
     ZoneIngress(ZoneIngressSpec) = ZONE_INGRESS;
 }
 
-const fn core_type(
-    rtype: ResourceType,
-    name: &'static str,
-    plural: &'static str,
-    cli: (&'static str, &'static str),
-    short_names: &'static [&'static str],
-    scope: Scope,
-    shape: Shape,
-    kds: (bool, bool),
-) -> TypeDescriptor {
-    TypeDescriptor {
-        rtype,
-        name,
-        plural,
-        cli_singular: cli.0,
-        cli_plural: cli.1,
-        short_names,
-        scope,
-        shape,
-        policy_order: None,
-        to_zones: kds.0,
-        to_global: kds.1,
-    }
-}
-
-// The types that are not policies. `kds` is (to zones, to the global).
-const MESH: TypeDescriptor = core_type(
-    ResourceType::Mesh,
-    "Mesh",
-    "meshes",
-    ("mesh", "meshes"),
-    &[],
-    Scope::Global,
-    Shape::Flat,
-    (true, false),
-);
-const DATAPLANE: TypeDescriptor = core_type(
-    ResourceType::Dataplane,
-    "Dataplane",
-    "dataplanes",
-    ("dataplane", "dataplanes"),
-    &[],
-    Scope::Mesh,
-    Shape::Flat,
-    (false, true),
-);
-const MESH_SERVICE: TypeDescriptor = core_type(
-    ResourceType::MeshService,
-    "MeshService",
-    "meshservices",
-    ("meshservice", "meshservices"),
-    &["msvc"],
-    Scope::Mesh,
-    Shape::Spec,
-    (false, true),
-);
-const SECRET: TypeDescriptor = core_type(
-    ResourceType::Secret,
-    "Secret",
-    "secrets",
-    ("secret", "secrets"),
-    &[],
-    Scope::Mesh,
-    Shape::Flat,
-    (true, false),
-);
-const GLOBAL_SECRET: TypeDescriptor = core_type(
-    ResourceType::GlobalSecret,
-    "GlobalSecret",
-    "globalsecrets",
-    ("global-secret", "global-secrets"),
-    &[],
-    Scope::Global,
-    Shape::Flat,
-    (true, false),
-);
-const ZONE: TypeDescriptor = core_type(
-    ResourceType::Zone,
-    "Zone",
-    "zones",
-    ("zone", "zones"),
-    &[],
-    Scope::Global,
-    Shape::Flat,
-    (false, false),
-);
-const ZONE_INGRESS: TypeDescriptor = core_type(
-    ResourceType::ZoneIngress,
-    "ZoneIngress",
-    "zoneingresses",
-    ("zoneingress", "zoneingresses"),
-    &[],
-    Scope::Global,
-    Shape::Flat,
-    (true, true),
-);
+// The types that are not policies.
+const MESH: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::Mesh,
+    name: "Mesh",
+    plural: "meshes",
+    cli_singular: "mesh",
+    cli_plural: "meshes",
+    short_names: &[],
+    scope: Scope::Global,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: true,
+    to_global: false,
+};
+const DATAPLANE: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::Dataplane,
+    name: "Dataplane",
+    plural: "dataplanes",
+    cli_singular: "dataplane",
+    cli_plural: "dataplanes",
+    short_names: &[],
+    scope: Scope::Mesh,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: false,
+    to_global: true,
+};
+const MESH_SERVICE: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::MeshService,
+    name: "MeshService",
+    plural: "meshservices",
+    cli_singular: "meshservice",
+    cli_plural: "meshservices",
+    short_names: &["msvc"],
+    scope: Scope::Mesh,
+    shape: Shape::Spec,
+    policy_order: None,
+    to_zones: false,
+    to_global: true,
+};
+const SECRET: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::Secret,
+    name: "Secret",
+    plural: "secrets",
+    cli_singular: "secret",
+    cli_plural: "secrets",
+    short_names: &[],
+    scope: Scope::Mesh,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: true,
+    to_global: false,
+};
+const GLOBAL_SECRET: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::GlobalSecret,
+    name: "GlobalSecret",
+    plural: "globalsecrets",
+    cli_singular: "global-secret",
+    cli_plural: "global-secrets",
+    short_names: &[],
+    scope: Scope::Global,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: true,
+    to_global: false,
+};
+const ZONE: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::Zone,
+    name: "Zone",
+    plural: "zones",
+    cli_singular: "zone",
+    cli_plural: "zones",
+    short_names: &[],
+    scope: Scope::Global,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: false,
+    to_global: false,
+};
+const ZONE_INGRESS: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::ZoneIngress,
+    name: "ZoneIngress",
+    plural: "zoneingresses",
+    cli_singular: "zoneingress",
+    cli_plural: "zoneingresses",
+    short_names: &[],
+    scope: Scope::Global,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: true,
+    to_global: true,
+};
 
 impl ResourceType {
     /// This type's descriptor.

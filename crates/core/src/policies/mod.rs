@@ -3,13 +3,16 @@
 //! descriptor, the default policy Kuma creates with every mesh, how it resolves for a proxy,
 //! and its tests. A policy joins the registry with one line in [`crate::resource`]'s
 //! `resource_types!`. [`common`] holds what they share (numbers given as int or string,
-//! header matches, policy roles, default-policy labels).
+//! header matches, policy roles, default-policy labels); [`rules`] is the generic targetRef engine
+//! (Kuma's `pkg/plugins/policies/core`) the new policies resolve through; MeshTrafficPermission
+//! keeps its own index for the seed's Allow-wins decision.
 
 pub mod common;
 pub mod meshcircuitbreaker;
 pub mod meshretry;
 pub mod meshtimeout;
 pub mod meshtrafficpermission;
+pub mod rules;
 
 #[cfg(test)]
 pub(crate) mod test_util {

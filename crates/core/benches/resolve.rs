@@ -12,13 +12,11 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use aerie_core::policy::mtp::{
+use aerie_core::policies::meshtrafficpermission::{
     DataplaneRef, Decision, InboundAuthz, MeshServiceCatalog, PeerIdentity, PolicyIndex,
 };
-use aerie_core::spec::{
-    DataplaneSpec, FromItem, Inbound, MeshSpec, MeshTrafficPermissionSpec, MtpConf, Networking,
-    Tags, TargetRef,
-};
+use aerie_core::policies::meshtrafficpermission::{FromItem, MeshTrafficPermissionSpec, MtpConf};
+use aerie_core::spec::{DataplaneSpec, Inbound, MeshSpec, Networking, Tags, TargetRef};
 
 const MESH: &str = "default";
 

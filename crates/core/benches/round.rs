@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use aerie_core::Spec;
 use aerie_core::format::{parse_yaml_value, resource_from_value};
-use aerie_core::policy::mtp::PolicyIndex;
+use aerie_core::policies::meshtrafficpermission::MeshTrafficPermissionSpec;
+use aerie_core::policies::meshtrafficpermission::PolicyIndex;
 use aerie_core::proxy_config::{MeshView, ProxyConfig};
-use aerie_core::spec::{DataplaneSpec, MeshTrafficPermissionSpec, Tags};
+use aerie_core::spec::{DataplaneSpec, Tags};
 
 fn parse(yaml: &str) -> Spec {
     resource_from_value(&parse_yaml_value(yaml).expect("yaml"))

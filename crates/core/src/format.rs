@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::DEFAULT_MESH;
-use crate::resource::{Meta, Resource, ResourceType, Scope, Shape, Spec};
+use crate::resource::{Meta, Resource, ResourceType, Scope, Shape, Spec, SpecDecoder};
 use crate::spec::MESH_LABEL;
 use crate::violation::ValidationError;
 
@@ -303,8 +303,21 @@ fn typed_spec(rtype: ResourceType, body: Value, prefix: &str) -> Result<Spec, Do
             "must be a mapping",
         )));
     }
-    fn de<T: DeserializeOwned>(body: Value, prefix: &str) -> Result<T, DocumentError> {
-        serde_path_to_error::deserialize(body).map_err(|e| {
+    Spec::decode(rtype, Decoder { body, prefix })
+}
+
+/// Reads one typed body from JSON, naming the offending field (`spec.from[0].default`) on error.
+struct Decoder<'a> {
+    body: Value,
+    prefix: &'a str,
+}
+
+impl SpecDecoder for Decoder<'_> {
+    type Error = DocumentError;
+
+    fn decode<T: DeserializeOwned>(self) -> Result<T, DocumentError> {
+        let prefix = self.prefix;
+        serde_path_to_error::deserialize(self.body).map_err(|e| {
             let path = e.path().to_string();
             let field = match (prefix.is_empty(), path.as_str()) {
                 (_, ".") if prefix.is_empty() => String::new(),
@@ -315,29 +328,11 @@ fn typed_spec(rtype: ResourceType, body: Value, prefix: &str) -> Result<Spec, Do
             DocumentError::Parse(ValidationError::single(field, e.into_inner().to_string()))
         })
     }
-    Ok(match rtype {
-        ResourceType::Mesh => Spec::Mesh(de(body, prefix)?),
-        ResourceType::Dataplane => Spec::Dataplane(de(body, prefix)?),
-        ResourceType::MeshTrafficPermission => Spec::MeshTrafficPermission(de(body, prefix)?),
-        ResourceType::MeshService => Spec::MeshService(de(body, prefix)?),
-        ResourceType::Secret => Spec::Secret(de(body, prefix)?),
-        ResourceType::GlobalSecret => Spec::GlobalSecret(de(body, prefix)?),
-        ResourceType::Zone => Spec::Zone(de(body, prefix)?),
-        ResourceType::ZoneIngress => Spec::ZoneIngress(de(body, prefix)?),
-    })
 }
 
 /// The typed body as a JSON object (empty object for an empty body).
 pub fn spec_to_value(spec: &Spec) -> Value {
-    let v = match spec {
-        Spec::Mesh(s) => serde_json::to_value(s),
-        Spec::Dataplane(s) => serde_json::to_value(s),
-        Spec::MeshTrafficPermission(s) => serde_json::to_value(s),
-        Spec::MeshService(s) => serde_json::to_value(s),
-        Spec::Secret(s) | Spec::GlobalSecret(s) => serde_json::to_value(s),
-        Spec::Zone(s) => serde_json::to_value(s),
-        Spec::ZoneIngress(s) => serde_json::to_value(s),
-    };
+    let v = spec.to_json();
     // Serialising plain structs of strings, numbers and maps to a Value cannot fail.
     v.unwrap_or_else(|_| Value::Object(Map::new()))
 }

@@ -15,7 +15,7 @@ pub mod duration;
 pub mod format;
 pub mod multizone;
 pub mod net;
-pub mod policy;
+pub mod policies;
 pub mod proxy_config;
 pub mod resource;
 pub mod spec;

@@ -49,28 +49,31 @@ pub fn hashed_name(name: &str, parts: &[&str]) -> String {
     format!("{}-{suffix}", &name[..cut])
 }
 
-/// Types a global control plane sends to its zones.
+/// What a global control plane sends to its zones: resources of the types whose descriptor
+/// says so ([`crate::TypeDescriptor::to_zones`]), filtered per resource.
 pub fn syncs_global_to_zone(r: &Resource) -> bool {
-    match r.resource_type() {
-        ResourceType::Mesh | ResourceType::Secret => true,
+    let t = r.resource_type();
+    if !t.descriptor().to_zones {
+        return false;
+    }
+    if t.is_policy() {
         // Policies made on the global (a zone's own stay in that zone).
-        ResourceType::MeshTrafficPermission => origin(r) != Some(ORIGIN_ZONE),
+        return origin(r) != Some(ORIGIN_ZONE);
+    }
+    match t {
         // Other zones' ingresses: how this zone reaches their services.
         ResourceType::ZoneIngress => origin(r) == Some(ORIGIN_ZONE),
         // The global secrets zones need to check zone tokens: the public key and the
         // revoked token ids.
         ResourceType::GlobalSecret => global_secret_syncs_to_zones(r.name()),
-        ResourceType::Dataplane | ResourceType::MeshService | ResourceType::Zone => false,
+        _ => true,
     }
 }
 
 /// Types a zone control plane sends to the global one: its own resources, never the
 /// copies it received (those carry `kuma.io/origin: global` or another zone's name).
 pub fn syncs_zone_to_global(r: &Resource, local_zone: &str) -> bool {
-    matches!(
-        r.resource_type(),
-        ResourceType::Dataplane | ResourceType::MeshService | ResourceType::ZoneIngress
-    ) && !is_copy_on_zone(r, local_zone)
+    r.resource_type().descriptor().to_global && !is_copy_on_zone(r, local_zone)
 }
 
 /// Whether a resource on a zone control plane is a copy received from the global (and so

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::mtp::InboundAuthz;
+use crate::policies::meshtrafficpermission::InboundAuthz;
 
 /// How the mesh secures traffic between proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -169,7 +169,7 @@ struct ServiceEndpoint {
 pub struct MeshView<'a> {
     mesh: &'a str,
     spec: &'a crate::spec::MeshSpec,
-    index: &'a crate::policy::mtp::PolicyIndex,
+    index: &'a crate::policies::meshtrafficpermission::PolicyIndex,
     endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>>,
     /// Services of other zones, reached through their zone ingresses.
     remote: std::collections::HashMap<String, Vec<ServiceEndpoint>>,
@@ -182,7 +182,7 @@ impl<'a> MeshView<'a> {
     pub fn new(
         mesh: &'a str,
         spec: &'a crate::spec::MeshSpec,
-        index: &'a crate::policy::mtp::PolicyIndex,
+        index: &'a crate::policies::meshtrafficpermission::PolicyIndex,
         dataplanes: &[(&'a str, &'a crate::spec::DataplaneSpec)],
         online: &dyn Fn(&str) -> bool,
     ) -> Self {
@@ -235,7 +235,7 @@ impl<'a> MeshView<'a> {
     pub fn for_policies(
         mesh: &'a str,
         spec: &'a crate::spec::MeshSpec,
-        index: &'a crate::policy::mtp::PolicyIndex,
+        index: &'a crate::policies::meshtrafficpermission::PolicyIndex,
     ) -> Self {
         MeshView {
             mesh,
@@ -369,7 +369,7 @@ impl<'a> MeshView<'a> {
         labels: &crate::spec::Tags,
         dp: &crate::spec::DataplaneSpec,
     ) -> ProxyConfig {
-        use crate::policy::mtp::DataplaneRef;
+        use crate::policies::meshtrafficpermission::DataplaneRef;
         use crate::spec::PROTOCOL_TAG;
 
         let Some(net) = dp.networking.as_ref() else {
@@ -518,8 +518,9 @@ mod tests {
     use super::*;
     use crate::Spec;
     use crate::format::{parse_yaml_value, resource_from_value};
-    use crate::policy::mtp::{PeerIdentity, PolicyIndex};
-    use crate::spec::{DataplaneSpec, MeshSpec, MeshTrafficPermissionSpec, Tags};
+    use crate::policies::meshtrafficpermission::MeshTrafficPermissionSpec;
+    use crate::policies::meshtrafficpermission::{PeerIdentity, PolicyIndex};
+    use crate::spec::{DataplaneSpec, MeshSpec, Tags};
 
     fn parse(yaml: &str) -> Spec {
         resource_from_value(&parse_yaml_value(yaml).unwrap())

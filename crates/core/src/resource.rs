@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::ValidationError;
+use crate::policies::{meshcircuitbreaker, meshretry, meshtimeout, meshtrafficpermission};
 use crate::spec::{
-    DataplaneSpec, MeshServiceSpec, MeshSpec, MeshTrafficPermissionSpec, SecretSpec,
-    ZoneIngressSpec, ZoneSpec,
+    DataplaneSpec, MeshServiceSpec, MeshSpec, SecretSpec, ZoneIngressSpec, ZoneSpec,
 };
 
 /// Where a resource lives: inside a mesh (`/meshes/{mesh}/{plural}/{name}`) or beside meshes.
@@ -22,19 +23,6 @@ pub enum Shape {
     Flat,
     /// Newer types (policies, MeshService): fields under `spec:`, plus `labels`.
     Spec,
-}
-
-/// Every resource type this control plane stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ResourceType {
-    Mesh,
-    Dataplane,
-    MeshTrafficPermission,
-    MeshService,
-    Secret,
-    GlobalSecret,
-    Zone,
-    ZoneIngress,
 }
 
 /// Everything static about a resource type, in one place: its names on the wire, in REST and
@@ -56,135 +44,201 @@ pub struct TypeDescriptor {
     pub short_names: &'static [&'static str],
     pub scope: Scope,
     pub shape: Shape,
-    /// A targetRef policy (listed in `/policies`, takes `kuma.io/origin`).
-    pub policy: bool,
+    /// For a targetRef policy (listed in `/policies`, takes `kuma.io/origin`): Kuma's
+    /// `kuma:policy:order`, the order in which policies are applied to a proxy's config.
+    pub policy_order: Option<u16>,
     /// KDS: a zone receives this type from its global.
     pub to_zones: bool,
     /// KDS: the global receives this type from its zones.
     pub to_global: bool,
 }
 
-/// One descriptor per type, in [`ResourceType::ALL`] order (which is also the order KDS
-/// applies what it receives: a Mesh before what lives in it).
-pub static DESCRIPTORS: [TypeDescriptor; 8] = [
-    TypeDescriptor {
-        rtype: ResourceType::Mesh,
-        name: "Mesh",
-        plural: "meshes",
-        cli_singular: "mesh",
-        cli_plural: "meshes",
-        short_names: &[],
-        scope: Scope::Global,
-        shape: Shape::Flat,
-        policy: false,
-        to_zones: true,
-        to_global: false,
-    },
-    TypeDescriptor {
-        rtype: ResourceType::Dataplane,
-        name: "Dataplane",
-        plural: "dataplanes",
-        cli_singular: "dataplane",
-        cli_plural: "dataplanes",
-        short_names: &[],
-        scope: Scope::Mesh,
-        shape: Shape::Flat,
-        policy: false,
-        to_zones: false,
-        to_global: true,
-    },
-    TypeDescriptor {
-        rtype: ResourceType::MeshTrafficPermission,
-        name: "MeshTrafficPermission",
-        plural: "meshtrafficpermissions",
-        cli_singular: "meshtrafficpermission",
-        cli_plural: "meshtrafficpermissions",
-        short_names: &["mtp"],
-        scope: Scope::Mesh,
-        shape: Shape::Spec,
-        policy: true,
-        to_zones: true,
-        to_global: false,
-    },
-    TypeDescriptor {
-        rtype: ResourceType::MeshService,
-        name: "MeshService",
-        plural: "meshservices",
-        cli_singular: "meshservice",
-        cli_plural: "meshservices",
-        short_names: &["msvc"],
-        scope: Scope::Mesh,
-        shape: Shape::Spec,
-        policy: false,
-        to_zones: false,
-        to_global: true,
-    },
-    TypeDescriptor {
-        rtype: ResourceType::Secret,
-        name: "Secret",
-        plural: "secrets",
-        cli_singular: "secret",
-        cli_plural: "secrets",
-        short_names: &[],
-        scope: Scope::Mesh,
-        shape: Shape::Flat,
-        policy: false,
-        to_zones: true,
-        to_global: false,
-    },
-    TypeDescriptor {
-        rtype: ResourceType::GlobalSecret,
-        name: "GlobalSecret",
-        plural: "globalsecrets",
-        cli_singular: "global-secret",
-        cli_plural: "global-secrets",
-        short_names: &[],
-        scope: Scope::Global,
-        shape: Shape::Flat,
-        policy: false,
-        to_zones: true,
-        to_global: false,
-    },
-    TypeDescriptor {
-        rtype: ResourceType::Zone,
-        name: "Zone",
-        plural: "zones",
-        cli_singular: "zone",
-        cli_plural: "zones",
-        short_names: &[],
-        scope: Scope::Global,
-        shape: Shape::Flat,
-        policy: false,
-        to_zones: false,
-        to_global: false,
-    },
-    TypeDescriptor {
-        rtype: ResourceType::ZoneIngress,
-        name: "ZoneIngress",
-        plural: "zoneingresses",
-        cli_singular: "zoneingress",
-        cli_plural: "zoneingresses",
-        short_names: &[],
-        scope: Scope::Global,
-        shape: Shape::Flat,
-        policy: false,
-        to_zones: true,
-        to_global: true,
-    },
-];
+/// What every resource body offers beyond its wire shape: its own checks, with Kuma's field
+/// paths and messages. Implemented next to each type's validation (policies: in their folder).
+pub trait ResourceBody {
+    /// Checks the body (the metadata is checked separately; `meta` is there for rules that
+    /// depend on labels, such as a policy's role). Every problem is reported at once.
+    fn validate(&self, meta: &Meta) -> ValidationError;
+
+    /// Non-fatal remarks (deprecations) shown after a successful apply.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// How [`Spec::decode`] reads one typed body: the format layer supplies the JSON and the error
+/// reporting, the registry picks the type.
+pub trait SpecDecoder {
+    type Error;
+    fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, Self::Error>;
+}
+
+/// The registry: one line per resource type, `Variant(BodyType) = DESCRIPTOR;`. It defines
+/// [`ResourceType`], [`Spec`], [`DESCRIPTORS`] and the dispatch from a type to its body's
+/// decoding, encoding and checks. A new policy is a folder under `policies/` plus one line here.
+macro_rules! resource_types {
+    ($( $variant:ident($body:ty) = $descriptor:expr; )+) => {
+        /// Every resource type this control plane stores, in the order KDS applies what it
+        /// receives (a Mesh before what lives in it).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ResourceType {
+            $( $variant, )+
+        }
+
+        const TYPE_COUNT: usize = [$(stringify!($variant)),+].len();
+
+        /// One descriptor per type, in [`ResourceType::ALL`] order.
+        pub static DESCRIPTORS: [TypeDescriptor; TYPE_COUNT] = [$($descriptor),+];
+
+        impl ResourceType {
+            pub const ALL: [ResourceType; TYPE_COUNT] = [$(ResourceType::$variant),+];
+        }
+
+        /// A typed resource body. The variant always agrees with [`Resource::resource_type`].
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Spec {
+            $( $variant($body), )+
+        }
+
+        impl Spec {
+            pub fn resource_type(&self) -> ResourceType {
+                match self {
+                    $( Spec::$variant(_) => ResourceType::$variant, )+
+                }
+            }
+
+            /// The body's checks.
+            pub fn body(&self) -> &dyn ResourceBody {
+                match self {
+                    $( Spec::$variant(s) => s, )+
+                }
+            }
+
+            /// The body as JSON (what the store keeps and the API returns).
+            pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+                match self {
+                    $( Spec::$variant(s) => serde_json::to_value(s), )+
+                }
+            }
+
+            /// Reads a body of type `rtype` through `decoder`.
+            pub fn decode<D: SpecDecoder>(rtype: ResourceType, decoder: D) -> Result<Spec, D::Error> {
+                match rtype {
+                    $( ResourceType::$variant => decoder.decode().map(Spec::$variant), )+
+                }
+            }
+        }
+    };
+}
+
+resource_types! {
+    Mesh(MeshSpec) = MESH;
+    Dataplane(DataplaneSpec) = DATAPLANE;
+    MeshTrafficPermission(meshtrafficpermission::MeshTrafficPermissionSpec) = meshtrafficpermission::DESCRIPTOR;
+    MeshTimeout(meshtimeout::MeshTimeoutSpec) = meshtimeout::DESCRIPTOR;
+    MeshCircuitBreaker(meshcircuitbreaker::MeshCircuitBreakerSpec) = meshcircuitbreaker::DESCRIPTOR;
+    MeshRetry(meshretry::MeshRetrySpec) = meshretry::DESCRIPTOR;
+    MeshService(MeshServiceSpec) = MESH_SERVICE;
+    Secret(SecretSpec) = SECRET;
+    GlobalSecret(SecretSpec) = GLOBAL_SECRET;
+    Zone(ZoneSpec) = ZONE;
+    ZoneIngress(ZoneIngressSpec) = ZONE_INGRESS;
+}
+
+// The types that are not policies.
+const MESH: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::Mesh,
+    name: "Mesh",
+    plural: "meshes",
+    cli_singular: "mesh",
+    cli_plural: "meshes",
+    short_names: &[],
+    scope: Scope::Global,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: true,
+    to_global: false,
+};
+const DATAPLANE: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::Dataplane,
+    name: "Dataplane",
+    plural: "dataplanes",
+    cli_singular: "dataplane",
+    cli_plural: "dataplanes",
+    short_names: &[],
+    scope: Scope::Mesh,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: false,
+    to_global: true,
+};
+const MESH_SERVICE: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::MeshService,
+    name: "MeshService",
+    plural: "meshservices",
+    cli_singular: "meshservice",
+    cli_plural: "meshservices",
+    short_names: &["msvc"],
+    scope: Scope::Mesh,
+    shape: Shape::Spec,
+    policy_order: None,
+    to_zones: false,
+    to_global: true,
+};
+const SECRET: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::Secret,
+    name: "Secret",
+    plural: "secrets",
+    cli_singular: "secret",
+    cli_plural: "secrets",
+    short_names: &[],
+    scope: Scope::Mesh,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: true,
+    to_global: false,
+};
+const GLOBAL_SECRET: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::GlobalSecret,
+    name: "GlobalSecret",
+    plural: "globalsecrets",
+    cli_singular: "global-secret",
+    cli_plural: "global-secrets",
+    short_names: &[],
+    scope: Scope::Global,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: true,
+    to_global: false,
+};
+const ZONE: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::Zone,
+    name: "Zone",
+    plural: "zones",
+    cli_singular: "zone",
+    cli_plural: "zones",
+    short_names: &[],
+    scope: Scope::Global,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: false,
+    to_global: false,
+};
+const ZONE_INGRESS: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::ZoneIngress,
+    name: "ZoneIngress",
+    plural: "zoneingresses",
+    cli_singular: "zoneingress",
+    cli_plural: "zoneingresses",
+    short_names: &[],
+    scope: Scope::Global,
+    shape: Shape::Flat,
+    policy_order: None,
+    to_zones: true,
+    to_global: true,
+};
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 8] = [
-        ResourceType::Mesh,
-        ResourceType::Dataplane,
-        ResourceType::MeshTrafficPermission,
-        ResourceType::MeshService,
-        ResourceType::Secret,
-        ResourceType::GlobalSecret,
-        ResourceType::Zone,
-        ResourceType::ZoneIngress,
-    ];
-
     /// This type's descriptor.
     pub fn descriptor(self) -> &'static TypeDescriptor {
         // `ALL` and `DESCRIPTORS` share their order (checked by a test).
@@ -227,7 +281,7 @@ impl ResourceType {
 
     /// Whether the type is a targetRef policy (listed in `/policies`, takes `kuma.io/origin`).
     pub fn is_policy(self) -> bool {
-        self.descriptor().policy
+        self.descriptor().policy_order.is_some()
     }
 
     /// The types a zone receives from its global, in the order they are applied.
@@ -285,34 +339,6 @@ pub struct Meta {
     /// RFC 3339, set by the store.
     pub creation_time: Option<String>,
     pub modification_time: Option<String>,
-}
-
-/// A typed resource body. The variant always agrees with [`Resource::resource_type`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Spec {
-    Mesh(MeshSpec),
-    Dataplane(DataplaneSpec),
-    MeshTrafficPermission(MeshTrafficPermissionSpec),
-    MeshService(MeshServiceSpec),
-    Secret(SecretSpec),
-    GlobalSecret(SecretSpec),
-    Zone(ZoneSpec),
-    ZoneIngress(ZoneIngressSpec),
-}
-
-impl Spec {
-    pub fn resource_type(&self) -> ResourceType {
-        match self {
-            Spec::Mesh(_) => ResourceType::Mesh,
-            Spec::Dataplane(_) => ResourceType::Dataplane,
-            Spec::MeshTrafficPermission(_) => ResourceType::MeshTrafficPermission,
-            Spec::MeshService(_) => ResourceType::MeshService,
-            Spec::Secret(_) => ResourceType::Secret,
-            Spec::GlobalSecret(_) => ResourceType::GlobalSecret,
-            Spec::Zone(_) => ResourceType::Zone,
-            Spec::ZoneIngress(_) => ResourceType::ZoneIngress,
-        }
-    }
 }
 
 /// One resource: metadata plus typed spec.

@@ -163,7 +163,7 @@ fn socket_addr(what: &str, address: &str, port: u16) -> Result<SocketAddr, Confi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aerie_core::policy::mtp::InboundAuthz;
+    use aerie_core::policies::meshtrafficpermission::InboundAuthz;
     use aerie_core::proxy_config::{Endpoint, Protocol};
 
     fn cfg() -> ProxyConfig {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-use aerie_core::policy::mtp::Decision;
+use aerie_core::policies::meshtrafficpermission::Decision;
 use http::StatusCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -1,7 +1,7 @@
 //! Authorization of a downstream connection.
 //!
 //! The peer's identity is fixed for the life of a TLS connection, so the certificate is parsed
-//! once, into a [`Peer`]. The decision ([`InboundAuthz::check`](aerie_core::policy::mtp::InboundAuthz::check))
+//! once, into a [`Peer`]. The decision ([`InboundAuthz::check`](aerie_core::policies::meshtrafficpermission::InboundAuthz::check))
 //! is made once per connection *and per config*: an HTTP connection re-decides only when the
 //! listener's route (and so its policies) has been swapped since, so a revoked permission
 //! applies to the next request even on a long-lived pooled connection; per request the cost
@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aerie_core::policy::mtp::{Decision, PeerIdentity};
+use aerie_core::policies::meshtrafficpermission::{Decision, PeerIdentity};
 use aerie_core::proxy_config::MtlsMode;
 use http::HeaderValue;
 use prometheus_client::metrics::counter::Counter;

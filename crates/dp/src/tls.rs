@@ -186,11 +186,17 @@ impl TlsMaterial {
 /// (what Envoy puts in `x-forwarded-client-cert`'s `URI=`).
 pub(crate) fn peer_identity(
     leaf: &CertificateDer<'_>,
-) -> Result<(aerie_core::policy::mtp::PeerIdentity, String), String> {
+) -> Result<
+    (
+        aerie_core::policies::meshtrafficpermission::PeerIdentity,
+        String,
+    ),
+    String,
+> {
     let sans = peer_uri_sans(leaf).map_err(|e| e.to_string())?;
     let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
-    let id =
-        aerie_core::policy::mtp::PeerIdentity::parse_uri_sans(&refs).map_err(|e| e.to_string())?;
+    let id = aerie_core::policies::meshtrafficpermission::PeerIdentity::parse_uri_sans(&refs)
+        .map_err(|e| e.to_string())?;
     let first = sans.into_iter().next().unwrap_or_default();
     Ok((id, first))
 }

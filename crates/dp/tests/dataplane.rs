@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aerie_core::policy::mtp::InboundAuthz;
+use aerie_core::policies::meshtrafficpermission::InboundAuthz;
 use aerie_core::proxy_config::{MtlsMode, Protocol};
 use bytes::Bytes;
 use common::*;

@@ -339,6 +339,15 @@ mod tests {
             ResourceType::Mesh => mesh(),
             ResourceType::Dataplane => dp("web-1"),
             ResourceType::MeshTrafficPermission => mtp("allow"),
+            ResourceType::MeshTimeout => parse(
+                "type: MeshTimeout\nname: t\nmesh: default\nspec:\n  to:\n    - targetRef: {kind: Mesh}\n      default: {idleTimeout: 1m}\n",
+            ),
+            ResourceType::MeshCircuitBreaker => parse(
+                "type: MeshCircuitBreaker\nname: cb\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {connectionLimits: {maxConnections: 10}}\n",
+            ),
+            ResourceType::MeshRetry => parse(
+                "type: MeshRetry\nname: r\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {tcp: {maxConnectAttempt: 3}}\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

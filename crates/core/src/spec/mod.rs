@@ -8,15 +8,15 @@
 mod dataplane;
 mod mesh;
 mod meshservice;
-mod mtp;
 mod other;
+mod targetref;
 mod zoneingress;
 
 pub use dataplane::*;
 pub use mesh::*;
 pub use meshservice::*;
-pub use mtp::*;
 pub use other::*;
+pub use targetref::*;
 pub use zoneingress::*;
 
 use std::collections::BTreeMap;

@@ -6,6 +6,9 @@ pub const SERVICE_TAG: &str = "kuma.io/service";
 pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
 /// The label that names a policy's mesh in Kubernetes-format documents.
 pub const MESH_LABEL: &str = "kuma.io/mesh";
+/// Who a policy belongs to (`system`, `producer`, `consumer`, `workload-owner`); a policy
+/// without it is a `system` policy.
+pub const POLICY_ROLE_LABEL: &str = "kuma.io/policy-role";
 
 /// Body of a `Secret` or `GlobalSecret`: base64 of the secret bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,28 +15,61 @@
 //! (`spec.from[0].default.action`).
 
 mod dataplane;
+pub(crate) mod matches;
 mod mesh;
 mod meshservice;
 mod meta;
-mod mtp;
 mod other;
-mod targetref;
+pub(crate) mod targetref;
 mod zoneingress;
 
-use crate::{Resource, Spec, ValidationError};
+use crate::resource::ResourceBody;
+use crate::spec::{
+    DataplaneSpec, MeshServiceSpec, MeshSpec, SecretSpec, ZoneIngressSpec, ZoneSpec,
+};
+use crate::{Meta, Resource, ValidationError};
+
+impl ResourceBody for MeshSpec {
+    fn validate(&self, _: &Meta) -> ValidationError {
+        mesh::validate(self)
+    }
+}
+
+impl ResourceBody for DataplaneSpec {
+    fn validate(&self, _: &Meta) -> ValidationError {
+        dataplane::validate(self)
+    }
+}
+
+impl ResourceBody for MeshServiceSpec {
+    fn validate(&self, _: &Meta) -> ValidationError {
+        meshservice::validate(self)
+    }
+}
+
+impl ResourceBody for SecretSpec {
+    fn validate(&self, _: &Meta) -> ValidationError {
+        other::validate_secret(self)
+    }
+}
+
+/// A Zone's body has nothing Kuma checks beyond its name.
+impl ResourceBody for ZoneSpec {
+    fn validate(&self, _: &Meta) -> ValidationError {
+        ValidationError::new()
+    }
+}
+
+impl ResourceBody for ZoneIngressSpec {
+    fn validate(&self, _: &Meta) -> ValidationError {
+        zoneingress::validate(self)
+    }
+}
 
 /// Checks one resource on its own (meta + spec). Every problem is reported at once.
 pub fn validate(r: &Resource) -> Result<(), crate::ValidationError> {
     let mut errs = meta::validate(r);
-    let spec_errs = match &r.spec {
-        Spec::Mesh(s) => mesh::validate(s),
-        Spec::Dataplane(s) => dataplane::validate(s),
-        Spec::MeshTrafficPermission(s) => mtp::validate(s),
-        Spec::MeshService(s) => meshservice::validate(s),
-        Spec::Secret(s) | Spec::GlobalSecret(s) => other::validate_secret(s),
-        Spec::Zone(_) => ValidationError::new(),
-        Spec::ZoneIngress(s) => zoneingress::validate(s),
-    };
+    let spec_errs = r.spec.body().validate(&r.meta);
     errs.violations.extend(spec_errs.violations);
     errs.into_result()
 }
@@ -44,9 +77,7 @@ pub fn validate(r: &Resource) -> Result<(), crate::ValidationError> {
 /// Non-fatal remarks (e.g. deprecations) to show the user after a successful apply.
 pub fn warnings(r: &crate::Resource) -> Vec<String> {
     let mut out = meta::warnings(r);
-    if let Spec::MeshTrafficPermission(s) = &r.spec {
-        out.extend(mtp::warnings(s));
-    }
+    out.extend(r.spec.body().warnings());
     out
 }
 
@@ -67,7 +98,7 @@ fn check_port(errs: &mut ValidationError, field: &str, port: u32) {
 }
 
 /// `must be one of A, B, C`: the message for every closed set of string values.
-fn one_of(values: &[&str]) -> String {
+pub(crate) fn one_of(values: &[&str]) -> String {
     format!("must be one of {}", values.join(", "))
 }
 

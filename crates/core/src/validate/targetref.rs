@@ -13,7 +13,7 @@ const PROXY_TYPES: [&str; 2] = ["Sidecar", "Gateway"];
 
 /// What a tag map's values may look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TagValues {
+pub(crate) enum TagValues {
     /// Concrete tags (`[a-zA-Z0-9.-_:]`), as on inbounds and in MeshSubset.
     Plain,
     /// Selectors: also `/` and the wildcard `*` (MeshServiceSubset).
@@ -24,7 +24,29 @@ pub(super) enum TagValues {
 ///
 /// `inbound_policy` says whether the policy configures inbound traffic (has `from` or
 /// `rules`): only then may a Dataplane ref name an inbound with `sectionName`.
-pub(super) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> ValidationError {
+pub(crate) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> ValidationError {
+    validate_with(
+        r,
+        kinds,
+        RefOpts {
+            inbound_policy,
+            ..RefOpts::default()
+        },
+    )
+}
+
+/// Options of one target-reference check (Kuma's `ValidateTargetRefOpts`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RefOpts {
+    /// The policy configures inbound traffic: a Dataplane ref may use `sectionName`.
+    pub inbound_policy: bool,
+    /// A MeshGateway ref may select listeners by `tags` (system policies of some types).
+    pub gateway_listener_tags_allowed: bool,
+}
+
+/// [`validate`] with every option of Kuma's `ValidateTargetRef`.
+pub(crate) fn validate_with(r: &TargetRef, kinds: &[&str], opts: RefOpts) -> ValidationError {
+    let inbound_policy = opts.inbound_policy;
     let mut errs = ValidationError::new();
     let kind = r.kind.as_deref().unwrap_or("");
     if kind.is_empty() {
@@ -42,6 +64,15 @@ pub(super) fn validate(r: &TargetRef, kinds: &[&str], inbound_policy: bool) -> V
         "MeshSubset" => check.mesh_subset(),
         "MeshService" => check.mesh_service(),
         "MeshServiceSubset" => check.mesh_service_subset(),
+        "MeshGateway" => check.mesh_gateway(opts.gateway_listener_tags_allowed),
+        "MeshHTTPRoute" => check.named_or_labelled(
+            true,
+            "either labels or name and namespace must be specified",
+        ),
+        "MeshExternalService" => {
+            check.named_or_labelled(false, "either labels or name must be specified")
+        }
+        // Kuma checks nothing more for MeshMultiZoneService.
         _ => {}
     }
     check.errs
@@ -139,6 +170,50 @@ impl Check<'_> {
         self.forbid_section_name();
     }
 
+    /// `kind: MeshGateway` names one gateway; only where allowed may `tags` select some of
+    /// its listeners.
+    fn mesh_gateway(&mut self, listener_tags_allowed: bool) {
+        if !is_set(&self.r.name) {
+            self.errs
+                .add("name", "must be set when kind is MeshGateway");
+        }
+        self.name_characters();
+        self.forbid_mesh();
+        self.forbid_proxy_types();
+        if let Some(tags) = &self.r.tags {
+            self.errs
+                .add_prefixed("tags", validate_tags(tags, TagValues::Selector));
+        }
+        if !listener_tags_allowed {
+            self.forbid_tags();
+        }
+        self.forbid_labels();
+        self.forbid_namespace();
+        self.forbid_section_name();
+    }
+
+    /// MeshHTTPRoute and MeshExternalService: one object by name, or several by labels.
+    fn named_or_labelled(&mut self, forbid_section_name_first: bool, labels_message: &str) {
+        self.name_characters();
+        self.forbid_mesh();
+        self.forbid_tags();
+        self.forbid_proxy_types();
+        if forbid_section_name_first {
+            self.forbid_section_name();
+        }
+        let has_labels = self.r.labels.as_ref().is_some_and(|l| !l.is_empty());
+        if !has_labels && !is_set(&self.r.name) {
+            self.errs.add(
+                "",
+                format!("name or labels must be set when kind is {}", self.kind),
+            );
+        }
+        self.labels_exclude_name(labels_message);
+        if !forbid_section_name_first {
+            self.forbid_section_name();
+        }
+    }
+
     fn forbid(&mut self, field: &str, set: bool) {
         if set {
             self.errs
@@ -216,7 +291,7 @@ fn is_set(v: &Option<String>) -> bool {
 
 /// Kuma's tag-map checks (`ValidateTags` / `ValidateSelector`), in sorted key order.
 /// Fields are relative to the map: `""` for the map itself, `["key"]` for one entry.
-pub(super) fn validate_tags(tags: &Tags, values: TagValues) -> ValidationError {
+pub(crate) fn validate_tags(tags: &Tags, values: TagValues) -> ValidationError {
     let mut errs = ValidationError::new();
     for (key, value) in tags {
         let at_key = key_path("", key);

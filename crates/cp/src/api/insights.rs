@@ -2,7 +2,7 @@
 //! versions) and `_policies` (which MeshTrafficPermissions apply to each inbound).
 
 use aerie_core::format::{resource_to_value, spec_to_value};
-use aerie_core::policy::mtp::DataplaneRef;
+use aerie_core::policies::meshtrafficpermission::DataplaneRef;
 use aerie_core::{Resource, ResourceType, Spec};
 use axum::Json;
 use axum::extract::{Path, State};

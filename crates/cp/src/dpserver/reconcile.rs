@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_core::multizone;
-use aerie_core::policy::mtp::{MeshServiceCatalog, PolicyIndex};
+use aerie_core::policies::meshtrafficpermission::MeshTrafficPermissionSpec;
+use aerie_core::policies::meshtrafficpermission::{MeshServiceCatalog, PolicyIndex};
 use aerie_core::proxy_config::{IngressConfig, MeshView, identity_sans};
-use aerie_core::spec::{DataplaneSpec, MeshTrafficPermissionSpec, Tags, ZoneIngressSpec};
+use aerie_core::spec::{DataplaneSpec, Tags, ZoneIngressSpec};
 use aerie_core::{ResourceType, Spec};
 use aerie_store::SharedStore;
 use envoy_types::pb::google::protobuf::Any;
@@ -177,11 +178,10 @@ async fn absorb(
 fn relevant_mesh(ev: &aerie_store::ChangeEvent) -> Option<(String, bool)> {
     match ev.rtype {
         ResourceType::Mesh => Some((ev.name.clone(), true)),
-        ResourceType::MeshTrafficPermission | ResourceType::MeshService => {
-            Some((ev.mesh.clone(), false))
-        }
         ResourceType::Dataplane | ResourceType::Secret => Some((ev.mesh.clone(), true)),
         ResourceType::GlobalSecret | ResourceType::Zone | ResourceType::ZoneIngress => None,
+        // Policies and MeshServices change what proxies enforce, not where endpoints are.
+        _ => Some((ev.mesh.clone(), false)),
     }
 }
 

@@ -234,7 +234,8 @@ pub fn rows_for(
                 })
                 .collect(),
         ),
-        ResourceType::MeshTrafficPermission => (
+        // Every targetRef policy, as Kuma's kumactl prints them.
+        t if t.is_policy() => (
             vec!["MESH", "NAME", "TARGETREF KIND", "TARGETREF NAME", "AGE"],
             items
                 .iter()

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aerie_core::policy::mtp::{AuthzMode, Grant, InboundAuthz};
+use aerie_core::policies::meshtrafficpermission::{AuthzMode, Grant, InboundAuthz};
 use aerie_core::proxy_config::{
     Endpoint, InboundConfig, MtlsMode, OutboundConfig, Protocol, ProxyConfig,
 };

@@ -4,7 +4,8 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use aerie_core::spec::{MeshSpec, MeshTrafficPermissionSpec, SecretSpec};
+use aerie_core::policies::meshtrafficpermission::MeshTrafficPermissionSpec;
+use aerie_core::spec::{MeshSpec, SecretSpec};
 use aerie_core::{Meta, Resource, ResourceType, Spec};
 use aerie_store::{ChangeKind, Store, StoreError};
 

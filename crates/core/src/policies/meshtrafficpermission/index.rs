@@ -23,9 +23,8 @@ use super::select::{
     Action, CallerMatcher, DpFacts, MeshServiceCatalog, Selector, Target, compile_caller,
     proxy_type,
 };
-use crate::spec::{
-    DataplaneSpec, Inbound, MeshSpec, MeshTrafficPermissionSpec, SERVICE_TAG, Tags, TargetRef,
-};
+use super::spec::MeshTrafficPermissionSpec;
+use crate::spec::{DataplaneSpec, Inbound, MeshSpec, SERVICE_TAG, Tags, TargetRef};
 
 /// The dataplane being resolved: its mesh, name, labels and spec.
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::Tags;
+use crate::spec::TargetRef;
 
 /// Body of a `MeshTrafficPermission` (Kuma 2.14, legacy `from` form plus the `rules` form).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -16,28 +16,6 @@ pub struct MeshTrafficPermissionSpec {
     /// by validation until MeshIdentity exists (see the README's compatibility table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<Vec<Value>>,
-}
-
-/// A reference to proxies or services (`api/common/v1alpha1/targetref.go`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TargetRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<Tags>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<Tags>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub section_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_types: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mesh: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -7,10 +7,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 
 use super::*;
-use crate::spec::{
-    DataplaneSpec, FromItem, Inbound, MeshSpec, MeshTrafficPermissionSpec, MtpConf, Networking,
-    SERVICE_TAG, Tags, TargetRef,
-};
+use crate::spec::{DataplaneSpec, Inbound, MeshSpec, Networking, SERVICE_TAG, Tags, TargetRef};
 
 const MESH: &str = "default";
 const SERVICES: [&str; 3] = ["a", "b", "c"];

@@ -4,9 +4,9 @@
 //! the 2.12+ `rules` form needs MeshIdentity, which Aerie does not have yet, so it is refused.
 
 use crate::ValidationError;
-use crate::spec::{FromItem, MeshTrafficPermissionSpec};
+use crate::validate::{one_of, targetref};
 
-use super::{one_of, targetref};
+use super::spec::{FromItem, MeshTrafficPermissionSpec};
 
 /// Kinds allowed in the top-level `spec.targetRef` (which proxies the policy applies to).
 const TOP_LEVEL_KINDS: [&str; 5] = [

@@ -37,6 +37,8 @@ mod authz;
 mod identity;
 mod index;
 mod select;
+mod spec;
+mod validate;
 
 #[cfg(test)]
 mod proptests;
@@ -49,8 +51,36 @@ pub use authz::{AuthzMode, Decision, Grant, InboundAuthz, SubsetRule, Verdict};
 pub use identity::{IdentityError, PeerIdentity};
 pub use index::{DataplaneRef, MatchedFrom, MatchedPolicies, MatchedPolicy, PolicyIndex};
 pub use select::{Action, CallerMatcher, MeshServiceCatalog};
+pub use spec::{FromItem, MeshTrafficPermissionSpec, MtpConf};
 
-use crate::spec::{DataplaneSpec, MeshSpec, MeshTrafficPermissionSpec};
+use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::spec::{DataplaneSpec, MeshSpec};
+use crate::{Meta, ValidationError};
+
+/// MeshTrafficPermission in the registry (`kuma:policy:order=1100`).
+pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
+    rtype: ResourceType::MeshTrafficPermission,
+    name: "MeshTrafficPermission",
+    plural: "meshtrafficpermissions",
+    cli_singular: "meshtrafficpermission",
+    cli_plural: "meshtrafficpermissions",
+    short_names: &["mtp"],
+    scope: Scope::Mesh,
+    shape: Shape::Spec,
+    policy_order: Some(1100),
+    to_zones: true,
+    to_global: false,
+};
+
+impl ResourceBody for MeshTrafficPermissionSpec {
+    fn validate(&self, _: &Meta) -> ValidationError {
+        validate::validate(self)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        validate::warnings(self)
+    }
+}
 
 /// Resolves one Dataplane against the policies of its mesh: one [`InboundAuthz`] per
 /// `networking.inbound`, in order. For many dataplanes build a [`PolicyIndex`] once instead.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::spec::{DataplaneSpec, Inbound, MeshSpec, MeshTrafficPermissionSpec, Networking, Tags};
+use crate::spec::{DataplaneSpec, Inbound, MeshSpec, Networking, Tags};
 
 const MESH: &str = "default";
 

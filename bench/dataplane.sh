@@ -385,13 +385,17 @@ put() { # path json
 }
 put /meshes/default '{"type":"Mesh","name":"default","mtls":{"backends":[{"name":"builtin","type":"builtin"}],"enabledBackend":"builtin"}}'
 put /meshes/default/meshtrafficpermissions/allow-client-to-server '{"type":"MeshTrafficPermission","name":"allow-client-to-server","mesh":"default","spec":{"targetRef":{"kind":"MeshService","name":"server"},"from":[{"targetRef":{"kind":"MeshService","name":"client"},"default":{"action":"Allow"}}]}}'
+# The same mesh without Kuma's default policies (MeshTimeout, MeshRetry, MeshCircuitBreaker):
+# the baseline for what the defaults cost on the request path.
+put /meshes/bare '{"type":"Mesh","name":"bare","skipCreatingInitialPolicies":["*"],"mtls":{"backends":[{"name":"builtin","type":"builtin"}],"enabledBackend":"builtin"}}'
+put /meshes/bare/meshtrafficpermissions/allow-client-to-server '{"type":"MeshTrafficPermission","name":"allow-client-to-server","mesh":"bare","spec":{"targetRef":{"kind":"MeshService","name":"server"},"from":[{"targetRef":{"kind":"MeshService","name":"client"},"default":{"action":"Allow"}}]}}'
 KD_SRV=$(free_port)
 KD_OUT=$(free_port)
 KD_CLIENT_IN=$(free_port)
 KD_A1=$(free_port)
 KD_A2=$(free_port)
-start_dp() { # name yaml
-    curl -sf -X POST --data-binary "{\"name\":\"$1\",\"mesh\":\"default\"}" "$API/tokens/dataplane" >"$CPW/$1.token"
+start_dp() { # name yaml [mesh]
+    curl -sf -X POST --data-binary "{\"name\":\"$1\",\"mesh\":\"${3:-default}\"}" "$API/tokens/dataplane" >"$CPW/$1.token"
     printf '%s' "$2" >"$CPW/$1.yaml"
     "$BIN/kuma-dp" run --cp-address "https://127.0.0.1:$CP_DP" --ca-cert-file "$CPW/work/tls/dp-server.crt" \
         -d "$CPW/$1.yaml" --dataplane-token-file "$CPW/$1.token" $KUMA_DP_ARGS >"$CPW/$1.log" 2>&1 &
@@ -436,9 +440,54 @@ wait_http "http://127.0.0.1:$KD_A1/ready"
 wait_http "http://127.0.0.1:$KD_A2/ready"
 URL[kuma-dp]="http://127.0.0.1:$KD_OUT/"
 PIDS_OF[kuma-dp]="$KD1 $KD2"
+KB_SRV=$(free_port)
+KB_OUT=$(free_port)
+KB_CLIENT_IN=$(free_port)
+KB_A1=$(free_port)
+KB_A2=$(free_port)
+start_dp server-bare "type: Dataplane
+mesh: bare
+name: server-bare
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KB_A1
+  inbound:
+  - port: $KB_SRV
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: server
+      kuma.io/protocol: http
+" bare
+KB1=$!
+PIDS+=($KB1)
+start_dp client-bare "type: Dataplane
+mesh: bare
+name: client-bare
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KB_A2
+  inbound:
+  - port: $KB_CLIENT_IN
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: client
+      kuma.io/protocol: http
+  outbound:
+  - port: $KB_OUT
+    tags:
+      kuma.io/service: server
+" bare
+KB2=$!
+PIDS+=($KB2)
+wait_http "http://127.0.0.1:$KB_A1/ready"
+wait_http "http://127.0.0.1:$KB_A2/ready"
+URL[kuma-dp-bare]="http://127.0.0.1:$KB_OUT/"
+PIDS_OF[kuma-dp-bare]="$KB1 $KB2"
 
 # ---------------------------------------------------------------- measurement
-NAMES=(direct haproxy envoy kuma-dp)
+NAMES=(direct haproxy envoy kuma-dp kuma-dp-bare)
 for name in "${NAMES[@]}"; do wait_http "${URL[$name]}"; done
 for round in $(seq "$ROUNDS"); do
     for name in "${NAMES[@]}"; do throughput "$name" "$round"; done
@@ -462,7 +511,7 @@ for line in open(env):
     k, _, v = line.rstrip("\n").partition("=")
     r[k] = v
 runs = {}
-for key in ("direct", "haproxy", "envoy", "kuma-dp"):
+for key in ("direct", "haproxy", "envoy", "kuma-dp", "kuma-dp-bare"):
     vals = [float(x) for x in r.get(f"{key}.rps_runs", "").split()]
     runs[key] = vals
     if vals:
@@ -493,13 +542,14 @@ def ver(cmd):
 paths = [("direct", "direct to nginx"),
          ("haproxy", "haproxy sidecar pair, mTLS (no authz)"),
          ("envoy", "Envoy sidecar pair, mTLS + RBAC, concurrency 2"),
-         ("kuma-dp", "kuma-dp pair (kuma-cp, mTLS builtin, MeshTrafficPermission)")]
+         ("kuma-dp", "kuma-dp pair (kuma-cp, mTLS builtin, MeshTrafficPermission, Kuma's default policies)"),
+         ("kuma-dp-bare", "kuma-dp pair, same build, mesh without the default policies")]
 print(f"# Data-plane benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
 print()
 print(f"Machine: {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
       f"{platform.machine()}, kernel {platform.release()}. App: nginx (1 worker per core, access log off, "
       f"17-byte static body). Every path is up for the whole run. Throughput: {rounds} interleaved rounds "
-      f"(direct, haproxy, Envoy, kuma-dp, then again) of `wrk -t1 -c32 -d{wrk_s}s` after a 2 s warm-up; "
+      f"(direct, haproxy, Envoy, kuma-dp, kuma-dp without default policies, then again) of `wrk -t1 -c32 -d{wrk_s}s` after a 2 s warm-up; "
       f"req/s is the median of a path's rounds. Latency: {rounds} interleaved rounds of "
       f"`aerie-loadgen --rate {rate} --connections 16 --duration {lat_s} --warmup 2` (open loop, latency "
       f"from the intended send time); p50/p90/p99 are the medians of the rounds, max the worst. RSS: VmRSS of each proxy in the middle of the wrk run (the larger of "
@@ -558,6 +608,12 @@ if added is not None:
         if f(f"{key}.p99_ms") is not None:
             print(f"| (for reference) {key} added p99 | {f(key + '.p99_ms') - d99:+.3f} ms | - |")
 print(f"| kuma-dp RSS <= 20 MiB under load (peak of the pair) | {rss:.1f} MiB | {verdict(rss <= 20)} |")
+b = f("kuma-dp-bare.rps")
+if k and b:
+    print(f"| kuma-dp with the default policies >= 0.97x without them | {k / b:.3f}x ({k:,.0f} vs {b:,.0f}) | {verdict(k >= 0.97 * b)} |")
+    per_round = [a / c for a, c in zip(runs["kuma-dp"], runs["kuma-dp-bare"]) if c]
+    if len(per_round) > 1:
+        print(f"| (for reference) with / without the defaults in each round | {', '.join(f'{x:.3f}x' for x in per_round)} | - |")
 PY
 cp "$TMP/report.md" "$OUT"
 cat "$OUT"

@@ -1,6 +1,7 @@
 //! `demo-app --name NAME --listen ADDR [--tcp-echo]`: answers every HTTP request with
 //! `{"service": NAME, "path": PATH, "requests": N}` (200), `GET /headers` with the request's
-//! headers as a JSON object (what the sidecar passed on), or echoes TCP bytes back. It stands
+//! headers as a JSON object (what the sidecar passed on), `/delay/<ms>` after that long, or
+//! echoes TCP bytes back. It stands
 //! for the Kong Air services behind the sidecars in the demo and in the end-to-end tests.
 
 #![forbid(unsafe_code)]
@@ -84,6 +85,14 @@ async fn main() {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+                // `/delay/<ms>`: answer after that long (at most a minute), as a slow or hung
+                // upstream would.
+                let delay = req
+                    .uri()
+                    .path()
+                    .strip_prefix("/delay/")
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .map(|ms| std::time::Duration::from_millis(ms.min(60_000)));
                 let body = if req.uri().path() == "/headers" {
                     headers_json(&req)
                 } else {
@@ -94,6 +103,9 @@ async fn main() {
                     )
                 };
                 async move {
+                    if let Some(d) = delay {
+                        tokio::time::sleep(d).await;
+                    }
                     Ok::<_, Infallible>(
                         Response::builder()
                             .header("content-type", "application/json")

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policies::meshtimeout::{TimeoutRules, Timeouts};
 use crate::policies::meshtrafficpermission::InboundAuthz;
 
 /// How the mesh secures traffic between proxies.
@@ -73,6 +74,21 @@ pub struct ProxyConfig {
     pub mtls: MtlsMode,
     pub inbounds: Vec<InboundConfig>,
     pub outbounds: Vec<OutboundConfig>,
+    /// What policies set on each outbound, by listener address. Part of the inbound half
+    /// (it changes with policies, not with endpoints); the proxy copies each entry onto the
+    /// outbound listening there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_policies: Vec<OutboundPolicies>,
+}
+
+/// The policies' say on one outbound listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboundPolicies {
+    pub address: String,
+    pub port: u16,
+    /// MeshTimeout (`to`).
+    pub timeouts: Timeouts,
 }
 
 /// One `networking.inbound`: where the proxy listens, where the application is, and who may
@@ -96,6 +112,9 @@ pub struct InboundConfig {
     /// skip this endpoint.
     pub ready: bool,
     pub authz: InboundAuthz,
+    /// MeshTimeout (`from`/`rules`); Kuma's defaults when absent.
+    #[serde(default)]
+    pub timeouts: Timeouts,
 }
 
 /// One `networking.outbound`: a local port the application calls, balanced over the
@@ -117,6 +136,10 @@ pub struct OutboundConfig {
     pub sni: String,
     /// Online, ready endpoints, in a stable order.
     pub endpoints: Vec<Endpoint>,
+    /// MeshTimeout (`to`): filled in by the proxy from [`ProxyConfig::outbound_policies`];
+    /// Kuma's defaults when absent.
+    #[serde(default)]
+    pub timeouts: Timeouts,
 }
 
 /// A destination address: another proxy's inbound.
@@ -170,6 +193,8 @@ pub struct MeshView<'a> {
     mesh: &'a str,
     spec: &'a crate::spec::MeshSpec,
     index: &'a crate::policies::meshtrafficpermission::PolicyIndex,
+    /// The mesh's MeshTimeouts; none = Kuma's defaults everywhere.
+    timeouts: Option<&'a TimeoutRules>,
     endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>>,
     /// Services of other zones, reached through their zone ingresses.
     remote: std::collections::HashMap<String, Vec<ServiceEndpoint>>,
@@ -225,6 +250,7 @@ impl<'a> MeshView<'a> {
             mesh,
             spec,
             index,
+            timeouts: None,
             endpoints,
             remote: Default::default(),
         }
@@ -241,9 +267,16 @@ impl<'a> MeshView<'a> {
             mesh,
             spec,
             index,
+            timeouts: None,
             endpoints: Default::default(),
             remote: Default::default(),
         }
+    }
+
+    /// The mesh's MeshTimeouts, resolved into every proxy's inbounds and outbounds.
+    pub fn with_timeouts(mut self, rules: &'a TimeoutRules) -> Self {
+        self.timeouts = Some(rules);
+        self
     }
 
     /// Adds the services other zones offer through their ingresses (`ingresses` are the
@@ -387,12 +420,27 @@ impl<'a> MeshView<'a> {
             spec: dp,
         };
         let authz = self.index.resolve(self.spec, &dp_ref);
+        let timeouts = self.timeouts.map(|rules| {
+            rules.for_dataplane(&crate::policies::rules::DataplaneView {
+                mesh: self.mesh,
+                name,
+                labels,
+                spec: dp,
+            })
+        });
+        let inbound_timeouts = |i: usize| {
+            timeouts
+                .as_ref()
+                .and_then(|t| t.inbounds.get(i).copied())
+                .unwrap_or_default()
+        };
         let inbounds = net
             .inbound
             .iter()
             .zip(authz)
-            .filter(|(i, _)| i.state.as_deref() != Some("Ignored"))
-            .map(|(i, authz)| InboundConfig {
+            .enumerate()
+            .filter(|(_, (i, _))| i.state.as_deref() != Some("Ignored"))
+            .map(|(n, (i, authz))| InboundConfig {
                 name: i.name.clone().unwrap_or_else(|| i.port.to_string()),
                 address: i.address.clone().unwrap_or_else(|| net.address.clone()),
                 port: clamp_port(i.port),
@@ -406,14 +454,32 @@ impl<'a> MeshView<'a> {
                 tags: i.tags.clone(),
                 ready: i.state.as_deref() != Some("NotReady"),
                 authz,
+                timeouts: inbound_timeouts(n),
             })
             .collect();
+        // Only outbounds whose timeouts differ from the defaults travel: the proxy applies
+        // the defaults to the rest.
+        let outbound_policies = timeouts
+            .map(|t| {
+                net.outbound
+                    .iter()
+                    .zip(t.outbounds)
+                    .filter(|(_, t)| *t != Timeouts::default())
+                    .map(|(o, timeouts)| OutboundPolicies {
+                        address: o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                        port: clamp_port(o.port),
+                        timeouts,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         ProxyConfig {
             mesh: self.mesh.into(),
             name: name.into(),
             mtls: self.mtls_mode(),
             inbounds,
             outbounds: Vec::new(),
+            outbound_policies,
         }
     }
 
@@ -431,6 +497,7 @@ impl<'a> MeshView<'a> {
                 .as_ref()
                 .map(|net| self.outbounds(net))
                 .unwrap_or_default(),
+            outbound_policies: Vec::new(),
         }
     }
 
@@ -474,6 +541,7 @@ impl<'a> MeshView<'a> {
                     protocol,
                     endpoints: matching.map(|e| e.endpoint.clone()).collect(),
                     service,
+                    timeouts: Timeouts::default(),
                 })
             })
             .collect()

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use aerie_core::proxy_config::{InboundConfig, MtlsMode, OutboundConfig, ProxyConfig};
+use aerie_core::proxy_config::{
+    InboundConfig, MtlsMode, OutboundConfig, OutboundPolicies, ProxyConfig,
+};
 
 use crate::proxy::ProxyOptions;
 
@@ -100,6 +102,12 @@ pub(crate) fn plan(
             },
         ));
     }
+    // What policies set on each outbound, by listener address.
+    let policies: HashMap<(&str, u16), &OutboundPolicies> = cfg
+        .outbound_policies
+        .iter()
+        .map(|p| ((p.address.as_str(), p.port), p))
+        .collect();
     for outbound in &cfg.outbounds {
         let what = format!("outbound {}", outbound.service);
         let address = if outbound.address.is_empty() {
@@ -126,10 +134,14 @@ pub(crate) fn plan(
                 None
             })
             .collect();
+        let mut outbound = outbound.clone();
+        if let Some(p) = policies.get(&(address.as_str(), outbound.port)) {
+            outbound.timeouts = p.timeouts;
+        }
         out.push((
             listen,
             ListenerSpec::Outbound {
-                cfg: outbound.clone(),
+                cfg: outbound,
                 endpoints,
             },
         ));
@@ -182,6 +194,7 @@ mod tests {
                 tags: Default::default(),
                 ready: true,
                 authz: InboundAuthz::allow_all(10001, "default"),
+                timeouts: Default::default(),
             }],
             outbounds: vec![OutboundConfig {
                 address: String::new(),
@@ -195,7 +208,9 @@ mod tests {
                     port: 10001,
                     dataplane: "backend-1".into(),
                 }],
+                timeouts: Default::default(),
             }],
+            outbound_policies: Vec::new(),
         }
     }
 

@@ -18,6 +18,8 @@ pub(crate) struct Upstreams {
     pub pools: Vec<Arc<EndpointPool>>,
     pub rr: RoundRobin,
     pub stats: Arc<ListenerStats>,
+    /// MeshTimeout `http.requestTimeout`: from a request's start to its response headers.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl Upstreams {
@@ -39,8 +41,22 @@ impl Upstreams {
     }
 
     /// Forwards `req` to the next endpoint that accepts a connection. Never fails: upstream
-    /// problems become `503` (nothing reachable) or `502` (the exchange broke).
+    /// problems become `503` (nothing reachable), `502` (the exchange broke) or `504` (no
+    /// response headers within the request timeout; Envoy's `upstream request timeout`).
     pub async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        match self.request_timeout {
+            None => self.forward_untimed(req).await,
+            Some(limit) => match tokio::time::timeout(limit, self.forward_untimed(req)).await {
+                Ok(resp) => resp,
+                Err(_) => {
+                    self.stats.error("upstream_request_timeout");
+                    local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
+                }
+            },
+        }
+    }
+
+    async fn forward_untimed(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let mut chosen = None;
         for i in self.rr.order(self.pools.len()) {
             let Some(pool) = self.pools.get(i) else { break };

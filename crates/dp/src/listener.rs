@@ -192,11 +192,35 @@ async fn accept_loop(
     debug!(addr = ?socket.local_addr().ok(), "listener stopped");
 }
 
+/// What a listener's MeshTimeout allows one downstream connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ConnLimits {
+    /// Closed once nothing has happened on it for this long (`idleTimeout`; `None` = never).
+    pub idle: Option<Duration>,
+    /// HTTP: drained once this old (`http.maxConnectionDuration`; `None` = never).
+    pub max_age: Option<Duration>,
+}
+
+impl ConnLimits {
+    pub fn of(t: &aerie_core::policies::meshtimeout::Timeouts) -> ConnLimits {
+        ConnLimits {
+            idle: t.idle(),
+            max_age: t.max_connection(),
+        }
+    }
+}
+
 /// Serves HTTP/1.1 and HTTP/2 (autodetected) on `io` until the peer is done. The connection
-/// is shut down gracefully on drain, or once no request has been in flight for the idle
-/// timeout; after a drain it is dropped once the drain timeout has passed.
-pub(crate) async fn serve_http<I, S>(shared: &Shared, io: I, svc: S, stats: &ListenerStats)
-where
+/// is shut down gracefully on drain, once no request has been in flight for the idle
+/// timeout, or once it reaches its maximum age; after a drain it is dropped once the drain
+/// timeout has passed.
+pub(crate) async fn serve_http<I, S>(
+    shared: &Shared,
+    io: I,
+    svc: S,
+    stats: &ListenerStats,
+    limits: ConnLimits,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<http::Request<Incoming>, Response = http::Response<ProxyBody>> + Send + 'static,
     S::Future: Send + 'static,
@@ -210,7 +234,9 @@ where
     let conn = shared.http.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut phase = shared.drain.subscribe();
-    let mut idle = IdleCheck::new(shared.opts.idle_timeout);
+    let mut idle = IdleCheck::new(limits.idle);
+    let too_old = deadline(limits.max_age);
+    tokio::pin!(too_old);
     let res = loop {
         tokio::select! {
             res = conn.as_mut() => break res,
@@ -220,6 +246,9 @@ where
                     continue;
                 }
                 debug!(listener = %stats.name, "closing an idle HTTP connection");
+            }
+            () = too_old.as_mut() => {
+                debug!(listener = %stats.name, "draining an HTTP connection at its maximum duration");
             }
         }
         // Draining or idle: finish what is in flight, then close.
@@ -266,7 +295,7 @@ impl Drop for InFlight {
 /// and nothing in flight at the check before, i.e. after between 1 and 1.25 times the
 /// timeout since the last event or the end of the last request.
 struct IdleCheck {
-    ticks: tokio::time::Interval,
+    ticks: Option<tokio::time::Interval>,
     last_seen: u64,
     /// A request was in flight at the last check (it ended since, at an unknown time).
     was_busy: bool,
@@ -275,11 +304,23 @@ struct IdleCheck {
 
 const IDLE_CHECKS: u32 = 4;
 
+/// Sleeps until `after` has passed; forever when `None`.
+async fn deadline(after: Option<Duration>) {
+    match after {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl IdleCheck {
-    fn new(timeout: Duration) -> IdleCheck {
-        let period = (timeout / IDLE_CHECKS).max(Duration::from_millis(1));
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    /// `None`: the connection is never idle (no timer at all).
+    fn new(timeout: Option<Duration>) -> IdleCheck {
+        let ticks = timeout.map(|timeout| {
+            let period = (timeout / IDLE_CHECKS).max(Duration::from_millis(1));
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            ticks
+        });
         IdleCheck {
             ticks,
             last_seen: 0,
@@ -289,7 +330,12 @@ impl IdleCheck {
     }
 
     async fn tick(&mut self) {
-        self.ticks.tick().await;
+        match &mut self.ticks {
+            Some(ticks) => {
+                ticks.tick().await;
+            }
+            None => std::future::pending().await,
+        }
     }
 
     fn expired(&mut self, activity: &Activity) -> bool {
@@ -392,6 +438,7 @@ pub(crate) async fn copy_tcp<A, B>(
     a: A,
     b: B,
     stats: &ListenerStats,
+    idle_timeout: Option<Duration>,
     revoked: impl Future<Output = ()>,
 ) where
     A: AsyncRead + AsyncWrite + Unpin,
@@ -407,7 +454,7 @@ pub(crate) async fn copy_tcp<A, B>(
         activity: &activity,
     };
     let mut phase = shared.drain.subscribe();
-    let mut idle = IdleCheck::new(shared.opts.idle_timeout);
+    let mut idle = IdleCheck::new(idle_timeout);
     let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
     tokio::pin!(copy);
     tokio::pin!(revoked);
@@ -497,20 +544,20 @@ mod tests {
     #[tokio::test]
     async fn idle_after_four_quiet_checks_counting_the_end_of_a_request_as_activity() {
         let activity = Arc::new(Activity::default());
-        let mut check = IdleCheck::new(Duration::from_secs(3600));
+        let mut check = IdleCheck::new(Some(Duration::from_secs(3600)));
         // A fresh connection that never does anything: idle at the 4th check.
         assert_eq!(checks_until_idle(&mut check, &activity), Some(4));
 
         // An event (request start / TCP read) between checks: 4 quiet checks after the one
         // that saw it.
-        let mut check = IdleCheck::new(Duration::from_secs(3600));
+        let mut check = IdleCheck::new(Some(Duration::from_secs(3600)));
         assert!(!check.expired(&activity));
         activity.seen.fetch_add(1, Ordering::Relaxed);
         assert!(!check.expired(&activity), "the check that sees the event");
         assert_eq!(checks_until_idle(&mut check, &activity), Some(4));
 
         // A long request: never idle while in flight, whatever the number of checks.
-        let mut check = IdleCheck::new(Duration::from_secs(3600));
+        let mut check = IdleCheck::new(Some(Duration::from_secs(3600)));
         let guard = InFlight::start(&activity);
         assert_eq!(checks_until_idle(&mut check, &activity), None);
         // It ended at some point before the next check: that check counts as active too,

@@ -34,15 +34,9 @@ pub struct ProxyOptions {
     pub admin_address: SocketAddr,
     /// How long [`Proxy::drain`] waits for in-flight work.
     pub drain_timeout: Duration,
-    /// Upper bound on dialling an upstream (TCP connect + TLS handshake).
-    pub connect_timeout: Duration,
     /// Upper bound on a downstream TLS handshake / protocol sniffing, so idle or garbage
     /// connections cannot hold resources.
     pub handshake_timeout: Duration,
-    /// An HTTP connection with no request in flight for this long is closed (gracefully:
-    /// HTTP/1 closes, HTTP/2 sends GOAWAY), and so is a TCP connection on which no byte
-    /// arrived from either side. Kuma's MeshTimeout default `idleTimeout`, 1 h.
-    pub idle_timeout: Duration,
     /// Worker threads serving connections (Kuma's `--concurrency`); 0: one per CPU.
     pub workers: usize,
 }
@@ -64,9 +58,7 @@ impl Default for ProxyOptions {
             dataplane: String::new(),
             admin_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 9901)),
             drain_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(3600),
             workers: 0,
         }
     }
@@ -128,7 +120,8 @@ impl Proxy {
         let mut http = auto::Builder::new(TokioExecutor::new());
         // No per-request header timer (hyper's would also close every keep-alive connection
         // idle for that long, and costs a timer per request): idle connections are closed
-        // by `listener::serve_http` after `idle_timeout`, as Envoy's HCM does.
+        // by `listener::serve_http` after the listener's MeshTimeout `idleTimeout`, as
+        // Envoy's HCM does.
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(None);
@@ -240,7 +233,6 @@ impl Proxy {
 
     fn build_route(&self, spec: ListenerSpec, mtls: MtlsMode, old: Option<Arc<Route>>) -> Route {
         let shared = &self.inner.shared;
-        let timeout = shared.opts.connect_timeout;
         // One idle stack (and HTTP/2 connection) per worker, plus one for other threads.
         let slots = shared.workers.count() + 1;
         match spec {
@@ -249,7 +241,9 @@ impl Proxy {
                 let version = http_version(cfg.protocol);
                 let reuse = match old.as_deref() {
                     Some(Route::Inbound(r))
-                        if r.app_addr == app && r.cfg.protocol == cfg.protocol =>
+                        if r.app_addr == app
+                            && r.cfg.protocol == cfg.protocol
+                            && r.cfg.timeouts.connect_ms == cfg.timeouts.connect_ms =>
                     {
                         Some(r.app.pools.clone())
                     }
@@ -259,7 +253,7 @@ impl Proxy {
                     let connector = Connector {
                         addr: app,
                         tls: None,
-                        timeout,
+                        timeout: cfg.timeouts.connect(),
                     };
                     vec![EndpointPool::new(connector, version, slots)]
                 });
@@ -270,6 +264,7 @@ impl Proxy {
                         pools,
                         rr: RoundRobin::default(),
                         stats: stats.clone(),
+                        request_timeout: cfg.timeouts.request(),
                     },
                     app_addr: app,
                     mtls,
@@ -297,6 +292,7 @@ impl Proxy {
                         if r.cfg.protocol == cfg.protocol
                             && r.cfg.spiffe_id == cfg.spiffe_id
                             && r.cfg.sni == cfg.sni
+                            && r.cfg.timeouts.connect_ms == cfg.timeouts.connect_ms
                             && r.mtls == mtls =>
                     {
                         r.upstreams
@@ -315,7 +311,7 @@ impl Proxy {
                             let connector = Connector {
                                 addr,
                                 tls: tls.clone(),
-                                timeout,
+                                timeout: cfg.timeouts.connect(),
                             };
                             EndpointPool::new(connector, version, slots)
                         })
@@ -326,6 +322,7 @@ impl Proxy {
                         pools,
                         rr: RoundRobin::default(),
                         stats: stats.clone(),
+                        request_timeout: cfg.timeouts.request(),
                     },
                     mtls,
                     stats,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use aerie_core::policies::meshtimeout::Timeouts;
 use aerie_core::policies::meshtrafficpermission::InboundAuthz;
 use aerie_core::proxy_config::{MtlsMode, Protocol};
 use bytes::Bytes;
@@ -817,13 +818,31 @@ async fn serving_http_pair(
     app: &HttpApp,
     tweak: impl Fn(&mut aerie_dp::ProxyOptions),
 ) -> Pair {
-    let p = pair_with(
+    serving_http_pair_with(ca, app, tweak, Timeouts::default()).await
+}
+
+/// Kuma's default timeouts but the idle one (what a MeshTimeout `idleTimeout` sets).
+fn idle(d: Duration) -> Timeouts {
+    Timeouts {
+        idle_ms: u64::try_from(d.as_millis()).unwrap(),
+        ..Timeouts::default()
+    }
+}
+
+async fn serving_http_pair_with(
+    ca: &TestCa,
+    app: &HttpApp,
+    tweak: impl Fn(&mut aerie_dp::ProxyOptions),
+    timeouts: Timeouts,
+) -> Pair {
+    let p = pair_with_timeouts(
         ca,
         MtlsMode::Strict,
         Protocol::Http,
         app.addr,
         allow_web,
         tweak,
+        timeouts,
     )
     .await;
     eventually("the pair serves", || async {
@@ -889,10 +908,12 @@ async fn idle_keep_alive_connections_close_after_the_idle_timeout_not_before() {
     const IDLE: Duration = Duration::from_millis(1500);
     let ca = TestCa::new(MESH);
     let app = HttpApp::start("backend").await;
-    let p = serving_http_pair(&ca, &app, |o| {
-        o.handshake_timeout = Duration::from_millis(200);
-        o.idle_timeout = IDLE;
-    })
+    let p = serving_http_pair_with(
+        &ca,
+        &app,
+        |o| o.handshake_timeout = Duration::from_millis(200),
+        idle(IDLE),
+    )
     .await;
     let (mut sender, ended) = keep_alive_client(p.outbound).await;
     assert_eq!(get(&mut sender, "/").await, Ok(200));
@@ -930,7 +951,7 @@ async fn a_slow_request_is_not_idle() {
     // A request in flight for longer than the idle timeout keeps its connection.
     let ca = TestCa::new(MESH);
     let app = HttpApp::start("backend").await;
-    let p = serving_http_pair(&ca, &app, |o| o.idle_timeout = Duration::from_millis(300)).await;
+    let p = serving_http_pair_with(&ca, &app, |_| {}, idle(Duration::from_millis(300))).await;
     let (mut sender, ended) = keep_alive_client(p.outbound).await;
     assert_eq!(get(&mut sender, "/slow?ms=1200").await, Ok(200));
     assert!(!ended.load(Ordering::SeqCst));
@@ -942,9 +963,15 @@ async fn tcp_connections_close_when_idle_and_stay_open_while_bytes_flow() {
     const IDLE: Duration = Duration::from_millis(600);
     let ca = TestCa::new(MESH);
     let echo = tcp_echo().await;
-    let p = pair_with(&ca, MtlsMode::Strict, Protocol::Tcp, echo, allow_web, |o| {
-        o.idle_timeout = IDLE;
-    })
+    let p = pair_with_timeouts(
+        &ca,
+        MtlsMode::Strict,
+        Protocol::Tcp,
+        echo,
+        allow_web,
+        |_| {},
+        idle(IDLE),
+    )
     .await;
     eventually("the pair echoes", || async {
         tcp_roundtrip(p.outbound, b"ping")

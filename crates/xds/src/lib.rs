@@ -443,6 +443,7 @@ mod tests {
                 spiffe_id: "spiffe://m/s".into(),
                 sni: "s.m.mesh".into(),
                 endpoints: Vec::new(),
+                timeouts: Default::default(),
             }],
             ..ProxyConfig::default()
         };

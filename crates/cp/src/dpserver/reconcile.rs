@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_core::multizone;
+use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
 use aerie_core::policies::meshtrafficpermission::MeshTrafficPermissionSpec;
 use aerie_core::policies::meshtrafficpermission::{MeshServiceCatalog, PolicyIndex};
 use aerie_core::proxy_config::{IngressConfig, MeshView, identity_sans};
@@ -247,6 +248,10 @@ async fn rebuild_mesh(
     let dps = &cache.dataplanes;
 
     let index = policy_index(&mtps, &services);
+    let timeouts = timeout_rules(
+        mesh,
+        &store.list(ResourceType::MeshTimeout, Some(mesh)).await?,
+    );
     let dataplanes: Vec<(&str, &Tags, &DataplaneSpec)> = dps
         .iter()
         .filter_map(|r| match &r.spec {
@@ -274,7 +279,7 @@ async fn rebuild_mesh(
         })
     };
     if !full {
-        let view = MeshView::for_policies(mesh, mesh_spec, &index);
+        let view = MeshView::for_policies(mesh, mesh_spec, &index).with_timeouts(&timeouts);
         for name in &connected {
             let (Some((labels, spec)), Some((outbounds, outbounds_version))) =
                 (by_name.get(name.as_str()), cache.outbounds.get(name))
@@ -304,7 +309,8 @@ async fn rebuild_mesh(
     };
     let is_online = |name: &str| online.contains(name);
     let specs: Vec<(&str, &DataplaneSpec)> = dataplanes.iter().map(|(n, _, d)| (*n, *d)).collect();
-    let mut view = MeshView::new(mesh, mesh_spec, &index, &specs, &is_online);
+    let mut view =
+        MeshView::new(mesh, mesh_spec, &index, &specs, &is_online).with_timeouts(&timeouts);
     let remote = remote_ingresses(store, local_zone, resolver).await?;
     let remote_refs: Vec<(&str, &ZoneIngressSpec)> =
         remote.iter().map(|(n, s)| (n.as_str(), s)).collect();
@@ -516,6 +522,18 @@ pub fn policy_index(
             .map(|s| (s.meta.name.clone(), s.meta.labels.clone())),
     );
     PolicyIndex::with_mesh_services(&policies, &catalog)
+}
+
+/// A mesh's MeshTimeouts, indexed for every proxy's config.
+pub fn timeout_rules(mesh: &str, timeouts: &[aerie_core::Resource]) -> TimeoutRules {
+    let policies: Vec<(&str, &Tags, &MeshTimeoutSpec)> = timeouts
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshTimeout(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    TimeoutRules::new(mesh, &policies)
 }
 
 /// A short content hash of the encoded config: equal configs have equal versions on every

@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::body::rbac_denied;
-use crate::listener::{InboundRoute, LiveRoute, Route, copy_tcp, serve_http};
+use crate::listener::{ConnLimits, InboundRoute, LiveRoute, Route, copy_tcp, serve_http};
 use crate::proxy::Shared;
 use crate::rbac::{ConnAuthz, Peer, XFCC, authorize};
 
@@ -162,10 +162,12 @@ async fn proxy<IO>(
             return;
         };
         let revoked = revoked(&live, changes, &route, &peer, shared);
-        return copy_tcp(shared, io, app, &route.stats, revoked).await;
+        let idle = route.cfg.timeouts.idle();
+        return copy_tcp(shared, io, app, &route.stats, idle, revoked).await;
     }
     let authz = authorize(shared, &route, &peer);
     let stats = route.stats.clone();
+    let limits = ConnLimits::of(&route.cfg.timeouts);
     let decided = Arc::new(ArcSwap::from_pointee(Decided { route, authz }));
     let ctx = Arc::new((peer, xfcc, live, decided, shared.clone()));
     let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -203,5 +205,5 @@ async fn proxy<IO>(
             Ok::<_, Infallible>(resp)
         }
     });
-    serve_http(shared, io, svc, &stats).await;
+    serve_http(shared, io, svc, &stats, limits).await;
 }

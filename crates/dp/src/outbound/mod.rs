@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::body::local_response;
-use crate::listener::{LiveRoute, OutboundRoute, Route, copy_tcp, serve_http};
+use crate::listener::{ConnLimits, LiveRoute, OutboundRoute, Route, copy_tcp, serve_http};
 use crate::proxy::Shared;
 
 pub(crate) async fn serve(
@@ -32,11 +32,13 @@ pub(crate) async fn serve(
             stream,
             upstream,
             &route.stats,
+            route.cfg.timeouts.idle(),
             std::future::pending(),
         )
         .await;
     }
     let stats = route.stats.clone();
+    let limits = ConnLimits::of(&route.cfg.timeouts);
     // Each request follows the listener's current route: a kept-alive application connection
     // sees new endpoints, and never keeps speaking plaintext after the mesh turned mTLS on.
     let svc = service_fn(move |req| {
@@ -58,5 +60,5 @@ pub(crate) async fn serve(
             Ok(resp)
         }
     });
-    serve_http(shared, stream, svc, &stats).await;
+    serve_http(shared, stream, svc, &stats, limits).await;
 }

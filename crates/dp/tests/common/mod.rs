@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use aerie_core::policies::meshtimeout::Timeouts;
 use aerie_core::policies::meshtrafficpermission::{AuthzMode, Grant, InboundAuthz};
 use aerie_core::proxy_config::{
     Endpoint, InboundConfig, MtlsMode, OutboundConfig, Protocol, ProxyConfig,
@@ -357,6 +358,7 @@ pub fn inbound(
         tags: BTreeMap::from([("kuma.io/service".to_owned(), service.to_owned())]),
         ready: true,
         authz,
+        timeouts: Default::default(),
     }
 }
 
@@ -381,6 +383,7 @@ pub fn outbound(
                 dataplane: format!("dp-{}", e.port()),
             })
             .collect(),
+        timeouts: Default::default(),
     }
 }
 
@@ -396,6 +399,7 @@ pub fn config(
         mtls,
         inbounds,
         outbounds,
+        outbound_policies: Vec::new(),
     }
 }
 
@@ -446,6 +450,20 @@ pub async fn pair_with(
     authz: impl FnOnce(u16) -> InboundAuthz,
     tweak: impl Fn(&mut ProxyOptions),
 ) -> Pair {
+    pair_with_timeouts(ca, mtls, protocol, app, authz, tweak, Timeouts::default()).await
+}
+
+/// [`pair_with`], both listeners (the server's inbound, the client's outbound) with
+/// `timeouts` (what MeshTimeout would set).
+pub async fn pair_with_timeouts(
+    ca: &TestCa,
+    mtls: MtlsMode,
+    protocol: Protocol,
+    app: SocketAddr,
+    authz: impl FnOnce(u16) -> InboundAuthz,
+    tweak: impl Fn(&mut ProxyOptions),
+    timeouts: Timeouts,
+) -> Pair {
     let inbound_addr = free_addr();
     let outbound_addr = free_addr();
     let client = proxy_with("web-1", &tweak);
@@ -457,13 +475,16 @@ pub async fn pair_with(
     let server_config = config(
         "backend-1",
         mtls,
-        vec![inbound(
-            "backend",
-            inbound_addr,
-            app,
-            protocol,
-            authz(inbound_addr.port()),
-        )],
+        vec![InboundConfig {
+            timeouts,
+            ..inbound(
+                "backend",
+                inbound_addr,
+                app,
+                protocol,
+                authz(inbound_addr.port()),
+            )
+        }],
         vec![],
     );
     server.apply_config("1", server_config.clone()).unwrap();
@@ -474,12 +495,10 @@ pub async fn pair_with(
                 "web-1",
                 mtls,
                 vec![],
-                vec![outbound(
-                    "backend",
-                    outbound_addr,
-                    protocol,
-                    &[inbound_addr],
-                )],
+                vec![OutboundConfig {
+                    timeouts,
+                    ..outbound("backend", outbound_addr, protocol, &[inbound_addr])
+                }],
             ),
         )
         .unwrap();

@@ -11,6 +11,7 @@
 //! Defaults when no policy says otherwise (Kuma's `policies/core/defaults`): connect 5s,
 //! idle 1h, request 15s, stream idle 30m.
 
+mod resolve;
 mod spec;
 mod validate;
 
@@ -19,6 +20,7 @@ mod tests;
 
 use std::time::Duration;
 
+pub use resolve::{DataplaneTimeouts, TimeoutRules, Timeouts};
 pub use spec::{Conf, From, Http, MeshTimeoutSpec, Rule, To};
 
 use crate::duration::GoDuration;

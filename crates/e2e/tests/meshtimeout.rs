@@ -45,6 +45,22 @@ fn a_hung_upstream_ends_with_504_at_the_configured_request_timeout() {
         took >= Duration::from_millis(950) && took < Duration::from_millis(2500),
         "the timeout fired after {took:?}"
     );
+    // `inspect` names the policies on flight-control's outbound and the timeout in force.
+    let inspect = k.kumactl.ok(&[
+        "inspect",
+        "dataplane",
+        "flight-control-1",
+        "--type=policies",
+    ]);
+    let outbound = inspect
+        .split("\noutbound ")
+        .find(|o| o.contains("check-in-api-blu"))
+        .unwrap_or_else(|| panic!("no outbound to check-in-api in:\n{inspect}"));
+    assert!(
+        outbound.contains("mesh-timeout-all-default\n    fast-check-in\n")
+            && outbound.contains("http.requestTimeout=1s "),
+        "{inspect}"
+    );
     // Quick answers still pass; the proxy the policy does not select keeps the default.
     assert_eq!(timed(&k.from_flight_control, "/delay/100").0, 200);
     let (status, _, took) = timed(&k.from_booking, "/delay/2000");

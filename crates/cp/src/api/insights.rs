@@ -1,7 +1,9 @@
 //! Dataplane inspection: Kuma's `dataplanes+insights` (online status, certificate, config
-//! versions) and `_policies` (which MeshTrafficPermissions apply to each inbound).
+//! versions) and `_policies` (which MeshTrafficPermissions apply to each inbound, and which
+//! MeshTimeouts to each inbound and outbound, with the merged result).
 
 use aerie_core::format::{resource_to_value, spec_to_value};
+use aerie_core::policies::meshtimeout::explain_json;
 use aerie_core::policies::meshtrafficpermission::DataplaneRef;
 use aerie_core::{Resource, ResourceType, Spec};
 use axum::Json;
@@ -154,10 +156,24 @@ pub async fn policies(
     };
     let explained = index.explain(&dp_ref);
     let authz = index.resolve(mesh_spec, &dp_ref);
+    let timeouts = crate::dpserver::timeout_rules(
+        &mesh,
+        &state
+            .store
+            .list(ResourceType::MeshTimeout, Some(&mesh))
+            .await?,
+    )
+    .explain(&aerie_core::policies::rules::DataplaneView {
+        mesh: &mesh,
+        name: &name,
+        labels: &dp.meta.labels,
+        spec,
+    });
     let inbounds: Vec<Value> = explained
         .iter()
         .zip(authz.iter())
-        .map(|(e, a)| {
+        .enumerate()
+        .map(|(i, (e, a))| {
             json!({
                 "port": e.port,
                 "name": e.name,
@@ -165,11 +181,29 @@ pub async fn policies(
                 "mtls": mesh_spec.mtls_enabled(),
                 "policies": serde_json::to_value(&e.policies).unwrap_or(Value::Null),
                 "authorization": serde_json::to_value(a).unwrap_or(Value::Null),
+                "meshTimeout": timeouts.inbounds.get(i).map(|r| explain_json(&r.conf)),
+            })
+        })
+        .collect();
+    let declared = spec
+        .networking
+        .as_ref()
+        .map(|n| n.outbound.as_slice())
+        .unwrap_or_default();
+    let outbounds: Vec<Value> = declared
+        .iter()
+        .zip(&timeouts.outbounds)
+        .map(|(o, r)| {
+            json!({
+                "address": o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                "port": o.port,
+                "target": serde_json::to_value(&r.target).unwrap_or(Value::Null),
+                "meshTimeout": explain_json(&r.merged),
             })
         })
         .collect();
     Ok(Json(
-        json!({ "mesh": mesh, "name": name, "inbounds": inbounds }),
+        json!({ "mesh": mesh, "name": name, "inbounds": inbounds, "outbounds": outbounds }),
     ))
 }
 

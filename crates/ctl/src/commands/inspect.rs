@@ -332,10 +332,9 @@ pub fn render_policies(answer: &Value, addresses: &HashMap<u64, String>) -> Stri
                 "  no MeshTrafficPermission selects this inbound: all traffic is denied"
             );
         }
-        if policies.is_empty() {
-            continue;
+        if !policies.is_empty() {
+            let _ = writeln!(out, "  MeshTrafficPermission");
         }
-        let _ = writeln!(out, "  MeshTrafficPermission");
         for p in policies {
             let _ = writeln!(out, "    {}", s(p, &["name"]));
             let froms = p
@@ -357,8 +356,83 @@ pub fn render_policies(answer: &Value, addresses: &HashMap<u64, String>) -> Stri
                 let _ = writeln!(out, "      from {source}: {action}{suffix}");
             }
         }
+        render_timeout(&mut out, inbound.get("meshTimeout"));
+    }
+    let outbounds = answer
+        .get("outbounds")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for outbound in outbounds {
+        let port = outbound.get("port").and_then(Value::as_u64).unwrap_or(0);
+        let at = host_port(s(outbound, &["address"]), port);
+        let target = outbound.get("target");
+        let to = match target.map(|t| s(t, &["type"])) {
+            Some("service") => format!(
+                "kuma.io/service={}",
+                s(target.unwrap_or(&Value::Null), &["name"])
+            ),
+            Some("resource") => {
+                let t = target.unwrap_or(&Value::Null);
+                let section = s(t, &["section"]);
+                let mut text = format!("{} {}", s(t, &["kind"]), s(t, &["name"]));
+                if !section.is_empty() {
+                    text.push_str(&format!(" sectionName={section}"));
+                }
+                text
+            }
+            _ => "unresolved".into(),
+        };
+        let _ = writeln!(out, "\noutbound {at} (to {to}):");
+        render_timeout(&mut out, outbound.get("meshTimeout"));
     }
     out
+}
+
+/// The MeshTimeout part of one inbound or outbound: the contributing policies, lowest
+/// priority first, and the timeouts in force once they are merged over Kuma's defaults.
+fn render_timeout(out: &mut String, explained: Option<&Value>) {
+    let Some(explained) = explained.filter(|e| e.is_object()) else {
+        return;
+    };
+    let names: Vec<&str> = explained
+        .get("policies")
+        .and_then(Value::as_array)
+        .map(|ps| ps.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let _ = writeln!(out, "  MeshTimeout");
+    if names.is_empty() {
+        let _ = writeln!(out, "    (no MeshTimeout applies: Kuma's defaults)");
+    }
+    for name in names {
+        let _ = writeln!(out, "    {name}");
+    }
+    let Some(effective) = explained.get("effective").filter(|e| e.is_object()) else {
+        return;
+    };
+    let field = |key: &str| {
+        let ms = effective.get(key).and_then(Value::as_u64).unwrap_or(0);
+        if ms == 0 {
+            "none".to_string()
+        } else {
+            aerie_core::duration::format_go_duration(
+                i64::try_from(ms)
+                    .unwrap_or(i64::MAX / 1_000_000)
+                    .saturating_mul(1_000_000),
+            )
+        }
+    };
+    let _ = writeln!(
+        out,
+        "    in force: connectionTimeout={} idleTimeout={} http.requestTimeout={} http.streamIdleTimeout={} http.maxStreamDuration={} http.maxConnectionDuration={} http.requestHeadersTimeout={}",
+        field("connectMs"),
+        field("idleMs"),
+        field("requestMs"),
+        field("streamIdleMs"),
+        field("maxStreamMs"),
+        field("maxConnectionMs"),
+        field("requestHeadersMs"),
+    );
 }
 
 pub async fn dataplane(args: InspectDataplaneArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
@@ -708,6 +782,54 @@ mod tests {
              \n\
              inbound :9002 (admin):\n\
              \x20 no MeshTrafficPermission selects this inbound: all traffic is denied\n"
+        );
+    }
+
+    #[test]
+    fn timeouts_are_rendered_per_inbound_and_outbound() {
+        let effective = |request: u64| {
+            json!({"connectMs": 5000, "idleMs": 3_600_000,
+            "requestMs": request, "streamIdleMs": 1_800_000, "maxStreamMs": 0,
+            "maxConnectionMs": 0, "requestHeadersMs": 0})
+        };
+        let answer = json!({"mesh": "default", "name": "web-1",
+            "inbounds": [{"port": 80, "service": "web", "mtls": false, "policies": [],
+                "meshTimeout": {"policies": ["mesh-timeout-all-default"], "effective": effective(15_000)}}],
+            "outbounds": [
+                {"address": "127.0.0.1", "port": 10001,
+                 "target": {"type": "service", "name": "backend"},
+                 "meshTimeout": {"policies": ["mesh-timeout-all-default", "slow-backend"],
+                                 "effective": effective(90_000)}},
+                {"address": "127.0.0.1", "port": 10002,
+                 "target": {"type": "resource", "kind": "MeshService", "name": "db", "section": "5432"},
+                 "meshTimeout": {"policies": [], "effective": effective(15_000)}},
+                {"address": "127.0.0.1", "port": 10003, "target": {"type": "unresolved"}}]});
+        let defaults = "connectionTimeout=5s idleTimeout=1h0m0s http.requestTimeout=15s \
+                        http.streamIdleTimeout=30m0s http.maxStreamDuration=none \
+                        http.maxConnectionDuration=none http.requestHeadersTimeout=none";
+        let slow = defaults.replace("http.requestTimeout=15s", "http.requestTimeout=1m30s");
+        assert_eq!(
+            render_policies(&answer, &HashMap::from([(80, "10.0.0.1".to_string())])),
+            format!(
+                "inbound 10.0.0.1:80 (web):\n\
+                 \x20 mTLS is off in mesh default: all traffic is allowed\n\
+                 \x20 MeshTimeout\n\
+                 \x20   mesh-timeout-all-default\n\
+                 \x20   in force: {defaults}\n\
+                 \n\
+                 outbound 127.0.0.1:10001 (to kuma.io/service=backend):\n\
+                 \x20 MeshTimeout\n\
+                 \x20   mesh-timeout-all-default\n\
+                 \x20   slow-backend\n\
+                 \x20   in force: {slow}\n\
+                 \n\
+                 outbound 127.0.0.1:10002 (to MeshService db sectionName=5432):\n\
+                 \x20 MeshTimeout\n\
+                 \x20   (no MeshTimeout applies: Kuma's defaults)\n\
+                 \x20   in force: {defaults}\n\
+                 \n\
+                 outbound 127.0.0.1:10003 (to unresolved):\n"
+            )
         );
     }
 

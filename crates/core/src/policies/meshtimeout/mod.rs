@@ -20,7 +20,7 @@ mod tests;
 
 use std::time::Duration;
 
-pub use resolve::{DataplaneTimeouts, TimeoutRules, Timeouts};
+pub use resolve::{DataplaneTimeouts, TimeoutRules, Timeouts, explain_json};
 pub use spec::{Conf, From, Http, MeshTimeoutSpec, Rule, To};
 
 use crate::duration::GoDuration;

@@ -175,9 +175,26 @@ impl TimeoutRules {
         }
     }
 
+    /// What the engine found for one proxy, for `inspect`: per inbound and outbound, the
+    /// contributing policies and the merged conf.
+    pub fn explain(&self, dp: &DataplaneView<'_>) -> crate::policies::rules::DataplaneRules {
+        self.index.resolve(dp)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
+}
+
+/// The `inspect` view of one listener's MeshTimeout: the contributing policies (lowest
+/// priority first), the merged conf as written, and the timeouts in force.
+pub fn explain_json(merged: &Merged) -> Value {
+    let effective = timeouts(merged);
+    serde_json::json!({
+        "policies": merged.policies(),
+        "conf": merged.conf.clone().unwrap_or(Value::Null),
+        "effective": serde_json::to_value(effective).unwrap_or(Value::Null),
+    })
 }
 
 /// A merged conf as timeouts; one that does not decode (it cannot: every input was a

@@ -169,265 +169,75 @@ pub enum ConfigError {
     },
 }
 
-/// One configuration key: its YAML path, env var and default (as text).
+/// One configuration key: its YAML path, env var and default (as text). Each is a typed
+/// constant, so a misspelled key is a compile error rather than a message blaming another key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
     path: &'static str,
     env: &'static str,
     default: &'static str,
 }
 
-const KEYS: &[Key] = &[
-    Key {
-        path: "mode",
-        env: "KUMA_MODE",
-        default: "zone",
-    },
-    Key {
-        path: "general.workDir",
-        env: "KUMA_GENERAL_WORK_DIR",
-        default: "",
-    },
-    Key {
-        path: "store.type",
-        env: "KUMA_STORE_TYPE",
-        default: "embedded",
-    },
-    Key {
-        path: "apiServer.http.enabled",
-        env: "KUMA_API_SERVER_HTTP_ENABLED",
-        default: "true",
-    },
-    Key {
-        path: "apiServer.http.interface",
-        env: "KUMA_API_SERVER_HTTP_INTERFACE",
-        default: "0.0.0.0",
-    },
-    Key {
-        path: "apiServer.http.port",
-        env: "KUMA_API_SERVER_HTTP_PORT",
-        default: "5681",
-    },
-    Key {
-        path: "apiServer.https.enabled",
-        env: "KUMA_API_SERVER_HTTPS_ENABLED",
-        default: "true",
-    },
-    Key {
-        path: "apiServer.https.interface",
-        env: "KUMA_API_SERVER_HTTPS_INTERFACE",
-        default: "0.0.0.0",
-    },
-    Key {
-        path: "apiServer.https.port",
-        env: "KUMA_API_SERVER_HTTPS_PORT",
-        default: "5682",
-    },
-    Key {
-        path: "apiServer.https.tlsCertFile",
-        env: "KUMA_API_SERVER_HTTPS_TLS_CERT_FILE",
-        default: "",
-    },
-    Key {
-        path: "apiServer.https.tlsKeyFile",
-        env: "KUMA_API_SERVER_HTTPS_TLS_KEY_FILE",
-        default: "",
-    },
-    Key {
-        path: "apiServer.authn.localhostIsAdmin",
-        env: "KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN",
-        default: "true",
-    },
-    Key {
-        path: "apiServer.readHeaderTimeout",
-        env: "KUMA_API_SERVER_READ_HEADER_TIMEOUT",
-        default: "1s",
-    },
-    Key {
-        path: "apiServer.readTimeout",
-        env: "KUMA_API_SERVER_READ_TIMEOUT",
-        default: "10s",
-    },
-    Key {
-        path: "apiServer.writeTimeout",
-        env: "KUMA_API_SERVER_WRITE_TIMEOUT",
-        default: "30s",
-    },
-    Key {
-        path: "apiServer.idleTimeout",
-        env: "KUMA_API_SERVER_IDLE_TIMEOUT",
-        default: "2m0s",
-    },
-    Key {
-        path: "apiServer.maxConnections",
-        env: "KUMA_API_SERVER_MAX_CONNECTIONS",
-        default: "4096",
-    },
-    Key {
-        path: "dpServer.port",
-        env: "KUMA_DP_SERVER_PORT",
-        default: "5678",
-    },
-    Key {
-        path: "dpServer.tlsCertFile",
-        env: "KUMA_DP_SERVER_TLS_CERT_FILE",
-        default: "",
-    },
-    Key {
-        path: "dpServer.tlsKeyFile",
-        env: "KUMA_DP_SERVER_TLS_KEY_FILE",
-        default: "",
-    },
-    Key {
-        path: "dpServer.readHeaderTimeout",
-        env: "KUMA_DP_SERVER_READ_HEADER_TIMEOUT",
-        default: "5s",
-    },
-    Key {
-        path: "dpServer.maxConnections",
-        env: "KUMA_DP_SERVER_MAX_CONNECTIONS",
-        default: "10000",
-    },
-    Key {
-        path: "diagnostics.serverPort",
-        env: "KUMA_DIAGNOSTICS_SERVER_PORT",
-        default: "5680",
-    },
-    Key {
-        path: "diagnostics.maxConnections",
-        env: "KUMA_DIAGNOSTICS_MAX_CONNECTIONS",
-        default: "1024",
-    },
-    Key {
-        path: "multizone.global.kds.grpcPort",
-        env: "KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT",
-        default: "5685",
-    },
-    Key {
-        path: "multizone.zone.name",
-        env: "KUMA_MULTIZONE_ZONE_NAME",
-        default: "",
-    },
-    Key {
-        path: "multizone.zone.globalAddress",
-        env: "KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS",
-        default: "",
-    },
-    Key {
-        path: "multizone.zone.kds.rootCaFile",
-        env: "KUMA_MULTIZONE_ZONE_KDS_ROOT_CA_FILE",
-        default: "",
-    },
-    Key {
-        path: "multizone.zone.kds.tlsSkipVerify",
-        env: "KUMA_MULTIZONE_ZONE_KDS_TLS_SKIP_VERIFY",
-        default: "false",
-    },
-    Key {
-        path: "multizone.zone.kds.auth.cpToken.inline",
-        env: "KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE",
-        default: "",
-    },
-    Key {
-        path: "multizone.zone.kds.auth.cpToken.path",
-        env: "KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_PATH",
-        default: "",
-    },
-    Key {
-        path: "multizone.global.kds.tlsCertFile",
-        env: "KUMA_MULTIZONE_GLOBAL_KDS_TLS_CERT_FILE",
-        default: "",
-    },
-    Key {
-        path: "multizone.global.kds.tlsKeyFile",
-        env: "KUMA_MULTIZONE_GLOBAL_KDS_TLS_KEY_FILE",
-        default: "",
-    },
-    Key {
-        path: "multizone.global.kds.maxMsgSize",
-        env: "KUMA_MULTIZONE_GLOBAL_KDS_MAX_MSG_SIZE",
-        default: "10485760",
-    },
-    Key {
-        path: "multizone.global.kds.maxConnections",
-        env: "KUMA_MULTIZONE_GLOBAL_KDS_MAX_CONNECTIONS",
-        default: "1024",
-    },
-    Key {
-        path: "multizone.global.kds.auth.type",
-        env: "KUMA_MULTIZONE_GLOBAL_KDS_AUTH_TYPE",
-        default: "cpToken",
-    },
-    Key {
-        path: "store.postgres.host",
-        env: "KUMA_STORE_POSTGRES_HOST",
-        default: "127.0.0.1",
-    },
-    Key {
-        path: "store.postgres.port",
-        env: "KUMA_STORE_POSTGRES_PORT",
-        default: "15432",
-    },
-    Key {
-        path: "store.postgres.user",
-        env: "KUMA_STORE_POSTGRES_USER",
-        default: "kuma",
-    },
-    Key {
-        path: "store.postgres.password",
-        env: "KUMA_STORE_POSTGRES_PASSWORD",
-        default: "kuma",
-    },
-    Key {
-        path: "store.postgres.dbName",
-        env: "KUMA_STORE_POSTGRES_DB_NAME",
-        default: "kuma",
-    },
-    Key {
-        path: "store.postgres.tls.mode",
-        env: "KUMA_STORE_POSTGRES_TLS_MODE",
-        default: "disable",
-    },
-    Key {
-        path: "store.postgres.tls.caPath",
-        env: "KUMA_STORE_POSTGRES_TLS_CA_PATH",
-        default: "",
-    },
-    Key {
-        path: "store.postgres.tls.certPath",
-        env: "KUMA_STORE_POSTGRES_TLS_CERT_PATH",
-        default: "",
-    },
-    Key {
-        path: "store.postgres.tls.keyPath",
-        env: "KUMA_STORE_POSTGRES_TLS_KEY_PATH",
-        default: "",
-    },
-    Key {
-        path: "store.postgres.maxOpenConnections",
-        env: "KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS",
-        default: "50",
-    },
-    Key {
-        path: "store.postgres.connectionTimeout",
-        env: "KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT",
-        default: "5",
-    },
-    Key {
-        path: "general.dnsCacheTTL",
-        env: "KUMA_GENERAL_DNS_CACHE_TTL",
-        default: "10s",
-    },
-    Key {
-        path: "runtime.universal.dataplaneCleanupAge",
-        env: "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE",
-        default: "72h",
-    },
-    Key {
-        path: "defaults.skipMeshCreation",
-        env: "KUMA_DEFAULTS_SKIP_MESH_CREATION",
-        default: "false",
-    },
-];
+/// Declares each key once, as a constant named after its env var, and `KEYS`, all of them.
+macro_rules! keys {
+    ($($name:ident = $path:literal, $env:literal, $default:literal;)*) => {
+        $(const $name: Key = Key { path: $path, env: $env, default: $default };)*
+        const KEYS: &[Key] = &[$($name),*];
+    };
+}
+
+keys! {
+    MODE = "mode", "KUMA_MODE", "zone";
+    GENERAL_WORK_DIR = "general.workDir", "KUMA_GENERAL_WORK_DIR", "";
+    STORE_TYPE = "store.type", "KUMA_STORE_TYPE", "embedded";
+    API_SERVER_HTTP_ENABLED = "apiServer.http.enabled", "KUMA_API_SERVER_HTTP_ENABLED", "true";
+    API_SERVER_HTTP_INTERFACE = "apiServer.http.interface", "KUMA_API_SERVER_HTTP_INTERFACE", "0.0.0.0";
+    API_SERVER_HTTP_PORT = "apiServer.http.port", "KUMA_API_SERVER_HTTP_PORT", "5681";
+    API_SERVER_HTTPS_ENABLED = "apiServer.https.enabled", "KUMA_API_SERVER_HTTPS_ENABLED", "true";
+    API_SERVER_HTTPS_INTERFACE = "apiServer.https.interface", "KUMA_API_SERVER_HTTPS_INTERFACE", "0.0.0.0";
+    API_SERVER_HTTPS_PORT = "apiServer.https.port", "KUMA_API_SERVER_HTTPS_PORT", "5682";
+    API_SERVER_HTTPS_TLS_CERT_FILE = "apiServer.https.tlsCertFile", "KUMA_API_SERVER_HTTPS_TLS_CERT_FILE", "";
+    API_SERVER_HTTPS_TLS_KEY_FILE = "apiServer.https.tlsKeyFile", "KUMA_API_SERVER_HTTPS_TLS_KEY_FILE", "";
+    API_SERVER_AUTHN_LOCALHOST_IS_ADMIN = "apiServer.authn.localhostIsAdmin", "KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN", "true";
+    API_SERVER_READ_HEADER_TIMEOUT = "apiServer.readHeaderTimeout", "KUMA_API_SERVER_READ_HEADER_TIMEOUT", "1s";
+    API_SERVER_READ_TIMEOUT = "apiServer.readTimeout", "KUMA_API_SERVER_READ_TIMEOUT", "10s";
+    API_SERVER_WRITE_TIMEOUT = "apiServer.writeTimeout", "KUMA_API_SERVER_WRITE_TIMEOUT", "30s";
+    API_SERVER_IDLE_TIMEOUT = "apiServer.idleTimeout", "KUMA_API_SERVER_IDLE_TIMEOUT", "2m0s";
+    API_SERVER_MAX_CONNECTIONS = "apiServer.maxConnections", "KUMA_API_SERVER_MAX_CONNECTIONS", "4096";
+    DP_SERVER_PORT = "dpServer.port", "KUMA_DP_SERVER_PORT", "5678";
+    DP_SERVER_TLS_CERT_FILE = "dpServer.tlsCertFile", "KUMA_DP_SERVER_TLS_CERT_FILE", "";
+    DP_SERVER_TLS_KEY_FILE = "dpServer.tlsKeyFile", "KUMA_DP_SERVER_TLS_KEY_FILE", "";
+    DP_SERVER_READ_HEADER_TIMEOUT = "dpServer.readHeaderTimeout", "KUMA_DP_SERVER_READ_HEADER_TIMEOUT", "5s";
+    DP_SERVER_MAX_CONNECTIONS = "dpServer.maxConnections", "KUMA_DP_SERVER_MAX_CONNECTIONS", "10000";
+    DIAGNOSTICS_SERVER_PORT = "diagnostics.serverPort", "KUMA_DIAGNOSTICS_SERVER_PORT", "5680";
+    DIAGNOSTICS_MAX_CONNECTIONS = "diagnostics.maxConnections", "KUMA_DIAGNOSTICS_MAX_CONNECTIONS", "1024";
+    MULTIZONE_GLOBAL_KDS_GRPC_PORT = "multizone.global.kds.grpcPort", "KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT", "5685";
+    MULTIZONE_ZONE_NAME = "multizone.zone.name", "KUMA_MULTIZONE_ZONE_NAME", "";
+    MULTIZONE_ZONE_GLOBAL_ADDRESS = "multizone.zone.globalAddress", "KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS", "";
+    MULTIZONE_ZONE_KDS_ROOT_CA_FILE = "multizone.zone.kds.rootCaFile", "KUMA_MULTIZONE_ZONE_KDS_ROOT_CA_FILE", "";
+    MULTIZONE_ZONE_KDS_TLS_SKIP_VERIFY = "multizone.zone.kds.tlsSkipVerify", "KUMA_MULTIZONE_ZONE_KDS_TLS_SKIP_VERIFY", "false";
+    MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE = "multizone.zone.kds.auth.cpToken.inline", "KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE", "";
+    MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_PATH = "multizone.zone.kds.auth.cpToken.path", "KUMA_MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_PATH", "";
+    MULTIZONE_GLOBAL_KDS_TLS_CERT_FILE = "multizone.global.kds.tlsCertFile", "KUMA_MULTIZONE_GLOBAL_KDS_TLS_CERT_FILE", "";
+    MULTIZONE_GLOBAL_KDS_TLS_KEY_FILE = "multizone.global.kds.tlsKeyFile", "KUMA_MULTIZONE_GLOBAL_KDS_TLS_KEY_FILE", "";
+    MULTIZONE_GLOBAL_KDS_MAX_MSG_SIZE = "multizone.global.kds.maxMsgSize", "KUMA_MULTIZONE_GLOBAL_KDS_MAX_MSG_SIZE", "10485760";
+    MULTIZONE_GLOBAL_KDS_MAX_CONNECTIONS = "multizone.global.kds.maxConnections", "KUMA_MULTIZONE_GLOBAL_KDS_MAX_CONNECTIONS", "1024";
+    MULTIZONE_GLOBAL_KDS_AUTH_TYPE = "multizone.global.kds.auth.type", "KUMA_MULTIZONE_GLOBAL_KDS_AUTH_TYPE", "cpToken";
+    STORE_POSTGRES_HOST = "store.postgres.host", "KUMA_STORE_POSTGRES_HOST", "127.0.0.1";
+    STORE_POSTGRES_PORT = "store.postgres.port", "KUMA_STORE_POSTGRES_PORT", "15432";
+    STORE_POSTGRES_USER = "store.postgres.user", "KUMA_STORE_POSTGRES_USER", "kuma";
+    STORE_POSTGRES_PASSWORD = "store.postgres.password", "KUMA_STORE_POSTGRES_PASSWORD", "kuma";
+    STORE_POSTGRES_DB_NAME = "store.postgres.dbName", "KUMA_STORE_POSTGRES_DB_NAME", "kuma";
+    STORE_POSTGRES_TLS_MODE = "store.postgres.tls.mode", "KUMA_STORE_POSTGRES_TLS_MODE", "disable";
+    STORE_POSTGRES_TLS_CA_PATH = "store.postgres.tls.caPath", "KUMA_STORE_POSTGRES_TLS_CA_PATH", "";
+    STORE_POSTGRES_TLS_CERT_PATH = "store.postgres.tls.certPath", "KUMA_STORE_POSTGRES_TLS_CERT_PATH", "";
+    STORE_POSTGRES_TLS_KEY_PATH = "store.postgres.tls.keyPath", "KUMA_STORE_POSTGRES_TLS_KEY_PATH", "";
+    STORE_POSTGRES_MAX_OPEN_CONNECTIONS = "store.postgres.maxOpenConnections", "KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS", "50";
+    STORE_POSTGRES_CONNECTION_TIMEOUT = "store.postgres.connectionTimeout", "KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT", "5";
+    GENERAL_DNS_CACHE_TTL = "general.dnsCacheTTL", "KUMA_GENERAL_DNS_CACHE_TTL", "10s";
+    RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE = "runtime.universal.dataplaneCleanupAge", "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE", "72h";
+    DEFAULTS_SKIP_MESH_CREATION = "defaults.skipMeshCreation", "KUMA_DEFAULTS_SKIP_MESH_CREATION", "false";
+}
 
 /// The longest timeout accepted (longer ones are mistakes, and would overflow clocks).
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -438,26 +248,19 @@ const MAX_CONNECTIONS: usize = 1_000_000;
 struct Raw(BTreeMap<&'static str, String>);
 
 impl Raw {
-    fn key(&self, path: &str) -> &'static Key {
-        let key = KEYS.iter().find(|k| k.path == path);
-        debug_assert!(key.is_some(), "config key {path} is not declared in KEYS");
-        key.unwrap_or(&KEYS[0])
+    fn get(&self, key: Key) -> &str {
+        self.0.get(key.path).map(String::as_str).unwrap_or("")
     }
 
-    fn get(&self, path: &str) -> &str {
-        self.0.get(path).map(String::as_str).unwrap_or("")
-    }
-
-    fn err(&self, path: &str, reason: impl Into<String>) -> ConfigError {
-        let k = self.key(path);
+    fn err(&self, key: Key, reason: impl Into<String>) -> ConfigError {
         ConfigError::Value {
-            key: k.path,
-            env: k.env,
+            key: key.path,
+            env: key.env,
             reason: reason.into(),
         }
     }
 
-    fn bool(&self, path: &str) -> Result<bool, ConfigError> {
+    fn bool(&self, path: Key) -> Result<bool, ConfigError> {
         match self.get(path) {
             "true" | "True" | "TRUE" | "1" => Ok(true),
             "false" | "False" | "FALSE" | "0" => Ok(false),
@@ -465,7 +268,7 @@ impl Raw {
         }
     }
 
-    fn port(&self, path: &str) -> Result<u16, ConfigError> {
+    fn port(&self, path: Key) -> Result<u16, ConfigError> {
         let v = self.get(path);
         match v.parse::<u16>() {
             Ok(p) if p > 0 => Ok(p),
@@ -473,14 +276,14 @@ impl Raw {
         }
     }
 
-    fn ip(&self, path: &str) -> Result<IpAddr, ConfigError> {
+    fn ip(&self, path: Key) -> Result<IpAddr, ConfigError> {
         let v = self.get(path);
         v.parse()
             .map_err(|_| self.err(path, format!("\"{v}\" is not an IP address")))
     }
 
     /// A Go-style duration (`1s`, `2m0s`) above zero: zero would turn a protection off.
-    fn timeout(&self, path: &str) -> Result<Duration, ConfigError> {
+    fn timeout(&self, path: Key) -> Result<Duration, ConfigError> {
         let v = self.get(path);
         match aerie_core::duration::parse_go_duration(v) {
             Some(d) if d.is_zero() => Err(self.err(
@@ -494,7 +297,7 @@ impl Raw {
     }
 
     /// A whole number in `min..=max`.
-    fn count(&self, path: &str, min: usize, max: usize) -> Result<usize, ConfigError> {
+    fn count(&self, path: Key, min: usize, max: usize) -> Result<usize, ConfigError> {
         let v = self.get(path);
         match v.parse::<usize>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -505,7 +308,7 @@ impl Raw {
         }
     }
 
-    fn path(&self, path: &str) -> Option<PathBuf> {
+    fn path(&self, path: Key) -> Option<PathBuf> {
         Some(self.get(path))
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
@@ -542,7 +345,7 @@ impl Config {
                         Value::Null => continue,
                         _ => {
                             return Err(
-                                raw.err(k.path, "must be a single value, not a list or mapping")
+                                raw.err(*k, "must be a single value, not a list or mapping")
                             );
                         }
                     };
@@ -559,71 +362,70 @@ impl Config {
     }
 
     fn from_raw(raw: &Raw) -> Result<Config, ConfigError> {
-        let mode = match raw.get("mode") {
+        let mode = match raw.get(MODE) {
             "zone" | "" => Mode::Zone,
             "global" => Mode::Global,
             "standalone" => Mode::Zone,
-            v => return Err(raw.err("mode", format!("\"{v}\" is not a mode: use zone or global"))),
+            v => return Err(raw.err(MODE, format!("\"{v}\" is not a mode: use zone or global"))),
         };
         let multizone = multizone_settings(raw, mode)?;
-        let store_type = match raw.get("store.type") {
+        let store_type = match raw.get(STORE_TYPE) {
             "embedded" | "" => StoreType::Embedded,
             "memory" => StoreType::Memory,
             "postgres" => StoreType::Postgres(Box::new(postgres_settings(raw)?)),
             v => {
                 return Err(raw.err(
-                    "store.type",
+                    STORE_TYPE,
                     format!("\"{v}\" is not a store type: use embedded, memory or postgres"),
                 ));
             }
         };
-        let work_dir = match raw.path("general.workDir") {
+        let work_dir = match raw.path(GENERAL_WORK_DIR) {
             Some(p) => p,
             None => match std::env::var_os("HOME") {
                 Some(home) => PathBuf::from(home).join(".kuma"),
-                None => return Err(raw.err("general.workDir", "not set and $HOME is unknown")),
+                None => return Err(raw.err(GENERAL_WORK_DIR, "not set and $HOME is unknown")),
             },
         };
-        let listen =
-            |enabled: &str, iface: &str, port: &str| -> Result<Option<Listen>, ConfigError> {
-                if !raw.bool(enabled)? {
-                    return Ok(None);
-                }
-                Ok(Some(Listen {
-                    interface: raw.ip(iface)?,
-                    port: raw.port(port)?,
-                }))
-            };
+        let listen = |enabled: Key, iface: Key, port: Key| -> Result<Option<Listen>, ConfigError> {
+            if !raw.bool(enabled)? {
+                return Ok(None);
+            }
+            Ok(Some(Listen {
+                interface: raw.ip(iface)?,
+                port: raw.port(port)?,
+            }))
+        };
         let api_http = listen(
-            "apiServer.http.enabled",
-            "apiServer.http.interface",
-            "apiServer.http.port",
+            API_SERVER_HTTP_ENABLED,
+            API_SERVER_HTTP_INTERFACE,
+            API_SERVER_HTTP_PORT,
         )?;
         let api_https = listen(
-            "apiServer.https.enabled",
-            "apiServer.https.interface",
-            "apiServer.https.port",
+            API_SERVER_HTTPS_ENABLED,
+            API_SERVER_HTTPS_INTERFACE,
+            API_SERVER_HTTPS_PORT,
         )?;
-        let cert = raw.path("apiServer.https.tlsCertFile");
-        let key = raw.path("apiServer.https.tlsKeyFile");
+        let cert = raw.path(API_SERVER_HTTPS_TLS_CERT_FILE);
+        let key = raw.path(API_SERVER_HTTPS_TLS_KEY_FILE);
         if cert.is_some() != key.is_some() {
             let missing = if cert.is_none() {
-                "apiServer.https.tlsCertFile"
+                API_SERVER_HTTPS_TLS_CERT_FILE
             } else {
-                "apiServer.https.tlsKeyFile"
+                API_SERVER_HTTPS_TLS_KEY_FILE
             };
             return Err(raw.err(
                 missing,
                 "the HTTPS certificate and key must be set together",
             ));
         }
-        let dp_cert = raw.path("dpServer.tlsCertFile");
-        let dp_key = raw.path("dpServer.tlsKeyFile");
+        let dp_cert = raw.path(DP_SERVER_TLS_CERT_FILE);
+        let dp_key = raw.path(DP_SERVER_TLS_KEY_FILE);
         if dp_cert.is_some() != dp_key.is_some() {
             let missing = if dp_cert.is_none() {
-                "dpServer.tlsCertFile"
+                DP_SERVER_TLS_CERT_FILE
             } else {
-                "dpServer.tlsKeyFile"
+                DP_SERVER_TLS_KEY_FILE
             };
             return Err(raw.err(
                 missing,
@@ -638,51 +440,51 @@ impl Config {
             api_https,
             api_https_cert_file: cert,
             api_https_key_file: key,
-            localhost_is_admin: raw.bool("apiServer.authn.localhostIsAdmin")?,
-            api_read_header_timeout: raw.timeout("apiServer.readHeaderTimeout")?,
-            api_read_timeout: raw.timeout("apiServer.readTimeout")?,
-            api_write_timeout: raw.timeout("apiServer.writeTimeout")?,
-            api_idle_timeout: raw.timeout("apiServer.idleTimeout")?,
-            api_max_connections: raw.count("apiServer.maxConnections", 1, MAX_CONNECTIONS)?,
-            dp_server_port: raw.port("dpServer.port")?,
+            localhost_is_admin: raw.bool(API_SERVER_AUTHN_LOCALHOST_IS_ADMIN)?,
+            api_read_header_timeout: raw.timeout(API_SERVER_READ_HEADER_TIMEOUT)?,
+            api_read_timeout: raw.timeout(API_SERVER_READ_TIMEOUT)?,
+            api_write_timeout: raw.timeout(API_SERVER_WRITE_TIMEOUT)?,
+            api_idle_timeout: raw.timeout(API_SERVER_IDLE_TIMEOUT)?,
+            api_max_connections: raw.count(API_SERVER_MAX_CONNECTIONS, 1, MAX_CONNECTIONS)?,
+            dp_server_port: raw.port(DP_SERVER_PORT)?,
             dp_server_cert_file: dp_cert,
             dp_server_key_file: dp_key,
-            dp_server_read_header_timeout: raw.timeout("dpServer.readHeaderTimeout")?,
-            dp_server_max_connections: raw.count("dpServer.maxConnections", 1, MAX_CONNECTIONS)?,
+            dp_server_read_header_timeout: raw.timeout(DP_SERVER_READ_HEADER_TIMEOUT)?,
+            dp_server_max_connections: raw.count(DP_SERVER_MAX_CONNECTIONS, 1, MAX_CONNECTIONS)?,
             diagnostics: Listen {
                 interface: IpAddr::from([0, 0, 0, 0]),
-                port: raw.port("diagnostics.serverPort")?,
+                port: raw.port(DIAGNOSTICS_SERVER_PORT)?,
             },
             diagnostics_max_connections: raw.count(
-                "diagnostics.maxConnections",
+                DIAGNOSTICS_MAX_CONNECTIONS,
                 1,
                 MAX_CONNECTIONS,
             )?,
-            kds_grpc_port: raw.port("multizone.global.kds.grpcPort")?,
-            skip_mesh_creation: raw.bool("defaults.skipMeshCreation")?,
+            kds_grpc_port: raw.port(MULTIZONE_GLOBAL_KDS_GRPC_PORT)?,
+            skip_mesh_creation: raw.bool(DEFAULTS_SKIP_MESH_CREATION)?,
             dataplane_cleanup_age: {
-                let v = raw.get("runtime.universal.dataplaneCleanupAge");
+                let v = raw.get(RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE);
                 aerie_core::duration::parse_go_duration(v)
                     .filter(|d| !d.is_zero())
                     .ok_or_else(|| {
                         raw.err(
-                            "runtime.universal.dataplaneCleanupAge",
+                            RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE,
                             format!("\"{v}\" is not a duration (e.g. 72h)"),
                         )
                     })?
             },
             dns_cache_ttl: {
-                let v = raw.get("general.dnsCacheTTL");
+                let v = raw.get(GENERAL_DNS_CACHE_TTL);
                 aerie_core::duration::parse_go_duration(v)
                     .filter(|d| !d.is_zero())
                     .ok_or_else(|| {
                         raw.err(
-                            "general.dnsCacheTTL",
+                            GENERAL_DNS_CACHE_TTL,
                             format!("\"{v}\" is not a duration (e.g. 10s)"),
                         )
                     })?
             },
-            zone_name: Some(raw.get("multizone.zone.name").to_string()).filter(|z| !z.is_empty()),
+            zone_name: Some(raw.get(MULTIZONE_ZONE_NAME).to_string()).filter(|z| !z.is_empty()),
             multizone,
         };
         config.check_port_clashes(raw)?;
@@ -691,23 +493,26 @@ impl Config {
 
     /// Two of our listeners on one port would fail at bind time with a vaguer message.
     fn check_port_clashes(&self, raw: &Raw) -> Result<(), ConfigError> {
-        let mut seen: Vec<(&str, u16)> = Vec::new();
+        let mut seen: Vec<(Key, u16)> = Vec::new();
         let mut ports = vec![
-            ("dpServer.port", self.dp_server_port),
-            ("diagnostics.serverPort", self.diagnostics.port),
+            (DP_SERVER_PORT, self.dp_server_port),
+            (DIAGNOSTICS_SERVER_PORT, self.diagnostics.port),
         ];
         if let Some(l) = self.api_http {
-            ports.push(("apiServer.http.port", l.port));
+            ports.push((API_SERVER_HTTP_PORT, l.port));
         }
         if matches!(self.multizone, Multizone::Global(_)) {
-            ports.push(("multizone.global.kds.grpcPort", self.kds_grpc_port));
+            ports.push((MULTIZONE_GLOBAL_KDS_GRPC_PORT, self.kds_grpc_port));
         }
         if let Some(l) = self.api_https {
-            ports.push(("apiServer.https.port", l.port));
+            ports.push((API_SERVER_HTTPS_PORT, l.port));
         }
         for (path, port) in ports {
             if let Some((other, _)) = seen.iter().find(|(_, p)| *p == port) {
-                return Err(raw.err(path, format!("port {port} is already used by {other}")));
+                return Err(raw.err(
+                    path,
+                    format!("port {port} is already used by {}", other.path),
+                ));
             }
             seen.push((path, port));
         }
@@ -721,29 +526,29 @@ impl Config {
 }
 
 fn postgres_settings(raw: &Raw) -> Result<PostgresSettings, ConfigError> {
-    let tls_mode = raw.get("store.postgres.tls.mode").to_string();
+    let tls_mode = raw.get(STORE_POSTGRES_TLS_MODE).to_string();
     if !["disable", "verifyNone", "verifyCa", "verifyFull"].contains(&tls_mode.as_str()) {
         return Err(raw.err(
-            "store.postgres.tls.mode",
+            STORE_POSTGRES_TLS_MODE,
             format!("\"{tls_mode}\" is not one of disable, verifyNone, verifyCa, verifyFull"),
         ));
     }
     let max: u32 = raw
-        .get("store.postgres.maxOpenConnections")
+        .get(STORE_POSTGRES_MAX_OPEN_CONNECTIONS)
         .parse()
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| {
             raw.err(
-                "store.postgres.maxOpenConnections",
+                STORE_POSTGRES_MAX_OPEN_CONNECTIONS,
                 format!(
                     "\"{}\" is not a positive number",
-                    raw.get("store.postgres.maxOpenConnections")
+                    raw.get(STORE_POSTGRES_MAX_OPEN_CONNECTIONS)
                 ),
             )
         })?;
     // Kuma takes whole seconds; a Go-style duration (10s) is accepted too.
-    let timeout_text = raw.get("store.postgres.connectionTimeout");
+    let timeout_text = raw.get(STORE_POSTGRES_CONNECTION_TIMEOUT);
     let connection_timeout = timeout_text
         .parse::<u64>()
         .ok()
@@ -752,11 +557,11 @@ fn postgres_settings(raw: &Raw) -> Result<PostgresSettings, ConfigError> {
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {
             raw.err(
-                "store.postgres.connectionTimeout",
+                STORE_POSTGRES_CONNECTION_TIMEOUT,
                 format!("\"{timeout_text}\" is not a number of seconds"),
             )
         })?;
-    let need = |path: &str| -> Result<String, ConfigError> {
+    let need = |path: Key| -> Result<String, ConfigError> {
         let v = raw.get(path);
         if v.is_empty() {
             Err(raw.err(path, "cannot be empty"))
@@ -765,46 +570,46 @@ fn postgres_settings(raw: &Raw) -> Result<PostgresSettings, ConfigError> {
         }
     };
     Ok(PostgresSettings {
-        host: need("store.postgres.host")?,
-        port: raw.port("store.postgres.port")?,
-        user: need("store.postgres.user")?,
-        password: raw.get("store.postgres.password").to_string(),
-        db_name: need("store.postgres.dbName")?,
+        host: need(STORE_POSTGRES_HOST)?,
+        port: raw.port(STORE_POSTGRES_PORT)?,
+        user: need(STORE_POSTGRES_USER)?,
+        password: raw.get(STORE_POSTGRES_PASSWORD).to_string(),
+        db_name: need(STORE_POSTGRES_DB_NAME)?,
         tls_mode,
-        tls_ca_path: raw.path("store.postgres.tls.caPath"),
-        tls_cert_path: raw.path("store.postgres.tls.certPath"),
-        tls_key_path: raw.path("store.postgres.tls.keyPath"),
+        tls_ca_path: raw.path(STORE_POSTGRES_TLS_CA_PATH),
+        tls_cert_path: raw.path(STORE_POSTGRES_TLS_CERT_PATH),
+        tls_key_path: raw.path(STORE_POSTGRES_TLS_KEY_PATH),
         max_open_connections: max,
         connection_timeout,
     })
 }
 
 fn multizone_settings(raw: &Raw, mode: Mode) -> Result<Multizone, ConfigError> {
-    let address = raw.get("multizone.zone.globalAddress");
+    let address = raw.get(MULTIZONE_ZONE_GLOBAL_ADDRESS);
     match mode {
         Mode::Global => {
             if !address.is_empty() {
                 return Err(raw.err(
-                    "multizone.zone.globalAddress",
+                    MULTIZONE_ZONE_GLOBAL_ADDRESS,
                     "is for zone control planes; a global control plane has no global above it",
                 ));
             }
-            let cert = raw.path("multizone.global.kds.tlsCertFile");
-            let key = raw.path("multizone.global.kds.tlsKeyFile");
+            let cert = raw.path(MULTIZONE_GLOBAL_KDS_TLS_CERT_FILE);
+            let key = raw.path(MULTIZONE_GLOBAL_KDS_TLS_KEY_FILE);
             if cert.is_some() != key.is_some() {
                 let missing = if cert.is_none() {
-                    "multizone.global.kds.tlsCertFile"
+                    MULTIZONE_GLOBAL_KDS_TLS_CERT_FILE
                 } else {
-                    "multizone.global.kds.tlsKeyFile"
+                    MULTIZONE_GLOBAL_KDS_TLS_KEY_FILE
                 };
                 return Err(raw.err(missing, "the KDS certificate and key must be set together"));
             }
-            let require_zone_token = match raw.get("multizone.global.kds.auth.type") {
+            let require_zone_token = match raw.get(MULTIZONE_GLOBAL_KDS_AUTH_TYPE) {
                 "cpToken" | "" => true,
                 "none" => false,
                 v => {
                     return Err(raw.err(
-                        "multizone.global.kds.auth.type",
+                        MULTIZONE_GLOBAL_KDS_AUTH_TYPE,
                         format!("\"{v}\" is not an authentication type: use cpToken or none"),
                     ));
                 }
@@ -814,9 +619,9 @@ fn multizone_settings(raw: &Raw, mode: Mode) -> Result<Multizone, ConfigError> {
                 key_file: key,
                 require_zone_token,
                 // At least 64 KiB (a zone's first messages), at most 1 GiB.
-                max_msg_size: raw.count("multizone.global.kds.maxMsgSize", 64 * 1024, 1 << 30)?,
+                max_msg_size: raw.count(MULTIZONE_GLOBAL_KDS_MAX_MSG_SIZE, 64 * 1024, 1 << 30)?,
                 max_connections: raw.count(
-                    "multizone.global.kds.maxConnections",
+                    MULTIZONE_GLOBAL_KDS_MAX_CONNECTIONS,
                     1,
                     MAX_CONNECTIONS,
                 )?,
@@ -824,16 +629,16 @@ fn multizone_settings(raw: &Raw, mode: Mode) -> Result<Multizone, ConfigError> {
         }
         Mode::Zone if address.is_empty() => Ok(Multizone::Standalone),
         Mode::Zone => {
-            let zone = raw.get("multizone.zone.name");
+            let zone = raw.get(MULTIZONE_ZONE_NAME);
             if zone.is_empty() {
                 return Err(raw.err(
-                    "multizone.zone.name",
+                    MULTIZONE_ZONE_NAME,
                     "a zone connected to a global control plane needs a name",
                 ));
             }
             if !aerie_core::validate::is_valid_zone_name(zone) {
                 return Err(raw.err(
-                    "multizone.zone.name",
+                    MULTIZONE_ZONE_NAME,
                     format!("\"{zone}\" is not a valid zone name (lower-case letters, digits and '-', at most 63 characters)"),
                 ));
             }
@@ -850,27 +655,27 @@ fn multizone_settings(raw: &Raw, mode: Mode) -> Result<Multizone, ConfigError> {
                 }
                 _ => {
                     return Err(raw.err(
-                        "multizone.zone.globalAddress",
+                        MULTIZONE_ZONE_GLOBAL_ADDRESS,
                         format!("\"{address}\" is not a KDS address: use grpcs://HOST:5685"),
                     ));
                 }
             };
-            let root_ca_file = raw.path("multizone.zone.kds.rootCaFile");
-            let skip_verify = raw.bool("multizone.zone.kds.tlsSkipVerify")?;
+            let root_ca_file = raw.path(MULTIZONE_ZONE_KDS_ROOT_CA_FILE);
+            let skip_verify = raw.bool(MULTIZONE_ZONE_KDS_TLS_SKIP_VERIFY)?;
             if root_ca_file.is_none() && !skip_verify {
                 return Err(raw.err(
-                    "multizone.zone.kds.rootCaFile",
+                    MULTIZONE_ZONE_KDS_ROOT_CA_FILE,
                     "set the global's KDS CA certificate (or multizone.zone.kds.tlsSkipVerify=true to connect without verifying the global, not for production)",
                 ));
             }
-            let inline = raw.get("multizone.zone.kds.auth.cpToken.inline");
+            let inline = raw.get(MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_INLINE);
             let token = match (
                 inline.is_empty(),
-                raw.path("multizone.zone.kds.auth.cpToken.path"),
+                raw.path(MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_PATH),
             ) {
                 (false, Some(_)) => {
                     return Err(raw.err(
-                        "multizone.zone.kds.auth.cpToken.path",
+                        MULTIZONE_ZONE_KDS_AUTH_CP_TOKEN_PATH,
                         "set either the inline zone token or its path, not both",
                     ));
                 }
@@ -902,6 +707,18 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn every_key_has_its_own_path_and_env_var() {
+        let mut paths: Vec<&str> = KEYS.iter().map(|k| k.path).collect();
+        let mut envs: Vec<&str> = KEYS.iter().map(|k| k.env).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        envs.sort_unstable();
+        envs.dedup();
+        assert_eq!((paths.len(), envs.len()), (KEYS.len(), KEYS.len()));
+        assert!(KEYS.iter().all(|k| k.env.starts_with("KUMA_")));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! One connection per request: kumactl makes a handful of calls per run, so pooling would
 //! only add state.
 
+use aerie_identity::ServerTrust;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -326,38 +327,33 @@ where
 /// TLS settings of a control plane entry: its CA file, or no verification at all with
 /// `skipVerify`. There are no system roots on these machines, so one of them is required.
 pub fn tls_config(api: &ApiServer) -> Result<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| anyhow!("TLS setup failed: {e}"))?;
-    let mut cfg = if api.skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(aerie_identity::verify::InsecureServerVerifier::new())
-            .with_no_client_auth()
+    let trust = if api.skip_verify {
+        ServerTrust::SkipVerify
     } else if let Some(ca) = api.ca_cert_file.as_deref().filter(|c| !c.is_empty()) {
-        let mut roots = rustls::RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| anyhow!("could not read the CA certificate file {ca}: {e}"))?;
-        for cert in certs {
-            let cert =
-                cert.map_err(|e| anyhow!("could not read the CA certificate file {ca}: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| anyhow!("invalid CA certificate in {ca}: {e}"))?;
+        let mut certs = Vec::new();
+        for cert in CertificateDer::pem_file_iter(ca)
+            .map_err(|e| anyhow!("could not read the CA certificate file {ca}: {e}"))?
+        {
+            certs.push(
+                cert.map_err(|e| anyhow!("could not read the CA certificate file {ca}: {e}"))?,
+            );
         }
-        if roots.is_empty() {
+        if certs.is_empty() {
             bail!("the CA certificate file {ca} holds no PEM certificate");
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        ServerTrust::Roots(certs)
     } else {
         bail!(
             "{} uses https but no CA is configured and there are no system root certificates: add the control plane with --ca-cert-file FILE (or --skip-verify)",
             api.url
         );
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(cfg)
+    aerie_identity::client_config(trust, b"http/1.1").map_err(|e| {
+        anyhow!(
+            "invalid CA certificate in {}: {e}",
+            api.ca_cert_file.as_deref().unwrap_or_default()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -49,7 +49,9 @@ pub mod workload;
 
 pub use ca::CertificateAuthority;
 pub use key::{SigningKey, VerifyingKey};
-pub use tls::{load_cert_chain, load_private_key, self_signed_server_cert};
+pub use tls::{
+    ServerTrust, client_config, load_cert_chain, load_private_key, self_signed_server_cert,
+};
 pub use token::{
     Claims, DataplaneClaims, RegisteredClaims, TokenError, UserClaims, ZoneClaims, generate_jti,
     sign_token, verify_token,

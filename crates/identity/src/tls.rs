@@ -92,6 +92,46 @@ pub fn load_private_key(pem: &str) -> Result<PrivateKeyDer<'static>> {
         .map_err(|e| pem::map_error(e, pem, "PRIVATE KEY", Error::NoPrivateKey))
 }
 
+/// Whom a TLS client trusts to be the server it dials.
+#[derive(Debug, Clone)]
+pub enum ServerTrust {
+    /// Servers whose chain ends at one of these certificates.
+    Roots(Vec<CertificateDer<'static>>),
+    /// Any server: the certificate is not verified (`--skip-verify`, `tlsSkipVerify`). Not
+    /// for production; callers say so in their logs.
+    SkipVerify,
+}
+
+/// The one TLS client builder of kumactl, a zone's KDS client and the proxy's control-plane
+/// client: ring, the safe protocol versions, no client certificate, the given ALPN protocol.
+/// Roots that hold no usable certificate are refused rather than trusting nothing silently.
+pub fn client_config(trust: ServerTrust, alpn: &[u8]) -> Result<rustls::ClientConfig> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::InvalidCa(format!("TLS setup failed: {e}")))?;
+    let mut config = match trust {
+        ServerTrust::Roots(certs) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::InvalidCa(format!("not a usable CA certificate: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(Error::NoCertificate);
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        ServerTrust::SkipVerify => builder
+            .dangerous()
+            .with_custom_certificate_verifier(crate::verify::InsecureServerVerifier::new())
+            .with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read as _, Write as _};
@@ -101,6 +141,31 @@ mod tests {
     use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
     use super::*;
+
+    #[test]
+    fn the_client_builder_trusts_its_roots_only() {
+        let (cert, key) = self_signed_server_cert(&["cp.example".to_string()], &[]).unwrap();
+        let (other, _) = self_signed_server_cert(&["cp.example".to_string()], &[]).unwrap();
+        let run = |trust: ServerTrust| {
+            let config = client_config(trust, b"h2").unwrap();
+            assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+            handshake_with(Arc::new(config), &cert, &key, "cp.example")
+        };
+        assert!(run(ServerTrust::Roots(load_cert_chain(&cert).unwrap())).is_ok());
+        assert!(run(ServerTrust::Roots(load_cert_chain(&other).unwrap())).is_err());
+        assert!(run(ServerTrust::SkipVerify).is_ok());
+        assert!(matches!(
+            client_config(ServerTrust::Roots(vec![]), b"h2"),
+            Err(Error::NoCertificate)
+        ));
+        assert!(
+            client_config(
+                ServerTrust::Roots(vec![CertificateDer::from(vec![1, 2, 3])]),
+                b"h2"
+            )
+            .is_err()
+        );
+    }
 
     fn provider() -> Arc<rustls::crypto::CryptoProvider> {
         Arc::new(rustls::crypto::ring::default_provider())
@@ -131,8 +196,17 @@ mod tests {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
+        handshake_with(Arc::new(client_config), cert_pem, key_pem, name)
+    }
+
+    fn handshake_with(
+        client_config: Arc<ClientConfig>,
+        cert_pem: &str,
+        key_pem: &str,
+        name: &str,
+    ) -> Result<(), rustls::Error> {
         let server_name = ServerName::try_from(name.to_string()).unwrap();
-        let mut client = ClientConnection::new(Arc::new(client_config), server_name).unwrap();
+        let mut client = ClientConnection::new(client_config, server_name).unwrap();
         let mut server = ServerConnection::new(server_config(cert_pem, key_pem)).unwrap();
 
         for _ in 0..20 {

@@ -545,29 +545,15 @@ fn apply_secrets(
 }
 
 fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, ClientError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Key(e.to_string()))?;
-    let mut cfg = match ca_pem {
-        Some(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let certs = aerie_identity::load_cert_chain(pem)
-                .map_err(|e| ClientError::Key(format!("--ca-cert-file: {e}")))?;
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| ClientError::Key(format!("--ca-cert-file: {e}")))?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(aerie_identity::verify::InsecureServerVerifier::new())
-            .with_no_client_auth(),
+    let trust = match ca_pem {
+        Some(pem) => aerie_identity::ServerTrust::Roots(
+            aerie_identity::load_cert_chain(pem)
+                .map_err(|e| ClientError::Key(format!("--ca-cert-file: {e}")))?,
+        ),
+        None => aerie_identity::ServerTrust::SkipVerify,
     };
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(cfg)
+    aerie_identity::client_config(trust, b"h2")
+        .map_err(|e| ClientError::Key(format!("--ca-cert-file: {e}")))
 }
 
 #[cfg(test)]

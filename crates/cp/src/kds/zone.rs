@@ -93,10 +93,7 @@ impl Source for ZoneSource {
 }
 
 fn tls_config(cfg: &ZoneKds) -> anyhow::Result<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?;
-    let mut tls = match &cfg.root_ca_file {
+    let trust = match &cfg.root_ca_file {
         Some(path) => {
             let pem = std::fs::read_to_string(path).with_context(|| {
                 format!(
@@ -104,28 +101,20 @@ fn tls_config(cfg: &ZoneKds) -> anyhow::Result<rustls::ClientConfig> {
                     path.display()
                 )
             })?;
-            let mut roots = rustls::RootCertStore::empty();
-            for c in aerie_identity::load_cert_chain(&pem)
-                .with_context(|| format!("{} (multizone.zone.kds.rootCaFile)", path.display()))?
-            {
-                roots.add(c)?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            aerie_identity::ServerTrust::Roots(
+                aerie_identity::load_cert_chain(&pem).with_context(|| {
+                    format!("{} (multizone.zone.kds.rootCaFile)", path.display())
+                })?,
+            )
         }
         None => {
             tracing::warn!(
                 "KDS: multizone.zone.kds.tlsSkipVerify is on: the global control plane's certificate is not verified"
             );
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(
-                    aerie_identity::verify::InsecureServerVerifier::new(),
-                )
-                .with_no_client_auth()
+            aerie_identity::ServerTrust::SkipVerify
         }
     };
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(tls)
+    aerie_identity::client_config(trust, b"h2").context("multizone.zone.kds.rootCaFile")
 }
 
 fn token(cfg: &ZoneKds) -> anyhow::Result<Option<String>> {

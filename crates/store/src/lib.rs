@@ -1,6 +1,6 @@
 //! Resource storage for Aerie.
 //!
-//! One [`Store`] trait with three backends: [`SqliteStore`] (the default, an embedded
+//! One [`Store`] (its [`ResourceStore`] half and its [`Coordination`] half) with three backends: [`SqliteStore`] (the default, an embedded
 //! database file under the control plane's work dir, durable across `kill -9`),
 //! [`MemoryStore`] (nothing survives a restart) and [`PostgresStore`] (a shared database,
 //! so several control-plane replicas can run side by side; see [`postgres`]).
@@ -105,9 +105,10 @@ impl ChangeEvent {
     }
 }
 
-/// The resource store. `mesh` is `""` for global types everywhere in this trait.
+/// The resources: typed, versioned, announced on a change feed. `mesh` is `""` for global
+/// types everywhere in this trait.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait ResourceStore: Send + Sync + 'static {
     async fn get(
         &self,
         rtype: ResourceType,
@@ -149,6 +150,17 @@ pub trait Store: Send + Sync + 'static {
     /// an event of kind [`ChangeKind::Resync`] means the same.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChangeEvent>;
 
+    /// Whether the backend answers (for `/ready`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Flushes and releases the backend (graceful shutdown).
+    async fn close(&self);
+}
+
+/// Coordination between control-plane replicas sharing one backend: which replica holds
+/// each proxy's session, which replicas are alive, and which one leads.
+#[async_trait::async_trait]
+pub trait Coordination: Send + Sync + 'static {
     /// Records that `replica` (a control plane) holds the session of proxy (mesh, name),
     /// replacing any other holder. `owner` names the proxy process holding it (a digest of its
     /// current CSR; empty when unknown), so that the same proxy moving to another replica is
@@ -181,16 +193,17 @@ pub trait Store: Send + Sync + 'static {
     /// Tries to become, or stay, the leader among the control planes sharing this store
     /// (the leader runs background work). A store only one control plane uses always leads.
     async fn try_lead(&self) -> Result<bool, StoreError>;
-
-    /// Whether the backend answers (for `/ready`).
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    /// Flushes and releases the backend (graceful shutdown).
-    async fn close(&self);
 }
 
+/// A backend: its resources and the coordination of the replicas that share it. Code that
+/// needs both takes `Arc<dyn Store>`; the two halves are separate traits so each can be read
+/// (and faked) on its own.
+pub trait Store: ResourceStore + Coordination {}
+
+impl<T: ResourceStore + Coordination> Store for T {}
+
 /// Who holds a proxy's session: the replica, and the proxy process (see
-/// [`Store::open_session`]).
+/// [`Coordination::open_session`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionHolder {
     pub replica: String,

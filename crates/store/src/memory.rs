@@ -6,7 +6,10 @@ use std::sync::Mutex;
 use aerie_core::{Resource, ResourceType};
 use tokio::sync::broadcast;
 
-use crate::{ChangeEvent, ChangeKind, FEED_CAPACITY, Store, StoreError, key_of, stamp_created};
+use crate::{
+    ChangeEvent, ChangeKind, Coordination, FEED_CAPACITY, ResourceStore, StoreError, key_of,
+    stamp_created,
+};
 
 type Key = (ResourceType, String, String);
 
@@ -49,7 +52,7 @@ impl MemoryStore {
 }
 
 #[async_trait::async_trait]
-impl Store for MemoryStore {
+impl ResourceStore for MemoryStore {
     async fn get(
         &self,
         rtype: ResourceType,
@@ -191,6 +194,15 @@ impl Store for MemoryStore {
         self.feed.subscribe()
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn close(&self) {}
+}
+
+#[async_trait::async_trait]
+impl Coordination for MemoryStore {
     async fn open_session(
         &self,
         mesh: &str,
@@ -226,10 +238,4 @@ impl Store for MemoryStore {
     async fn try_lead(&self) -> Result<bool, StoreError> {
         Ok(true)
     }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn close(&self) {}
 }

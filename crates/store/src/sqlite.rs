@@ -14,8 +14,8 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::broadcast;
 
 use crate::{
-    ChangeEvent, ChangeKind, FEED_CAPACITY, Store, StoreError, StoredRow, decode, encode, key_of,
-    stamp_created,
+    ChangeEvent, ChangeKind, Coordination, FEED_CAPACITY, ResourceStore, StoreError, StoredRow,
+    decode, encode, key_of, stamp_created,
 };
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
@@ -199,7 +199,7 @@ where
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl ResourceStore for SqliteStore {
     async fn get(
         &self,
         rtype: ResourceType,
@@ -357,6 +357,21 @@ impl Store for SqliteStore {
         self.feed.subscribe()
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Coordination for SqliteStore {
     async fn open_session(
         &self,
         mesh: &str,
@@ -391,18 +406,6 @@ impl Store for SqliteStore {
 
     async fn try_lead(&self) -> Result<bool, StoreError> {
         Ok(true)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use aerie_store::{MemoryStore, SqliteStore, Store};
+use aerie_store::{MemoryStore, ResourceStore as _, SqliteStore};
 use common as conformance;
 
 #[tokio::test]

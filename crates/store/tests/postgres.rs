@@ -15,8 +15,8 @@ mod common;
 
 use aerie_core::{Resource, ResourceType};
 use aerie_store::{
-    ChangeEvent, ChangeKind, PostgresConfig, PostgresStore, Store, StoreError, migrate_up,
-    schema_status,
+    ChangeEvent, ChangeKind, Coordination as _, PostgresConfig, PostgresStore, ResourceStore as _,
+    StoreError, migrate_up, schema_status,
 };
 use common as conformance;
 use sqlx::Connection;

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use aerie_core::format::resource_from_value;
 use aerie_core::{Resource, ResourceType, Spec, validate};
 use aerie_store::{SharedStore, StoreError};
-use aerie_xds::{DiscoveryRequest, DiscoveryResponse, INGRESS_CONFIG_TYPE, NodeInfo};
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use aerie_xds::{DiscoveryRequest, INGRESS_CONFIG_TYPE, NodeInfo};
+use tonic::Status;
 
-use super::hub::{ConnStatus, DpKey, Hub, Registration, Snapshot};
+use super::hub::Snapshot;
 use super::session::store_status;
+use super::stream::{Conn, Protocol};
 
 /// Checks an ingress's hello and zone token; returns its ZoneIngress (with `zone` set) and
 /// the id of its token. A token that cannot be checked yet (the zone still waits for the
@@ -112,156 +112,47 @@ pub async fn register(store: &SharedStore, mut r: Resource) -> Result<(), Status
     ))
 }
 
-/// The running session of one ingress.
-pub struct IngressSession {
-    pub key: DpKey,
-    pub hub: Arc<Hub>,
-    pub store: SharedStore,
-    pub reg: Registration,
-    pub tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+/// An ingress's side of its stream: one config, its routes.
+#[derive(Default)]
+pub struct Ingress {
     subscribed: bool,
     sent: Option<String>,
-    nonce: u64,
 }
 
-impl IngressSession {
-    pub fn new(
-        key: DpKey,
-        hub: Arc<Hub>,
-        store: SharedStore,
-        reg: Registration,
-        tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    ) -> Self {
-        IngressSession {
-            key,
-            hub,
-            store,
-            reg,
-            tx,
-            subscribed: false,
-            sent: None,
-            nonce: 0,
-        }
-    }
+impl Protocol for Ingress {
+    const RESOURCE: ResourceType = ResourceType::ZoneIngress;
+    const WHO: &'static str = "zone ingress";
+    const REVOKED: &'static str = "invalid zone token: it has been revoked";
 
-    fn status(&self) -> std::sync::MutexGuard<'_, ConnStatus> {
-        self.reg.status.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub async fn run(mut self, first: DiscoveryRequest, mut inbound: Streaming<DiscoveryRequest>) {
-        let graceful = self.serve(first, &mut inbound).await;
-        let still_ours = self.hub.unregister(&self.key, self.reg.id);
-        let name = self.key.1.clone();
-        if !still_ours {
-            return;
-        }
-        if let Err(e) = self
-            .store
-            .close_session("", &name, self.hub.replica())
-            .await
-        {
-            tracing::warn!(name, error = %e, "cannot record the end of the ingress session");
-        }
-        if graceful {
-            match self
-                .store
-                .delete(ResourceType::ZoneIngress, "", &name)
-                .await
-            {
-                Ok(()) | Err(StoreError::NotFound { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(name, error = %e, "cannot remove the ZoneIngress of an ingress that left")
-                }
-            }
-            tracing::info!(
-                name,
-                "zone ingress disconnected gracefully; ZoneIngress removed"
-            );
-        } else {
-            tracing::info!(
-                name,
-                "zone ingress connection lost; ZoneIngress kept (offline)"
-            );
-        }
-    }
-
-    /// `true` when the ingress closed its stream (it is leaving).
-    async fn serve(
-        &mut self,
-        first: DiscoveryRequest,
-        inbound: &mut Streaming<DiscoveryRequest>,
-    ) -> bool {
-        if self.handle(first).await.is_err() {
-            return false;
-        }
-        loop {
-            tokio::select! {
-                msg = inbound.message() => match msg {
-                    Ok(Some(req)) => if self.handle(req).await.is_err() { return false },
-                    Ok(None) => return true,
-                    Err(_) => return false,
-                },
-                changed = self.reg.snapshots.changed() => {
-                    if changed.is_err() || self.push().await.is_err() {
-                        return false;
-                    }
-                }
-                revoked = self.reg.revoked.changed() => {
-                    if revoked.is_ok() && *self.reg.revoked.borrow() {
-                        tracing::warn!(name = %self.key.1, "the zone ingress's zone token was revoked: ending its session");
-                        let _ = self.tx.send(Err(Status::unauthenticated(
-                            "invalid zone token: it has been revoked",
-                        ))).await;
-                    }
-                    return false;
-                }
-            }
-        }
-    }
-
-    async fn handle(&mut self, req: DiscoveryRequest) -> Result<(), ()> {
+    async fn handle(&mut self, conn: &mut Conn, req: DiscoveryRequest) -> Result<(), ()> {
         if req.type_url != INGRESS_CONFIG_TYPE {
             tracing::debug!(type_url = %req.type_url, "an ingress subscribed to something it cannot get");
             return Ok(());
         }
         self.subscribed = true;
         if !req.response_nonce.is_empty() {
-            let mut st = self.status();
-            match &req.error_detail {
-                Some(err) => {
-                    tracing::warn!(name = %self.key.1, error = %err.message, "ingress rejected its config (NACK)");
-                    st.last_nack = Some(err.message.clone());
-                }
-                None => {
-                    st.config_version_acked = Some(req.version_info.clone());
-                    st.responses_acknowledged += 1;
-                    st.last_nack = None;
-                }
+            let nack = req.error_detail.as_ref().map(|e| e.message.as_str());
+            conn.record_reply("config", nack);
+            if nack.is_none() {
+                conn.status().config_version_acked = Some(req.version_info.clone());
             }
         }
-        self.push().await
+        self.push(conn).await
     }
 
-    async fn push(&mut self) -> Result<(), ()> {
-        let snapshot: Option<Arc<Snapshot>> = self.reg.snapshots.borrow_and_update().clone();
+    async fn push(&mut self, conn: &mut Conn) -> Result<(), ()> {
+        let snapshot: Option<Arc<Snapshot>> = conn.reg.snapshots.borrow_and_update().clone();
         let Some(snap) = snapshot else { return Ok(()) };
         if !self.subscribed || self.sent.as_deref() == Some(snap.version.as_str()) {
             return Ok(());
         }
-        self.nonce += 1;
-        let resp = DiscoveryResponse {
-            version_info: snap.version.clone(),
-            resources: vec![snap.config.clone()],
-            type_url: INGRESS_CONFIG_TYPE.into(),
-            nonce: self.nonce.to_string(),
-            ..DiscoveryResponse::default()
-        };
-        {
-            let mut st = self.status();
-            st.responses_sent += 1;
-            st.config_version_sent = Some(snap.version.clone());
-        }
-        self.tx.send(Ok(resp)).await.map_err(|_| ())?;
+        let resp = conn.response(
+            INGRESS_CONFIG_TYPE,
+            &snap.version,
+            vec![snap.config.clone()],
+        );
+        conn.status().config_version_sent = Some(snap.version.clone());
+        conn.send(resp).await?;
         self.sent = Some(snap.version.clone());
         Ok(())
     }

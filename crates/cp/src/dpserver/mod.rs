@@ -8,6 +8,7 @@ mod ingress;
 mod reconcile;
 mod revocations;
 mod session;
+mod stream;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -149,9 +150,13 @@ impl DpServer {
             tracing::warn!(name = %key.1, error = %e, "cannot record the ingress session in the store");
         }
         let (tx, rx) = mpsc::channel(16);
-        let session =
-            ingress::IngressSession::new(key, self.hub.clone(), self.store.clone(), reg, tx);
-        tokio::spawn(session.run(first, inbound));
+        let conn = stream::Conn::new(key, self.hub.clone(), self.store.clone(), reg, tx);
+        tokio::spawn(stream::run(
+            conn,
+            ingress::Ingress::default(),
+            first,
+            inbound,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -263,15 +268,9 @@ impl AggregatedDiscoveryService for DpServer {
             tracing::warn!(mesh = %key.0, name = %key.1, error = %e, "cannot record the session in the store");
         }
         let (tx, rx) = mpsc::channel(16);
-        let session = session::Session::new(
-            key,
-            self.hub.clone(),
-            self.store.clone(),
-            reg,
-            tx,
-            node.csr_pem.clone(),
-        );
-        tokio::spawn(session.run(first, inbound));
+        let conn = stream::Conn::new(key, self.hub.clone(), self.store.clone(), reg, tx);
+        let sidecar = session::Sidecar::new(node.csr_pem.clone());
+        tokio::spawn(stream::run(conn, sidecar, first, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -1,5 +1,6 @@
-//! One proxy's stream: authenticate, register the Dataplane, then push config and
-//! certificates as they change, and track ACKs/NACKs.
+//! A sidecar's stream: authenticate, register the Dataplane, then (through the shared
+//! lifecycle in `stream.rs`) push config and certificates as they change, and track ACKs
+//! and NACKs.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -9,13 +10,13 @@ use aerie_core::{Resource, ResourceType, Spec, validate};
 use aerie_identity::DataplaneClaims;
 use aerie_store::{SharedStore, StoreError};
 use aerie_xds::{
-    DiscoveryRequest, DiscoveryResponse, NodeInfo, PROXY_CONFIG_TYPE, PROXY_OUTBOUNDS_TYPE,
-    SECRET_TYPE, encode_ca_secret, encode_identity_secret,
+    DiscoveryRequest, NodeInfo, PROXY_CONFIG_TYPE, PROXY_OUTBOUNDS_TYPE, SECRET_TYPE,
+    encode_ca_secret, encode_identity_secret,
 };
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
-use super::hub::{ConnStatus, DpKey, Hub, Registration, Snapshot, rfc3339};
+use super::hub::{ConnStatus, Snapshot, rfc3339};
+use super::stream::{Conn, Protocol};
 
 /// The first request must arrive within this time.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -231,14 +232,10 @@ pub async fn register(store: &SharedStore, dp: Resource) -> Result<(), Status> {
     }
 }
 
-/// The running session.
-pub struct Session {
-    pub key: DpKey,
-    pub hub: Arc<Hub>,
-    pub store: SharedStore,
-    pub reg: Registration,
-    pub tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    pub csr: Option<String>,
+/// A sidecar's side of its stream: the two config halves, its certificate and trust bundle.
+pub struct Sidecar {
+    /// The proxy's latest CSR (its key), answered with a certificate.
+    csr: Option<String>,
     /// The CSR, CA certificate and identity (URI SANs) the last issued certificate answered.
     issued_for: Option<Issued>,
     bundle_sent: Option<Arc<str>>,
@@ -247,7 +244,6 @@ pub struct Session {
     /// Versions of the (inbound, outbound) halves the proxy acknowledged.
     acked: (Option<String>, Option<String>),
     subscribed_outbounds: bool,
-    nonce: u64,
     subscribed_config: bool,
     subscribed_secrets: bool,
     identity_chain: Option<String>,
@@ -262,28 +258,9 @@ struct Issued {
     sans: Vec<String>,
 }
 
-enum End {
-    /// The proxy closed its stream: it is leaving.
-    Graceful,
-    /// The stream broke, or this session was replaced.
-    Lost,
-}
-
-impl Session {
-    pub fn new(
-        key: DpKey,
-        hub: Arc<Hub>,
-        store: SharedStore,
-        reg: Registration,
-        tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-        csr: Option<String>,
-    ) -> Self {
-        Session {
-            key,
-            hub,
-            store,
-            reg,
-            tx,
+impl Sidecar {
+    pub fn new(csr: Option<String>) -> Self {
+        Sidecar {
             csr,
             issued_for: None,
             bundle_sent: None,
@@ -291,108 +268,34 @@ impl Session {
             outbounds_sent: None,
             acked: (None, None),
             subscribed_outbounds: false,
-            nonce: 0,
             subscribed_config: false,
             subscribed_secrets: false,
             identity_chain: None,
         }
     }
+}
 
-    fn status(&self) -> std::sync::MutexGuard<'_, ConnStatus> {
-        self.reg.status.lock().unwrap_or_else(|p| p.into_inner())
-    }
+impl Protocol for Sidecar {
+    const RESOURCE: ResourceType = ResourceType::Dataplane;
+    const WHO: &'static str = "proxy";
+    const REVOKED: &'static str = "invalid dataplane token: it has been revoked";
 
-    pub async fn run(mut self, first: DiscoveryRequest, mut inbound: Streaming<DiscoveryRequest>) {
-        let end = self.serve(first, &mut inbound).await;
-        let still_ours = self.hub.unregister(&self.key, self.reg.id);
-        let (mesh, name) = &self.key;
-        if still_ours
-            && let Err(e) = self
-                .store
-                .close_session(mesh, name, self.hub.replica())
-                .await
-        {
-            tracing::warn!(mesh, name, error = %e, "cannot record the end of the session in the store");
-        }
-        match end {
-            End::Graceful if still_ours => {
-                match self.store.delete(ResourceType::Dataplane, mesh, name).await {
-                    Ok(()) | Err(StoreError::NotFound { .. }) => {}
-                    Err(e) => {
-                        tracing::warn!(mesh, name, error = %e, "cannot remove the Dataplane of a proxy that left")
-                    }
-                }
-                tracing::info!(
-                    mesh,
-                    name,
-                    "proxy disconnected gracefully; Dataplane removed"
-                );
-            }
-            End::Graceful => tracing::info!(mesh, name, "replaced session ended"),
-            End::Lost => tracing::info!(
-                mesh,
-                name,
-                "proxy connection lost; Dataplane kept (offline)"
-            ),
-        }
-    }
-
-    async fn serve(
-        &mut self,
-        first: DiscoveryRequest,
-        inbound: &mut Streaming<DiscoveryRequest>,
-    ) -> End {
-        if self.handle(first).await.is_err() {
-            return End::Lost;
-        }
-        loop {
-            tokio::select! {
-                msg = inbound.message() => match msg {
-                    Ok(Some(req)) => if self.handle(req).await.is_err() { return End::Lost },
-                    Ok(None) => return End::Graceful,
-                    Err(status) => {
-                        tracing::debug!(key = ?self.key, %status, "stream error");
-                        return End::Lost;
-                    }
-                },
-                changed = self.reg.snapshots.changed() => {
-                    if changed.is_err() {
-                        return End::Lost;
-                    }
-                    if self.push().await.is_err() {
-                        return End::Lost;
-                    }
-                }
-                revoked = self.reg.revoked.changed() => {
-                    if revoked.is_ok() && *self.reg.revoked.borrow() {
-                        let (mesh, name) = &self.key;
-                        tracing::warn!(mesh, name, "the proxy's dataplane token was revoked: ending its session");
-                        let _ = self.tx.send(Err(Status::unauthenticated(
-                            "invalid dataplane token: it has been revoked",
-                        ))).await;
-                    }
-                    return End::Lost;
-                }
-            }
-        }
-    }
-
-    /// Handles one request: subscriptions, ACK/NACK, new CSRs. Err = the stream is gone.
-    async fn handle(&mut self, req: DiscoveryRequest) -> Result<(), ()> {
+    /// Handles one request: subscriptions, ACK/NACK, new CSRs.
+    async fn handle(&mut self, conn: &mut Conn, req: DiscoveryRequest) -> Result<(), ()> {
         if let Some(node) = &req.node
             && let Ok(info) = NodeInfo::from_proto(node)
         {
-            self.status().dp_version = info.version.clone();
+            conn.status().dp_version = info.version.clone();
             if info.csr_pem.is_some() && info.csr_pem != self.csr {
-                self.status().csr.clone_from(&info.csr_pem);
+                conn.status().csr.clone_from(&info.csr_pem);
                 // Other replicas recognise this proxy by its current CSR.
-                let (mesh, name) = &self.key;
-                if let Err(e) = self
+                let (mesh, name) = &conn.key;
+                if let Err(e) = conn
                     .store
                     .open_session(
                         mesh,
                         name,
-                        self.hub.replica(),
+                        conn.hub.replica(),
                         &owner(info.csr_pem.as_deref()),
                     )
                     .await
@@ -403,6 +306,7 @@ impl Session {
             }
         }
         let is_ack = !req.response_nonce.is_empty();
+        let nack = req.error_detail.as_ref().map(|e| e.message.as_str());
         match req.type_url.as_str() {
             PROXY_CONFIG_TYPE | PROXY_OUTBOUNDS_TYPE => {
                 let inbound_half = req.type_url == PROXY_CONFIG_TYPE;
@@ -412,41 +316,25 @@ impl Session {
                     self.subscribed_outbounds = true;
                 }
                 if is_ack {
-                    match &req.error_detail {
-                        Some(err) => {
-                            tracing::warn!(key = ?self.key, error = %err.message, "proxy rejected its config (NACK); it keeps the last good one");
-                            self.status().last_nack = Some(err.message.clone());
+                    conn.record_reply("config", nack);
+                    if nack.is_none() {
+                        let version = Some(req.version_info.clone());
+                        if inbound_half {
+                            self.acked.0 = version;
+                        } else {
+                            self.acked.1 = version;
                         }
-                        None => {
-                            let version = Some(req.version_info.clone());
-                            if inbound_half {
-                                self.acked.0 = version;
-                            } else {
-                                self.acked.1 = version;
-                            }
-                            let combined = match &self.acked {
-                                (Some(i), Some(o)) => Some(format!("{i}.{o}")),
-                                _ => None,
-                            };
-                            let mut st = self.status();
-                            st.config_version_acked = combined;
-                            st.responses_acknowledged += 1;
-                            st.last_nack = None;
-                        }
+                        conn.status().config_version_acked = match &self.acked {
+                            (Some(i), Some(o)) => Some(format!("{i}.{o}")),
+                            _ => None,
+                        };
                     }
                 }
             }
             SECRET_TYPE => {
                 self.subscribed_secrets = true;
                 if is_ack {
-                    let mut st = self.status();
-                    match &req.error_detail {
-                        Some(err) => {
-                            tracing::warn!(key = ?self.key, error = %err.message, "proxy rejected its certificate (NACK)");
-                            st.last_nack = Some(err.message.clone());
-                        }
-                        None => st.responses_acknowledged += 1,
-                    }
+                    conn.record_reply("certificate", nack);
                 }
             }
             other => tracing::debug!(
@@ -454,31 +342,31 @@ impl Session {
                 "ignoring a subscription to an unknown type"
             ),
         }
-        self.push().await
+        self.push(conn).await
     }
 
     /// Sends whatever the proxy lacks: the current config, the trust bundle, a certificate
     /// for its latest CSR.
-    async fn push(&mut self) -> Result<(), ()> {
-        let snapshot: Option<Arc<Snapshot>> = self.reg.snapshots.borrow_and_update().clone();
+    async fn push(&mut self, conn: &mut Conn) -> Result<(), ()> {
+        let snapshot: Option<Arc<Snapshot>> = conn.reg.snapshots.borrow_and_update().clone();
         let Some(snap) = snapshot else { return Ok(()) };
         if self.subscribed_config && self.config_sent.as_deref() != Some(snap.version.as_str()) {
-            let resp = self.response(PROXY_CONFIG_TYPE, &snap.version, vec![snap.config.clone()]);
-            self.send(resp).await?;
+            let resp = conn.response(PROXY_CONFIG_TYPE, &snap.version, vec![snap.config.clone()]);
+            conn.send(resp).await?;
             self.config_sent = Some(snap.version.clone());
         }
         if self.subscribed_outbounds
             && self.outbounds_sent.as_deref() != Some(snap.outbounds_version.as_str())
         {
-            let resp = self.response(
+            let resp = conn.response(
                 PROXY_OUTBOUNDS_TYPE,
                 &snap.outbounds_version,
                 vec![(*snap.outbounds).clone()],
             );
-            self.send(resp).await?;
+            conn.send(resp).await?;
             self.outbounds_sent = Some(snap.outbounds_version.clone());
         }
-        self.status().config_version_sent =
+        conn.status().config_version_sent =
             Some(format!("{}.{}", snap.version, snap.outbounds_version));
         let (Some(mtls), true) = (&snap.mtls, self.subscribed_secrets) else {
             return Ok(());
@@ -513,7 +401,7 @@ impl Session {
             ) {
                 Ok(chain) => {
                     let expires = SystemTime::now() + mtls.ca.dp_cert_validity;
-                    let mut st = self.status();
+                    let mut st = conn.status();
                     st.certificate_expiration_time = Some(rfc3339(expires));
                     st.certificate_regenerations += 1;
                     drop(st);
@@ -521,44 +409,23 @@ impl Session {
                     self.issued_for = want.clone();
                 }
                 Err(e) => {
-                    tracing::warn!(key = ?self.key, error = %e, "cannot sign the proxy's CSR");
+                    tracing::warn!(key = ?conn.key, error = %e, "cannot sign the proxy's CSR");
                 }
             }
         }
         let Some(chain) = self.identity_chain.clone() else {
             return Ok(());
         };
-        let mesh = self.key.0.clone();
+        let mesh = conn.key.0.clone();
         let resources = vec![
             encode_identity_secret(&mesh, &chain),
             encode_ca_secret(&mesh, &mtls.bundle_pem),
         ];
-        let version = format!("{}", self.nonce + 1);
-        let resp = self.response(SECRET_TYPE, &version, resources);
-        self.send(resp).await?;
+        let version = format!("{}", conn.nonce() + 1);
+        let resp = conn.response(SECRET_TYPE, &version, resources);
+        conn.send(resp).await?;
         self.bundle_sent = Some(mtls.bundle_pem.clone());
         Ok(())
-    }
-
-    fn response(
-        &mut self,
-        type_url: &str,
-        version: &str,
-        resources: Vec<envoy_types::pb::google::protobuf::Any>,
-    ) -> DiscoveryResponse {
-        self.nonce += 1;
-        DiscoveryResponse {
-            version_info: version.to_string(),
-            resources,
-            type_url: type_url.to_string(),
-            nonce: self.nonce.to_string(),
-            ..DiscoveryResponse::default()
-        }
-    }
-
-    async fn send(&self, resp: DiscoveryResponse) -> Result<(), ()> {
-        self.status().responses_sent += 1;
-        self.tx.send(Ok(resp)).await.map_err(|_| ())
     }
 }
 

@@ -8,6 +8,7 @@ mod ingress;
 mod reconcile;
 mod revocations;
 mod session;
+pub mod snapshot;
 mod stream;
 
 use std::pin::Pin;
@@ -24,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use hub::{ConnStatus, Hub};
-pub use reconcile::{policy_index, timeout_rules};
+pub use snapshot::{policy_index, timeout_rules};
 
 use crate::ca::MeshCas;
 use crate::tokens::TokenIssuer;

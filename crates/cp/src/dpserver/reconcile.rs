@@ -8,11 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_core::multizone;
-use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
-use aerie_core::policies::meshtrafficpermission::MeshTrafficPermissionSpec;
-use aerie_core::policies::meshtrafficpermission::{MeshServiceCatalog, PolicyIndex};
-use aerie_core::proxy_config::{IngressConfig, MeshView, identity_sans};
-use aerie_core::spec::{DataplaneSpec, Tags, ZoneIngressSpec};
+use aerie_core::proxy_config::{IngressConfig, identity_sans};
+use aerie_core::spec::ZoneIngressSpec;
 use aerie_core::{ResourceType, Spec};
 use aerie_store::SharedStore;
 use envoy_types::pb::google::protobuf::Any;
@@ -20,6 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::hub::{Hub, MtlsMaterial, Snapshot};
+use super::snapshot::{self, Halves, MeshInputs, MeshPolicies, PolicyInputs};
 use crate::ca::MeshCas;
 use crate::resolve::{self, Resolver};
 
@@ -236,29 +234,25 @@ async fn rebuild_mesh(
     let Spec::Mesh(mesh_spec) = &mesh_res.spec else {
         return Ok(());
     };
-    let mtps = store
-        .list(ResourceType::MeshTrafficPermission, Some(mesh))
-        .await?;
-    let services = store.list(ResourceType::MeshService, Some(mesh)).await?;
+    let policy_inputs = PolicyInputs {
+        permissions: store
+            .list(ResourceType::MeshTrafficPermission, Some(mesh))
+            .await?,
+        services: store.list(ResourceType::MeshService, Some(mesh)).await?,
+        timeouts: store.list(ResourceType::MeshTimeout, Some(mesh)).await?,
+    };
     if full {
         cache.dataplanes = store.list(ResourceType::Dataplane, Some(mesh)).await?;
         let problems = resolve_dataplanes(resolver, mesh, &mut cache.dataplanes).await;
         hub.problems.set_mesh(mesh, problems);
     }
-    let dps = &cache.dataplanes;
-
-    let index = policy_index(&mtps, &services);
-    let timeouts = timeout_rules(
+    let policies = MeshPolicies::new(mesh, &policy_inputs);
+    let inputs = MeshInputs {
         mesh,
-        &store.list(ResourceType::MeshTimeout, Some(mesh)).await?,
-    );
-    let dataplanes: Vec<(&str, &Tags, &DataplaneSpec)> = dps
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::Dataplane(d) => Some((r.meta.name.as_str(), &r.meta.labels, d)),
-            _ => None,
-        })
-        .collect();
+        spec: mesh_spec,
+        policies: &policies,
+        dataplanes: &cache.dataplanes,
+    };
 
     let mtls = match cas.enabled_ca(mesh, mesh_spec).await? {
         Some(ca) => {
@@ -268,34 +262,38 @@ async fn rebuild_mesh(
         }
         None => None,
     };
-    let by_name: HashMap<&str, (&Tags, &DataplaneSpec)> =
-        dataplanes.iter().map(|(n, l, d)| (*n, (*l, *d))).collect();
-    let material = |spec: &DataplaneSpec| {
-        mtls.as_ref().map(|(ca, bundle, reissue)| MtlsMaterial {
-            ca: ca.clone(),
-            bundle_pem: bundle.clone(),
-            reissue_allowed: *reissue,
-            sans: identity_sans(mesh, spec),
+    let sans: HashMap<&str, Vec<String>> = cache
+        .dataplanes
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Dataplane(d) if mtls.is_some() => Some((r.name(), identity_sans(mesh, d))),
+            _ => None,
         })
+        .collect();
+    let publish = |built: BTreeMap<String, Halves>| {
+        for (name, h) in built {
+            let mtls = mtls.as_ref().map(|(ca, bundle, reissue)| MtlsMaterial {
+                ca: ca.clone(),
+                bundle_pem: bundle.clone(),
+                reissue_allowed: *reissue,
+                sans: sans.get(name.as_str()).cloned().unwrap_or_default(),
+            });
+            let snapshot = Snapshot {
+                version: h.version,
+                config: h.config,
+                outbounds: h.outbounds,
+                outbounds_version: h.outbounds_version,
+                mtls,
+            };
+            hub.publish(&(mesh.to_string(), name), Some(Arc::new(snapshot)));
+        }
     };
     if !full {
-        let view = MeshView::for_policies(mesh, mesh_spec, &index).with_timeouts(&timeouts);
-        for name in &connected {
-            let (Some((labels, spec)), Some((outbounds, outbounds_version))) =
-                (by_name.get(name.as_str()), cache.outbounds.get(name))
-            else {
-                continue;
-            };
-            let config = aerie_xds::encode_inbound_half(&view.inbound_config(name, labels, spec));
-            let snapshot = Snapshot {
-                version: content_version(&config.value),
-                config,
-                outbounds: outbounds.clone(),
-                outbounds_version: outbounds_version.clone(),
-                mtls: material(spec),
-            };
-            hub.publish(&(mesh.to_string(), name.clone()), Some(Arc::new(snapshot)));
-        }
+        publish(snapshot::build_policies(
+            &inputs,
+            &connected,
+            &cache.outbounds,
+        ));
         return Ok(());
     }
     // Endpoints are the proxies connected to any replica; if the store cannot say, those
@@ -307,48 +305,26 @@ async fn rebuild_mesh(
             connected.iter().cloned().collect()
         }
     };
-    let is_online = |name: &str| online.contains(name);
-    let specs: Vec<(&str, &DataplaneSpec)> = dataplanes.iter().map(|(n, _, d)| (*n, *d)).collect();
-    let mut view =
-        MeshView::new(mesh, mesh_spec, &index, &specs, &is_online).with_timeouts(&timeouts);
     let remote = remote_ingresses(store, local_zone, resolver).await?;
     let remote_refs: Vec<(&str, &ZoneIngressSpec)> =
         remote.iter().map(|(n, s)| (n.as_str(), s)).collect();
-    view.add_remote_ingresses(&remote_refs);
-    let mut outbound_cache = HashMap::with_capacity(connected.len());
-    // Outbound halves depend only on the declared outbounds: computed and encoded once per
-    // distinct declaration, shared by every proxy declaring it.
-    let mut interned: HashMap<Vec<u8>, (Arc<Any>, String)> = HashMap::new();
-    for name in &connected {
-        let Some((labels, spec)) = by_name.get(name.as_str()) else {
-            continue;
-        };
-        let config = aerie_xds::encode_inbound_half(&view.inbound_config(name, labels, spec));
-        let version = content_version(&config.value);
-        let key = spec
-            .networking
-            .as_ref()
-            .and_then(|n| serde_json::to_vec(&n.outbound).ok())
-            .unwrap_or_default();
-        let (outbounds, outbounds_version) = interned
-            .entry(key)
-            .or_insert_with(|| {
-                let any = aerie_xds::encode_outbound_half(&view.outbound_config(spec));
-                let version = content_version(&any.value);
-                (Arc::new(any), version)
-            })
-            .clone();
-        outbound_cache.insert(name.clone(), (outbounds.clone(), outbounds_version.clone()));
-        let snapshot = Snapshot {
-            config,
-            version,
-            outbounds,
-            outbounds_version,
-            mtls: material(spec),
-        };
-        hub.publish(&(mesh.to_string(), name.clone()), Some(Arc::new(snapshot)));
-    }
-    cache.outbounds = outbound_cache;
+    let built = snapshot::build_full(
+        &inputs,
+        &|name: &str| online.contains(name),
+        &remote_refs,
+        &connected,
+    );
+    let outbounds = built
+        .iter()
+        .map(|(name, h)| {
+            (
+                name.clone(),
+                (h.outbounds.clone(), h.outbounds_version.clone()),
+            )
+        })
+        .collect();
+    publish(built);
+    cache.outbounds = outbounds;
     Ok(())
 }
 
@@ -438,30 +414,22 @@ async fn rebuild_ingresses(
     if connected.is_empty() && own.is_empty() {
         return Ok(());
     }
-    let empty_index = policy_index(&[], &[]);
-    let mut routes = Vec::new();
-    let mut available = Vec::new();
+    let mut meshes = Vec::new();
     for mesh_res in store.list(ResourceType::Mesh, None).await? {
-        let Spec::Mesh(mesh_spec) = &mesh_res.spec else {
+        let Spec::Mesh(mesh_spec) = mesh_res.spec else {
             continue;
         };
-        let mesh = mesh_res.name();
-        let mut dps = store.list(ResourceType::Dataplane, Some(mesh)).await?;
-        resolve_dataplanes(resolver, mesh, &mut dps).await;
-        let online = store.online(mesh).await?;
-        let specs: Vec<(&str, &DataplaneSpec)> = dps
-            .iter()
-            .filter_map(|r| match &r.spec {
-                Spec::Dataplane(d) => Some((r.name(), d)),
-                _ => None,
-            })
-            .collect();
-        let is_online = |name: &str| online.contains(name);
-        let view = MeshView::new(mesh, mesh_spec, &empty_index, &specs, &is_online);
-        routes.extend(view.ingress_routes());
-        available.extend(view.available_services());
+        let mesh = mesh_res.meta.name;
+        let mut dps = store.list(ResourceType::Dataplane, Some(&mesh)).await?;
+        resolve_dataplanes(resolver, &mesh, &mut dps).await;
+        let online = store.online(&mesh).await?;
+        meshes.push((mesh, mesh_spec, dps, online));
     }
-    routes.sort_by(|a, b| a.sni.cmp(&b.sni));
+    let (routes, available) = snapshot::ingress_offer(
+        meshes
+            .iter()
+            .map(|(mesh, spec, dps, online)| (mesh.as_str(), spec, dps.as_slice(), online)),
+    );
     for r in own {
         let Spec::ZoneIngress(spec) = &r.spec else {
             continue;
@@ -504,44 +472,4 @@ async fn rebuild_ingresses(
     Ok(())
 }
 
-/// A mesh's MeshTrafficPermission index, from its stored permissions and MeshServices.
-pub fn policy_index(
-    mtps: &[aerie_core::Resource],
-    services: &[aerie_core::Resource],
-) -> PolicyIndex {
-    let policies: Vec<(String, &MeshTrafficPermissionSpec)> = mtps
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::MeshTrafficPermission(s) => Some((r.meta.name.clone(), s)),
-            _ => None,
-        })
-        .collect();
-    let catalog = MeshServiceCatalog::new(
-        services
-            .iter()
-            .map(|s| (s.meta.name.clone(), s.meta.labels.clone())),
-    );
-    PolicyIndex::with_mesh_services(&policies, &catalog)
-}
-
-/// A mesh's MeshTimeouts, indexed for every proxy's config.
-pub fn timeout_rules(mesh: &str, timeouts: &[aerie_core::Resource]) -> TimeoutRules {
-    let policies: Vec<(&str, &Tags, &MeshTimeoutSpec)> = timeouts
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::MeshTimeout(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
-            _ => None,
-        })
-        .collect();
-    TimeoutRules::new(mesh, &policies)
-}
-
-/// A short content hash of the encoded config: equal configs have equal versions on every
-/// replica, and an unchanged config is not pushed again.
-fn content_version(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use snapshot::content_version;

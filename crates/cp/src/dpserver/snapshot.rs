@@ -1,0 +1,436 @@
+//! The pure half of a round: from a mesh's inputs, which `reconcile.rs` reads from the store
+//! (and resolves, and pairs with CA material), to every connected proxy's encoded config.
+//! No I/O and no clock, so it is tested here, in-process.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
+use aerie_core::policies::meshtrafficpermission::{
+    MeshServiceCatalog, MeshTrafficPermissionSpec, PolicyIndex,
+};
+use aerie_core::proxy_config::{IngressRoute, MeshView};
+use aerie_core::spec::{AvailableService, DataplaneSpec, MeshSpec, Tags, ZoneIngressSpec};
+use aerie_core::{Resource, Spec};
+use envoy_types::pb::google::protobuf::Any;
+
+/// The policy resources of one mesh, as stored.
+#[derive(Debug, Default, Clone)]
+pub struct PolicyInputs {
+    pub permissions: Vec<Resource>,
+    pub services: Vec<Resource>,
+    pub timeouts: Vec<Resource>,
+}
+
+/// A mesh's policies, indexed once per round and shared by all of its proxies.
+pub struct MeshPolicies {
+    pub permissions: PolicyIndex,
+    pub timeouts: TimeoutRules,
+}
+
+impl MeshPolicies {
+    pub fn new(mesh: &str, inputs: &PolicyInputs) -> MeshPolicies {
+        MeshPolicies {
+            permissions: policy_index(&inputs.permissions, &inputs.services),
+            timeouts: timeout_rules(mesh, &inputs.timeouts),
+        }
+    }
+}
+
+/// One mesh as a round sees it.
+pub struct MeshInputs<'a> {
+    pub mesh: &'a str,
+    pub spec: &'a MeshSpec,
+    pub policies: &'a MeshPolicies,
+    /// Every Dataplane of the mesh, host names already resolved.
+    pub dataplanes: &'a [Resource],
+}
+
+/// An outbound half, encoded once and shared by every proxy declaring the same outbounds.
+pub type SharedHalf = (Arc<Any>, String);
+
+/// A proxy's config: the policy half (inbounds, and the policies of its outbounds) and the
+/// outbound half (endpoints), each with its content version.
+#[derive(Debug, Clone)]
+pub struct Halves {
+    pub config: Any,
+    pub version: String,
+    pub outbounds: Arc<Any>,
+    pub outbounds_version: String,
+}
+
+impl MeshInputs<'_> {
+    fn specs(&self) -> impl Iterator<Item = (&str, &Tags, &DataplaneSpec)> {
+        self.dataplanes.iter().filter_map(|r| match &r.spec {
+            Spec::Dataplane(d) => Some((r.meta.name.as_str(), &r.meta.labels, d)),
+            _ => None,
+        })
+    }
+
+    fn find(&self, name: &str) -> Option<(&Tags, &DataplaneSpec)> {
+        self.specs()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, labels, spec)| (labels, spec))
+    }
+
+    fn by_name(&self) -> HashMap<&str, (&Tags, &DataplaneSpec)> {
+        self.specs().map(|(n, l, d)| (n, (l, d))).collect()
+    }
+}
+
+/// A full round: both halves of every proxy in `connected` that has a Dataplane. Endpoints
+/// are the `online` proxies' inbounds, plus the services of other zones behind
+/// `remote_ingresses`. Outbound halves depend only on the declared outbounds: each distinct
+/// declaration is computed and encoded once.
+pub fn build_full(
+    inputs: &MeshInputs<'_>,
+    online: &dyn Fn(&str) -> bool,
+    remote_ingresses: &[(&str, &ZoneIngressSpec)],
+    connected: &[String],
+) -> BTreeMap<String, Halves> {
+    let specs: Vec<(&str, &DataplaneSpec)> = inputs.specs().map(|(n, _, d)| (n, d)).collect();
+    let mut view = MeshView::new(
+        inputs.mesh,
+        inputs.spec,
+        &inputs.policies.permissions,
+        &specs,
+        online,
+    )
+    .with_timeouts(&inputs.policies.timeouts);
+    view.add_remote_ingresses(remote_ingresses);
+    let by_name = inputs.by_name();
+    let mut interned: HashMap<Vec<u8>, SharedHalf> = HashMap::new();
+    let mut out = BTreeMap::new();
+    for name in connected {
+        let Some((labels, spec)) = by_name.get(name.as_str()) else {
+            continue;
+        };
+        let config = aerie_xds::encode_inbound_half(&view.inbound_config(name, labels, spec));
+        let key = spec
+            .networking
+            .as_ref()
+            .and_then(|n| serde_json::to_vec(&n.outbound).ok())
+            .unwrap_or_default();
+        let (outbounds, outbounds_version) = interned
+            .entry(key)
+            .or_insert_with(|| {
+                let any = aerie_xds::encode_outbound_half(&view.outbound_config(spec));
+                let version = content_version(&any.value);
+                (Arc::new(any), version)
+            })
+            .clone();
+        out.insert(
+            name.clone(),
+            Halves {
+                version: content_version(&config.value),
+                config,
+                outbounds,
+                outbounds_version,
+            },
+        );
+    }
+    out
+}
+
+/// A round only policies caused: new policy halves, each proxy's outbound half taken from
+/// `previous` (the last full round). A proxy without one is skipped (it needs a full round).
+pub fn build_policies(
+    inputs: &MeshInputs<'_>,
+    connected: &[String],
+    previous: &HashMap<String, SharedHalf>,
+) -> BTreeMap<String, Halves> {
+    let view = MeshView::for_policies(inputs.mesh, inputs.spec, &inputs.policies.permissions)
+        .with_timeouts(&inputs.policies.timeouts);
+    let mut out = BTreeMap::new();
+    for name in connected {
+        let (Some((labels, spec)), Some((outbounds, outbounds_version))) =
+            (inputs.find(name), previous.get(name))
+        else {
+            continue;
+        };
+        let config = aerie_xds::encode_inbound_half(&view.inbound_config(name, labels, spec));
+        out.insert(
+            name.clone(),
+            Halves {
+                version: content_version(&config.value),
+                config,
+                outbounds: outbounds.clone(),
+                outbounds_version: outbounds_version.clone(),
+            },
+        );
+    }
+    out
+}
+
+/// What this zone's ingresses offer, over every mesh (each with its Dataplanes and the names
+/// of its online proxies): the routes (server name -> live local
+/// instances, sorted by server name) and the services listed in each ZoneIngress.
+pub fn ingress_offer<'a>(
+    meshes: impl IntoIterator<Item = (&'a str, &'a MeshSpec, &'a [Resource], &'a HashSet<String>)>,
+) -> (Vec<IngressRoute>, Vec<AvailableService>) {
+    let empty_index = policy_index(&[], &[]);
+    let mut routes = Vec::new();
+    let mut available = Vec::new();
+    for (mesh, spec, dataplanes, online) in meshes {
+        let specs: Vec<(&str, &DataplaneSpec)> = dataplanes
+            .iter()
+            .filter_map(|r| match &r.spec {
+                Spec::Dataplane(d) => Some((r.name(), d)),
+                _ => None,
+            })
+            .collect();
+        let view = MeshView::new(mesh, spec, &empty_index, &specs, &|name: &str| {
+            online.contains(name)
+        });
+        routes.extend(view.ingress_routes());
+        available.extend(view.available_services());
+    }
+    routes.sort_by(|a, b| a.sni.cmp(&b.sni));
+    (routes, available)
+}
+
+/// A mesh's MeshTrafficPermission index, from its stored permissions and MeshServices.
+pub fn policy_index(mtps: &[Resource], services: &[Resource]) -> PolicyIndex {
+    let policies: Vec<(String, &MeshTrafficPermissionSpec)> = mtps
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshTrafficPermission(s) => Some((r.meta.name.clone(), s)),
+            _ => None,
+        })
+        .collect();
+    let catalog = MeshServiceCatalog::new(
+        services
+            .iter()
+            .map(|s| (s.meta.name.clone(), s.meta.labels.clone())),
+    );
+    PolicyIndex::with_mesh_services(&policies, &catalog)
+}
+
+/// A mesh's MeshTimeouts, indexed for every proxy's config.
+pub fn timeout_rules(mesh: &str, timeouts: &[Resource]) -> TimeoutRules {
+    let policies: Vec<(&str, &Tags, &MeshTimeoutSpec)> = timeouts
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshTimeout(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    TimeoutRules::new(mesh, &policies)
+}
+
+/// A short content hash of an encoded config: equal configs have equal versions on every
+/// replica, and an unchanged config is not pushed again.
+pub fn content_version(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use aerie_core::format::{parse_yaml_value, resource_from_value};
+    use aerie_core::proxy_config::ProxyConfig;
+
+    use super::*;
+
+    fn resource(yaml: &str) -> Resource {
+        resource_from_value(&parse_yaml_value(yaml).unwrap()).unwrap()
+    }
+
+    fn dataplane(name: &str, ip: &str, service: &str, outbound_to: Option<&str>) -> Resource {
+        let outbound = outbound_to.map_or(String::new(), |to| {
+            format!("  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: {to}\n")
+        });
+        resource(&format!(
+            "type: Dataplane\nname: {name}\nmesh: default\nnetworking:\n  address: {ip}\n  inbound:\n  - port: 9000\n    servicePort: 8080\n    tags:\n      kuma.io/service: {service}\n{outbound}"
+        ))
+    }
+
+    fn mesh_spec() -> MeshSpec {
+        match resource(
+            "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n",
+        )
+        .spec
+        {
+            Spec::Mesh(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn policies() -> PolicyInputs {
+        PolicyInputs {
+            permissions: vec![resource(
+                "type: MeshTrafficPermission\nname: web-to-api\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: api\n  from:\n  - targetRef:\n      kind: MeshService\n      name: web\n    default:\n      action: Allow\n",
+            )],
+            services: vec![],
+            timeouts: vec![resource(
+                "type: MeshTimeout\nname: slow-api\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshService\n      name: api\n    default:\n      http:\n        requestTimeout: 90s\n",
+            )],
+        }
+    }
+
+    fn decode(h: &Halves) -> ProxyConfig {
+        let inbound = aerie_xds::decode_proxy_config(&h.config).unwrap();
+        let outbound = aerie_xds::decode_proxy_config(&h.outbounds).unwrap();
+        aerie_xds::merge_proxy_config(&inbound, &outbound)
+    }
+
+    /// The request timeout the policy half sets on the outbound at port 10001.
+    fn outbound_request_timeout(cfg: &ProxyConfig) -> Option<u64> {
+        cfg.outbound_policies
+            .iter()
+            .find(|p| p.port == 10001)
+            .map(|p| p.timeouts.request_ms)
+    }
+
+    fn names(ns: &[&str]) -> Vec<String> {
+        ns.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_full_round_gives_each_connected_proxy_its_policies_and_live_endpoints() {
+        let dps = vec![
+            dataplane("api-1", "127.0.0.2", "api", None),
+            dataplane("api-2", "127.0.0.3", "api", None),
+            dataplane("web-1", "127.0.0.4", "web", Some("api")),
+            dataplane("web-2", "127.0.0.5", "web", Some("api")),
+        ];
+        let spec = mesh_spec();
+        let policies = MeshPolicies::new("default", &policies());
+        let inputs = MeshInputs {
+            mesh: "default",
+            spec: &spec,
+            policies: &policies,
+            dataplanes: &dps,
+        };
+        // api-2 is offline: not an endpoint. "ghost" has no Dataplane: no config.
+        let online = |n: &str| n != "api-2";
+        let built = build_full(
+            &inputs,
+            &online,
+            &[],
+            &names(&["api-1", "web-1", "web-2", "ghost"]),
+        );
+        assert_eq!(
+            built.keys().collect::<Vec<_>>(),
+            ["api-1", "web-1", "web-2"]
+        );
+
+        let api = decode(&built["api-1"]);
+        assert_eq!(api.inbounds.len(), 1);
+        assert_eq!(api.inbounds[0].authz.policies, ["web-to-api"]);
+        assert!(api.inbounds[0].authz.services.contains_key("web"));
+        assert!(api.outbounds.is_empty());
+
+        let web = decode(&built["web-1"]);
+        assert!(
+            web.inbounds[0].authz.services.is_empty(),
+            "nothing allows callers to web"
+        );
+        assert_eq!(web.outbounds.len(), 1);
+        let endpoints: Vec<&str> = web.outbounds[0]
+            .endpoints
+            .iter()
+            .map(|e| e.dataplane.as_str())
+            .collect();
+        assert_eq!(endpoints, ["api-1"]);
+        assert_eq!(outbound_request_timeout(&web), Some(90_000));
+
+        // Proxies declaring the same outbounds share one encoded half.
+        assert!(Arc::ptr_eq(
+            &built["web-1"].outbounds,
+            &built["web-2"].outbounds
+        ));
+        assert_ne!(built["web-1"].version, built["web-2"].version);
+        // Versions are content hashes: the same inputs give the same versions.
+        let again = build_full(&inputs, &online, &[], &names(&["web-1"]));
+        assert_eq!(again["web-1"].version, built["web-1"].version);
+        assert_eq!(
+            again["web-1"].outbounds_version,
+            built["web-1"].outbounds_version
+        );
+    }
+
+    #[test]
+    fn a_policy_round_keeps_the_outbound_halves_and_skips_proxies_without_one() {
+        let dps = vec![
+            dataplane("api-1", "127.0.0.2", "api", None),
+            dataplane("web-1", "127.0.0.4", "web", Some("api")),
+        ];
+        let spec = mesh_spec();
+        let before = MeshPolicies::new("default", &policies());
+        let inputs = MeshInputs {
+            mesh: "default",
+            spec: &spec,
+            policies: &before,
+            dataplanes: &dps,
+        };
+        let full = build_full(&inputs, &|_: &str| true, &[], &names(&["api-1", "web-1"]));
+        let previous: HashMap<String, SharedHalf> = full
+            .iter()
+            .filter(|(n, _)| *n == "web-1")
+            .map(|(n, h)| {
+                (
+                    n.clone(),
+                    (h.outbounds.clone(), h.outbounds_version.clone()),
+                )
+            })
+            .collect();
+
+        // The permission goes: api-1's policy half changes, web-1's outbound half is reused.
+        let mut without = policies();
+        without.permissions.clear();
+        let after = MeshPolicies::new("default", &without);
+        let inputs = MeshInputs {
+            policies: &after,
+            ..inputs
+        };
+        let round = build_policies(&inputs, &names(&["api-1", "web-1"]), &previous);
+        assert_eq!(
+            round.keys().collect::<Vec<_>>(),
+            ["web-1"],
+            "api-1 has no outbound half yet"
+        );
+        assert!(Arc::ptr_eq(
+            &round["web-1"].outbounds,
+            &full["web-1"].outbounds
+        ));
+        let web = decode(&round["web-1"]);
+        assert_eq!(web.outbounds[0].endpoints.len(), 1);
+        assert_eq!(outbound_request_timeout(&web), Some(90_000));
+
+        let previous: HashMap<String, SharedHalf> = full
+            .iter()
+            .map(|(n, h)| {
+                (
+                    n.clone(),
+                    (h.outbounds.clone(), h.outbounds_version.clone()),
+                )
+            })
+            .collect();
+        let round = build_policies(&inputs, &names(&["api-1"]), &previous);
+        let api = decode(&round["api-1"]);
+        assert!(api.inbounds[0].authz.services.is_empty());
+        assert_ne!(round["api-1"].version, full["api-1"].version);
+    }
+
+    #[test]
+    fn the_ingress_offers_live_local_services_of_every_mesh() {
+        let dps = vec![
+            dataplane("api-1", "127.0.0.2", "api", None),
+            dataplane("web-1", "127.0.0.4", "web", None),
+        ];
+        let spec = mesh_spec();
+        let online: HashSet<String> = names(&["api-1"]).into_iter().collect();
+        let (routes, available) = ingress_offer([("default", &spec, dps.as_slice(), &online)]);
+        let snis: Vec<&str> = routes.iter().map(|r| r.sni.as_str()).collect();
+        assert_eq!(snis.len(), 1, "{snis:?}");
+        assert!(snis[0].starts_with("api"), "{snis:?}");
+        assert_eq!(available.len(), 1);
+        let (routes, available) =
+            ingress_offer([("default", &spec, dps.as_slice(), &HashSet::new())]);
+        assert!(routes.is_empty() && available.is_empty());
+    }
+}

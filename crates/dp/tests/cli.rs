@@ -8,11 +8,12 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use aerie_testkit::free_port;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn kuma_dp() -> PathBuf {
     let dir = match std::env::var_os("AERIE_BIN_DIR") {
@@ -119,15 +120,6 @@ fn ingress_refuses_a_dataplane_and_unknown_proxy_types() {
     );
 }
 
-/// A port nobody listens on right now.
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Kills the process if the test fails before it stopped on its own.
 struct Proc(Child);
 
@@ -152,15 +144,8 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     Some(out)
 }
 
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    aerie_testkit::wait_for(what, Duration::from_secs(20), f)
 }
 
 #[test]

@@ -8,6 +8,7 @@
 // A test harness: a panic here is a failed test, which is what unwrap/expect are for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub use aerie_testkit::{free_port, loopback_ip, wait_for};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -45,30 +46,6 @@ pub fn bin(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
 
-/// A fresh loopback address per call (127.0.0.2 .. 127.0.0.250), so tests running in
-/// parallel do not share an interface.
-pub fn loopback_ip() -> String {
-    static NEXT: AtomicU8 = AtomicU8::new(2);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("127.0.0.{}", 2 + (n as u32 * 7 + std::process::id()) % 248)
-}
-
-/// A port free on `ip` right now, below the kernel's ephemeral range (32768+): a port the
-/// kernel hands out for `:0` could become the source port of some outgoing connection before
-/// the process we give it to binds it. Each port is handed out once per test process.
-pub fn free_port(ip: &str) -> u16 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let base = 20_000 + (std::process::id() % 60) * 200;
-    for _ in 0..12_000 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + (base - 20_000 + n) % 12_000;
-        if TcpListener::bind((ip, port as u16)).is_ok() {
-            return port as u16;
-        }
-    }
-    panic!("no free port on {ip}")
-}
-
 /// Raises this (test) process's open-files soft limit to its hard limit; returns the limit.
 pub fn raise_fd_limit() -> libc::rlim_t {
     let mut lim = libc::rlimit {
@@ -92,21 +69,6 @@ pub fn raise_fd_limit() -> libc::rlim_t {
         }
     }
     lim.rlim_cur
-}
-
-/// Polls `f` until it returns `Some` or the deadline passes.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A minimal HTTP/1.1 response.

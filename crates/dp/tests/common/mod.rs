@@ -117,29 +117,15 @@ pub fn self_signed(service: &str) -> (CertificateDer<'static>, PrivateKeyDer<'st
     (cert.der().clone(), private_key(&key))
 }
 
-/// A loopback address with a port nobody listens on right now.
-pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
+pub use aerie_testkit::free_addr;
 
-/// Polls `f` until it returns `Some`, for at most 10 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// Polls `f` until it returns `Some`, for at most 10 s (of tokio time).
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    aerie_testkit::eventually(what, Duration::from_secs(10), f).await
 }
 
 /// A tiny HTTP app (h1 and h2): answers `200 <name> <path>`; `/slow?ms=N` waits first.

@@ -460,3 +460,85 @@ fn slow_request_bodies_are_cut_by_the_read_and_write_timeouts() {
     );
     assert!(start.elapsed() >= Duration::from_millis(1500));
 }
+
+/// A proxy that floods the DP server with one huge message: the message is refused from its
+/// length prefix (nothing is buffered: `OutOfRange`, as gRPC says), and the control plane
+/// keeps serving proxies.
+#[test]
+fn the_dp_server_refuses_a_message_over_its_limit() {
+    let cp = ControlPlane::start();
+    let tls = tls_config(&cp.dp_ca_file(), b"h2");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let status = rt.block_on(async {
+        let channel = aerie_xds::client::channel("localhost", cp.addrs.dp_server, tls)
+            .await
+            .expect("channel");
+        let mut client = aerie_xds::AggregatedDiscoveryServiceClient::new(channel)
+            .max_encoding_message_size(64 << 20);
+        // 5 MiB: over the DP server's 4 MiB limit.
+        let huge = aerie_xds::DiscoveryRequest {
+            type_url: "x".repeat(5 << 20),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let answer = client
+            .stream_aggregated_resources(tokio_stream::once(huge))
+            .await;
+        (answer.err(), started.elapsed())
+    });
+    let (status, took) = status;
+    let status = status.expect("a 5 MiB message must be refused");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("too large"), "{status:?}");
+    assert!(took < Duration::from_secs(5), "refused after {took:?}");
+
+    // A well-behaved proxy still connects.
+    let admin = free_port("127.0.0.1");
+    let ip = loopback_ip();
+    let yaml = format!(
+        "type: Dataplane\nmesh: default\nname: calm-1\nnetworking:\n  address: {ip}\n  admin:\n    port: {admin}\n  inbound:\n  - port: 9000\n    servicePort: 1\n    tags:\n      kuma.io/service: calm\n"
+    );
+    let mut dp = Dataplane::start(&cp, "calm-1", &yaml, admin);
+    dp.wait_ready();
+}
+
+/// At `dpServer.maxConnections`, a proxy waits for a slot: silent connections hold the cap
+/// until the read-header timeout closes them, then the proxy gets in.
+#[test]
+fn at_the_dp_server_connection_cap_a_proxy_waits_for_a_free_slot() {
+    let cp = ControlPlane::start_with(&[
+        ("KUMA_DP_SERVER_MAX_CONNECTIONS", "5"),
+        ("KUMA_DP_SERVER_READ_HEADER_TIMEOUT", "3s"),
+    ]);
+    let dp_addr = format!("127.0.0.1:{}", cp.addrs.dp_server);
+    let opened = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..5).map(|_| connect(&dp_addr)).collect();
+    let admin = free_port("127.0.0.1");
+    let ip = loopback_ip();
+    let yaml = format!(
+        "type: Dataplane\nmesh: default\nname: patient-1\nnetworking:\n  address: {ip}\n  admin:\n    port: {admin}\n  inbound:\n  - port: 9000\n    servicePort: 1\n    tags:\n      kuma.io/service: patient\n"
+    );
+    let mut dp = Dataplane::start(&cp, "patient-1", &yaml, admin);
+    dp.wait_ready();
+    // It could only have got in once the silent connections were closed (3 s).
+    assert!(
+        opened.elapsed() >= Duration::from_millis(2500),
+        "a proxy was served beyond the cap of 5 connections after {:?}",
+        opened.elapsed()
+    );
+    assert_all_closed(
+        "silent connections at the cap",
+        &mut silent,
+        opened + Duration::from_secs(3) + SLACK,
+        &cp,
+    );
+    assert!(
+        cp.logs()
+            .contains("dpServer.maxConnections (KUMA_DP_SERVER_MAX_CONNECTIONS)"),
+        "{}",
+        tail(&cp.logs())
+    );
+}

@@ -214,6 +214,49 @@ fn leaf_spki(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
     Some(parsed.tbs_certificate.subject_pki.raw.to_vec())
 }
 
+/// Why [`channel`] failed.
+#[derive(Debug)]
+pub enum ChannelError {
+    /// The host cannot be a TLS server name, or host and port no URI: retrying cannot help.
+    BadAddress(String),
+    /// The connection or its TLS handshake failed.
+    Connect(String),
+}
+
+/// A gRPC channel to a control plane's DP server at `host:port` over TLS (`tls` says whom
+/// to trust), with the proxy's connect timeout and HTTP/2 keep-alives.
+pub async fn channel(
+    host: &str,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<tonic::transport::Channel, ChannelError> {
+    let server_name = ServerName::try_from(host.to_string())
+        .map_err(|_| ChannelError::BadAddress(format!("\"{host}\" is not a valid host name")))?;
+    let connector = {
+        let host = host.to_string();
+        tower::service_fn(move |_: http::Uri| {
+            let (host, tls, server_name) = (host.clone(), tls.clone(), server_name.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(server_name, tcp)
+                    .await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        })
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))
+        .map_err(|e| ChannelError::BadAddress(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(15))
+        .keep_alive_timeout(Duration::from_secs(10));
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| ChannelError::Connect(error_chain(&e)))
+}
+
 enum Outcome {
     Shutdown,
     Fatal(String),
@@ -231,36 +274,12 @@ async fn session(
     keys: &mut Option<Keys>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Outcome {
-    let server_name = match ServerName::try_from(host.to_string()) {
-        Ok(n) => n,
-        Err(_) => return Outcome::Fatal(format!("\"{host}\" is not a valid host name")),
-    };
-    let connector = {
-        let (host, tls, server_name) = (host.to_string(), tls.clone(), server_name.clone());
-        tower::service_fn(move |_: http::Uri| {
-            let (host, tls, server_name) = (host.clone(), tls.clone(), server_name.clone());
-            async move {
-                let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                tcp.set_nodelay(true)?;
-                let stream = tokio_rustls::TlsConnector::from(tls)
-                    .connect(server_name, tcp)
-                    .await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        })
-    };
-    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}")) {
-        Ok(e) => e
-            .connect_timeout(Duration::from_secs(5))
-            .http2_keep_alive_interval(Duration::from_secs(15))
-            .keep_alive_timeout(Duration::from_secs(10)),
-        Err(e) => return Outcome::Fatal(format!("{addr}: {e}")),
-    };
-    let channel = match endpoint.connect_with_connector(connector).await {
+    let channel = match channel(host, port, tls).await {
         Ok(c) => c,
-        Err(e) => {
+        Err(ChannelError::BadAddress(why)) => return Outcome::Fatal(format!("{addr}: {why}")),
+        Err(ChannelError::Connect(why)) => {
             return Outcome::Retry {
-                why: format!("cannot connect: {}", error_chain(&e)),
+                why: format!("cannot connect: {why}"),
                 was_up: false,
             };
         }

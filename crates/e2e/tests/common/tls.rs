@@ -19,18 +19,11 @@ fn connect(addr: &str) -> TcpStream {
 /// A TLS client trusting the certificate in `ca_file`, offering `alpn`.
 pub fn tls_config(ca_file: &std::path::Path, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let pem = std::fs::read_to_string(ca_file).expect("ca file");
-    let mut roots = rustls::RootCertStore::empty();
-    for c in aerie_identity::load_cert_chain(&pem).expect("ca pem") {
-        roots.add(c).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![alpn.to_vec()];
-    Arc::new(cfg)
+    let roots = aerie_identity::load_cert_chain(&pem).expect("ca pem");
+    Arc::new(
+        aerie_identity::client_config(aerie_identity::ServerTrust::Roots(roots), alpn)
+            .expect("TLS client"),
+    )
 }
 
 /// Connects and completes a TLS handshake.

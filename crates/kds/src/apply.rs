@@ -348,6 +348,9 @@ mod tests {
             ResourceType::MeshRetry => parse(
                 "type: MeshRetry\nname: r\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {tcp: {maxConnectAttempt: 3}}\n",
             ),
+            ResourceType::MeshTCPRoute => parse(
+                "type: MeshTCPRoute\nname: tcp\nmesh: default\nspec:\n  to:\n    - targetRef: {kind: MeshService, name: db}\n      rules:\n        - default: {backendRefs: [{kind: MeshService, name: db-v2}]}\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

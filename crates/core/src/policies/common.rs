@@ -16,6 +16,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::ValidationError;
 use crate::multizone::{ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL};
 use crate::spec::{MESH_LABEL, Tags, TargetRef};
 
@@ -204,6 +205,92 @@ pub struct HeaderMatch {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+}
+
+/// A route's destination (`api/common/v1alpha1` `BackendRef`): a target reference with a
+/// `weight` (Kuma's default: 1) and a `port` (for real MeshServices and
+/// MeshMultiZoneServices). The reference's fields are spelled out rather than flattened, so
+/// an unknown field is still refused by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::spec::scalar_tags"
+    )]
+    pub labels: Option<Tags>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::spec::scalar_tags"
+    )]
+    pub tags: Option<Tags>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+}
+
+impl BackendRef {
+    /// The reference part.
+    pub fn target_ref(&self) -> TargetRef {
+        TargetRef {
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            labels: self.labels.clone(),
+            tags: self.tags.clone(),
+            section_name: self.section_name.clone(),
+            proxy_types: self.proxy_types.clone(),
+            mesh: self.mesh.clone(),
+        }
+    }
+
+    /// The weight among a rule's backends (Kuma's default: 1).
+    pub fn weight(&self) -> u64 {
+        self.weight.unwrap_or(1)
+    }
+}
+
+/// Kinds a route's `backendRefs` may name.
+pub const BACKEND_REF_KINDS: [&str; 4] = [
+    "MeshService",
+    "MeshServiceSubset",
+    "MeshExternalService",
+    "MeshMultiZoneService",
+];
+
+/// Checks a route's `backendRefs` (Kuma's per-ref `ValidateTargetRef` and
+/// `ValidateBackendRef`); paths are relative to the list (`[0].name`).
+pub fn validate_backend_refs(refs: &[BackendRef]) -> ValidationError {
+    let mut errs = ValidationError::new();
+    for (i, r) in refs.iter().enumerate() {
+        let at = format!("[{i}]");
+        errs.add_prefixed(
+            &at,
+            validate_target_ref(&r.target_ref(), &BACKEND_REF_KINDS, RefOpts::default()),
+        );
+        if r.kind.as_deref() == Some("MeshMultiZoneService") && r.port.is_none() {
+            errs.add(
+                format!("{at}.port"),
+                "must be defined with kind MeshMultiZoneService",
+            );
+        }
+    }
+    errs
 }
 
 pub use crate::spec::POLICY_ROLE_LABEL;

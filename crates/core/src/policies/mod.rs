@@ -10,6 +10,7 @@
 pub mod common;
 pub mod meshcircuitbreaker;
 pub mod meshretry;
+pub mod meshtcproute;
 pub mod meshtimeout;
 pub mod meshtrafficpermission;
 pub mod rules;

@@ -12,9 +12,17 @@ pub struct TargetRef {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "scalar_tags"
+    )]
     pub labels: Option<Tags>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "scalar_tags"
+    )]
     pub tags: Option<Tags>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section_name: Option<String>,
@@ -43,4 +51,34 @@ pub struct ValueMatch {
     pub kind: String,
     #[serde(default)]
     pub value: String,
+}
+
+/// Tag and label values of a policy reference, read as Kuma reads them: its YAML decoder
+/// turns an unquoted number or boolean into the string the field expects (`port: 6000` is
+/// the tag `port=6000`). A null value or a nested value is refused.
+pub(crate) fn scalar_tags<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Tags>, D::Error> {
+    use serde::de::Error as _;
+    let Some(map) =
+        Option::<std::collections::BTreeMap<String, serde_json::Value>>::deserialize(d)?
+    else {
+        return Ok(None);
+    };
+    map.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(D::Error::custom(format!(
+                        "invalid value {other} for \"{k}\": expected a string"
+                    )));
+                }
+            };
+            Ok((k, v))
+        })
+        .collect::<Result<Tags, D::Error>>()
+        .map(Some)
 }

@@ -42,6 +42,9 @@ pub(crate) struct RefOpts {
     pub inbound_policy: bool,
     /// A MeshGateway ref may select listeners by `tags` (system policies of some types).
     pub gateway_listener_tags_allowed: bool,
+    /// Names accepted although they break the name rules (Kuma's `AllowedInvalidNames`,
+    /// e.g. a route's `kuma.io/unresolved-backend`).
+    pub allowed_invalid_names: &'static [&'static str],
 }
 
 /// [`validate`] with every option of Kuma's `ValidateTargetRef`.
@@ -57,7 +60,12 @@ pub(crate) fn validate_with(r: &TargetRef, kinds: &[&str], opts: RefOpts) -> Val
         errs.add("kind", format!("value '{kind}' is not supported"));
         return errs;
     }
-    let mut check = Check { r, kind, errs };
+    let mut check = Check {
+        r,
+        kind,
+        errs,
+        allowed_invalid_names: opts.allowed_invalid_names,
+    };
     match kind {
         "Mesh" => check.mesh(),
         "Dataplane" => check.dataplane(inbound_policy),
@@ -83,6 +91,7 @@ struct Check<'a> {
     r: &'a TargetRef,
     kind: &'a str,
     errs: ValidationError,
+    allowed_invalid_names: &'static [&'static str],
 }
 
 impl Check<'_> {
@@ -262,6 +271,9 @@ impl Check<'_> {
     /// Service names: `^[0-9a-z.\-_]*$` (Kuma's `NameCharacterSet`).
     fn name_characters(&mut self) {
         let name = self.r.name.as_deref().unwrap_or("");
+        if self.allowed_invalid_names.contains(&name) {
+            return;
+        }
         let ok = name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));

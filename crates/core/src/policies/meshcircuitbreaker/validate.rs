@@ -45,6 +45,7 @@ pub fn validate(spec: &MeshCircuitBreakerSpec) -> ValidationError {
         let opts = RefOpts {
             inbound_policy: !rules.is_empty() || !from.is_empty(),
             gateway_listener_tags_allowed: true,
+            ..RefOpts::default()
         };
         errs.add_prefixed(
             "targetRef",

@@ -58,6 +58,7 @@ pub(super) fn validate(spec: &MeshTimeoutSpec, meta: &Meta) -> ValidationError {
         let opts = RefOpts {
             inbound_policy,
             gateway_listener_tags_allowed: system,
+            ..RefOpts::default()
         };
         errs.add_prefixed(
             "targetRef",

@@ -651,3 +651,34 @@ fn a_key_matches_only_its_own_certificate() {
     assert!(key_matches_cert(a.cert_pem(), "not a key").is_err());
     assert!(key_matches_cert(a.cert_pem(), a.cert_pem()).is_err());
 }
+
+/// Found by fuzzing (`aerie-fuzz`, target `cert`): a provided CA whose subject has an
+/// attribute type OID that rcgen reads back wrongly (asn1-rs takes the first two arcs from
+/// the first byte only, so `2.999.1` comes back as `3.16.55.1`) panicked the control plane
+/// when it wrote the CA's name into a certificate. Such a CA is refused up front.
+#[test]
+fn from_pem_refuses_subject_oids_rcgen_cannot_write() {
+    for oid in [vec![2, 999, 1], vec![2, 48], vec![2, 100, 3, 4]] {
+        let (cert, key) = custom_cert(|p| {
+            p.distinguished_name.push(DnType::CommonName, "ca");
+            p.distinguished_name
+                .push(DnType::CustomDnType(oid.clone()), "x");
+        });
+        let msg = invalid_ca(&cert, &key);
+        assert!(
+            msg.contains("attribute type") && msg.contains("cannot be written"),
+            "{oid:?}: {msg}"
+        );
+    }
+    // OIDs under 2.x with x < 48 (one byte) are fine, and so are the usual ones.
+    let (cert, key) = custom_cert(|p| {
+        p.distinguished_name.push(DnType::CommonName, "ca");
+        p.distinguished_name
+            .push(DnType::CustomDnType(vec![2, 5, 4, 97]), "x");
+        p.distinguished_name.push(
+            DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+            "a@b.c",
+        );
+    });
+    CertificateAuthority::from_pem(&cert, &key).unwrap();
+}

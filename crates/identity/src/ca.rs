@@ -219,17 +219,26 @@ impl CertificateAuthority {
                      supported"
                 )));
             }
-            if let Some(attr) = x509
-                .subject()
-                .iter_attributes()
-                .find(|a| !oid_survives_rcgen(a.attr_type()))
-            {
-                return Err(Error::InvalidCa(format!(
-                    "CA subject {subject:?} has an attribute type (OID {}) that cannot be \
-                     written into issued certificates; re-issue the CA certificate with \
-                     standard attribute types",
-                    attr.attr_type().to_id_string()
-                )));
+            for attr in x509.subject().iter_attributes() {
+                if !oid_survives_rcgen(attr.attr_type()) {
+                    return Err(Error::InvalidCa(format!(
+                        "CA subject {subject:?} has an attribute type (OID {}) that cannot be \
+                         written into issued certificates; re-issue the CA certificate with \
+                         standard attribute types",
+                        attr.attr_type().to_id_string()
+                    )));
+                }
+                let value = attr.attr_value();
+                if value.header.tag() == x509_parser::der_parser::asn1_rs::Tag::PrintableString
+                    && let Some(c) = value.data.iter().find(|b| !printable_survives_rcgen(**b))
+                {
+                    return Err(Error::InvalidCa(format!(
+                        "CA subject {subject:?} has a PrintableString with a character ({:?}) \
+                         that cannot be written into issued certificates; re-issue the CA \
+                         certificate with a UTF8String subject",
+                        char::from(*c)
+                    )));
+                }
             }
             if key.public_key_raw() != x509.public_key().subject_public_key.data.as_ref() {
                 return Err(Error::InvalidCa(format!(
@@ -487,6 +496,12 @@ fn csr_public_key(csr_pem: &str) -> Result<SubjectPublicKeyInfo> {
 }
 
 /// Size in bits of a big-endian unsigned integer.
+/// Whether yasna (rcgen's DER writer) accepts `b` in a PrintableString: X.680's set without
+/// `?`, which yasna refuses by panicking although rcgen reads it.
+fn printable_survives_rcgen(b: u8) -> bool {
+    b == b' ' || (b'\''..=b':').contains(&b) && b != b'*' || b == b'=' || b.is_ascii_alphabetic()
+}
+
 /// Whether rcgen, which re-encodes the CA's subject into every certificate it issues, writes
 /// this OID back byte for byte. rcgen reads an OID's arcs through asn1-rs (which takes the
 /// first two arcs from the first byte alone, so `2.999` comes back as `3.16...`) and writes

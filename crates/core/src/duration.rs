@@ -4,6 +4,10 @@
 use std::time::Duration;
 
 /// Parses `^(\d+)(y|w|d|h|m|s|ms)$` or `0`. A year is 365 days.
+///
+/// Kuma converts the value to a Go `time.Duration` (`int64` nanoseconds); a value beyond
+/// Go's maximum (2562047h47m16.854775807s, about 292 years) is refused here rather than
+/// wrapped around as Go's multiplication would.
 pub fn parse_kuma_duration(s: &str) -> Option<Duration> {
     if s == "0" {
         return Some(Duration::ZERO);
@@ -14,18 +18,22 @@ pub fn parse_kuma_duration(s: &str) -> Option<Duration> {
         return None;
     }
     let n: u64 = num.parse().ok()?;
-    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs);
-    match unit {
-        "y" => secs(365 * 24 * 3600),
-        "w" => secs(7 * 24 * 3600),
-        "d" => secs(24 * 3600),
-        "h" => secs(3600),
-        "m" => secs(60),
-        "s" => secs(1),
-        "ms" => Some(Duration::from_millis(n)),
-        _ => None,
-    }
+    let unit_nanos: u64 = match unit {
+        "y" => 365 * 86_400 * 1_000_000_000,
+        "w" => 7 * 86_400 * 1_000_000_000,
+        "d" => 86_400 * 1_000_000_000,
+        "h" => 3_600 * 1_000_000_000,
+        "m" => 60 * 1_000_000_000,
+        "s" => 1_000_000_000,
+        "ms" => 1_000_000,
+        _ => return None,
+    };
+    let nanos = n.checked_mul(unit_nanos)?;
+    (nanos <= GO_MAX_DURATION_NANOS).then(|| Duration::from_nanos(nanos))
 }
+
+/// Go's largest `time.Duration`, in nanoseconds (`math.MaxInt64`).
+const GO_MAX_DURATION_NANOS: u64 = i64::MAX as u64;
 
 /// Parses the durations `kumactl --valid-for` and the API's `validFor` take: Go-style
 /// compounds like `1h30m`, `24h`, `10m0s`, plus Kuma's `d`/`w`/`y` units.
@@ -361,6 +369,37 @@ mod tests {
             "1.5h",
             "1x",
             "99999999999999999999y",
+        ] {
+            assert_eq!(parse_kuma_duration(bad), None, "{bad}");
+        }
+    }
+
+    /// Found by fuzzing (`aerie-fuzz`, target `resources`): a Mesh duration beyond Go's
+    /// `time.Duration` was accepted, then overflowed the time arithmetic of whoever used it.
+    #[test]
+    fn kuma_durations_stop_at_go_max_duration() {
+        // 2562047h47m16.854775807s is Go's maximum: 2562047 hours fit, 2562048 do not.
+        assert_eq!(
+            parse_kuma_duration("2562047h"),
+            Some(Duration::from_secs(2_562_047 * 3600))
+        );
+        assert_eq!(
+            parse_kuma_duration("292y"),
+            Some(Duration::from_secs(292 * 365 * 86400))
+        );
+        assert_eq!(
+            parse_kuma_duration("9223372036854ms"),
+            Some(Duration::from_millis(9_223_372_036_854))
+        );
+        for bad in [
+            "2562048h",
+            "293y",
+            "15251w",
+            "106752d",
+            "153722868m",
+            "9223372037s",
+            "9223372036855ms",
+            "18446744073709551615s",
         ] {
             assert_eq!(parse_kuma_duration(bad), None, "{bad}");
         }

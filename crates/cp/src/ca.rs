@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aerie_core::duration::parse_kuma_duration;
 use aerie_core::spec::{
@@ -44,6 +44,18 @@ pub struct MeshCa {
     pub ca: Arc<CertificateAuthority>,
     /// Validity of the proxy certificates it issues (`dpCert.rotation.expiration`).
     pub dp_cert_validity: Duration,
+}
+
+impl MeshCa {
+    /// When a proxy certificate issued at `now` expires: `now` plus
+    /// [`MeshCa::dp_cert_validity`], capped at the CA's own NotAfter (as
+    /// [`CertificateAuthority::sign_workload`] caps the certificate), whatever the
+    /// configured validity.
+    pub fn dp_cert_not_after(&self, now: SystemTime) -> SystemTime {
+        let ca_not_after = self.ca.not_after();
+        now.checked_add(self.dp_cert_validity)
+            .map_or(ca_not_after, |t| t.min(ca_not_after))
+    }
 }
 
 /// Loads and caches mesh CAs.
@@ -382,6 +394,33 @@ mod tests {
             .unwrap();
         assert!(!chain.is_empty());
         assert_eq!(ca.ca.cert_pem(), cert_pem);
+    }
+
+    /// Found by fuzzing: a huge `dpCert.rotation.expiration` overflowed `now + validity`
+    /// when the control plane computed the certificate's expiry for the proxy's status. The
+    /// expiry is the certificate's: capped at the CA's NotAfter, like the certificate.
+    #[test]
+    fn dp_cert_expiry_is_capped_at_the_ca_not_after() {
+        let ca =
+            Arc::new(CertificateAuthority::generate("default", Duration::from_secs(3600)).unwrap());
+        let now = SystemTime::now();
+        let mesh_ca = |validity| MeshCa {
+            backend: "ca-1".into(),
+            ca: ca.clone(),
+            dp_cert_validity: validity,
+        };
+        let short = mesh_ca(Duration::from_secs(60));
+        assert_eq!(short.dp_cert_not_after(now), now + Duration::from_secs(60));
+        for validity in [
+            Duration::from_secs(7200),
+            Duration::from_secs(500_000_000_000 * 31_536_000),
+            Duration::MAX,
+        ] {
+            let long = mesh_ca(validity);
+            assert_eq!(long.dp_cert_not_after(now), ca.not_after());
+            // And the status line renders it.
+            assert!(!crate::dpserver::hub::rfc3339(long.dp_cert_not_after(now)).is_empty());
+        }
     }
 
     #[tokio::test]

@@ -98,11 +98,11 @@ impl Upstreams {
 
 /// Rewrites a request for the upstream's HTTP version: origin-form URI and `Host` for
 /// HTTP/1.1, absolute URI (`:scheme`/`:authority`) for HTTP/2; hop-by-hop headers removed.
-fn prepare_request(
-    mut req: Request<Incoming>,
+pub fn prepare_request<B>(
+    mut req: Request<B>,
     version: HttpVersion,
     addr: std::net::SocketAddr,
-) -> Request<Incoming> {
+) -> Request<B> {
     strip_hop_by_hop(req.headers_mut());
     match version {
         HttpVersion::H1 => {
@@ -156,14 +156,16 @@ const HOP_BY_HOP: [HeaderName; 5] = [
     header::UPGRADE,
 ];
 
-/// Removes connection-scoped headers (RFC 9110 §7.6.1). `te: trailers` survives: gRPC needs it.
+/// Removes connection-scoped headers (RFC 9110 §7.6.1): the fixed ones and every header
+/// any `Connection` field names (all of its lines; a value with non-ASCII bytes still names
+/// the options it lists). `te: trailers` survives unless named: gRPC needs it.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
             .collect();
         for name in named {
             headers.remove(name);
@@ -201,5 +203,31 @@ mod tests {
         h.insert("te", HeaderValue::from_static("gzip"));
         strip_hop_by_hop(&mut h);
         assert!(h.is_empty());
+    }
+
+    /// Found by fuzzing (`aerie-fuzz`, target `http`): only the first `Connection` line was
+    /// read, and not at all when it held a non-ASCII byte, so a client could have a header it
+    /// declared connection-specific forwarded to the application.
+    #[test]
+    fn every_connection_line_names_headers_to_strip() {
+        let mut h = HeaderMap::new();
+        h.append("connection", HeaderValue::from_static("close"));
+        h.append("connection", HeaderValue::from_static("x-a"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_bytes(b"keep-aliv\x8e, x-secret").unwrap(),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
     }
 }

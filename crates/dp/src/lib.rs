@@ -58,6 +58,24 @@ mod tls;
 mod workers;
 
 pub use config::ConfigError;
+
+/// What parses a peer's bytes, for the fuzzing harness (`crates/fuzz`) only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::forward::prepare_request;
+    pub use crate::ingress::hello::{Hello, parse as parse_client_hello};
+    pub use crate::pool::HttpVersion;
+
+    /// Checks a config as [`crate::Proxy::apply_config`] does before binding anything;
+    /// returns the number of listeners it would run.
+    pub fn plan_config(
+        opts: &crate::ProxyOptions,
+        cfg: &aerie_core::proxy_config::ProxyConfig,
+    ) -> Result<usize, crate::ConfigError> {
+        crate::config::plan(opts, cfg).map(|listeners| listeners.len())
+    }
+}
 pub use ingress::{Ingress, IngressConfigError, IngressOptions};
 pub use proxy::{Proxy, ProxyOptions};
 pub use tls::{Identity, IdentityError, IdentitySummary};

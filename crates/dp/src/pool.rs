@@ -202,7 +202,7 @@ impl AsyncWrite for Upstream {
 
 /// Which HTTP version the pool speaks to the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HttpVersion {
+pub enum HttpVersion {
     H1,
     H2,
 }

@@ -219,6 +219,27 @@ impl CertificateAuthority {
                      supported"
                 )));
             }
+            for attr in x509.subject().iter_attributes() {
+                if !oid_survives_rcgen(attr.attr_type()) {
+                    return Err(Error::InvalidCa(format!(
+                        "CA subject {subject:?} has an attribute type (OID {}) that cannot be \
+                         written into issued certificates; re-issue the CA certificate with \
+                         standard attribute types",
+                        attr.attr_type().to_id_string()
+                    )));
+                }
+                let value = attr.attr_value();
+                if value.header.tag() == x509_parser::der_parser::asn1_rs::Tag::PrintableString
+                    && let Some(c) = value.data.iter().find(|b| !printable_survives_rcgen(**b))
+                {
+                    return Err(Error::InvalidCa(format!(
+                        "CA subject {subject:?} has a PrintableString with a character ({:?}) \
+                         that cannot be written into issued certificates; re-issue the CA \
+                         certificate with a UTF8String subject",
+                        char::from(*c)
+                    )));
+                }
+            }
             if key.public_key_raw() != x509.public_key().subject_public_key.data.as_ref() {
                 return Err(Error::InvalidCa(format!(
                     "the private key does not match the public key of CA certificate {subject:?}"
@@ -475,6 +496,40 @@ fn csr_public_key(csr_pem: &str) -> Result<SubjectPublicKeyInfo> {
 }
 
 /// Size in bits of a big-endian unsigned integer.
+/// Whether yasna (rcgen's DER writer) accepts `b` in a PrintableString: X.680's set without
+/// `?`, which yasna refuses by panicking although rcgen reads it.
+fn printable_survives_rcgen(b: u8) -> bool {
+    b == b' ' || (b'\''..=b':').contains(&b) && b != b'*' || b == b'=' || b.is_ascii_alphabetic()
+}
+
+/// Whether rcgen, which re-encodes the CA's subject into every certificate it issues, writes
+/// this OID back byte for byte. rcgen reads an OID's arcs through asn1-rs (which takes the
+/// first two arcs from the first byte alone, so `2.999` comes back as `3.16...`) and writes
+/// them with yasna, which panics on a first arc above 2; an OID whose arcs do not survive
+/// that round trip would panic or produce certificates that do not chain.
+fn oid_survives_rcgen(oid: &x509_parser::der_parser::oid::Oid<'_>) -> bool {
+    let Some(arcs) = oid.iter() else {
+        return false; // an arc wider than 64 bits
+    };
+    let arcs: Vec<u64> = arcs.collect();
+    let [first, second, rest @ ..] = arcs.as_slice() else {
+        return false;
+    };
+    // yasna's own preconditions, checked before it would assert them.
+    if *first > 2 || (*first < 2 && *second >= 40) || *second >= u64::MAX - 80 {
+        return false;
+    }
+    let mut encoded = Vec::with_capacity(oid.as_bytes().len());
+    for arc in std::iter::once(first * 40 + second).chain(rest.iter().copied()) {
+        let groups = (64 - (arc | 1).leading_zeros()).div_ceil(7);
+        for i in (0..groups).rev() {
+            let group = ((arc >> (7 * i)) & 0x7f) as u8;
+            encoded.push(if i == 0 { group } else { group | 0x80 });
+        }
+    }
+    encoded == oid.as_bytes()
+}
+
 fn modulus_bits(modulus: &[u8]) -> usize {
     let trimmed = match modulus.iter().position(|&b| b != 0) {
         Some(i) => &modulus[i..],

@@ -345,6 +345,26 @@ mod tests {
         );
     }
 
+    /// Found by fuzzing: durations beyond Go's `time.Duration` (about 292 years) passed
+    /// validation and overflowed the control plane's time arithmetic when used.
+    #[test]
+    fn durations_beyond_go_max_duration_are_refused() {
+        assert_errors(
+            &one_backend(
+                "      type: builtin\n      dpCert:\n        rotation: {expiration: 99999999999y}\n        requestTimeout: 2562048h\n      rootChain: {requestTimeout: 9223372037s}\n      conf: {caCert: {expiration: 293y}}\n",
+            ),
+            &[
+                ("mtls.backends[0].dpCert.rotation.expiration", BAD_DURATION),
+                ("mtls.backends[0].dpCert.requestTimeout", BAD_DURATION),
+                ("mtls.backends[0].rootChain.requestTimeout", BAD_DURATION),
+                ("mtls.backends[0].conf.caCert.expiration", BAD_DURATION),
+            ],
+        );
+        assert_valid(&one_backend(
+            "      type: builtin\n      dpCert:\n        rotation: {expiration: 292y}\n      conf: {caCert: {expiration: 2562047h}}\n",
+        ));
+    }
+
     #[test]
     fn builtin_conf_shape_and_key_size() {
         assert_errors(

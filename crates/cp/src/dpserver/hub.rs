@@ -274,8 +274,44 @@ impl Hub {
     }
 }
 
+/// `t` as RFC 3339 UTC. Total: a time before year 0 or after year 9999 (which RFC 3339
+/// cannot write) is clamped to the first or last instant it can.
 pub fn rfc3339(t: SystemTime) -> String {
-    let dt: time::OffsetDateTime = t.into();
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+    const FIRST: OffsetDateTime = datetime!(0000-01-01 00:00:00 UTC);
+    const LAST: OffsetDateTime = datetime!(9999-12-31 23:59:59.999_999_999 UTC);
+    let nanos = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => i128::try_from(before.duration().as_nanos()).map_or(i128::MIN, |n| -n),
+    };
+    let dt = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(if nanos < 0 { FIRST } else { LAST })
+        .clamp(FIRST, LAST);
     dt.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::rfc3339;
+
+    /// Found by fuzzing: a certificate expiry past year 9999 panicked the conversion.
+    #[test]
+    fn rfc3339_is_total() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        assert_eq!(rfc3339(epoch), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(epoch + Duration::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20Z"
+        );
+        let far = epoch + Duration::from_secs(400_000_000_000);
+        assert_eq!(rfc3339(far), "9999-12-31T23:59:59.999999999Z");
+        let farthest = epoch + Duration::from_secs(i64::MAX as u64);
+        assert_eq!(rfc3339(farthest), "9999-12-31T23:59:59.999999999Z");
+        let early = epoch - Duration::from_secs(100_000_000_000);
+        assert_eq!(rfc3339(early), "0000-01-01T00:00:00Z");
+    }
 }

@@ -25,6 +25,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use hub::{ConnStatus, Hub};
+
+/// The DP server's checks of a proxy's first request, for the fuzzing harness
+/// (`crates/fuzz`) only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::ingress::admit as admit_ingress;
+    pub use super::session::{Admitted, admit as admit_dataplane};
+}
 pub use snapshot::{policy_index, timeout_rules};
 
 use crate::ca::MeshCas;

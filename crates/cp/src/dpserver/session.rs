@@ -393,14 +393,14 @@ impl Protocol for Sidecar {
             return Ok(());
         }
         if need_cert && let Some(Issued { csr, .. }) = &want {
-            match mtls.ca.ca.sign_workload(
-                csr,
-                &mtls.sans,
-                mtls.ca.dp_cert_validity,
-                SystemTime::now(),
-            ) {
+            let now = SystemTime::now();
+            match mtls
+                .ca
+                .ca
+                .sign_workload(csr, &mtls.sans, mtls.ca.dp_cert_validity, now)
+            {
                 Ok(chain) => {
-                    let expires = SystemTime::now() + mtls.ca.dp_cert_validity;
+                    let expires = mtls.ca.dp_cert_not_after(now);
                     let mut st = conn.status();
                     st.certificate_expiration_time = Some(rfc3339(expires));
                     st.certificate_regenerations += 1;

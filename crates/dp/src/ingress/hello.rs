@@ -27,7 +27,7 @@ const RECORD_HEADER: usize = 5;
 
 /// What the bytes received so far amount to.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Hello<'a> {
+pub enum Hello<'a> {
     /// A complete, well-formed ClientHello, with its `host_name` server name if it sent one.
     Complete { sni: Option<Cow<'a, str>> },
     /// A valid beginning of a ClientHello: read more.
@@ -43,7 +43,7 @@ pub(crate) enum Hello<'a> {
 /// Parses `buf`, everything read from the connection so far. A ClientHello whose handshake
 /// message is longer than `max_hello` bytes is [`Hello::TooLarge`], so a peer cannot make the
 /// ingress buffer without bound.
-pub(crate) fn parse(buf: &[u8], max_hello: usize) -> Hello<'_> {
+pub fn parse(buf: &[u8], max_hello: usize) -> Hello<'_> {
     // The first record alone says whether this is TLS at all, even from one or two bytes.
     match (buf.first(), buf.get(1)) {
         (Some(&t), _) if t != CONTENT_HANDSHAKE => return Hello::NotTls,

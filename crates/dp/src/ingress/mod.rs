@@ -17,7 +17,7 @@
 //! it once (no lock) when its ClientHello is complete, and a new config affects new
 //! connections only. Per-route counters are resolved when a config is applied.
 
-mod hello;
+pub(crate) mod hello;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

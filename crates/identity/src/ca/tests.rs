@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use rcgen::CertificateParams;
+use rcgen::{CertificateParams, DnValue};
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls::pki_types::{ServerName, UnixTime};
 use x509_parser::certificate::X509Certificate;
@@ -650,4 +650,66 @@ fn a_key_matches_only_its_own_certificate() {
     assert!(key_matches_cert("not a cert", a.key_pem()).is_err());
     assert!(key_matches_cert(a.cert_pem(), "not a key").is_err());
     assert!(key_matches_cert(a.cert_pem(), a.cert_pem()).is_err());
+}
+
+/// Found by fuzzing (`aerie-fuzz`, target `cert`): a provided CA whose subject has an
+/// attribute type OID that rcgen reads back wrongly (asn1-rs takes the first two arcs from
+/// the first byte only, so `2.999.1` comes back as `3.16.55.1`) panicked the control plane
+/// when it wrote the CA's name into a certificate. Such a CA is refused up front.
+#[test]
+fn from_pem_refuses_subject_oids_rcgen_cannot_write() {
+    for oid in [vec![2, 999, 1], vec![2, 48], vec![2, 100, 3, 4]] {
+        let (cert, key) = custom_cert(|p| {
+            p.distinguished_name.push(DnType::CommonName, "ca");
+            p.distinguished_name
+                .push(DnType::CustomDnType(oid.clone()), "x");
+        });
+        let msg = invalid_ca(&cert, &key);
+        assert!(
+            msg.contains("attribute type") && msg.contains("cannot be written"),
+            "{oid:?}: {msg}"
+        );
+    }
+    // OIDs under 2.x with x < 48 (one byte) are fine, and so are the usual ones.
+    let (cert, key) = custom_cert(|p| {
+        p.distinguished_name.push(DnType::CommonName, "ca");
+        p.distinguished_name
+            .push(DnType::CustomDnType(vec![2, 5, 4, 97]), "x");
+        p.distinguished_name.push(
+            DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+            "a@b.c",
+        );
+    });
+    CertificateAuthority::from_pem(&cert, &key).unwrap();
+}
+
+/// Found by fuzzing (`aerie-fuzz`, target `cert`): a provided CA whose subject holds a
+/// PrintableString with `?` (legal in X.680, which OpenSSL writes) panicked the control plane:
+/// rcgen reads it, and its DER writer (yasna) refuses it with a panic when the CA's name is
+/// written into a certificate. Such a CA is refused up front.
+#[test]
+fn from_pem_refuses_printable_strings_rcgen_cannot_write() {
+    let (cert, key) = custom_cert(|p| {
+        p.distinguished_name.push(
+            DnType::OrganizationName,
+            DnValue::PrintableString("WhatX".try_into().unwrap()),
+        );
+    });
+    let mut der = der(&cert).to_vec();
+    let at = der.windows(5).rposition(|w| w == b"WhatX").unwrap(); // the subject
+    der[at + 4] = b'?';
+    let cert = crate::pem::encode("CERTIFICATE", &der);
+    let msg = invalid_ca(&cert, &key);
+    assert!(
+        msg.contains("PrintableString") && msg.contains("'?'"),
+        "{msg}"
+    );
+    // The rest of PrintableString's characters are fine.
+    let (cert, key) = custom_cert(|p| {
+        p.distinguished_name.push(
+            DnType::OrganizationName,
+            DnValue::PrintableString("Acme (EU) Ltd., 'x'-y/z:=+0".try_into().unwrap()),
+        );
+    });
+    CertificateAuthority::from_pem(&cert, &key).unwrap();
 }

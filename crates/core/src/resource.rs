@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::ValidationError;
 use crate::policies::{
-    meshcircuitbreaker, meshretry, meshtcproute, meshtimeout, meshtrafficpermission,
+    meshcircuitbreaker, meshhttproute, meshretry, meshtcproute, meshtimeout, meshtrafficpermission,
 };
 use crate::spec::{
     DataplaneSpec, MeshServiceSpec, MeshSpec, SecretSpec, ZoneIngressSpec, ZoneSpec,
@@ -141,6 +141,7 @@ resource_types! {
     MeshCircuitBreaker(meshcircuitbreaker::MeshCircuitBreakerSpec) = meshcircuitbreaker::DESCRIPTOR;
     MeshRetry(meshretry::MeshRetrySpec) = meshretry::DESCRIPTOR;
     MeshTCPRoute(meshtcproute::MeshTcpRouteSpec) = meshtcproute::DESCRIPTOR;
+    MeshHTTPRoute(meshhttproute::MeshHttpRouteSpec) = meshhttproute::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;

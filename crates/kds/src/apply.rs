@@ -351,6 +351,9 @@ mod tests {
             ResourceType::MeshTCPRoute => parse(
                 "type: MeshTCPRoute\nname: tcp\nmesh: default\nspec:\n  to:\n    - targetRef: {kind: MeshService, name: db}\n      rules:\n        - default: {backendRefs: [{kind: MeshService, name: db-v2}]}\n",
             ),
+            ResourceType::MeshHTTPRoute => parse(
+                "type: MeshHTTPRoute\nname: http\nmesh: default\nspec:\n  to:\n    - targetRef: {kind: MeshService, name: web}\n      rules:\n        - matches: [{path: {type: PathPrefix, value: /v2}}]\n          default: {backendRefs: [{kind: MeshService, name: web-v2}]}\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

@@ -9,6 +9,7 @@
 
 pub mod common;
 pub mod meshcircuitbreaker;
+pub mod meshhttproute;
 pub mod meshretry;
 pub mod meshtcproute;
 pub mod meshtimeout;

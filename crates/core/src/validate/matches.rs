@@ -80,7 +80,7 @@ pub(crate) fn parse_spiffe_id(s: &str) -> Result<(), &'static str> {
 }
 
 /// Kubernetes' `IsDNS1123Subdomain` messages.
-fn dns1123_subdomain_problems(s: &str) -> Vec<String> {
+pub(crate) fn dns1123_subdomain_problems(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     if s.len() > 253 {
         out.push("must be no more than 253 characters".to_string());

@@ -137,6 +137,8 @@ pub(crate) fn plan(
         let mut outbound = outbound.clone();
         if let Some(p) = policies.get(&(address.as_str(), outbound.port)) {
             outbound.timeouts = p.timeouts;
+            outbound.retry = p.retry.clone();
+            outbound.circuit_breaker = p.circuit_breaker.clone();
         }
         out.push((
             listen,
@@ -209,6 +211,8 @@ mod tests {
                     dataplane: "backend-1".into(),
                 }],
                 timeouts: Default::default(),
+                retry: Default::default(),
+                circuit_breaker: Default::default(),
             }],
             outbound_policies: Vec::new(),
         }

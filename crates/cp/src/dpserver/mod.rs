@@ -23,7 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use hub::{ConnStatus, Hub};
-pub use reconcile::{policy_index, timeout_rules};
+pub use reconcile::{circuit_breaker_rules, policy_index, retry_rules, timeout_rules};
 
 use crate::ca::MeshCas;
 use crate::tokens::TokenIssuer;

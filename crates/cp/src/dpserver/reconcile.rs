@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerie_core::multizone;
+use aerie_core::policies::meshcircuitbreaker::{CircuitBreakerRules, MeshCircuitBreakerSpec};
+use aerie_core::policies::meshretry::{MeshRetrySpec, RetryRules};
 use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
 use aerie_core::policies::meshtrafficpermission::MeshTrafficPermissionSpec;
 use aerie_core::policies::meshtrafficpermission::{MeshServiceCatalog, PolicyIndex};
@@ -252,6 +254,16 @@ async fn rebuild_mesh(
         mesh,
         &store.list(ResourceType::MeshTimeout, Some(mesh)).await?,
     );
+    let retries = retry_rules(
+        mesh,
+        &store.list(ResourceType::MeshRetry, Some(mesh)).await?,
+    );
+    let breakers = circuit_breaker_rules(
+        mesh,
+        &store
+            .list(ResourceType::MeshCircuitBreaker, Some(mesh))
+            .await?,
+    );
     let dataplanes: Vec<(&str, &Tags, &DataplaneSpec)> = dps
         .iter()
         .filter_map(|r| match &r.spec {
@@ -279,7 +291,10 @@ async fn rebuild_mesh(
         })
     };
     if !full {
-        let view = MeshView::for_policies(mesh, mesh_spec, &index).with_timeouts(&timeouts);
+        let view = MeshView::for_policies(mesh, mesh_spec, &index)
+            .with_timeouts(&timeouts)
+            .with_retries(&retries)
+            .with_circuit_breakers(&breakers);
         for name in &connected {
             let (Some((labels, spec)), Some((outbounds, outbounds_version))) =
                 (by_name.get(name.as_str()), cache.outbounds.get(name))
@@ -309,8 +324,10 @@ async fn rebuild_mesh(
     };
     let is_online = |name: &str| online.contains(name);
     let specs: Vec<(&str, &DataplaneSpec)> = dataplanes.iter().map(|(n, _, d)| (*n, *d)).collect();
-    let mut view =
-        MeshView::new(mesh, mesh_spec, &index, &specs, &is_online).with_timeouts(&timeouts);
+    let mut view = MeshView::new(mesh, mesh_spec, &index, &specs, &is_online)
+        .with_timeouts(&timeouts)
+        .with_retries(&retries)
+        .with_circuit_breakers(&breakers);
     let remote = remote_ingresses(store, local_zone, resolver).await?;
     let remote_refs: Vec<(&str, &ZoneIngressSpec)> =
         remote.iter().map(|(n, s)| (n.as_str(), s)).collect();
@@ -534,6 +551,30 @@ pub fn timeout_rules(mesh: &str, timeouts: &[aerie_core::Resource]) -> TimeoutRu
         })
         .collect();
     TimeoutRules::new(mesh, &policies)
+}
+
+/// A mesh's MeshRetries, indexed for every proxy's config.
+pub fn retry_rules(mesh: &str, retries: &[aerie_core::Resource]) -> RetryRules {
+    let policies: Vec<(&str, &Tags, &MeshRetrySpec)> = retries
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshRetry(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    RetryRules::new(mesh, &policies)
+}
+
+/// A mesh's MeshCircuitBreakers, indexed for every proxy's config.
+pub fn circuit_breaker_rules(mesh: &str, breakers: &[aerie_core::Resource]) -> CircuitBreakerRules {
+    let policies: Vec<(&str, &Tags, &MeshCircuitBreakerSpec)> = breakers
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshCircuitBreaker(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    CircuitBreakerRules::new(mesh, &policies)
 }
 
 /// A short content hash of the encoded config: equal configs have equal versions on every

@@ -384,6 +384,8 @@ pub fn outbound(
             })
             .collect(),
         timeouts: Default::default(),
+        retry: Default::default(),
+        circuit_breaker: Default::default(),
     }
 }
 

@@ -53,12 +53,13 @@ pub enum ConfigError {
 
 /// A validated listener.
 pub(crate) enum ListenerSpec {
+    /// Both boxed: the two configs differ much in size.
     Inbound {
-        cfg: InboundConfig,
+        cfg: Box<InboundConfig>,
         app: SocketAddr,
     },
     Outbound {
-        cfg: OutboundConfig,
+        cfg: Box<OutboundConfig>,
         endpoints: Vec<SocketAddr>,
     },
 }
@@ -97,7 +98,7 @@ pub(crate) fn plan(
         out.push((
             listen,
             ListenerSpec::Inbound {
-                cfg: inbound.clone(),
+                cfg: Box::new(inbound.clone()),
                 app,
             },
         ));
@@ -143,7 +144,7 @@ pub(crate) fn plan(
         out.push((
             listen,
             ListenerSpec::Outbound {
-                cfg: outbound,
+                cfg: Box::new(outbound),
                 endpoints,
             },
         ));

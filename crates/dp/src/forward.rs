@@ -19,7 +19,7 @@ use crate::breaker::{
 use crate::lb::RoundRobin;
 use crate::metrics::ListenerStats;
 use crate::pool::{CheckoutError, Connector, EndpointPool, HttpVersion, Upstream};
-use crate::retry::{self, Attempt, Buffered, ReqBody, RetryPolicy};
+use crate::retry::{self, Attempt, ReqBody, RetryPolicy};
 
 /// The endpoints behind a listener, balanced round-robin.
 pub(crate) struct Upstreams {
@@ -151,44 +151,42 @@ impl Upstreams {
         }
     }
 
-    /// Attempts until one is not retriable, the retries are used up, or the cluster's
-    /// `maxRetries` refuses another; the last answer is returned.
+    /// Attempts until one is not retriable, its request cannot be replayed, the retries
+    /// are used up, or the cluster's `maxRetries` refuses another; the last answer is
+    /// returned.
     async fn forward_retrying(
         &self,
         req: Request<Incoming>,
         policy: &RetryPolicy,
     ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
-        let (data, trailers) = match retry::buffer(body).await {
-            Ok(Buffered::Whole { data, trailers }) => (data, trailers),
-            Ok(Buffered::Partial(body)) => {
-                // Too big to replay: sent once, streamed.
-                let chosen = AtomicUsize::new(NONE_CHOSEN);
-                return self
-                    .attempt(Request::from_parts(parts, body), &chosen)
-                    .await
-                    .resp;
-            }
-            Err(e) => {
-                debug!(listener = %self.stats.name, error = %e, "downstream request body failed");
-                return local_response(StatusCode::BAD_REQUEST, "downstream request body error");
-            }
-        };
         let head = retry::Head::of(&parts);
-        let body = || ReqBody::Full {
-            data: data.clone(),
-            trailers: trailers.clone(),
-        };
-        let mut next = Some(Request::from_parts(parts, body()));
+        let (body, copy) = ReqBody::tee(body);
+        let mut req = Request::from_parts(parts, body);
         let mut retries = 0;
         let mut _retry: Option<Held> = None;
         loop {
-            let req = next.take().unwrap_or_else(|| head.request(body()));
             let tried = self.try_once(req, policy.per_try_timeout).await;
             _retry = None;
             if tried.overflow || retries >= policy.num_retries || !policy.retries(tried.attempt) {
                 return tried.resp;
             }
+            let body = match &copy {
+                None => ReqBody::Full {
+                    data: None,
+                    trailers: None,
+                },
+                Some(copy) => {
+                    let replay = copy.lock().unwrap_or_else(|e| e.into_inner()).replay();
+                    match replay {
+                        Some(body) => body,
+                        None => {
+                            self.stats.error("upstream_retry_not_replayable");
+                            return tried.resp;
+                        }
+                    }
+                }
+            };
             let Some(held) = self.cluster.try_take(Resource::Retries) else {
                 self.stats.error("upstream_retry_overflow");
                 return tried.resp;
@@ -199,6 +197,7 @@ impl Upstreams {
             retries += 1;
             self.stats.error("upstream_retry");
             tokio::time::sleep(policy.back_off(retries)).await;
+            req = head.request(body);
         }
     }
 

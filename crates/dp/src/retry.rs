@@ -1,36 +1,109 @@
 //! MeshRetry for HTTP and gRPC: which requests may be retried, which outcomes are retried,
 //! and the back-off between attempts (Envoy's route `retry_policy` semantics).
 //!
-//! A request is replayed from a copy of its head and its buffered body, so only requests
-//! whose whole body fits in [`REPLAY_BUFFER_LIMIT`] (Envoy's per-request buffer limit) are
-//! retried; a bigger or still-streaming body goes out once, streamed.
+//! The first attempt streams the request body upstream as it arrives (a streaming call is
+//! never held back) while keeping a copy of it ([`ReqBody::Tee`]); a retry replays the head
+//! and that copy. Only a body that had fully gone out and fits in [`REPLAY_BUFFER_LIMIT`]
+//! (Envoy's per-request buffer limit) can be replayed; otherwise the answer of the first
+//! attempt stands. A request without a body costs no copy at all.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aerie_core::policies::meshretry::{HeaderCondition, HttpRetry};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, request::Parts};
-use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 /// The largest request body kept for replay.
 pub(crate) const REPLAY_BUFFER_LIMIT: usize = 64 * 1024;
 
-/// A request body on its way upstream: streamed, replayed from a buffer, or the part read
-/// while trying to buffer followed by the rest of the stream. An enum, not a boxed body:
-/// the streamed case costs nothing.
+/// A request body on its way upstream: streamed, streamed while a copy is kept, or
+/// replayed from that copy. An enum, not a boxed body: the streamed case costs nothing.
 pub(crate) enum ReqBody {
     Stream(Incoming),
+    Tee {
+        inner: Incoming,
+        copy: Arc<Mutex<Copy>>,
+    },
     Full {
         data: Option<Bytes>,
         trailers: Option<HeaderMap>,
     },
-    Chained {
-        head: Option<Bytes>,
-        rest: Incoming,
-    },
+}
+
+/// What went upstream of a request body, for replay.
+#[derive(Default)]
+pub(crate) struct Copy {
+    chunks: Vec<Bytes>,
+    len: usize,
+    trailers: Option<HeaderMap>,
+    /// The whole body went out.
+    complete: bool,
+    /// Bigger than [`REPLAY_BUFFER_LIMIT`]: not kept.
+    too_big: bool,
+}
+
+impl Copy {
+    fn record(&mut self, frame: &Frame<Bytes>) {
+        if self.too_big {
+            return;
+        }
+        if let Some(data) = frame.data_ref() {
+            self.len = self.len.saturating_add(data.len());
+            if self.len > REPLAY_BUFFER_LIMIT {
+                self.too_big = true;
+                self.chunks = Vec::new();
+                return;
+            }
+            self.chunks.push(data.clone());
+        } else if let Some(t) = frame.trailers_ref() {
+            self.trailers = Some(t.clone());
+        }
+    }
+
+    /// The body again, if all of it went out and was kept.
+    pub fn replay(&mut self) -> Option<ReqBody> {
+        if !self.complete || self.too_big {
+            return None;
+        }
+        if self.chunks.len() > 1 {
+            let mut all = BytesMut::with_capacity(self.len);
+            for c in &self.chunks {
+                all.extend_from_slice(c);
+            }
+            self.chunks = vec![all.freeze()];
+        }
+        Some(ReqBody::Full {
+            data: self.chunks.first().cloned(),
+            trailers: self.trailers.clone(),
+        })
+    }
+}
+
+impl ReqBody {
+    /// `body` streamed upstream with a copy kept for replay (none needed when it is empty).
+    pub fn tee(body: Incoming) -> (ReqBody, Option<Arc<Mutex<Copy>>>) {
+        if body.is_end_stream() {
+            return (
+                ReqBody::Full {
+                    data: None,
+                    trailers: None,
+                },
+                None,
+            );
+        }
+        let copy = Arc::new(Mutex::new(Copy::default()));
+        (
+            ReqBody::Tee {
+                inner: body,
+                copy: copy.clone(),
+            },
+            Some(copy),
+        )
+    }
 }
 
 impl Body for ReqBody {
@@ -43,107 +116,44 @@ impl Body for ReqBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ReqBody::Stream(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Tee { inner, copy } => {
+                let res = Pin::new(&mut *inner).poll_frame(cx);
+                match &res {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let mut c = copy.lock().unwrap_or_else(|e| e.into_inner());
+                        c.record(frame);
+                        c.complete = inner.is_end_stream();
+                    }
+                    Poll::Ready(None) => {
+                        copy.lock().unwrap_or_else(|e| e.into_inner()).complete = true;
+                    }
+                    Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+                }
+                res
+            }
             ReqBody::Full { data, trailers } => Poll::Ready(
                 data.take()
                     .map(|d| Ok(Frame::data(d)))
                     .or_else(|| trailers.take().map(|t| Ok(Frame::trailers(t)))),
             ),
-            ReqBody::Chained { head, rest } => match head.take() {
-                Some(h) => Poll::Ready(Some(Ok(Frame::data(h)))),
-                None => Pin::new(rest).poll_frame(cx),
-            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ReqBody::Stream(b) => b.is_end_stream(),
+            ReqBody::Stream(b) | ReqBody::Tee { inner: b, .. } => b.is_end_stream(),
             ReqBody::Full { data, trailers } => data.is_none() && trailers.is_none(),
-            ReqBody::Chained { head, rest } => head.is_none() && rest.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ReqBody::Stream(b) => b.size_hint(),
+            ReqBody::Stream(b) | ReqBody::Tee { inner: b, .. } => b.size_hint(),
             ReqBody::Full { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            ReqBody::Chained { head, rest } => {
-                let extra = head.as_ref().map_or(0, |h| h.len() as u64);
-                let r = rest.size_hint();
-                let mut hint = SizeHint::new();
-                hint.set_lower(r.lower().saturating_add(extra));
-                if let Some(u) = r.upper() {
-                    hint.set_upper(u.saturating_add(extra));
-                }
-                hint
-            }
         }
     }
-}
-
-/// A body read for replay.
-pub(crate) enum Buffered {
-    /// The whole body: replayable.
-    Whole {
-        data: Option<Bytes>,
-        trailers: Option<HeaderMap>,
-    },
-    /// Too big: what was read and the rest, to be sent once.
-    Partial(ReqBody),
-}
-
-/// Reads `body` for replay, up to [`REPLAY_BUFFER_LIMIT`]. An empty body costs nothing.
-pub(crate) async fn buffer(mut body: Incoming) -> Result<Buffered, hyper::Error> {
-    if body.is_end_stream() {
-        return Ok(Buffered::Whole {
-            data: None,
-            trailers: None,
-        });
-    }
-    if body.size_hint().lower() > REPLAY_BUFFER_LIMIT as u64 {
-        return Ok(Buffered::Partial(ReqBody::Stream(body)));
-    }
-    let mut first: Option<Bytes> = None;
-    let mut more: Option<BytesMut> = None;
-    let mut len = 0usize;
-    loop {
-        let Some(frame) = body.frame().await else {
-            break;
-        };
-        let frame = frame?;
-        match frame.into_data() {
-            Ok(data) => {
-                len = len.saturating_add(data.len());
-                match (&mut first, &mut more) {
-                    (None, _) => first = Some(data),
-                    (Some(f), None) => {
-                        let mut m = BytesMut::with_capacity(f.len() + data.len());
-                        m.extend_from_slice(f);
-                        m.extend_from_slice(&data);
-                        more = Some(m);
-                    }
-                    (Some(_), Some(m)) => m.extend_from_slice(&data),
-                }
-                if len > REPLAY_BUFFER_LIMIT {
-                    let head = more.map(BytesMut::freeze).or(first);
-                    return Ok(Buffered::Partial(ReqBody::Chained { head, rest: body }));
-                }
-            }
-            Err(frame) => {
-                let trailers = frame.into_trailers().ok();
-                return Ok(Buffered::Whole {
-                    data: more.map(BytesMut::freeze).or(first),
-                    trailers,
-                });
-            }
-        }
-    }
-    Ok(Buffered::Whole {
-        data: more.map(BytesMut::freeze).or(first),
-        trailers: None,
-    })
 }
 
 /// A request head kept for replay (extensions are not carried over).

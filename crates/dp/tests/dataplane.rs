@@ -1306,3 +1306,58 @@ async fn an_endpoint_failing_consecutively_is_ejected_then_returns() {
     .await;
     assert!(ejected_at.elapsed() >= Duration::from_millis(1_400));
 }
+
+#[tokio::test]
+async fn with_retries_on_a_streaming_request_body_is_not_held_back() {
+    // The app answers after the first chunk of the body; the client sends the rest only
+    // after the answer. A proxy buffering bodies for replay would wait forever.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let mut body = req.into_body();
+                        let first = body
+                            .frame()
+                            .await
+                            .and_then(|f| f.ok())
+                            .and_then(|f| f.into_data().ok())
+                            .unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(first)))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let (_c, out) =
+        resilient_client(&[app], http_retries(3, |_| {}), CircuitBreaker::default()).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+    >(4);
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let stream = TcpStream::connect(out).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"first"))))
+        .await
+        .unwrap();
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri("/")
+        .header("host", "backend")
+        .body(body)
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("the answer came while the body was still open")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(tx);
+}

@@ -79,6 +79,18 @@ impl Cluster {
         Arc::new(c)
     }
 
+    /// A cluster without limits (inbound applications: kuma-dp enforces no inbound
+    /// MeshCircuitBreaker).
+    pub fn unlimited() -> Arc<Cluster> {
+        Cluster::new(&CircuitBreaker {
+            max_connections: u32::MAX,
+            max_pending_requests: u32::MAX,
+            max_requests: u32::MAX,
+            max_retries: u32::MAX,
+            ..CircuitBreaker::default()
+        })
+    }
+
     /// New thresholds; what is in flight stays counted.
     pub fn set_limits(&self, cb: &CircuitBreaker) {
         let set = |r: Resource, v: u32| self.max[r as usize].store(v, Ordering::Relaxed);

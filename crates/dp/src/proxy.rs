@@ -242,7 +242,7 @@ impl Proxy {
                 let cfg = *cfg;
                 let stats = shared.metrics.listener(Direction::Inbound, &cfg.name);
                 let version = http_version(cfg.protocol);
-                // The application's cluster (Envoy's defaults: kuma-dp enforces no inbound
+                // The application's cluster (no limits: kuma-dp enforces no inbound
                 // MeshCircuitBreaker) and its pool survive changes that keep how it dials.
                 let reuse = match old.as_deref() {
                     Some(Route::Inbound(r))
@@ -255,7 +255,7 @@ impl Proxy {
                     _ => None,
                 };
                 let (pools, cluster) = reuse.unwrap_or_else(|| {
-                    let cluster = Cluster::new(&Default::default());
+                    let cluster = Cluster::unlimited();
                     let connector = Connector {
                         addr: app,
                         tls: None,
@@ -345,9 +345,11 @@ impl Proxy {
                         })
                     })
                     .collect();
+                // As Kuma's MeshRetry plugin: `http` for HTTP/1.1 outbounds, `grpc` for gRPC;
+                // `http2` outbounds get no route retries (and TCP ones connect attempts).
                 let retry = match cfg.protocol {
-                    Protocol::Tcp => None,
-                    Protocol::Http | Protocol::Http2 => cfg.retry.http.as_ref(),
+                    Protocol::Tcp | Protocol::Http2 => None,
+                    Protocol::Http => cfg.retry.http.as_ref(),
                     Protocol::Grpc => cfg.retry.grpc.as_ref(),
                 }
                 .map(|p| RetryPolicy::new(p, cfg.protocol == Protocol::Grpc));

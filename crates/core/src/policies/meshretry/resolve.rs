@@ -37,7 +37,7 @@ pub const DEFAULT_NUM_RETRIES: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Retry {
-    /// Retries of `http` (and `http2`) outbounds; `None`: none.
+    /// Retries of `http` outbounds (Kuma gives `http2` outbounds none); `None`: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpRetry>,
     /// Retries of `grpc` outbounds; `None`: none.

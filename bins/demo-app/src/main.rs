@@ -1,8 +1,11 @@
-//! `demo-app --name NAME --listen ADDR [--tcp-echo]`: answers every HTTP request with
-//! `{"service": NAME, "path": PATH, "requests": N}` (200), `GET /headers` with the request's
-//! headers as a JSON object (what the sidecar passed on), `/delay/<ms>` after that long, or
-//! echoes TCP bytes back. It stands
-//! for the Kong Air services behind the sidecars in the demo and in the end-to-end tests.
+//! `demo-app --name NAME --listen ADDR [--tcp-echo] [--fail-status CODE]`: answers every
+//! HTTP request with `{"service": NAME, "path": PATH, "requests": N}` (200), `GET /headers`
+//! with the request's headers as a JSON object (what the sidecar passed on), `/delay/<ms>`
+//! after that long, `/status/<code>` with that status, `/flaky/<percent>` with 503 for that
+//! share of its calls (spread evenly: `/flaky/50` fails every other call), or echoes TCP
+//! bytes back. `--fail-status CODE` makes every HTTP answer that status (an unhealthy
+//! instance). It stands for the Kong Air services behind the sidecars in the demo and in the
+//! end-to-end tests.
 
 #![forbid(unsafe_code)]
 
@@ -21,12 +24,14 @@ struct Args {
     name: String,
     listen: SocketAddr,
     tcp_echo: bool,
+    fail_status: Option<u16>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut name = None;
     let mut listen = None;
     let mut tcp_echo = false;
+    let mut fail_status = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -36,6 +41,15 @@ fn parse_args() -> Result<Args, String> {
                 listen = Some(v.parse().map_err(|e| format!("--listen {v}: {e}"))?);
             }
             "--tcp-echo" => tcp_echo = true,
+            "--fail-status" => {
+                let v = it.next().ok_or("--fail-status needs a status code")?;
+                let code = v
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|c| (100..=599).contains(c))
+                    .ok_or(format!("--fail-status {v}: not an HTTP status code"))?;
+                fail_status = Some(code);
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -43,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         name: name.ok_or("--name is required")?,
         listen: listen.ok_or("--listen is required")?,
         tcp_echo,
+        fail_status,
     })
 }
 
@@ -51,7 +66,9 @@ async fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("Error: {e}\nusage: demo-app --name NAME --listen ADDR [--tcp-echo]");
+            eprintln!(
+                "Error: {e}\nusage: demo-app --name NAME --listen ADDR [--tcp-echo] [--fail-status CODE]"
+            );
             std::process::exit(2);
         }
     };
@@ -70,11 +87,13 @@ async fn main() {
     );
     let name: Arc<str> = Arc::from(args.name);
     let count = Arc::new(AtomicU64::new(0));
+    let flaky = Arc::new(AtomicU64::new(0));
+    let fail_status = args.fail_status;
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (name, count) = (name.clone(), count.clone());
+        let (name, count, flaky) = (name.clone(), count.clone(), flaky.clone());
         if args.tcp_echo {
             tokio::spawn(async move {
                 let (mut r, mut w) = stream.into_split();
@@ -93,6 +112,21 @@ async fn main() {
                     .strip_prefix("/delay/")
                     .and_then(|ms| ms.parse::<u64>().ok())
                     .map(|ms| std::time::Duration::from_millis(ms.min(60_000)));
+                let path = req.uri().path();
+                let status = fail_status
+                    .or_else(|| {
+                        path.strip_prefix("/status/")
+                            .and_then(|c| c.parse::<u16>().ok())
+                    })
+                    .or_else(|| {
+                        let pct = path.strip_prefix("/flaky/")?.parse::<u64>().ok()?.min(100);
+                        // Call k (from 1) fails when it takes the failure count to the next
+                        // whole number: exactly `pct` failures every 100 calls, spread out.
+                        let k = flaky.fetch_add(1, Ordering::Relaxed) + 1;
+                        ((k * pct) / 100 != ((k - 1) * pct) / 100).then_some(503)
+                    })
+                    .and_then(|c| hyper::StatusCode::from_u16(c).ok())
+                    .unwrap_or(hyper::StatusCode::OK);
                 let body = if req.uri().path() == "/headers" {
                     headers_json(&req)
                 } else {
@@ -108,6 +142,7 @@ async fn main() {
                     }
                     Ok::<_, Infallible>(
                         Response::builder()
+                            .status(status)
                             .header("content-type", "application/json")
                             .body(Full::new(Bytes::from(body)))
                             .unwrap_or_default(),

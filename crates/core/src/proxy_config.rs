@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policies::meshcircuitbreaker::{CircuitBreaker, CircuitBreakerRules};
+use crate::policies::meshretry::{Retry, RetryRules};
 use crate::policies::meshtimeout::{TimeoutRules, Timeouts};
 use crate::policies::meshtrafficpermission::InboundAuthz;
 
@@ -89,6 +91,12 @@ pub struct OutboundPolicies {
     pub port: u16,
     /// MeshTimeout (`to`).
     pub timeouts: Timeouts,
+    /// MeshRetry (`to`); none when absent.
+    #[serde(default, skip_serializing_if = "Retry::is_default")]
+    pub retry: Retry,
+    /// MeshCircuitBreaker (`to`); Envoy's defaults when absent.
+    #[serde(default, skip_serializing_if = "CircuitBreaker::is_default")]
+    pub circuit_breaker: CircuitBreaker,
 }
 
 /// One `networking.inbound`: where the proxy listens, where the application is, and who may
@@ -140,6 +148,12 @@ pub struct OutboundConfig {
     /// Kuma's defaults when absent.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// MeshRetry (`to`), filled in the same way; no retries when absent.
+    #[serde(default, skip_serializing_if = "Retry::is_default")]
+    pub retry: Retry,
+    /// MeshCircuitBreaker (`to`), filled in the same way; Envoy's defaults when absent.
+    #[serde(default, skip_serializing_if = "CircuitBreaker::is_default")]
+    pub circuit_breaker: CircuitBreaker,
 }
 
 /// A destination address: another proxy's inbound.
@@ -195,6 +209,10 @@ pub struct MeshView<'a> {
     index: &'a crate::policies::meshtrafficpermission::PolicyIndex,
     /// The mesh's MeshTimeouts; none = Kuma's defaults everywhere.
     timeouts: Option<&'a TimeoutRules>,
+    /// The mesh's MeshRetries; none = no retries.
+    retries: Option<&'a RetryRules>,
+    /// The mesh's MeshCircuitBreakers; none = Envoy's defaults.
+    breakers: Option<&'a CircuitBreakerRules>,
     endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>>,
     /// Services of other zones, reached through their zone ingresses.
     remote: std::collections::HashMap<String, Vec<ServiceEndpoint>>,
@@ -251,6 +269,8 @@ impl<'a> MeshView<'a> {
             spec,
             index,
             timeouts: None,
+            retries: None,
+            breakers: None,
             endpoints,
             remote: Default::default(),
         }
@@ -268,6 +288,8 @@ impl<'a> MeshView<'a> {
             spec,
             index,
             timeouts: None,
+            retries: None,
+            breakers: None,
             endpoints: Default::default(),
             remote: Default::default(),
         }
@@ -276,6 +298,18 @@ impl<'a> MeshView<'a> {
     /// The mesh's MeshTimeouts, resolved into every proxy's inbounds and outbounds.
     pub fn with_timeouts(mut self, rules: &'a TimeoutRules) -> Self {
         self.timeouts = Some(rules);
+        self
+    }
+
+    /// The mesh's MeshRetries, resolved into every proxy's outbounds.
+    pub fn with_retries(mut self, rules: &'a RetryRules) -> Self {
+        self.retries = Some(rules);
+        self
+    }
+
+    /// The mesh's MeshCircuitBreakers, resolved into every proxy's outbounds.
+    pub fn with_circuit_breakers(mut self, rules: &'a CircuitBreakerRules) -> Self {
+        self.breakers = Some(rules);
         self
     }
 
@@ -420,14 +454,21 @@ impl<'a> MeshView<'a> {
             spec: dp,
         };
         let authz = self.index.resolve(self.spec, &dp_ref);
-        let timeouts = self.timeouts.map(|rules| {
-            rules.for_dataplane(&crate::policies::rules::DataplaneView {
-                mesh: self.mesh,
-                name,
-                labels,
-                spec: dp,
-            })
-        });
+        let view = crate::policies::rules::DataplaneView {
+            mesh: self.mesh,
+            name,
+            labels,
+            spec: dp,
+        };
+        let timeouts = self.timeouts.map(|rules| rules.for_dataplane(&view));
+        let retries = self
+            .retries
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
+        let breakers = self
+            .breakers
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
         let inbound_timeouts = |i: usize| {
             timeouts
                 .as_ref()
@@ -457,22 +498,27 @@ impl<'a> MeshView<'a> {
                 timeouts: inbound_timeouts(n),
             })
             .collect();
-        // Only outbounds whose timeouts differ from the defaults travel: the proxy applies
+        // Only outbounds where a policy differs from its defaults travel: the proxy applies
         // the defaults to the rest.
-        let outbound_policies = timeouts
-            .map(|t| {
-                net.outbound
-                    .iter()
-                    .zip(t.outbounds)
-                    .filter(|(_, t)| *t != Timeouts::default())
-                    .map(|(o, timeouts)| OutboundPolicies {
-                        address: o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
-                        port: clamp_port(o.port),
-                        timeouts,
-                    })
-                    .collect()
+        let outbound_timeouts = timeouts.map(|t| t.outbounds).unwrap_or_default();
+        let outbound_policies = net
+            .outbound
+            .iter()
+            .enumerate()
+            .filter_map(|(n, o)| {
+                let p = OutboundPolicies {
+                    address: o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                    port: clamp_port(o.port),
+                    timeouts: outbound_timeouts.get(n).copied().unwrap_or_default(),
+                    retry: retries.get(n).cloned().unwrap_or_default(),
+                    circuit_breaker: breakers.get(n).cloned().unwrap_or_default(),
+                };
+                let default = p.timeouts == Timeouts::default()
+                    && p.retry.is_default()
+                    && p.circuit_breaker.is_default();
+                (!default).then_some(p)
             })
-            .unwrap_or_default();
+            .collect();
         ProxyConfig {
             mesh: self.mesh.into(),
             name: name.into(),
@@ -542,6 +588,8 @@ impl<'a> MeshView<'a> {
                     endpoints: matching.map(|e| e.endpoint.clone()).collect(),
                     service,
                     timeouts: Timeouts::default(),
+                    retry: Retry::default(),
+                    circuit_breaker: CircuitBreaker::default(),
                 })
             })
             .collect()

@@ -53,12 +53,13 @@ pub enum ConfigError {
 
 /// A validated listener.
 pub(crate) enum ListenerSpec {
+    /// Both boxed: the two configs differ much in size.
     Inbound {
-        cfg: InboundConfig,
+        cfg: Box<InboundConfig>,
         app: SocketAddr,
     },
     Outbound {
-        cfg: OutboundConfig,
+        cfg: Box<OutboundConfig>,
         endpoints: Vec<SocketAddr>,
     },
 }
@@ -97,7 +98,7 @@ pub(crate) fn plan(
         out.push((
             listen,
             ListenerSpec::Inbound {
-                cfg: inbound.clone(),
+                cfg: Box::new(inbound.clone()),
                 app,
             },
         ));
@@ -137,11 +138,13 @@ pub(crate) fn plan(
         let mut outbound = outbound.clone();
         if let Some(p) = policies.get(&(address.as_str(), outbound.port)) {
             outbound.timeouts = p.timeouts;
+            outbound.retry = p.retry.clone();
+            outbound.circuit_breaker = p.circuit_breaker.clone();
         }
         out.push((
             listen,
             ListenerSpec::Outbound {
-                cfg: outbound,
+                cfg: Box::new(outbound),
                 endpoints,
             },
         ));
@@ -209,6 +212,8 @@ mod tests {
                     dataplane: "backend-1".into(),
                 }],
                 timeouts: Default::default(),
+                retry: Default::default(),
+                circuit_breaker: Default::default(),
             }],
             outbound_policies: Vec::new(),
         }

@@ -1,17 +1,25 @@
-//! Forwarding one HTTP request to a set of endpoints (shared by inbound and outbound).
+//! Forwarding one HTTP request to a set of endpoints (shared by inbound and outbound), with
+//! the listener's MeshTimeout request timeout, MeshRetry retries, and MeshCircuitBreaker
+//! limits and outlier detection.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::body::{ProxyBody, local_response};
+use crate::breaker::{
+    Cluster, Detector, Held, Outcome, OutlierPolicy, Resource, overflow_response,
+};
 use crate::lb::RoundRobin;
 use crate::metrics::ListenerStats;
-use crate::pool::{Connector, EndpointPool, HttpVersion, Upstream};
+use crate::pool::{CheckoutError, Connector, EndpointPool, HttpVersion, Upstream};
+use crate::retry::{self, Attempt, ReqBody, RetryPolicy};
 
 /// The endpoints behind a listener, balanced round-robin.
 pub(crate) struct Upstreams {
@@ -19,17 +27,82 @@ pub(crate) struct Upstreams {
     pub rr: RoundRobin,
     pub stats: Arc<ListenerStats>,
     /// MeshTimeout `http.requestTimeout`: from a request's start to its response headers.
-    pub request_timeout: Option<std::time::Duration>,
+    pub request_timeout: Option<Duration>,
+    /// The cluster's counters and MeshCircuitBreaker thresholds (shared with the pools).
+    pub cluster: Arc<Cluster>,
+    /// MeshRetry for this listener's protocol (HTTP or gRPC); `None`: no retries.
+    pub retry: Option<RetryPolicy>,
+    /// MeshCircuitBreaker outlier detection; `None`: off.
+    pub outlier: Option<OutlierPolicy>,
+    /// TCP: MeshRetry `tcp.maxConnectAttempt` (every endpoint is tried at least once).
+    pub connect_attempts: u32,
+}
+
+/// No endpoint chosen yet (see [`Upstreams::attempt`]).
+const NONE_CHOSEN: usize = usize::MAX;
+
+/// One attempt's answer and how it is classified for retries.
+struct Tried {
+    resp: Response<ProxyBody>,
+    attempt: Attempt,
+    /// Refused by a circuit breaker: never retried.
+    overflow: bool,
 }
 
 impl Upstreams {
-    /// Dials the next endpoint that accepts a connection (TCP proxying).
-    pub async fn connect(&self) -> Option<Upstream> {
-        for i in self.rr.order(self.pools.len()) {
+    /// Outlier detection over this listener's endpoints, when it is on.
+    fn detector(&self) -> Option<Detector<'_, Arc<EndpointPool>>> {
+        self.outlier.as_ref().map(|policy| Detector {
+            policy,
+            cluster: &self.cluster,
+            endpoints: &self.pools,
+            health: |p| &p.health,
+        })
+    }
+
+    fn record(&self, i: usize, outcome: Outcome) {
+        if let Some(d) = self.detector()
+            && let Some(time) = d.record(i, outcome)
+        {
+            self.stats.error("outlier_ejection");
+            if let Some(p) = self.pools.get(i) {
+                info!(listener = %self.stats.name, endpoint = %p.connector.addr, ?time, "endpoint ejected by outlier detection");
+            }
+        }
+    }
+
+    /// Dials an endpoint for TCP proxying: up to `connect_attempts` attempts (and at least
+    /// one per endpoint), round robin, skipping ejected endpoints. The connection counts in
+    /// the cluster's `maxConnections` while the returned guard lives.
+    pub async fn connect(&self) -> Option<(Upstream, Held)> {
+        let Some(conn) = self.cluster.try_take(Resource::Connections) else {
+            self.stats.error("upstream_overflow");
+            return None;
+        };
+        let Some(_pending) = self.cluster.try_take(Resource::Pending) else {
+            self.stats.error("upstream_overflow");
+            return None;
+        };
+        let n = self.pools.len();
+        let attempts = usize::try_from(self.connect_attempts)
+            .unwrap_or(usize::MAX)
+            .max(n);
+        let detector = self.detector();
+        let skip = detector.as_ref().map(|d| d.skip());
+        for i in self.rr.cycle(n, attempts) {
+            if skip.as_ref().is_some_and(|s| s(i)) {
+                continue;
+            }
             let pool = self.pools.get(i)?;
             match pool.connector.connect().await {
-                Ok(io) => return Some(io),
-                Err(e) => self.connect_failed(&pool.connector, &e),
+                Ok(io) => {
+                    self.record(i, Outcome::Connected);
+                    return Some((io, conn));
+                }
+                Err(e) => {
+                    self.connect_failed(&pool.connector, &e);
+                    self.record(i, Outcome::LocalFailure);
+                }
             }
         }
         None
@@ -40,11 +113,17 @@ impl Upstreams {
         debug!(listener = %self.stats.name, endpoint = %connector.addr, error = %e, "upstream connect failed");
     }
 
-    /// Forwards `req` to the next endpoint that accepts a connection. Never fails: upstream
-    /// problems become `503` (nothing reachable), `502` (the exchange broke) or `504` (no
-    /// response headers within the request timeout; Envoy's `upstream request timeout`).
+    /// Forwards `req` to the next endpoint that accepts a connection, retrying as the
+    /// listener's MeshRetry says. Never fails: upstream problems become `503` (nothing
+    /// reachable, or a circuit breaker's overflow), `502` (the exchange broke) or `504` (no
+    /// response headers within the request or per-try timeout; Envoy's `upstream request
+    /// timeout`).
     pub async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        match self.request_timeout {
+        let Some(active) = self.cluster.try_take(Resource::Requests) else {
+            self.stats.error("upstream_overflow");
+            return overflow_response();
+        };
+        let mut resp = match self.request_timeout {
             None => self.forward_untimed(req).await,
             Some(limit) => match tokio::time::timeout(limit, self.forward_untimed(req)).await {
                 Ok(resp) => resp,
@@ -53,44 +132,178 @@ impl Upstreams {
                     local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
                 }
             },
+        };
+        if let ProxyBody::Upstream(body) = resp.body_mut() {
+            body.hold(active);
         }
+        resp
     }
 
     async fn forward_untimed(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let mut chosen = None;
-        for i in self.rr.order(self.pools.len()) {
-            let Some(pool) = self.pools.get(i) else { break };
-            match pool.checkout().await {
-                Ok(sender) => {
-                    chosen = Some((pool, sender));
-                    break;
-                }
-                Err(e) => self.connect_failed(&pool.connector, &e),
+        match &self.retry {
+            Some(policy) if policy.eligible(req.method(), req.headers()) => {
+                self.forward_retrying(req, policy).await
+            }
+            _ => {
+                let chosen = AtomicUsize::new(NONE_CHOSEN);
+                self.attempt(req.map(ReqBody::Stream), &chosen).await.resp
             }
         }
-        let Some((pool, sender)) = chosen else {
+    }
+
+    /// Attempts until one is not retriable, its request cannot be replayed, the retries
+    /// are used up, or the cluster's `maxRetries` refuses another; the last answer is
+    /// returned.
+    async fn forward_retrying(
+        &self,
+        req: Request<Incoming>,
+        policy: &RetryPolicy,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let head = retry::Head::of(&parts);
+        let (body, copy) = ReqBody::tee(body);
+        let mut req = Request::from_parts(parts, body);
+        let mut retries = 0;
+        let mut _retry: Option<Held> = None;
+        loop {
+            let tried = self.try_once(req, policy.per_try_timeout).await;
+            _retry = None;
+            if tried.overflow || retries >= policy.num_retries || !policy.retries(tried.attempt) {
+                return tried.resp;
+            }
+            let body = match &copy {
+                None => ReqBody::Full {
+                    data: None,
+                    trailers: None,
+                },
+                Some(copy) => {
+                    let replay = copy.lock().unwrap_or_else(|e| e.into_inner()).replay();
+                    match replay {
+                        Some(body) => body,
+                        None => {
+                            self.stats.error("upstream_retry_not_replayable");
+                            return tried.resp;
+                        }
+                    }
+                }
+            };
+            let Some(held) = self.cluster.try_take(Resource::Retries) else {
+                self.stats.error("upstream_retry_overflow");
+                return tried.resp;
+            };
+            _retry = Some(held);
+            // The discarded answer's connection is closed with it.
+            drop(tried);
+            retries += 1;
+            self.stats.error("upstream_retry");
+            tokio::time::sleep(policy.back_off(retries)).await;
+            req = head.request(body);
+        }
+    }
+
+    /// One attempt within the per-try timeout.
+    async fn try_once(&self, req: Request<ReqBody>, per_try: Option<Duration>) -> Tried {
+        let chosen = AtomicUsize::new(NONE_CHOSEN);
+        let Some(limit) = per_try else {
+            return self.attempt(req, &chosen).await;
+        };
+        match tokio::time::timeout(limit, self.attempt(req, &chosen)).await {
+            Ok(tried) => tried,
+            Err(_) => {
+                let i = chosen.load(Ordering::Relaxed);
+                if i != NONE_CHOSEN {
+                    self.record(i, Outcome::LocalFailure);
+                }
+                self.stats.error("upstream_per_try_timeout");
+                Tried {
+                    resp: local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+                    attempt: Attempt::Reset,
+                    overflow: false,
+                }
+            }
+        }
+    }
+
+    /// Sends `req` to the next endpoint (round robin, skipping ejected ones) that accepts a
+    /// connection; `chosen` says which one it went to.
+    async fn attempt(&self, req: Request<ReqBody>, chosen: &AtomicUsize) -> Tried {
+        let mut picked = None;
+        {
+            let detector = self.detector();
+            let skip = detector.as_ref().map(|d| d.skip());
+            for i in self.rr.order(self.pools.len()) {
+                if skip.as_ref().is_some_and(|s| s(i)) {
+                    continue;
+                }
+                let Some(pool) = self.pools.get(i) else { break };
+                match pool.checkout().await {
+                    Ok(sender) => {
+                        picked = Some((i, pool, sender));
+                        break;
+                    }
+                    Err(CheckoutError::Overflow) => {
+                        self.stats.error("upstream_overflow");
+                        return Tried {
+                            resp: overflow_response(),
+                            attempt: Attempt::ConnectFailure,
+                            overflow: true,
+                        };
+                    }
+                    Err(CheckoutError::Connect(e)) => {
+                        self.connect_failed(&pool.connector, &e);
+                        self.record(i, Outcome::LocalFailure);
+                    }
+                }
+            }
+        }
+        let Some((i, pool, sender)) = picked else {
             let text = if self.pools.is_empty() {
                 "no healthy upstream"
             } else {
                 "upstream connect error"
             };
-            return local_response(StatusCode::SERVICE_UNAVAILABLE, text);
+            return Tried {
+                resp: local_response(StatusCode::SERVICE_UNAVAILABLE, text),
+                attempt: Attempt::ConnectFailure,
+                overflow: false,
+            };
         };
+        chosen.store(i, Ordering::Relaxed);
         let req = prepare_request(req, pool.version, pool.connector.addr);
         match pool.send(sender, req).await {
             Ok(resp) => {
+                let status = resp.status().as_u16();
+                self.record(i, Outcome::Status(status));
+                let attempt = Attempt::Response {
+                    status,
+                    grpc: resp
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok()),
+                    rate_limited: resp.headers().contains_key("x-envoy-ratelimited"),
+                };
                 let mut resp = resp.map(ProxyBody::Upstream);
                 strip_hop_by_hop(resp.headers_mut());
                 *resp.version_mut() = Version::HTTP_11;
-                resp
+                Tried {
+                    resp,
+                    attempt,
+                    overflow: false,
+                }
             }
             Err(e) => {
+                self.record(i, Outcome::LocalFailure);
                 self.stats.error("upstream_request");
                 debug!(listener = %self.stats.name, endpoint = %pool.connector.addr, error = %e, "upstream request failed");
-                local_response(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream connect error or disconnect/reset before headers",
-                )
+                Tried {
+                    resp: local_response(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream connect error or disconnect/reset before headers",
+                    ),
+                    attempt: Attempt::Reset,
+                    overflow: false,
+                }
             }
         }
     }

@@ -16,6 +16,16 @@ impl RoundRobin {
         };
         (0..n).map(move |i| (start + i) % n)
     }
+
+    /// `count` indices from the next position, going round as often as needed.
+    pub fn cycle(&self, n: usize, count: usize) -> impl Iterator<Item = usize> {
+        let start = if n == 0 {
+            0
+        } else {
+            self.0.fetch_add(1, Ordering::Relaxed) % n
+        };
+        (0..if n == 0 { 0 } else { count }).map(move |i| (start + i) % n)
+    }
 }
 
 #[cfg(test)]
@@ -29,5 +39,7 @@ mod tests {
         assert_eq!(rr.order(3).collect::<Vec<_>>(), [1, 2, 0]);
         assert_eq!(rr.order(3).collect::<Vec<_>>(), [2, 0, 1]);
         assert_eq!(rr.order(0).count(), 0);
+        assert_eq!(rr.cycle(2, 5).collect::<Vec<_>>(), [1, 0, 1, 0, 1]);
+        assert_eq!(rr.cycle(0, 5).count(), 0);
     }
 }

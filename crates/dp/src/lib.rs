@@ -40,6 +40,7 @@
 mod admin;
 mod app;
 mod body;
+mod breaker;
 pub mod cli;
 mod config;
 mod dial;
@@ -54,6 +55,7 @@ mod outbound;
 mod pool;
 mod proxy;
 mod rbac;
+mod retry;
 mod tls;
 mod workers;
 

@@ -32,6 +32,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
+use crate::breaker::{Cluster, EndpointHealth, Held, Resource};
+use crate::retry::ReqBody;
 use crate::tls::{Alpn, TlsStore};
 use crate::workers;
 
@@ -210,8 +212,18 @@ pub enum HttpVersion {
 /// A ready-to-use request sender; an HTTP/1 one with the identity epoch of the proxy's
 /// certificate it was opened with (see [`EndpointPool::epoch`]), to pool it under.
 pub(crate) enum Sender {
-    H1(http1::SendRequest<Incoming>, u64),
-    H2(http2::SendRequest<Incoming>),
+    H1(http1::SendRequest<ReqBody>, u64),
+    H2(http2::SendRequest<ReqBody>),
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CheckoutError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A circuit breaker (`maxPendingRequests`) refused the request.
+    #[error("circuit breaker overflow")]
+    Overflow,
 }
 
 /// Connections to one endpoint, per worker slot ([`crate::workers::slot`]). Each pooled
@@ -222,22 +234,33 @@ pub(crate) enum Sender {
 pub(crate) struct EndpointPool {
     pub connector: Connector,
     pub version: HttpVersion,
+    /// The cluster this endpoint belongs to: its connections count there.
+    pub cluster: Arc<Cluster>,
+    /// Outlier detection's view of this endpoint.
+    pub health: EndpointHealth,
     idle: Box<[Mutex<IdleStack>]>,
-    h2: Box<[ArcSwapOption<Pooled<http2::SendRequest<Incoming>>>]>,
+    h2: Box<[ArcSwapOption<Pooled<http2::SendRequest<ReqBody>>>]>,
 }
 
 /// A pooled connection's sender with the identity epoch it was opened under.
 type Pooled<S> = (u64, S);
 /// A worker's idle HTTP/1 connections to one endpoint.
-type IdleStack = Vec<Pooled<http1::SendRequest<Incoming>>>;
+type IdleStack = Vec<Pooled<http1::SendRequest<ReqBody>>>;
 
 impl EndpointPool {
     /// `slots`: the number of worker slots (workers + 1 for other threads).
-    pub fn new(connector: Connector, version: HttpVersion, slots: usize) -> Arc<EndpointPool> {
+    pub fn new(
+        connector: Connector,
+        version: HttpVersion,
+        slots: usize,
+        cluster: Arc<Cluster>,
+    ) -> Arc<EndpointPool> {
         let slots = slots.max(1);
         Arc::new(EndpointPool {
             connector,
             version,
+            cluster,
+            health: EndpointHealth::default(),
             idle: (0..slots).map(|_| Mutex::new(Vec::new())).collect(),
             h2: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
         })
@@ -247,7 +270,7 @@ impl EndpointPool {
         &self.idle[workers::slot(self.idle.len())]
     }
 
-    fn h2_conn(&self) -> &ArcSwapOption<Pooled<http2::SendRequest<Incoming>>> {
+    fn h2_conn(&self) -> &ArcSwapOption<Pooled<http2::SendRequest<ReqBody>>> {
         &self.h2[workers::slot(self.h2.len())]
     }
 
@@ -262,9 +285,21 @@ impl EndpointPool {
     }
 
     /// A sender on a live connection: a pooled one when available, else a new connection.
-    /// `Err` only when dialling fails, so the caller can try another endpoint.
-    pub async fn checkout(&self) -> Result<Sender, ConnectError> {
+    /// `Err` when dialling fails (the caller can try another endpoint) or when the
+    /// cluster's circuit breaker refuses another waiting request.
+    pub async fn checkout(&self) -> Result<Sender, CheckoutError> {
         let epoch = self.epoch();
+        if let Some(sender) = self.pooled(epoch) {
+            return Ok(sender);
+        }
+        // Boxed: dialling (TCP + TLS + HTTP handshakes) is a large future, and inline it
+        // would make every request's future that large (and copied around) for a path
+        // taken once per connection.
+        Box::pin(self.checkout_slow(epoch)).await
+    }
+
+    /// A live pooled connection of this worker, if any.
+    fn pooled(&self, epoch: u64) -> Option<Sender> {
         match self.version {
             HttpVersion::H1 => {
                 // Never wait on a pooled connection: one that is not ready right now is busy
@@ -274,7 +309,7 @@ impl EndpointPool {
                         && !sender.is_closed()
                         && matches!(sender.ready().now_or_never(), Some(Ok(())))
                     {
-                        return Ok(Sender::H1(sender, opened));
+                        return Some(Sender::H1(sender, opened));
                     }
                 }
             }
@@ -283,17 +318,60 @@ impl EndpointPool {
                     && *opened == epoch
                     && !sender.is_closed()
                 {
-                    return Ok(Sender::H2(sender.clone()));
+                    return Some(Sender::H2(sender.clone()));
                 }
             }
         }
-        // Boxed: dialling (TCP + TLS + HTTP handshakes) is a large future, and inline it
-        // would make every request's future that large (and copied around) for a path
-        // taken once per connection.
-        Box::pin(self.connect()).await
+        None
     }
 
-    fn pop_idle(&self) -> Option<Pooled<http1::SendRequest<Incoming>>> {
+    /// A live connection of another worker, for when the cluster may open no more.
+    fn pooled_elsewhere(&self, epoch: u64) -> Option<Sender> {
+        match self.version {
+            HttpVersion::H1 => self.idle.iter().find_map(|slot| {
+                let mut stack = slot.lock().unwrap_or_else(|e| e.into_inner());
+                while let Some((opened, mut sender)) = stack.pop() {
+                    if opened == epoch
+                        && !sender.is_closed()
+                        && matches!(sender.ready().now_or_never(), Some(Ok(())))
+                    {
+                        return Some(Sender::H1(sender, opened));
+                    }
+                }
+                None
+            }),
+            HttpVersion::H2 => self.h2.iter().find_map(|slot| {
+                let conn = slot.load();
+                let (opened, sender) = conn.as_deref()?;
+                (*opened == epoch && !sender.is_closed()).then(|| Sender::H2(sender.clone()))
+            }),
+        }
+    }
+
+    /// Waits (as a pending request) for the cluster to allow a new connection, or for one
+    /// to be released, then dials if needed.
+    async fn checkout_slow(&self, epoch: u64) -> Result<Sender, CheckoutError> {
+        let cluster = &self.cluster;
+        let _pending = cluster
+            .try_take(Resource::Pending)
+            .ok_or(CheckoutError::Overflow)?;
+        loop {
+            if let Some(conn) = cluster.try_take(Resource::Connections) {
+                return Ok(self.connect_with(conn).await?);
+            }
+            let mut released = std::pin::pin!(cluster.released().notified());
+            released.as_mut().enable();
+            if let Some(sender) = self.pooled_elsewhere(epoch) {
+                return Ok(sender);
+            }
+            if cluster.has_room(Resource::Connections) {
+                continue;
+            }
+            released.await;
+        }
+    }
+
+    fn pop_idle(&self) -> Option<Pooled<http1::SendRequest<ReqBody>>> {
         self.idle_stack()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -303,7 +381,7 @@ impl EndpointPool {
     /// Returns a connection whose response has been fully read. The connection task may not
     /// have noticed yet (or the request body may still be streaming), so a connection that is
     /// not ready at once is parked until it is, keeping the idle stack free of busy entries.
-    fn release(self: Arc<Self>, epoch: u64, mut sender: http1::SendRequest<Incoming>) {
+    fn release(self: Arc<Self>, epoch: u64, mut sender: http1::SendRequest<ReqBody>) {
         match sender.ready().now_or_never() {
             Some(Ok(())) => self.push_idle(epoch, sender),
             Some(Err(_)) => {}
@@ -317,16 +395,25 @@ impl EndpointPool {
         }
     }
 
-    fn push_idle(&self, epoch: u64, sender: http1::SendRequest<Incoming>) {
-        let mut idle = self.idle_stack().lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE_PER_ENDPOINT {
-            idle.push((epoch, sender));
+    fn push_idle(&self, epoch: u64, sender: http1::SendRequest<ReqBody>) {
+        {
+            let mut idle = self.idle_stack().lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_PER_ENDPOINT {
+                idle.push((epoch, sender));
+            }
         }
+        self.cluster.connection_released();
     }
 
-    /// Opens a new connection. HTTP/2 is used when the pool is configured for it or when TLS
-    /// negotiated `h2`.
+    /// Opens a new connection outside the cluster's limit (replacing one that just died).
     async fn connect(&self) -> Result<Sender, ConnectError> {
+        self.connect_with(self.cluster.take(Resource::Connections))
+            .await
+    }
+
+    /// Opens a new connection, counted in the cluster as `conn` until it closes. HTTP/2 is
+    /// used when the pool is configured for it or when TLS negotiated `h2`.
+    async fn connect_with(&self, conn: Held) -> Result<Sender, ConnectError> {
         let addr = self.connector.addr;
         // Read before dialling: if the identity changes during the handshake, the connection
         // is stamped with the older epoch and simply not reused.
@@ -335,27 +422,29 @@ impl EndpointPool {
         let h2 = self.version == HttpVersion::H2 || io.negotiated_h2();
         let io = TokioIo::new(io);
         if h2 {
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            let (sender, conn_task) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .handshake(io)
                 .await
                 .map_err(|e| ConnectError::Http(addr, e))?;
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                if let Err(e) = conn_task.await {
                     debug!(%addr, error = %e, "upstream h2 connection ended");
                 }
+                drop(conn);
             });
             self.h2_conn()
                 .store(Some(Arc::new((epoch, sender.clone()))));
             Ok(Sender::H2(sender))
         } else {
-            let (sender, conn) = http1::handshake(io)
+            let (sender, conn_task) = http1::handshake(io)
                 .await
                 .map_err(|e| ConnectError::Http(addr, e))?;
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                if let Err(e) = conn_task.await {
                     debug!(%addr, error = %e, "upstream h1 connection ended");
                 }
+                drop(conn);
             });
             Ok(Sender::H1(sender, epoch))
         }
@@ -366,7 +455,7 @@ impl EndpointPool {
     pub async fn send(
         self: &Arc<Self>,
         sender: Sender,
-        req: Request<Incoming>,
+        req: Request<ReqBody>,
     ) -> Result<Response<PooledBody>, SendError> {
         match sender {
             Sender::H2(mut sender) => {
@@ -383,7 +472,11 @@ impl EndpointPool {
                         None => return Err(SendError::Http(e.into_error())),
                     },
                 };
-                Ok(resp.map(|body| PooledBody { body, ret: None }))
+                Ok(resp.map(|body| PooledBody {
+                    body,
+                    ret: None,
+                    request: None,
+                }))
             }
             Sender::H1(mut sender, mut epoch) => {
                 let resp = match sender.try_send_request(req).await {
@@ -407,6 +500,7 @@ impl EndpointPool {
                     let mut body = PooledBody {
                         body,
                         ret: Some((epoch, sender, pool)),
+                        request: None,
                     };
                     body.release_if_done();
                     body
@@ -430,10 +524,17 @@ pub(crate) enum SendError {
 /// read. Dropped early, the connection is closed instead (it may still carry unread bytes).
 pub(crate) struct PooledBody {
     body: Incoming,
-    ret: Option<(u64, http1::SendRequest<Incoming>, Arc<EndpointPool>)>,
+    ret: Option<(u64, http1::SendRequest<ReqBody>, Arc<EndpointPool>)>,
+    /// The request's place in its cluster's `maxRequests`, held until the body is done.
+    request: Option<Held>,
 }
 
 impl PooledBody {
+    /// Keeps the request counted in its cluster until this body is dropped.
+    pub fn hold(&mut self, request: Held) {
+        self.request = Some(request);
+    }
+
     fn release_if_done(&mut self) {
         if self.body.is_end_stream()
             && let Some((epoch, sender, pool)) = self.ret.take()

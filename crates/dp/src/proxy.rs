@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tracing::{info, warn};
 
+use crate::breaker::{Cluster, OutlierPolicy};
 use crate::config::{self, ConfigError, ListenerSpec};
 use crate::drain::{Drain, Phase};
 use crate::forward::Upstreams;
@@ -20,6 +21,7 @@ use crate::listener::{InboundRoute, Listener, OutboundRoute, Route};
 use crate::metrics::{Direction, Metrics};
 use crate::pool::{Connector, EndpointPool, HttpVersion, TlsTarget};
 use crate::rbac::RateLimit;
+use crate::retry::RetryPolicy;
 use crate::tls::{Alpn, Identity, IdentityError, IdentitySummary, TlsMaterial, TlsStore};
 use crate::workers::Workers;
 
@@ -237,25 +239,37 @@ impl Proxy {
         let slots = shared.workers.count() + 1;
         match spec {
             ListenerSpec::Inbound { cfg, app } => {
+                let cfg = *cfg;
                 let stats = shared.metrics.listener(Direction::Inbound, &cfg.name);
                 let version = http_version(cfg.protocol);
+                // The application's cluster (no limits: kuma-dp enforces no inbound
+                // MeshCircuitBreaker) and its pool survive changes that keep how it dials.
                 let reuse = match old.as_deref() {
                     Some(Route::Inbound(r))
                         if r.app_addr == app
                             && r.cfg.protocol == cfg.protocol
                             && r.cfg.timeouts.connect_ms == cfg.timeouts.connect_ms =>
                     {
-                        Some(r.app.pools.clone())
+                        Some((r.app.pools.clone(), r.app.cluster.clone()))
                     }
                     _ => None,
                 };
-                let pools = reuse.unwrap_or_else(|| {
+                let (pools, cluster) = reuse.unwrap_or_else(|| {
+                    let cluster = Cluster::unlimited();
                     let connector = Connector {
                         addr: app,
                         tls: None,
                         timeout: cfg.timeouts.connect(),
                     };
-                    vec![EndpointPool::new(connector, version, slots)]
+                    (
+                        vec![EndpointPool::new(
+                            connector,
+                            version,
+                            slots,
+                            cluster.clone(),
+                        )],
+                        cluster,
+                    )
                 });
                 Route::Inbound(Arc::new(InboundRoute {
                     spiffe_id: aerie_core::proxy_config::spiffe_id(&cfg.authz.mesh, &cfg.service)
@@ -265,6 +279,10 @@ impl Proxy {
                         rr: RoundRobin::default(),
                         stats: stats.clone(),
                         request_timeout: cfg.timeouts.request(),
+                        cluster,
+                        retry: None,
+                        outlier: None,
+                        connect_attempts: 1,
                     },
                     app_addr: app,
                     mtls,
@@ -273,6 +291,7 @@ impl Proxy {
                 }))
             }
             ListenerSpec::Outbound { cfg, endpoints } => {
+                let cfg = *cfg;
                 let stats = shared.metrics.listener(Direction::Outbound, &cfg.service);
                 let tls = (mtls != MtlsMode::Off).then(|| TlsTarget {
                     store: shared.tls.clone(),
@@ -287,6 +306,15 @@ impl Proxy {
                 // Pools survive an endpoint-list change when nothing about how they dial did
                 // (the server name included: two outbounds reaching the same zone ingress
                 // address must never share a connection).
+                // The cluster (what is in flight, counted against MeshCircuitBreaker limits)
+                // survives every change of the outbound; its thresholds are updated.
+                let cluster = match old.as_deref() {
+                    Some(Route::Outbound(r)) => {
+                        r.upstreams.cluster.set_limits(&cfg.circuit_breaker);
+                        r.upstreams.cluster.clone()
+                    }
+                    _ => Cluster::new(&cfg.circuit_breaker),
+                };
                 let reusable: HashMap<SocketAddr, Arc<EndpointPool>> = match old.as_deref() {
                     Some(Route::Outbound(r))
                         if r.cfg.protocol == cfg.protocol
@@ -313,16 +341,33 @@ impl Proxy {
                                 tls: tls.clone(),
                                 timeout: cfg.timeouts.connect(),
                             };
-                            EndpointPool::new(connector, version, slots)
+                            EndpointPool::new(connector, version, slots, cluster.clone())
                         })
                     })
                     .collect();
+                // As Kuma's MeshRetry plugin: `http` for HTTP/1.1 outbounds, `grpc` for gRPC;
+                // `http2` outbounds get no route retries (and TCP ones connect attempts).
+                let retry = match cfg.protocol {
+                    Protocol::Tcp | Protocol::Http2 => None,
+                    Protocol::Http => cfg.retry.http.as_ref(),
+                    Protocol::Grpc => cfg.retry.grpc.as_ref(),
+                }
+                .map(|p| RetryPolicy::new(p, cfg.protocol == Protocol::Grpc));
+                let outlier = cfg
+                    .circuit_breaker
+                    .outlier
+                    .as_ref()
+                    .and_then(OutlierPolicy::new);
                 Route::Outbound(Arc::new(OutboundRoute {
                     upstreams: Upstreams {
                         pools,
                         rr: RoundRobin::default(),
                         stats: stats.clone(),
                         request_timeout: cfg.timeouts.request(),
+                        cluster,
+                        retry,
+                        outlier,
+                        connect_attempts: cfg.retry.tcp_max_connect_attempt,
                     },
                     mtls,
                     stats,

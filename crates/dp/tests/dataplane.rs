@@ -1009,3 +1009,355 @@ async fn tcp_connections_close_when_idle_and_stay_open_while_bytes_flow() {
         last.elapsed()
     );
 }
+
+// MeshRetry and MeshCircuitBreaker: one client proxy whose outbound (mTLS off) reaches
+// scripted apps directly.
+
+use aerie_core::policies::meshcircuitbreaker::{CircuitBreaker, Outlier};
+use aerie_core::policies::meshretry::{HttpRetry, Retry};
+use aerie_core::proxy_config::OutboundConfig;
+
+/// A client proxy with one HTTP outbound to `endpoints`, with `retry` and `cb`.
+async fn resilient_client(
+    endpoints: &[std::net::SocketAddr],
+    retry: Retry,
+    cb: CircuitBreaker,
+) -> (aerie_dp::Proxy, std::net::SocketAddr) {
+    let listen = free_addr();
+    let client = proxy("web-1");
+    client
+        .apply_config(
+            "1",
+            config(
+                "web-1",
+                MtlsMode::Off,
+                vec![],
+                vec![OutboundConfig {
+                    retry,
+                    circuit_breaker: cb,
+                    ..outbound("backend", listen, Protocol::Http, endpoints)
+                }],
+            ),
+        )
+        .unwrap();
+    eventually("the outbound listens", || async {
+        TcpStream::connect(listen).await.ok().map(|_| ())
+    })
+    .await;
+    (client, listen)
+}
+
+fn http_retries(n: u32, tweak: impl FnOnce(&mut HttpRetry)) -> Retry {
+    let mut http = HttpRetry {
+        num_retries: n,
+        base_interval_ms: 1,
+        max_interval_ms: 5,
+        retry_on: vec!["gateway-error".into(), "connect-failure".into()],
+        ..HttpRetry::default()
+    };
+    tweak(&mut http);
+    Retry {
+        http: Some(http),
+        ..Retry::default()
+    }
+}
+
+/// Every other answer is a 503.
+fn every_other_503(n: usize) -> (u16, Duration) {
+    (if n.is_multiple_of(2) { 503 } else { 200 }, Duration::ZERO)
+}
+
+#[tokio::test]
+async fn retries_turn_a_flaky_upstream_into_successes_and_without_them_it_shows() {
+    let app = ScriptedApp::start(every_other_503).await;
+    let (_client, out) = resilient_client(
+        &[app.addr],
+        http_retries(3, |_| {}),
+        CircuitBreaker::default(),
+    )
+    .await;
+    for i in 0..40 {
+        let (status, body, _) = request_full(out, "POST", "/", Bytes::from(format!("req-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "request {i}");
+        // The body was replayed to the attempt that succeeded.
+        assert_eq!(body, format!("req-{i}").as_bytes());
+    }
+    assert_eq!(app.hits(), 80, "each request: a 503, then a retried 200");
+
+    let app = ScriptedApp::start(every_other_503).await;
+    let (_client, out) =
+        resilient_client(&[app.addr], Retry::default(), CircuitBreaker::default()).await;
+    let mut failed = 0;
+    for _ in 0..40 {
+        let (status, _, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+        if status == 503 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 20, "without MeshRetry every other request fails");
+}
+
+#[tokio::test]
+async fn only_the_configured_conditions_and_replayable_bodies_are_retried() {
+    // 500 is no gateway error: not retried by the default conditions.
+    let app = ScriptedApp::start(|n| (if n == 0 { 500 } else { 200 }, Duration::ZERO)).await;
+    let (_c, out) = resilient_client(
+        &[app.addr],
+        http_retries(3, |_| {}),
+        CircuitBreaker::default(),
+    )
+    .await;
+    let (status, _, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    assert_eq!((status, app.hits()), (500, 1));
+
+    // A status code in retryOn is.
+    let app = ScriptedApp::start(|n| (if n == 0 { 500 } else { 200 }, Duration::ZERO)).await;
+    let (_c, out) = resilient_client(
+        &[app.addr],
+        http_retries(3, |h| h.status_codes = vec![500]),
+        CircuitBreaker::default(),
+    )
+    .await;
+    let (status, _, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    assert_eq!((status, app.hits()), (200, 2));
+
+    // A body over the replay buffer goes out once, streamed, and is not retried.
+    let app = ScriptedApp::start(|n| (if n == 0 { 503 } else { 200 }, Duration::ZERO)).await;
+    let (_c, out) = resilient_client(
+        &[app.addr],
+        http_retries(3, |_| {}),
+        CircuitBreaker::default(),
+    )
+    .await;
+    let big = Bytes::from(vec![b'x'; 100 * 1024]);
+    let (status, _, _) = request_full(out, "POST", "/", big).await.unwrap();
+    assert_eq!((status, app.hits()), (503, 1));
+
+    // Retries stop at numRetries: the last answer is returned.
+    let app = ScriptedApp::start(|_| (503, Duration::ZERO)).await;
+    let (_c, out) = resilient_client(
+        &[app.addr],
+        http_retries(2, |_| {}),
+        CircuitBreaker::default(),
+    )
+    .await;
+    let (status, _, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    assert_eq!((status, app.hits()), (503, 3));
+
+    // maxRetries 0: the circuit breaker allows no retry at all.
+    let app = ScriptedApp::start(|_| (503, Duration::ZERO)).await;
+    let (_c, out) = resilient_client(
+        &[app.addr],
+        http_retries(2, |_| {}),
+        CircuitBreaker {
+            max_retries: 0,
+            ..CircuitBreaker::default()
+        },
+    )
+    .await;
+    let (status, _, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    assert_eq!((status, app.hits()), (503, 1));
+}
+
+#[tokio::test]
+async fn a_slow_attempt_is_cut_by_the_per_try_timeout_and_retried() {
+    let app = ScriptedApp::start(|n| {
+        let delay = if n == 0 {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        };
+        (200, delay)
+    })
+    .await;
+    let (_c, out) = resilient_client(
+        &[app.addr],
+        http_retries(1, |h| h.per_try_timeout_ms = 200),
+        CircuitBreaker::default(),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (status, _, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.hits(), 2);
+
+    // Without retries, the per-try timeout alone answers 504.
+    let app = ScriptedApp::start(|_| (200, Duration::from_secs(5))).await;
+    let (_c, out) = resilient_client(
+        &[app.addr],
+        http_retries(1, |h| {
+            h.per_try_timeout_ms = 200;
+            h.retry_on = vec!["connect-failure".into()];
+        }),
+        CircuitBreaker::default(),
+    )
+    .await;
+    let (status, body, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    assert_eq!((status, &body[..]), (504, &b"upstream request timeout"[..]));
+}
+
+#[tokio::test]
+async fn max_requests_turns_excess_concurrent_requests_into_overflow_503s() {
+    let app = ScriptedApp::start(|_| (200, Duration::from_millis(800))).await;
+    let (_c, out) = resilient_client(
+        &[app.addr],
+        Retry::default(),
+        CircuitBreaker {
+            max_requests: 1,
+            ..CircuitBreaker::default()
+        },
+    )
+    .await;
+    let first = tokio::spawn(request_full(out, "GET", "/", Bytes::new()));
+    eventually("the first request reaches the app", || async {
+        (app.hits() == 1).then_some(())
+    })
+    .await;
+    let (status, body, headers) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+    );
+    assert_eq!(headers.get("x-envoy-overloaded").unwrap(), "true");
+    assert_eq!(first.await.unwrap().unwrap().0, 200);
+    // The slot is given back once the first response is done.
+    let (status, _, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(app.hits(), 2, "the refused request never reached the app");
+}
+
+#[tokio::test]
+async fn max_connections_makes_requests_wait_and_max_pending_refuses_more() {
+    let app = ScriptedApp::start(|_| (200, Duration::from_millis(600))).await;
+    let (_c, out) = resilient_client(
+        &[app.addr],
+        Retry::default(),
+        CircuitBreaker {
+            max_connections: 1,
+            max_pending_requests: 1,
+            ..CircuitBreaker::default()
+        },
+    )
+    .await;
+    let first = tokio::spawn(request_full(out, "GET", "/", Bytes::new()));
+    eventually("the first request reaches the app", || async {
+        (app.hits() == 1).then_some(())
+    })
+    .await;
+    // The second waits for the one connection; a third finds the pending slot taken.
+    let second = tokio::spawn(request_full(out, "GET", "/", Bytes::new()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (third, _, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    assert_eq!(third, 503);
+    assert_eq!(first.await.unwrap().unwrap().0, 200);
+    assert_eq!(second.await.unwrap().unwrap().0, 200);
+    assert_eq!(app.hits(), 2);
+    assert_eq!(
+        app.conns.load(Ordering::SeqCst),
+        1,
+        "both requests shared the one connection"
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_consecutively_is_ejected_then_returns() {
+    let bad = ScriptedApp::start(|_| (500, Duration::ZERO)).await;
+    let good = ScriptedApp::start(|_| (200, Duration::ZERO)).await;
+    let outlier = Outlier {
+        base_ejection_ms: 1_500,
+        max_ejection_percent: 50,
+        consecutive_5xx: Some(3),
+        ..Outlier::default()
+    };
+    let (_c, out) = resilient_client(
+        &[bad.addr, good.addr],
+        Retry::default(),
+        CircuitBreaker {
+            outlier: Some(outlier),
+            ..CircuitBreaker::default()
+        },
+    )
+    .await;
+    // Round robin: three 500s from the bad endpoint within six requests eject it.
+    for _ in 0..6 {
+        request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+    }
+    assert_eq!(bad.hits(), 3);
+    let ejected_at = std::time::Instant::now();
+    for _ in 0..20 {
+        let (status, _, _) = request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    assert!(ejected_at.elapsed() < Duration::from_millis(1_500));
+    assert_eq!(bad.hits(), 3, "no traffic while ejected");
+    // After the ejection time it is back in the rotation.
+    eventually("the ejected endpoint gets traffic again", || async {
+        request_full(out, "GET", "/", Bytes::new()).await.unwrap();
+        (bad.hits() > 3).then_some(())
+    })
+    .await;
+    assert!(ejected_at.elapsed() >= Duration::from_millis(1_400));
+}
+
+#[tokio::test]
+async fn with_retries_on_a_streaming_request_body_is_not_held_back() {
+    // The app answers after the first chunk of the body; the client sends the rest only
+    // after the answer. A proxy buffering bodies for replay would wait forever.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let mut body = req.into_body();
+                        let first = body
+                            .frame()
+                            .await
+                            .and_then(|f| f.ok())
+                            .and_then(|f| f.into_data().ok())
+                            .unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(first)))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let (_c, out) =
+        resilient_client(&[app], http_retries(3, |_| {}), CircuitBreaker::default()).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+    >(4);
+    let body = http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let stream = TcpStream::connect(out).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"first"))))
+        .await
+        .unwrap();
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri("/")
+        .header("host", "backend")
+        .body(body)
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("the answer came while the body was still open")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(tx);
+}

@@ -688,11 +688,14 @@ impl Drop for Process {
 
 /// Starts the demo app (HTTP, or TCP echo) and waits until it accepts connections.
 pub fn start_app(name: &str, addr: &str, tcp_echo: bool) -> Process {
+    start_app_with(name, addr, if tcp_echo { &["--tcp-echo"] } else { &[] })
+}
+
+/// [`start_app`] with more arguments (`--tcp-echo`, `--fail-status CODE`).
+pub fn start_app_with(name: &str, addr: &str, args: &[&str]) -> Process {
     let mut cmd = Command::new(bin("demo-app"));
     cmd.args(["--name", name, "--listen", addr]);
-    if tcp_echo {
-        cmd.arg("--tcp-echo");
-    }
+    cmd.args(args);
     let mut p = Process::spawn(name, cmd);
     let sock: SocketAddr = addr.parse().expect("app address");
     wait_for(&format!("app {name} on {addr}"), READY_TIMEOUT, || {

@@ -444,6 +444,8 @@ mod tests {
                 sni: "s.m.mesh".into(),
                 endpoints: Vec::new(),
                 timeouts: Default::default(),
+                retry: Default::default(),
+                circuit_breaker: Default::default(),
             }],
             ..ProxyConfig::default()
         };

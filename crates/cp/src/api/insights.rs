@@ -5,6 +5,7 @@
 use aerie_core::format::{resource_to_value, spec_to_value};
 use aerie_core::policies::meshtimeout::explain_json;
 use aerie_core::policies::meshtrafficpermission::DataplaneRef;
+use aerie_core::policies::{meshcircuitbreaker, meshretry};
 use aerie_core::{Resource, ResourceType, Spec};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -156,6 +157,12 @@ pub async fn policies(
     };
     let explained = index.explain(&dp_ref);
     let authz = index.resolve(mesh_spec, &dp_ref);
+    let view = aerie_core::policies::rules::DataplaneView {
+        mesh: &mesh,
+        name: &name,
+        labels: &dp.meta.labels,
+        spec,
+    };
     let timeouts = crate::dpserver::timeout_rules(
         &mesh,
         &state
@@ -163,12 +170,23 @@ pub async fn policies(
             .list(ResourceType::MeshTimeout, Some(&mesh))
             .await?,
     )
-    .explain(&aerie_core::policies::rules::DataplaneView {
-        mesh: &mesh,
-        name: &name,
-        labels: &dp.meta.labels,
-        spec,
-    });
+    .explain(&view);
+    let retries = crate::dpserver::retry_rules(
+        &mesh,
+        &state
+            .store
+            .list(ResourceType::MeshRetry, Some(&mesh))
+            .await?,
+    )
+    .explain(&view);
+    let breakers = crate::dpserver::circuit_breaker_rules(
+        &mesh,
+        &state
+            .store
+            .list(ResourceType::MeshCircuitBreaker, Some(&mesh))
+            .await?,
+    )
+    .explain(&view);
     let inbounds: Vec<Value> = explained
         .iter()
         .zip(authz.iter())
@@ -193,12 +211,18 @@ pub async fn policies(
     let outbounds: Vec<Value> = declared
         .iter()
         .zip(&timeouts.outbounds)
-        .map(|(o, r)| {
+        .enumerate()
+        .map(|(i, (o, r))| {
             json!({
                 "address": o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
                 "port": o.port,
                 "target": serde_json::to_value(&r.target).unwrap_or(Value::Null),
                 "meshTimeout": explain_json(&r.merged),
+                "meshRetry": retries.outbounds.get(i).map(|r| meshretry::explain_json(&r.merged)),
+                "meshCircuitBreaker": breakers
+                    .outbounds
+                    .get(i)
+                    .map(|r| meshcircuitbreaker::explain_json(&r.merged)),
             })
         })
         .collect();

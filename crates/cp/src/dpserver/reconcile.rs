@@ -240,6 +240,10 @@ async fn rebuild_mesh(
             .await?,
         services: store.list(ResourceType::MeshService, Some(mesh)).await?,
         timeouts: store.list(ResourceType::MeshTimeout, Some(mesh)).await?,
+        retries: store.list(ResourceType::MeshRetry, Some(mesh)).await?,
+        circuit_breakers: store
+            .list(ResourceType::MeshCircuitBreaker, Some(mesh))
+            .await?,
     };
     if full {
         cache.dataplanes = store.list(ResourceType::Dataplane, Some(mesh)).await?;

@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use aerie_core::policies::meshcircuitbreaker::{CircuitBreakerRules, MeshCircuitBreakerSpec};
+use aerie_core::policies::meshretry::{MeshRetrySpec, RetryRules};
 use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
 use aerie_core::policies::meshtrafficpermission::{
     MeshServiceCatalog, MeshTrafficPermissionSpec, PolicyIndex,
@@ -20,12 +22,16 @@ pub struct PolicyInputs {
     pub permissions: Vec<Resource>,
     pub services: Vec<Resource>,
     pub timeouts: Vec<Resource>,
+    pub retries: Vec<Resource>,
+    pub circuit_breakers: Vec<Resource>,
 }
 
 /// A mesh's policies, indexed once per round and shared by all of its proxies.
 pub struct MeshPolicies {
     pub permissions: PolicyIndex,
     pub timeouts: TimeoutRules,
+    pub retries: RetryRules,
+    pub circuit_breakers: CircuitBreakerRules,
 }
 
 impl MeshPolicies {
@@ -33,6 +39,8 @@ impl MeshPolicies {
         MeshPolicies {
             permissions: policy_index(&inputs.permissions, &inputs.services),
             timeouts: timeout_rules(mesh, &inputs.timeouts),
+            retries: retry_rules(mesh, &inputs.retries),
+            circuit_breakers: circuit_breaker_rules(mesh, &inputs.circuit_breakers),
         }
     }
 }
@@ -96,7 +104,9 @@ pub fn build_full(
         &specs,
         online,
     )
-    .with_timeouts(&inputs.policies.timeouts);
+    .with_timeouts(&inputs.policies.timeouts)
+    .with_retries(&inputs.policies.retries)
+    .with_circuit_breakers(&inputs.policies.circuit_breakers);
     view.add_remote_ingresses(remote_ingresses);
     let by_name = inputs.by_name();
     let mut interned: HashMap<Vec<u8>, SharedHalf> = HashMap::new();
@@ -140,7 +150,9 @@ pub fn build_policies(
     previous: &HashMap<String, SharedHalf>,
 ) -> BTreeMap<String, Halves> {
     let view = MeshView::for_policies(inputs.mesh, inputs.spec, &inputs.policies.permissions)
-        .with_timeouts(&inputs.policies.timeouts);
+        .with_timeouts(&inputs.policies.timeouts)
+        .with_retries(&inputs.policies.retries)
+        .with_circuit_breakers(&inputs.policies.circuit_breakers);
     let mut out = BTreeMap::new();
     for name in connected {
         let (Some((labels, spec)), Some((outbounds, outbounds_version))) =
@@ -218,6 +230,30 @@ pub fn timeout_rules(mesh: &str, timeouts: &[Resource]) -> TimeoutRules {
     TimeoutRules::new(mesh, &policies)
 }
 
+/// A mesh's MeshRetries, indexed for every proxy's config.
+pub fn retry_rules(mesh: &str, retries: &[Resource]) -> RetryRules {
+    let policies: Vec<(&str, &Tags, &MeshRetrySpec)> = retries
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshRetry(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    RetryRules::new(mesh, &policies)
+}
+
+/// A mesh's MeshCircuitBreakers, indexed for every proxy's config.
+pub fn circuit_breaker_rules(mesh: &str, breakers: &[Resource]) -> CircuitBreakerRules {
+    let policies: Vec<(&str, &Tags, &MeshCircuitBreakerSpec)> = breakers
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshCircuitBreaker(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    CircuitBreakerRules::new(mesh, &policies)
+}
+
 /// A short content hash of an encoded config: equal configs have equal versions on every
 /// replica, and an unchanged config is not pushed again.
 pub fn content_version(bytes: &[u8]) -> String {
@@ -268,6 +304,8 @@ mod tests {
             timeouts: vec![resource(
                 "type: MeshTimeout\nname: slow-api\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: MeshService\n      name: api\n    default:\n      http:\n        requestTimeout: 90s\n",
             )],
+            retries: vec![],
+            circuit_breakers: vec![],
         }
     }
 

@@ -385,8 +385,147 @@ pub fn render_policies(answer: &Value, addresses: &HashMap<u64, String>) -> Stri
         };
         let _ = writeln!(out, "\noutbound {at} (to {to}):");
         render_timeout(&mut out, outbound.get("meshTimeout"));
+        render_retry(&mut out, outbound.get("meshRetry"));
+        render_circuit_breaker(&mut out, outbound.get("meshCircuitBreaker"));
     }
     out
+}
+
+/// The contributing policies of one policy kind (lowest priority first), or `none` when no
+/// policy applies; returns the `effective` object, if any.
+fn render_contributors<'a>(
+    out: &mut String,
+    kind: &str,
+    none: &str,
+    explained: Option<&'a Value>,
+) -> Option<&'a Value> {
+    let explained = explained.filter(|e| e.is_object())?;
+    let names: Vec<&str> = explained
+        .get("policies")
+        .and_then(Value::as_array)
+        .map(|ps| ps.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let _ = writeln!(out, "  {kind}");
+    if names.is_empty() {
+        let _ = writeln!(out, "    ({none})");
+    }
+    for name in names {
+        let _ = writeln!(out, "    {name}");
+    }
+    explained.get("effective").filter(|e| e.is_object())
+}
+
+/// Milliseconds as a Go duration (`0`: `none`).
+fn ms_text(v: Option<&Value>) -> String {
+    let ms = v.and_then(Value::as_u64).unwrap_or(0);
+    if ms == 0 {
+        return "none".into();
+    }
+    aerie_core::duration::format_go_duration(
+        i64::try_from(ms)
+            .unwrap_or(i64::MAX / 1_000_000)
+            .saturating_mul(1_000_000),
+    )
+}
+
+/// The MeshRetry part of one outbound: contributing policies and the retries in force.
+fn render_retry(out: &mut String, explained: Option<&Value>) {
+    let Some(effective) = render_contributors(
+        out,
+        "MeshRetry",
+        "no MeshRetry applies: nothing is retried",
+        explained,
+    ) else {
+        return;
+    };
+    let policy = |key: &str| match effective.get(key).filter(|p| p.is_object()) {
+        None => "no retries".to_string(),
+        Some(p) => {
+            let list = |k: &str| {
+                p.get(k)
+                    .and_then(Value::as_array)
+                    .map(|v| {
+                        v.iter()
+                            .map(|x| match x {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default()
+            };
+            let mut retry_on = list("retryOn");
+            let codes = list("statusCodes");
+            if !codes.is_empty() {
+                retry_on = format!("{retry_on},{codes}");
+            }
+            let mut text = format!(
+                "numRetries={} perTryTimeout={} backOff={}..{} retryOn={retry_on}",
+                p.get("numRetries").and_then(Value::as_u64).unwrap_or(0),
+                ms_text(p.get("perTryTimeoutMs")),
+                ms_text(p.get("baseIntervalMs")),
+                ms_text(p.get("maxIntervalMs")),
+            );
+            let methods = list("methods");
+            if !methods.is_empty() {
+                text.push_str(&format!(" methods={methods}"));
+            }
+            text
+        }
+    };
+    let _ = writeln!(
+        out,
+        "    in force: http: {}; grpc: {}; tcp: maxConnectAttempt={}",
+        policy("http"),
+        policy("grpc"),
+        effective
+            .get("tcpMaxConnectAttempt")
+            .and_then(Value::as_u64)
+            .unwrap_or(1),
+    );
+}
+
+/// The MeshCircuitBreaker part of one outbound: contributing policies, the connection
+/// limits and the outlier detection in force.
+fn render_circuit_breaker(out: &mut String, explained: Option<&Value>) {
+    let Some(effective) = render_contributors(
+        out,
+        "MeshCircuitBreaker",
+        "no MeshCircuitBreaker applies: Envoy's defaults",
+        explained,
+    ) else {
+        return;
+    };
+    let n = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .map_or_else(|| "-".to_string(), |n| n.to_string())
+    };
+    let outlier = match effective.get("outlier").filter(|o| o.is_object()) {
+        None => "off".to_string(),
+        Some(o) => format!(
+            "baseEjectionTime={} maxEjectionPercent={} totalFailures={} gatewayFailures={} localOriginFailures={}{}",
+            ms_text(o.get("baseEjectionMs")),
+            n(o, "maxEjectionPercent"),
+            n(o, "consecutive5xx"),
+            n(o, "consecutiveGateway"),
+            n(o, "consecutiveLocalOrigin"),
+            if o.get("splitExternalAndLocalErrors") == Some(&Value::Bool(true)) {
+                " splitExternalAndLocalErrors"
+            } else {
+                ""
+            },
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "    in force: maxConnections={} maxPendingRequests={} maxRequests={} maxRetries={} outlierDetection: {outlier}",
+        n(effective, "maxConnections"),
+        n(effective, "maxPendingRequests"),
+        n(effective, "maxRequests"),
+        n(effective, "maxRetries"),
+    );
 }
 
 /// The MeshTimeout part of one inbound or outbound: the contributing policies, lowest
@@ -830,6 +969,52 @@ mod tests {
                  \n\
                  outbound 127.0.0.1:10003 (to unresolved):\n"
             )
+        );
+    }
+
+    #[test]
+    fn retries_and_circuit_breakers_are_rendered_per_outbound() {
+        let answer = json!({"mesh": "default", "name": "web-1", "inbounds": [
+                {"port": 80, "service": "web", "mtls": false, "policies": []}],
+            "outbounds": [
+                {"address": "127.0.0.1", "port": 10001,
+                 "target": {"type": "service", "name": "backend"},
+                 "meshRetry": {"policies": ["mesh-retry-all-default", "backend-503"], "effective": {
+                     "http": {"numRetries": 3, "perTryTimeoutMs": 16000, "baseIntervalMs": 25,
+                              "maxIntervalMs": 250, "retryOn": ["gateway-error"], "statusCodes": [503],
+                              "methods": ["GET"]},
+                     "tcpMaxConnectAttempt": 5}},
+                 "meshCircuitBreaker": {"policies": ["backend-cb"], "effective": {
+                     "maxConnections": 1024, "maxPendingRequests": 1024, "maxRequests": 1,
+                     "maxRetries": 3, "outlier": {"baseEjectionMs": 30000, "maxEjectionPercent": 50,
+                                                  "consecutive5xx": 3}}}},
+                {"address": "127.0.0.1", "port": 10002,
+                 "target": {"type": "service", "name": "db"},
+                 "meshRetry": {"policies": [], "effective": {"tcpMaxConnectAttempt": 1}},
+                 "meshCircuitBreaker": {"policies": [], "effective": {
+                     "maxConnections": 1024, "maxPendingRequests": 1024, "maxRequests": 1024,
+                     "maxRetries": 3}}}]});
+        assert_eq!(
+            render_policies(&answer, &HashMap::new()),
+            "inbound :80 (web):\n\
+             \x20 mTLS is off in mesh default: all traffic is allowed\n\
+             \n\
+             outbound 127.0.0.1:10001 (to kuma.io/service=backend):\n\
+             \x20 MeshRetry\n\
+             \x20   mesh-retry-all-default\n\
+             \x20   backend-503\n\
+             \x20   in force: http: numRetries=3 perTryTimeout=16s backOff=25ms..250ms retryOn=gateway-error,503 methods=GET; grpc: no retries; tcp: maxConnectAttempt=5\n\
+             \x20 MeshCircuitBreaker\n\
+             \x20   backend-cb\n\
+             \x20   in force: maxConnections=1024 maxPendingRequests=1024 maxRequests=1 maxRetries=3 outlierDetection: baseEjectionTime=30s maxEjectionPercent=50 totalFailures=3 gatewayFailures=- localOriginFailures=-\n\
+             \n\
+             outbound 127.0.0.1:10002 (to kuma.io/service=db):\n\
+             \x20 MeshRetry\n\
+             \x20   (no MeshRetry applies: nothing is retried)\n\
+             \x20   in force: http: no retries; grpc: no retries; tcp: maxConnectAttempt=1\n\
+             \x20 MeshCircuitBreaker\n\
+             \x20   (no MeshCircuitBreaker applies: Envoy's defaults)\n\
+             \x20   in force: maxConnections=1024 maxPendingRequests=1024 maxRequests=1024 maxRetries=3 outlierDetection: off\n"
         );
     }
 

@@ -158,7 +158,7 @@ async fn proxy<IO>(
         if !authz.decision.is_allowed() {
             return; // dropping `io` closes the connection without a byte sent
         }
-        let Some(app) = route.app.connect().await else {
+        let Some((app, _connection)) = route.app.connect().await else {
             return;
         };
         let revoked = revoked(&live, changes, &route, &peer, shared);

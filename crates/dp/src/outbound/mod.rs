@@ -23,7 +23,7 @@ pub(crate) async fn serve(
     shared: &Shared,
 ) {
     if route.cfg.protocol == Protocol::Tcp {
-        let Some(upstream) = route.upstreams.connect().await else {
+        let Some((upstream, _connection)) = route.upstreams.connect().await else {
             debug!(listener = %route.stats.name, %peer, "no endpoint reachable, closing");
             return;
         };

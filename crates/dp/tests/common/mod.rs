@@ -370,6 +370,8 @@ pub fn outbound(
             })
             .collect(),
         timeouts: Default::default(),
+        retry: Default::default(),
+        circuit_breaker: Default::default(),
     }
 }
 
@@ -551,4 +553,90 @@ pub async fn start_admin(proxy: &Proxy) -> SocketAddr {
     let proxy = proxy.clone();
     tokio::spawn(async move { proxy.serve_admin_on(listener).await });
     addr
+}
+
+/// What a [`ScriptedApp`] does with its `n`th request (0-based): answer `status` after
+/// `delay`, echoing the request body.
+pub type Script = dyn Fn(usize) -> (u16, Duration) + Send + Sync;
+
+/// An HTTP/1 app whose answers follow a script (flaky, failing or slow upstreams).
+pub struct ScriptedApp {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub conns: Arc<AtomicUsize>,
+}
+
+impl ScriptedApp {
+    pub async fn start(script: impl Fn(usize) -> (u16, Duration) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let script: Arc<Script> = Arc::new(script);
+        let (counter, accepted) = (hits.clone(), conns.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let (counter, script) = (counter.clone(), script.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<Incoming>| {
+                        let (counter, script) = (counter.clone(), script.clone());
+                        async move {
+                            let n = counter.fetch_add(1, Ordering::SeqCst);
+                            let (status, delay) = script(n);
+                            tokio::time::sleep(delay).await;
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let mut resp = hyper::Response::new(Full::new(body));
+                            *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        ScriptedApp { addr, hits, conns }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// One HTTP/1.1 request with `method` and `body`: status, body and the response headers.
+pub async fn request_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Bytes,
+) -> Result<(u16, Bytes, hyper::HeaderMap), String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "app.local")
+        .body(Full::new(body))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .map_err(|_| "timeout".to_owned())?
+        .map_err(|e| format!("request: {e}"))?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok((parts.status.as_u16(), body, parts.headers))
 }

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use aerie_e2e::{
-    ControlPlane, Dataplane, Kumactl, Process, free_port, http, loopback_ip, start_app, wait_for,
+    ControlPlane, Dataplane, Kumactl, Process, free_port, http, loopback_ip, start_app,
+    start_app_with, wait_for,
 };
 
 /// How long a policy change may take to reach the proxies before a test fails.
@@ -124,6 +125,35 @@ impl KongAir {
         k.flight_control.wait_ready();
         k.booking.wait_ready();
         k
+    }
+
+    /// Another instance of check-in-api (`check-in-api-2`): its app named `app_name` and
+    /// started with `app_args` (e.g. `--fail-status 500`), behind its own sidecar. Ready
+    /// once it returns.
+    pub fn add_checkin_instance(&mut self, app_name: &str, app_args: &[&str]) -> Dataplane {
+        let port = free_port("127.0.0.1");
+        self._apps.push(start_app_with(
+            app_name,
+            &format!("127.0.0.1:{port}"),
+            app_args,
+        ));
+        let admin = free_port("127.0.0.1");
+        let mut dp = Dataplane::start(
+            &self.cp,
+            "check-in-api-2",
+            &dataplane_yaml(
+                "check-in-api-2",
+                &loopback_ip(),
+                admin,
+                "check-in-api-blu",
+                port,
+                "http",
+                None,
+            ),
+            admin,
+        );
+        dp.wait_ready();
+        dp
     }
 
     pub fn apply(&self, yaml: &str) {

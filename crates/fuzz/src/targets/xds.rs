@@ -104,6 +104,8 @@ fn proxy_config() -> ProxyConfig {
                 dataplane: "backend-1".into(),
             }],
             timeouts: Default::default(),
+            retry: Default::default(),
+            circuit_breaker: Default::default(),
         }],
         outbound_policies: Vec::new(),
     }

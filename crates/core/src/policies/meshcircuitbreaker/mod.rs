@@ -19,11 +19,13 @@
 //! ported in `tests.rs`), `rest.yaml` (the schema), `deprecated.go` (`from` is deprecated),
 //! and `pkg/defaults/mesh/meshcircuitbreaker.go` (the default policy).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use resolve::{CircuitBreaker, CircuitBreakerRules, Outlier, explain_json};
 pub use spec::*;
 pub use validate::validate;
 

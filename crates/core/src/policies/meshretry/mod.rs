@@ -16,11 +16,16 @@
 //! fields), `validator.go` / `validator_test.go` (the checks, ported in `tests.rs`),
 //! `rest.yaml` (the schema), `pkg/defaults/mesh/meshretry.go` (the default policy).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use resolve::{
+    GRPC_RETRY_ON_DEFAULT, HTTP_RETRY_ON_DEFAULT, HeaderCondition, HttpRetry, Retry, RetryRules,
+    explain_json,
+};
 pub use spec::*;
 pub use validate::{validate, validate_with_role};
 

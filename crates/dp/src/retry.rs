@@ -1,0 +1,452 @@
+//! MeshRetry for HTTP and gRPC: which requests may be retried, which outcomes are retried,
+//! and the back-off between attempts (Envoy's route `retry_policy` semantics).
+//!
+//! The first attempt streams the request body upstream as it arrives (a streaming call is
+//! never held back) while keeping a copy of it ([`ReqBody::Tee`]); a retry replays the head
+//! and that copy. Only a body that had fully gone out and fits in [`REPLAY_BUFFER_LIMIT`]
+//! (Envoy's per-request buffer limit) can be replayed; otherwise the answer of the first
+//! attempt stands. A request without a body costs no copy at all.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aerie_core::policies::meshretry::{HeaderCondition, HttpRetry};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, request::Parts};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+/// The largest request body kept for replay.
+pub(crate) const REPLAY_BUFFER_LIMIT: usize = 64 * 1024;
+
+/// A request body on its way upstream: streamed, streamed while a copy is kept, or
+/// replayed from that copy. An enum, not a boxed body: the streamed case costs nothing.
+pub(crate) enum ReqBody {
+    Stream(Incoming),
+    Tee {
+        inner: Incoming,
+        copy: Arc<Mutex<Copy>>,
+    },
+    Full {
+        data: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+    },
+}
+
+/// What went upstream of a request body, for replay.
+#[derive(Default)]
+pub(crate) struct Copy {
+    chunks: Vec<Bytes>,
+    len: usize,
+    trailers: Option<HeaderMap>,
+    /// The whole body went out.
+    complete: bool,
+    /// Bigger than [`REPLAY_BUFFER_LIMIT`]: not kept.
+    too_big: bool,
+}
+
+impl Copy {
+    fn record(&mut self, frame: &Frame<Bytes>) {
+        if self.too_big {
+            return;
+        }
+        if let Some(data) = frame.data_ref() {
+            self.len = self.len.saturating_add(data.len());
+            if self.len > REPLAY_BUFFER_LIMIT {
+                self.too_big = true;
+                self.chunks = Vec::new();
+                return;
+            }
+            self.chunks.push(data.clone());
+        } else if let Some(t) = frame.trailers_ref() {
+            self.trailers = Some(t.clone());
+        }
+    }
+
+    /// The body again, if all of it went out and was kept.
+    pub fn replay(&mut self) -> Option<ReqBody> {
+        if !self.complete || self.too_big {
+            return None;
+        }
+        if self.chunks.len() > 1 {
+            let mut all = BytesMut::with_capacity(self.len);
+            for c in &self.chunks {
+                all.extend_from_slice(c);
+            }
+            self.chunks = vec![all.freeze()];
+        }
+        Some(ReqBody::Full {
+            data: self.chunks.first().cloned(),
+            trailers: self.trailers.clone(),
+        })
+    }
+}
+
+impl ReqBody {
+    /// `body` streamed upstream with a copy kept for replay (none needed when it is empty).
+    pub fn tee(body: Incoming) -> (ReqBody, Option<Arc<Mutex<Copy>>>) {
+        if body.is_end_stream() {
+            return (
+                ReqBody::Full {
+                    data: None,
+                    trailers: None,
+                },
+                None,
+            );
+        }
+        let copy = Arc::new(Mutex::new(Copy::default()));
+        (
+            ReqBody::Tee {
+                inner: body,
+                copy: copy.clone(),
+            },
+            Some(copy),
+        )
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Stream(b) => Pin::new(b).poll_frame(cx),
+            ReqBody::Tee { inner, copy } => {
+                let res = Pin::new(&mut *inner).poll_frame(cx);
+                match &res {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let mut c = copy.lock().unwrap_or_else(|e| e.into_inner());
+                        c.record(frame);
+                        c.complete = inner.is_end_stream();
+                    }
+                    Poll::Ready(None) => {
+                        copy.lock().unwrap_or_else(|e| e.into_inner()).complete = true;
+                    }
+                    Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+                }
+                res
+            }
+            ReqBody::Full { data, trailers } => Poll::Ready(
+                data.take()
+                    .map(|d| Ok(Frame::data(d)))
+                    .or_else(|| trailers.take().map(|t| Ok(Frame::trailers(t)))),
+            ),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Stream(b) | ReqBody::Tee { inner: b, .. } => b.is_end_stream(),
+            ReqBody::Full { data, trailers } => data.is_none() && trailers.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Stream(b) | ReqBody::Tee { inner: b, .. } => b.size_hint(),
+            ReqBody::Full { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+/// A request head kept for replay (extensions are not carried over).
+pub(crate) struct Head {
+    method: Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: HeaderMap,
+}
+
+impl Head {
+    pub fn of(parts: &Parts) -> Head {
+        Head {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+        }
+    }
+
+    /// The request again, with `body`.
+    pub fn request(&self, body: ReqBody) -> http::Request<ReqBody> {
+        let mut req = http::Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// A compiled [`HttpRetry`].
+#[derive(Debug, Clone)]
+pub(crate) struct RetryPolicy {
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+    base_ms: u64,
+    max_ms: u64,
+    on: On,
+    status_codes: Vec<u16>,
+    methods: Vec<Method>,
+    request_headers: Vec<HeaderCondition>,
+    grpc: bool,
+}
+
+/// Envoy's `retry_on` conditions, as flags.
+#[derive(Debug, Clone, Copy, Default)]
+struct On {
+    any_5xx: bool,
+    gateway_error: bool,
+    reset: bool,
+    connect_failure: bool,
+    retriable_4xx: bool,
+    rate_limited: bool,
+    /// gRPC status codes (in the response headers) that are retried, as a bit set.
+    grpc_codes: u32,
+}
+
+/// What one attempt came to, for the retry decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// No endpoint accepted a connection.
+    ConnectFailure,
+    /// The exchange broke, or the per-try timeout passed, before response headers.
+    Reset,
+    /// A response; `grpc` is its `grpc-status` header (a trailers-only gRPC answer).
+    Response {
+        status: u16,
+        grpc: Option<u32>,
+        rate_limited: bool,
+    },
+}
+
+impl RetryPolicy {
+    /// `grpc`: the listener speaks gRPC (the gRPC conditions apply).
+    pub fn new(p: &HttpRetry, grpc: bool) -> RetryPolicy {
+        let mut on = On::default();
+        for c in &p.retry_on {
+            match c.as_str() {
+                "5xx" => on.any_5xx = true,
+                "gateway-error" => on.gateway_error = true,
+                "reset" => on.reset = true,
+                "connect-failure" => on.connect_failure = true,
+                "retriable-4xx" => on.retriable_4xx = true,
+                "envoy-ratelimited" => on.rate_limited = true,
+                "cancelled" => on.grpc_codes |= 1 << 1,
+                "deadline-exceeded" => on.grpc_codes |= 1 << 4,
+                "resource-exhausted" => on.grpc_codes |= 1 << 8,
+                "internal" => on.grpc_codes |= 1 << 13,
+                "unavailable" => on.grpc_codes |= 1 << 14,
+                // refused-stream, http3-post-connect-failure: not detected here.
+                _ => {}
+            }
+        }
+        RetryPolicy {
+            num_retries: p.num_retries,
+            per_try_timeout: (p.per_try_timeout_ms > 0)
+                .then(|| Duration::from_millis(p.per_try_timeout_ms)),
+            base_ms: p.base_interval_ms.max(1),
+            max_ms: p.max_interval_ms.max(p.base_interval_ms).max(1),
+            on,
+            status_codes: p.status_codes.clone(),
+            methods: p
+                .methods
+                .iter()
+                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                .collect(),
+            request_headers: p.request_headers.clone(),
+            grpc,
+        }
+    }
+
+    /// Whether this request may be retried at all (its method and headers).
+    pub fn eligible(&self, method: &Method, headers: &HeaderMap) -> bool {
+        if !self.methods.is_empty() && !self.methods.contains(method) {
+            return false;
+        }
+        self.request_headers.is_empty()
+            || self
+                .request_headers
+                .iter()
+                .any(|c| header_matches(c, headers))
+    }
+
+    /// Whether an attempt that came to `a` is retried.
+    pub fn retries(&self, a: Attempt) -> bool {
+        let on = &self.on;
+        match a {
+            Attempt::ConnectFailure => {
+                on.connect_failure || on.reset || on.any_5xx || on.gateway_error
+            }
+            Attempt::Reset => on.reset || on.any_5xx || on.gateway_error,
+            Attempt::Response {
+                status,
+                grpc,
+                rate_limited,
+            } => {
+                (on.any_5xx && (500..600).contains(&status))
+                    || (on.gateway_error && (502..=504).contains(&status))
+                    || (on.retriable_4xx && status == 409)
+                    || (on.rate_limited && rate_limited)
+                    || self.status_codes.contains(&status)
+                    || (self.grpc && grpc.is_some_and(|g| g < 32 && on.grpc_codes & (1 << g) != 0))
+            }
+        }
+    }
+
+    /// The wait before retry `n` (1 = the first retry): random below `(2^n - 1) × base`,
+    /// never more than the maximum (Envoy's jittered exponential back-off).
+    pub fn back_off(&self, n: u32) -> Duration {
+        let factor = (1u64 << n.min(62)) - 1;
+        let ceiling = self.base_ms.saturating_mul(factor).max(1);
+        Duration::from_millis(random_below(ceiling).min(self.max_ms))
+    }
+}
+
+fn header_matches(c: &HeaderCondition, headers: &HeaderMap) -> bool {
+    let value = headers.get(c.name.as_str()).and_then(|v| v.to_str().ok());
+    match c.match_type.as_str() {
+        "Present" => value.is_some(),
+        "Absent" => value.is_none(),
+        "Prefix" => value.is_some_and(|v| v.starts_with(&c.value)),
+        // RegularExpression is not evaluated by kuma-dp: never matches.
+        "Exact" => value == Some(c.value.as_str()),
+        _ => false,
+    }
+}
+
+/// A uniformly distributed number below `n` (`n > 0`), from a per-thread xorshift seeded
+/// from the standard library's random hasher keys. Back-off jitter only.
+fn random_below(n: u64) -> u64 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x9e37_79b9_7f4a_7c15);
+            h.finish() | 1
+        });
+    }
+    let x = STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    });
+    x % n.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aerie_core::policies::meshretry::HttpRetry;
+
+    fn policy(retry_on: &[&str], codes: &[u16]) -> RetryPolicy {
+        RetryPolicy::new(
+            &HttpRetry {
+                num_retries: 3,
+                retry_on: retry_on.iter().map(|s| (*s).to_owned()).collect(),
+                status_codes: codes.to_vec(),
+                ..HttpRetry::default()
+            },
+            false,
+        )
+    }
+
+    fn resp(status: u16) -> Attempt {
+        Attempt::Response {
+            status,
+            grpc: None,
+            rate_limited: false,
+        }
+    }
+
+    #[test]
+    fn conditions_follow_envoy() {
+        let gw = policy(&["gateway-error", "connect-failure", "refused-stream"], &[]);
+        assert!(gw.retries(resp(503)) && gw.retries(resp(502)) && gw.retries(resp(504)));
+        assert!(!gw.retries(resp(500)) && !gw.retries(resp(200)) && !gw.retries(resp(409)));
+        assert!(gw.retries(Attempt::ConnectFailure) && gw.retries(Attempt::Reset));
+
+        let codes = policy(&["connect-failure"], &[503]);
+        assert!(codes.retries(resp(503)) && !codes.retries(resp(502)));
+        assert!(!codes.retries(Attempt::Reset));
+
+        let any = policy(&["5xx", "retriable-4xx"], &[]);
+        assert!(any.retries(resp(500)) && any.retries(resp(409)) && !any.retries(resp(404)));
+
+        let grpc = RetryPolicy::new(
+            &HttpRetry {
+                retry_on: vec!["unavailable".into()],
+                ..HttpRetry::default()
+            },
+            true,
+        );
+        assert!(grpc.retries(Attempt::Response {
+            status: 200,
+            grpc: Some(14),
+            rate_limited: false
+        }));
+        assert!(!grpc.retries(Attempt::Response {
+            status: 200,
+            grpc: Some(0),
+            rate_limited: false
+        }));
+    }
+
+    #[test]
+    fn eligibility_by_method_and_request_headers() {
+        let p = RetryPolicy::new(
+            &HttpRetry {
+                methods: vec!["GET".into()],
+                request_headers: vec![HeaderCondition {
+                    name: "x-retry".into(),
+                    match_type: "Exact".into(),
+                    value: "yes".into(),
+                }],
+                ..HttpRetry::default()
+            },
+            false,
+        );
+        let mut h = HeaderMap::new();
+        assert!(!p.eligible(&Method::GET, &h));
+        h.insert("x-retry", http::HeaderValue::from_static("yes"));
+        assert!(p.eligible(&Method::GET, &h));
+        assert!(!p.eligible(&Method::POST, &h));
+    }
+
+    #[test]
+    fn back_off_grows_exponentially_with_jitter_and_is_capped() {
+        let p = RetryPolicy::new(
+            &HttpRetry {
+                base_interval_ms: 25,
+                max_interval_ms: 100,
+                ..HttpRetry::default()
+            },
+            false,
+        );
+        let samples = |n| (0..2000).map(|_| p.back_off(n)).collect::<Vec<_>>();
+        let first = samples(1);
+        assert!(first.iter().all(|d| *d < Duration::from_millis(25)));
+        assert!(
+            first.iter().any(|d| *d != first[0]),
+            "jittered: {:?}",
+            &first[..5]
+        );
+        let second = samples(2);
+        assert!(second.iter().all(|d| *d < Duration::from_millis(75)));
+        assert!(second.iter().any(|d| *d >= Duration::from_millis(25)));
+        let tenth = samples(10);
+        assert!(tenth.iter().all(|d| *d <= Duration::from_millis(100)));
+        assert!(tenth.iter().any(|d| *d == Duration::from_millis(100)));
+    }
+}

@@ -13,7 +13,14 @@ SETUP_TIMEOUT=${SETUP_TIMEOUT:-900}
 PROPAGATION_TIMEOUT=${PROPAGATION_TIMEOUT:-120}
 RESULTS=$ROOT/bench/results
 DATE=$(date +%Y-%m-%d)
-OUT=$RESULTS/controlplane-$DATE-n$N.md
+# BARE=1: the mesh without Kuma's default policies (MeshTimeout, MeshRetry, MeshCircuitBreaker),
+# to measure what they cost.
+BARE=${BARE:-0}
+SUFFIX="" SKIP_MESH=false BENCH_ARGS=()
+if [[ $BARE == 1 ]]; then
+    SUFFIX=-bare SKIP_MESH=true BENCH_ARGS=(--skip-default-policies)
+fi
+OUT=$RESULTS/controlplane-$DATE-n$N$SUFFIX.md
 
 TMP=$(mktemp -d /tmp/aerie-bench-cp.XXXXXX)
 PIDS=()
@@ -73,6 +80,7 @@ env -i PATH="$PATH" HOME="$CPW" KUMA_GENERAL_WORK_DIR="$CPW/work" \
     KUMA_API_SERVER_HTTP_INTERFACE=127.0.0.1 KUMA_API_SERVER_HTTP_PORT="$CP_HTTP" \
     KUMA_API_SERVER_HTTPS_INTERFACE=127.0.0.1 KUMA_API_SERVER_HTTPS_PORT="$CP_HTTPS" \
     KUMA_DIAGNOSTICS_SERVER_PORT="$CP_DIAG" KUMA_DP_SERVER_PORT="$CP_DP" \
+    KUMA_DEFAULTS_SKIP_MESH_CREATION=$SKIP_MESH \
     "$BIN/kuma-cp" run >"$CPW/kuma-cp.log" 2>&1 &
 CP=$!
 PIDS+=($CP)
@@ -85,6 +93,7 @@ timeout --kill-after=10 $((SETUP_TIMEOUT + PROPAGATION_TIMEOUT + 240)) \
     "$BIN/aerie-cp-bench" --api "http://127.0.0.1:$CP_HTTP" --dp-address "https://127.0.0.1:$CP_DP" \
     --ca-cert-file "$CPW/work/tls/dp-server.crt" -n "$N" --cp-pid "$CP" \
     --setup-timeout "$SETUP_TIMEOUT" --propagation-timeout "$PROPAGATION_TIMEOUT" \
+    "${BENCH_ARGS[@]}" \
     >"$TMP/table.md" 2> >(tee "$TMP/tool.log" >&2)
 RC=$?
 set -e
@@ -100,7 +109,7 @@ mkdir -p "$RESULTS"
         "kuma-cp (release, embedded store, fresh work dir); \`aerie-cp-bench\` runs N clients of" \
         "\`aerie_xds::client::run\` in one process on the same machine: they share the 2 cores with the CP, so the times include the clients decoding and acknowledging N configs." \
         "Each proxy: its own dataplane token and Dataplane \`bench-<i>\` (inbound \`svc-<i % 100>\` on an" \
-        "unbound 127.x address, one outbound to the next service); mTLS builtin on the mesh." \
+        "unbound 127.x address, one outbound to the next service); mTLS builtin on the mesh$([[ $BARE == 1 ]] && echo ", created without Kuma's default policies" || true)." \
         "T0 = just before \`PUT\` of a MeshTrafficPermission (Mesh -> Mesh, Allow); a proxy counts when its sink" \
         "applied a config whose inbound authorization differs from the one it had at T0." \
         "RLIMIT_NOFILE: $NOFILE."

@@ -63,6 +63,10 @@ struct Args {
     /// Mesh to use.
     #[arg(long, default_value = "default")]
     mesh: String,
+    /// Create the mesh without Kuma's default policies (`skipCreatingInitialPolicies: ["*"]`;
+    /// the control plane must not have created it already).
+    #[arg(long)]
+    skip_default_policies: bool,
 }
 
 /// What one proxy's sink saw.
@@ -301,11 +305,14 @@ async fn run(args: Args, nofile: (u64, u64)) -> anyhow::Result<()> {
     let mem_idle = cp_mem();
 
     // 1. mTLS on the mesh (before connecting, so every proxy gets a certificate).
-    let mesh_body = serde_json::json!({
+    let mut mesh_body = serde_json::json!({
         "type": "Mesh", "name": args.mesh,
         "mtls": {"backends": [{"name": "builtin", "type": "builtin"}], "enabledBackend": "builtin"}
-    })
-    .to_string();
+    });
+    if args.skip_default_policies {
+        mesh_body["skipCreatingInitialPolicies"] = serde_json::json!(["*"]);
+    }
+    let mesh_body = mesh_body.to_string();
     let (st, body) = call(
         &http,
         http::Method::PUT,

@@ -163,12 +163,14 @@ pub async fn policies(
         labels: &dp.meta.labels,
         spec,
     };
+    let catalog = crate::dpserver::service_catalog(&services);
     let timeouts = crate::dpserver::timeout_rules(
         &mesh,
         &state
             .store
             .list(ResourceType::MeshTimeout, Some(&mesh))
             .await?,
+        &catalog,
     )
     .explain(&view);
     let retries = crate::dpserver::retry_rules(
@@ -177,6 +179,7 @@ pub async fn policies(
             .store
             .list(ResourceType::MeshRetry, Some(&mesh))
             .await?,
+        &catalog,
     )
     .explain(&view);
     let breakers = crate::dpserver::circuit_breaker_rules(
@@ -185,6 +188,7 @@ pub async fn policies(
             .store
             .list(ResourceType::MeshCircuitBreaker, Some(&mesh))
             .await?,
+        &catalog,
     )
     .explain(&view);
     let inbounds: Vec<Value> = explained

@@ -34,7 +34,9 @@ pub mod fuzzing {
     pub use super::ingress::admit as admit_ingress;
     pub use super::session::{Admitted, admit as admit_dataplane};
 }
-pub use snapshot::{circuit_breaker_rules, policy_index, retry_rules, timeout_rules};
+pub use snapshot::{
+    circuit_breaker_rules, policy_index, retry_rules, service_catalog, timeout_rules,
+};
 
 use crate::ca::MeshCas;
 use crate::tokens::TokenIssuer;

@@ -11,8 +11,11 @@ use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
 use aerie_core::policies::meshtrafficpermission::{
     MeshServiceCatalog, MeshTrafficPermissionSpec, PolicyIndex,
 };
+use aerie_core::policies::rules::{Catalog, CatalogResource};
 use aerie_core::proxy_config::{IngressRoute, MeshView};
-use aerie_core::spec::{AvailableService, DataplaneSpec, MeshSpec, Tags, ZoneIngressSpec};
+use aerie_core::spec::{
+    AvailableService, DataplaneSpec, MeshServiceSpec, MeshSpec, Tags, ZoneIngressSpec,
+};
 use aerie_core::{Resource, Spec};
 use envoy_types::pb::google::protobuf::Any;
 
@@ -36,11 +39,12 @@ pub struct MeshPolicies {
 
 impl MeshPolicies {
     pub fn new(mesh: &str, inputs: &PolicyInputs) -> MeshPolicies {
+        let catalog = service_catalog(&inputs.services);
         MeshPolicies {
             permissions: policy_index(&inputs.permissions, &inputs.services),
-            timeouts: timeout_rules(mesh, &inputs.timeouts),
-            retries: retry_rules(mesh, &inputs.retries),
-            circuit_breakers: circuit_breaker_rules(mesh, &inputs.circuit_breakers),
+            timeouts: timeout_rules(mesh, &inputs.timeouts, &catalog),
+            retries: retry_rules(mesh, &inputs.retries, &catalog),
+            circuit_breakers: circuit_breaker_rules(mesh, &inputs.circuit_breakers, &catalog),
         }
     }
 }
@@ -218,8 +222,30 @@ pub fn policy_index(mtps: &[Resource], services: &[Resource]) -> PolicyIndex {
     PolicyIndex::with_mesh_services(&policies, &catalog)
 }
 
+/// The resources of a mesh that policies' `to` entries and `backendRef` outbounds may name:
+/// its MeshServices, oldest first (Kuma takes the oldest of several label matches).
+pub fn service_catalog(services: &[Resource]) -> Catalog {
+    let mut found: Vec<(&Resource, &MeshServiceSpec)> = services
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshService(s) => Some((r, s)),
+            _ => None,
+        })
+        .collect();
+    found.sort_by(|(a, _), (b, _)| {
+        (a.meta.creation_time.as_deref(), a.name())
+            .cmp(&(b.meta.creation_time.as_deref(), b.name()))
+    });
+    Catalog::new(
+        found
+            .into_iter()
+            .map(|(r, s)| CatalogResource::mesh_service(r.name(), &r.meta.labels, s))
+            .collect(),
+    )
+}
+
 /// A mesh's MeshTimeouts, indexed for every proxy's config.
-pub fn timeout_rules(mesh: &str, timeouts: &[Resource]) -> TimeoutRules {
+pub fn timeout_rules(mesh: &str, timeouts: &[Resource], catalog: &Catalog) -> TimeoutRules {
     let policies: Vec<(&str, &Tags, &MeshTimeoutSpec)> = timeouts
         .iter()
         .filter_map(|r| match &r.spec {
@@ -227,11 +253,11 @@ pub fn timeout_rules(mesh: &str, timeouts: &[Resource]) -> TimeoutRules {
             _ => None,
         })
         .collect();
-    TimeoutRules::new(mesh, &policies)
+    TimeoutRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
 /// A mesh's MeshRetries, indexed for every proxy's config.
-pub fn retry_rules(mesh: &str, retries: &[Resource]) -> RetryRules {
+pub fn retry_rules(mesh: &str, retries: &[Resource], catalog: &Catalog) -> RetryRules {
     let policies: Vec<(&str, &Tags, &MeshRetrySpec)> = retries
         .iter()
         .filter_map(|r| match &r.spec {
@@ -239,11 +265,15 @@ pub fn retry_rules(mesh: &str, retries: &[Resource]) -> RetryRules {
             _ => None,
         })
         .collect();
-    RetryRules::new(mesh, &policies)
+    RetryRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
 /// A mesh's MeshCircuitBreakers, indexed for every proxy's config.
-pub fn circuit_breaker_rules(mesh: &str, breakers: &[Resource]) -> CircuitBreakerRules {
+pub fn circuit_breaker_rules(
+    mesh: &str,
+    breakers: &[Resource],
+    catalog: &Catalog,
+) -> CircuitBreakerRules {
     let policies: Vec<(&str, &Tags, &MeshCircuitBreakerSpec)> = breakers
         .iter()
         .filter_map(|r| match &r.spec {
@@ -251,7 +281,7 @@ pub fn circuit_breaker_rules(mesh: &str, breakers: &[Resource]) -> CircuitBreake
             _ => None,
         })
         .collect();
-    CircuitBreakerRules::new(mesh, &policies)
+    CircuitBreakerRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
 /// A short content hash of an encoded config: equal configs have equal versions on every
@@ -452,6 +482,43 @@ mod tests {
         let api = decode(&round["api-1"]);
         assert!(api.inbounds[0].authz.services.is_empty());
         assert_ne!(round["api-1"].version, full["api-1"].version);
+    }
+
+    #[test]
+    fn policies_reach_a_backend_ref_outbound_through_the_mesh_service_labels() {
+        let web = resource(
+            "type: Dataplane\nname: web-1\nmesh: default\nnetworking:\n  address: 127.0.0.4\n  inbound:\n  - port: 9000\n    servicePort: 8080\n    tags:\n      kuma.io/service: web\n  outbound:\n  - port: 10002\n    backendRef:\n      kind: MeshService\n      name: payments\n      port: 80\n",
+        );
+        let dps = vec![web];
+        let spec = mesh_spec();
+        let mut inputs = PolicyInputs {
+            services: vec![resource(
+                "type: MeshService\nname: payments\nmesh: default\nlabels:\n  team: money\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: payments}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
+            )],
+            timeouts: vec![resource(
+                "type: MeshTimeout\nname: money-is-slow\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n  - targetRef:\n      kind: MeshService\n      labels: {team: money}\n    default:\n      http: {requestTimeout: 42s}\n",
+            )],
+            ..PolicyInputs::default()
+        };
+        let timeout_at = |inputs: &PolicyInputs| {
+            let policies = MeshPolicies::new("default", inputs);
+            let mesh = MeshInputs {
+                mesh: "default",
+                spec: &spec,
+                policies: &policies,
+                dataplanes: &dps,
+            };
+            let built = build_full(&mesh, &|_: &str| true, &[], &names(&["web-1"]));
+            decode(&built["web-1"])
+                .outbound_policies
+                .iter()
+                .find(|p| p.port == 10002)
+                .map(|p| p.timeouts.request_ms)
+        };
+        assert_eq!(timeout_at(&inputs), Some(42_000));
+        // Without the MeshService its labels are unknown: the policy selects nothing.
+        inputs.services.clear();
+        assert_ne!(timeout_at(&inputs), Some(42_000));
     }
 
     #[test]

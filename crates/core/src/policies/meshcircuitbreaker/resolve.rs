@@ -192,6 +192,17 @@ impl CircuitBreakerRules {
         mesh: &str,
         policies: &[(&str, &Tags, &MeshCircuitBreakerSpec)],
     ) -> CircuitBreakerRules {
+        Self::with_catalog(mesh, policies, Catalog::default())
+    }
+
+    /// [`CircuitBreakerRules::new`] with the mesh's resources that `to` entries and
+    /// `backendRef` outbounds may name (MeshServices...), so references by labels or with a
+    /// `sectionName` resolve.
+    pub fn with_catalog(
+        mesh: &str,
+        policies: &[(&str, &Tags, &MeshCircuitBreakerSpec)],
+        catalog: Catalog,
+    ) -> CircuitBreakerRules {
         let values: Vec<Vec<Value>> = policies
             .iter()
             .map(|(_, _, s)| {
@@ -229,7 +240,7 @@ impl CircuitBreakerRules {
             include_shadow: false,
         };
         CircuitBreakerRules {
-            index: RulesIndex::new(mesh, &items, Catalog::default(), options),
+            index: RulesIndex::new(mesh, &items, catalog, options),
         }
     }
 

@@ -255,6 +255,17 @@ pub struct RetryRules {
 impl RetryRules {
     /// `policies` are the mesh's MeshRetries as (name, labels, spec).
     pub fn new(mesh: &str, policies: &[(&str, &Tags, &MeshRetrySpec)]) -> RetryRules {
+        Self::with_catalog(mesh, policies, Catalog::default())
+    }
+
+    /// [`RetryRules::new`] with the mesh's resources that `to` entries and `backendRef`
+    /// outbounds may name (MeshServices...), so references by labels or with a
+    /// `sectionName` resolve.
+    pub fn with_catalog(
+        mesh: &str,
+        policies: &[(&str, &Tags, &MeshRetrySpec)],
+        catalog: Catalog,
+    ) -> RetryRules {
         let values: Vec<Vec<Value>> = policies
             .iter()
             .map(|(_, _, s)| {
@@ -288,7 +299,7 @@ impl RetryRules {
             })
             .collect();
         RetryRules {
-            index: RulesIndex::new(mesh, &items, Catalog::default(), Options::default()),
+            index: RulesIndex::new(mesh, &items, catalog, Options::default()),
         }
     }
 

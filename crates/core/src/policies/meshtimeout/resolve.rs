@@ -123,6 +123,17 @@ pub struct DataplaneTimeouts {
 impl TimeoutRules {
     /// `policies` are the mesh's MeshTimeouts as (name, labels, spec).
     pub fn new(mesh: &str, policies: &[(&str, &Tags, &MeshTimeoutSpec)]) -> TimeoutRules {
+        Self::with_catalog(mesh, policies, Catalog::default())
+    }
+
+    /// [`TimeoutRules::new`] with the mesh's resources that `to` entries and `backendRef`
+    /// outbounds may name (MeshServices...), so references by labels or with a
+    /// `sectionName` resolve.
+    pub fn with_catalog(
+        mesh: &str,
+        policies: &[(&str, &Tags, &MeshTimeoutSpec)],
+        catalog: Catalog,
+    ) -> TimeoutRules {
         // The engine merges confs as JSON; these values live while the index is built.
         let values: Vec<PolicyValues> = policies.iter().map(|(_, _, s)| values(s)).collect();
         let items: Vec<PolicyItem<'_>> = policies
@@ -158,7 +169,7 @@ impl TimeoutRules {
             include_shadow: false,
         };
         TimeoutRules {
-            index: RulesIndex::new(mesh, &items, Catalog::default(), options),
+            index: RulesIndex::new(mesh, &items, catalog, options),
         }
     }
 

@@ -265,6 +265,33 @@ impl BackendRef {
     }
 }
 
+/// Checks a policy's top-level `targetRef` by the policy's role, as Kuma's per-policy
+/// `validateTop` does: a system policy may use `system_kinds` (and select MeshGateway
+/// listeners by tags), any other role only `kinds`. Paths start with `targetRef`.
+pub fn validate_top_level(
+    target_ref: Option<&TargetRef>,
+    role: &PolicyRole,
+    system_kinds: &[&str],
+    kinds: &[&str],
+) -> ValidationError {
+    let mut errs = ValidationError::new();
+    let Some(target_ref) = target_ref else {
+        return errs;
+    };
+    let (kinds, opts) = match role {
+        PolicyRole::System => (
+            system_kinds,
+            RefOpts {
+                gateway_listener_tags_allowed: true,
+                ..RefOpts::default()
+            },
+        ),
+        _ => (kinds, RefOpts::default()),
+    };
+    errs.add_prefixed("targetRef", validate_target_ref(target_ref, kinds, opts));
+    errs
+}
+
 /// Kinds a route's `backendRefs` may name.
 pub const BACKEND_REF_KINDS: [&str; 4] = [
     "MeshService",

@@ -33,6 +33,22 @@ pub(crate) mod test_util {
             .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
     }
 
+    /// The body of a whole resource document (`type`, `name`, `mesh`, `spec`...).
+    pub fn resource_spec(yaml: &str) -> crate::Spec {
+        let v = crate::format::parse_yaml_value(yaml).unwrap_or_else(|e| panic!("{e}"));
+        crate::format::resource_from_value(&v)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .spec
+    }
+
+    /// A Dataplane document's body.
+    pub fn dataplane(yaml: &str) -> crate::spec::DataplaneSpec {
+        match resource_spec(yaml) {
+            crate::Spec::Dataplane(d) => d,
+            other => panic!("not a Dataplane: {other:?}"),
+        }
+    }
+
     /// Like [`parse`], panicking with the error: for documents that must read.
     pub fn body<T: DeserializeOwned>(yaml: &str) -> T {
         parse(yaml).unwrap_or_else(|e| panic!("{e:?}\n{yaml}"))

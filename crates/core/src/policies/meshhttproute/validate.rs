@@ -7,12 +7,14 @@ use std::collections::HashSet;
 use crate::ValidationError;
 use crate::policies::common::{
     BACKEND_REF_KINDS, BackendRef, HeaderMatch, PolicyRole, RefOpts, validate_target_ref,
+    validate_top_level,
 };
 use crate::spec::TargetRef;
 use crate::validate::matches::dns1123_subdomain_problems;
 
 use super::spec::{
-    Filter, HeaderModifier, Match, MeshHttpRouteSpec, PathMatch, QueryParamsMatch, Rule, To,
+    Filter, HeaderModifier, Match, MeshHttpRouteSpec, PathMatch, PathRewrite, QueryParamsMatch,
+    Rule, To,
 };
 
 /// Top-level kinds of a system policy (any policy without a `kuma.io/policy-role` label).
@@ -58,19 +60,15 @@ pub fn validate(spec: &MeshHttpRouteSpec) -> ValidationError {
 /// MeshGateway.
 pub fn validate_with_role(spec: &MeshHttpRouteSpec, role: &PolicyRole) -> ValidationError {
     let mut errs = ValidationError::new();
-    if let Some(target_ref) = &spec.target_ref {
-        let (kinds, opts): (&[&str], _) = match role {
-            PolicyRole::System => (
-                &SYSTEM_TOP_LEVEL_KINDS,
-                RefOpts {
-                    gateway_listener_tags_allowed: true,
-                    ..RefOpts::default()
-                },
-            ),
-            _ => (&TOP_LEVEL_KINDS, RefOpts::default()),
-        };
-        errs.add_prefixed("targetRef", validate_target_ref(target_ref, kinds, opts));
-    }
+    errs.add_prefixed(
+        "",
+        validate_top_level(
+            spec.target_ref.as_ref(),
+            role,
+            &SYSTEM_TOP_LEVEL_KINDS,
+            &TOP_LEVEL_KINDS,
+        ),
+    );
     let on_gateway = spec
         .target_ref
         .as_ref()
@@ -218,33 +216,17 @@ fn validate_filter(on_gateway: bool, f: &Filter, matches: &[Match]) -> Validatio
         },
         Some("RequestRedirect") => match &f.request_redirect {
             None => errs.add("requestRedirect", "must be defined"),
-            Some(r) => {
-                let prefix_rewrite = r
-                    .path
-                    .as_ref()
-                    .is_some_and(|p| p.replace_prefix_match.is_some());
-                if prefix_rewrite && has_match_without_prefix(matches) {
-                    errs.add("requestRedirect.path.replacePrefixMatch", PREFIX_ONLY);
-                }
-                errs.add_prefixed(
-                    "requestRedirect.hostname",
-                    validate_precise_hostname(r.hostname.as_deref()),
-                );
-            }
+            Some(r) => errs.add_prefixed(
+                "requestRedirect",
+                validate_rewrite(r.path.as_ref(), r.hostname.as_deref(), matches),
+            ),
         },
         Some("URLRewrite") => match &f.url_rewrite {
             None => errs.add("urlRewrite", "must be defined"),
             Some(r) => {
-                let prefix_rewrite = r
-                    .path
-                    .as_ref()
-                    .is_some_and(|p| p.replace_prefix_match.is_some());
-                if prefix_rewrite && has_match_without_prefix(matches) {
-                    errs.add("urlRewrite.path.replacePrefixMatch", PREFIX_ONLY);
-                }
                 errs.add_prefixed(
-                    "urlRewrite.hostname",
-                    validate_precise_hostname(r.hostname.as_deref()),
+                    "urlRewrite",
+                    validate_rewrite(r.path.as_ref(), r.hostname.as_deref(), matches),
                 );
                 if r.host_to_backend_hostname == Some(true) {
                     if !on_gateway {
@@ -278,6 +260,22 @@ fn validate_filter(on_gateway: bool, f: &Filter, matches: &[Match]) -> Validatio
         },
         _ => {}
     }
+    errs
+}
+
+/// What a redirect and a rewrite share: a prefix replacement needs prefix matches, and a
+/// host name must be precise. Paths are relative to the filter's field.
+fn validate_rewrite(
+    path: Option<&PathRewrite>,
+    hostname: Option<&str>,
+    matches: &[Match],
+) -> ValidationError {
+    let mut errs = ValidationError::new();
+    let prefix_rewrite = path.is_some_and(|p| p.replace_prefix_match.is_some());
+    if prefix_rewrite && has_match_without_prefix(matches) {
+        errs.add("path.replacePrefixMatch", PREFIX_ONLY);
+    }
+    errs.add_prefixed("hostname", validate_precise_hostname(hostname));
     errs
 }
 

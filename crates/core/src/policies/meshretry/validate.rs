@@ -4,7 +4,7 @@
 //! reported under `to[i].default.conf` (`spec.to[0].default.conf.http.backOff`).
 
 use crate::ValidationError;
-use crate::policies::common::{PolicyRole, RefOpts, validate_target_ref};
+use crate::policies::common::{PolicyRole, RefOpts, validate_target_ref, validate_top_level};
 use crate::spec::TargetRef;
 
 use super::spec::{
@@ -58,19 +58,15 @@ pub fn validate(spec: &MeshRetrySpec) -> ValidationError {
 /// policies may target a MeshGateway or a MeshHTTPRoute.
 pub fn validate_with_role(spec: &MeshRetrySpec, role: &PolicyRole) -> ValidationError {
     let mut errs = ValidationError::new();
-    if let Some(target_ref) = &spec.target_ref {
-        let (kinds, opts): (&[&str], _) = match role {
-            PolicyRole::System => (
-                &SYSTEM_TOP_LEVEL_KINDS,
-                RefOpts {
-                    gateway_listener_tags_allowed: true,
-                    ..RefOpts::default()
-                },
-            ),
-            _ => (&TOP_LEVEL_KINDS, RefOpts::default()),
-        };
-        errs.add_prefixed("targetRef", validate_target_ref(target_ref, kinds, opts));
-    }
+    errs.add_prefixed(
+        "",
+        validate_top_level(
+            spec.target_ref.as_ref(),
+            role,
+            &SYSTEM_TOP_LEVEL_KINDS,
+            &TOP_LEVEL_KINDS,
+        ),
+    );
     let top_kind = spec
         .target_ref
         .as_ref()

@@ -1,7 +1,9 @@
 //! MeshTCPRoute checks: Kuma 2.14's `validator.go`, with its field paths and messages.
 
 use crate::ValidationError;
-use crate::policies::common::{PolicyRole, RefOpts, validate_backend_refs, validate_target_ref};
+use crate::policies::common::{
+    PolicyRole, RefOpts, validate_backend_refs, validate_target_ref, validate_top_level,
+};
 use crate::spec::TargetRef;
 
 use super::spec::{MeshTcpRouteSpec, To};
@@ -40,19 +42,15 @@ pub fn validate(spec: &MeshTcpRouteSpec) -> ValidationError {
 /// MeshGateway (and its listeners by tags).
 pub fn validate_with_role(spec: &MeshTcpRouteSpec, role: &PolicyRole) -> ValidationError {
     let mut errs = ValidationError::new();
-    if let Some(target_ref) = &spec.target_ref {
-        let (kinds, opts): (&[&str], _) = match role {
-            PolicyRole::System => (
-                &SYSTEM_TOP_LEVEL_KINDS,
-                RefOpts {
-                    gateway_listener_tags_allowed: true,
-                    ..RefOpts::default()
-                },
-            ),
-            _ => (&TOP_LEVEL_KINDS, RefOpts::default()),
-        };
-        errs.add_prefixed("targetRef", validate_target_ref(target_ref, kinds, opts));
-    }
+    errs.add_prefixed(
+        "",
+        validate_top_level(
+            spec.target_ref.as_ref(),
+            role,
+            &SYSTEM_TOP_LEVEL_KINDS,
+            &TOP_LEVEL_KINDS,
+        ),
+    );
     let top_kind = spec
         .target_ref
         .as_ref()

@@ -251,29 +251,16 @@ fn values(spec: &MeshTimeoutSpec) -> PolicyValues {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{parse_yaml_value, resource_from_value};
-    use crate::{Spec, spec::DataplaneSpec};
 
     fn spec(yaml: &str) -> MeshTimeoutSpec {
-        let v = parse_yaml_value(yaml).unwrap_or_else(|e| panic!("{e}"));
-        match resource_from_value(&v)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .spec
-        {
-            Spec::MeshTimeout(s) => s,
+        match crate::policies::test_util::resource_spec(yaml) {
+            crate::Spec::MeshTimeout(s) => s,
             other => panic!("{other:?}"),
         }
     }
 
-    fn dp(yaml: &str) -> DataplaneSpec {
-        let v = parse_yaml_value(yaml).unwrap_or_else(|e| panic!("{e}"));
-        match resource_from_value(&v)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .spec
-        {
-            Spec::Dataplane(s) => s,
-            other => panic!("{other:?}"),
-        }
+    fn dp(yaml: &str) -> crate::spec::DataplaneSpec {
+        crate::policies::test_util::dataplane(yaml)
     }
 
     const WEB: &str = "type: Dataplane\nname: web-1\nmesh: default\nnetworking:\n  address: 10.0.0.1\n  inbound:\n    - {port: 8080, tags: {kuma.io/service: web, kuma.io/protocol: http}}\n  outbound:\n    - {port: 10001, tags: {kuma.io/service: backend}}\n    - {port: 10002, tags: {kuma.io/service: db}}\n";

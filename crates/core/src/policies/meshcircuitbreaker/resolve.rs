@@ -11,9 +11,10 @@ use super::{Conf, MeshCircuitBreakerSpec};
 use crate::duration::GoDuration;
 use crate::policies::common::IntOrString;
 use crate::policies::rules::{
-    Catalog, DataplaneRules, DataplaneView, Entry, Merged, Options, PolicyItem, RulesIndex,
+    Catalog, DataplaneRules, DataplaneView, Merged, Options, RulesIndex, RulesSource, build_index,
+    conf_json,
 };
-use crate::spec::Tags;
+use crate::spec::{Tags, TargetRef};
 
 /// Envoy's default for `max_connections`, `max_pending_requests` and `max_requests`.
 pub const DEFAULT_LIMIT: u32 = 1024;
@@ -203,44 +204,16 @@ impl CircuitBreakerRules {
         policies: &[(&str, &Tags, &MeshCircuitBreakerSpec)],
         catalog: Catalog,
     ) -> CircuitBreakerRules {
-        let values: Vec<Vec<Value>> = policies
-            .iter()
-            .map(|(_, _, s)| {
-                s.to.iter()
-                    .flatten()
-                    .map(|t| {
-                        t.default
-                            .as_ref()
-                            .and_then(|c| serde_json::to_value(c).ok())
-                            .unwrap_or(Value::Null)
-                    })
-                    .collect()
-            })
-            .collect();
-        let items: Vec<PolicyItem<'_>> = policies
-            .iter()
-            .zip(&values)
-            .map(|((name, labels, spec), v)| PolicyItem {
-                name,
-                labels,
-                target_ref: spec.target_ref.as_ref(),
-                to: spec
-                    .to
-                    .iter()
-                    .flatten()
-                    .zip(v)
-                    .map(|(t, conf)| Entry::new(t.target_ref.as_ref(), Some(conf)))
-                    .collect(),
-                from: Vec::new(),
-                rules: Vec::new(),
-            })
-            .collect();
-        let options = Options {
-            from_as_rules: true,
-            include_shadow: false,
-        };
         CircuitBreakerRules {
-            index: RulesIndex::new(mesh, &items, catalog, options),
+            index: build_index(
+                mesh,
+                policies,
+                catalog,
+                Options {
+                    from_as_rules: true,
+                    include_shadow: false,
+                },
+            ),
         }
     }
 
@@ -276,6 +249,27 @@ pub fn explain_json(merged: &Merged) -> Value {
 
 fn breaker(merged: &Merged) -> CircuitBreaker {
     CircuitBreaker::from_conf(merged.merged::<Conf>().ok().flatten().as_ref())
+}
+
+/// Only `to[]` (outbound clusters) is read: kuma-dp does not enforce inbound circuit
+/// breakers.
+impl RulesSource for MeshCircuitBreakerSpec {
+    fn top_ref(&self) -> Option<&TargetRef> {
+        self.target_ref.as_ref()
+    }
+
+    fn to_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
+        self.to
+            .iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t.target_ref.as_ref(),
+                    t.default.as_ref().map_or(Value::Null, conf_json),
+                )
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use super::{BackOff, Conf, GRPC_RETRY_ON, HTTP_RETRY_ON, MeshRetrySpec};
 use crate::duration::GoDuration;
 use crate::policies::common::HeaderMatch;
 use crate::policies::rules::{
-    Catalog, DataplaneRules, DataplaneView, Entry, Merged, Options, PolicyItem, RulesIndex,
+    Catalog, DataplaneRules, DataplaneView, Merged, Options, RulesIndex, RulesSource, build_index,
+    conf_json,
 };
-use crate::spec::Tags;
+use crate::spec::{Tags, TargetRef};
 
 /// Kuma's `retryOn` when `http.retryOn` is unset (`HttpRetryOnDefault`).
 pub const HTTP_RETRY_ON_DEFAULT: [&str; 3] = ["gateway-error", "connect-failure", "refused-stream"];
@@ -266,40 +267,8 @@ impl RetryRules {
         policies: &[(&str, &Tags, &MeshRetrySpec)],
         catalog: Catalog,
     ) -> RetryRules {
-        let values: Vec<Vec<Value>> = policies
-            .iter()
-            .map(|(_, _, s)| {
-                s.to.iter()
-                    .flatten()
-                    .map(|t| {
-                        t.default
-                            .as_ref()
-                            .and_then(|c| serde_json::to_value(c).ok())
-                            .unwrap_or(Value::Null)
-                    })
-                    .collect()
-            })
-            .collect();
-        let items: Vec<PolicyItem<'_>> = policies
-            .iter()
-            .zip(&values)
-            .map(|((name, labels, spec), v)| PolicyItem {
-                name,
-                labels,
-                target_ref: spec.target_ref.as_ref(),
-                to: spec
-                    .to
-                    .iter()
-                    .flatten()
-                    .zip(v)
-                    .map(|(t, conf)| Entry::new(t.target_ref.as_ref(), Some(conf)))
-                    .collect(),
-                from: Vec::new(),
-                rules: Vec::new(),
-            })
-            .collect();
         RetryRules {
-            index: RulesIndex::new(mesh, &items, catalog, Options::default()),
+            index: build_index(mesh, policies, catalog, Options::default()),
         }
     }
 
@@ -337,6 +306,25 @@ pub fn explain_json(merged: &Merged) -> Value {
 /// validated conf) reads as no MeshRetry.
 fn retry(merged: &Merged) -> Retry {
     Retry::from_conf(merged.merged::<Conf>().ok().flatten().as_ref())
+}
+
+impl RulesSource for MeshRetrySpec {
+    fn top_ref(&self) -> Option<&TargetRef> {
+        self.target_ref.as_ref()
+    }
+
+    fn to_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
+        self.to
+            .iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t.target_ref.as_ref(),
+                    t.default.as_ref().map_or(Value::Null, conf_json),
+                )
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@ use super::{
 };
 use crate::duration::GoDuration;
 use crate::policies::rules::{
-    Catalog, DataplaneView, Entry, Merged, Options, PolicyItem, RuleItem, RulesIndex,
+    Catalog, DataplaneView, Merged, Options, RulesIndex, RulesSource, build_index, conf_json,
 };
-use crate::spec::Tags;
+use crate::spec::{Tags, TargetRef};
 
 /// The timeouts a proxy enforces on one listener, in milliseconds; `0` disables the ones
 /// Kuma lets be disabled. Serialised in the proxy's config.
@@ -134,42 +134,16 @@ impl TimeoutRules {
         policies: &[(&str, &Tags, &MeshTimeoutSpec)],
         catalog: Catalog,
     ) -> TimeoutRules {
-        // The engine merges confs as JSON; these values live while the index is built.
-        let values: Vec<PolicyValues> = policies.iter().map(|(_, _, s)| values(s)).collect();
-        let items: Vec<PolicyItem<'_>> = policies
-            .iter()
-            .zip(&values)
-            .map(|((name, labels, spec), v)| PolicyItem {
-                name,
-                labels,
-                target_ref: spec.target_ref.as_ref(),
-                to: spec
-                    .to
-                    .iter()
-                    .flatten()
-                    .zip(&v.to)
-                    .map(|(t, conf)| Entry::new(Some(&t.target_ref), Some(conf)))
-                    .collect(),
-                from: spec
-                    .from
-                    .iter()
-                    .flatten()
-                    .zip(&v.from)
-                    .map(|(f, conf)| Entry::new(Some(&f.target_ref), Some(conf)))
-                    .collect(),
-                rules: v
-                    .rules
-                    .iter()
-                    .map(|(matches, conf)| RuleItem::new(Some(matches), Some(conf)))
-                    .collect(),
-            })
-            .collect();
-        let options = Options {
-            from_as_rules: true,
-            include_shadow: false,
-        };
         TimeoutRules {
-            index: RulesIndex::new(mesh, &items, catalog, options),
+            index: build_index(
+                mesh,
+                policies,
+                catalog,
+                Options {
+                    from_as_rules: true,
+                    include_shadow: false,
+                },
+            ),
         }
     }
 
@@ -214,37 +188,36 @@ fn timeouts(merged: &Merged) -> Timeouts {
     Timeouts::from_conf(merged.merged::<Conf>().ok().flatten().as_ref())
 }
 
-/// One policy's confs as JSON, in the order of its `to`, `from` and `rules`.
-struct PolicyValues {
-    to: Vec<Value>,
-    from: Vec<Value>,
-    rules: Vec<(Vec<Value>, Value)>,
-}
+impl RulesSource for MeshTimeoutSpec {
+    fn top_ref(&self) -> Option<&TargetRef> {
+        self.target_ref.as_ref()
+    }
 
-fn values(spec: &MeshTimeoutSpec) -> PolicyValues {
-    let json = |c: &Conf| serde_json::to_value(c).unwrap_or(Value::Null);
-    PolicyValues {
-        to: spec.to.iter().flatten().map(|t| json(&t.default)).collect(),
-        from: spec
-            .from
+    fn to_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
+        self.to
             .iter()
             .flatten()
-            .map(|f| json(&f.default))
-            .collect(),
-        rules: spec
-            .rules
+            .map(|t| (Some(&t.target_ref), conf_json(&t.default)))
+            .collect()
+    }
+
+    fn from_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
+        self.from
+            .iter()
+            .flatten()
+            .map(|f| (Some(&f.target_ref), conf_json(&f.default)))
+            .collect()
+    }
+
+    fn rule_entries(&self) -> Vec<(Vec<Value>, Value)> {
+        self.rules
             .iter()
             .flatten()
             .map(|r| {
-                let matches = r
-                    .matches
-                    .iter()
-                    .flatten()
-                    .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
-                    .collect();
-                (matches, json(&r.default))
+                let matches = r.matches.iter().flatten().map(conf_json).collect();
+                (matches, conf_json(&r.default))
             })
-            .collect(),
+            .collect()
     }
 }
 

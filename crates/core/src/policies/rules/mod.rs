@@ -137,6 +137,7 @@ mod merge;
 mod order;
 mod outbound;
 mod select;
+mod source;
 mod types;
 
 #[cfg(test)]
@@ -151,6 +152,7 @@ pub use order::{
     DISPLAY_NAME_LABEL, EFFECT_LABEL, NAMESPACE_LABEL, ORIGIN_LABEL, ROLE_LABEL, ZONE_LABEL,
 };
 pub use select::ProxyType;
+pub use source::{RulesSource, build_index, conf_json};
 pub use types::{
     DataplaneRules, DataplaneView, Entry, FromEntry, InboundRule, InboundRules, Merged, Options,
     Origin, OutboundRules, OutboundTarget, PolicyItem, ResourceRef, RuleItem,

@@ -1,0 +1,63 @@
+//! What a policy body gives the engine, so each policy's rules are built by one function
+//! ([`build_index`]) instead of one hand-written conversion per policy.
+
+use serde_json::Value;
+
+use super::catalog::Catalog;
+use super::index::RulesIndex;
+use super::types::{Entry, Options, PolicyItem, RuleItem};
+use crate::spec::{Tags, TargetRef};
+
+/// A policy body in the engine's terms: its top-level reference and its `to`, `from` and
+/// `rules` entries with their confs as JSON (merged as JSON merge patches).
+pub trait RulesSource {
+    fn top_ref(&self) -> Option<&TargetRef>;
+    /// `to[]`: each entry's reference and conf.
+    fn to_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
+        Vec::new()
+    }
+    /// `from[]`: each entry's reference and conf.
+    fn from_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
+        Vec::new()
+    }
+    /// `rules[]`: each rule's matches and conf.
+    fn rule_entries(&self) -> Vec<(Vec<Value>, Value)> {
+        Vec::new()
+    }
+}
+
+/// A conf as JSON; one that cannot be written (it always can) reads as no conf.
+pub fn conf_json<T: serde::Serialize>(conf: &T) -> Value {
+    serde_json::to_value(conf).unwrap_or(Value::Null)
+}
+
+/// Indexes a mesh's policies of one kind, given as (name, labels, body).
+pub fn build_index<S: RulesSource>(
+    mesh: &str,
+    policies: &[(&str, &Tags, &S)],
+    catalog: Catalog,
+    options: Options,
+) -> RulesIndex {
+    // The engine borrows the confs: they live here while the index is built.
+    type Entries<'s> = Vec<(Option<&'s TargetRef>, Value)>;
+    let owned: Vec<(Entries<'_>, Entries<'_>, Vec<(Vec<Value>, Value)>)> = policies
+        .iter()
+        .map(|(_, _, s)| (s.to_entries(), s.from_entries(), s.rule_entries()))
+        .collect();
+    let items: Vec<PolicyItem<'_>> = policies
+        .iter()
+        .zip(&owned)
+        .map(|((name, labels, spec), (to, from, rules))| PolicyItem {
+            name,
+            labels,
+            target_ref: spec.top_ref(),
+            to: to.iter().map(|(r, c)| Entry::new(*r, Some(c))).collect(),
+            from: from.iter().map(|(r, c)| Entry::new(*r, Some(c))).collect(),
+            rules: rules
+                .iter()
+                .map(|(m, c)| RuleItem::new(Some(m), Some(c)))
+                .collect(),
+        })
+        .collect();
+    RulesIndex::new(mesh, &items, catalog, options)
+}

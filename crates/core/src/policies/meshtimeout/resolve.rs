@@ -201,7 +201,7 @@ impl RulesSource for MeshTimeoutSpec {
             .collect()
     }
 
-    fn from_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
+    fn caller_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
         self.from
             .iter()
             .flatten()

@@ -702,7 +702,7 @@ fn output_is_independent_of_policy_order() {
 }
 
 #[test]
-fn explain_lists_selecting_policies_with_their_from_entries() {
+fn explain_lists_selecting_policies_with_their_caller_entries() {
     let deny = policy(json!({"kind": "Mesh"}), json!({"kind": "Mesh"}), "Deny");
     let allow = policy(
         json!({"kind": "MeshService", "name": "web-admin"}),

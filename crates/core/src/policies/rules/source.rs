@@ -16,8 +16,8 @@ pub trait RulesSource {
     fn to_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
         Vec::new()
     }
-    /// `from[]`: each entry's reference and conf.
-    fn from_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
+    /// `from[]` (the callers): each entry's reference and conf.
+    fn caller_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
         Vec::new()
     }
     /// `rules[]`: each rule's matches and conf.
@@ -42,7 +42,7 @@ pub fn build_index<S: RulesSource>(
     type Entries<'s> = Vec<(Option<&'s TargetRef>, Value)>;
     let owned: Vec<(Entries<'_>, Entries<'_>, Vec<(Vec<Value>, Value)>)> = policies
         .iter()
-        .map(|(_, _, s)| (s.to_entries(), s.from_entries(), s.rule_entries()))
+        .map(|(_, _, s)| (s.to_entries(), s.caller_entries(), s.rule_entries()))
         .collect();
     let items: Vec<PolicyItem<'_>> = policies
         .iter()

@@ -1136,7 +1136,7 @@ fn kuma_rules_from_02_overlapping_subsets_merge_per_caller() {
 }
 
 #[test]
-fn from_entries_of_other_kinds_match_no_caller() {
+fn caller_entries_of_other_kinds_match_no_caller() {
     let ps = policies(vec![json!({"name": "p", "from": [
         {"targetRef": {"kind": "MeshExternalService", "name": "x"}, "default": {"action": "Allow"}},
         {"targetRef": {"kind": "MeshServiceSubset", "name": "a", "tags": {"kuma.io/service": "b"}}, "default": {"action": "Allow"}}]})]);

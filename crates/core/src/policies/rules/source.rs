@@ -31,6 +31,11 @@ pub fn conf_json<T: serde::Serialize>(conf: &T) -> Value {
     serde_json::to_value(conf).unwrap_or(Value::Null)
 }
 
+/// A reference and its conf.
+type RefConfs<'s> = Vec<(Option<&'s TargetRef>, Value)>;
+/// One policy's `to`, `from` and `rules` entries, owned while the index is built.
+type Owned<'s> = (RefConfs<'s>, RefConfs<'s>, Vec<(Vec<Value>, Value)>);
+
 /// Indexes a mesh's policies of one kind, given as (name, labels, body).
 pub fn build_index<S: RulesSource>(
     mesh: &str,
@@ -39,8 +44,7 @@ pub fn build_index<S: RulesSource>(
     options: Options,
 ) -> RulesIndex {
     // The engine borrows the confs: they live here while the index is built.
-    type Entries<'s> = Vec<(Option<&'s TargetRef>, Value)>;
-    let owned: Vec<(Entries<'_>, Entries<'_>, Vec<(Vec<Value>, Value)>)> = policies
+    let owned: Vec<Owned<'_>> = policies
         .iter()
         .map(|(_, _, s)| (s.to_entries(), s.caller_entries(), s.rule_entries()))
         .collect();

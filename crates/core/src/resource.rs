@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::ValidationError;
-use crate::policies::{meshcircuitbreaker, meshretry, meshtimeout, meshtrafficpermission};
+use crate::policies::{
+    meshcircuitbreaker, meshfaultinjection, meshretry, meshtimeout, meshtrafficpermission,
+};
 use crate::spec::{
     DataplaneSpec, MeshServiceSpec, MeshSpec, SecretSpec, ZoneIngressSpec, ZoneSpec,
 };
@@ -138,6 +140,7 @@ resource_types! {
     MeshTimeout(meshtimeout::MeshTimeoutSpec) = meshtimeout::DESCRIPTOR;
     MeshCircuitBreaker(meshcircuitbreaker::MeshCircuitBreakerSpec) = meshcircuitbreaker::DESCRIPTOR;
     MeshRetry(meshretry::MeshRetrySpec) = meshretry::DESCRIPTOR;
+    MeshFaultInjection(meshfaultinjection::MeshFaultInjectionSpec) = meshfaultinjection::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;

@@ -348,6 +348,9 @@ mod tests {
             ResourceType::MeshRetry => parse(
                 "type: MeshRetry\nname: r\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {tcp: {maxConnectAttempt: 3}}\n",
             ),
+            ResourceType::MeshFaultInjection => parse(
+                "type: MeshFaultInjection\nname: fi\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  rules:\n    - default: {http: [{abort: {httpStatus: 503, percentage: 50}}]}\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

@@ -9,6 +9,7 @@
 
 pub mod common;
 pub mod meshcircuitbreaker;
+pub mod meshfaultinjection;
 pub mod meshretry;
 pub mod meshtimeout;
 pub mod meshtrafficpermission;

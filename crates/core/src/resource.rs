@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::ValidationError;
 use crate::policies::{
-    meshcircuitbreaker, meshfaultinjection, meshretry, meshtimeout, meshtrafficpermission,
+    meshcircuitbreaker, meshfaultinjection, meshratelimit, meshretry, meshtimeout,
+    meshtrafficpermission,
 };
 use crate::spec::{
     DataplaneSpec, MeshServiceSpec, MeshSpec, SecretSpec, ZoneIngressSpec, ZoneSpec,
@@ -141,6 +142,7 @@ resource_types! {
     MeshCircuitBreaker(meshcircuitbreaker::MeshCircuitBreakerSpec) = meshcircuitbreaker::DESCRIPTOR;
     MeshRetry(meshretry::MeshRetrySpec) = meshretry::DESCRIPTOR;
     MeshFaultInjection(meshfaultinjection::MeshFaultInjectionSpec) = meshfaultinjection::DESCRIPTOR;
+    MeshRateLimit(meshratelimit::MeshRateLimitSpec) = meshratelimit::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;

@@ -351,6 +351,9 @@ mod tests {
             ResourceType::MeshFaultInjection => parse(
                 "type: MeshFaultInjection\nname: fi\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  rules:\n    - default: {http: [{abort: {httpStatus: 503, percentage: 50}}]}\n",
             ),
+            ResourceType::MeshRateLimit => parse(
+                "type: MeshRateLimit\nname: rl\nmesh: default\nspec:\n  targetRef: {kind: Mesh, proxyTypes: [Sidecar]}\n  rules:\n    - default: {local: {http: {requestRate: {num: 100, interval: 1s}}}}\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::ValidationError;
 use crate::policies::{
-    meshcircuitbreaker, meshfaultinjection, meshratelimit, meshretry, meshtimeout,
+    meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshratelimit, meshretry, meshtimeout,
     meshtrafficpermission,
 };
 use crate::spec::{
@@ -143,6 +143,7 @@ resource_types! {
     MeshRetry(meshretry::MeshRetrySpec) = meshretry::DESCRIPTOR;
     MeshFaultInjection(meshfaultinjection::MeshFaultInjectionSpec) = meshfaultinjection::DESCRIPTOR;
     MeshRateLimit(meshratelimit::MeshRateLimitSpec) = meshratelimit::DESCRIPTOR;
+    MeshHealthCheck(meshhealthcheck::MeshHealthCheckSpec) = meshhealthcheck::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;

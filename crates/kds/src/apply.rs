@@ -354,6 +354,9 @@ mod tests {
             ResourceType::MeshRateLimit => parse(
                 "type: MeshRateLimit\nname: rl\nmesh: default\nspec:\n  targetRef: {kind: Mesh, proxyTypes: [Sidecar]}\n  rules:\n    - default: {local: {http: {requestRate: {num: 100, interval: 1s}}}}\n",
             ),
+            ResourceType::MeshHealthCheck => parse(
+                "type: MeshHealthCheck\nname: hc\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {interval: 10s, http: {path: /health}}\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

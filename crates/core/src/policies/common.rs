@@ -4,7 +4,7 @@
 //! - [`GoDuration`] (from [`crate::duration`]): a duration field (Kubernetes'
 //!   `metav1.Duration`, Go syntax), keeping the text it was written as;
 //! - [`IntOrString`] and [`Decimal`]: number fields that take `1900` or `"1.9"`;
-//! - [`HeaderMatch`]: an HTTP header condition;
+//! - [`HeaderMatch`]: an HTTP header condition; [`HeaderModifier`]: headers to set or add;
 //! - [`PolicyRole`]: the `kuma.io/policy-role` label some validators depend on;
 //! - [`DefaultPolicyEnv`] / [`DefaultPolicy`]: names and labels of the policies Kuma creates
 //!   with every mesh;
@@ -200,6 +200,27 @@ impl Decimal {
 pub struct HeaderMatch {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub match_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Headers set on, or added to, a request or response (`HeaderModifier` of MeshRateLimit's
+/// `onRateLimit.headers` and MeshHealthCheck's `http.requestHeadersToAdd`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderModifier {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Vec<HeaderKeyValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add: Option<Vec<HeaderKeyValue>>,
+}
+
+/// One header of a [`HeaderModifier`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderKeyValue {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,7 @@
 pub mod common;
 pub mod meshcircuitbreaker;
 pub mod meshfaultinjection;
+pub mod meshhealthcheck;
 pub mod meshratelimit;
 pub mod meshretry;
 pub mod meshtimeout;

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::policies::common::GoDuration;
+pub use crate::policies::common::{HeaderKeyValue, HeaderModifier};
 use crate::spec::{Match, TargetRef};
 
 /// Body of a `MeshRateLimit`: local rate limits on the traffic a proxy receives (`rules`,
@@ -103,26 +104,6 @@ pub struct OnRateLimit {
     pub status: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderModifier>,
-}
-
-/// Headers set on, or added to, the response to a limited request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeaderModifier {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub set: Option<Vec<HeaderKeyValue>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub add: Option<Vec<HeaderKeyValue>>,
-}
-
-/// One header.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeaderKeyValue {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
 }
 
 /// TCP connections per interval.

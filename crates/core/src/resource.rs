@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::ValidationError;
 use crate::policies::{
-    meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshratelimit, meshretry, meshtimeout,
-    meshtrafficpermission,
+    meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshloadbalancingstrategy,
+    meshratelimit, meshretry, meshtimeout, meshtrafficpermission,
 };
 use crate::spec::{
     DataplaneSpec, MeshServiceSpec, MeshSpec, SecretSpec, ZoneIngressSpec, ZoneSpec,
@@ -144,6 +144,7 @@ resource_types! {
     MeshFaultInjection(meshfaultinjection::MeshFaultInjectionSpec) = meshfaultinjection::DESCRIPTOR;
     MeshRateLimit(meshratelimit::MeshRateLimitSpec) = meshratelimit::DESCRIPTOR;
     MeshHealthCheck(meshhealthcheck::MeshHealthCheckSpec) = meshhealthcheck::DESCRIPTOR;
+    MeshLoadBalancingStrategy(meshloadbalancingstrategy::MeshLoadBalancingStrategySpec) = meshloadbalancingstrategy::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;

@@ -357,6 +357,9 @@ mod tests {
             ResourceType::MeshHealthCheck => parse(
                 "type: MeshHealthCheck\nname: hc\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {interval: 10s, http: {path: /health}}\n",
             ),
+            ResourceType::MeshLoadBalancingStrategy => parse(
+                "type: MeshLoadBalancingStrategy\nname: lb\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {loadBalancer: {type: LeastRequest}}\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

@@ -11,6 +11,7 @@ pub mod common;
 pub mod meshcircuitbreaker;
 pub mod meshfaultinjection;
 pub mod meshhealthcheck;
+pub mod meshloadbalancingstrategy;
 pub mod meshratelimit;
 pub mod meshretry;
 pub mod meshtimeout;

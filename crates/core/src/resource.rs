@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::ValidationError;
 use crate::policies::{
-    meshcircuitbreaker, meshhttproute, meshretry, meshtcproute, meshtimeout, meshtrafficpermission,
+    meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshhttproute,
+    meshloadbalancingstrategy, meshratelimit, meshretry, meshtcproute, meshtimeout,
+    meshtrafficpermission,
 };
 use crate::spec::{
     DataplaneSpec, MeshServiceSpec, MeshSpec, SecretSpec, ZoneIngressSpec, ZoneSpec,
@@ -142,6 +144,10 @@ resource_types! {
     MeshRetry(meshretry::MeshRetrySpec) = meshretry::DESCRIPTOR;
     MeshTCPRoute(meshtcproute::MeshTcpRouteSpec) = meshtcproute::DESCRIPTOR;
     MeshHTTPRoute(meshhttproute::MeshHttpRouteSpec) = meshhttproute::DESCRIPTOR;
+    MeshFaultInjection(meshfaultinjection::MeshFaultInjectionSpec) = meshfaultinjection::DESCRIPTOR;
+    MeshRateLimit(meshratelimit::MeshRateLimitSpec) = meshratelimit::DESCRIPTOR;
+    MeshHealthCheck(meshhealthcheck::MeshHealthCheckSpec) = meshhealthcheck::DESCRIPTOR;
+    MeshLoadBalancingStrategy(meshloadbalancingstrategy::MeshLoadBalancingStrategySpec) = meshloadbalancingstrategy::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;

@@ -354,6 +354,18 @@ mod tests {
             ResourceType::MeshHTTPRoute => parse(
                 "type: MeshHTTPRoute\nname: http\nmesh: default\nspec:\n  to:\n    - targetRef: {kind: MeshService, name: web}\n      rules:\n        - matches: [{path: {type: PathPrefix, value: /v2}}]\n          default: {backendRefs: [{kind: MeshService, name: web-v2}]}\n",
             ),
+            ResourceType::MeshFaultInjection => parse(
+                "type: MeshFaultInjection\nname: fi\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  rules:\n    - default: {http: [{abort: {httpStatus: 503, percentage: 50}}]}\n",
+            ),
+            ResourceType::MeshRateLimit => parse(
+                "type: MeshRateLimit\nname: rl\nmesh: default\nspec:\n  targetRef: {kind: Mesh, proxyTypes: [Sidecar]}\n  rules:\n    - default: {local: {http: {requestRate: {num: 100, interval: 1s}}}}\n",
+            ),
+            ResourceType::MeshHealthCheck => parse(
+                "type: MeshHealthCheck\nname: hc\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {interval: 10s, http: {path: /health}}\n",
+            ),
+            ResourceType::MeshLoadBalancingStrategy => parse(
+                "type: MeshLoadBalancingStrategy\nname: lb\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {loadBalancer: {type: LeastRequest}}\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

@@ -4,7 +4,7 @@
 //! - [`GoDuration`] (from [`crate::duration`]): a duration field (Kubernetes'
 //!   `metav1.Duration`, Go syntax), keeping the text it was written as;
 //! - [`IntOrString`] and [`Decimal`]: number fields that take `1900` or `"1.9"`;
-//! - [`HeaderMatch`]: an HTTP header condition;
+//! - [`HeaderMatch`]: an HTTP header condition; [`HeaderModifier`]: headers to set or add;
 //! - [`PolicyRole`]: the `kuma.io/policy-role` label some validators depend on;
 //! - [`DefaultPolicyEnv`] / [`DefaultPolicy`]: names and labels of the policies Kuma creates
 //!   with every mesh;
@@ -320,6 +320,27 @@ pub fn validate_backend_refs(refs: &[BackendRef]) -> ValidationError {
     errs
 }
 
+/// Headers set on, or added to, a request or response (`HeaderModifier` of MeshRateLimit's
+/// `onRateLimit.headers` and MeshHealthCheck's `http.requestHeadersToAdd`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderModifier {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Vec<HeaderKeyValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add: Option<Vec<HeaderKeyValue>>,
+}
+
+/// One header of a [`HeaderModifier`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderKeyValue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
 pub use crate::spec::POLICY_ROLE_LABEL;
 /// `universal` or `kubernetes`: where a zone resource was created.
 pub const ENV_LABEL: &str = "kuma.io/env";
@@ -435,7 +456,67 @@ pub fn top_level_target_ref_deprecations(target_ref: Option<&TargetRef>) -> Vec<
     }
 }
 
+/// Whether a top-level `targetRef` (missing: `kind: Mesh`) may select gateways (Kuma's
+/// `IncludesGateways`): a MeshGateway, a MeshHTTPRoute, or Mesh/MeshSubset without
+/// `proxyTypes` or with `Gateway` among them.
+pub fn includes_gateways(target_ref: Option<&TargetRef>) -> bool {
+    let Some(r) = target_ref else {
+        return true;
+    };
+    match r.kind.as_deref().unwrap_or("") {
+        "MeshGateway" | "MeshHTTPRoute" => true,
+        "Mesh" | "MeshSubset" => r
+            .proxy_types
+            .as_ref()
+            .is_none_or(|types| types.is_empty() || types.iter().any(|t| t == "Gateway")),
+        _ => false,
+    }
+}
+
 pub(crate) use crate::validate::targetref::{RefOpts, validate_with as validate_target_ref};
+
+/// One string field that also takes a bare integer as its decimal text, for the same reason
+/// as [`string_or_integer_list`] (Kuma's MeshFaultInjection tests write `limit: 1000`).
+/// `null` is an unset field.
+pub(crate) fn string_or_integer<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    struct OptionVisitor;
+    impl<'de> Visitor<'de> for OptionVisitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an integer")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(ItemVisitor).map(Some)
+        }
+    }
+    d.deserialize_option(OptionVisitor)
+}
+
+/// A string, or an integer read as its decimal text.
+struct ItemVisitor;
+impl Visitor<'_> for ItemVisitor {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an integer")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
 
 /// Reads a list of strings in which bare integers count as their decimal text: Kuma reads
 /// YAML with `sigs.k8s.io/yaml`, which turns `- 500` into `"500"` for a string field (its
@@ -443,22 +524,6 @@ pub(crate) use crate::validate::targetref::{RefOpts, validate_with as validate_t
 pub(crate) fn string_or_integer_list<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Vec<String>>, D::Error> {
-    struct ItemVisitor;
-    impl<'de> Visitor<'de> for ItemVisitor {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string or an integer")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-    }
     struct ItemSeed;
     impl<'de> de::DeserializeSeed<'de> for ItemSeed {
         type Value = String;
@@ -611,6 +676,51 @@ mod tests {
         assert_eq!(l.l, None);
         assert!(serde_json::from_str::<L>(r#"{"l": [1.5]}"#).is_err());
         assert!(serde_json::from_str::<L>(r#"{"l": "5xx"}"#).is_err());
+    }
+
+    #[test]
+    fn an_integer_in_a_string_field_becomes_text() {
+        #[derive(Deserialize)]
+        struct S {
+            #[serde(default, deserialize_with = "string_or_integer")]
+            s: Option<String>,
+        }
+        let read = |json: &str| serde_json::from_str::<S>(json).map(|s| s.s);
+        assert_eq!(read(r#"{"s": 1000}"#).unwrap(), Some("1000".into()));
+        assert_eq!(read(r#"{"s": "10kbps"}"#).unwrap(), Some("10kbps".into()));
+        assert_eq!(read(r#"{"s": null}"#).unwrap(), None);
+        assert_eq!(read("{}").unwrap(), None);
+        assert!(read(r#"{"s": 1.5}"#).is_err());
+        assert!(read(r#"{"s": []}"#).is_err());
+    }
+
+    #[test]
+    fn which_scopes_include_gateways() {
+        let includes = |yaml: &str| {
+            let v = crate::format::parse_yaml_value(yaml).unwrap();
+            let r: TargetRef = serde_json::from_value(v).unwrap();
+            includes_gateways(Some(&r))
+        };
+        assert!(includes_gateways(None));
+        for yes in [
+            "kind: Mesh",
+            "kind: Mesh\nproxyTypes: []",
+            "kind: Mesh\nproxyTypes: [Sidecar, Gateway]",
+            "kind: MeshSubset\ntags: {a: b}",
+            "kind: MeshGateway\nname: edge",
+            "kind: MeshHTTPRoute\nname: route",
+        ] {
+            assert!(includes(yes), "{yes}");
+        }
+        for no in [
+            "kind: Mesh\nproxyTypes: [Sidecar]",
+            "kind: MeshSubset\nproxyTypes: [Sidecar]",
+            "kind: MeshService\nname: web",
+            "kind: Dataplane\nname: web",
+            "kind: MeshServiceSubset\nname: web",
+        ] {
+            assert!(!includes(no), "{no}");
+        }
     }
 
     #[test]

@@ -9,7 +9,11 @@
 
 pub mod common;
 pub mod meshcircuitbreaker;
+pub mod meshfaultinjection;
+pub mod meshhealthcheck;
 pub mod meshhttproute;
+pub mod meshloadbalancingstrategy;
+pub mod meshratelimit;
 pub mod meshretry;
 pub mod meshtcproute;
 pub mod meshtimeout;

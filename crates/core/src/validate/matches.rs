@@ -32,6 +32,36 @@ pub(crate) fn validate_match(m: &Match) -> ValidationError {
     errs
 }
 
+/// Checks the `matches` of one `rules` entry the way Kuma's newer inbound policies do
+/// (MeshTimeout, MeshRateLimit): each match on its own, at least one of `spiffeID` or `sni`,
+/// and a SPIFFE ID match type of `Exact` or `Prefix`. Paths are relative to the rule
+/// (`matches[0].spiffeID.type`). Also says whether any match names a SPIFFE ID: the fields
+/// that cannot depend on the caller's identity are refused then.
+pub(crate) fn validate_rule_matches(matches: &[Match]) -> (ValidationError, bool) {
+    let mut errs = ValidationError::new();
+    let mut has_spiffe_id = false;
+    for (i, m) in matches.iter().enumerate() {
+        let path = format!("matches[{i}]");
+        errs.add_prefixed(&path, validate_match(m));
+        match (&m.spiffe_id, &m.sni) {
+            (None, None) => errs.add(&path, "must specify at least one of 'spiffeID' or 'sni'"),
+            (Some(id), _) => {
+                has_spiffe_id = true;
+                match id.kind.as_str() {
+                    "Exact" | "Prefix" => {}
+                    "" => errs.add(format!("{path}.spiffeID.type"), "must be set"),
+                    other => errs.add(
+                        format!("{path}.spiffeID.type"),
+                        format!("unrecognized type {other:?}, supported values are: Exact, Prefix"),
+                    ),
+                }
+            }
+            (None, Some(_)) => {}
+        }
+    }
+    (errs, has_spiffe_id)
+}
+
 /// go-spiffe's rules: `spiffe://<trust domain>[/<segment>...]`, a lower-case trust domain of
 /// letters, digits, `.`, `-`, `_`; path segments of letters, digits, `.`, `-`, `_`, neither
 /// empty nor `.`/`..`.

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policies::common::{BackendRef, HeaderMatch, IntOrString};
+use crate::policies::common::{BackendRef, HeaderKeyValue, HeaderMatch, IntOrString};
 use crate::spec::TargetRef;
 
 /// Body of a `MeshHTTPRoute`.
@@ -107,16 +107,8 @@ pub struct Filter {
     pub request_mirror: Option<RequestMirror>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeaderKeyValue {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
-
-/// Headers to set, add and remove.
+/// Headers to set, add and remove (a route's filter; the policies' shared
+/// [`crate::policies::common::HeaderModifier`] cannot remove).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderModifier {

@@ -2,7 +2,7 @@
 
 use crate::duration::GoDuration;
 use crate::policies::common::PolicyRole;
-use crate::spec::{Match, TargetRef};
+use crate::spec::TargetRef;
 use crate::validate::matches;
 use crate::validate::targetref::{self, RefOpts};
 use crate::{Meta, ValidationError};
@@ -126,34 +126,8 @@ fn target_ref_errors(r: &TargetRef, kinds: &[&str]) -> ValidationError {
 }
 
 fn validate_rule(rule: &Rule, top_kind: &str) -> ValidationError {
-    let mut errs = ValidationError::new();
-    let mut has_spiffe_id = false;
-    for (i, m) in rule
-        .matches
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let path = format!("matches[{i}]");
-        errs.add_prefixed(&path, matches::validate_match(m));
-        let Match { spiffe_id, sni } = m;
-        match (spiffe_id, sni) {
-            (None, None) => errs.add(&path, "must specify at least one of 'spiffeID' or 'sni'"),
-            (Some(id), _) => {
-                has_spiffe_id = true;
-                match id.kind.as_str() {
-                    "Exact" | "Prefix" => {}
-                    "" => errs.add(format!("{path}.spiffeID.type"), "must be set"),
-                    other => errs.add(
-                        format!("{path}.spiffeID.type"),
-                        format!("unrecognized type {other:?}, supported values are: Exact, Prefix"),
-                    ),
-                }
-            }
-            (None, Some(_)) => {}
-        }
-    }
+    let (mut errs, has_spiffe_id) =
+        matches::validate_rule_matches(rule.matches.as_deref().unwrap_or_default());
     if has_spiffe_id {
         let c = &rule.default;
         let mut nil = |field: &str, v: &Option<GoDuration>| {

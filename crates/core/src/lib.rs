@@ -22,7 +22,9 @@ pub mod spec;
 pub mod validate;
 pub mod violation;
 
-pub use resource::{DESCRIPTORS, Meta, Resource, ResourceType, Scope, Shape, Spec, TypeDescriptor};
+pub use resource::{
+    DESCRIPTORS, Meta, PolicyForm, Resource, ResourceType, Scope, Shape, Spec, TypeDescriptor,
+};
 pub use violation::{ValidationError, Violation};
 
 /// The mesh a mesh-scoped resource lands in when a document names none (Kuma's default).

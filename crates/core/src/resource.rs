@@ -51,10 +51,33 @@ pub struct TypeDescriptor {
     /// For a targetRef policy (listed in `/policies`, takes `kuma.io/origin`): Kuma's
     /// `kuma:policy:order`, the order in which policies are applied to a proxy's config.
     pub policy_order: Option<u16>,
+    /// Which entry lists a policy has (Kuma's `HasToTargetRef`, `HasFromTargetRef`,
+    /// `HasRulesTargetRef`) and whether its `from` entries are read as `rules`
+    /// (`IsFromAsRules`); all false for other types. Shown in `/_resources`.
+    pub policy_form: PolicyForm,
     /// KDS: a zone receives this type from its global.
     pub to_zones: bool,
     /// KDS: the global receives this type from its zones.
     pub to_global: bool,
+}
+
+/// A policy's entry lists, as Kuma's descriptors state them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyForm {
+    pub to: bool,
+    pub from: bool,
+    pub rules: bool,
+    pub from_as_rules: bool,
+}
+
+impl PolicyForm {
+    /// Not a policy.
+    pub const NONE: PolicyForm = PolicyForm {
+        to: false,
+        from: false,
+        rules: false,
+        from_as_rules: false,
+    };
 }
 
 /// What every resource body offers beyond its wire shape: its own checks, with Kuma's field
@@ -166,6 +189,7 @@ const MESH: TypeDescriptor = TypeDescriptor {
     scope: Scope::Global,
     shape: Shape::Flat,
     policy_order: None,
+    policy_form: PolicyForm::NONE,
     to_zones: true,
     to_global: false,
 };
@@ -179,6 +203,7 @@ const DATAPLANE: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Flat,
     policy_order: None,
+    policy_form: PolicyForm::NONE,
     to_zones: false,
     to_global: true,
 };
@@ -192,6 +217,7 @@ const MESH_SERVICE: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: None,
+    policy_form: PolicyForm::NONE,
     to_zones: false,
     to_global: true,
 };
@@ -205,6 +231,7 @@ const SECRET: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Flat,
     policy_order: None,
+    policy_form: PolicyForm::NONE,
     to_zones: true,
     to_global: false,
 };
@@ -218,6 +245,7 @@ const GLOBAL_SECRET: TypeDescriptor = TypeDescriptor {
     scope: Scope::Global,
     shape: Shape::Flat,
     policy_order: None,
+    policy_form: PolicyForm::NONE,
     to_zones: true,
     to_global: false,
 };
@@ -231,6 +259,7 @@ const ZONE: TypeDescriptor = TypeDescriptor {
     scope: Scope::Global,
     shape: Shape::Flat,
     policy_order: None,
+    policy_form: PolicyForm::NONE,
     to_zones: false,
     to_global: false,
 };
@@ -244,6 +273,7 @@ const ZONE_INGRESS: TypeDescriptor = TypeDescriptor {
     scope: Scope::Global,
     shape: Shape::Flat,
     policy_order: None,
+    policy_form: PolicyForm::NONE,
     to_zones: true,
     to_global: true,
 };

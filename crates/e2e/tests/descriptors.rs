@@ -35,6 +35,27 @@ fn every_type_is_reachable_through_rest_and_kumactl_as_described() {
             "{}",
             d.name
         );
+        if d.policy_order.is_some() {
+            let form = d.policy_form;
+            assert_eq!(
+                (
+                    &entry["policy"]["hasToTargetRef"],
+                    &entry["policy"]["hasFromTargetRef"],
+                    &entry["policy"]["hasRulesTargetRef"],
+                    &entry["policy"]["isFromAsRules"],
+                ),
+                (
+                    &serde_json::json!(form.to),
+                    &serde_json::json!(form.from),
+                    &serde_json::json!(form.rules),
+                    &serde_json::json!(form.from_as_rules),
+                ),
+                "{}",
+                d.name
+            );
+        } else {
+            assert!(entry.get("policy").is_none(), "{}: {entry}", d.name);
+        }
         for arg in [d.cli_plural, d.cli_singular]
             .into_iter()
             .chain(d.short_names.iter().copied())

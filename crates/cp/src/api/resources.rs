@@ -36,7 +36,7 @@ pub async fn descriptors(State(state): State<AppState>) -> Json<Value> {
     let items: Vec<Value> = ResourceType::ALL
         .iter()
         .map(|t| {
-            json!({
+            let mut item = json!({
                 "name": t.name(),
                 "path": t.plural(),
                 "scope": match t.scope() { Scope::Global => "Global", Scope::Mesh => "Mesh" },
@@ -45,8 +45,19 @@ pub async fn descriptors(State(state): State<AppState>) -> Json<Value> {
                 "readOnly": read_only(*t, &state.role).is_some(),
                 "kumactlArg": t.cli_singular(),
                 "kumactlListArg": t.cli_plural(),
-                "policy": t.is_policy().then(|| json!({"isTargetRef": true, "isFromAsRules": false})),
-            })
+            });
+            // Kuma's PolicyDescription; other types have no `policy` at all.
+            if t.is_policy() {
+                let form = t.descriptor().policy_form;
+                item["policy"] = json!({
+                    "isTargetRef": true,
+                    "hasToTargetRef": form.to,
+                    "hasFromTargetRef": form.from,
+                    "hasRulesTargetRef": form.rules,
+                    "isFromAsRules": form.from_as_rules,
+                });
+            }
+            item
         })
         .collect();
     Json(json!({ "resources": items }))

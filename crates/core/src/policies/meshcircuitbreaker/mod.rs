@@ -30,7 +30,7 @@ pub use spec::*;
 pub use validate::validate;
 
 use crate::policies::common::{DefaultPolicy, DefaultPolicyEnv, top_level_target_ref_deprecations};
-use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::spec::TargetRef;
 use crate::{Meta, ValidationError};
 
@@ -45,6 +45,12 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: Some(1300),
+    policy_form: PolicyForm {
+        to: true,
+        from: true,
+        rules: true,
+        from_as_rules: true,
+    },
     to_zones: true,
     to_global: false,
 };

@@ -28,7 +28,7 @@ pub use spec::*;
 pub use validate::{validate, validate_with_role};
 
 use crate::policies::common::{PolicyRole, top_level_target_ref_deprecations};
-use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::{Meta, ValidationError};
 
 /// MeshFaultInjection in the registry (`kuma:policy:order=800`, short name `mfi`).
@@ -42,6 +42,12 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: Some(800),
+    policy_form: PolicyForm {
+        to: true,
+        from: true,
+        rules: true,
+        from_as_rules: false,
+    },
     to_zones: true,
     to_global: false,
 };

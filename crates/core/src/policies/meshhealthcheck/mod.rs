@@ -23,7 +23,7 @@ pub use spec::*;
 pub use validate::validate;
 
 use crate::policies::common::top_level_target_ref_deprecations;
-use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::{Meta, ValidationError};
 
 /// MeshHealthCheck in the registry (`kuma:policy:order=1200`, short name `mhc`).
@@ -37,6 +37,12 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: Some(1200),
+    policy_form: PolicyForm {
+        to: true,
+        from: false,
+        rules: false,
+        from_as_rules: false,
+    },
     to_zones: true,
     to_global: false,
 };

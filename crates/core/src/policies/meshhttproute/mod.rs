@@ -20,7 +20,7 @@ pub use spec::*;
 pub use validate::{UNRESOLVED_BACKEND, validate, validate_with_role};
 
 use crate::policies::common::top_level_target_ref_deprecations;
-use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::{Meta, ValidationError};
 
 /// MeshHTTPRoute in the registry (`kuma:policy:order=100`).
@@ -34,6 +34,12 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: Some(100),
+    policy_form: PolicyForm {
+        to: true,
+        from: false,
+        rules: false,
+        from_as_rules: false,
+    },
     to_zones: true,
     to_global: false,
 };

@@ -29,7 +29,7 @@ pub use spec::*;
 pub use validate::validate;
 
 use crate::policies::common::top_level_target_ref_deprecations;
-use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::{Meta, ValidationError};
 
 /// MeshLoadBalancingStrategy in the registry (`kuma:policy:order=400`, short name `mlbs`).
@@ -43,6 +43,12 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: Some(400),
+    policy_form: PolicyForm {
+        to: true,
+        from: false,
+        rules: false,
+        from_as_rules: false,
+    },
     to_zones: true,
     to_global: false,
 };

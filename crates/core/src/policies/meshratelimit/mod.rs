@@ -26,7 +26,7 @@ pub use spec::*;
 pub use validate::{validate, validate_with_role};
 
 use crate::policies::common::{PolicyRole, top_level_target_ref_deprecations};
-use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::{Meta, ValidationError};
 
 /// MeshRateLimit in the registry (`kuma:policy:order=900`, short name `mrl`; Kuma reads its
@@ -41,6 +41,12 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: Some(900),
+    policy_form: PolicyForm {
+        to: true,
+        from: true,
+        rules: true,
+        from_as_rules: true,
+    },
     to_zones: true,
     to_global: false,
 };

@@ -32,7 +32,7 @@ pub use validate::{validate, validate_with_role};
 use crate::policies::common::{
     DefaultPolicy, DefaultPolicyEnv, GoDuration, top_level_target_ref_deprecations,
 };
-use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::spec::TargetRef;
 use crate::{Meta, ValidationError};
 
@@ -47,6 +47,12 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: Some(1400),
+    policy_form: PolicyForm {
+        to: true,
+        from: false,
+        rules: false,
+        from_as_rules: false,
+    },
     to_zones: true,
     to_global: false,
 };

@@ -24,7 +24,7 @@ pub use resolve::{DataplaneTimeouts, TimeoutRules, Timeouts, explain_json};
 pub use spec::{Conf, From, Http, MeshTimeoutSpec, Rule, To};
 
 use crate::duration::GoDuration;
-use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::spec::TargetRef;
 use crate::{Meta, ValidationError};
 
@@ -39,6 +39,12 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: Some(1000),
+    policy_form: PolicyForm {
+        to: true,
+        from: true,
+        rules: true,
+        from_as_rules: true,
+    },
     to_zones: true,
     to_global: false,
 };

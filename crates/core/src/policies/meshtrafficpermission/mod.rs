@@ -53,7 +53,7 @@ pub use index::{DataplaneRef, MatchedFrom, MatchedPolicies, MatchedPolicy, Polic
 pub use select::{Action, CallerMatcher, MeshServiceCatalog};
 pub use spec::{FromItem, MeshTrafficPermissionSpec, MtpConf};
 
-use crate::resource::{ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
+use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::spec::{DataplaneSpec, MeshSpec};
 use crate::{Meta, ValidationError};
 
@@ -68,6 +68,12 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     scope: Scope::Mesh,
     shape: Shape::Spec,
     policy_order: Some(1100),
+    policy_form: PolicyForm {
+        to: false,
+        from: true,
+        rules: true,
+        from_as_rules: false,
+    },
     to_zones: true,
     to_global: false,
 };

@@ -274,6 +274,19 @@ pub fn validate_top_level(
     system_kinds: &[&str],
     kinds: &[&str],
 ) -> ValidationError {
+    validate_top_level_inbound(target_ref, role, system_kinds, kinds, false)
+}
+
+/// [`validate_top_level`] for a policy that may configure inbound traffic: with
+/// `inbound_policy` (it has `from` or `rules` entries) a Dataplane ref may name an inbound
+/// by `sectionName`.
+pub fn validate_top_level_inbound(
+    target_ref: Option<&TargetRef>,
+    role: &PolicyRole,
+    system_kinds: &[&str],
+    kinds: &[&str],
+    inbound_policy: bool,
+) -> ValidationError {
     let mut errs = ValidationError::new();
     let Some(target_ref) = target_ref else {
         return errs;
@@ -282,11 +295,18 @@ pub fn validate_top_level(
         PolicyRole::System => (
             system_kinds,
             RefOpts {
+                inbound_policy,
                 gateway_listener_tags_allowed: true,
                 ..RefOpts::default()
             },
         ),
-        _ => (kinds, RefOpts::default()),
+        _ => (
+            kinds,
+            RefOpts {
+                inbound_policy,
+                ..RefOpts::default()
+            },
+        ),
     };
     errs.add_prefixed("targetRef", validate_target_ref(target_ref, kinds, opts));
     errs

@@ -13,6 +13,7 @@ use std::cmp::Ordering;
 use crate::ValidationError;
 use crate::policies::common::{
     IntOrString, PolicyRole, RefOpts, includes_gateways, validate_target_ref,
+    validate_top_level_inbound,
 };
 use crate::spec::TargetRef;
 use crate::validate::matches::validate_match;
@@ -60,27 +61,16 @@ pub fn validate_with_role(spec: &MeshFaultInjectionSpec, role: &PolicyRole) -> V
     let from = spec.from.as_deref().unwrap_or_default();
     let to = spec.to.as_deref().unwrap_or_default();
     let rules = spec.rules.as_deref().unwrap_or_default();
-    if let Some(target_ref) = &spec.target_ref {
-        let inbound_policy = !rules.is_empty() || !from.is_empty();
-        let (kinds, opts): (&[&str], _) = match role {
-            PolicyRole::System => (
-                &SYSTEM_TOP_LEVEL_KINDS,
-                RefOpts {
-                    inbound_policy,
-                    gateway_listener_tags_allowed: true,
-                    ..RefOpts::default()
-                },
-            ),
-            _ => (
-                &TOP_LEVEL_KINDS,
-                RefOpts {
-                    inbound_policy,
-                    ..RefOpts::default()
-                },
-            ),
-        };
-        errs.add_prefixed("targetRef", validate_target_ref(target_ref, kinds, opts));
-    }
+    errs.add_prefixed(
+        "",
+        validate_top_level_inbound(
+            spec.target_ref.as_ref(),
+            role,
+            &SYSTEM_TOP_LEVEL_KINDS,
+            &TOP_LEVEL_KINDS,
+            !rules.is_empty() || !from.is_empty(),
+        ),
+    );
     if !from.is_empty() && !rules.is_empty() {
         errs.add("", "field 'from' must be empty when 'rules' is defined");
     }

@@ -5,7 +5,9 @@
 //! plain `kind: Mesh` does), `to` is refused when it cannot.
 
 use crate::ValidationError;
-use crate::policies::common::{PolicyRole, RefOpts, includes_gateways, validate_target_ref};
+use crate::policies::common::{
+    PolicyRole, RefOpts, includes_gateways, validate_target_ref, validate_top_level_inbound,
+};
 use crate::spec::TargetRef;
 use crate::validate::matches::validate_rule_matches;
 
@@ -57,27 +59,16 @@ pub fn validate_with_role(spec: &MeshRateLimitSpec, role: &PolicyRole) -> Valida
             "fields 'to' and 'from' must be empty when 'rules' is defined",
         );
     }
-    if let Some(target_ref) = &spec.target_ref {
-        let inbound_policy = !rules.is_empty() || !from.is_empty();
-        let (kinds, opts): (&[&str], _) = match role {
-            PolicyRole::System => (
-                &SYSTEM_TOP_LEVEL_KINDS,
-                RefOpts {
-                    inbound_policy,
-                    gateway_listener_tags_allowed: true,
-                    ..RefOpts::default()
-                },
-            ),
-            _ => (
-                &TOP_LEVEL_KINDS,
-                RefOpts {
-                    inbound_policy,
-                    ..RefOpts::default()
-                },
-            ),
-        };
-        errs.add_prefixed("targetRef", validate_target_ref(target_ref, kinds, opts));
-    }
+    errs.add_prefixed(
+        "",
+        validate_top_level_inbound(
+            spec.target_ref.as_ref(),
+            role,
+            &SYSTEM_TOP_LEVEL_KINDS,
+            &TOP_LEVEL_KINDS,
+            !rules.is_empty() || !from.is_empty(),
+        ),
+    );
     // A MeshHTTPRoute scope includes gateways: Kuma's separate MeshHTTPRoute checks for
     // `rules` and `from` are never reached.
     let gateways = includes_gateways(spec.target_ref.as_ref());

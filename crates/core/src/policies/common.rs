@@ -312,6 +312,48 @@ pub fn validate_top_level_inbound(
     errs
 }
 
+/// A `from` or `to` entry for [`validate_gateway_scoped`]: its reference and the checks of
+/// its `default` (paths relative to the default).
+pub type ScopedEntry<'a> = (Option<&'a TargetRef>, ValidationError);
+
+/// Kuma's rule for policies whose `from` configures sidecars and `to` gateways
+/// (MeshFaultInjection, MeshRateLimit): with a scope that includes a gateway `from` must be
+/// empty, without one `to` must be; the entries allowed are checked (reference kinds,
+/// `default`). Paths start at `from` / `to`.
+pub fn validate_gateway_scoped(
+    gateways: bool,
+    from: Vec<ScopedEntry<'_>>,
+    from_kinds: &[&str],
+    to: Vec<ScopedEntry<'_>>,
+    to_kinds: &[&str],
+) -> ValidationError {
+    let mut errs = ValidationError::new();
+    let entries = |errs: &mut ValidationError, list: Vec<ScopedEntry<'_>>, field: &str, kinds| {
+        let missing = TargetRef::default();
+        for (i, (target_ref, default)) in list.into_iter().enumerate() {
+            errs.add_prefixed(
+                &format!("{field}[{i}].targetRef"),
+                validate_target_ref(target_ref.unwrap_or(&missing), kinds, RefOpts::default()),
+            );
+            errs.add_prefixed(&format!("{field}[{i}].default"), default);
+        }
+    };
+    if gateways && !from.is_empty() {
+        errs.add(
+            "from",
+            "must not be defined when the scope includes a Gateway, select only proxyType Sidecar or select only gateways and use spec.to",
+        );
+    } else {
+        entries(&mut errs, from, "from", from_kinds);
+    }
+    if !gateways && !to.is_empty() {
+        errs.add("to", "must not be defined");
+    } else {
+        entries(&mut errs, to, "to", to_kinds);
+    }
+    errs
+}
+
 /// Kinds a route's `backendRefs` may name.
 pub const BACKEND_REF_KINDS: [&str; 4] = [
     "MeshService",

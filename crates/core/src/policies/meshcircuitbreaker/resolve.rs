@@ -240,11 +240,7 @@ impl CircuitBreakerRules {
 /// The `inspect` view of one outbound's MeshCircuitBreaker: the contributing policies
 /// (lowest priority first), the merged conf as written, and what the proxy enforces.
 pub fn explain_json(merged: &Merged) -> Value {
-    serde_json::json!({
-        "policies": merged.policies(),
-        "conf": merged.conf.clone().unwrap_or(Value::Null),
-        "effective": serde_json::to_value(breaker(merged)).unwrap_or(Value::Null),
-    })
+    crate::policies::rules::explain_json(merged, &breaker(merged))
 }
 
 fn breaker(merged: &Merged) -> CircuitBreaker {

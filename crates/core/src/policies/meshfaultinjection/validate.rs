@@ -12,10 +12,8 @@ use std::cmp::Ordering;
 
 use crate::ValidationError;
 use crate::policies::common::{
-    IntOrString, PolicyRole, RefOpts, includes_gateways, validate_target_ref,
-    validate_top_level_inbound,
+    IntOrString, PolicyRole, includes_gateways, validate_gateway_scoped, validate_top_level_inbound,
 };
-use crate::spec::TargetRef;
 use crate::validate::matches::validate_match;
 
 use super::spec::{Conf, MeshFaultInjectionSpec};
@@ -85,39 +83,20 @@ pub fn validate_with_role(spec: &MeshFaultInjectionSpec, role: &PolicyRole) -> V
         );
     }
     let gateways = includes_gateways(spec.target_ref.as_ref());
-    if gateways && !from.is_empty() {
-        errs.add(
-            "from",
-            "must not be defined when the scope includes a Gateway, select only proxyType Sidecar or select only gateways and use spec.to",
-        );
-    } else {
-        for (i, item) in from.iter().enumerate() {
-            let target_ref = item.target_ref.clone().unwrap_or_else(TargetRef::default);
-            errs.add_prefixed(
-                &format!("from[{i}].targetRef"),
-                validate_target_ref(&target_ref, &FROM_KINDS, RefOpts::default()),
-            );
-            errs.add_prefixed(
-                &format!("from[{i}].default"),
-                validate_default(item.default.as_ref()),
-            );
-        }
-    }
-    if !gateways && !to.is_empty() {
-        errs.add("to", "must not be defined");
-    } else {
-        for (i, item) in to.iter().enumerate() {
-            let target_ref = item.target_ref.clone().unwrap_or_else(TargetRef::default);
-            errs.add_prefixed(
-                &format!("to[{i}].targetRef"),
-                validate_target_ref(&target_ref, &TO_KINDS, RefOpts::default()),
-            );
-            errs.add_prefixed(
-                &format!("to[{i}].default"),
-                validate_default(item.default.as_ref()),
-            );
-        }
-    }
+    errs.add_prefixed(
+        "",
+        validate_gateway_scoped(
+            gateways,
+            from.iter()
+                .map(|f| (f.target_ref.as_ref(), validate_default(f.default.as_ref())))
+                .collect(),
+            &FROM_KINDS,
+            to.iter()
+                .map(|t| (t.target_ref.as_ref(), validate_default(t.default.as_ref())))
+                .collect(),
+            &TO_KINDS,
+        ),
+    );
     let mut out = ValidationError::new();
     out.add_prefixed("spec", errs);
     out

@@ -6,9 +6,8 @@
 
 use crate::ValidationError;
 use crate::policies::common::{
-    PolicyRole, RefOpts, includes_gateways, validate_target_ref, validate_top_level_inbound,
+    PolicyRole, includes_gateways, validate_gateway_scoped, validate_top_level_inbound,
 };
-use crate::spec::TargetRef;
 use crate::validate::matches::validate_rule_matches;
 
 use super::spec::{Conf, LocalHttp, LocalTcp, MeshRateLimitSpec, Rate};
@@ -91,39 +90,20 @@ pub fn validate_with_role(spec: &MeshRateLimitSpec, role: &PolicyRole) -> Valida
             errs.add_prefixed(&format!("{at}.default"), validate_default(conf));
         }
     }
-    if gateways && !from.is_empty() {
-        errs.add(
-            "from",
-            "must not be defined when the scope includes a Gateway, select only proxyType Sidecar or select only gateways and use spec.to",
-        );
-    } else {
-        for (i, item) in from.iter().enumerate() {
-            let target_ref = item.target_ref.clone().unwrap_or_else(TargetRef::default);
-            errs.add_prefixed(
-                &format!("from[{i}].targetRef"),
-                validate_target_ref(&target_ref, &FROM_TO_KINDS, RefOpts::default()),
-            );
-            errs.add_prefixed(
-                &format!("from[{i}].default"),
-                validate_default(item.default.as_ref()),
-            );
-        }
-    }
-    if !gateways && !to.is_empty() {
-        errs.add("to", MUST_NOT_BE_DEFINED);
-    } else {
-        for (i, item) in to.iter().enumerate() {
-            let target_ref = item.target_ref.clone().unwrap_or_else(TargetRef::default);
-            errs.add_prefixed(
-                &format!("to[{i}].targetRef"),
-                validate_target_ref(&target_ref, &FROM_TO_KINDS, RefOpts::default()),
-            );
-            errs.add_prefixed(
-                &format!("to[{i}].default"),
-                validate_default(item.default.as_ref()),
-            );
-        }
-    }
+    errs.add_prefixed(
+        "",
+        validate_gateway_scoped(
+            gateways,
+            from.iter()
+                .map(|f| (f.target_ref.as_ref(), validate_default(f.default.as_ref())))
+                .collect(),
+            &FROM_TO_KINDS,
+            to.iter()
+                .map(|t| (t.target_ref.as_ref(), validate_default(t.default.as_ref())))
+                .collect(),
+            &FROM_TO_KINDS,
+        ),
+    );
     let mut out = ValidationError::new();
     out.add_prefixed("spec", errs);
     out

@@ -295,11 +295,7 @@ impl RetryRules {
 /// The `inspect` view of one outbound's MeshRetry: the contributing policies (lowest
 /// priority first), the merged conf as written, and what the proxy enforces.
 pub fn explain_json(merged: &Merged) -> Value {
-    serde_json::json!({
-        "policies": merged.policies(),
-        "conf": merged.conf.clone().unwrap_or(Value::Null),
-        "effective": serde_json::to_value(retry(merged)).unwrap_or(Value::Null),
-    })
+    crate::policies::rules::explain_json(merged, &retry(merged))
 }
 
 /// A merged conf as a [`Retry`]; one that does not decode (it cannot: every input was a

@@ -174,12 +174,7 @@ impl TimeoutRules {
 /// The `inspect` view of one listener's MeshTimeout: the contributing policies (lowest
 /// priority first), the merged conf as written, and the timeouts in force.
 pub fn explain_json(merged: &Merged) -> Value {
-    let effective = timeouts(merged);
-    serde_json::json!({
-        "policies": merged.policies(),
-        "conf": merged.conf.clone().unwrap_or(Value::Null),
-        "effective": serde_json::to_value(effective).unwrap_or(Value::Null),
-    })
+    crate::policies::rules::explain_json(merged, &timeouts(merged))
 }
 
 /// A merged conf as timeouts; one that does not decode (it cannot: every input was a

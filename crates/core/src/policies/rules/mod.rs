@@ -152,7 +152,7 @@ pub use order::{
     DISPLAY_NAME_LABEL, EFFECT_LABEL, NAMESPACE_LABEL, ORIGIN_LABEL, ROLE_LABEL, ZONE_LABEL,
 };
 pub use select::ProxyType;
-pub use source::{RulesSource, build_index, conf_json};
+pub use source::{RulesSource, build_index, conf_json, explain_json};
 pub use types::{
     DataplaneRules, DataplaneView, Entry, FromEntry, InboundRule, InboundRules, Merged, Options,
     Origin, OutboundRules, OutboundTarget, PolicyItem, ResourceRef, RuleItem,

@@ -65,3 +65,14 @@ pub fn build_index<S: RulesSource>(
         .collect();
     RulesIndex::new(mesh, &items, catalog, options)
 }
+
+/// The `inspect` view of one listener's policy of some kind: the contributing policies
+/// (lowest priority first), the merged conf as written, and `effective`, what the proxy
+/// enforces from it.
+pub fn explain_json<T: serde::Serialize>(merged: &super::types::Merged, effective: &T) -> Value {
+    serde_json::json!({
+        "policies": merged.policies(),
+        "conf": merged.conf.clone().unwrap_or(Value::Null),
+        "effective": conf_json(effective),
+    })
+}

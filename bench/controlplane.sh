@@ -5,6 +5,8 @@
 #
 # Usage: bench/controlplane.sh [N]     N defaults to 10000; 1000 is a quick check (~1 min).
 # Env:   SETUP_TIMEOUT=900 PROPAGATION_TIMEOUT=120 (seconds; both bound the run)
+#        CP_ENV="NAME=value ..." extra environment for kuma-cp, CP_WRAP="heaptrack -o F" a
+#        command kuma-cp runs under (experiments; RSS figures then include the wrapper)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +18,8 @@ DATE=$(date +%Y-%m-%d)
 # BARE=1: the mesh without Kuma's default policies (MeshTimeout, MeshRetry, MeshCircuitBreaker),
 # to measure what they cost.
 BARE=${BARE:-0}
+CP_ENV=${CP_ENV:-}
+CP_WRAP=${CP_WRAP:-}
 SUFFIX="" SKIP_MESH=false BENCH_ARGS=()
 if [[ $BARE == 1 ]]; then
     SUFFIX=-bare SKIP_MESH=true BENCH_ARGS=(--skip-default-policies)
@@ -80,8 +84,8 @@ env -i PATH="$PATH" HOME="$CPW" KUMA_GENERAL_WORK_DIR="$CPW/work" \
     KUMA_API_SERVER_HTTP_INTERFACE=127.0.0.1 KUMA_API_SERVER_HTTP_PORT="$CP_HTTP" \
     KUMA_API_SERVER_HTTPS_INTERFACE=127.0.0.1 KUMA_API_SERVER_HTTPS_PORT="$CP_HTTPS" \
     KUMA_DIAGNOSTICS_SERVER_PORT="$CP_DIAG" KUMA_DP_SERVER_PORT="$CP_DP" \
-    KUMA_DEFAULTS_SKIP_MESH_CREATION=$SKIP_MESH \
-    "$BIN/kuma-cp" run >"$CPW/kuma-cp.log" 2>&1 &
+    KUMA_DEFAULTS_SKIP_MESH_CREATION=$SKIP_MESH $CP_ENV \
+    $CP_WRAP "$BIN/kuma-cp" run >"$CPW/kuma-cp.log" 2>&1 &
 CP=$!
 PIDS+=($CP)
 wait_http "http://127.0.0.1:$CP_DIAG/ready"

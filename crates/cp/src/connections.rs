@@ -280,7 +280,10 @@ pub async fn serve_grpc(
                 local_addr: tcp.local_addr().ok(),
                 remote_addr: Some(peer),
             };
-            let Some(stream) = handshake(&tls, tcp, timeouts.read_header, peer).await else {
+            // Boxed, here and below: a future holding the handshake and the connection
+            // inline would keep room for both, for every connection's whole life.
+            let Some(stream) = Box::pin(handshake(&tls, tcp, timeouts.read_header, peer)).await
+            else {
                 return;
             };
             let activity = Arc::new(Activity::default());
@@ -290,10 +293,10 @@ pub async fn serve_grpc(
                 activity: activity.clone(),
                 read_timeout: None,
             };
-            let conn = h2.serve_connection(TokioIo::new(stream), svc);
+            let conn = Box::pin(h2.serve_connection(TokioIo::new(stream), svc));
             drive(
                 conn,
-                |c| c.graceful_shutdown(),
+                |c| c.get_mut().as_mut().graceful_shutdown(),
                 &activity,
                 timeouts,
                 false,

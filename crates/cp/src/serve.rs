@@ -239,12 +239,7 @@ pub async fn dp_server(
         _ => generated_cert(&config.work_dir, "dp-server", None)?,
     };
     let tls = server_tls(&cert, &key, b"h2", "the DP server")?;
-    let routes = tonic::service::Routes::new(
-        service
-            .into_service()
-            .max_decoding_message_size(DP_MAX_MESSAGE),
-    )
-    .prepare();
+    let routes = tonic::service::Routes::new(service.into_service(DP_MAX_MESSAGE)).prepare();
     // A proxy sends small requests (ACKs): small receive windows bound what a flood buffers.
     let h2 = connections::grpc_h2(
         Duration::from_secs(15),

@@ -505,6 +505,36 @@ fn the_dp_server_refuses_a_message_over_its_limit() {
     dp.wait_ready();
 }
 
+/// Incremental xDS is not served: a client asking for it gets `Unimplemented` with a message
+/// that says what to use, and the DP server keeps serving.
+#[test]
+fn the_dp_server_refuses_incremental_xds_clearly() {
+    let cp = ControlPlane::start();
+    let tls = tls_config(&cp.dp_ca_file(), b"h2");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let status = rt.block_on(async {
+        let channel = aerie_xds::client::channel("localhost", cp.addrs.dp_server, tls)
+            .await
+            .expect("channel");
+        let mut client = aerie_xds::AggregatedDiscoveryServiceClient::new(channel);
+        client
+            .delta_aggregated_resources(tokio_stream::once(
+                aerie_xds::DeltaDiscoveryRequest::default(),
+            ))
+            .await
+            .err()
+    });
+    let status = status.expect("incremental xDS must be refused");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert!(
+        status.message().contains("StreamAggregatedResources"),
+        "{status:?}"
+    );
+}
+
 /// At `dpServer.maxConnections`, a proxy waits for a slot: silent connections hold the cap
 /// until the read-header timeout closes them, then the proxy gets in.
 #[test]

@@ -3,6 +3,7 @@
 //! aggregated stream (see `aerie_xds` for the protocol).
 
 mod addresses;
+mod grpc;
 pub mod hub;
 mod ingress;
 mod reconcile;
@@ -16,8 +17,7 @@ use std::sync::Arc;
 
 use aerie_store::SharedStore;
 use aerie_xds::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer, DiscoveryRequest,
-    DiscoveryResponse, NodeInfo, ProxyType,
+    AggregatedDiscoveryService, DiscoveryRequest, DiscoveryResponse, NodeInfo, ProxyType,
 };
 use futures_util::Stream;
 use tokio::sync::mpsc;
@@ -100,8 +100,9 @@ impl DpServer {
         self.hub.clone()
     }
 
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<DpServer> {
-        AggregatedDiscoveryServiceServer::new(self)
+    /// The gRPC service to mount; requests over `max_message` bytes end the stream.
+    pub fn into_service(self, max_message: usize) -> grpc::AdsService {
+        grpc::AdsService::new(self, max_message)
     }
 }
 

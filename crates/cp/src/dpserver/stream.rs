@@ -176,13 +176,16 @@ async fn serve<P: Protocol>(
     first: DiscoveryRequest,
     inbound: &mut Streaming<DiscoveryRequest>,
 ) -> End {
-    if proto.handle(conn, first).await.is_err() {
+    // `handle` and `push` are boxed: their futures (signing a certificate, encoding a
+    // response) would otherwise be part of this one, held for the stream's whole life,
+    // although they run only briefly on each request and push.
+    if Box::pin(proto.handle(conn, first)).await.is_err() {
         return End::Lost;
     }
     loop {
         tokio::select! {
             msg = inbound.message() => match msg {
-                Ok(Some(req)) => if proto.handle(conn, req).await.is_err() { return End::Lost },
+                Ok(Some(req)) => if Box::pin(proto.handle(conn, req)).await.is_err() { return End::Lost },
                 Ok(None) => return End::Graceful,
                 Err(status) => {
                     tracing::debug!(key = ?conn.key, %status, "stream error");
@@ -190,7 +193,7 @@ async fn serve<P: Protocol>(
                 }
             },
             changed = conn.reg.snapshots.changed() => {
-                if changed.is_err() || proto.push(conn).await.is_err() {
+                if changed.is_err() || Box::pin(proto.push(conn)).await.is_err() {
                     return End::Lost;
                 }
             }

@@ -126,13 +126,7 @@ impl Cluster {
 
     /// One more of `r`, unless the threshold is reached.
     pub fn try_take(self: &Arc<Self>, r: Resource) -> Option<Held> {
-        let max = self.max[r as usize].load(Ordering::Relaxed);
-        self.used[r as usize]
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
-        Some(Held {
+        self.try_count(r).then(|| Held {
             cluster: self.clone(),
             r,
         })
@@ -145,6 +139,16 @@ impl Cluster {
             cluster: self.clone(),
             r,
         }
+    }
+
+    /// Counts one more of `r` unless the threshold is reached (the caller gives it back).
+    fn try_count(&self, r: Resource) -> bool {
+        let max = self.max[r as usize].load(Ordering::Relaxed);
+        self.used[r as usize]
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     pub fn in_use(&self, r: Resource) -> u32 {
@@ -191,20 +195,20 @@ impl Cluster {
                 }
                 continue;
             }
-            // A new pool.
-            let pool = if force {
-                self.take(Resource::ConnectionPools)
-            } else {
-                self.try_take(Resource::ConnectionPools)?
-            };
+            // A new pool, counted until its last member leaves (`PoolMember::drop`).
+            let pools = &self.used[Resource::ConnectionPools as usize];
+            if force {
+                pools.fetch_add(1, Ordering::AcqRel);
+            } else if !self.try_count(Resource::ConnectionPools) {
+                return None;
+            }
             match members.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    // Counted until the last member leaves (see `PoolMember::drop`).
-                    std::mem::forget(pool);
-                    break;
-                }
+                Ok(_) => break,
                 // Another request created it meanwhile: join that one.
-                Err(now) => n = now,
+                Err(now) => {
+                    pools.fetch_sub(1, Ordering::AcqRel);
+                    n = now;
+                }
             }
         }
         Some(PoolMember {
@@ -1012,6 +1016,12 @@ mod tests {
         drop(second);
         assert_eq!(c.in_use(Resource::ConnectionPools), 0);
         assert!(c.join_pool(&endpoint_b, 1, false).is_some());
+        assert_eq!(c.in_use(Resource::ConnectionPools), 0);
+        assert_eq!(
+            Arc::strong_count(&c),
+            1,
+            "members hold the cluster no longer"
+        );
         // Without maxConnectionPools, pools are unlimited.
         let c = Cluster::new(&CircuitBreaker::default());
         let members: Vec<PoolMember> = (0..2)

@@ -1,18 +1,23 @@
-//! `demo-app --name NAME --listen ADDR [--tcp-echo] [--fail-status CODE]`: answers every
-//! HTTP request with `{"service": NAME, "path": PATH, "requests": N}` (200), `GET /headers`
-//! with the request's headers as a JSON object (what the sidecar passed on), `/delay/<ms>`
-//! after that long, `/status/<code>` with that status, `/flaky/<percent>` with 503 for that
-//! share of its calls (spread evenly: `/flaky/50` fails every other call), or echoes TCP
+//! `demo-app --name NAME --listen ADDR [--tcp-echo] [--fail-status CODE] [--fail-percent P]`:
+//! answers every HTTP request with `{"service": NAME, "path": PATH, "requests": N}` (200),
+//! `GET /headers` with the request's headers as a JSON object (what the sidecar passed on),
+//! `/delay/<ms>` after that long, `/status/<code>` with that status, `/flaky/<percent>` with
+//! 503 for that share of its calls (spread evenly: `/flaky/50` fails every other call),
+//! `/fail-once/<id>?status=<code>&header=<name>:<value>...` with that status (503 by
+//! default) and those response headers the first time `<id>` is asked for and 200 after
+//! (the body's `seen` says how many times it was asked: a retry shows as 2), or echoes TCP
 //! bytes back. `--fail-status CODE` makes every HTTP answer that status (an unhealthy
-//! instance). It stands for the Kong Air services behind the sidecars in the demo and in the
-//! end-to-end tests.
+//! instance); with `--fail-percent P`, only P percent of them, spread evenly (an instance
+//! failing some of the time; 500 unless `--fail-status` says otherwise). It stands for the
+//! Kong Air services behind the sidecars in the demo and in the end-to-end tests.
 
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -25,6 +30,17 @@ struct Args {
     listen: SocketAddr,
     tcp_echo: bool,
     fail_status: Option<u16>,
+    fail_percent: Option<u64>,
+}
+
+/// Ids `/fail-once/` has seen, and how often; forgotten past this many.
+const MAX_FAIL_ONCE_IDS: usize = 100_000;
+
+/// Whether call `k` (from 1) of a share failing `pct` percent fails: when it takes the
+/// failure count to the next whole number, so exactly `pct` of every 100 calls fail,
+/// spread out.
+fn fails(k: u64, pct: u64) -> bool {
+    (k * pct) / 100 != ((k - 1) * pct) / 100
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
     let mut listen = None;
     let mut tcp_echo = false;
     let mut fail_status = None;
+    let mut fail_percent = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -50,6 +67,15 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or(format!("--fail-status {v}: not an HTTP status code"))?;
                 fail_status = Some(code);
             }
+            "--fail-percent" => {
+                let v = it.next().ok_or("--fail-percent needs a percentage")?;
+                let pct = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|p| *p <= 100)
+                    .ok_or(format!("--fail-percent {v}: not a percentage (0-100)"))?;
+                fail_percent = Some(pct);
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -58,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
         listen: listen.ok_or("--listen is required")?,
         tcp_echo,
         fail_status,
+        fail_percent,
     })
 }
 
@@ -67,7 +94,7 @@ async fn main() {
         Ok(a) => a,
         Err(e) => {
             eprintln!(
-                "Error: {e}\nusage: demo-app --name NAME --listen ADDR [--tcp-echo] [--fail-status CODE]"
+                "Error: {e}\nusage: demo-app --name NAME --listen ADDR [--tcp-echo] [--fail-status CODE] [--fail-percent P]"
             );
             std::process::exit(2);
         }
@@ -88,12 +115,20 @@ async fn main() {
     let name: Arc<str> = Arc::from(args.name);
     let count = Arc::new(AtomicU64::new(0));
     let flaky = Arc::new(AtomicU64::new(0));
-    let fail_status = args.fail_status;
+    let failed = Arc::new(AtomicU64::new(0));
+    let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    // Every answer fails with --fail-status alone; a share of them with --fail-percent.
+    let fail_share = match (args.fail_status, args.fail_percent) {
+        (_, Some(pct)) => Some((args.fail_status.unwrap_or(500), pct)),
+        (Some(code), None) => Some((code, 100)),
+        (None, None) => None,
+    };
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let (name, count, flaky) = (name.clone(), count.clone(), flaky.clone());
+        let (failed, seen) = (failed.clone(), seen.clone());
         if args.tcp_echo {
             tokio::spawn(async move {
                 let (mut r, mut w) = stream.into_split();
@@ -113,22 +148,35 @@ async fn main() {
                     .and_then(|ms| ms.parse::<u64>().ok())
                     .map(|ms| std::time::Duration::from_millis(ms.min(60_000)));
                 let path = req.uri().path();
-                let status = fail_status
+                let failing = fail_share.and_then(|(code, pct)| {
+                    let k = failed.fetch_add(1, Ordering::Relaxed) + 1;
+                    fails(k, pct).then_some(code)
+                });
+                let once = path
+                    .strip_prefix("/fail-once/")
+                    .map(|id| fail_once(&seen, id, req.uri().query().unwrap_or("")));
+                let status = failing
+                    .or_else(|| once.as_ref().and_then(|o| o.status))
                     .or_else(|| {
                         path.strip_prefix("/status/")
                             .and_then(|c| c.parse::<u16>().ok())
                     })
                     .or_else(|| {
                         let pct = path.strip_prefix("/flaky/")?.parse::<u64>().ok()?.min(100);
-                        // Call k (from 1) fails when it takes the failure count to the next
-                        // whole number: exactly `pct` failures every 100 calls, spread out.
                         let k = flaky.fetch_add(1, Ordering::Relaxed) + 1;
-                        ((k * pct) / 100 != ((k - 1) * pct) / 100).then_some(503)
+                        fails(k, pct).then_some(503)
                     })
                     .and_then(|c| hyper::StatusCode::from_u16(c).ok())
                     .unwrap_or(hyper::StatusCode::OK);
                 let body = if req.uri().path() == "/headers" {
                     headers_json(&req)
+                } else if let Some(o) = &once {
+                    format!(
+                        "{{\"service\":\"{}\",\"path\":\"{}\",\"requests\":{n},\"seen\":{}}}\n",
+                        name,
+                        req.uri().path(),
+                        o.seen
+                    )
                 } else {
                     format!(
                         "{{\"service\":\"{}\",\"path\":\"{}\",\"requests\":{n}}}\n",
@@ -136,23 +184,77 @@ async fn main() {
                         req.uri().path()
                     )
                 };
+                let extra_headers = once.map(|o| o.headers).unwrap_or_default();
                 async move {
                     if let Some(d) = delay {
                         tokio::time::sleep(d).await;
                     }
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .status(status)
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from(body)))
-                            .unwrap_or_default(),
-                    )
+                    let mut resp = Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json");
+                    for (k, v) in extra_headers {
+                        resp = resp.header(k, v);
+                    }
+                    Ok::<_, Infallible>(resp.body(Full::new(Bytes::from(body))).unwrap_or_default())
                 }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+/// What `/fail-once/<id>` answers this time.
+struct FailOnce {
+    /// The failure's status, the first time only.
+    status: Option<u16>,
+    /// Response headers, the first time only.
+    headers: Vec<(String, String)>,
+    /// How many times `id` was asked for, this one included.
+    seen: u64,
+}
+
+/// Counts a call of `/fail-once/<id>`; the first one answers the query's `status` (503 by
+/// default) with its `header=<name>:<value>` headers.
+fn fail_once(seen: &Mutex<HashMap<String, u64>>, id: &str, query: &str) -> FailOnce {
+    let n = {
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_FAIL_ONCE_IDS && !seen.contains_key(id) {
+            seen.clear();
+        }
+        let n = seen.entry(id.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if n > 1 {
+        return FailOnce {
+            status: None,
+            headers: Vec::new(),
+            seen: n,
+        };
+    }
+    let mut status = 503;
+    let mut headers = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("status", v)) => {
+                if let Some(code) = v.parse::<u16>().ok().filter(|c| (100..=599).contains(c)) {
+                    status = code;
+                }
+            }
+            Some(("header", v)) => {
+                if let Some((name, value)) = v.split_once(':') {
+                    headers.push((name.to_owned(), value.to_owned()));
+                }
+            }
+            _ => {}
+        }
+    }
+    FailOnce {
+        status: Some(status),
+        headers,
+        seen: n,
     }
 }
 

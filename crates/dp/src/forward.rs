@@ -14,7 +14,7 @@ use tracing::{debug, info};
 
 use crate::body::{ProxyBody, local_response};
 use crate::breaker::{
-    Cluster, Detector, Held, Outcome, OutlierPolicy, Resource, overflow_response,
+    Cluster, Detector, Held, Outcome, OutlierPolicy, PoolMember, Resource, overflow_response,
 };
 use crate::lb::RoundRobin;
 use crate::metrics::ListenerStats;
@@ -64,17 +64,33 @@ impl Upstreams {
         if let Some(d) = self.detector()
             && let Some(time) = d.record(i, outcome)
         {
-            self.stats.error("outlier_ejection");
-            if let Some(p) = self.pools.get(i) {
-                info!(listener = %self.stats.name, endpoint = %p.connector.addr, ?time, "endpoint ejected by outlier detection");
-            }
+            self.ejected(i, time);
         }
+    }
+
+    fn ejected(&self, i: usize, time: Duration) {
+        self.stats.error("outlier_ejection");
+        if let Some(p) = self.pools.get(i) {
+            info!(listener = %self.stats.name, endpoint = %p.connector.addr, ?time, "endpoint ejected by outlier detection");
+        }
+    }
+
+    /// Outlier detection, once the interval's success-rate and failure-percentage sweep ran
+    /// if one was due (before an endpoint is chosen).
+    fn swept_detector(&self) -> Option<Detector<'_, Arc<EndpointPool>>> {
+        let d = self.detector()?;
+        for (i, time) in d.maybe_sweep().into_iter().flatten() {
+            self.ejected(i, time);
+        }
+        Some(d)
     }
 
     /// Dials an endpoint for TCP proxying: up to `connect_attempts` attempts (and at least
     /// one per endpoint), round robin, skipping ejected endpoints. The connection counts in
-    /// the cluster's `maxConnections` while the returned guard lives.
-    pub async fn connect(&self) -> Option<(Upstream, Held)> {
+    /// the cluster's `maxConnections` and in this worker's pool to the endpoint
+    /// (`maxConnectionPools`) while the returned guards live. `None` closes the
+    /// downstream connection.
+    pub async fn connect(&self) -> Option<(Upstream, (Held, PoolMember))> {
         let Some(conn) = self.cluster.try_take(Resource::Connections) else {
             self.stats.error("upstream_overflow");
             return None;
@@ -87,17 +103,22 @@ impl Upstreams {
         let attempts = usize::try_from(self.connect_attempts)
             .unwrap_or(usize::MAX)
             .max(n);
-        let detector = self.detector();
+        let detector = self.swept_detector();
         let skip = detector.as_ref().map(|d| d.skip());
         for i in self.rr.cycle(n, attempts) {
             if skip.as_ref().is_some_and(|s| s(i)) {
                 continue;
             }
             let pool = self.pools.get(i)?;
+            // As Envoy's TCP proxy: no pool for the chosen endpoint ends the attempt.
+            let Some(member) = pool.join_pool(false) else {
+                self.stats.error("upstream_cx_pool_overflow");
+                return None;
+            };
             match pool.connector.connect().await {
                 Ok(io) => {
                     self.record(i, Outcome::Connected);
-                    return Some((io, conn));
+                    return Some((io, (conn, member)));
                 }
                 Err(e) => {
                     self.connect_failed(&pool.connector, &e);
@@ -164,11 +185,16 @@ impl Upstreams {
         let (body, copy) = ReqBody::tee(body);
         let mut req = Request::from_parts(parts, body);
         let mut retries = 0;
+        // Exponential back-offs so far (a rate-limited one does not advance it, as Envoy).
+        let mut backed_off = 0;
         let mut _retry: Option<Held> = None;
         loop {
             let tried = self.try_once(req, policy.per_try_timeout).await;
             _retry = None;
-            if tried.overflow || retries >= policy.num_retries || !policy.retries(tried.attempt) {
+            if tried.overflow
+                || retries >= policy.num_retries
+                || !policy.retries(tried.attempt, tried.resp.headers())
+            {
                 return tried.resp;
             }
             let body = match &copy {
@@ -192,11 +218,27 @@ impl Upstreams {
                 return tried.resp;
             };
             _retry = Some(held);
+            // A response asking for a wait (`rateLimitedBackOff`) gets it; otherwise the
+            // jittered exponential back-off.
+            let asked = match tried.attempt {
+                Attempt::Response { .. } => policy.rate_limited_back_off(tried.resp.headers()),
+                _ => None,
+            };
+            let wait = match asked {
+                Some(wait) => {
+                    self.stats.error("upstream_retry_backoff_ratelimited");
+                    wait
+                }
+                None => {
+                    backed_off += 1;
+                    policy.back_off(backed_off)
+                }
+            };
             // The discarded answer's connection is closed with it.
             drop(tried);
             retries += 1;
             self.stats.error("upstream_retry");
-            tokio::time::sleep(policy.back_off(retries)).await;
+            tokio::time::sleep(wait).await;
             req = head.request(body);
         }
     }
@@ -229,7 +271,7 @@ impl Upstreams {
     async fn attempt(&self, req: Request<ReqBody>, chosen: &AtomicUsize) -> Tried {
         let mut picked = None;
         {
-            let detector = self.detector();
+            let detector = self.swept_detector();
             let skip = detector.as_ref().map(|d| d.skip());
             for i in self.rr.order(self.pools.len()) {
                 if skip.as_ref().is_some_and(|s| s(i)) {
@@ -245,6 +287,19 @@ impl Upstreams {
                         self.stats.error("upstream_overflow");
                         return Tried {
                             resp: overflow_response(),
+                            attempt: Attempt::ConnectFailure,
+                            overflow: true,
+                        };
+                    }
+                    // Envoy's router answers a request it gets no connection pool for as
+                    // it answers one without a host, and does not retry it.
+                    Err(CheckoutError::PoolOverflow) => {
+                        self.stats.error("upstream_cx_pool_overflow");
+                        return Tried {
+                            resp: local_response(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "no healthy upstream",
+                            ),
                             attempt: Attempt::ConnectFailure,
                             overflow: true,
                         };

@@ -14,6 +14,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -32,7 +33,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
-use crate::breaker::{Cluster, EndpointHealth, Held, Resource};
+use crate::breaker::{Cluster, EndpointHealth, Held, PoolMember, Resource};
 use crate::retry::ReqBody;
 use crate::tls::{Alpn, TlsStore};
 use crate::workers;
@@ -224,9 +225,15 @@ pub(crate) enum CheckoutError {
     /// A circuit breaker (`maxPendingRequests`) refused the request.
     #[error("circuit breaker overflow")]
     Overflow,
+    /// The cluster may have no more connection pools (`maxConnectionPools`), and this
+    /// worker has none to the endpoint.
+    #[error("no connection pool available")]
+    PoolOverflow,
 }
 
-/// Connections to one endpoint, per worker slot ([`crate::workers::slot`]). Each pooled
+/// Connections to one endpoint, per worker slot ([`crate::workers::slot`]): each slot is
+/// one of Envoy's connection pools, counted in the cluster's `maxConnectionPools` while it
+/// has members ([`PoolMember`]: connections, and requests waiting for one). Each pooled
 /// connection remembers the identity epoch it was opened with: once the proxy's identity
 /// changes (an admin changed its services), connections presenting the old certificate are
 /// not reused, so the peer never authorizes a request under an identity the proxy no longer
@@ -238,6 +245,8 @@ pub(crate) struct EndpointPool {
     pub cluster: Arc<Cluster>,
     /// Outlier detection's view of this endpoint.
     pub health: EndpointHealth,
+    /// Members of each slot's pool (see [`Cluster::join_pool`]).
+    members: Arc<[AtomicU32]>,
     idle: Box<[Mutex<IdleStack>]>,
     h2: Box<[ArcSwapOption<Pooled<http2::SendRequest<ReqBody>>>]>,
 }
@@ -261,9 +270,18 @@ impl EndpointPool {
             version,
             cluster,
             health: EndpointHealth::default(),
+            members: (0..slots).map(|_| AtomicU32::new(0)).collect(),
             idle: (0..slots).map(|_| Mutex::new(Vec::new())).collect(),
             h2: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
         })
+    }
+
+    /// A place in this worker's pool to the endpoint (see [`Cluster::join_pool`]): `None`
+    /// when creating the pool would exceed the cluster's `maxConnectionPools` (never with
+    /// `force`).
+    pub fn join_pool(&self, force: bool) -> Option<PoolMember> {
+        let slot = workers::slot(self.members.len());
+        self.cluster.join_pool(&self.members, slot, force)
     }
 
     fn idle_stack(&self) -> &Mutex<IdleStack> {
@@ -348,16 +366,18 @@ impl EndpointPool {
         }
     }
 
-    /// Waits (as a pending request) for the cluster to allow a new connection, or for one
-    /// to be released, then dials if needed.
+    /// Joins this worker's pool to the endpoint (creating it if needed), then waits (as a
+    /// pending request) for the cluster to allow a new connection, or for one to be
+    /// released, and dials if needed.
     async fn checkout_slow(&self, epoch: u64) -> Result<Sender, CheckoutError> {
         let cluster = &self.cluster;
+        let member = self.join_pool(false).ok_or(CheckoutError::PoolOverflow)?;
         let _pending = cluster
             .try_take(Resource::Pending)
             .ok_or(CheckoutError::Overflow)?;
         loop {
             if let Some(conn) = cluster.try_take(Resource::Connections) {
-                return Ok(self.connect_with(conn).await?);
+                return Ok(self.connect_with(conn, Some(member)).await?);
             }
             let mut released = std::pin::pin!(cluster.released().notified());
             released.as_mut().enable();
@@ -405,15 +425,23 @@ impl EndpointPool {
         self.cluster.connection_released();
     }
 
-    /// Opens a new connection outside the cluster's limit (replacing one that just died).
+    /// Opens a new connection outside the cluster's limits (replacing one that just died).
     async fn connect(&self) -> Result<Sender, ConnectError> {
-        self.connect_with(self.cluster.take(Resource::Connections))
-            .await
+        self.connect_with(
+            self.cluster.take(Resource::Connections),
+            self.join_pool(true),
+        )
+        .await
     }
 
-    /// Opens a new connection, counted in the cluster as `conn` until it closes. HTTP/2 is
-    /// used when the pool is configured for it or when TLS negotiated `h2`.
-    async fn connect_with(&self, conn: Held) -> Result<Sender, ConnectError> {
+    /// Opens a new connection, counted in the cluster as `conn` and in this worker's pool as
+    /// `member` until it closes. HTTP/2 is used when the pool is configured for it or when
+    /// TLS negotiated `h2`.
+    async fn connect_with(
+        &self,
+        conn: Held,
+        member: Option<PoolMember>,
+    ) -> Result<Sender, ConnectError> {
         let addr = self.connector.addr;
         // Read before dialling: if the identity changes during the handshake, the connection
         // is stamped with the older epoch and simply not reused.
@@ -431,7 +459,7 @@ impl EndpointPool {
                 if let Err(e) = conn_task.await {
                     debug!(%addr, error = %e, "upstream h2 connection ended");
                 }
-                drop(conn);
+                drop((conn, member));
             });
             self.h2_conn()
                 .store(Some(Arc::new((epoch, sender.clone()))));
@@ -444,7 +472,7 @@ impl EndpointPool {
                 if let Err(e) = conn_task.await {
                     debug!(%addr, error = %e, "upstream h1 connection ended");
                 }
-                drop(conn);
+                drop((conn, member));
             });
             Ok(Sender::H1(sender, epoch))
         }

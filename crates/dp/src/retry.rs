@@ -1,5 +1,7 @@
-//! MeshRetry for HTTP and gRPC: which requests may be retried, which outcomes are retried,
-//! and the back-off between attempts (Envoy's route `retry_policy` semantics).
+//! MeshRetry for HTTP and gRPC: which requests may be retried, which outcomes are retried
+//! (`retryOn`, `retriableResponseHeaders`), and the back-off between attempts: jittered
+//! exponential, or what a retried response asks for in one of `rateLimitedBackOff`'s reset
+//! headers (Envoy's route `retry_policy` semantics).
 //!
 //! The first attempt streams the request body upstream as it arrives (a streaming call is
 //! never held back) while keeping a copy of it ([`ReqBody::Tee`]); a retry replays the head
@@ -10,11 +12,11 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use aerie_core::policies::meshretry::{HeaderCondition, HttpRetry};
+use aerie_core::policies::meshretry::{HeaderCondition, HttpRetry, ResetFormat};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, request::Parts};
+use http::{HeaderMap, HeaderName, Method, request::Parts};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 /// The largest request body kept for replay.
@@ -196,7 +198,19 @@ pub(crate) struct RetryPolicy {
     status_codes: Vec<u16>,
     methods: Vec<Method>,
     request_headers: Vec<HeaderCondition>,
+    /// A response matching one of these is retried (`retriableResponseHeaders`).
+    response_headers: Vec<HeaderCondition>,
+    /// `rateLimitedBackOff`; `None`: the exponential back-off only.
+    rate_limited: Option<RateLimited>,
     grpc: bool,
+}
+
+/// Envoy's `rate_limited_retry_back_off`, compiled.
+#[derive(Debug, Clone)]
+struct RateLimited {
+    /// The reset headers, in order, and how each reads.
+    headers: Vec<(HeaderName, ResetFormat)>,
+    max_ms: u64,
 }
 
 /// Envoy's `retry_on` conditions, as flags.
@@ -262,6 +276,21 @@ impl RetryPolicy {
                 .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
                 .collect(),
             request_headers: p.request_headers.clone(),
+            response_headers: p.response_headers.clone(),
+            rate_limited: p.rate_limited.as_ref().and_then(|r| {
+                // A name that is no header name never matches (Envoy would refuse it).
+                let headers: Vec<(HeaderName, ResetFormat)> = r
+                    .reset_headers
+                    .iter()
+                    .filter_map(|h| {
+                        Some((HeaderName::from_bytes(h.name.as_bytes()).ok()?, h.format))
+                    })
+                    .collect();
+                (!headers.is_empty()).then_some(RateLimited {
+                    headers,
+                    max_ms: r.max_interval_ms,
+                })
+            }),
             grpc,
         }
     }
@@ -278,27 +307,46 @@ impl RetryPolicy {
                 .any(|c| header_matches(c, headers))
     }
 
-    /// Whether an attempt that came to `a` is retried.
-    pub fn retries(&self, a: Attempt) -> bool {
+    /// Whether an attempt that came to `a` is retried; `headers` are the response's (read
+    /// only for [`Attempt::Response`], when `retriableResponseHeaders` are configured).
+    pub fn retries(&self, a: Attempt, headers: &HeaderMap) -> bool {
         let on = &self.on;
         match a {
             Attempt::ConnectFailure => {
                 on.connect_failure || on.reset || on.any_5xx || on.gateway_error
             }
             Attempt::Reset => on.reset || on.any_5xx || on.gateway_error,
+            // An upstream Envoy's rate limit is retried only under `envoy-ratelimited`,
+            // whatever else matches.
             Attempt::Response {
-                status,
-                grpc,
-                rate_limited,
-            } => {
+                rate_limited: true, ..
+            } => on.rate_limited,
+            Attempt::Response { status, grpc, .. } => {
                 (on.any_5xx && (500..600).contains(&status))
                     || (on.gateway_error && (502..=504).contains(&status))
                     || (on.retriable_4xx && status == 409)
-                    || (on.rate_limited && rate_limited)
                     || self.status_codes.contains(&status)
+                    || self
+                        .response_headers
+                        .iter()
+                        .any(|c| header_matches(c, headers))
                     || (self.grpc && grpc.is_some_and(|g| g < 32 && on.grpc_codes & (1 << g) != 0))
             }
         }
+    }
+
+    /// The wait a retried response asks for (`rateLimitedBackOff`): the first reset header
+    /// whose value reads as a wait of at most `maxInterval`, jittered as Envoy's
+    /// lower-bound back-off (uniform in `[wait, 1.5 × wait)`). `None`: no such header, or a
+    /// wait of zero; the exponential back-off applies.
+    pub fn rate_limited_back_off(&self, headers: &HeaderMap) -> Option<Duration> {
+        let rl = self.rate_limited.as_ref()?;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let wait = reset_interval_ms(rl, headers, now)?;
+        // Envoy's lower-bound strategy wants more than a millisecond.
+        (wait > 1).then(|| Duration::from_millis(wait + random_below(wait / 2)))
     }
 
     /// The wait before retry `n` (1 = the first retry): random below `(2^n - 1) × base`,
@@ -308,6 +356,33 @@ impl RetryPolicy {
         let ceiling = self.base_ms.saturating_mul(factor).max(1);
         Duration::from_millis(random_below(ceiling).min(self.max_ms))
     }
+}
+
+/// The wait the first usable reset header asks for, in milliseconds (Envoy's
+/// `parseResetInterval`): its first value as a whole number of seconds (`Seconds`), or the
+/// seconds from `now_unix` to it (`UnixTimestamp`; a time in the past is not usable); a
+/// wait above the maximum is not usable either.
+fn reset_interval_ms(rl: &RateLimited, headers: &HeaderMap, now_unix: u64) -> Option<u64> {
+    rl.headers.iter().find_map(|(name, format)| {
+        let seconds = parse_seconds(headers.get(name)?.as_bytes())?;
+        let wait = match format {
+            ResetFormat::Seconds => seconds,
+            ResetFormat::UnixTimestamp => seconds.checked_sub(now_unix)?,
+        };
+        let ms = wait.checked_mul(1000)?;
+        (ms <= rl.max_ms).then_some(ms)
+    })
+}
+
+/// A whole number as Abseil's `SimpleAtoi` reads one (surrounding whitespace and a `+`
+/// allowed).
+fn parse_seconds(v: &[u8]) -> Option<u64> {
+    let v = std::str::from_utf8(v).ok()?.trim_ascii();
+    let digits = v.strip_prefix('+').unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 fn header_matches(c: &HeaderCondition, headers: &HeaderMap) -> bool {
@@ -362,6 +437,18 @@ mod tests {
         )
     }
 
+    fn none() -> HeaderMap {
+        HeaderMap::new()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, http::HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
     fn resp(status: u16) -> Attempt {
         Attempt::Response {
             status,
@@ -373,16 +460,30 @@ mod tests {
     #[test]
     fn conditions_follow_envoy() {
         let gw = policy(&["gateway-error", "connect-failure", "refused-stream"], &[]);
-        assert!(gw.retries(resp(503)) && gw.retries(resp(502)) && gw.retries(resp(504)));
-        assert!(!gw.retries(resp(500)) && !gw.retries(resp(200)) && !gw.retries(resp(409)));
-        assert!(gw.retries(Attempt::ConnectFailure) && gw.retries(Attempt::Reset));
+        assert!(
+            gw.retries(resp(503), &none())
+                && gw.retries(resp(502), &none())
+                && gw.retries(resp(504), &none())
+        );
+        assert!(
+            !gw.retries(resp(500), &none())
+                && !gw.retries(resp(200), &none())
+                && !gw.retries(resp(409), &none())
+        );
+        assert!(
+            gw.retries(Attempt::ConnectFailure, &none()) && gw.retries(Attempt::Reset, &none())
+        );
 
         let codes = policy(&["connect-failure"], &[503]);
-        assert!(codes.retries(resp(503)) && !codes.retries(resp(502)));
-        assert!(!codes.retries(Attempt::Reset));
+        assert!(codes.retries(resp(503), &none()) && !codes.retries(resp(502), &none()));
+        assert!(!codes.retries(Attempt::Reset, &none()));
 
         let any = policy(&["5xx", "retriable-4xx"], &[]);
-        assert!(any.retries(resp(500)) && any.retries(resp(409)) && !any.retries(resp(404)));
+        assert!(
+            any.retries(resp(500), &none())
+                && any.retries(resp(409), &none())
+                && !any.retries(resp(404), &none())
+        );
 
         let grpc = RetryPolicy::new(
             &HttpRetry {
@@ -391,16 +492,21 @@ mod tests {
             },
             true,
         );
-        assert!(grpc.retries(Attempt::Response {
+        let grpc_status = |g| Attempt::Response {
             status: 200,
-            grpc: Some(14),
-            rate_limited: false
-        }));
-        assert!(!grpc.retries(Attempt::Response {
-            status: 200,
-            grpc: Some(0),
-            rate_limited: false
-        }));
+            grpc: Some(g),
+            rate_limited: false,
+        };
+        assert!(grpc.retries(grpc_status(14), &none()));
+        assert!(!grpc.retries(grpc_status(0), &none()));
+        // An upstream Envoy's rate limit: only under envoy-ratelimited.
+        let limited = Attempt::Response {
+            status: 503,
+            grpc: None,
+            rate_limited: true,
+        };
+        assert!(!gw.retries(limited, &none()));
+        assert!(policy(&["envoy-ratelimited"], &[]).retries(limited, &none()));
     }
 
     #[test]
@@ -448,5 +554,138 @@ mod tests {
         let tenth = samples(10);
         assert!(tenth.iter().all(|d| *d <= Duration::from_millis(100)));
         assert!(tenth.iter().any(|d| *d == Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_response_matching_a_retriable_response_header_is_retried() {
+        let p = RetryPolicy::new(
+            &HttpRetry {
+                retry_on: vec!["connect-failure".into()],
+                response_headers: vec![
+                    HeaderCondition {
+                        name: "x-retry-me".into(),
+                        match_type: "Exact".into(),
+                        value: "yes".into(),
+                    },
+                    HeaderCondition {
+                        name: "x-overloaded".into(),
+                        match_type: "Present".into(),
+                        value: String::new(),
+                    },
+                ],
+                ..HttpRetry::default()
+            },
+            false,
+        );
+        assert!(p.retries(resp(200), &headers(&[("x-retry-me", "yes")])));
+        assert!(p.retries(resp(404), &headers(&[("x-overloaded", "1")])));
+        assert!(!p.retries(resp(200), &headers(&[("x-retry-me", "no")])));
+        assert!(!p.retries(resp(500), &none()), "nothing else retries a 500");
+        // Without the field, headers are not looked at.
+        assert!(
+            !policy(&["connect-failure"], &[])
+                .retries(resp(200), &headers(&[("x-retry-me", "yes")]))
+        );
+    }
+
+    fn rate_limited(max_ms: u64) -> RetryPolicy {
+        use aerie_core::policies::meshretry::{RateLimitedRetry, ResetHeaderConf};
+        RetryPolicy::new(
+            &HttpRetry {
+                rate_limited: Some(RateLimitedRetry {
+                    reset_headers: vec![
+                        ResetHeaderConf {
+                            name: "retry-after".into(),
+                            format: ResetFormat::Seconds,
+                        },
+                        ResetHeaderConf {
+                            name: "x-ratelimit-reset".into(),
+                            format: ResetFormat::UnixTimestamp,
+                        },
+                    ],
+                    max_interval_ms: max_ms,
+                }),
+                ..HttpRetry::default()
+            },
+            false,
+        )
+    }
+
+    #[test]
+    fn reset_headers_are_read_in_order_within_the_maximum() {
+        let p = rate_limited(10_000);
+        let rl = p.rate_limited.as_ref().unwrap();
+        let now = 1_700_000_000;
+        let wait = |pairs: &[(&'static str, &str)]| reset_interval_ms(rl, &headers(pairs), now);
+        assert_eq!(wait(&[("retry-after", "3")]), Some(3_000));
+        assert_eq!(
+            wait(&[("retry-after", " +2 ")]),
+            Some(2_000),
+            "as SimpleAtoi"
+        );
+        assert_eq!(wait(&[("x-ratelimit-reset", "1700000004")]), Some(4_000));
+        assert_eq!(
+            wait(&[("x-ratelimit-reset", "1699999999")]),
+            None,
+            "in the past"
+        );
+        // Over the maximum, or not a whole number: the next header is tried.
+        assert_eq!(
+            wait(&[("retry-after", "11"), ("x-ratelimit-reset", "1700000005")]),
+            Some(5_000)
+        );
+        assert_eq!(
+            wait(&[("retry-after", "1.5"), ("x-ratelimit-reset", "1700000001")]),
+            Some(1_000)
+        );
+        assert_eq!(
+            wait(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]),
+            None
+        );
+        // Only the first value of a header counts.
+        assert_eq!(wait(&[("retry-after", "x"), ("retry-after", "1")]), None);
+        assert_eq!(wait(&[]), None);
+    }
+
+    #[test]
+    fn rate_limited_back_off_waits_what_the_response_asks_jittered_up() {
+        let p = rate_limited(10_000);
+        let samples: Vec<Duration> = (0..2000)
+            .filter_map(|_| p.rate_limited_back_off(&headers(&[("retry-after", "2")])))
+            .collect();
+        assert_eq!(samples.len(), 2000);
+        assert!(
+            samples
+                .iter()
+                .all(|d| (Duration::from_millis(2_000)..Duration::from_millis(3_000)).contains(d)),
+            "{:?}",
+            samples.iter().max()
+        );
+        assert!(
+            samples.iter().any(|d| *d >= Duration::from_millis(2_500)),
+            "jittered"
+        );
+        // A wait of zero, a response without the header, or no rateLimitedBackOff at all:
+        // the exponential back-off applies.
+        assert_eq!(
+            p.rate_limited_back_off(&headers(&[("retry-after", "0")])),
+            None
+        );
+        assert_eq!(p.rate_limited_back_off(&none()), None);
+        assert_eq!(
+            policy(&["5xx"], &[]).rate_limited_back_off(&headers(&[("retry-after", "2")])),
+            None
+        );
+        // The maximum applies to what is asked, before the jitter.
+        let tight = rate_limited(2_000);
+        assert!(
+            tight
+                .rate_limited_back_off(&headers(&[("retry-after", "2")]))
+                .is_some()
+        );
+        assert_eq!(
+            tight.rate_limited_back_off(&headers(&[("retry-after", "3")])),
+            None
+        );
     }
 }

@@ -763,8 +763,27 @@ pub struct Dataplane {
 impl Dataplane {
     /// Writes the Dataplane YAML and token, then starts `kuma-dp run` against `cp`.
     pub fn start(cp: &ControlPlane, name: &str, yaml: &str, admin_port: u16) -> Dataplane {
+        Self::start_with_args(cp, name, yaml, admin_port, &[])
+    }
+
+    /// [`Dataplane::start`] with more `kuma-dp run` arguments (`--concurrency 1`).
+    pub fn start_with_args(
+        cp: &ControlPlane,
+        name: &str,
+        yaml: &str,
+        admin_port: u16,
+        args: &[&str],
+    ) -> Dataplane {
         let token = cp.dataplane_token("default", name);
-        Self::start_with_token(cp, name, yaml, admin_port, &token)
+        Self::launch(
+            &cp.dp_address(),
+            &cp.dp_ca_file(),
+            name,
+            yaml,
+            admin_port,
+            &token,
+            args,
+        )
     }
 
     pub fn start_with_token(
@@ -793,6 +812,18 @@ impl Dataplane {
         admin_port: u16,
         token: &str,
     ) -> Dataplane {
+        Self::launch(cp_address, ca_file, name, yaml, admin_port, token, &[])
+    }
+
+    fn launch(
+        cp_address: &str,
+        ca_file: &Path,
+        name: &str,
+        yaml: &str,
+        admin_port: u16,
+        token: &str,
+        args: &[&str],
+    ) -> Dataplane {
         let files = tempfile::tempdir().expect("tempdir");
         let dp_file = files.path().join("dataplane.yaml");
         let token_file = files.path().join("token");
@@ -808,6 +839,7 @@ impl Dataplane {
             .arg(&dp_file)
             .arg("--dataplane-token-file")
             .arg(&token_file)
+            .args(args)
             .env_remove("KUMA_DATAPLANE_RUNTIME_TOKEN");
         let process = Process::spawn(name, cmd);
         Dataplane {

@@ -143,6 +143,38 @@ impl Decimal {
         self.negative
     }
 
+    /// The integer part of `self × 10^shift`, truncated toward zero (shopspring's
+    /// `Mul(10^shift).IntPart()`, as Kuma turns `standardDeviationFactor` into Envoy's
+    /// thousandths); `None` when negative or beyond `u64`.
+    pub fn scaled_int_part(&self, shift: i64) -> Option<u64> {
+        if self.negative {
+            return None;
+        }
+        if self.is_zero() {
+            return Some(0);
+        }
+        let exponent = self.exponent.checked_add(shift)?;
+        let len = i64::try_from(self.digits.len()).ok()?;
+        let int_len = len.checked_add(exponent)?;
+        // More than 20 integer digits is beyond any u64.
+        if int_len > 20 {
+            return None;
+        }
+        if int_len <= 0 {
+            return Some(0);
+        }
+        if exponent >= 0 {
+            let mut v: u64 = self.digits.parse().ok()?;
+            for _ in 0..exponent {
+                v = v.checked_mul(10)?;
+            }
+            Some(v)
+        } else {
+            let keep = usize::try_from(int_len).ok()?;
+            self.digits.get(..keep)?.parse().ok()
+        }
+    }
+
     /// Compares with an integer, exactly.
     pub fn cmp_int(&self, n: i64) -> Ordering {
         match (self.negative, n < 0) {
@@ -719,6 +751,21 @@ mod tests {
             assert_eq!(Decimal::parse(bad), None, "{bad:?}");
         }
         assert!(Decimal::parse("-0.0").is_some_and(|d| d.is_zero() && !d.is_negative()));
+        let thousandths = |s: &str| Decimal::parse(s).and_then(|d| d.scaled_int_part(3));
+        assert_eq!(thousandths("1.9"), Some(1900));
+        assert_eq!(thousandths("1900"), Some(1_900_000));
+        assert_eq!(thousandths("0.0015"), Some(1));
+        assert_eq!(thousandths("0.0001"), Some(0));
+        assert_eq!(thousandths("2.5e1"), Some(25_000));
+        assert_eq!(thousandths("1e-5"), Some(0));
+        assert_eq!(thousandths("0"), Some(0));
+        assert_eq!(thousandths("-1.9"), None);
+        assert_eq!(thousandths("1e30"), None);
+        assert_eq!(
+            thousandths("18446744073709551615"),
+            None,
+            "beyond u64 once scaled"
+        );
         assert_eq!(Decimal::from_int(-3).cmp_int(-2), Less);
         assert_eq!(Decimal::from_int(-3).cmp_int(-4), Greater);
     }

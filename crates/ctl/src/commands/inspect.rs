@@ -471,6 +471,41 @@ fn render_retry(out: &mut String, explained: Option<&Value>) {
             if !methods.is_empty() {
                 text.push_str(&format!(" methods={methods}"));
             }
+            if let Some(rl) = p.get("rateLimited").filter(|r| r.is_object()) {
+                let headers: Vec<String> = rl
+                    .get("resetHeaders")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|h| {
+                        format!(
+                            "{}:{}",
+                            h.get("name").and_then(Value::as_str).unwrap_or_default(),
+                            h.get("format").and_then(Value::as_str).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                text.push_str(&format!(
+                    " rateLimitedBackOff={}..{}",
+                    headers.join(","),
+                    ms_text(rl.get("maxIntervalMs"))
+                ));
+            }
+            let names = |k: &str| -> Vec<String> {
+                p.get(k)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| h.get("name").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            };
+            let response_headers = names("responseHeaders");
+            if !response_headers.is_empty() {
+                text.push_str(&format!(
+                    " retriableResponseHeaders={}",
+                    response_headers.join(",")
+                ));
+            }
             text
         }
     };
@@ -504,23 +539,48 @@ fn render_circuit_breaker(out: &mut String, explained: Option<&Value>) {
     };
     let outlier = match effective.get("outlier").filter(|o| o.is_object()) {
         None => "off".to_string(),
-        Some(o) => format!(
-            "baseEjectionTime={} maxEjectionPercent={} totalFailures={} gatewayFailures={} localOriginFailures={}{}",
-            ms_text(o.get("baseEjectionMs")),
-            n(o, "maxEjectionPercent"),
-            n(o, "consecutive5xx"),
-            n(o, "consecutiveGateway"),
-            n(o, "consecutiveLocalOrigin"),
+        Some(o) => {
+            let mut text = format!(
+                "baseEjectionTime={} maxEjectionPercent={} totalFailures={} gatewayFailures={} localOriginFailures={}",
+                ms_text(o.get("baseEjectionMs")),
+                n(o, "maxEjectionPercent"),
+                n(o, "consecutive5xx"),
+                n(o, "consecutiveGateway"),
+                n(o, "consecutiveLocalOrigin"),
+            );
+            if let Some(sr) = o.get("successRate").filter(|v| v.is_object()) {
+                let factor = sr.get("stdevFactor").and_then(Value::as_u64).unwrap_or(0);
+                text.push_str(&format!(
+                    " successRate=minimumHosts:{},requestVolume:{},standardDeviationFactor:{}",
+                    n(sr, "minimumHosts"),
+                    n(sr, "requestVolume"),
+                    factor as f64 / 1000.0
+                ));
+            }
+            if let Some(fp) = o.get("failurePercentage").filter(|v| v.is_object()) {
+                text.push_str(&format!(
+                    " failurePercentage=minimumHosts:{},requestVolume:{},threshold:{}",
+                    n(fp, "minimumHosts"),
+                    n(fp, "requestVolume"),
+                    n(fp, "threshold")
+                ));
+            }
+            if o.get("successRate").is_some() || o.get("failurePercentage").is_some() {
+                text.push_str(&format!(" interval={}", ms_text(o.get("intervalMs"))));
+            }
             if o.get("splitExternalAndLocalErrors") == Some(&Value::Bool(true)) {
-                " splitExternalAndLocalErrors"
-            } else {
-                ""
-            },
-        ),
+                text.push_str(" splitExternalAndLocalErrors");
+            }
+            text
+        }
     };
+    let pools = effective
+        .get("maxConnectionPools")
+        .and_then(Value::as_u64)
+        .map_or_else(String::new, |p| format!(" maxConnectionPools={p}"));
     let _ = writeln!(
         out,
-        "    in force: maxConnections={} maxPendingRequests={} maxRequests={} maxRetries={} outlierDetection: {outlier}",
+        "    in force: maxConnections={} maxPendingRequests={} maxRequests={} maxRetries={}{pools} outlierDetection: {outlier}",
         n(effective, "maxConnections"),
         n(effective, "maxPendingRequests"),
         n(effective, "maxRequests"),
@@ -982,12 +1042,18 @@ mod tests {
                  "meshRetry": {"policies": ["mesh-retry-all-default", "backend-503"], "effective": {
                      "http": {"numRetries": 3, "perTryTimeoutMs": 16000, "baseIntervalMs": 25,
                               "maxIntervalMs": 250, "retryOn": ["gateway-error"], "statusCodes": [503],
-                              "methods": ["GET"]},
+                              "methods": ["GET"],
+                              "rateLimited": {"resetHeaders": [{"name": "retry-after", "format": "Seconds"}],
+                                              "maxIntervalMs": 300000},
+                              "responseHeaders": [{"name": "x-retry", "type": "Present"}]},
                      "tcpMaxConnectAttempt": 5}},
                  "meshCircuitBreaker": {"policies": ["backend-cb"], "effective": {
                      "maxConnections": 1024, "maxPendingRequests": 1024, "maxRequests": 1,
-                     "maxRetries": 3, "outlier": {"baseEjectionMs": 30000, "maxEjectionPercent": 50,
-                                                  "consecutive5xx": 3}}}},
+                     "maxRetries": 3, "maxConnectionPools": 8,
+                     "outlier": {"baseEjectionMs": 30000, "maxEjectionPercent": 50, "intervalMs": 1000,
+                                 "consecutive5xx": 3,
+                                 "successRate": {"minimumHosts": 3, "requestVolume": 10, "stdevFactor": 1900},
+                                 "failurePercentage": {"minimumHosts": 5, "requestVolume": 50, "threshold": 85}}}}},
                 {"address": "127.0.0.1", "port": 10002,
                  "target": {"type": "service", "name": "db"},
                  "meshRetry": {"policies": [], "effective": {"tcpMaxConnectAttempt": 1}},
@@ -1003,10 +1069,10 @@ mod tests {
              \x20 MeshRetry\n\
              \x20   mesh-retry-all-default\n\
              \x20   backend-503\n\
-             \x20   in force: http: numRetries=3 perTryTimeout=16s backOff=25ms..250ms retryOn=gateway-error,503 methods=GET; grpc: no retries; tcp: maxConnectAttempt=5\n\
+             \x20   in force: http: numRetries=3 perTryTimeout=16s backOff=25ms..250ms retryOn=gateway-error,503 methods=GET rateLimitedBackOff=retry-after:Seconds..5m0s retriableResponseHeaders=x-retry; grpc: no retries; tcp: maxConnectAttempt=5\n\
              \x20 MeshCircuitBreaker\n\
              \x20   backend-cb\n\
-             \x20   in force: maxConnections=1024 maxPendingRequests=1024 maxRequests=1 maxRetries=3 outlierDetection: baseEjectionTime=30s maxEjectionPercent=50 totalFailures=3 gatewayFailures=- localOriginFailures=-\n\
+             \x20   in force: maxConnections=1024 maxPendingRequests=1024 maxRequests=1 maxRetries=3 maxConnectionPools=8 outlierDetection: baseEjectionTime=30s maxEjectionPercent=50 totalFailures=3 gatewayFailures=- localOriginFailures=- successRate=minimumHosts:3,requestVolume:10,standardDeviationFactor:1.9 failurePercentage=minimumHosts:5,requestVolume:50,threshold:85 interval=1s\n\
              \n\
              outbound 127.0.0.1:10002 (to kuma.io/service=db):\n\
              \x20 MeshRetry\n\

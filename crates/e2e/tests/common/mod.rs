@@ -52,6 +52,12 @@ fn dataplane_yaml(
 
 impl KongAir {
     pub fn start(protocol: &str) -> KongAir {
+        Self::start_with(protocol, &[])
+    }
+
+    /// [`KongAir::start`] with more `kuma-dp run` arguments for flight-control's sidecar
+    /// (`--concurrency 1`).
+    pub fn start_with(protocol: &str, flight_control_args: &[&str]) -> KongAir {
         let cp = ControlPlane::start();
         let kumactl = Kumactl::for_cp(&cp);
         let tcp = protocol == "tcp";
@@ -82,7 +88,7 @@ impl KongAir {
             ),
             a1,
         );
-        let flight_control = Dataplane::start(
+        let flight_control = Dataplane::start_with_args(
             &cp,
             "flight-control-1",
             &dataplane_yaml(
@@ -95,6 +101,7 @@ impl KongAir {
                 Some((fc_out, "check-in-api-blu")),
             ),
             a2,
+            flight_control_args,
         );
         let booking = Dataplane::start(
             &cp,
@@ -131,6 +138,16 @@ impl KongAir {
     /// started with `app_args` (e.g. `--fail-status 500`), behind its own sidecar. Ready
     /// once it returns.
     pub fn add_checkin_instance(&mut self, app_name: &str, app_args: &[&str]) -> Dataplane {
+        self.add_checkin_instance_named("check-in-api-2", app_name, app_args)
+    }
+
+    /// [`KongAir::add_checkin_instance`] with the Dataplane's name (`check-in-api-3`...).
+    pub fn add_checkin_instance_named(
+        &mut self,
+        dataplane: &str,
+        app_name: &str,
+        app_args: &[&str],
+    ) -> Dataplane {
         let port = free_port("127.0.0.1");
         self._apps.push(start_app_with(
             app_name,
@@ -140,9 +157,9 @@ impl KongAir {
         let admin = free_port("127.0.0.1");
         let mut dp = Dataplane::start(
             &self.cp,
-            "check-in-api-2",
+            dataplane,
             &dataplane_yaml(
-                "check-in-api-2",
+                dataplane,
                 &loopback_ip(),
                 admin,
                 "check-in-api-blu",

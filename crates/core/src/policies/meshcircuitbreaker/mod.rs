@@ -25,7 +25,9 @@ mod spec;
 mod tests;
 mod validate;
 
-pub use resolve::{CircuitBreaker, CircuitBreakerRules, Outlier, explain_json};
+pub use resolve::{
+    CircuitBreaker, CircuitBreakerRules, FailurePercentage, Outlier, SuccessRate, explain_json,
+};
 pub use spec::*;
 pub use validate::validate;
 

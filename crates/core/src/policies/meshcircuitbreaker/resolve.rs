@@ -34,8 +34,9 @@ pub struct CircuitBreaker {
     pub max_requests: u32,
     /// Retries in flight to the cluster.
     pub max_retries: u32,
-    /// Not enforced by kuma-dp (it keeps one pool per endpoint and worker); carried for
-    /// `inspect`. `None`: unlimited.
+    /// Envoy's connection pools: kuma-dp, like Envoy, keeps one per endpoint and worker
+    /// thread, alive while it has a connection (open, opening or waited for); a request
+    /// that would need one more is answered `503 no healthy upstream`. `None`: unlimited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connection_pools: Option<u32>,
     /// `None`: no outlier detection (none configured, or `disabled: true`).
@@ -78,12 +79,14 @@ pub struct Outlier {
     /// `splitExternalAndLocalErrors`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consecutive_local_origin: Option<u32>,
-    /// Not enforced by kuma-dp yet (carried for `inspect`).
+    /// `successRate`: every `interval`, endpoints whose success rate is below the mean by
+    /// more than `stdevFactor` standard deviations are ejected.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub success_rate: Option<Value>,
-    /// Not enforced by kuma-dp yet (carried for `inspect`).
+    pub success_rate: Option<SuccessRate>,
+    /// `failurePercentage`: every `interval`, endpoints failing `threshold` percent of their
+    /// requests or more are ejected.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure_percentage: Option<Value>,
+    pub failure_percentage: Option<FailurePercentage>,
     /// Below this percentage of healthy endpoints, ejections are ignored (Envoy's panic
     /// mode; default 50).
     pub healthy_panic_threshold: f64,
@@ -103,6 +106,53 @@ impl Default for Outlier {
             success_rate: None,
             failure_percentage: None,
             healthy_panic_threshold: 50.0,
+        }
+    }
+}
+
+/// The success-rate detector (Envoy's `success_rate_*`, defaults under unset fields),
+/// evaluated every `interval` over the requests of that interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SuccessRate {
+    /// Endpoints with `requestVolume` requests in the interval needed to run at all.
+    pub minimum_hosts: u32,
+    /// Requests in the interval an endpoint needs to be considered.
+    pub request_volume: u32,
+    /// Envoy's `success_rate_stdev_factor`: Kuma's `standardDeviationFactor` × 1000
+    /// (`"1.9"`: 1900); the ejection threshold is `mean - stdev × stdevFactor / 1000`.
+    pub stdev_factor: u32,
+}
+
+impl Default for SuccessRate {
+    fn default() -> SuccessRate {
+        SuccessRate {
+            minimum_hosts: 5,
+            request_volume: 100,
+            stdev_factor: 1900,
+        }
+    }
+}
+
+/// The failure-percentage detector (Envoy's `failure_percentage_*`, defaults under unset
+/// fields), evaluated every `interval` over the requests of that interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FailurePercentage {
+    /// Endpoints with `requestVolume` requests in the interval needed to run at all.
+    pub minimum_hosts: u32,
+    /// Requests in the interval an endpoint needs to be considered.
+    pub request_volume: u32,
+    /// Failure percentage (0-100) at or above which an endpoint is ejected.
+    pub threshold: u32,
+}
+
+impl Default for FailurePercentage {
+    fn default() -> FailurePercentage {
+        FailurePercentage {
+            minimum_hosts: 5,
+            request_volume: 50,
+            threshold: 85,
         }
     }
 }
@@ -153,14 +203,38 @@ impl CircuitBreaker {
             out.consecutive_gateway = d.gateway_failures.as_ref().and_then(|t| t.consecutive);
             out.consecutive_local_origin =
                 d.local_origin_failures.as_ref().and_then(|t| t.consecutive);
-            out.success_rate = d
-                .success_rate
-                .as_ref()
-                .and_then(|s| serde_json::to_value(s).ok());
-            out.failure_percentage = d
-                .failure_percentage
-                .as_ref()
-                .and_then(|s| serde_json::to_value(s).ok());
+            out.success_rate = d.success_rate.as_ref().map(|s| {
+                let mut sr = SuccessRate::default();
+                if let Some(v) = s.minimum_hosts {
+                    sr.minimum_hosts = v;
+                }
+                if let Some(v) = s.request_volume {
+                    sr.request_volume = v;
+                }
+                // Kuma sends the factor × 1000, its integer part (validated positive).
+                if let Some(v) = s
+                    .standard_deviation_factor
+                    .as_ref()
+                    .and_then(IntOrString::decimal)
+                    .and_then(|d| d.scaled_int_part(3))
+                {
+                    sr.stdev_factor = u32::try_from(v).unwrap_or(u32::MAX);
+                }
+                sr
+            });
+            out.failure_percentage = d.failure_percentage.as_ref().map(|f| {
+                let mut fp = FailurePercentage::default();
+                if let Some(v) = f.minimum_hosts {
+                    fp.minimum_hosts = v;
+                }
+                if let Some(v) = f.request_volume {
+                    fp.request_volume = v;
+                }
+                if let Some(v) = f.threshold {
+                    fp.threshold = v.min(100);
+                }
+                fp
+            });
         }
         let panic = o.healthy_panic_threshold.as_ref().and_then(|p| match p {
             IntOrString::Int(i) => Some(f64::from(*i)),
@@ -327,6 +401,47 @@ mod tests {
         assert_eq!(o.consecutive_5xx, Some(3));
         assert_eq!(o.consecutive_gateway, None, "no consecutive: not enforced");
         assert!(r[1].is_default());
+    }
+
+    #[test]
+    fn success_rate_and_failure_percentage_are_typed_with_envoys_defaults() {
+        let p = spec(
+            "type: MeshCircuitBreaker\nname: p\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default:\n        connectionLimits: {maxConnectionPools: 4}\n        outlierDetection:\n          interval: 1s\n          detectors:\n            successRate: {minimumHosts: 3, standardDeviationFactor: \"1.25\"}\n            failurePercentage: {threshold: 60}\n",
+        );
+        let r = resolve(&[("p", &p)]);
+        assert_eq!(r[0].max_connection_pools, Some(4));
+        let o = r[0].outlier.clone().unwrap_or_else(|| panic!("no outlier"));
+        assert_eq!(o.interval_ms, 1_000);
+        assert_eq!(
+            o.success_rate,
+            Some(SuccessRate {
+                minimum_hosts: 3,
+                request_volume: 100,
+                stdev_factor: 1250,
+            })
+        );
+        assert_eq!(
+            o.failure_percentage,
+            Some(FailurePercentage {
+                minimum_hosts: 5,
+                request_volume: 50,
+                threshold: 60,
+            })
+        );
+        assert_eq!((o.consecutive_5xx, o.consecutive_gateway), (None, None));
+        // As Kuma, an integer factor is multiplied too (2 -> 2000), and the sides round-trip
+        // through the proxy's config.
+        let p = spec(
+            "type: MeshCircuitBreaker\nname: p\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default:\n        outlierDetection:\n          detectors:\n            successRate: {standardDeviationFactor: 2}\n",
+        );
+        let r = resolve(&[("p", &p)]);
+        let o = r[0].outlier.clone().unwrap_or_else(|| panic!("no outlier"));
+        assert_eq!(o.success_rate.as_ref().map(|s| s.stdev_factor), Some(2000));
+        assert_eq!(o.failure_percentage, None, "not named: not enforced");
+        let json = serde_json::to_value(&r[0]).unwrap_or_default();
+        assert_eq!(json["outlier"]["successRate"]["stdevFactor"], 2000);
+        let back: CircuitBreaker = serde_json::from_value(json).unwrap_or_default();
+        assert_eq!(back, r[0]);
     }
 
     #[test]

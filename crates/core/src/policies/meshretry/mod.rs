@@ -23,7 +23,8 @@ mod tests;
 mod validate;
 
 pub use resolve::{
-    GRPC_RETRY_ON_DEFAULT, HTTP_RETRY_ON_DEFAULT, HeaderCondition, HttpRetry, Retry, RetryRules,
+    DEFAULT_RATE_LIMITED_MAX_INTERVAL_MS, GRPC_RETRY_ON_DEFAULT, HTTP_RETRY_ON_DEFAULT,
+    HeaderCondition, HttpRetry, RateLimitedRetry, ResetFormat, ResetHeaderConf, Retry, RetryRules,
     explain_json,
 };
 pub use spec::*;

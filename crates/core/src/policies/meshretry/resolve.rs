@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{BackOff, Conf, GRPC_RETRY_ON, HTTP_RETRY_ON, MeshRetrySpec};
+use super::{BackOff, Conf, GRPC_RETRY_ON, HTTP_RETRY_ON, MeshRetrySpec, RateLimitedBackOff};
 use crate::duration::GoDuration;
 use crate::policies::common::HeaderMatch;
 use crate::policies::rules::{
@@ -32,6 +32,8 @@ pub const GRPC_RETRY_ON_DEFAULT: [&str; 7] = [
 pub const DEFAULT_BASE_INTERVAL_MS: u64 = 25;
 /// Envoy's `num_retries` when a retry policy does not say.
 pub const DEFAULT_NUM_RETRIES: u32 = 1;
+/// Envoy's `rate_limited_retry_back_off.max_interval` when none is given.
+pub const DEFAULT_RATE_LIMITED_MAX_INTERVAL_MS: u64 = 300_000;
 
 /// The retry behaviour of one outbound, serialised in the proxy's config. The default is
 /// what holds without any MeshRetry: no HTTP or gRPC retries, one TCP connect attempt.
@@ -84,6 +86,52 @@ pub struct HttpRetry {
     /// Only requests matching one of these are retried (`retriableRequestHeaders`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_headers: Vec<HeaderCondition>,
+    /// A response matching one of these is retried, whatever `retryOn` says
+    /// (`retriableResponseHeaders`, HTTP only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<HeaderCondition>,
+    /// `rateLimitedBackOff`: the wait a retried response asks for replaces the exponential
+    /// back-off. `None`: the exponential back-off only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<RateLimitedRetry>,
+}
+
+/// Envoy's `rate_limited_retry_back_off`: before a retry of a response carrying one of
+/// `resetHeaders` (the first that reads as a wait of at most `maxInterval`), wait that long
+/// (jittered up to half as long again) instead of the exponential back-off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RateLimitedRetry {
+    /// The headers to read, in order (names in lower case).
+    pub reset_headers: Vec<ResetHeaderConf>,
+    /// A longer wait is ignored (the next header is tried, else the exponential back-off).
+    pub max_interval_ms: u64,
+}
+
+impl Default for RateLimitedRetry {
+    fn default() -> RateLimitedRetry {
+        RateLimitedRetry {
+            reset_headers: Vec::new(),
+            max_interval_ms: DEFAULT_RATE_LIMITED_MAX_INTERVAL_MS,
+        }
+    }
+}
+
+/// One reset header: its name (lower case) and how its value reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetHeaderConf {
+    pub name: String,
+    pub format: ResetFormat,
+}
+
+/// How a reset header's value reads (Kuma's `Seconds`, `UnixTimestamp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResetFormat {
+    /// A number of seconds to wait (`Retry-After: 5`).
+    Seconds,
+    /// The Unix time (seconds) to wait for (`X-RateLimit-Reset: 1700000000`).
+    UnixTimestamp,
 }
 
 impl Default for HttpRetry {
@@ -97,6 +145,8 @@ impl Default for HttpRetry {
             status_codes: Vec::new(),
             methods: Vec::new(),
             request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            rate_limited: None,
         }
     }
 }
@@ -131,11 +181,18 @@ impl Retry {
                 h.num_retries,
                 h.per_try_timeout.as_ref(),
                 h.back_off.as_ref(),
+                h.rate_limited_back_off.as_ref(),
             )
             .map(|mut p| {
                 http_retry_on(&mut p, h.retry_on.as_deref());
                 p.request_headers = h
                     .retriable_request_headers
+                    .iter()
+                    .flatten()
+                    .filter_map(condition)
+                    .collect();
+                p.response_headers = h
+                    .retriable_response_headers
                     .iter()
                     .flatten()
                     .filter_map(condition)
@@ -148,6 +205,7 @@ impl Retry {
                 g.num_retries,
                 g.per_try_timeout.as_ref(),
                 g.back_off.as_ref(),
+                g.rate_limited_back_off.as_ref(),
             )
             .map(|mut p| {
                 let named: Vec<String> = g
@@ -182,6 +240,7 @@ fn policy(
     num_retries: Option<u32>,
     per_try: Option<&GoDuration>,
     back_off: Option<&BackOff>,
+    rate_limited: Option<&RateLimitedBackOff>,
 ) -> Option<HttpRetry> {
     let mut p = HttpRetry::default();
     if let Some(n) = num_retries {
@@ -206,7 +265,40 @@ fn policy(
     }
     // Envoy refuses a max below the base; read it as the base.
     p.max_interval_ms = p.max_interval_ms.max(p.base_interval_ms);
+    p.rate_limited = rate_limited.and_then(rate_limited_retry);
     Some(p)
+}
+
+/// `rateLimitedBackOff` as Kuma's `configureRateLimitedRetryBackOff` writes it: every reset
+/// header in order (a missing or unknown `format` reads as `Seconds`, Envoy's enum zero);
+/// `None` without any header (Envoy needs one).
+fn rate_limited_retry(b: &RateLimitedBackOff) -> Option<RateLimitedRetry> {
+    let reset_headers: Vec<ResetHeaderConf> = b
+        .reset_headers
+        .iter()
+        .flatten()
+        .filter_map(|h| {
+            let name = h.name.as_deref().filter(|n| !n.is_empty())?;
+            Some(ResetHeaderConf {
+                name: name.to_ascii_lowercase(),
+                format: match h.format.as_deref() {
+                    Some("UnixTimestamp") => ResetFormat::UnixTimestamp,
+                    _ => ResetFormat::Seconds,
+                },
+            })
+        })
+        .collect();
+    if reset_headers.is_empty() {
+        return None;
+    }
+    Some(RateLimitedRetry {
+        reset_headers,
+        max_interval_ms: b
+            .max_interval
+            .as_ref()
+            .and_then(ms)
+            .unwrap_or(DEFAULT_RATE_LIMITED_MAX_INTERVAL_MS),
+    })
 }
 
 /// `retryOn` split as Kuma's `splitRetryOn` does: status codes, methods, named conditions
@@ -450,6 +542,59 @@ mod tests {
                 .merged,
         );
         assert_eq!(json["effective"]["tcpMaxConnectAttempt"], 1);
+    }
+
+    #[test]
+    fn rate_limited_back_off_and_retriable_response_headers() {
+        let p = spec(
+            "type: MeshRetry\nname: p\nmesh: default\nspec:\n  to:\n    - targetRef: {kind: Mesh}\n      default:\n        http:\n          rateLimitedBackOff:\n            resetHeaders:\n              - {name: Retry-After, format: Seconds}\n              - {name: X-RateLimit-Reset, format: UnixTimestamp}\n            maxInterval: 20s\n          retriableResponseHeaders: [{name: X-Retry-Me, type: Present}]\n        grpc:\n          rateLimitedBackOff:\n            resetHeaders: [{name: retry-after, format: Seconds}]\n",
+        );
+        let r = resolve(&[("p", &p)]);
+        let http = r[0]
+            .http
+            .clone()
+            .unwrap_or_else(|| panic!("no http policy"));
+        assert_eq!(
+            http.rate_limited,
+            Some(RateLimitedRetry {
+                reset_headers: vec![
+                    ResetHeaderConf {
+                        name: "retry-after".into(),
+                        format: ResetFormat::Seconds,
+                    },
+                    ResetHeaderConf {
+                        name: "x-ratelimit-reset".into(),
+                        format: ResetFormat::UnixTimestamp,
+                    },
+                ],
+                max_interval_ms: 20_000,
+            })
+        );
+        assert_eq!(
+            http.response_headers,
+            [HeaderCondition {
+                name: "x-retry-me".into(),
+                match_type: "Present".into(),
+                value: String::new(),
+            }]
+        );
+        let grpc = r[0]
+            .grpc
+            .clone()
+            .unwrap_or_else(|| panic!("no grpc policy"));
+        assert_eq!(
+            grpc.rate_limited.map(|r| r.max_interval_ms),
+            Some(DEFAULT_RATE_LIMITED_MAX_INTERVAL_MS),
+            "Envoy's default maximum"
+        );
+        // Round trip through the proxy's config.
+        let json = serde_json::to_value(&r[0]).unwrap_or_default();
+        assert_eq!(
+            json["http"]["rateLimited"]["resetHeaders"][1]["format"],
+            "UnixTimestamp"
+        );
+        let back: Retry = serde_json::from_value(json).unwrap_or_default();
+        assert_eq!(back, r[0]);
     }
 
     #[test]

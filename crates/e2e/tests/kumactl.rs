@@ -84,6 +84,25 @@ fn bad_input_is_refused_with_a_clear_error() {
         "type: Mesh\nname: m\nmtls:\n  backends:\n  - name: a\n    type: builtin\n    dpCert:\n      rotation:\n        expiration: 1 day\n",
         &["has to be a valid format"],
     );
+    // Observability backends and constraints are checked as Kuma checks them.
+    refused(
+        &cp,
+        &k,
+        "type: Mesh\nname: m\ntracing:\n  backends:\n  - name: zipkin\n    sampling: 100.1\n    type: zipkin\n    conf:\n      url: http://zipkin.local/api/v2/spans\n",
+        &[
+            "tracing.backends[0].sampling: has to be in [0.0 - 100.0] range",
+            "tracing.backends[0].config.url: port has to be explicitly specified",
+        ],
+    );
+    refused(
+        &cp,
+        &k,
+        "type: Mesh\nname: m\nmetrics:\n  enabledBackend: prom\n  backends:\n  - name: prom\n    type: prometheus\n    conf:\n      skipMTLS: true\n      tls:\n        mode: providedTLS\nlogging:\n  backends:\n  - name: tcp\n    type: tcp\n    conf:\n      address: kibana\n",
+        &[
+            "logging.backends[0].config.address: has to be in format of HOST:PORT",
+            "metrics.backends[0].conf: skipMTLS and tls configuration cannot be defined together",
+        ],
+    );
     // Unknown mesh: only the server knows; the error says so.
     refused(
         &cp,

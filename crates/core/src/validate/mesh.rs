@@ -1,5 +1,6 @@
 //! Mesh checks (Kuma's `mesh_validator.go`, plus the CA plugins' config checks that Kuma
-//! runs server-side): the mTLS section, and the few legacy fields Aerie interprets.
+//! runs server-side): the mTLS section, the few legacy fields Aerie interprets, and (in
+//! `mesh_backends.rs`) the logging, tracing and metrics backends and constraints.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -28,6 +29,15 @@ pub(super) fn validate(spec: &MeshSpec) -> ValidationError {
     if let Some(mtls) = &spec.mtls {
         errs.add_prefixed("mtls", validate_mtls(mtls));
     }
+    errs.add_prefixed(
+        "",
+        super::mesh_backends::validate(
+            spec.logging.as_ref(),
+            spec.tracing.as_ref(),
+            spec.metrics.as_ref(),
+            spec.constraints.as_ref(),
+        ),
+    );
     for (i, entry) in spec
         .skip_creating_initial_policies
         .iter()

@@ -17,6 +17,7 @@
 mod dataplane;
 pub(crate) mod matches;
 mod mesh;
+mod mesh_backends;
 mod meshservice;
 mod meta;
 mod other;

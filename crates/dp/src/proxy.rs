@@ -22,6 +22,7 @@ use crate::metrics::{Direction, Metrics};
 use crate::pool::{Connector, EndpointPool, HttpVersion, TlsTarget};
 use crate::rbac::RateLimit;
 use crate::retry::RetryPolicy;
+use crate::stream::StreamLimits;
 use crate::tls::{Alpn, Identity, IdentityError, IdentitySummary, TlsMaterial, TlsStore};
 use crate::workers::Workers;
 
@@ -279,6 +280,7 @@ impl Proxy {
                         rr: RoundRobin::default(),
                         stats: stats.clone(),
                         request_timeout: cfg.timeouts.request(),
+                        streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
                         cluster,
                         retry: None,
                         outlier: None,
@@ -364,6 +366,7 @@ impl Proxy {
                         rr: RoundRobin::default(),
                         stats: stats.clone(),
                         request_timeout: cfg.timeouts.request(),
+                        streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
                         cluster,
                         retry,
                         outlier,

@@ -15,7 +15,9 @@ use std::time::Duration;
 use aerie_core::policies::meshretry::{HeaderCondition, HttpRetry};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, request::Parts};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::stream::RxBody;
 
 /// The largest request body kept for replay.
 pub(crate) const REPLAY_BUFFER_LIMIT: usize = 64 * 1024;
@@ -23,9 +25,9 @@ pub(crate) const REPLAY_BUFFER_LIMIT: usize = 64 * 1024;
 /// A request body on its way upstream: streamed, streamed while a copy is kept, or
 /// replayed from that copy. An enum, not a boxed body: the streamed case costs nothing.
 pub(crate) enum ReqBody {
-    Stream(Incoming),
+    Stream(RxBody),
     Tee {
-        inner: Incoming,
+        inner: RxBody,
         copy: Arc<Mutex<Copy>>,
     },
     Full {
@@ -85,7 +87,7 @@ impl Copy {
 
 impl ReqBody {
     /// `body` streamed upstream with a copy kept for replay (none needed when it is empty).
-    pub fn tee(body: Incoming) -> (ReqBody, Option<Arc<Mutex<Copy>>>) {
+    pub fn tee(body: RxBody) -> (ReqBody, Option<Arc<Mutex<Copy>>>) {
         if body.is_end_stream() {
             return (
                 ReqBody::Full {

@@ -121,10 +121,11 @@ impl Proxy {
         };
         let workers = Workers::start(count)?;
         let mut http = auto::Builder::new(TokioExecutor::new());
-        // No per-request header timer (hyper's would also close every keep-alive connection
-        // idle for that long, and costs a timer per request): idle connections are closed
-        // by `listener::serve_http` after the listener's MeshTimeout `idleTimeout`, as
-        // Envoy's HCM does.
+        // No hyper header timer (it would also close every keep-alive connection idle for
+        // that long, and closes without an answer): idle connections are closed by
+        // `listener::serve_http` after the listener's MeshTimeout `idleTimeout`, and a head
+        // is timed from its first byte by `head_timer::HeadTimer` when the listener's
+        // `http.requestHeadersTimeout` asks for it, as Envoy's HCM does.
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(None);

@@ -271,6 +271,12 @@ mod tests {
         assert_eq!(Timeouts::default().connect(), Duration::from_secs(5));
         assert_eq!(Timeouts::default().idle(), Some(Duration::from_secs(3600)));
         assert_eq!(Timeouts::default().request(), Some(Duration::from_secs(15)));
+        assert_eq!(
+            Timeouts::default().stream_idle(),
+            Some(Duration::from_secs(1800))
+        );
+        assert_eq!(Timeouts::default().max_stream(), None);
+        assert_eq!(Timeouts::default().request_headers(), None);
     }
 
     #[test]

@@ -5,25 +5,34 @@
 //! 503 for that share of its calls (spread evenly: `/flaky/50` fails every other call),
 //! `/fail-once/<id>?status=<code>&header=<name>:<value>...` with that status (503 by
 //! default) and those response headers the first time `<id>` is asked for and 200 after
-//! (the body's `seen` says how many times it was asked: a retry shows as 2), or echoes TCP
-//! bytes back. `--fail-status CODE` makes every HTTP answer that status (an unhealthy
-//! instance); with `--fail-percent P`, only P percent of them, spread evenly (an instance
-//! failing some of the time; 500 unless `--fail-status` says otherwise). It stands for the
-//! Kong Air services behind the sidecars in the demo and in the end-to-end tests.
+//! (the body's `seen` says how many times it was asked: a retry shows as 2), `/echo` with
+//! the request body once it has all arrived, `/stall/<ms>` with its headers and `partial\n`
+//! at once and the rest of its (chunked) body, `rest\n`, only after that long (an upstream
+//! that stalls mid-body), `/trickle/<count>/<ms>` with `count` chunks `chunk <i>\n`, one
+//! every `ms` (a slowly streaming answer), or echoes TCP bytes back. `--fail-status CODE`
+//! makes every HTTP answer that status (an unhealthy instance); with `--fail-percent P`,
+//! only P percent of them, spread evenly (an instance failing some of the time; 500 unless
+//! `--fail-status` says otherwise). It stands for the Kong Air services behind the sidecars
+//! in the demo and in the end-to-end tests.
 
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::Frame;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 struct Args {
     name: String,
@@ -168,6 +177,9 @@ async fn main() {
                     })
                     .and_then(|c| hyper::StatusCode::from_u16(c).ok())
                     .unwrap_or(hyper::StatusCode::OK);
+                // Routes that stream their answer, or read the request's body first.
+                let streamed = streamed_route(path);
+                let echo = path == "/echo";
                 let body = if req.uri().path() == "/headers" {
                     headers_json(&req)
                 } else if let Some(o) = &once {
@@ -189,13 +201,30 @@ async fn main() {
                     if let Some(d) = delay {
                         tokio::time::sleep(d).await;
                     }
-                    let mut resp = Response::builder()
-                        .status(status)
-                        .header("content-type", "application/json");
+                    let body = if let Some(route) = streamed {
+                        Either::Right(route.start())
+                    } else if echo {
+                        // The whole request body (empty if it broke off), once it arrived.
+                        let got = req.into_body().collect().await;
+                        Either::Left(Full::new(got.map(|b| b.to_bytes()).unwrap_or_default()))
+                    } else {
+                        Either::Left(Full::new(Bytes::from(body)))
+                    };
+                    let mut resp = Response::builder().status(status).header(
+                        "content-type",
+                        if streamed.is_some() || echo {
+                            "text/plain"
+                        } else {
+                            "application/json"
+                        },
+                    );
                     for (k, v) in extra_headers {
                         resp = resp.header(k, v);
                     }
-                    Ok::<_, Infallible>(resp.body(Full::new(Bytes::from(body))).unwrap_or_default())
+                    Ok::<_, Infallible>(
+                        resp.body(body)
+                            .unwrap_or_else(|_| Response::new(Either::Left(Full::default()))),
+                    )
                 }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -255,6 +284,75 @@ fn fail_once(seen: &Mutex<HashMap<String, u64>>, id: &str, query: &str) -> FailO
         status: Some(status),
         headers,
         seen: n,
+    }
+}
+
+/// An answer streamed chunk by chunk: `/stall/<ms>` or `/trickle/<count>/<ms>` (waits of at
+/// most a minute).
+#[derive(Debug, Clone, Copy)]
+enum Streamed {
+    Stall(Duration),
+    Trickle(u32, Duration),
+}
+
+fn streamed_route(path: &str) -> Option<Streamed> {
+    let ms = |v: &str| {
+        v.parse::<u64>()
+            .ok()
+            .map(|ms| Duration::from_millis(ms.min(60_000)))
+    };
+    if let Some(wait) = path.strip_prefix("/stall/") {
+        return ms(wait).map(Streamed::Stall);
+    }
+    let (count, every) = path.strip_prefix("/trickle/")?.split_once('/')?;
+    Some(Streamed::Trickle(count.parse().ok()?, ms(every)?))
+}
+
+impl Streamed {
+    /// The body, fed by a task that sends each chunk when its time comes (and stops when
+    /// the client is gone).
+    fn start(self) -> Chunks {
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            match self {
+                Streamed::Stall(wait) => {
+                    if tx.send(Bytes::from_static(b"partial\n")).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(wait).await;
+                    let _ = tx.send(Bytes::from_static(b"rest\n")).await;
+                }
+                Streamed::Trickle(count, every) => {
+                    for i in 1..=count {
+                        if i > 1 {
+                            tokio::time::sleep(every).await;
+                        }
+                        if tx.send(Bytes::from(format!("chunk {i}\n"))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Chunks(rx)
+    }
+}
+
+/// A response body sent as its chunks come from a channel; it ends when the sender goes.
+struct Chunks(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
     }
 }
 

@@ -44,9 +44,9 @@ pub(crate) const OVERFLOW_TEXT: &str =
 
 /// `503` with [`OVERFLOW_TEXT`] and `x-envoy-overloaded: true`.
 pub(crate) fn overflow_response() -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::Local(Some(Bytes::from_static(
-        OVERFLOW_TEXT.as_bytes(),
-    ))));
+    let mut resp = Response::new(ProxyBody::Local {
+        data: Some(Bytes::from_static(OVERFLOW_TEXT.as_bytes())),
+    });
     *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

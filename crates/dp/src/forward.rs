@@ -1,6 +1,6 @@
 //! Forwarding one HTTP request to a set of endpoints (shared by inbound and outbound), with
-//! the listener's MeshTimeout request timeout, MeshRetry retries, and MeshCircuitBreaker
-//! limits and outlier detection.
+//! the listener's MeshTimeout request and stream timeouts, MeshRetry retries, and
+//! MeshCircuitBreaker limits and outlier detection.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::body::{ProxyBody, local_response};
@@ -20,6 +20,9 @@ use crate::lb::RoundRobin;
 use crate::metrics::ListenerStats;
 use crate::pool::{CheckoutError, Connector, EndpointPool, HttpVersion, Upstream};
 use crate::retry::{self, Attempt, ReqBody, RetryPolicy};
+use crate::stream::{
+    self, Expired, RxBody, RxWatch, StreamLimits, TimedBody, request_done, timeout_status,
+};
 
 /// The endpoints behind a listener, balanced round-robin.
 pub(crate) struct Upstreams {
@@ -28,6 +31,8 @@ pub(crate) struct Upstreams {
     pub stats: Arc<ListenerStats>,
     /// MeshTimeout `http.requestTimeout`: from a request's start to its response headers.
     pub request_timeout: Option<Duration>,
+    /// MeshTimeout `http.streamIdleTimeout` and `http.maxStreamDuration`.
+    pub streams: StreamLimits,
     /// The cluster's counters and MeshCircuitBreaker thresholds (shared with the pools).
     pub cluster: Arc<Cluster>,
     /// MeshRetry for this listener's protocol (HTTP or gRPC); `None`: no retries.
@@ -136,38 +141,71 @@ impl Upstreams {
 
     /// Forwards `req` to the next endpoint that accepts a connection, retrying as the
     /// listener's MeshRetry says. Never fails: upstream problems become `503` (nothing
-    /// reachable, or a circuit breaker's overflow), `502` (the exchange broke) or `504` (no
+    /// reachable, or a circuit breaker's overflow), `502` (the exchange broke), `504` (no
     /// response headers within the request or per-try timeout; Envoy's `upstream request
-    /// timeout`).
-    pub async fn forward(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// timeout`), or `504`/`408` (`408` while the request is still arriving) when the stream
+    /// idled out (`stream timeout`) or an attempt reached the maximum stream duration
+    /// (`upstream max stream duration reached`) before the response headers. After them,
+    /// those two reset the stream ([`TimedBody`]).
+    pub async fn forward(&self, req: Request<RxBody>) -> Response<ProxyBody> {
         let Some(active) = self.cluster.try_take(Resource::Requests) else {
             self.stats.error("upstream_overflow");
             return overflow_response();
         };
-        let mut resp = match self.request_timeout {
-            None => self.forward_untimed(req).await,
-            Some(limit) => match tokio::time::timeout(limit, self.forward_untimed(req)).await {
-                Ok(resp) => resp,
-                Err(_) => {
-                    self.stats.error("upstream_request_timeout");
-                    local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
-                }
-            },
+        let timed = self.request_timeout.is_some() || self.streams.any();
+        let start = if timed { Some(Instant::now()) } else { None };
+        // A body still to arrive reports to the stream's timers (the only allocation they
+        // make, and only for a request with a body).
+        let (parts, mut body) = req.into_parts();
+        let rx = match start {
+            Some(start) if self.streams.any() => body.watch(start),
+            _ => None,
         };
-        if let ProxyBody::Upstream(body) = resp.body_mut() {
-            body.hold(active);
-        }
+        let req = Request::from_parts(parts, body);
+        let exchange = self.forward_untimed(req, rx.as_ref());
+        let mut resp = match start {
+            None => exchange.await,
+            Some(start) => {
+                let rx = rx.as_deref();
+                match stream::before_headers(
+                    exchange,
+                    start,
+                    self.request_timeout,
+                    self.streams.idle,
+                    rx,
+                )
+                .await
+                {
+                    Ok(resp) => resp,
+                    Err(Expired::Request) => {
+                        self.stats.error("upstream_request_timeout");
+                        local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
+                    }
+                    Err(Expired::StreamIdle) => {
+                        self.stats.error("stream_idle_timeout");
+                        local_response(timeout_status(request_done(rx)), "stream timeout")
+                    }
+                }
+            }
+        };
+        resp.body_mut().hold(active);
         resp
     }
 
-    async fn forward_untimed(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn forward_untimed(
+        &self,
+        req: Request<RxBody>,
+        rx: Option<&Arc<RxWatch>>,
+    ) -> Response<ProxyBody> {
         match &self.retry {
             Some(policy) if policy.eligible(req.method(), req.headers()) => {
-                self.forward_retrying(req, policy).await
+                self.forward_retrying(req, policy, rx).await
             }
             _ => {
                 let chosen = AtomicUsize::new(NONE_CHOSEN);
-                self.attempt(req.map(ReqBody::Stream), &chosen).await.resp
+                self.attempt(req.map(ReqBody::Stream), &chosen, rx)
+                    .await
+                    .resp
             }
         }
     }
@@ -177,8 +215,9 @@ impl Upstreams {
     /// returned.
     async fn forward_retrying(
         &self,
-        req: Request<Incoming>,
+        req: Request<RxBody>,
         policy: &RetryPolicy,
+        rx: Option<&Arc<RxWatch>>,
     ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
         let head = retry::Head::of(&parts);
@@ -189,7 +228,7 @@ impl Upstreams {
         let mut backed_off = 0;
         let mut _retry: Option<Held> = None;
         loop {
-            let tried = self.try_once(req, policy.per_try_timeout).await;
+            let tried = self.try_once(req, policy.per_try_timeout, rx).await;
             _retry = None;
             if tried.overflow
                 || retries >= policy.num_retries
@@ -244,12 +283,17 @@ impl Upstreams {
     }
 
     /// One attempt within the per-try timeout.
-    async fn try_once(&self, req: Request<ReqBody>, per_try: Option<Duration>) -> Tried {
+    async fn try_once(
+        &self,
+        req: Request<ReqBody>,
+        per_try: Option<Duration>,
+        rx: Option<&Arc<RxWatch>>,
+    ) -> Tried {
         let chosen = AtomicUsize::new(NONE_CHOSEN);
         let Some(limit) = per_try else {
-            return self.attempt(req, &chosen).await;
+            return self.attempt(req, &chosen, rx).await;
         };
-        match tokio::time::timeout(limit, self.attempt(req, &chosen)).await {
+        match tokio::time::timeout(limit, self.attempt(req, &chosen, rx)).await {
             Ok(tried) => tried,
             Err(_) => {
                 let i = chosen.load(Ordering::Relaxed);
@@ -267,8 +311,15 @@ impl Upstreams {
     }
 
     /// Sends `req` to the next endpoint (round robin, skipping ejected ones) that accepts a
-    /// connection; `chosen` says which one it went to.
-    async fn attempt(&self, req: Request<ReqBody>, chosen: &AtomicUsize) -> Tried {
+    /// connection; `chosen` says which one it went to. The maximum stream duration runs
+    /// from the moment the request has a connection (Envoy's `onPoolReady`); `rx` is the
+    /// request body's watch, for the stream timers of the response body.
+    async fn attempt(
+        &self,
+        req: Request<ReqBody>,
+        chosen: &AtomicUsize,
+        rx: Option<&Arc<RxWatch>>,
+    ) -> Tried {
         let mut picked = None;
         {
             let detector = self.swept_detector();
@@ -325,7 +376,30 @@ impl Upstreams {
         };
         chosen.store(i, Ordering::Relaxed);
         let req = prepare_request(req, pool.version, pool.connector.addr);
-        match pool.send(sender, req).await {
+        let max_at = self
+            .streams
+            .max
+            .and_then(|max| Instant::now().checked_add(max));
+        let sent = match max_at {
+            None => pool.send(sender, req).await,
+            Some(at) => match tokio::time::timeout_at(at, pool.send(sender, req)).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    // Envoy resets the upstream stream, retries it as a reset if the policy
+                    // says so, and otherwise answers locally (no outlier detection event).
+                    self.stats.error("upstream_max_stream_duration");
+                    return Tried {
+                        resp: local_response(
+                            timeout_status(request_done(rx.map(|w| &**w))),
+                            "upstream max stream duration reached",
+                        ),
+                        attempt: Attempt::Reset,
+                        overflow: false,
+                    };
+                }
+            },
+        };
+        match sent {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 self.record(i, Outcome::Status(status));
@@ -338,7 +412,16 @@ impl Upstreams {
                         .and_then(|v| v.parse().ok()),
                     rate_limited: resp.headers().contains_key("x-envoy-ratelimited"),
                 };
-                let mut resp = resp.map(ProxyBody::Upstream);
+                let streams = self.streams;
+                let mut resp = resp.map(|body| {
+                    if streams.any() {
+                        ProxyBody::Timed {
+                            body: TimedBody::new(body, streams.idle, max_at, rx.cloned()),
+                        }
+                    } else {
+                        ProxyBody::Upstream { body }
+                    }
+                });
                 strip_hop_by_hop(resp.headers_mut());
                 *resp.version_mut() = Version::HTTP_11;
                 Tried {

@@ -46,6 +46,7 @@ mod config;
 mod dial;
 mod drain;
 mod forward;
+mod head_timer;
 mod inbound;
 mod ingress;
 mod lb;
@@ -56,6 +57,7 @@ mod pool;
 mod proxy;
 mod rbac;
 mod retry;
+mod stream;
 mod tls;
 mod workers;
 

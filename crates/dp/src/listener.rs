@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,11 +25,13 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::debug;
 
-use crate::body::ProxyBody;
+use crate::body::{BodyError, ProxyBody};
 use crate::drain::{self, Phase};
 use crate::forward::Upstreams;
+use crate::head_timer::HeadTimer;
 use crate::metrics::ListenerStats;
 use crate::proxy::Shared;
+use crate::stream::RxBody;
 
 /// Pending connections the kernel queues per listener.
 const BACKLOG: u32 = 1024;
@@ -199,6 +201,9 @@ pub(crate) struct ConnLimits {
     pub idle: Option<Duration>,
     /// HTTP: drained once this old (`http.maxConnectionDuration`; `None` = never).
     pub max_age: Option<Duration>,
+    /// HTTP/1: from a request head's first byte to its end (`http.requestHeadersTimeout`;
+    /// `None` = no limit).
+    pub request_headers: Option<Duration>,
 }
 
 impl ConnLimits {
@@ -206,6 +211,7 @@ impl ConnLimits {
         ConnLimits {
             idle: t.idle(),
             max_age: t.max_connection(),
+            request_headers: t.request_headers(),
         }
     }
 }
@@ -213,36 +219,44 @@ impl ConnLimits {
 /// Serves HTTP/1.1 and HTTP/2 (autodetected) on `io` until the peer is done. The connection
 /// is shut down gracefully on drain, once no request has been in flight for the idle
 /// timeout, or once it reaches its maximum age; after a drain it is dropped once the drain
-/// timeout has passed.
+/// timeout has passed. An HTTP/1 request head that does not arrive within the request
+/// headers timeout is answered `408` and the connection closed ([`HeadTimer`]).
 pub(crate) async fn serve_http<I, S>(
     shared: &Shared,
     io: I,
     svc: S,
-    stats: &ListenerStats,
+    stats: Arc<ListenerStats>,
     limits: ConnLimits,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<ProxyBody>> + Send + 'static,
+    S: Service<http::Request<RxBody>, Response = http::Response<ProxyBody>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let activity = Arc::new(Activity::default());
+    let conn = Arc::new(HttpConn {
+        activity: Activity::default(),
+        stats,
+        abandoned_at: AtomicU64::new(0),
+        head_timed_out: AtomicBool::new(false),
+    });
     let svc = Tracked {
         inner: svc,
-        activity: activity.clone(),
+        conn: conn.clone(),
     };
-    let conn = shared.http.serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(conn);
+    let io = HeadTimer::new(io, conn.clone(), limits.request_headers);
+    let http = shared.http.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(http);
+    let stats = &conn.stats;
     let mut phase = shared.drain.subscribe();
     let mut idle = IdleCheck::new(limits.idle);
     let too_old = deadline(limits.max_age);
     tokio::pin!(too_old);
     let res = loop {
         tokio::select! {
-            res = conn.as_mut() => break res,
+            res = http.as_mut() => break res,
             () = drain::reached(&mut phase, Phase::Draining) => {}
             () = idle.tick() => {
-                if !idle.expired(&activity) {
+                if !idle.expired(&conn.activity) {
                     continue;
                 }
                 debug!(listener = %stats.name, "closing an idle HTTP connection");
@@ -252,41 +266,85 @@ pub(crate) async fn serve_http<I, S>(
             }
         }
         // Draining or idle: finish what is in flight, then close.
-        conn.as_mut().graceful_shutdown();
+        http.as_mut().graceful_shutdown();
         tokio::select! {
-            res = conn.as_mut() => break res,
+            res = http.as_mut() => break res,
             () = drain::reached(&mut phase, Phase::Closed) => return,
         }
     };
-    if let Err(e) = res {
+    if conn.head_timed_out.load(Ordering::Relaxed) {
+        stats.error("request_headers_timeout");
+        stats.response(http::StatusCode::REQUEST_TIMEOUT);
+        debug!(listener = %stats.name, "closed an HTTP/1 connection whose request head did not arrive in time");
+    } else if let Err(e) = res {
         stats.error("http");
         debug!(listener = %stats.name, error = %e, "HTTP connection error");
     }
 }
 
 /// What happens on a connection, for idleness: `seen` counts events (HTTP requests started,
-/// TCP reads), `in_flight` the HTTP requests whose response body is not done yet. Touched by
-/// one thread only, so the atomics are uncontended.
+/// TCP reads), `in_flight` the HTTP requests whose response body is not done yet, or whose
+/// request body is still arriving. Touched by one thread only (HTTP/2 streams of one
+/// connection run on its worker), so the atomics are uncontended.
 #[derive(Default)]
-struct Activity {
-    seen: AtomicU64,
-    in_flight: AtomicUsize,
+pub(crate) struct Activity {
+    pub seen: AtomicU64,
+    pub in_flight: AtomicUsize,
 }
 
-/// Held by a request from its start until its response body is dropped.
-struct InFlight(Arc<Activity>);
+/// One downstream HTTP connection's state, shared by its service, request and response
+/// bodies and [`HeadTimer`] (one allocation per connection).
+pub(crate) struct HttpConn {
+    pub activity: Activity,
+    pub stats: Arc<ListenerStats>,
+    /// `seen + 1` when the request `seen` counts dropped its body before the end (HTTP/1:
+    /// the bytes read next may be its rest, not a new head); `0`: none.
+    pub abandoned_at: AtomicU64,
+    /// The request headers timeout fired: the connection ended with a `408`.
+    pub head_timed_out: AtomicBool,
+}
+
+#[cfg(test)]
+impl HttpConn {
+    pub(crate) fn for_test() -> Arc<HttpConn> {
+        let metrics = crate::metrics::Metrics::new();
+        Arc::new(HttpConn {
+            activity: Activity::default(),
+            stats: metrics.listener(crate::metrics::Direction::Outbound, "test"),
+            abandoned_at: AtomicU64::new(0),
+            head_timed_out: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Held by a request from its start until its response body is dropped, and by its request
+/// body until it ends.
+pub(crate) struct InFlight(Arc<HttpConn>);
 
 impl InFlight {
-    fn start(activity: &Arc<Activity>) -> InFlight {
-        activity.seen.fetch_add(1, Ordering::Relaxed);
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(activity.clone())
+    fn start(conn: &Arc<HttpConn>) -> InFlight {
+        conn.activity.seen.fetch_add(1, Ordering::Relaxed);
+        InFlight::body(conn)
+    }
+
+    /// For a request body that is still to arrive (the request already counted in `seen`).
+    fn body(conn: &Arc<HttpConn>) -> InFlight {
+        conn.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(conn.clone())
+    }
+
+    /// A request body dropped before its end.
+    pub fn abandon(self) {
+        let seen = self.0.activity.seen.load(Ordering::Relaxed);
+        self.0
+            .abandoned_at
+            .store(seen.wrapping_add(1), Ordering::Relaxed);
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -353,22 +411,29 @@ impl IdleCheck {
     }
 }
 
-/// Wraps a connection's service to track its requests in an [`Activity`].
+/// Wraps a connection's service to track its requests in the connection's [`Activity`]
+/// and hand it the request body as an [`RxBody`].
 struct Tracked<S> {
     inner: S,
-    activity: Arc<Activity>,
+    conn: Arc<HttpConn>,
 }
 
 impl<S> Service<http::Request<Incoming>> for Tracked<S>
 where
-    S: Service<http::Request<Incoming>, Response = http::Response<ProxyBody>>,
+    S: Service<http::Request<RxBody>, Response = http::Response<ProxyBody>>,
 {
     type Response = http::Response<TrackedBody>;
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let guard = InFlight::start(&self.activity);
+        let guard = InFlight::start(&self.conn);
+        let req = req.map(|body| {
+            // A body still to arrive keeps the request in flight until it has (no count,
+            // no reference for a request without one).
+            let open = (!body.is_end_stream()).then(|| InFlight::body(&self.conn));
+            RxBody::new(body, open)
+        });
         TrackedFuture {
             inner: self.inner.call(req),
             guard: Some(guard),
@@ -394,30 +459,37 @@ where
         let this = self.project();
         let res = std::task::ready!(this.inner.poll(cx));
         let guard = this.guard.take();
-        Poll::Ready(res.map(|resp| {
-            resp.map(|body| TrackedBody {
-                body,
-                _guard: guard,
-            })
-        }))
+        Poll::Ready(res.map(|resp| resp.map(|body| TrackedBody { body, guard })))
     }
 }
 
-/// A response body that keeps its request counted as in flight until it is dropped.
-struct TrackedBody {
-    body: ProxyBody,
-    _guard: Option<InFlight>,
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request counted as in flight until it is dropped, and
+    /// counts the stream timeouts that cut it.
+    struct TrackedBody {
+        #[pin]
+        body: ProxyBody,
+        guard: Option<InFlight>,
+    }
 }
 
 impl Body for TrackedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.project();
+        let res = this.body.poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &res
+            && let (Some(kind), Some(guard)) = (e.kind(), this.guard.as_ref())
+        {
+            guard.0.stats.error(kind);
+            debug!(listener = %guard.0.stats.name, error = %e, "resetting a stream");
+        }
+        res
     }
 
     fn is_end_stream(&self) -> bool {
@@ -543,27 +615,28 @@ mod tests {
 
     #[tokio::test]
     async fn idle_after_four_quiet_checks_counting_the_end_of_a_request_as_activity() {
-        let activity = Arc::new(Activity::default());
+        let conn = HttpConn::for_test();
+        let activity = &conn.activity;
         let mut check = IdleCheck::new(Some(Duration::from_secs(3600)));
         // A fresh connection that never does anything: idle at the 4th check.
-        assert_eq!(checks_until_idle(&mut check, &activity), Some(4));
+        assert_eq!(checks_until_idle(&mut check, activity), Some(4));
 
         // An event (request start / TCP read) between checks: 4 quiet checks after the one
         // that saw it.
         let mut check = IdleCheck::new(Some(Duration::from_secs(3600)));
-        assert!(!check.expired(&activity));
+        assert!(!check.expired(activity));
         activity.seen.fetch_add(1, Ordering::Relaxed);
-        assert!(!check.expired(&activity), "the check that sees the event");
-        assert_eq!(checks_until_idle(&mut check, &activity), Some(4));
+        assert!(!check.expired(activity), "the check that sees the event");
+        assert_eq!(checks_until_idle(&mut check, activity), Some(4));
 
         // A long request: never idle while in flight, whatever the number of checks.
         let mut check = IdleCheck::new(Some(Duration::from_secs(3600)));
-        let guard = InFlight::start(&activity);
-        assert_eq!(checks_until_idle(&mut check, &activity), None);
+        let guard = InFlight::start(&conn);
+        assert_eq!(checks_until_idle(&mut check, activity), None);
         // It ended at some point before the next check: that check counts as active too,
         // so the timeout runs from the end of the request, not from the last busy check.
         drop(guard);
-        assert!(!check.expired(&activity));
-        assert_eq!(checks_until_idle(&mut check, &activity), Some(4));
+        assert!(!check.expired(activity));
+        assert_eq!(checks_until_idle(&mut check, activity), Some(4));
     }
 }

@@ -22,6 +22,7 @@ use crate::metrics::{Direction, Metrics};
 use crate::pool::{Connector, EndpointPool, HttpVersion, TlsTarget};
 use crate::rbac::RateLimit;
 use crate::retry::RetryPolicy;
+use crate::stream::StreamLimits;
 use crate::tls::{Alpn, Identity, IdentityError, IdentitySummary, TlsMaterial, TlsStore};
 use crate::workers::Workers;
 
@@ -120,10 +121,11 @@ impl Proxy {
         };
         let workers = Workers::start(count)?;
         let mut http = auto::Builder::new(TokioExecutor::new());
-        // No per-request header timer (hyper's would also close every keep-alive connection
-        // idle for that long, and costs a timer per request): idle connections are closed
-        // by `listener::serve_http` after the listener's MeshTimeout `idleTimeout`, as
-        // Envoy's HCM does.
+        // No hyper header timer (it would also close every keep-alive connection idle for
+        // that long, and closes without an answer): idle connections are closed by
+        // `listener::serve_http` after the listener's MeshTimeout `idleTimeout`, and a head
+        // is timed from its first byte by `head_timer::HeadTimer` when the listener's
+        // `http.requestHeadersTimeout` asks for it, as Envoy's HCM does.
         http.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(None);
@@ -279,6 +281,7 @@ impl Proxy {
                         rr: RoundRobin::default(),
                         stats: stats.clone(),
                         request_timeout: cfg.timeouts.request(),
+                        streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
                         cluster,
                         retry: None,
                         outlier: None,
@@ -364,6 +367,7 @@ impl Proxy {
                         rr: RoundRobin::default(),
                         stats: stats.clone(),
                         request_timeout: cfg.timeouts.request(),
+                        streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
                         cluster,
                         retry,
                         outlier,

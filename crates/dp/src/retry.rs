@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime};
 use aerie_core::policies::meshretry::{HeaderCondition, HttpRetry, ResetFormat};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, Method, request::Parts};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::stream::RxBody;
 
 /// The largest request body kept for replay.
 pub(crate) const REPLAY_BUFFER_LIMIT: usize = 64 * 1024;
@@ -25,9 +27,9 @@ pub(crate) const REPLAY_BUFFER_LIMIT: usize = 64 * 1024;
 /// A request body on its way upstream: streamed, streamed while a copy is kept, or
 /// replayed from that copy. An enum, not a boxed body: the streamed case costs nothing.
 pub(crate) enum ReqBody {
-    Stream(Incoming),
+    Stream(RxBody),
     Tee {
-        inner: Incoming,
+        inner: RxBody,
         copy: Arc<Mutex<Copy>>,
     },
     Full {
@@ -87,7 +89,7 @@ impl Copy {
 
 impl ReqBody {
     /// `body` streamed upstream with a copy kept for replay (none needed when it is empty).
-    pub fn tee(body: Incoming) -> (ReqBody, Option<Arc<Mutex<Copy>>>) {
+    pub fn tee(body: RxBody) -> (ReqBody, Option<Arc<Mutex<Copy>>>) {
         if body.is_end_stream() {
             return (
                 ReqBody::Full {

@@ -130,6 +130,108 @@ pub fn http(
     Ok(HttpResponse { status, body })
 }
 
+/// How a [`raw_exchange`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The peer closed the connection (EOF).
+    Closed,
+    /// The peer reset the connection.
+    Reset,
+    /// Nothing arrived for the read timeout; the connection was still open.
+    Quiet,
+}
+
+/// The bytes a [`raw_exchange`] got back, how it ended and when (from the first write).
+#[derive(Debug)]
+pub struct RawExchange {
+    pub bytes: Vec<u8>,
+    pub ended: Ended,
+    pub took: Duration,
+}
+
+impl RawExchange {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// The response's status code, if a status line arrived.
+    pub fn status(&self) -> Option<u16> {
+        let text = self.text();
+        let line = text.strip_prefix("HTTP/1.1 ")?;
+        line.get(..3)?.parse().ok()
+    }
+
+    /// The response body (de-chunked when chunked), as far as it arrived.
+    pub fn body(&self) -> String {
+        let text = self.text();
+        let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+            return String::new();
+        };
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        }
+    }
+
+    /// A chunked body's last chunk arrived (the response was complete).
+    pub fn chunked_complete(&self) -> bool {
+        self.bytes.ends_with(b"\r\n0\r\n\r\n")
+    }
+}
+
+/// A client that misbehaves on purpose: connects to `addr`, writes `parts` one after the
+/// other with `pause` between them (a slow client), then reads until the peer closes or
+/// resets the connection, or nothing arrives for `quiet`.
+pub fn raw_exchange(
+    addr: &str,
+    parts: &[&[u8]],
+    pause: Duration,
+    quiet: Duration,
+) -> std::io::Result<RawExchange> {
+    let sock: SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
+    let mut s = TcpStream::connect_timeout(&sock, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(quiet))?;
+    let start = Instant::now();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        s.write_all(part)?;
+    }
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    let ended = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break Ended::Closed,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break Ended::Reset,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break Ended::Quiet;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let took = start.elapsed();
+    // `Quiet` waited `quiet` past the last byte: report when the last byte came instead.
+    let took = if ended == Ended::Quiet {
+        took.saturating_sub(quiet)
+    } else {
+        took
+    };
+    Ok(RawExchange { bytes, ended, took })
+}
+
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((len, rest)) = s.split_once("\r\n") {

@@ -27,6 +27,7 @@ use crate::body::rbac_denied;
 use crate::listener::{ConnLimits, InboundRoute, LiveRoute, Route, copy_tcp, serve_http};
 use crate::proxy::Shared;
 use crate::rbac::{ConnAuthz, Peer, XFCC, authorize};
+use crate::stream::RxBody;
 
 /// The first byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -170,7 +171,7 @@ async fn proxy<IO>(
     let limits = ConnLimits::of(&route.cfg.timeouts);
     let decided = Arc::new(ArcSwap::from_pointee(Decided { route, authz }));
     let ctx = Arc::new((peer, xfcc, live, decided, shared.clone()));
-    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+    let svc = service_fn(move |mut req: http::Request<RxBody>| {
         let ctx = ctx.clone();
         async move {
             let (peer, xfcc, live, decided, shared) = &*ctx;
@@ -205,5 +206,5 @@ async fn proxy<IO>(
             Ok::<_, Infallible>(resp)
         }
     });
-    serve_http(shared, io, svc, &stats, limits).await;
+    serve_http(shared, io, svc, stats, limits).await;
 }

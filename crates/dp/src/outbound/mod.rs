@@ -60,5 +60,5 @@ pub(crate) async fn serve(
             Ok(resp)
         }
     });
-    serve_http(shared, stream, svc, &stats, limits).await;
+    serve_http(shared, stream, svc, stats, limits).await;
 }

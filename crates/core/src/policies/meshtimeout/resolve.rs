@@ -29,13 +29,19 @@ pub struct Timeouts {
     pub idle_ms: u64,
     /// From a request's start until its response headers.
     pub request_ms: u64,
-    /// Not enforced by kuma-dp yet (carried for `inspect`).
+    /// An HTTP stream (request and response) with no frame either way for this long ends:
+    /// `408`/`504 stream timeout` before the response headers, a reset after (Envoy's route
+    /// `idle_timeout`).
     pub stream_idle_ms: u64,
-    /// Not enforced by kuma-dp yet (carried for `inspect`).
+    /// An attempt's upstream stream ends this long after it was sent, even while bytes flow:
+    /// `408`/`504 upstream max stream duration reached` before the response headers, a reset
+    /// after (Envoy's cluster `max_stream_duration`; HTTP and HTTP/2 listeners only, as Kuma
+    /// sets it on those clusters alone).
     pub max_stream_ms: u64,
     /// An HTTP connection is drained once it is this old.
     pub max_connection_ms: u64,
-    /// Not enforced by kuma-dp yet (carried for `inspect`).
+    /// From the first byte of an HTTP/1 request head to its end: `408 request header
+    /// timeout` and the connection closed (Envoy's HCM `request_headers_timeout`).
     pub request_headers_ms: u64,
 }
 
@@ -99,6 +105,21 @@ impl Timeouts {
     /// `None` when disabled.
     pub fn max_connection(&self) -> Option<Duration> {
         nonzero(self.max_connection_ms)
+    }
+
+    /// `None` when disabled.
+    pub fn stream_idle(&self) -> Option<Duration> {
+        nonzero(self.stream_idle_ms)
+    }
+
+    /// `None` when disabled.
+    pub fn max_stream(&self) -> Option<Duration> {
+        nonzero(self.max_stream_ms)
+    }
+
+    /// `None` when disabled.
+    pub fn request_headers(&self) -> Option<Duration> {
+        nonzero(self.request_headers_ms)
     }
 }
 
@@ -250,6 +271,12 @@ mod tests {
         assert_eq!(Timeouts::default().connect(), Duration::from_secs(5));
         assert_eq!(Timeouts::default().idle(), Some(Duration::from_secs(3600)));
         assert_eq!(Timeouts::default().request(), Some(Duration::from_secs(15)));
+        assert_eq!(
+            Timeouts::default().stream_idle(),
+            Some(Duration::from_secs(1800))
+        );
+        assert_eq!(Timeouts::default().max_stream(), None);
+        assert_eq!(Timeouts::default().request_headers(), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! MeshTimeout enforced by the real sidecars: a request to a hung upstream ends with `504
 //! upstream request timeout` at the configured `http.requestTimeout`, only on the proxies the
-//! policy selects, and Kuma's default (15 s) returns when the policy goes.
+//! policy selects, and Kuma's default (15 s) returns when the policy goes; kumactl and
+//! `_explain` show it.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -45,21 +46,22 @@ fn a_hung_upstream_ends_with_504_at_the_configured_request_timeout() {
         took >= Duration::from_millis(950) && took < Duration::from_millis(2500),
         "the timeout fired after {took:?}"
     );
-    // `inspect` names the policies on flight-control's outbound and the timeout in force.
-    let inspect = k.kumactl.ok(&[
-        "inspect",
-        "dataplane",
-        "flight-control-1",
-        "--type=policies",
-    ]);
-    let outbound = inspect
-        .split("\noutbound ")
-        .find(|o| o.contains("check-in-api-blu"))
-        .unwrap_or_else(|| panic!("no outbound to check-in-api in:\n{inspect}"));
+    // kumactl lists the policies applying to flight-control (kumactl 2.14's text), and
+    // Aerie's `_explain` shows the timeout its outbound to check-in-api enforces.
+    let inspect = k.kumactl.ok(&["inspect", "dataplane", "flight-control-1"]);
     assert!(
-        outbound.contains("mesh-timeout-all-default\n    fast-check-in\n")
-            && outbound.contains("http.requestTimeout=1s "),
+        inspect.contains("  MeshTimeout\n    mesh-timeout-all-default\nfast-check-in\n"),
         "{inspect}"
+    );
+    let outbound = explained_outbound(&k.cp, "flight-control-1", "check-in-api-blu");
+    assert_eq!(
+        outbound["meshTimeout"]["policies"],
+        serde_json::json!(["mesh-timeout-all-default", "fast-check-in"]),
+        "{outbound}"
+    );
+    assert_eq!(
+        outbound["meshTimeout"]["effective"]["requestMs"], 1000,
+        "{outbound}"
     );
     // Quick answers still pass; the proxy the policy does not select keeps the default.
     assert_eq!(timed(&k.from_flight_control, "/delay/100").0, 200);

@@ -182,8 +182,33 @@ impl std::fmt::Display for GoDuration {
 
 impl serde::Serialize for GoDuration {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.text)
+        if GO_FORM.with(std::cell::Cell::get) {
+            serializer.serialize_str(&format_go_duration(self.nanos))
+        } else {
+            serializer.serialize_str(&self.text)
+        }
     }
+}
+
+thread_local! {
+    /// Set while [`in_go_form`] runs.
+    static GO_FORM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a serialisation) with every [`GoDuration`] written the way Go's
+/// `Duration.String()` prints it (`60s` -> `1m0s`), as Kuma writes a conf it decoded into its
+/// Go types (the policy inspection answers). Outside `f` durations are written as they were
+/// given.
+pub fn in_go_form<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the previous setting, also when `f` unwinds.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GO_FORM.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(GO_FORM.with(|c| c.replace(true)));
+    f()
 }
 
 impl<'de> serde::Deserialize<'de> for GoDuration {
@@ -347,6 +372,43 @@ fn take_fraction(v: &mut u64, prec: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_form_only_inside_in_go_form() {
+        let d: Vec<GoDuration> = ["60s", "1h", "0", "1.5s", "90m"]
+            .iter()
+            .map(|t| GoDuration::parse(t).unwrap())
+            .collect();
+        let as_written = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            as_written,
+            serde_json::json!(["60s", "1h", "0", "1.5s", "90m"])
+        );
+        let go = in_go_form(|| serde_json::to_value(&d).unwrap());
+        assert_eq!(
+            go,
+            serde_json::json!(["1m0s", "1h0m0s", "0s", "1.5s", "1h30m0s"])
+        );
+        // Nested calls keep the outer setting; afterwards durations read as written again.
+        let nested = in_go_form(|| {
+            let inner = in_go_form(|| serde_json::to_value(&d[0]).unwrap());
+            (inner, serde_json::to_value(&d[1]).unwrap())
+        });
+        assert_eq!(
+            nested,
+            (serde_json::json!("1m0s"), serde_json::json!("1h0m0s"))
+        );
+        assert_eq!(
+            serde_json::to_value(&d[0]).unwrap(),
+            serde_json::json!("60s")
+        );
+        // Also after `f` panics.
+        let _ = std::panic::catch_unwind(|| in_go_form(|| panic!("boom")));
+        assert_eq!(
+            serde_json::to_value(&d[0]).unwrap(),
+            serde_json::json!("60s")
+        );
+    }
 
     #[test]
     fn kuma_durations() {

@@ -13,6 +13,7 @@
 
 pub mod duration;
 pub mod format;
+pub mod kri;
 pub mod multizone;
 pub mod net;
 pub mod policies;

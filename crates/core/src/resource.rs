@@ -44,6 +44,10 @@ pub struct TypeDescriptor {
     pub cli_singular: &'static str,
     /// kumactl's plural argument (`kumactl get meshes`).
     pub cli_plural: &'static str,
+    /// Kuma's `ShortName`: the type's part of a KRI (`kri_<shortName>_...`, see
+    /// [`crate::kri`]); empty for types Kuma gives none (Secret, GlobalSecret), which have no
+    /// KRI. Shown in `/_resources`.
+    pub short_name: &'static str,
     /// Short names kumactl accepts as well (`mtp`, `msvc`).
     pub short_names: &'static [&'static str],
     pub scope: Scope,
@@ -185,6 +189,7 @@ const MESH: TypeDescriptor = TypeDescriptor {
     plural: "meshes",
     cli_singular: "mesh",
     cli_plural: "meshes",
+    short_name: "m",
     short_names: &[],
     scope: Scope::Global,
     shape: Shape::Flat,
@@ -199,6 +204,7 @@ const DATAPLANE: TypeDescriptor = TypeDescriptor {
     plural: "dataplanes",
     cli_singular: "dataplane",
     cli_plural: "dataplanes",
+    short_name: "dp",
     short_names: &[],
     scope: Scope::Mesh,
     shape: Shape::Flat,
@@ -213,6 +219,7 @@ const MESH_SERVICE: TypeDescriptor = TypeDescriptor {
     plural: "meshservices",
     cli_singular: "meshservice",
     cli_plural: "meshservices",
+    short_name: "msvc",
     short_names: &["msvc"],
     scope: Scope::Mesh,
     shape: Shape::Spec,
@@ -227,6 +234,7 @@ const SECRET: TypeDescriptor = TypeDescriptor {
     plural: "secrets",
     cli_singular: "secret",
     cli_plural: "secrets",
+    short_name: "",
     short_names: &[],
     scope: Scope::Mesh,
     shape: Shape::Flat,
@@ -241,6 +249,7 @@ const GLOBAL_SECRET: TypeDescriptor = TypeDescriptor {
     plural: "globalsecrets",
     cli_singular: "global-secret",
     cli_plural: "global-secrets",
+    short_name: "",
     short_names: &[],
     scope: Scope::Global,
     shape: Shape::Flat,
@@ -255,6 +264,7 @@ const ZONE: TypeDescriptor = TypeDescriptor {
     plural: "zones",
     cli_singular: "zone",
     cli_plural: "zones",
+    short_name: "z",
     short_names: &[],
     scope: Scope::Global,
     shape: Shape::Flat,
@@ -269,6 +279,7 @@ const ZONE_INGRESS: TypeDescriptor = TypeDescriptor {
     plural: "zoneingresses",
     cli_singular: "zoneingress",
     cli_plural: "zoneingresses",
+    short_name: "zi",
     short_names: &[],
     scope: Scope::Global,
     shape: Shape::Flat,
@@ -304,6 +315,27 @@ impl ResourceType {
     /// kumactl's plural argument (`kumactl get meshes`).
     pub fn cli_plural(self) -> &'static str {
         self.descriptor().cli_plural
+    }
+
+    /// Kuma's `ShortName`, the type's part of a KRI; empty when the type has no KRI.
+    pub fn short_name(self) -> &'static str {
+        self.descriptor().short_name
+    }
+
+    /// The type whose KRI short name is `short` (`mt` -> MeshTimeout); none for `""`.
+    pub fn from_short_name(short: &str) -> Option<ResourceType> {
+        if short.is_empty() {
+            return None;
+        }
+        Self::ALL.into_iter().find(|t| t.short_name() == short)
+    }
+
+    /// Kuma's `includeInFederation` in `/_resources`: the type travels from a global to its
+    /// zones and is not provided by zones (Kuma: `GlobalToZonesFlag` and not read-only), so
+    /// exporting a control plane for federation takes it along.
+    pub fn include_in_federation(self) -> bool {
+        let d = self.descriptor();
+        d.to_zones && !d.to_global
     }
 
     /// Short names kumactl accepts as well (`mtp`, `msvc`).
@@ -432,6 +464,52 @@ mod tests {
             ResourceType::synced_to_zones().next(),
             Some(ResourceType::Mesh)
         );
+    }
+
+    #[test]
+    fn short_names_are_kumas_and_unique() {
+        let expected = [
+            (ResourceType::Mesh, "m"),
+            (ResourceType::Dataplane, "dp"),
+            (ResourceType::MeshTrafficPermission, "mtp"),
+            (ResourceType::MeshTimeout, "mt"),
+            (ResourceType::MeshCircuitBreaker, "mcb"),
+            (ResourceType::MeshRetry, "mr"),
+            (ResourceType::MeshTCPRoute, "mtcpr"),
+            (ResourceType::MeshHTTPRoute, "mhttpr"),
+            (ResourceType::MeshFaultInjection, "mfi"),
+            (ResourceType::MeshRateLimit, "mrl"),
+            (ResourceType::MeshHealthCheck, "mhc"),
+            (ResourceType::MeshLoadBalancingStrategy, "mlbs"),
+            (ResourceType::MeshService, "msvc"),
+            (ResourceType::Secret, ""),
+            (ResourceType::GlobalSecret, ""),
+            (ResourceType::Zone, "z"),
+            (ResourceType::ZoneIngress, "zi"),
+        ];
+        assert_eq!(expected.len(), ResourceType::ALL.len());
+        for (t, short) in expected {
+            assert_eq!(t.short_name(), short, "{t}");
+            if !short.is_empty() {
+                assert_eq!(ResourceType::from_short_name(short), Some(t));
+            }
+        }
+    }
+
+    #[test]
+    fn federation_takes_what_the_global_provides() {
+        let federated: Vec<ResourceType> = ResourceType::ALL
+            .into_iter()
+            .filter(|t| t.include_in_federation())
+            .collect();
+        let mut expected = vec![
+            ResourceType::Mesh,
+            ResourceType::Secret,
+            ResourceType::GlobalSecret,
+        ];
+        expected.extend(ResourceType::ALL.into_iter().filter(|t| t.is_policy()));
+        expected.sort();
+        assert_eq!(federated, expected);
     }
 
     #[test]

@@ -29,6 +29,14 @@ fn every_type_is_reachable_through_rest_and_kumactl_as_described() {
             .unwrap_or_else(|| panic!("{} missing from /_resources", d.name));
         assert_eq!(entry["path"], d.plural);
         assert_eq!(entry["kumactlListArg"], d.cli_plural);
+        // Kuma's ResourceTypeDescription requires both.
+        assert_eq!(entry["shortName"], d.short_name, "{}", d.name);
+        assert_eq!(
+            entry["includeInFederation"],
+            d.rtype.include_in_federation(),
+            "{}",
+            d.name
+        );
         assert_eq!(
             entry["policy"].is_object(),
             d.policy_order.is_some(),

@@ -76,11 +76,15 @@ fn seed_walkthrough_between_real_sidecars() {
         stats.contains("booking-blu"),
         "RBAC denials are counted by source service:\n{stats}"
     );
+    // kumactl 2.14's text: both MeshTrafficPermissions apply to check-in-api.
     let policies = k
         .kumactl
         .ok(&["inspect", "dataplane", "check-in-api-1", "--type=policies"]);
     assert!(
-        policies.contains("allow-flight-control-to-check-in") && policies.contains("default-deny"),
+        policies.starts_with("DATAPLANE:\n")
+            && policies.contains("  MeshTrafficPermission\n")
+            && policies.contains("allow-flight-control-to-check-in\n")
+            && policies.contains("default-deny\n"),
         "{policies}"
     );
 }

@@ -83,22 +83,30 @@ fn retries_hide_a_flaky_upstream_and_zero_retries_show_it() {
     let ok = successes(&k.from_flight_control, 200);
     assert!(ok >= 198, "{ok} of 200 succeeded with numRetries: 3");
 
-    // `inspect` names the policies on flight-control's outbound and what is in force.
-    let inspect = k.kumactl.ok(&[
-        "inspect",
-        "dataplane",
-        "flight-control-1",
-        "--type=policies",
-    ]);
-    let outbound = inspect
-        .split("\noutbound ")
-        .find(|o| o.contains("check-in-api-blu"))
-        .unwrap_or_else(|| panic!("no outbound to check-in-api in:\n{inspect}"));
+    // kumactl lists the policies applying to flight-control (kumactl 2.14's text), and
+    // Aerie's `_explain` shows the retries its outbound to check-in-api enforces.
+    let inspect = k.kumactl.ok(&["inspect", "dataplane", "flight-control-1"]);
     assert!(
-        outbound.contains("MeshRetry\n    mesh-retry-all-default\n    check-in-retries\n")
-            && outbound.contains("numRetries=3 ")
-            && outbound.contains("retryOn=gateway-error,connect-failure,refused-stream,503"),
+        inspect.contains("  MeshRetry\n    mesh-retry-all-default\ncheck-in-retries\n"),
         "{inspect}"
+    );
+    let outbound = explained_outbound(&k.cp, "flight-control-1", "check-in-api-blu");
+    let retry = &outbound["meshRetry"];
+    assert_eq!(
+        retry["policies"],
+        serde_json::json!(["mesh-retry-all-default", "check-in-retries"]),
+        "{outbound}"
+    );
+    assert_eq!(retry["effective"]["http"]["numRetries"], 3, "{outbound}");
+    assert_eq!(
+        retry["effective"]["http"]["retryOn"],
+        serde_json::json!(["gateway-error", "connect-failure", "refused-stream"]),
+        "{outbound}"
+    );
+    assert_eq!(
+        retry["effective"]["http"]["statusCodes"],
+        serde_json::json!([503]),
+        "{outbound}"
     );
 
     // booking is not selected: Kuma's default policy (5 retries on gateway errors, 503
@@ -177,17 +185,20 @@ fn rate_limited_back_off_waits_what_the_answer_asks_and_response_headers_retry()
     );
     assert_eq!((status, seen), (200, 1));
 
-    // `inspect` shows both in force.
-    let inspect = k.kumactl.ok(&[
-        "inspect",
-        "dataplane",
-        "flight-control-1",
-        "--type=policies",
-    ]);
-    assert!(
-        inspect.contains(
-            "rateLimitedBackOff=retry-after:Seconds,x-ratelimit-reset:UnixTimestamp..3s retriableResponseHeaders=x-retry-me"
-        ),
-        "{inspect}"
+    // `_explain` shows both in force on flight-control's outbound to check-in-api.
+    let outbound = explained_outbound(&k.cp, "flight-control-1", "check-in-api-blu");
+    let http = &outbound["meshRetry"]["effective"]["http"];
+    assert_eq!(
+        http["rateLimited"]["resetHeaders"],
+        serde_json::json!([
+            {"name": "retry-after", "format": "Seconds"},
+            {"name": "x-ratelimit-reset", "format": "UnixTimestamp"}
+        ]),
+        "{outbound}"
+    );
+    assert_eq!(http["rateLimited"]["maxIntervalMs"], 3000, "{outbound}");
+    assert_eq!(
+        http["responseHeaders"][0]["name"], "x-retry-me",
+        "{outbound}"
     );
 }

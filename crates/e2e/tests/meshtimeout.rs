@@ -3,7 +3,8 @@
 //! policy selects, and Kuma's default (15 s) returns when the policy goes; streams that idle
 //! or outlive `http.streamIdleTimeout` / `http.maxStreamDuration` end with Envoy's answers
 //! (`504`/`408` before the response headers, a reset after), and a request head that does
-//! not arrive within `http.requestHeadersTimeout` gets `408 request header timeout`.
+//! not arrive within `http.requestHeadersTimeout` gets `408 request header timeout`;
+//! kumactl and `_explain` show it.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -50,21 +51,22 @@ fn a_hung_upstream_ends_with_504_at_the_configured_request_timeout() {
         took >= Duration::from_millis(950) && took < Duration::from_millis(2500),
         "the timeout fired after {took:?}"
     );
-    // `inspect` names the policies on flight-control's outbound and the timeout in force.
-    let inspect = k.kumactl.ok(&[
-        "inspect",
-        "dataplane",
-        "flight-control-1",
-        "--type=policies",
-    ]);
-    let outbound = inspect
-        .split("\noutbound ")
-        .find(|o| o.contains("check-in-api-blu"))
-        .unwrap_or_else(|| panic!("no outbound to check-in-api in:\n{inspect}"));
+    // kumactl lists the policies applying to flight-control (kumactl 2.14's text), and
+    // Aerie's `_explain` shows the timeout its outbound to check-in-api enforces.
+    let inspect = k.kumactl.ok(&["inspect", "dataplane", "flight-control-1"]);
     assert!(
-        outbound.contains("mesh-timeout-all-default\n    fast-check-in\n")
-            && outbound.contains("http.requestTimeout=1s "),
+        inspect.contains("  MeshTimeout\n    mesh-timeout-all-default\nfast-check-in\n"),
         "{inspect}"
+    );
+    let outbound = explained_outbound(&k.cp, "flight-control-1", "check-in-api-blu");
+    assert_eq!(
+        outbound["meshTimeout"]["policies"],
+        serde_json::json!(["mesh-timeout-all-default", "fast-check-in"]),
+        "{outbound}"
+    );
+    assert_eq!(
+        outbound["meshTimeout"]["effective"]["requestMs"], 1000,
+        "{outbound}"
     );
     // Quick answers still pass; the proxy the policy does not select keeps the default.
     assert_eq!(timed(&k.from_flight_control, "/delay/100").0, 200);

@@ -8,6 +8,7 @@
 //! keeps its own index for the seed's Allow-wins decision.
 
 pub mod common;
+pub mod inspect;
 pub mod meshcircuitbreaker;
 pub mod meshfaultinjection;
 pub mod meshhealthcheck;

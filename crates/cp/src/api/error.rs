@@ -1,4 +1,5 @@
-//! Errors in Kuma's JSON shape (`type, title, status, detail, invalid_parameters[]`).
+//! Errors in Kuma's JSON shape (`type, status, title, detail, invalid_parameters[], details,
+//! causes[]`).
 
 use aerie_core::{ValidationError, Violation};
 use aerie_store::StoreError;
@@ -51,6 +52,16 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "Access Denied", detail)
     }
 
+    /// Kuma's answer to a request it failed on internally: `detail` is always `Internal
+    /// Server Error`, `title` says what was being done.
+    pub fn internal(title: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            title,
+            "Internal Server Error",
+        )
+    }
+
     pub fn method_not_allowed(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", detail)
     }
@@ -80,19 +91,31 @@ impl From<StoreError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// Kuma's `types.Error` as its `HandleError` writes it: `details` repeats `detail`, and
+    /// `invalid_parameters` (with their deprecated copy `causes`) appear only when there
+    /// are any.
     fn into_response(self) -> Response {
-        let params: Vec<_> = self
-            .invalid
-            .iter()
-            .map(|v| json!({"field": v.field, "reason": v.message}))
-            .collect();
-        let body = json!({
+        let mut body = json!({
             "type": "/std-errors",
             "status": self.status.as_u16(),
             "title": self.title,
             "detail": self.detail,
-            "invalid_parameters": params,
         });
+        if !self.invalid.is_empty() {
+            body["invalid_parameters"] = self
+                .invalid
+                .iter()
+                .map(|v| json!({"field": v.field, "reason": v.message}))
+                .collect();
+        }
+        body["details"] = json!(self.detail);
+        if !self.invalid.is_empty() {
+            body["causes"] = self
+                .invalid
+                .iter()
+                .map(|v| json!({"field": v.field, "message": v.message}))
+                .collect();
+        }
         (self.status, Json(body)).into_response()
     }
 }

@@ -1,6 +1,7 @@
 //! Dataplane inspection: Kuma's `dataplanes+insights` (online status, certificate, config
-//! versions) and `_policies` (which MeshTrafficPermissions apply to each inbound, and which
-//! MeshTimeouts to each inbound and outbound, with the merged result).
+//! versions), and Aerie's `_explain` (which MeshTrafficPermissions apply to each inbound,
+//! which MeshTimeouts, MeshRetries and MeshCircuitBreakers to each inbound and outbound, the
+//! merged result and what the proxy enforces). Kuma's own policy inspection is `inspect.rs`.
 
 use aerie_core::format::{resource_to_value, spec_to_value};
 use aerie_core::policies::meshtimeout::explain_json;
@@ -114,9 +115,12 @@ pub async fn get_overview(
     }
 }
 
-/// Per inbound: the MeshTrafficPermissions whose targetRef selects it, their `from` entries,
-/// and the resulting authorization table.
-pub async fn policies(
+/// Aerie's explanation of what a proxy enforces (`GET .../dataplanes/{name}/_explain`, not a
+/// Kuma endpoint): per inbound, the MeshTrafficPermissions whose targetRef selects it, their
+/// `from` entries, the resulting authorization table and its MeshTimeout; per outbound, its
+/// MeshTimeout, MeshRetry and MeshCircuitBreaker, each with the contributing policies, the
+/// merged conf and what the proxy enforces from it (`effective`).
+pub async fn explain(
     State(state): State<AppState>,
     Path((mesh, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {

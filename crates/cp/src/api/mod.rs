@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod insights;
+mod inspect;
 mod paging;
 mod resources;
 
@@ -74,7 +75,27 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/meshes/{mesh}/dataplanes/{name}/_policies",
-            get(insights::policies),
+            get(inspect::proxy_policies),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}/_inbounds/{kri}/_policies",
+            get(inspect::inbound_policies),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}/_outbounds/{kri}/_policies",
+            get(inspect::outbound_policies),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}/_layout",
+            get(inspect::layout),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}/policies",
+            get(inspect::matched_policies),
+        )
+        .route(
+            "/meshes/{mesh}/dataplanes/{name}/_explain",
+            get(insights::explain),
         )
         .route("/meshes/{mesh}/{plural}", get(resources::list_in_mesh))
         .route(

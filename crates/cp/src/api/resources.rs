@@ -43,6 +43,8 @@ pub async fn descriptors(State(state): State<AppState>) -> Json<Value> {
                 "singularDisplayName": t.name(),
                 "pluralDisplayName": t.cli_plural(),
                 "readOnly": read_only(*t, &state.role).is_some(),
+                "shortName": t.short_name(),
+                "includeInFederation": t.include_in_federation(),
                 "kumactlArg": t.cli_singular(),
                 "kumactlListArg": t.cli_plural(),
             });

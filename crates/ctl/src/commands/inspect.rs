@@ -1,9 +1,8 @@
 //! `kumactl inspect dataplanes`, `kumactl inspect dataplane NAME --type=policies|config`,
 //! `kumactl inspect meshes`, `kumactl inspect zones` and `kumactl inspect zoneingresses`, read
 //! from the control plane's insight endpoints (`/meshes/{mesh}/dataplanes+insights`,
-//! `/meshes/{mesh}/dataplanes/{name}/_policies`, `/zones+insights`, `/zoneingresses+insights`).
+//! `/meshes/{mesh}/dataplanes/{name}/policies`, `/zones+insights`, `/zoneingresses+insights`).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use anyhow::{Result, anyhow, bail};
@@ -202,442 +201,52 @@ pub async fn dataplanes(args: InspectDataplanesArgs, g: &Globals, io: &mut Io<'_
     Ok(())
 }
 
-/// A `targetRef` as a short phrase: `Mesh`, `MeshService flight-control-blu`,
-/// `MeshSubset version=v1`, `MeshService web namespace=kuma-demo sectionName=http`.
-pub fn target_ref_text(tr: Option<&Value>) -> String {
-    let Some(tr) = tr.filter(|t| t.is_object()) else {
-        return "Mesh".into();
-    };
-    let kind = s(tr, &["kind"]);
-    let mut parts = vec![if kind.is_empty() { "Mesh" } else { kind }.to_string()];
-    for key in ["name", "namespace", "sectionName"] {
-        let v = s(tr, &[key]);
-        if v.is_empty() {
-            continue;
-        }
-        parts.push(if key == "name" {
-            v.to_string()
-        } else {
-            format!("{key}={v}")
-        });
-    }
-    for key in ["labels", "tags"] {
-        if let Some(Value::Object(m)) = tr.get(key) {
-            let mut kv: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect();
-            kv.sort();
-            if !kv.is_empty() {
-                parts.push(kv.join(","));
-            }
-        }
-    }
-    parts.join(" ")
-}
-
-fn host_port(address: &str, port: u64) -> String {
-    if address.contains(':') {
-        format!("[{address}]:{port}")
-    } else {
-        format!("{address}:{port}")
+/// kumactl's attachment label (`attachmentToStr(true)`): `DATAPLANE`, `SERVICE name`, else
+/// `INBOUND name(service)` / `OUTBOUND name(service)`.
+fn attachment_text(entry: &Value) -> String {
+    let kind = s(entry, &["type"]);
+    let name = s(entry, &["name"]);
+    match kind {
+        "dataplane" => kind.to_uppercase(),
+        "service" => format!("{} {name}", kind.to_uppercase()),
+        _ => format!("{} {name}({})", kind.to_uppercase(), s(entry, &["service"])),
     }
 }
 
-/// Inbound port → address, from a Dataplane (`networking.inbound[].address`, or the
-/// dataplane's `networking.address`).
-pub fn inbound_addresses(dataplane: &Value) -> HashMap<u64, String> {
-    let networking = dataplane.get("networking");
-    let default = networking
-        .and_then(|n| n.get("address"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let mut out = HashMap::new();
-    if let Some(Value::Array(inbounds)) = networking.and_then(|n| n.get("inbound")) {
-        for i in inbounds {
-            let Some(port) = i.get("port").and_then(Value::as_u64) else {
-                continue;
-            };
-            let addr = i
-                .get("address")
-                .and_then(Value::as_str)
-                .filter(|a| !a.is_empty())
-                .unwrap_or(default);
-            if !addr.is_empty() {
-                out.entry(port).or_insert_with(|| addr.to_string());
-            }
-        }
-    }
-    out
-}
-
-/// The readable form of a `_policies` answer: per inbound, the MeshTrafficPermissions that
-/// select it and their `from` entries.
-pub fn render_policies(answer: &Value, addresses: &HashMap<u64, String>) -> String {
-    let mesh = s(answer, &["mesh"]);
-    let inbounds = answer
-        .get("inbounds")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+/// kumactl 2.14's text for `inspect dataplane --type=policies` (its Go template, quirks
+/// included: after the first name of a type the next ones are not indented): per
+/// attachment, each policy type with the names of its policies, then a blank line.
+pub fn render_matched_policies(answer: &Value) -> String {
     let mut out = String::new();
-    if inbounds.is_empty() {
-        let _ = writeln!(
-            out,
-            "Dataplane \"{}\" has no inbounds",
-            s(answer, &["name"])
-        );
+    if !matches!(s(answer, &["kind"]), "SidecarDataplane" | "") {
         return out;
     }
-    for (n, inbound) in inbounds.iter().enumerate() {
-        if n > 0 {
-            out.push('\n');
-        }
-        let port = inbound.get("port").and_then(Value::as_u64).unwrap_or(0);
-        let address = inbound
-            .get("address")
-            .and_then(Value::as_str)
-            .filter(|a| !a.is_empty())
-            .or_else(|| addresses.get(&port).map(String::as_str));
-        let at = match address {
-            Some(a) => host_port(a, port),
-            None => format!(":{port}"),
-        };
-        let mut label = s(inbound, &["service"]);
-        if label.is_empty() {
-            label = s(inbound, &["name"]);
-        }
-        if label.is_empty() {
-            let _ = writeln!(out, "inbound {at}:");
-        } else {
-            let _ = writeln!(out, "inbound {at} ({label}):");
-        }
-        let policies = inbound
-            .get("policies")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let mtls = inbound.get("mtls").and_then(Value::as_bool).unwrap_or(true);
-        if !mtls {
-            let _ = writeln!(out, "  mTLS is off in mesh {mesh}: all traffic is allowed");
-            if !policies.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "  (the MeshTrafficPermissions below take effect once mTLS is enabled)"
-                );
-            }
-        } else if policies.is_empty() {
-            let _ = writeln!(
-                out,
-                "  no MeshTrafficPermission selects this inbound: all traffic is denied"
-            );
-        }
-        if !policies.is_empty() {
-            let _ = writeln!(out, "  MeshTrafficPermission");
-        }
-        for p in policies {
-            let _ = writeln!(out, "    {}", s(p, &["name"]));
-            let froms = p
-                .get("from")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            if froms.is_empty() {
-                let _ = writeln!(out, "      (no from entries)");
-            }
-            for f in froms {
-                let source = target_ref_text(f.get("targetRef"));
-                let action = match f.get("action").and_then(Value::as_str) {
-                    Some(a) if !a.is_empty() => a.to_string(),
-                    _ => "no action (grants nothing)".into(),
-                };
-                let nobody = matches!(f.get("callers"), Some(Value::Array(c)) if c.is_empty());
-                let suffix = if nobody { " (matches no caller)" } else { "" };
-                let _ = writeln!(out, "      from {source}: {action}{suffix}");
-            }
-        }
-        render_timeout(&mut out, inbound.get("meshTimeout"));
-    }
-    let outbounds = answer
-        .get("outbounds")
+    let items = answer
+        .get("items")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    for outbound in outbounds {
-        let port = outbound.get("port").and_then(Value::as_u64).unwrap_or(0);
-        let at = host_port(s(outbound, &["address"]), port);
-        let target = outbound.get("target");
-        let to = match target.map(|t| s(t, &["type"])) {
-            Some("service") => format!(
-                "kuma.io/service={}",
-                s(target.unwrap_or(&Value::Null), &["name"])
-            ),
-            Some("resource") => {
-                let t = target.unwrap_or(&Value::Null);
-                let section = s(t, &["section"]);
-                let mut text = format!("{} {}", s(t, &["kind"]), s(t, &["name"]));
-                if !section.is_empty() {
-                    text.push_str(&format!(" sectionName={section}"));
+    for item in items {
+        let _ = writeln!(out, "{}:", attachment_text(item));
+        if let Some(Value::Object(by_type)) = item.get("matchedPolicies") {
+            let mut types: Vec<(&String, &Value)> = by_type.iter().collect();
+            types.sort_by(|a, b| a.0.cmp(b.0));
+            for (typ, policies) in types {
+                let _ = write!(out, "  {typ}\n    ");
+                for p in policies.as_array().map(Vec::as_slice).unwrap_or_default() {
+                    let _ = writeln!(out, "{}", s(p, &["name"]));
                 }
-                text
             }
-            _ => "unresolved".into(),
-        };
-        let _ = writeln!(out, "\noutbound {at} (to {to}):");
-        render_timeout(&mut out, outbound.get("meshTimeout"));
-        render_retry(&mut out, outbound.get("meshRetry"));
-        render_circuit_breaker(&mut out, outbound.get("meshCircuitBreaker"));
+        }
+        out.push('\n');
     }
     out
-}
-
-/// The contributing policies of one policy kind (lowest priority first), or `none` when no
-/// policy applies; returns the `effective` object, if any.
-fn render_contributors<'a>(
-    out: &mut String,
-    kind: &str,
-    none: &str,
-    explained: Option<&'a Value>,
-) -> Option<&'a Value> {
-    let explained = explained.filter(|e| e.is_object())?;
-    let names: Vec<&str> = explained
-        .get("policies")
-        .and_then(Value::as_array)
-        .map(|ps| ps.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let _ = writeln!(out, "  {kind}");
-    if names.is_empty() {
-        let _ = writeln!(out, "    ({none})");
-    }
-    for name in names {
-        let _ = writeln!(out, "    {name}");
-    }
-    explained.get("effective").filter(|e| e.is_object())
-}
-
-/// Milliseconds as a Go duration (`0`: `none`).
-fn ms_text(v: Option<&Value>) -> String {
-    let ms = v.and_then(Value::as_u64).unwrap_or(0);
-    if ms == 0 {
-        return "none".into();
-    }
-    aerie_core::duration::format_go_duration(
-        i64::try_from(ms)
-            .unwrap_or(i64::MAX / 1_000_000)
-            .saturating_mul(1_000_000),
-    )
-}
-
-/// The MeshRetry part of one outbound: contributing policies and the retries in force.
-fn render_retry(out: &mut String, explained: Option<&Value>) {
-    let Some(effective) = render_contributors(
-        out,
-        "MeshRetry",
-        "no MeshRetry applies: nothing is retried",
-        explained,
-    ) else {
-        return;
-    };
-    let policy = |key: &str| match effective.get(key).filter(|p| p.is_object()) {
-        None => "no retries".to_string(),
-        Some(p) => {
-            let list = |k: &str| {
-                p.get(k)
-                    .and_then(Value::as_array)
-                    .map(|v| {
-                        v.iter()
-                            .map(|x| match x {
-                                Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            })
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .unwrap_or_default()
-            };
-            let mut retry_on = list("retryOn");
-            let codes = list("statusCodes");
-            if !codes.is_empty() {
-                retry_on = format!("{retry_on},{codes}");
-            }
-            let mut text = format!(
-                "numRetries={} perTryTimeout={} backOff={}..{} retryOn={retry_on}",
-                p.get("numRetries").and_then(Value::as_u64).unwrap_or(0),
-                ms_text(p.get("perTryTimeoutMs")),
-                ms_text(p.get("baseIntervalMs")),
-                ms_text(p.get("maxIntervalMs")),
-            );
-            let methods = list("methods");
-            if !methods.is_empty() {
-                text.push_str(&format!(" methods={methods}"));
-            }
-            if let Some(rl) = p.get("rateLimited").filter(|r| r.is_object()) {
-                let headers: Vec<String> = rl
-                    .get("resetHeaders")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .map(|h| {
-                        format!(
-                            "{}:{}",
-                            h.get("name").and_then(Value::as_str).unwrap_or_default(),
-                            h.get("format").and_then(Value::as_str).unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                text.push_str(&format!(
-                    " rateLimitedBackOff={}..{}",
-                    headers.join(","),
-                    ms_text(rl.get("maxIntervalMs"))
-                ));
-            }
-            let names = |k: &str| -> Vec<String> {
-                p.get(k)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|h| h.get("name").and_then(Value::as_str).map(str::to_owned))
-                    .collect()
-            };
-            let response_headers = names("responseHeaders");
-            if !response_headers.is_empty() {
-                text.push_str(&format!(
-                    " retriableResponseHeaders={}",
-                    response_headers.join(",")
-                ));
-            }
-            text
-        }
-    };
-    let _ = writeln!(
-        out,
-        "    in force: http: {}; grpc: {}; tcp: maxConnectAttempt={}",
-        policy("http"),
-        policy("grpc"),
-        effective
-            .get("tcpMaxConnectAttempt")
-            .and_then(Value::as_u64)
-            .unwrap_or(1),
-    );
-}
-
-/// The MeshCircuitBreaker part of one outbound: contributing policies, the connection
-/// limits and the outlier detection in force.
-fn render_circuit_breaker(out: &mut String, explained: Option<&Value>) {
-    let Some(effective) = render_contributors(
-        out,
-        "MeshCircuitBreaker",
-        "no MeshCircuitBreaker applies: Envoy's defaults",
-        explained,
-    ) else {
-        return;
-    };
-    let n = |v: &Value, k: &str| {
-        v.get(k)
-            .and_then(Value::as_u64)
-            .map_or_else(|| "-".to_string(), |n| n.to_string())
-    };
-    let outlier = match effective.get("outlier").filter(|o| o.is_object()) {
-        None => "off".to_string(),
-        Some(o) => {
-            let mut text = format!(
-                "baseEjectionTime={} maxEjectionPercent={} totalFailures={} gatewayFailures={} localOriginFailures={}",
-                ms_text(o.get("baseEjectionMs")),
-                n(o, "maxEjectionPercent"),
-                n(o, "consecutive5xx"),
-                n(o, "consecutiveGateway"),
-                n(o, "consecutiveLocalOrigin"),
-            );
-            if let Some(sr) = o.get("successRate").filter(|v| v.is_object()) {
-                let factor = sr.get("stdevFactor").and_then(Value::as_u64).unwrap_or(0);
-                text.push_str(&format!(
-                    " successRate=minimumHosts:{},requestVolume:{},standardDeviationFactor:{}",
-                    n(sr, "minimumHosts"),
-                    n(sr, "requestVolume"),
-                    factor as f64 / 1000.0
-                ));
-            }
-            if let Some(fp) = o.get("failurePercentage").filter(|v| v.is_object()) {
-                text.push_str(&format!(
-                    " failurePercentage=minimumHosts:{},requestVolume:{},threshold:{}",
-                    n(fp, "minimumHosts"),
-                    n(fp, "requestVolume"),
-                    n(fp, "threshold")
-                ));
-            }
-            if o.get("successRate").is_some() || o.get("failurePercentage").is_some() {
-                text.push_str(&format!(" interval={}", ms_text(o.get("intervalMs"))));
-            }
-            if o.get("splitExternalAndLocalErrors") == Some(&Value::Bool(true)) {
-                text.push_str(" splitExternalAndLocalErrors");
-            }
-            text
-        }
-    };
-    let pools = effective
-        .get("maxConnectionPools")
-        .and_then(Value::as_u64)
-        .map_or_else(String::new, |p| format!(" maxConnectionPools={p}"));
-    let _ = writeln!(
-        out,
-        "    in force: maxConnections={} maxPendingRequests={} maxRequests={} maxRetries={}{pools} outlierDetection: {outlier}",
-        n(effective, "maxConnections"),
-        n(effective, "maxPendingRequests"),
-        n(effective, "maxRequests"),
-        n(effective, "maxRetries"),
-    );
-}
-
-/// The MeshTimeout part of one inbound or outbound: the contributing policies, lowest
-/// priority first, and the timeouts in force once they are merged over Kuma's defaults.
-fn render_timeout(out: &mut String, explained: Option<&Value>) {
-    let Some(explained) = explained.filter(|e| e.is_object()) else {
-        return;
-    };
-    let names: Vec<&str> = explained
-        .get("policies")
-        .and_then(Value::as_array)
-        .map(|ps| ps.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let _ = writeln!(out, "  MeshTimeout");
-    if names.is_empty() {
-        let _ = writeln!(out, "    (no MeshTimeout applies: Kuma's defaults)");
-    }
-    for name in names {
-        let _ = writeln!(out, "    {name}");
-    }
-    let Some(effective) = explained.get("effective").filter(|e| e.is_object()) else {
-        return;
-    };
-    let field = |key: &str| {
-        let ms = effective.get(key).and_then(Value::as_u64).unwrap_or(0);
-        if ms == 0 {
-            "none".to_string()
-        } else {
-            aerie_core::duration::format_go_duration(
-                i64::try_from(ms)
-                    .unwrap_or(i64::MAX / 1_000_000)
-                    .saturating_mul(1_000_000),
-            )
-        }
-    };
-    let _ = writeln!(
-        out,
-        "    in force: connectionTimeout={} idleTimeout={} http.requestTimeout={} http.streamIdleTimeout={} http.maxStreamDuration={} http.maxConnectionDuration={} http.requestHeadersTimeout={}",
-        field("connectMs"),
-        field("idleMs"),
-        field("requestMs"),
-        field("streamIdleMs"),
-        field("maxStreamMs"),
-        field("maxConnectionMs"),
-        field("requestHeadersMs"),
-    );
 }
 
 pub async fn dataplane(args: InspectDataplaneArgs, g: &Globals, io: &mut Io<'_>) -> Result<()> {
     let path = match args.inspection_type {
         InspectionType::Policies => format!(
-            "/meshes/{}/dataplanes/{}/_policies",
+            "/meshes/{}/dataplanes/{}/policies",
             segment(&args.mesh),
             segment(&args.name)
         ),
@@ -659,6 +268,10 @@ pub async fn dataplane(args: InspectDataplaneArgs, g: &Globals, io: &mut Io<'_>)
     };
     let client = g.client()?;
     let resp = client.get(&path).await?;
+    if args.inspection_type == InspectionType::Policies && resp.status != 200 {
+        // kumactl 2.14's message: the status and the body as the control plane sent it.
+        bail!("({}): {}", resp.status, resp.text());
+    }
     if resp.status == 404 {
         bail!("there is no Dataplane with name \"{}\"", args.name);
     }
@@ -673,28 +286,7 @@ pub async fn dataplane(args: InspectDataplaneArgs, g: &Globals, io: &mut Io<'_>)
     let answer = resp.json()?;
     let text = match (args.inspection_type, args.output) {
         (_, Format::Json) => yaml::to_json(&answer),
-        (InspectionType::Policies, Format::Table) => {
-            let needs_addresses = answer
-                .get("inbounds")
-                .and_then(Value::as_array)
-                .is_some_and(|ins| ins.iter().any(|i| i.get("address").is_none()));
-            let mut addresses = HashMap::new();
-            if needs_addresses {
-                // Best effort: without the Dataplane the inbounds are shown by port only.
-                let dp_path = format!(
-                    "/meshes/{}/dataplanes/{}",
-                    segment(&args.mesh),
-                    segment(&args.name)
-                );
-                if let Ok(r) = client.get(&dp_path).await
-                    && r.is_success()
-                    && let Ok(dp) = r.json()
-                {
-                    addresses = inbound_addresses(&dp);
-                }
-            }
-            render_policies(&answer, &addresses)
-        }
+        (InspectionType::Policies, Format::Table) => render_matched_policies(&answer),
         _ => yaml::to_yaml(&answer),
     };
     io.out.write_all(text.as_bytes())?;
@@ -951,177 +543,32 @@ mod tests {
     }
 
     #[test]
-    fn policies_are_rendered_per_inbound() {
-        let answer = json!({"mesh": "default", "name": "check-in-api-blu-1", "inbounds": [
-            {"port": 9000, "service": "check-in-api-blu", "mtls": true, "policies": [
-                {"name": "allow-flight-control-to-check-in",
-                 "targetRef": {"kind": "MeshService", "name": "check-in-api-blu"},
-                 "from": [{"targetRef": {"kind": "MeshService", "name": "flight-control-blu"},
-                           "action": "Allow", "callers": [{"service": "flight-control-blu"}]}]},
-                {"name": "default-deny", "targetRef": {"kind": "Mesh"},
-                 "from": [{"targetRef": {"kind": "Mesh"}, "action": "Deny", "callers": [{"anyInMesh": true}]}]}]},
-            {"port": 9001, "service": "check-in-api-blu", "mtls": true, "policies": [
-                {"name": "broken", "from": [
-                    {"targetRef": {"kind": "MeshSubset", "tags": {"version": "v2", "app": "x"}}, "callers": []}]}]},
-            {"port": 9002, "name": "admin", "service": "", "mtls": true, "policies": []}]});
-        let addrs = HashMap::from([(9000, "127.0.0.1".to_string()), (9001, "::1".to_string())]);
+    fn matched_policies_render_as_kumactl_does() {
+        let answer = json!({"kind": "SidecarDataplane", "total": 3, "items": [
+            {"type": "dataplane", "matchedPolicies": {
+                "MeshTimeout": [{"name": "mesh-timeout-all-default"}, {"name": "fast"}],
+                "MeshCircuitBreaker": [{"name": "mesh-circuit-breaker-all-default"}]}},
+            {"type": "inbound", "name": "127.0.0.1:80:8080", "service": "backend",
+             "matchedPolicies": {"TrafficPermission": [{"name": "tp-1"}]}},
+            {"type": "service", "name": "elastic", "service": "elastic",
+             "matchedPolicies": {"HealthCheck": [{"name": "hc-1"}]}}]});
+        // Types in name order; the second name of a type is not indented (kumactl's
+        // template); a blank line after each attachment.
         assert_eq!(
-            render_policies(&answer, &addrs),
-            "inbound 127.0.0.1:9000 (check-in-api-blu):\n\
-             \x20 MeshTrafficPermission\n\
-             \x20   allow-flight-control-to-check-in\n\
-             \x20     from MeshService flight-control-blu: Allow\n\
-             \x20   default-deny\n\
-             \x20     from Mesh: Deny\n\
-             \n\
-             inbound [::1]:9001 (check-in-api-blu):\n\
-             \x20 MeshTrafficPermission\n\
-             \x20   broken\n\
-             \x20     from MeshSubset app=x,version=v2: no action (grants nothing) (matches no caller)\n\
-             \n\
-             inbound :9002 (admin):\n\
-             \x20 no MeshTrafficPermission selects this inbound: all traffic is denied\n"
+            render_matched_policies(&answer),
+            "DATAPLANE:\n  MeshCircuitBreaker\n    mesh-circuit-breaker-all-default\n  MeshTimeout\n    mesh-timeout-all-default\nfast\n\n\
+             INBOUND 127.0.0.1:80:8080(backend):\n  TrafficPermission\n    tp-1\n\n\
+             SERVICE elastic:\n  HealthCheck\n    hc-1\n\n"
+        );
+        assert_eq!(
+            render_matched_policies(&json!({"kind": "SidecarDataplane", "total": 0, "items": []})),
+            ""
+        );
+        assert_eq!(
+            render_matched_policies(&json!({"kind": "MeshGatewayDataplane"})),
+            ""
         );
     }
-
-    #[test]
-    fn timeouts_are_rendered_per_inbound_and_outbound() {
-        let effective = |request: u64| {
-            json!({"connectMs": 5000, "idleMs": 3_600_000,
-            "requestMs": request, "streamIdleMs": 1_800_000, "maxStreamMs": 0,
-            "maxConnectionMs": 0, "requestHeadersMs": 0})
-        };
-        let answer = json!({"mesh": "default", "name": "web-1",
-            "inbounds": [{"port": 80, "service": "web", "mtls": false, "policies": [],
-                "meshTimeout": {"policies": ["mesh-timeout-all-default"], "effective": effective(15_000)}}],
-            "outbounds": [
-                {"address": "127.0.0.1", "port": 10001,
-                 "target": {"type": "service", "name": "backend"},
-                 "meshTimeout": {"policies": ["mesh-timeout-all-default", "slow-backend"],
-                                 "effective": effective(90_000)}},
-                {"address": "127.0.0.1", "port": 10002,
-                 "target": {"type": "resource", "kind": "MeshService", "name": "db", "section": "5432"},
-                 "meshTimeout": {"policies": [], "effective": effective(15_000)}},
-                {"address": "127.0.0.1", "port": 10003, "target": {"type": "unresolved"}}]});
-        let defaults = "connectionTimeout=5s idleTimeout=1h0m0s http.requestTimeout=15s \
-                        http.streamIdleTimeout=30m0s http.maxStreamDuration=none \
-                        http.maxConnectionDuration=none http.requestHeadersTimeout=none";
-        let slow = defaults.replace("http.requestTimeout=15s", "http.requestTimeout=1m30s");
-        assert_eq!(
-            render_policies(&answer, &HashMap::from([(80, "10.0.0.1".to_string())])),
-            format!(
-                "inbound 10.0.0.1:80 (web):\n\
-                 \x20 mTLS is off in mesh default: all traffic is allowed\n\
-                 \x20 MeshTimeout\n\
-                 \x20   mesh-timeout-all-default\n\
-                 \x20   in force: {defaults}\n\
-                 \n\
-                 outbound 127.0.0.1:10001 (to kuma.io/service=backend):\n\
-                 \x20 MeshTimeout\n\
-                 \x20   mesh-timeout-all-default\n\
-                 \x20   slow-backend\n\
-                 \x20   in force: {slow}\n\
-                 \n\
-                 outbound 127.0.0.1:10002 (to MeshService db sectionName=5432):\n\
-                 \x20 MeshTimeout\n\
-                 \x20   (no MeshTimeout applies: Kuma's defaults)\n\
-                 \x20   in force: {defaults}\n\
-                 \n\
-                 outbound 127.0.0.1:10003 (to unresolved):\n"
-            )
-        );
-    }
-
-    #[test]
-    fn retries_and_circuit_breakers_are_rendered_per_outbound() {
-        let answer = json!({"mesh": "default", "name": "web-1", "inbounds": [
-                {"port": 80, "service": "web", "mtls": false, "policies": []}],
-            "outbounds": [
-                {"address": "127.0.0.1", "port": 10001,
-                 "target": {"type": "service", "name": "backend"},
-                 "meshRetry": {"policies": ["mesh-retry-all-default", "backend-503"], "effective": {
-                     "http": {"numRetries": 3, "perTryTimeoutMs": 16000, "baseIntervalMs": 25,
-                              "maxIntervalMs": 250, "retryOn": ["gateway-error"], "statusCodes": [503],
-                              "methods": ["GET"],
-                              "rateLimited": {"resetHeaders": [{"name": "retry-after", "format": "Seconds"}],
-                                              "maxIntervalMs": 300000},
-                              "responseHeaders": [{"name": "x-retry", "type": "Present"}]},
-                     "tcpMaxConnectAttempt": 5}},
-                 "meshCircuitBreaker": {"policies": ["backend-cb"], "effective": {
-                     "maxConnections": 1024, "maxPendingRequests": 1024, "maxRequests": 1,
-                     "maxRetries": 3, "maxConnectionPools": 8,
-                     "outlier": {"baseEjectionMs": 30000, "maxEjectionPercent": 50, "intervalMs": 1000,
-                                 "consecutive5xx": 3,
-                                 "successRate": {"minimumHosts": 3, "requestVolume": 10, "stdevFactor": 1900},
-                                 "failurePercentage": {"minimumHosts": 5, "requestVolume": 50, "threshold": 85}}}}},
-                {"address": "127.0.0.1", "port": 10002,
-                 "target": {"type": "service", "name": "db"},
-                 "meshRetry": {"policies": [], "effective": {"tcpMaxConnectAttempt": 1}},
-                 "meshCircuitBreaker": {"policies": [], "effective": {
-                     "maxConnections": 1024, "maxPendingRequests": 1024, "maxRequests": 1024,
-                     "maxRetries": 3}}}]});
-        assert_eq!(
-            render_policies(&answer, &HashMap::new()),
-            "inbound :80 (web):\n\
-             \x20 mTLS is off in mesh default: all traffic is allowed\n\
-             \n\
-             outbound 127.0.0.1:10001 (to kuma.io/service=backend):\n\
-             \x20 MeshRetry\n\
-             \x20   mesh-retry-all-default\n\
-             \x20   backend-503\n\
-             \x20   in force: http: numRetries=3 perTryTimeout=16s backOff=25ms..250ms retryOn=gateway-error,503 methods=GET rateLimitedBackOff=retry-after:Seconds..5m0s retriableResponseHeaders=x-retry; grpc: no retries; tcp: maxConnectAttempt=5\n\
-             \x20 MeshCircuitBreaker\n\
-             \x20   backend-cb\n\
-             \x20   in force: maxConnections=1024 maxPendingRequests=1024 maxRequests=1 maxRetries=3 maxConnectionPools=8 outlierDetection: baseEjectionTime=30s maxEjectionPercent=50 totalFailures=3 gatewayFailures=- localOriginFailures=- successRate=minimumHosts:3,requestVolume:10,standardDeviationFactor:1.9 failurePercentage=minimumHosts:5,requestVolume:50,threshold:85 interval=1s\n\
-             \n\
-             outbound 127.0.0.1:10002 (to kuma.io/service=db):\n\
-             \x20 MeshRetry\n\
-             \x20   (no MeshRetry applies: nothing is retried)\n\
-             \x20   in force: http: no retries; grpc: no retries; tcp: maxConnectAttempt=1\n\
-             \x20 MeshCircuitBreaker\n\
-             \x20   (no MeshCircuitBreaker applies: Envoy's defaults)\n\
-             \x20   in force: maxConnections=1024 maxPendingRequests=1024 maxRequests=1024 maxRetries=3 outlierDetection: off\n"
-        );
-    }
-
-    #[test]
-    fn policies_with_mtls_off() {
-        let answer = json!({"mesh": "demo", "name": "web-1", "inbounds": [
-            {"port": 80, "service": "web", "mtls": false, "policies": []},
-            {"port": 81, "service": "web", "mtls": false, "policies": [
-                {"name": "allow-all", "from": [{"targetRef": {"kind": "Mesh"}, "action": "Allow"}]}]}]});
-        let addrs = inbound_addresses(&json!({"networking": {"address": "10.0.0.1",
-            "inbound": [{"port": 80}, {"port": 81, "address": "10.0.0.2"}]}}));
-        assert_eq!(
-            render_policies(&answer, &addrs),
-            "inbound 10.0.0.1:80 (web):\n\
-             \x20 mTLS is off in mesh demo: all traffic is allowed\n\
-             \n\
-             inbound 10.0.0.2:81 (web):\n\
-             \x20 mTLS is off in mesh demo: all traffic is allowed\n\
-             \x20 (the MeshTrafficPermissions below take effect once mTLS is enabled)\n\
-             \x20 MeshTrafficPermission\n\
-             \x20   allow-all\n\
-             \x20     from Mesh: Allow\n"
-        );
-        assert_eq!(
-            render_policies(&json!({"mesh": "m", "name": "x", "inbounds": []}), &addrs),
-            "Dataplane \"x\" has no inbounds\n"
-        );
-    }
-
-    #[test]
-    fn target_refs_read_well() {
-        assert_eq!(target_ref_text(None), "Mesh");
-        assert_eq!(target_ref_text(Some(&json!({"kind": "Mesh"}))), "Mesh");
-        assert_eq!(
-            target_ref_text(Some(
-                &json!({"kind": "MeshService", "name": "web", "namespace": "demo", "sectionName": "http"})
-            )),
-            "MeshService web namespace=demo sectionName=http"
-        );
-    }
-
     #[test]
     fn zone_rows() {
         let online = json!({"type": "ZoneOverview", "name": "zone-1", "zone": {"enabled": true},

@@ -181,6 +181,18 @@ impl KongAir {
     }
 }
 
+/// Aerie's `_explain` of one outbound of a Dataplane of mesh `default`: the one addressed
+/// to `service`, with its policies, merged confs and what the proxy enforces.
+pub fn explained_outbound(cp: &ControlPlane, dataplane: &str, service: &str) -> serde_json::Value {
+    let r = cp.get(&format!("/meshes/default/dataplanes/{dataplane}/_explain"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answer = r.json();
+    answer["outbounds"]
+        .as_array()
+        .and_then(|os| os.iter().find(|o| o["target"]["name"] == service).cloned())
+        .unwrap_or_else(|| panic!("no outbound to {service} in {answer}"))
+}
+
 /// The status code a caller gets from check-in-api through its sidecar (0 = no answer).
 pub fn call(outbound: &str) -> u16 {
     http("GET", outbound, "/check-in", None, &[])

@@ -43,6 +43,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshcircuitbreakers",
     cli_singular: "meshcircuitbreaker",
     cli_plural: "meshcircuitbreakers",
+    short_name: "mcb",
     short_names: &[],
     scope: Scope::Mesh,
     shape: Shape::Spec,

@@ -19,6 +19,7 @@
 //! ported in `tests.rs`), `rest.yaml` (the schema), `deprecated.go` (`from` is deprecated),
 //! `zz_generated.resource.go` (the descriptor).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshfaultinjections",
     cli_singular: "meshfaultinjection",
     cli_plural: "meshfaultinjections",
+    short_name: "mfi",
     short_names: &["mfi"],
     scope: Scope::Mesh,
     shape: Shape::Spec,

@@ -14,6 +14,7 @@
 //! (`healthyPanicThreshold` moved to MeshCircuitBreaker), `zz_generated.resource.go` (the
 //! descriptor).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshhealthchecks",
     cli_singular: "meshhealthcheck",
     cli_plural: "meshhealthchecks",
+    short_name: "mhc",
     short_names: &["mhc"],
     scope: Scope::Mesh,
     shape: Shape::Spec,

@@ -11,6 +11,7 @@
 //! (the fields), `validation.go` / `validation_test.go` (the checks, ported in `tests.rs`),
 //! `zz_generated.resource.go` (the descriptor: order 100).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshhttproutes",
     cli_singular: "meshhttproute",
     cli_plural: "meshhttproutes",
+    short_name: "mhttpr",
     short_names: &[],
     scope: Scope::Mesh,
     shape: Shape::Spec,

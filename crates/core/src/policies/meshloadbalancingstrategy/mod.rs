@@ -20,6 +20,7 @@
 //! inside `ringHash`/`maglev`, the `SourceIP` type), `zz_generated.resource.go` (the
 //! descriptor).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshloadbalancingstrategies",
     cli_singular: "meshloadbalancingstrategy",
     cli_plural: "meshloadbalancingstrategies",
+    short_name: "mlbs",
     short_names: &["mlbs"],
     scope: Scope::Mesh,
     shape: Shape::Spec,

@@ -17,6 +17,7 @@
 //! in `tests.rs`), `rest.yaml` (the schema), `deprecated.go` (`from` is deprecated, a status
 //! below 400 is warned about), `zz_generated.resource.go` (the descriptor).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshratelimits",
     cli_singular: "meshratelimit",
     cli_plural: "meshratelimits",
+    short_name: "mrl",
     short_names: &["mrl"],
     scope: Scope::Mesh,
     shape: Shape::Spec,

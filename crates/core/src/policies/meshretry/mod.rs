@@ -44,6 +44,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshretries",
     cli_singular: "meshretry",
     cli_plural: "meshretries",
+    short_name: "mr",
     short_names: &[],
     scope: Scope::Mesh,
     shape: Shape::Spec,

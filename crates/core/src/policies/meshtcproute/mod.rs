@@ -11,6 +11,7 @@
 //! (the fields), `validator.go` / `validator_test.go` (the checks, ported in `tests.rs`),
 //! `zz_generated.resource.go` (the descriptor: order 200).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshtcproutes",
     cli_singular: "meshtcproute",
     cli_plural: "meshtcproutes",
+    short_name: "mtcpr",
     short_names: &[],
     scope: Scope::Mesh,
     shape: Shape::Spec,

@@ -35,6 +35,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshtimeouts",
     cli_singular: "meshtimeout",
     cli_plural: "meshtimeouts",
+    short_name: "mt",
     short_names: &[],
     scope: Scope::Mesh,
     shape: Shape::Spec,

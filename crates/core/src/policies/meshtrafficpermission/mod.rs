@@ -36,6 +36,7 @@
 mod authz;
 mod identity;
 mod index;
+mod resolve;
 mod select;
 mod spec;
 mod validate;
@@ -64,6 +65,7 @@ pub const DESCRIPTOR: TypeDescriptor = TypeDescriptor {
     plural: "meshtrafficpermissions",
     cli_singular: "meshtrafficpermission",
     cli_plural: "meshtrafficpermissions",
+    short_name: "mtp",
     short_names: &["mtp"],
     scope: Scope::Mesh,
     shape: Shape::Spec,

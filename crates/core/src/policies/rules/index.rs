@@ -269,6 +269,27 @@ impl RulesIndex {
         ids
     }
 
+    /// The policies selecting an embedded zone-proxy listener named `section`, in priority
+    /// order. Only mesh-wide and Dataplane-keyed policies can select one.
+    pub(crate) fn listener_ids(
+        &self,
+        facts: &DpFacts<'_>,
+        dp_ids: &[Id],
+        section: &str,
+    ) -> Vec<Id> {
+        let mut ids: Vec<Id> = Vec::with_capacity(self.mesh_wide.len() + dp_ids.len());
+        ids.extend_from_slice(&self.mesh_wide);
+        ids.extend_from_slice(dp_ids);
+        ids.sort_unstable();
+        ids.dedup();
+        ids.retain(|&id| {
+            self.policy(id).is_some_and(|p| {
+                p.target.admits_dataplane(facts) && p.target.selects_listener_of_admitted(section)
+            })
+        });
+        ids
+    }
+
     /// The policies selecting the Dataplane as a delegated gateway, in priority order.
     pub(crate) fn gateway_ids(&self, facts: &DpFacts<'_>, dp_ids: &[Id]) -> Vec<Id> {
         let Some(tags) = facts.delegated_tags() else {

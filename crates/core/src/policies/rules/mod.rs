@@ -151,7 +151,7 @@ pub use merge::{merge_confs, merge_patch, strip_nulls};
 pub use order::{
     DISPLAY_NAME_LABEL, EFFECT_LABEL, NAMESPACE_LABEL, ORIGIN_LABEL, ROLE_LABEL, ZONE_LABEL,
 };
-pub use select::ProxyType;
+pub use select::{ProxyType, inbound_section_name};
 pub use source::{RulesSource, build_index, conf_json, explain_json};
 pub use types::{
     DataplaneRules, DataplaneView, Entry, FromEntry, InboundRule, InboundRules, Merged, Options,
@@ -161,8 +161,9 @@ pub use types::{
 use crate::spec::{Inbound, Tags};
 use std::cell::OnceCell;
 
+use catalog::Identity;
 use index::Id;
-use outbound::{ToView, Uri};
+use outbound::{Slot, ToView, Uri};
 
 /// The policies applying to one Dataplane, for lookups beyond its own inbounds and
 /// outbounds.
@@ -234,6 +235,25 @@ impl RulesIndex {
         }
     }
 
+    /// What applies to an embedded zone-proxy listener of `dp` (`networking.listeners[]`)
+    /// with this port and section name (its name, else its port written out). Kuma selects
+    /// listeners like inbounds with `Mesh` and `Dataplane` refs; Aerie's proxy config does
+    /// not treat them as inbounds, so this serves inspection.
+    pub fn listener(&self, dp: &DataplaneView<'_>, port: u32, section: &str) -> InboundRules {
+        let listener = Inbound {
+            port,
+            name: Some(section.to_owned()),
+            ..Inbound::default()
+        };
+        if dp.mesh != self.mesh {
+            return inbound::inbound_rules(self, &listener, &[]);
+        }
+        let facts = self.facts(dp);
+        let dp_ids = self.dataplane_candidates(&facts);
+        let ids = self.listener_ids(&facts, &dp_ids, section);
+        inbound::inbound_rules(self, &listener, &ids)
+    }
+
     /// The section name of `port` on a catalog resource (its port name, else the number),
     /// for building a [`ResourceRef`].
     pub fn section_for_port(&self, kind: ResourceKind, name: &str, port: u32) -> Option<String> {
@@ -286,6 +306,41 @@ impl<'i> Matched<'i, '_> {
     /// resource's, else the mesh's.
     pub fn to_resource(&self, r: &ResourceRef) -> Merged {
         self.to_view().resource(r)
+    }
+
+    /// The resource-rule conf of a destination named by identity, as a KRI names it
+    /// (display name, `kuma.io/zone`, `k8s.kuma.io/namespace`, and a section: a port name or
+    /// number, empty for the whole resource): the section's rule, else the resource's, else
+    /// the mesh's (Kuma's `ResourceContext` rooted at the mesh). A destination the catalog
+    /// does not hold gets the mesh's.
+    pub fn to_identified(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        zone: &str,
+        namespace: &str,
+        section: &str,
+    ) -> Merged {
+        let identity = Identity {
+            name: name.to_owned(),
+            zone: zone.to_owned(),
+            namespace: namespace.to_owned(),
+        };
+        let found = self.index.catalog.by_identity(kind, &identity);
+        let uri = |section: Option<String>| {
+            found.map(|i| Uri {
+                slot: Slot::Resource(i),
+                section,
+            })
+        };
+        let exact = uri((!section.is_empty()).then(|| section.to_owned()));
+        self.to_view().chain(&[exact, uri(None)])
+    }
+
+    /// The mesh's resource rule: what every `Mesh` `to[]` entry of the applying policies
+    /// merges to.
+    pub fn to_mesh(&self) -> Merged {
+        self.to_view().chain(&[])
     }
 
     /// The conf of a MeshHTTPRoute's routes towards `parent`: the route's rule, else

@@ -229,6 +229,19 @@ impl Target {
         }
     }
 
+    /// Whether an embedded zone-proxy listener (`networking.listeners[]`) whose section name
+    /// is `section` is selected, given [`Target::admits_dataplane`]: `Mesh` refs select every
+    /// listener, `Dataplane` refs those their `sectionName` names (Kuma's
+    /// `embeddedListenersAsInboundListeners` and the `Dataplane` case of
+    /// `DppSelectedByPolicy`); tag refs select none.
+    pub fn selects_listener_of_admitted(&self, section: &str) -> bool {
+        match &self.selector {
+            Selector::Mesh { .. } => true,
+            Selector::Dataplane { section: s, .. } => s.as_deref().is_none_or(|s| s == section),
+            Selector::Tags { .. } | Selector::Nothing => false,
+        }
+    }
+
     /// Whether a delegated gateway with these tags is selected, given
     /// [`Target::admits_dataplane`]. (`Dataplane` refs select it whatever the section.)
     pub fn selects_gateway_of_admitted(&self, gateway_tags: &Tags) -> bool {

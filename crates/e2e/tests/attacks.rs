@@ -305,8 +305,7 @@ fn a_dataplane_whose_address_cannot_be_used_freezes_no_other_proxy() {
         let problems = o["addressProblems"].to_string();
         (o["online"] == true && problems.contains("does-not-resolve.invalid")).then_some(())
     });
-    let shown =
-        aerie_e2e::Kumactl::for_cp(&cp).ok(&["inspect", "dataplane", "api-2", "--type=config"]);
+    let shown = aerie_e2e::Kumactl::for_cp(&cp).ok(&["inspect", "dataplanes", "-o", "yaml"]);
     assert!(shown.contains("does-not-resolve.invalid"), "{shown}");
 
     // A proxy calling `api`, started afterwards, gets its config and reaches the good one.

@@ -68,6 +68,22 @@ fn a_hung_upstream_ends_with_504_at_the_configured_request_timeout() {
         outbound["meshTimeout"]["effective"]["requestMs"], 1000,
         "{outbound}"
     );
+    // `kumactl inspect dataplane --type=config` (Kuma's `_config`): the config the control
+    // plane sent flight-control, with the merged timeouts of its outbound in it.
+    let config: serde_json::Value = serde_json::from_str(&k.kumactl.ok(&[
+        "inspect",
+        "dataplane",
+        "flight-control-1",
+        "--type=config",
+    ]))
+    .unwrap();
+    let outbounds = config["xds"]["outboundPolicies"].as_array().unwrap();
+    assert_eq!(outbounds.len(), 1, "{config}");
+    assert_eq!(outbounds[0]["timeouts"]["requestMs"], 1000, "{config}");
+    assert_eq!(
+        config["xds"]["outbounds"][0]["service"], "check-in-api-blu",
+        "{config}"
+    );
     // Quick answers still pass; the proxy the policy does not select keeps the default.
     assert_eq!(timed(&k.from_flight_control, "/delay/100").0, 200);
     let (status, _, took) = timed(&k.from_booking, "/delay/2000");

@@ -239,6 +239,45 @@ pub async fn explain(
     ))
 }
 
+/// Kuma's `GET .../dataplanes/{name}/_config` (`{"xds": ...}`): the configuration this
+/// control plane last computed for the proxy and sent it, as kuma-dp reads it (Aerie's
+/// proxy takes its own config format, not Envoy's): every inbound and outbound with the
+/// policies in force on it, merged (MeshTrafficPermission's authorization, MeshTimeout,
+/// MeshRetry, MeshCircuitBreaker), and the outbounds' endpoints. Only a zone control plane
+/// holding the proxy's session has it: anything else is a 404 that says why.
+pub async fn config(
+    State(state): State<AppState>,
+    Path((mesh, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    if state
+        .store
+        .get(ResourceType::Dataplane, &mesh, &name)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "Dataplane \"{name}\" not found in mesh \"{mesh}\""
+        )));
+    }
+    let Some(snapshot) = state.hub.snapshot(&mesh, &name) else {
+        return Err(ApiError::not_found(format!(
+            "Dataplane \"{name}\" in mesh \"{mesh}\" is not connected to this control plane: its config is computed where its proxy is connected"
+        )));
+    };
+    let decode = |any| {
+        aerie_xds::decode_proxy_config(any).map_err(|e| {
+            tracing::error!(mesh, name, error = %e, "cannot read back a published config");
+            ApiError::internal("Could not retrieve the proxy config")
+        })
+    };
+    let inbound = decode(&snapshot.config)?;
+    let outbound = decode(&snapshot.outbounds)?;
+    let merged = aerie_xds::merge_proxy_config(&inbound, &outbound);
+    Ok(Json(json!({
+        "xds": serde_json::to_value(&merged).unwrap_or(Value::Null),
+    })))
+}
+
 /// One zone as `/zones+insights` shows it: online when its control plane holds a KDS
 /// connection to any replica of the global; the details come from this replica's view.
 async fn zone_overview(state: &AppState, zone: &Resource, online: bool) -> Value {

@@ -94,6 +94,10 @@ pub fn router(state: AppState) -> Router {
             get(inspect::matched_policies),
         )
         .route(
+            "/meshes/{mesh}/dataplanes/{name}/_config",
+            get(insights::config),
+        )
+        .route(
             "/meshes/{mesh}/dataplanes/{name}/_explain",
             get(insights::explain),
         )

@@ -252,6 +252,14 @@ impl Hub {
         }
     }
 
+    /// The last snapshot published to a proxy connected here (`None`: not connected here,
+    /// or nothing computed for it yet).
+    pub fn snapshot(&self, mesh: &str, name: &str) -> Option<Arc<Snapshot>> {
+        let conns = self.lock();
+        let c = conns.get(&(mesh.to_string(), name.to_string()))?;
+        c.snapshot.borrow().clone()
+    }
+
     pub fn status(&self, mesh: &str, name: &str) -> Option<ConnStatus> {
         let conns = self.lock();
         let c = conns.get(&(mesh.to_string(), name.to_string()))?;

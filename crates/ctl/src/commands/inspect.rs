@@ -251,7 +251,7 @@ pub async fn dataplane(args: InspectDataplaneArgs, g: &Globals, io: &mut Io<'_>)
             segment(&args.name)
         ),
         InspectionType::Config => format!(
-            "/meshes/{}/dataplanes+insights/{}",
+            "/meshes/{}/dataplanes/{}/_config",
             segment(&args.mesh),
             segment(&args.name)
         ),
@@ -268,7 +268,7 @@ pub async fn dataplane(args: InspectDataplaneArgs, g: &Globals, io: &mut Io<'_>)
     };
     let client = g.client()?;
     let resp = client.get(&path).await?;
-    if args.inspection_type == InspectionType::Policies && resp.status != 200 {
+    if resp.status != 200 {
         // kumactl 2.14's message: the status and the body as the control plane sent it.
         bail!("({}): {}", resp.status, resp.text());
     }
@@ -287,6 +287,8 @@ pub async fn dataplane(args: InspectDataplaneArgs, g: &Globals, io: &mut Io<'_>)
     let text = match (args.inspection_type, args.output) {
         (_, Format::Json) => yaml::to_json(&answer),
         (InspectionType::Policies, Format::Table) => render_matched_policies(&answer),
+        // As kumactl 2.14: the control plane's `{"xds": ...}` document as it is.
+        (InspectionType::Config, Format::Table) => yaml::to_json(&answer),
         _ => yaml::to_yaml(&answer),
     };
     io.out.write_all(text.as_bytes())?;

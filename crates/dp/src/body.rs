@@ -9,11 +9,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use hyper::body::{Body, Frame, SizeHint};
 
+use crate::fault::Throttled;
 use crate::pool::PooledBody;
 
 pub(crate) enum ProxyBody {
     Local(Option<Bytes>),
     Upstream(PooledBody),
+    /// A body slowed down by MeshFaultInjection's `responseBandwidth` (boxed: rare).
+    Throttled(Box<Throttled>),
 }
 
 impl Body for ProxyBody {
@@ -27,6 +30,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Throttled(b) => Pin::new(&mut **b).poll_frame(cx),
         }
     }
 
@@ -34,6 +38,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Local(b) => b.is_none(),
             ProxyBody::Upstream(b) => b.is_end_stream(),
+            ProxyBody::Throttled(b) => b.is_end_stream(),
         }
     }
 
@@ -41,6 +46,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Upstream(b) => b.size_hint(),
+            ProxyBody::Throttled(b) => b.size_hint(),
         }
     }
 }

@@ -45,6 +45,7 @@ pub mod cli;
 mod config;
 mod dial;
 mod drain;
+mod fault;
 mod forward;
 mod inbound;
 mod ingress;
@@ -54,8 +55,10 @@ mod metrics;
 mod outbound;
 mod pool;
 mod proxy;
+mod ratelimit;
 mod rbac;
 mod retry;
+mod rng;
 mod tls;
 mod workers;
 

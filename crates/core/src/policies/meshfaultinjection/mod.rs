@@ -19,11 +19,16 @@
 //! ported in `tests.rs`), `rest.yaml` (the schema), `deprecated.go` (`from` is deprecated),
 //! `zz_generated.resource.go` (the descriptor).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use resolve::{
+    Abort, Bandwidth, Combine, Delay, Fault, FaultEntry, FaultInjectionRules, InboundFaults,
+    PER_MILLION, bandwidth_bytes_per_second, explain_json, inbound_faults, per_million,
+};
 pub use spec::*;
 pub use validate::{validate, validate_with_role};
 

@@ -17,11 +17,16 @@
 //! in `tests.rs`), `rest.yaml` (the schema), `deprecated.go` (`from` is deprecated, a status
 //! below 400 is warned about), `zz_generated.resource.go` (the descriptor).
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use resolve::{
+    DEFAULT_STATUS, HeaderAction, HttpLimit, HttpRoute, InboundRateLimit, Rate as LimitRate,
+    RateLimitRules, explain_json, inbound_rate_limit,
+};
 pub use spec::*;
 pub use validate::{validate, validate_with_role};
 

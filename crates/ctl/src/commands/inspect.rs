@@ -357,6 +357,8 @@ pub fn render_policies(answer: &Value, addresses: &HashMap<u64, String>) -> Stri
             }
         }
         render_timeout(&mut out, inbound.get("meshTimeout"));
+        render_fault_injection(&mut out, inbound.get("meshFaultInjection"));
+        render_rate_limit(&mut out, inbound.get("meshRateLimit"));
     }
     let outbounds = answer
         .get("outbounds")
@@ -389,6 +391,183 @@ pub fn render_policies(answer: &Value, addresses: &HashMap<u64, String>) -> Stri
         render_circuit_breaker(&mut out, outbound.get("meshCircuitBreaker"));
     }
     out
+}
+
+/// Which callers an inbound entry applies to (the CP's `CallerMatch`).
+fn callers_text(callers: Option<&Value>) -> String {
+    let Some(c) = callers.filter(|c| c.as_object().is_some_and(|o| !o.is_empty())) else {
+        return "every caller".into();
+    };
+    let mut parts = Vec::new();
+    if let Some(v) = c.get("spiffeExact").and_then(Value::as_str) {
+        parts.push(format!("spiffeID={v}"));
+    }
+    if let Some(v) = c.get("spiffePrefix").and_then(Value::as_str) {
+        parts.push(format!("spiffeID={v}*"));
+    }
+    if let Some(v) = c.get("sni").and_then(Value::as_str) {
+        parts.push(format!("sni={v}"));
+    }
+    for tag in c
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(k), Some(v)) = (
+            tag.get(0).and_then(Value::as_str),
+            tag.get(1).and_then(Value::as_str),
+        ) {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    parts.join(" ")
+}
+
+/// Parts per million as a percentage (`50%`, `12.5%`).
+fn percent_text(v: Option<&Value>) -> String {
+    let ppm = v.and_then(Value::as_u64).unwrap_or(0);
+    let whole = ppm / 10_000;
+    let frac = ppm % 10_000;
+    if frac == 0 {
+        format!("{whole}%")
+    } else {
+        let frac = format!("{frac:04}");
+        format!("{whole}.{}%", frac.trim_end_matches('0'))
+    }
+}
+
+/// The MeshFaultInjection part of one inbound, when a policy selects it.
+fn render_fault_injection(out: &mut String, explained: Option<&Value>) {
+    let named = explained
+        .and_then(|e| e.get("policies"))
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty());
+    if !named {
+        return;
+    }
+    let Some(effective) = render_contributors(out, "MeshFaultInjection", "", explained) else {
+        let _ = writeln!(out, "    in force: no faults");
+        return;
+    };
+    let how = match effective.get("combine").and_then(Value::as_str) {
+        Some("first") => "the first entry matching the caller applies",
+        _ => "every entry matching the caller applies",
+    };
+    let _ = writeln!(out, "    in force ({how}):");
+    for e in effective
+        .get("entries")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let faults: Vec<String> = e
+            .get("faults")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let mut parts = Vec::new();
+                if let Some(d) = f.get("delay") {
+                    parts.push(format!(
+                        "delay {} ({})",
+                        ms_text(d.get("ms")),
+                        percent_text(d.get("perMillion"))
+                    ));
+                }
+                if let Some(a) = f.get("abort") {
+                    parts.push(format!(
+                        "abort {} ({})",
+                        a.get("status").and_then(Value::as_u64).unwrap_or(0),
+                        percent_text(a.get("perMillion"))
+                    ));
+                }
+                if let Some(b) = f.get("responseBandwidth") {
+                    parts.push(format!(
+                        "responseBandwidth {} B/s ({})",
+                        b.get("bytesPerSecond").and_then(Value::as_u64).unwrap_or(0),
+                        percent_text(b.get("perMillion"))
+                    ));
+                }
+                if parts.is_empty() {
+                    "nothing".into()
+                } else {
+                    parts.join(", ")
+                }
+            })
+            .collect();
+        let faults = if faults.is_empty() {
+            "no faults".to_string()
+        } else {
+            faults.join("; ")
+        };
+        let _ = writeln!(out, "      {}: {faults}", callers_text(e.get("callers")));
+    }
+}
+
+/// The MeshRateLimit part of one inbound, when a policy selects it.
+fn render_rate_limit(out: &mut String, explained: Option<&Value>) {
+    let named = explained
+        .and_then(|e| e.get("policies"))
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty());
+    if !named {
+        return;
+    }
+    let Some(effective) = render_contributors(out, "MeshRateLimit", "", explained) else {
+        let _ = writeln!(out, "    in force: no limits");
+        return;
+    };
+    let rate = |r: Option<&Value>| {
+        let num = r
+            .and_then(|r| r.get("num"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        format!("{num} per {}", ms_text(r.and_then(|r| r.get("intervalMs"))))
+    };
+    for route in effective
+        .get("http")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let limit = match route.get("limit") {
+            Some(l) if l.is_object() => {
+                let mut text = format!(
+                    "{} requests, then {}",
+                    rate(l.get("rate")),
+                    l.get("status").and_then(Value::as_u64).unwrap_or(429)
+                );
+                for h in l
+                    .get("headers")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let verb = if h.get("append").and_then(Value::as_bool) == Some(true) {
+                        "add"
+                    } else {
+                        "set"
+                    };
+                    text.push_str(&format!(
+                        " {verb} {}: {}",
+                        s(h, &["name"]),
+                        s(h, &["value"])
+                    ));
+                }
+                text
+            }
+            _ => "not limited".into(),
+        };
+        let _ = writeln!(
+            out,
+            "    in force: http {}: {limit}",
+            callers_text(route.get("callers"))
+        );
+    }
+    if let Some(tcp) = effective.get("tcp").filter(|t| t.is_object()) {
+        let _ = writeln!(out, "    in force: tcp: {} connections", rate(Some(tcp)));
+    }
 }
 
 /// The contributing policies of one policy kind (lowest priority first), or `none` when no
@@ -981,6 +1160,47 @@ mod tests {
              \n\
              inbound :9002 (admin):\n\
              \x20 no MeshTrafficPermission selects this inbound: all traffic is denied\n"
+        );
+    }
+
+    #[test]
+    fn faults_and_rate_limits_are_rendered_per_inbound() {
+        let answer = json!({"mesh": "default", "name": "web-1",
+            "inbounds": [{"port": 80, "service": "web", "mtls": true, "policies": [],
+                "meshFaultInjection": {"policies": ["chaos"], "effective": {
+                    "combine": "first",
+                    "entries": [
+                        {"callers": {"tags": [["kuma.io/service", "flight-control"]]},
+                         "faults": [{"abort": {"status": 503, "perMillion": 500_000},
+                                     "delay": {"ms": 300, "perMillion": 125_000}}]},
+                        {"faults": [{"responseBandwidth": {"bytesPerSecond": 10240, "perMillion": 1_000_000}}]}]}},
+                "meshRateLimit": {"policies": ["rl"], "effective": {
+                    "http": [
+                        {"callers": {"spiffePrefix": "spiffe://default/"}},
+                        {"limit": {"rate": {"num": 10, "intervalMs": 1000}, "status": 423,
+                                   "headers": [{"name": "x-limited", "value": "yes", "append": true}]}}],
+                    "tcp": {"num": 5, "intervalMs": 10_000}}}},
+                {"port": 81, "service": "web", "mtls": true, "policies": [],
+                 "meshFaultInjection": {"policies": [], "effective": null},
+                 "meshRateLimit": {"policies": [], "effective": null}}],
+            "outbounds": []});
+        let text = render_policies(&answer, &HashMap::new());
+        assert!(
+            text.contains(
+                "  MeshFaultInjection\n    chaos\n    in force (the first entry matching the caller applies):\n      kuma.io/service=flight-control: delay 300ms (12.5%), abort 503 (50%)\n      every caller: responseBandwidth 10240 B/s (100%)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  MeshRateLimit\n    rl\n    in force: http spiffeID=spiffe://default/*: not limited\n    in force: http every caller: 10 per 1s requests, then 423 add x-limited: yes\n    in force: tcp: 5 per 10s connections\n"
+            ),
+            "{text}"
+        );
+        let second = text.split("inbound ").nth(2).unwrap_or_default();
+        assert!(
+            !second.contains("MeshFaultInjection") && !second.contains("MeshRateLimit"),
+            "{text}"
         );
     }
 

@@ -29,6 +29,7 @@ fn mesh() -> KongAir {
     let k = KongAir::start("http");
     k.apply(MTLS);
     k.apply(ALLOW_ALL);
+    k.wait_mtls();
     for (kind, name) in [
         ("meshretry", "mesh-retry-all-default"),
         ("meshcircuitbreaker", "mesh-circuit-breaker-all-default"),

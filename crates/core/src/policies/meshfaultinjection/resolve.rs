@@ -106,9 +106,9 @@ pub fn per_million(p: Option<&IntOrString>) -> u32 {
     }
 }
 
-/// `100kbps`, `5 Mbps`, `1Gbps` (Kuma's units are decimal kilobits... handed to Envoy as
-/// `limit_kbps`, which Envoy reads as KiB/s) in bytes per second. `None` for what Kuma's
-/// converter refuses (no digits, another unit).
+/// `100kbps`, `5 Mbps`, `1Gbps` in bytes per second: Kuma converts the text to a number of
+/// kbps (`k` 1, `M` 1000, `G` 1000000) and hands it to Envoy as `limit_kbps`, which Envoy
+/// reads as KiB/s. `None` for what Kuma's converter refuses (no digits, another unit).
 pub fn bandwidth_bytes_per_second(limit: &str) -> Option<u64> {
     let rest = limit.strip_suffix("bps")?;
     let (digits, factor) = if let Some(d) = rest.strip_suffix('k') {

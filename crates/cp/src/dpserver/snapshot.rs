@@ -564,6 +564,43 @@ mod tests {
     }
 
     #[test]
+    fn faults_and_rate_limits_travel_with_the_selected_inbounds_and_round_trip() {
+        let dps = vec![
+            dataplane("api-1", "127.0.0.2", "api", None),
+            dataplane("web-1", "127.0.0.4", "web", Some("api")),
+        ];
+        let spec = mesh_spec();
+        let inputs = PolicyInputs {
+            fault_injections: vec![resource(
+                "type: MeshFaultInjection\nname: chaos\nmesh: default\nspec:\n  targetRef: {kind: MeshService, name: api}\n  from:\n  - targetRef: {kind: MeshService, name: web}\n    default:\n      http:\n      - abort: {httpStatus: 503, percentage: '12.5'}\n",
+            )],
+            rate_limits: vec![resource(
+                "type: MeshRateLimit\nname: rl\nmesh: default\nspec:\n  targetRef: {kind: MeshService, name: api}\n  from:\n  - targetRef: {kind: Mesh}\n    default:\n      local:\n        tcp: {connectionRate: {num: 5, interval: 1s}}\n",
+            )],
+            ..PolicyInputs::default()
+        };
+        let policies = MeshPolicies::new("default", &inputs);
+        let mesh = MeshInputs {
+            mesh: "default",
+            spec: &spec,
+            policies: &policies,
+            dataplanes: &dps,
+        };
+        let built = build_full(&mesh, &|_: &str| true, &[], &names(&["api-1", "web-1"]));
+        let api = decode(&built["api-1"]);
+        let faults = api.inbounds[0]
+            .fault_injection
+            .as_ref()
+            .unwrap_or_else(|| panic!("api's inbound has faults"));
+        let abort = faults.entries[0].faults[0].abort.unwrap();
+        assert_eq!((abort.status, abort.per_million), (503, 125_000));
+        let limit = api.inbounds[0].rate_limit.as_ref().unwrap();
+        assert_eq!(limit.tcp.map(|r| (r.num, r.interval_ms)), Some((5, 1000)));
+        let web = decode(&built["web-1"]);
+        assert!(web.inbounds[0].fault_injection.is_none() && web.inbounds[0].rate_limit.is_none());
+    }
+
+    #[test]
     fn the_ingress_offers_live_local_services_of_every_mesh() {
         let dps = vec![
             dataplane("api-1", "127.0.0.2", "api", None),

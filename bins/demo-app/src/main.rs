@@ -3,6 +3,7 @@
 //! `GET /headers` with the request's headers as a JSON object (what the sidecar passed on),
 //! `/delay/<ms>` after that long, `/status/<code>` with that status, `/flaky/<percent>` with
 //! 503 for that share of its calls (spread evenly: `/flaky/50` fails every other call),
+//! `/bytes/<n>` with a body of n bytes,
 //! `/fail-once/<id>?status=<code>&header=<name>:<value>...` with that status (503 by
 //! default) and those response headers the first time `<id>` is asked for and 200 after
 //! (the body's `seen` says how many times it was asked: a retry shows as 2), `/echo` with
@@ -182,6 +183,12 @@ async fn main() {
                 let echo = path == "/echo";
                 let body = if req.uri().path() == "/headers" {
                     headers_json(&req)
+                } else if let Some(n) = path
+                    .strip_prefix("/bytes/")
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    // `/bytes/<n>`: a body of n bytes (at most 10 MiB).
+                    "x".repeat(n.min(10 << 20))
                 } else if let Some(o) = &once {
                     format!(
                         "{{\"service\":\"{}\",\"path\":\"{}\",\"requests\":{n},\"seen\":{}}}\n",

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::policies::meshcircuitbreaker::{CircuitBreaker, CircuitBreakerRules};
+use crate::policies::meshfaultinjection::{FaultInjectionRules, InboundFaults};
+use crate::policies::meshratelimit::{InboundRateLimit, RateLimitRules};
 use crate::policies::meshretry::{Retry, RetryRules};
 use crate::policies::meshtimeout::{TimeoutRules, Timeouts};
 use crate::policies::meshtrafficpermission::InboundAuthz;
@@ -123,6 +125,12 @@ pub struct InboundConfig {
     /// MeshTimeout (`from`/`rules`); Kuma's defaults when absent.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// MeshFaultInjection (`from`/`rules`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_injection: Option<InboundFaults>,
+    /// MeshRateLimit (`from`/`rules`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<InboundRateLimit>,
 }
 
 /// One `networking.outbound`: a local port the application calls, balanced over the
@@ -213,6 +221,10 @@ pub struct MeshView<'a> {
     retries: Option<&'a RetryRules>,
     /// The mesh's MeshCircuitBreakers; none = Envoy's defaults.
     breakers: Option<&'a CircuitBreakerRules>,
+    /// The mesh's MeshFaultInjections; none = no faults.
+    faults: Option<&'a FaultInjectionRules>,
+    /// The mesh's MeshRateLimits; none = no limits.
+    rate_limits: Option<&'a RateLimitRules>,
     endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>>,
     /// Services of other zones, reached through their zone ingresses.
     remote: std::collections::HashMap<String, Vec<ServiceEndpoint>>,
@@ -271,6 +283,8 @@ impl<'a> MeshView<'a> {
             timeouts: None,
             retries: None,
             breakers: None,
+            faults: None,
+            rate_limits: None,
             endpoints,
             remote: Default::default(),
         }
@@ -290,6 +304,8 @@ impl<'a> MeshView<'a> {
             timeouts: None,
             retries: None,
             breakers: None,
+            faults: None,
+            rate_limits: None,
             endpoints: Default::default(),
             remote: Default::default(),
         }
@@ -310,6 +326,18 @@ impl<'a> MeshView<'a> {
     /// The mesh's MeshCircuitBreakers, resolved into every proxy's outbounds.
     pub fn with_circuit_breakers(mut self, rules: &'a CircuitBreakerRules) -> Self {
         self.breakers = Some(rules);
+        self
+    }
+
+    /// The mesh's MeshFaultInjections, resolved into every proxy's inbounds.
+    pub fn with_fault_injections(mut self, rules: &'a FaultInjectionRules) -> Self {
+        self.faults = Some(rules);
+        self
+    }
+
+    /// The mesh's MeshRateLimits, resolved into every proxy's inbounds.
+    pub fn with_rate_limits(mut self, rules: &'a RateLimitRules) -> Self {
+        self.rate_limits = Some(rules);
         self
     }
 
@@ -469,6 +497,14 @@ impl<'a> MeshView<'a> {
             .breakers
             .map(|rules| rules.for_dataplane(&view))
             .unwrap_or_default();
+        let mut faults = self
+            .faults
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
+        let mut rate_limits = self
+            .rate_limits
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
         let inbound_timeouts = |i: usize| {
             timeouts
                 .as_ref()
@@ -496,6 +532,8 @@ impl<'a> MeshView<'a> {
                 ready: i.state.as_deref() != Some("NotReady"),
                 authz,
                 timeouts: inbound_timeouts(n),
+                fault_injection: faults.get_mut(n).and_then(Option::take),
+                rate_limit: rate_limits.get_mut(n).and_then(Option::take),
             })
             .collect();
         // Only outbounds where a policy differs from its defaults travel: the proxy applies

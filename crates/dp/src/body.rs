@@ -11,6 +11,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::breaker::Held;
+use crate::fault::Throttled;
 use crate::pool::PooledBody;
 use crate::stream::TimedBody;
 
@@ -20,6 +21,8 @@ pin_project_lite::pin_project! {
         Local { data: Option<Bytes> },
         Upstream { body: PooledBody },
         Timed { #[pin] body: TimedBody<PooledBody> },
+        /// A body slowed down by MeshFaultInjection's `responseBandwidth` (boxed: rare).
+        Throttled { body: Box<Throttled> },
     }
 }
 
@@ -57,6 +60,8 @@ impl ProxyBody {
             ProxyBody::Local { .. } => {}
             ProxyBody::Upstream { body } => body.hold(request),
             ProxyBody::Timed { body } => body.hold(request),
+            // Throttling wraps an answer on its way out, after its request was held.
+            ProxyBody::Throttled { .. } => drop(request),
         }
     }
 }
@@ -75,6 +80,7 @@ impl Body for ProxyBody {
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(BodyError::Upstream))),
             ProxyBodyProj::Timed { body } => body.poll_frame(cx),
+            ProxyBodyProj::Throttled { body } => Pin::new(&mut **body).poll_frame(cx),
         }
     }
 
@@ -83,6 +89,7 @@ impl Body for ProxyBody {
             ProxyBody::Local { data } => data.is_none(),
             ProxyBody::Upstream { body } => body.is_end_stream(),
             ProxyBody::Timed { body } => body.is_end_stream(),
+            ProxyBody::Throttled { body } => body.is_end_stream(),
         }
     }
 
@@ -93,6 +100,7 @@ impl Body for ProxyBody {
             }
             ProxyBody::Upstream { body } => body.size_hint(),
             ProxyBody::Timed { body } => body.size_hint(),
+            ProxyBody::Throttled { body } => body.size_hint(),
         }
     }
 }

@@ -198,6 +198,8 @@ mod tests {
                 ready: true,
                 authz: InboundAuthz::allow_all(10001, "default"),
                 timeouts: Default::default(),
+                fault_injection: None,
+                rate_limit: None,
             }],
             outbounds: vec![OutboundConfig {
                 address: String::new(),

@@ -52,6 +52,8 @@ pub(crate) struct InboundRoute {
     /// The application, as a one-endpoint pool.
     pub app: Upstreams,
     pub stats: Arc<ListenerStats>,
+    /// MeshRateLimit's buckets; none without a rate limit.
+    pub limiter: Option<Arc<crate::ratelimit::InboundLimiter>>,
 }
 
 pub(crate) struct OutboundRoute {

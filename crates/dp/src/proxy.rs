@@ -20,6 +20,7 @@ use crate::lb::RoundRobin;
 use crate::listener::{InboundRoute, Listener, OutboundRoute, Route};
 use crate::metrics::{Direction, Metrics};
 use crate::pool::{Connector, EndpointPool, HttpVersion, TlsTarget};
+use crate::ratelimit::InboundLimiter;
 use crate::rbac::RateLimit;
 use crate::retry::RetryPolicy;
 use crate::stream::StreamLimits;
@@ -273,7 +274,18 @@ impl Proxy {
                         cluster,
                     )
                 });
+                // Rate-limit buckets survive a push that leaves the limits as they were.
+                let limiter = cfg.rate_limit.as_ref().map(|rl| {
+                    match old.as_deref() {
+                        Some(Route::Inbound(r)) => {
+                            r.limiter.as_ref().filter(|l| l.cfg == *rl).cloned()
+                        }
+                        _ => None,
+                    }
+                    .unwrap_or_else(|| Arc::new(InboundLimiter::new(rl)))
+                });
                 Route::Inbound(Arc::new(InboundRoute {
+                    limiter,
                     spiffe_id: aerie_core::proxy_config::spiffe_id(&cfg.authz.mesh, &cfg.service)
                         .into(),
                     app: Upstreams {

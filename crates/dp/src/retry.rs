@@ -399,28 +399,7 @@ fn header_matches(c: &HeaderCondition, headers: &HeaderMap) -> bool {
     }
 }
 
-/// A uniformly distributed number below `n` (`n > 0`), from a per-thread xorshift seeded
-/// from the standard library's random hasher keys. Back-off jitter only.
-fn random_below(n: u64) -> u64 {
-    use std::cell::Cell;
-    use std::hash::{BuildHasher, Hasher};
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(0x9e37_79b9_7f4a_7c15);
-            h.finish() | 1
-        });
-    }
-    let x = STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        x
-    });
-    x % n.max(1)
-}
+use crate::rng::random_below;
 
 #[cfg(test)]
 mod tests {

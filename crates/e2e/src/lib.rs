@@ -76,9 +76,25 @@ pub fn raise_fd_limit() -> libc::rlim_t {
 pub struct HttpResponse {
     pub status: u16,
     pub body: String,
+    /// Response headers in order, names lowercased.
+    pub headers: Vec<(String, String)>,
 }
 
 impl HttpResponse {
+    /// Every value of header `name` (lowercase), in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_all(name).into_iter().next()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -127,7 +143,17 @@ pub fn http(
     } else {
         rest.to_string()
     };
-    Ok(HttpResponse { status, body })
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        body,
+        headers,
+    })
 }
 
 /// How a [`raw_exchange`] ended.

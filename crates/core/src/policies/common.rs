@@ -138,6 +138,17 @@ impl Decimal {
         self.digits.is_empty()
     }
 
+    /// The nearest `f64` (what Kuma's plugins hand Envoy: `decimal.Float64()`).
+    pub fn to_f64(&self) -> f64 {
+        if self.digits.is_empty() {
+            return 0.0;
+        }
+        let sign = if self.negative { "-" } else { "" };
+        format!("{sign}{}e{}", self.digits, self.exponent)
+            .parse()
+            .unwrap_or(0.0)
+    }
+
     /// Strictly below zero.
     pub fn is_negative(&self) -> bool {
         self.negative

@@ -7,6 +7,7 @@
 //! (Kuma's `pkg/plugins/policies/core`) the new policies resolve through; MeshTrafficPermission
 //! keeps its own index for the seed's Allow-wins decision.
 
+pub mod callers;
 pub mod common;
 pub mod inspect;
 pub mod meshcircuitbreaker;

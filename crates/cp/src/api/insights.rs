@@ -6,7 +6,7 @@
 use aerie_core::format::{resource_to_value, spec_to_value};
 use aerie_core::policies::meshtimeout::explain_json;
 use aerie_core::policies::meshtrafficpermission::DataplaneRef;
-use aerie_core::policies::{meshcircuitbreaker, meshretry};
+use aerie_core::policies::{meshcircuitbreaker, meshfaultinjection, meshratelimit, meshretry};
 use aerie_core::{Resource, ResourceType, Spec};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -195,6 +195,24 @@ pub async fn explain(
         &catalog,
     )
     .explain(&view);
+    let faults = crate::dpserver::fault_injection_rules(
+        &mesh,
+        &state
+            .store
+            .list(ResourceType::MeshFaultInjection, Some(&mesh))
+            .await?,
+        &catalog,
+    )
+    .explain(&view);
+    let rate_limits = crate::dpserver::rate_limit_rules(
+        &mesh,
+        &state
+            .store
+            .list(ResourceType::MeshRateLimit, Some(&mesh))
+            .await?,
+        &catalog,
+    )
+    .explain(&view);
     let inbounds: Vec<Value> = explained
         .iter()
         .zip(authz.iter())
@@ -208,6 +226,8 @@ pub async fn explain(
                 "policies": serde_json::to_value(&e.policies).unwrap_or(Value::Null),
                 "authorization": serde_json::to_value(a).unwrap_or(Value::Null),
                 "meshTimeout": timeouts.inbounds.get(i).map(|r| explain_json(&r.conf)),
+                "meshFaultInjection": faults.inbounds.get(i).map(meshfaultinjection::explain_json),
+                "meshRateLimit": rate_limits.inbounds.get(i).map(meshratelimit::explain_json),
             })
         })
         .collect();

@@ -244,6 +244,10 @@ async fn rebuild_mesh(
         circuit_breakers: store
             .list(ResourceType::MeshCircuitBreaker, Some(mesh))
             .await?,
+        fault_injections: store
+            .list(ResourceType::MeshFaultInjection, Some(mesh))
+            .await?,
+        rate_limits: store.list(ResourceType::MeshRateLimit, Some(mesh)).await?,
     };
     if full {
         cache.dataplanes = store.list(ResourceType::Dataplane, Some(mesh)).await?;

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use aerie_core::policies::meshcircuitbreaker::{CircuitBreakerRules, MeshCircuitBreakerSpec};
+use aerie_core::policies::meshfaultinjection::{FaultInjectionRules, MeshFaultInjectionSpec};
+use aerie_core::policies::meshratelimit::{MeshRateLimitSpec, RateLimitRules};
 use aerie_core::policies::meshretry::{MeshRetrySpec, RetryRules};
 use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
 use aerie_core::policies::meshtrafficpermission::{
@@ -27,6 +29,8 @@ pub struct PolicyInputs {
     pub timeouts: Vec<Resource>,
     pub retries: Vec<Resource>,
     pub circuit_breakers: Vec<Resource>,
+    pub fault_injections: Vec<Resource>,
+    pub rate_limits: Vec<Resource>,
 }
 
 /// A mesh's policies, indexed once per round and shared by all of its proxies.
@@ -35,6 +39,8 @@ pub struct MeshPolicies {
     pub timeouts: TimeoutRules,
     pub retries: RetryRules,
     pub circuit_breakers: CircuitBreakerRules,
+    pub fault_injections: FaultInjectionRules,
+    pub rate_limits: RateLimitRules,
 }
 
 impl MeshPolicies {
@@ -45,6 +51,8 @@ impl MeshPolicies {
             timeouts: timeout_rules(mesh, &inputs.timeouts, &catalog),
             retries: retry_rules(mesh, &inputs.retries, &catalog),
             circuit_breakers: circuit_breaker_rules(mesh, &inputs.circuit_breakers, &catalog),
+            fault_injections: fault_injection_rules(mesh, &inputs.fault_injections, &catalog),
+            rate_limits: rate_limit_rules(mesh, &inputs.rate_limits, &catalog),
         }
     }
 }
@@ -110,7 +118,9 @@ pub fn build_full(
     )
     .with_timeouts(&inputs.policies.timeouts)
     .with_retries(&inputs.policies.retries)
-    .with_circuit_breakers(&inputs.policies.circuit_breakers);
+    .with_circuit_breakers(&inputs.policies.circuit_breakers)
+    .with_fault_injections(&inputs.policies.fault_injections)
+    .with_rate_limits(&inputs.policies.rate_limits);
     view.add_remote_ingresses(remote_ingresses);
     let by_name = inputs.by_name();
     let mut interned: HashMap<Vec<u8>, SharedHalf> = HashMap::new();
@@ -156,7 +166,9 @@ pub fn build_policies(
     let view = MeshView::for_policies(inputs.mesh, inputs.spec, &inputs.policies.permissions)
         .with_timeouts(&inputs.policies.timeouts)
         .with_retries(&inputs.policies.retries)
-        .with_circuit_breakers(&inputs.policies.circuit_breakers);
+        .with_circuit_breakers(&inputs.policies.circuit_breakers)
+        .with_fault_injections(&inputs.policies.fault_injections)
+        .with_rate_limits(&inputs.policies.rate_limits);
     let mut out = BTreeMap::new();
     for name in connected {
         let (Some((labels, spec)), Some((outbounds, outbounds_version))) =
@@ -284,6 +296,34 @@ pub fn circuit_breaker_rules(
     CircuitBreakerRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
+/// A mesh's MeshFaultInjections, indexed for every proxy's config.
+pub fn fault_injection_rules(
+    mesh: &str,
+    faults: &[Resource],
+    catalog: &Catalog,
+) -> FaultInjectionRules {
+    let policies: Vec<(&str, &Tags, &MeshFaultInjectionSpec)> = faults
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshFaultInjection(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    FaultInjectionRules::with_catalog(mesh, &policies, catalog.clone())
+}
+
+/// A mesh's MeshRateLimits, indexed for every proxy's config.
+pub fn rate_limit_rules(mesh: &str, limits: &[Resource], catalog: &Catalog) -> RateLimitRules {
+    let policies: Vec<(&str, &Tags, &MeshRateLimitSpec)> = limits
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshRateLimit(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    RateLimitRules::with_catalog(mesh, &policies, catalog.clone())
+}
+
 /// A short content hash of an encoded config: equal configs have equal versions on every
 /// replica, and an unchanged config is not pushed again.
 pub fn content_version(bytes: &[u8]) -> String {
@@ -336,6 +376,8 @@ mod tests {
             )],
             retries: vec![],
             circuit_breakers: vec![],
+            fault_injections: vec![],
+            rate_limits: vec![],
         }
     }
 
@@ -519,6 +561,43 @@ mod tests {
         // Without the MeshService its labels are unknown: the policy selects nothing.
         inputs.services.clear();
         assert_ne!(timeout_at(&inputs), Some(42_000));
+    }
+
+    #[test]
+    fn faults_and_rate_limits_travel_with_the_selected_inbounds_and_round_trip() {
+        let dps = vec![
+            dataplane("api-1", "127.0.0.2", "api", None),
+            dataplane("web-1", "127.0.0.4", "web", Some("api")),
+        ];
+        let spec = mesh_spec();
+        let inputs = PolicyInputs {
+            fault_injections: vec![resource(
+                "type: MeshFaultInjection\nname: chaos\nmesh: default\nspec:\n  targetRef: {kind: MeshService, name: api}\n  from:\n  - targetRef: {kind: MeshService, name: web}\n    default:\n      http:\n      - abort: {httpStatus: 503, percentage: '12.5'}\n",
+            )],
+            rate_limits: vec![resource(
+                "type: MeshRateLimit\nname: rl\nmesh: default\nspec:\n  targetRef: {kind: MeshService, name: api}\n  from:\n  - targetRef: {kind: Mesh}\n    default:\n      local:\n        tcp: {connectionRate: {num: 5, interval: 1s}}\n",
+            )],
+            ..PolicyInputs::default()
+        };
+        let policies = MeshPolicies::new("default", &inputs);
+        let mesh = MeshInputs {
+            mesh: "default",
+            spec: &spec,
+            policies: &policies,
+            dataplanes: &dps,
+        };
+        let built = build_full(&mesh, &|_: &str| true, &[], &names(&["api-1", "web-1"]));
+        let api = decode(&built["api-1"]);
+        let faults = api.inbounds[0]
+            .fault_injection
+            .as_ref()
+            .unwrap_or_else(|| panic!("api's inbound has faults"));
+        let abort = faults.entries[0].faults[0].abort.unwrap();
+        assert_eq!((abort.status, abort.per_million), (503, 125_000));
+        let limit = api.inbounds[0].rate_limit.as_ref().unwrap();
+        assert_eq!(limit.tcp.map(|r| (r.num, r.interval_ms)), Some((5, 1000)));
+        let web = decode(&built["web-1"]);
+        assert!(web.inbounds[0].fault_injection.is_none() && web.inbounds[0].rate_limit.is_none());
     }
 
     #[test]

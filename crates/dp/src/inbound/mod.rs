@@ -14,16 +14,18 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use aerie_core::policies::callers::Caller;
 use aerie_core::proxy_config::{MtlsMode, Protocol};
 use arc_swap::ArcSwap;
-use http::HeaderValue;
+use http::{HeaderValue, Response};
 use hyper::service::service_fn;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use crate::body::rbac_denied;
+use crate::body::{ProxyBody, rbac_denied};
+use crate::fault::{self, Outcome, Throttled};
 use crate::listener::{ConnLimits, InboundRoute, LiveRoute, Route, copy_tcp, serve_http};
 use crate::proxy::Shared;
 use crate::rbac::{ConnAuthz, Peer, XFCC, authorize};
@@ -39,9 +41,26 @@ pub(crate) async fn serve(
     live: Arc<LiveRoute>,
     shared: &Arc<Shared>,
 ) {
+    // MeshRateLimit's connection rate comes first (Envoy's network filter is prepended):
+    // a connection over it is closed before anything else is spent on it.
+    if let Some(limiter) = &route.limiter
+        && !limiter.admit_connection()
+    {
+        route.stats.error("rate_limited");
+        return;
+    }
     let tls = match route.mtls {
         MtlsMode::Off => {
-            return proxy(stream, Peer::MeshWithoutMtls, None, route, live, shared).await;
+            return proxy(
+                stream,
+                Peer::MeshWithoutMtls,
+                None,
+                None,
+                route,
+                live,
+                shared,
+            )
+            .await;
         }
         MtlsMode::Strict => true,
         MtlsMode::Permissive => match sniff_tls(&stream, shared).await {
@@ -53,7 +72,7 @@ pub(crate) async fn serve(
         },
     };
     if !tls {
-        return proxy(stream, Peer::Plaintext, None, route, live, shared).await;
+        return proxy(stream, Peer::Plaintext, None, None, route, live, shared).await;
     }
     // Fail closed: no identity means we can neither prove ours nor verify theirs.
     let Some(material) = shared.tls.load_full() else {
@@ -75,6 +94,7 @@ pub(crate) async fn serve(
             return;
         }
     };
+    let sni: Option<Box<str>> = stream.get_ref().1.server_name().map(Into::into);
     let (peer_id, xfcc) = match stream
         .get_ref()
         .1
@@ -85,7 +105,7 @@ pub(crate) async fn serve(
         // The verifier requires a certificate; be defensive anyway.
         None => (Peer::Unusable, None),
     };
-    proxy(stream, peer_id, xfcc, route, live, shared).await;
+    proxy(stream, peer_id, xfcc, sni, route, live, shared).await;
 }
 
 /// Resolves once a config change stops allowing `peer` on this listener (`decided` is the
@@ -132,16 +152,73 @@ async fn sniff_tls(stream: &TcpStream, shared: &Shared) -> Option<bool> {
     }
 }
 
-/// The decision in force on a connection, for the route (config) it was made under.
+/// The decisions in force on a connection, for the route (config) they were made under.
 struct Decided {
     route: Arc<InboundRoute>,
     authz: ConnAuthz,
+    /// MeshFaultInjection: the entries applying to this caller (empty: none).
+    faults: Box<[u32]>,
+    /// MeshRateLimit: the HTTP bucket this caller's requests take from.
+    http_limit: Option<usize>,
+}
+
+impl Decided {
+    fn new(shared: &Shared, route: Arc<InboundRoute>, peer: &Peer, sni: Option<&str>) -> Decided {
+        let authz = authorize(shared, &route, peer);
+        let caller = Caller {
+            identity: match peer {
+                Peer::Identity(id) => Some(id),
+                _ => None,
+            },
+            sni,
+        };
+        let faults = route
+            .cfg
+            .fault_injection
+            .as_ref()
+            .map(|f| fault::entries_for(f, &caller))
+            .unwrap_or_default();
+        let http_limit = route.limiter.as_ref().and_then(|l| l.route_for(&caller));
+        Decided {
+            route,
+            authz,
+            faults,
+            http_limit,
+        }
+    }
+
+    /// An allowed request: faults, then the rate limit, then the application.
+    async fn respond(&self, req: http::Request<RxBody>) -> Response<ProxyBody> {
+        let route = &self.route;
+        let mut bandwidth = None;
+        if let Some(faults) = &route.cfg.fault_injection
+            && !self.faults.is_empty()
+        {
+            match fault::inject(faults, &self.faults).await {
+                Outcome::Abort(resp) => return *resp,
+                Outcome::Forward(b) => bandwidth = b,
+            }
+        }
+        if let (Some(limiter), Some(i)) = (&route.limiter, self.http_limit)
+            && let Some(limited) = limiter.check(i)
+        {
+            return limited;
+        }
+        let resp = route.app.forward(req).await;
+        match bandwidth {
+            Some(bps) => resp.map(|b| ProxyBody::Throttled {
+                body: Box::new(Throttled::new(b, bps)),
+            }),
+            None => resp,
+        }
+    }
 }
 
 async fn proxy<IO>(
     io: IO,
     peer: Peer,
     xfcc: Option<HeaderValue>,
+    sni: Option<Box<str>>,
     route: Arc<InboundRoute>,
     live: Arc<LiveRoute>,
     shared: &Arc<Shared>,
@@ -166,15 +243,19 @@ async fn proxy<IO>(
         let idle = route.cfg.timeouts.idle();
         return copy_tcp(shared, io, app, &route.stats, idle, revoked).await;
     }
-    let authz = authorize(shared, &route, &peer);
     let stats = route.stats.clone();
     let limits = ConnLimits::of(&route.cfg.timeouts);
-    let decided = Arc::new(ArcSwap::from_pointee(Decided { route, authz }));
-    let ctx = Arc::new((peer, xfcc, live, decided, shared.clone()));
+    let decided = Arc::new(ArcSwap::from_pointee(Decided::new(
+        shared,
+        route,
+        &peer,
+        sni.as_deref(),
+    )));
+    let ctx = Arc::new((peer, xfcc, sni, live, decided, shared.clone()));
     let svc = service_fn(move |mut req: http::Request<RxBody>| {
         let ctx = ctx.clone();
         async move {
-            let (peer, xfcc, live, decided, shared) = &*ctx;
+            let (peer, xfcc, sni, live, decided, shared) = &*ctx;
             // The application hears who called from this proxy only: a caller's own
             // x-forwarded-client-cert is dropped, and the verified caller's set.
             let headers = req.headers_mut();
@@ -187,18 +268,14 @@ async fn proxy<IO>(
             if let Route::Inbound(latest) = &**live.load()
                 && !Arc::ptr_eq(latest, &current.route)
             {
-                let authz = authorize(shared, latest, peer);
-                current = Arc::new(Decided {
-                    route: latest.clone(),
-                    authz,
-                });
+                current = Arc::new(Decided::new(shared, latest.clone(), peer, sni.as_deref()));
                 decided.store(current.clone());
             }
-            let Decided { route, authz } = &*current;
+            let route = &current.route;
             route.stats.requests.inc();
-            authz.record();
-            let resp = if authz.decision.is_allowed() {
-                route.app.forward(req).await
+            current.authz.record();
+            let resp = if current.authz.decision.is_allowed() {
+                current.respond(req).await
             } else {
                 rbac_denied()
             };

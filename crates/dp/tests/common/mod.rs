@@ -345,6 +345,8 @@ pub fn inbound(
         ready: true,
         authz,
         timeouts: Default::default(),
+        fault_injection: None,
+        rate_limit: None,
     }
 }
 

@@ -173,6 +173,27 @@ impl KongAir {
         dp
     }
 
+    /// Waits until every proxy holds its certificate and check-in-api's inbound is STRICT
+    /// (after [`MTLS`] was applied), so that no later request meets the switch.
+    pub fn wait_mtls(&self) {
+        wait_for("mTLS in force", PROPAGATION, || {
+            let dump = |admin: &str| {
+                http("GET", admin, "/config_dump", None, &[])
+                    .ok()
+                    .map(|r| r.json())
+            };
+            let checkin = dump(&self.checkin.admin)?;
+            let callers = [
+                dump(&self.flight_control.admin)?,
+                dump(&self.booking.admin)?,
+            ];
+            (checkin["config"]["mtls"] == "strict"
+                && checkin["identity"].is_object()
+                && callers.iter().all(|c| c["identity"].is_object()))
+            .then_some(())
+        });
+    }
+
     pub fn apply(&self, yaml: &str) {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.yaml");

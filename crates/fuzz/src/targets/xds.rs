@@ -90,6 +90,8 @@ fn proxy_config() -> ProxyConfig {
             ready: true,
             authz: InboundAuthz::allow_all(10001, "default"),
             timeouts: Default::default(),
+            fault_injection: None,
+            rate_limit: None,
         }],
         outbounds: vec![OutboundConfig {
             address: String::new(),

@@ -11,8 +11,9 @@
 //! - `delay` a share of responses;
 //! - limit the `responseBandwidth` of a share of responses (`100Mbps`).
 //!
-//! Kuma creates no MeshFaultInjection with a mesh. Aerie validates and stores them; kuma-dp
-//! does not inject faults yet.
+//! Kuma creates no MeshFaultInjection with a mesh. kuma-dp injects the faults on its HTTP
+//! inbounds, per caller ([`resolve`](mod@resolve) says how entries combine); `to` (gateways)
+//! is not enforced.
 //!
 //! Kuma references (2.14): `pkg/plugins/policies/meshfaultinjection/api/v1alpha1/`
 //! `meshfaultinjection.go` (the fields), `validator.go` / `validator_test.go` (the checks,
@@ -25,6 +26,10 @@ mod spec;
 mod tests;
 mod validate;
 
+pub use resolve::{
+    Abort, Bandwidth, Combine, Delay, Fault, FaultEntry, FaultInjectionRules, InboundFaults,
+    PER_MILLION, bandwidth_bytes_per_second, explain_json, inbound_faults, per_million,
+};
 pub use spec::*;
 pub use validate::{validate, validate_with_role};
 

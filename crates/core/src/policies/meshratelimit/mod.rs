@@ -9,8 +9,9 @@
 //! - `http`: requests per interval, and the status and headers a limited request gets;
 //! - `tcp`: connections per interval.
 //!
-//! Kuma creates no MeshRateLimit with a mesh. Aerie validates and stores them; kuma-dp does
-//! not limit rates yet.
+//! Kuma creates no MeshRateLimit with a mesh. kuma-dp enforces the limits on its inbounds
+//! ([`resolve`](mod@resolve) says which bucket a caller takes from); `to` (gateways) is not
+//! enforced.
 //!
 //! Kuma references (2.14): `pkg/plugins/policies/meshratelimit/api/v1alpha1/`
 //! `meshratelimit.go` (the fields), `validator.go` / `validator_test.go` (the checks, ported
@@ -23,6 +24,10 @@ mod spec;
 mod tests;
 mod validate;
 
+pub use resolve::{
+    DEFAULT_STATUS, HeaderAction, HttpLimit, HttpRoute, InboundRateLimit, Rate as LimitRate,
+    RateLimitRules, explain_json, inbound_rate_limit,
+};
 pub use spec::*;
 pub use validate::{validate, validate_with_role};
 

@@ -84,58 +84,65 @@ fn conf(backend: &Map<String, Value>) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// What each backend list shares: entries are objects, names unique, the default names one.
-struct Backends<'a> {
-    entries: Vec<(usize, &'a Map<String, Value>)>,
-    names: HashSet<&'a str>,
+/// A `backends` list whose `defaultBackend` must name one of them (logging, tracing): each
+/// entry is an object passing `check`, names are unique.
+fn validate_backends(
+    section: &Map<String, Value>,
+    check: fn(&Map<String, Value>) -> ValidationError,
+    unknown_default: &str,
+) -> ValidationError {
+    let mut errs = ValidationError::new();
+    let mut names = HashSet::new();
+    match list(section, "backends") {
+        Err(e) => errs.add("backends", e),
+        Ok(entries) => {
+            for (i, entry) in entries.iter().enumerate() {
+                let at = format!("backends[{i}]");
+                let Some(backend) = entry.as_object() else {
+                    errs.add(at, "must be an object");
+                    continue;
+                };
+                errs.add_prefixed(&at, check(backend));
+                let name = string(backend, "name").unwrap_or_default();
+                if !names.insert(name) {
+                    errs.add(
+                        format!("{at}.name"),
+                        format!("{name:?} name is already used for another backend"),
+                    );
+                }
+            }
+        }
+    }
+    check_named(
+        &mut errs,
+        section,
+        "defaultBackend",
+        &names,
+        unknown_default,
+    );
+    errs
 }
 
-fn backends<'a>(
+/// `key` (a default or enabled backend), when set, must be one of `names`.
+fn check_named(
     errs: &mut ValidationError,
-    section: &'a Map<String, Value>,
-    check: impl Fn(&Map<String, Value>) -> ValidationError,
-) -> Backends<'a> {
-    let mut out = Backends {
-        entries: Vec::new(),
-        names: HashSet::new(),
-    };
-    let entries = match list(section, "backends") {
-        Ok(l) => l,
-        Err(e) => {
-            errs.add("backends", e);
-            return out;
-        }
-    };
-    for (i, entry) in entries.iter().enumerate() {
-        let at = format!("backends[{i}]");
-        let Some(backend) = entry.as_object() else {
-            errs.add(at, "must be an object");
-            continue;
-        };
-        errs.add_prefixed(&at, check(backend));
-        let name = string(backend, "name").unwrap_or_default();
-        if !out.names.insert(name) {
-            errs.add(
-                format!("{at}.name"),
-                format!("{name:?} name is already used for another backend"),
-            );
-        }
-        out.entries.push((i, backend));
+    section: &Map<String, Value>,
+    key: &str,
+    names: &HashSet<&str>,
+    message: &str,
+) {
+    let chosen = string(section, key).unwrap_or_default();
+    if !chosen.is_empty() && !names.contains(chosen) {
+        errs.add(key, message);
     }
-    out
 }
 
 fn validate_logging(logging: &Map<String, Value>) -> ValidationError {
-    let mut errs = ValidationError::new();
-    let found = backends(&mut errs, logging, logging_backend);
-    let default = string(logging, "defaultBackend").unwrap_or_default();
-    if !default.is_empty() && !found.names.contains(default) {
-        errs.add(
-            "defaultBackend",
-            "has to be set to one of the logging backend in mesh",
-        );
-    }
-    errs
+    validate_backends(
+        logging,
+        logging_backend,
+        "has to be set to one of the logging backend in mesh",
+    )
 }
 
 fn logging_backend(backend: &Map<String, Value>) -> ValidationError {
@@ -172,16 +179,11 @@ fn logging_backend(backend: &Map<String, Value>) -> ValidationError {
 }
 
 fn validate_tracing(tracing: &Map<String, Value>) -> ValidationError {
-    let mut errs = ValidationError::new();
-    let found = backends(&mut errs, tracing, tracing_backend);
-    let default = string(tracing, "defaultBackend").unwrap_or_default();
-    if !default.is_empty() && !found.names.contains(default) {
-        errs.add(
-            "defaultBackend",
-            "has to be set to one of the tracing backend in mesh",
-        );
-    }
-    errs
+    validate_backends(
+        tracing,
+        tracing_backend,
+        "has to be set to one of the tracing backend in mesh",
+    )
 }
 
 fn tracing_backend(backend: &Map<String, Value>) -> ValidationError {
@@ -284,13 +286,13 @@ fn validate_metrics(metrics: &Map<String, Value>) -> ValidationError {
         }
         names.insert(name);
     }
-    let enabled = string(metrics, "enabledBackend").unwrap_or_default();
-    if !enabled.is_empty() && !names.contains(enabled) {
-        errs.add(
-            "enabledBackend",
-            "has to be set to one of the backends in the mesh",
-        );
-    }
+    check_named(
+        &mut errs,
+        metrics,
+        "enabledBackend",
+        &names,
+        "has to be set to one of the backends in the mesh",
+    );
     errs
 }
 

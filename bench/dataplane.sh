@@ -5,6 +5,8 @@
 # ratios are comparable. Loopback only; every load loop is bounded. See bench/README.md.
 #
 # Usage: bench/dataplane.sh            (env: ROUNDS=3 WRK_SECONDS=10 LAT_SECONDS=10 RATE=1000)
+#        HOLD=/tmp/paths bench/dataplane.sh   sets every path up, writes their URLs and pids
+#                                             to /tmp/paths and waits (for a profiler)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -489,6 +491,14 @@ PIDS_OF[kuma-dp-bare]="$KB1 $KB2"
 # ---------------------------------------------------------------- measurement
 NAMES=(direct haproxy envoy kuma-dp kuma-dp-bare)
 for name in "${NAMES[@]}"; do wait_http "${URL[$name]}"; done
+if [[ -n ${HOLD:-} ]]; then
+    # Profiling: leave every path running, write their URLs and pids, wait for a signal.
+    for name in "${NAMES[@]}"; do
+        printf '%s url=%s pids=%s\n' "$name" "${URL[$name]}" "${PIDS_OF[$name]:-}"
+    done >"$HOLD"
+    log "paths written to $HOLD; holding until interrupted"
+    while :; do sleep 3600; done
+fi
 for round in $(seq "$ROUNDS"); do
     for name in "${NAMES[@]}"; do throughput "$name" "$round"; done
 done

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::policies::meshcircuitbreaker::{CircuitBreaker, CircuitBreakerRules};
 use crate::policies::meshfaultinjection::{FaultInjectionRules, InboundFaults};
+use crate::policies::meshloadbalancingstrategy::LoadBalancingRules;
+use crate::policies::meshloadbalancingstrategy::resolve::LoadBalancer;
 use crate::policies::meshratelimit::{InboundRateLimit, RateLimitRules};
 use crate::policies::meshretry::{Retry, RetryRules};
 use crate::policies::meshtimeout::{TimeoutRules, Timeouts};
@@ -99,6 +101,9 @@ pub struct OutboundPolicies {
     /// MeshCircuitBreaker (`to`); Envoy's defaults when absent.
     #[serde(default, skip_serializing_if = "CircuitBreaker::is_default")]
     pub circuit_breaker: CircuitBreaker,
+    /// MeshLoadBalancingStrategy (`to`); round robin over every endpoint when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancer>,
 }
 
 /// One `networking.inbound`: where the proxy listens, where the application is, and who may
@@ -162,6 +167,9 @@ pub struct OutboundConfig {
     /// MeshCircuitBreaker (`to`), filled in the same way; Envoy's defaults when absent.
     #[serde(default, skip_serializing_if = "CircuitBreaker::is_default")]
     pub circuit_breaker: CircuitBreaker,
+    /// MeshLoadBalancingStrategy (`to`), filled in the same way; round robin when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancer>,
 }
 
 /// A destination address: another proxy's inbound.
@@ -172,6 +180,10 @@ pub struct Endpoint {
     pub port: u16,
     /// The Dataplane serving it (for logs and stats).
     pub dataplane: String,
+    /// The zone behind a zone ingress endpoint; `None` for this zone's own endpoints (and
+    /// not serialised), for MeshLoadBalancingStrategy's locality awareness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 /// A zone ingress's whole configuration: where to send each server name it may see.
@@ -221,6 +233,8 @@ pub struct MeshView<'a> {
     retries: Option<&'a RetryRules>,
     /// The mesh's MeshCircuitBreakers; none = Envoy's defaults.
     breakers: Option<&'a CircuitBreakerRules>,
+    /// The mesh's MeshLoadBalancingStrategies; none = round robin.
+    balancers: Option<&'a LoadBalancingRules>,
     /// The mesh's MeshFaultInjections; none = no faults.
     faults: Option<&'a FaultInjectionRules>,
     /// The mesh's MeshRateLimits; none = no limits.
@@ -267,6 +281,7 @@ impl<'a> MeshView<'a> {
                             address: address.clone(),
                             port: clamp_port(i.port),
                             dataplane: dp_name.to_string(),
+                            zone: None,
                         },
                         protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
                     });
@@ -283,6 +298,7 @@ impl<'a> MeshView<'a> {
             timeouts: None,
             retries: None,
             breakers: None,
+            balancers: None,
             faults: None,
             rate_limits: None,
             endpoints,
@@ -304,6 +320,7 @@ impl<'a> MeshView<'a> {
             timeouts: None,
             retries: None,
             breakers: None,
+            balancers: None,
             faults: None,
             rate_limits: None,
             endpoints: Default::default(),
@@ -326,6 +343,12 @@ impl<'a> MeshView<'a> {
     /// The mesh's MeshCircuitBreakers, resolved into every proxy's outbounds.
     pub fn with_circuit_breakers(mut self, rules: &'a CircuitBreakerRules) -> Self {
         self.breakers = Some(rules);
+        self
+    }
+
+    /// The mesh's MeshLoadBalancingStrategies, resolved into every proxy's outbounds.
+    pub fn with_load_balancing(mut self, rules: &'a LoadBalancingRules) -> Self {
+        self.balancers = Some(rules);
         self
     }
 
@@ -370,6 +393,7 @@ impl<'a> MeshView<'a> {
                             address: address.to_string(),
                             port: clamp_port(port),
                             dataplane: format!("{}/{name}", ingress.zone),
+                            zone: Some(ingress.zone.clone()),
                         },
                         protocol: Protocol::from_tag(
                             svc.tags.get(PROTOCOL_TAG).map(String::as_str),
@@ -497,6 +521,10 @@ impl<'a> MeshView<'a> {
             .breakers
             .map(|rules| rules.for_dataplane(&view))
             .unwrap_or_default();
+        let mut balancers = self
+            .balancers
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
         let mut faults = self
             .faults
             .map(|rules| rules.for_dataplane(&view))
@@ -550,10 +578,12 @@ impl<'a> MeshView<'a> {
                     timeouts: outbound_timeouts.get(n).copied().unwrap_or_default(),
                     retry: retries.get(n).cloned().unwrap_or_default(),
                     circuit_breaker: breakers.get(n).cloned().unwrap_or_default(),
+                    load_balancer: balancers.get_mut(n).and_then(Option::take),
                 };
                 let default = p.timeouts == Timeouts::default()
                     && p.retry.is_default()
-                    && p.circuit_breaker.is_default();
+                    && p.circuit_breaker.is_default()
+                    && p.load_balancer.is_none();
                 (!default).then_some(p)
             })
             .collect();
@@ -628,6 +658,7 @@ impl<'a> MeshView<'a> {
                     timeouts: Timeouts::default(),
                     retry: Retry::default(),
                     circuit_breaker: CircuitBreaker::default(),
+                    load_balancer: None,
                 })
             })
             .collect()
@@ -743,7 +774,8 @@ mod tests {
             vec![Endpoint {
                 address: "127.0.0.2".into(),
                 port: 9000,
-                dataplane: "checkin-1".into()
+                dataplane: "checkin-1".into(),
+                zone: None,
             }]
         );
         assert_eq!(
@@ -909,6 +941,11 @@ mod tests {
             .map(|e| format!("{}:{}", e.address, e.port))
             .collect();
         assert_eq!(addrs, ["127.0.0.3:9000", "1.2.3.4:20001"]);
+        // Only endpoints behind another zone's ingress carry (and serialise) a zone.
+        assert_eq!(out.endpoints[1].zone.as_deref(), Some("zone-2"));
+        assert_eq!(out.endpoints[0].zone, None);
+        let local = serde_json::to_value(&out.endpoints[0]).unwrap();
+        assert!(local.get("zone").is_none(), "{local}");
         assert_eq!(out.sni, "api.default.mesh");
         // With mTLS off there is no server name to route on: no remote endpoints.
         let Spec::Mesh(plain) = parse("type: Mesh\nname: default\n") else {

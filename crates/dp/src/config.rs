@@ -140,6 +140,7 @@ pub(crate) fn plan(
             outbound.timeouts = p.timeouts;
             outbound.retry = p.retry.clone();
             outbound.circuit_breaker = p.circuit_breaker.clone();
+            outbound.load_balancer = p.load_balancer.clone();
         }
         out.push((
             listen,
@@ -202,6 +203,7 @@ mod tests {
                 rate_limit: None,
             }],
             outbounds: vec![OutboundConfig {
+                load_balancer: None,
                 address: String::new(),
                 port: 20001,
                 service: "backend".into(),
@@ -209,6 +211,7 @@ mod tests {
                 spiffe_id: "spiffe://default/backend".into(),
                 sni: "backend.default.mesh".into(),
                 endpoints: vec![Endpoint {
+                    zone: None,
                     address: "10.0.0.2".into(),
                     port: 10001,
                     dataplane: "backend-1".into(),
@@ -243,6 +246,7 @@ mod tests {
             ("127.0.0.1", 20001), // the outbound's own listener
         ] {
             c.outbounds[0].endpoints.push(Endpoint {
+                zone: None,
                 address: address.into(),
                 port,
                 dataplane: format!("bad-{address}"),

@@ -168,6 +168,7 @@ fn route(service: &str, endpoints: &[SocketAddr]) -> IngressRoute {
         endpoints: endpoints
             .iter()
             .map(|e| Endpoint {
+                zone: None,
                 address: e.ip().to_string(),
                 port: e.port(),
                 dataplane: format!("{service}-{}", e.port()),

@@ -147,6 +147,7 @@ fn routes(address: &str) -> IngressConfig {
             mesh: "default".into(),
             service: "backend".into(),
             endpoints: vec![Endpoint {
+                zone: None,
                 address: address.into(),
                 port: 10001,
                 dataplane: "backend-1".into(),

@@ -436,6 +436,7 @@ mod tests {
             mesh: "m".into(),
             name: "n".into(),
             outbounds: vec![aerie_core::proxy_config::OutboundConfig {
+                load_balancer: None,
                 address: "127.0.0.1".into(),
                 port: 1,
                 service: "s".into(),
@@ -477,6 +478,7 @@ mod tests {
                 mesh: "default".into(),
                 service: "web".into(),
                 endpoints: vec![aerie_core::proxy_config::Endpoint {
+                    zone: None,
                     address: "127.0.0.1".into(),
                     port: 8080,
                     dataplane: "web-1".into(),

@@ -1,7 +1,7 @@
 //! Dataplane inspection: Kuma's `dataplanes+insights` (online status, certificate, config
 //! versions), and Aerie's `_explain` (which MeshTrafficPermissions apply to each inbound,
-//! which MeshTimeouts, MeshRetries and MeshCircuitBreakers to each inbound and outbound, the
-//! merged result and what the proxy enforces). Kuma's own policy inspection is `inspect.rs`.
+//! which MeshTimeouts, MeshRetries, MeshCircuitBreakers and MeshLoadBalancingStrategies to
+//! each inbound and outbound, the merged result and what the proxy enforces). Kuma's own policy inspection is `inspect.rs`.
 
 use aerie_core::format::{resource_to_value, spec_to_value};
 use aerie_core::policies::meshtimeout::explain_json;
@@ -118,7 +118,8 @@ pub async fn get_overview(
 /// Aerie's explanation of what a proxy enforces (`GET .../dataplanes/{name}/_explain`, not a
 /// Kuma endpoint): per inbound, the MeshTrafficPermissions whose targetRef selects it, their
 /// `from` entries, the resulting authorization table and its MeshTimeout; per outbound, its
-/// MeshTimeout, MeshRetry and MeshCircuitBreaker, each with the contributing policies, the
+/// MeshTimeout, MeshRetry, MeshCircuitBreaker and MeshLoadBalancingStrategy (`effective`
+/// `null`: round robin), each with the contributing policies, the
 /// merged conf and what the proxy enforces from it (`effective`).
 pub async fn explain(
     State(state): State<AppState>,
@@ -195,6 +196,21 @@ pub async fn explain(
         &catalog,
     )
     .explain(&view);
+    // Failover rules name the caller's zone: a federated zone's name, else the default.
+    let zone = match &state.role {
+        crate::Role::Zone(z) => z.as_str(),
+        _ => "default",
+    };
+    let balancing = crate::dpserver::load_balancing_rules(
+        &mesh,
+        zone,
+        &state
+            .store
+            .list(ResourceType::MeshLoadBalancingStrategy, Some(&mesh))
+            .await?,
+        &catalog,
+    );
+    let balanced = balancing.explain(&view);
     let faults = crate::dpserver::fault_injection_rules(
         &mesh,
         &state
@@ -251,6 +267,10 @@ pub async fn explain(
                     .outbounds
                     .get(i)
                     .map(|r| meshcircuitbreaker::explain_json(&r.merged)),
+                "meshLoadBalancingStrategy": balanced
+                    .outbounds
+                    .get(i)
+                    .map(|r| balancing.explain_json(&r.merged)),
             })
         })
         .collect();

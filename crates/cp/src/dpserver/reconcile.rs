@@ -248,6 +248,10 @@ async fn rebuild_mesh(
             .list(ResourceType::MeshFaultInjection, Some(mesh))
             .await?,
         rate_limits: store.list(ResourceType::MeshRateLimit, Some(mesh)).await?,
+        load_balancing: store
+            .list(ResourceType::MeshLoadBalancingStrategy, Some(mesh))
+            .await?,
+        zone: local_zone.to_string(),
     };
     if full {
         cache.dataplanes = store.list(ResourceType::Dataplane, Some(mesh)).await?;

@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use aerie_core::policies::meshcircuitbreaker::{CircuitBreakerRules, MeshCircuitBreakerSpec};
 use aerie_core::policies::meshfaultinjection::{FaultInjectionRules, MeshFaultInjectionSpec};
+use aerie_core::policies::meshloadbalancingstrategy::{
+    LoadBalancingRules, MeshLoadBalancingStrategySpec,
+};
 use aerie_core::policies::meshratelimit::{MeshRateLimitSpec, RateLimitRules};
 use aerie_core::policies::meshretry::{MeshRetrySpec, RetryRules};
 use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
@@ -31,6 +34,9 @@ pub struct PolicyInputs {
     pub circuit_breakers: Vec<Resource>,
     pub fault_injections: Vec<Resource>,
     pub rate_limits: Vec<Resource>,
+    pub load_balancing: Vec<Resource>,
+    /// The zone this control plane serves (MeshLoadBalancingStrategy failover rules).
+    pub zone: String,
 }
 
 /// A mesh's policies, indexed once per round and shared by all of its proxies.
@@ -41,6 +47,7 @@ pub struct MeshPolicies {
     pub circuit_breakers: CircuitBreakerRules,
     pub fault_injections: FaultInjectionRules,
     pub rate_limits: RateLimitRules,
+    pub load_balancing: LoadBalancingRules,
 }
 
 impl MeshPolicies {
@@ -53,6 +60,12 @@ impl MeshPolicies {
             circuit_breakers: circuit_breaker_rules(mesh, &inputs.circuit_breakers, &catalog),
             fault_injections: fault_injection_rules(mesh, &inputs.fault_injections, &catalog),
             rate_limits: rate_limit_rules(mesh, &inputs.rate_limits, &catalog),
+            load_balancing: load_balancing_rules(
+                mesh,
+                &inputs.zone,
+                &inputs.load_balancing,
+                &catalog,
+            ),
         }
     }
 }
@@ -120,7 +133,8 @@ pub fn build_full(
     .with_retries(&inputs.policies.retries)
     .with_circuit_breakers(&inputs.policies.circuit_breakers)
     .with_fault_injections(&inputs.policies.fault_injections)
-    .with_rate_limits(&inputs.policies.rate_limits);
+    .with_rate_limits(&inputs.policies.rate_limits)
+    .with_load_balancing(&inputs.policies.load_balancing);
     view.add_remote_ingresses(remote_ingresses);
     let by_name = inputs.by_name();
     let mut interned: HashMap<Vec<u8>, SharedHalf> = HashMap::new();
@@ -168,7 +182,8 @@ pub fn build_policies(
         .with_retries(&inputs.policies.retries)
         .with_circuit_breakers(&inputs.policies.circuit_breakers)
         .with_fault_injections(&inputs.policies.fault_injections)
-        .with_rate_limits(&inputs.policies.rate_limits);
+        .with_rate_limits(&inputs.policies.rate_limits)
+        .with_load_balancing(&inputs.policies.load_balancing);
     let mut out = BTreeMap::new();
     for name in connected {
         let (Some((labels, spec)), Some((outbounds, outbounds_version))) =
@@ -296,6 +311,23 @@ pub fn circuit_breaker_rules(
     CircuitBreakerRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
+/// A mesh's MeshLoadBalancingStrategies, indexed for every proxy's config (of `zone`).
+pub fn load_balancing_rules(
+    mesh: &str,
+    zone: &str,
+    strategies: &[Resource],
+    catalog: &Catalog,
+) -> LoadBalancingRules {
+    let policies: Vec<(&str, &Tags, &MeshLoadBalancingStrategySpec)> = strategies
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshLoadBalancingStrategy(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    LoadBalancingRules::with_catalog(mesh, zone, &policies, catalog.clone())
+}
+
 /// A mesh's MeshFaultInjections, indexed for every proxy's config.
 pub fn fault_injection_rules(
     mesh: &str,
@@ -378,6 +410,8 @@ mod tests {
             circuit_breakers: vec![],
             fault_injections: vec![],
             rate_limits: vec![],
+            load_balancing: vec![],
+            zone: "default".into(),
         }
     }
 

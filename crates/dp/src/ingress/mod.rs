@@ -698,6 +698,7 @@ mod tests {
             endpoints: eps
                 .iter()
                 .map(|(a, p)| Endpoint {
+                    zone: None,
                     address: (*a).into(),
                     port: *p,
                     dataplane: format!("dp-{p}"),

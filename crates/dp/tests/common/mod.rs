@@ -357,6 +357,7 @@ pub fn outbound(
     endpoints: &[SocketAddr],
 ) -> OutboundConfig {
     OutboundConfig {
+        load_balancer: None,
         address: listen.ip().to_string(),
         port: listen.port(),
         service: service.to_owned(),
@@ -366,6 +367,7 @@ pub fn outbound(
         endpoints: endpoints
             .iter()
             .map(|e| Endpoint {
+                zone: None,
                 address: e.ip().to_string(),
                 port: e.port(),
                 dataplane: format!("dp-{}", e.port()),

@@ -94,6 +94,7 @@ fn proxy_config() -> ProxyConfig {
             rate_limit: None,
         }],
         outbounds: vec![OutboundConfig {
+            load_balancer: None,
             address: String::new(),
             port: 20001,
             service: "backend".into(),
@@ -101,6 +102,7 @@ fn proxy_config() -> ProxyConfig {
             spiffe_id: "spiffe://default/backend".into(),
             sni: "backend.default.mesh".into(),
             endpoints: vec![Endpoint {
+                zone: None,
                 address: "10.0.0.2".into(),
                 port: 10001,
                 dataplane: "backend-1".into(),
@@ -167,6 +169,7 @@ impl Xds {
                 mesh: "default".into(),
                 service: "backend".into(),
                 endpoints: vec![Endpoint {
+                    zone: None,
                     address: "10.0.0.2".into(),
                     port: 10001,
                     dataplane: "backend-1".into(),

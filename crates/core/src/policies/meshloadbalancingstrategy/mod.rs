@@ -11,8 +11,9 @@
 //! - `localityAwareness`: endpoints preferred inside the zone by tags, and the order in
 //!   which other zones take over.
 //!
-//! Kuma creates no MeshLoadBalancingStrategy with a mesh. Aerie validates and stores them;
-//! kuma-dp still balances round robin over every endpoint.
+//! Kuma creates no MeshLoadBalancingStrategy with a mesh. Aerie validates and stores them,
+//! and resolves each outbound's merged conf into a compact [`LoadBalancer`] (`resolve.rs`)
+//! that kuma-dp enforces (`crates/dp/src/lb.rs`).
 //!
 //! Kuma references (2.14): `pkg/plugins/policies/meshloadbalancingstrategy/api/v1alpha1/`
 //! `meshloadbalancingstrategy.go` (the fields), `validator.go` / `validator_test.go` (the
@@ -20,12 +21,17 @@
 //! inside `ringHash`/`maglev`, the `SourceIP` type), `zz_generated.resource.go` (the
 //! descriptor).
 
-mod resolve;
+pub mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+/// What the proxy enforces (`resolve::LoadBalancer` is the compact balancer; the spec's
+/// `LoadBalancer` is the document's).
+pub use resolve::{
+    Algorithm, HashFunction, HashKey, LoadBalancingRules, Locality, ZoneRule, ZoneSet,
+};
 pub use spec::*;
 pub use validate::validate;
 

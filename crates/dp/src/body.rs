@@ -66,6 +66,18 @@ impl ProxyBody {
     }
 }
 
+impl ProxyBody {
+    /// Keeps the request counted in flight to its endpoint (least request) until this body
+    /// is dropped (a local answer holds nothing).
+    pub fn hold_active(&mut self, active: crate::lb::Active) {
+        match self {
+            ProxyBody::Upstream { body } => body.hold_active(active),
+            ProxyBody::Timed { body } => body.hold_active(active),
+            ProxyBody::Local { .. } | ProxyBody::Throttled { .. } => drop(active),
+        }
+    }
+}
+
 impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BodyError;

@@ -16,7 +16,7 @@ use crate::body::{ProxyBody, local_response};
 use crate::breaker::{
     Cluster, Detector, Held, Outcome, OutlierPolicy, PoolMember, Resource, overflow_response,
 };
-use crate::lb::RoundRobin;
+use crate::lb::{Balancer, SourceIp};
 use crate::metrics::ListenerStats;
 use crate::pool::{CheckoutError, Connector, EndpointPool, HttpVersion, Upstream};
 use crate::retry::{self, Attempt, ReqBody, RetryPolicy};
@@ -24,10 +24,11 @@ use crate::stream::{
     self, Expired, RxBody, RxWatch, StreamLimits, TimedBody, request_done, timeout_status,
 };
 
-/// The endpoints behind a listener, balanced round-robin.
+/// The endpoints behind a listener, balanced round robin or as a MeshLoadBalancingStrategy
+/// says.
 pub(crate) struct Upstreams {
     pub pools: Vec<Arc<EndpointPool>>,
-    pub rr: RoundRobin,
+    pub lb: Balancer,
     pub stats: Arc<ListenerStats>,
     /// MeshTimeout `http.requestTimeout`: from a request's start to its response headers.
     pub request_timeout: Option<Duration>,
@@ -110,25 +111,40 @@ impl Upstreams {
             .max(n);
         let detector = self.swept_detector();
         let skip = detector.as_ref().map(|d| d.skip());
-        for i in self.rr.cycle(n, attempts) {
-            if skip.as_ref().is_some_and(|s| s(i)) {
-                continue;
+        let skipped = move |i: usize| skip.as_ref().is_some_and(|s| s(i));
+        // Rounds over the balancer's order (each round starts afresh: round robin moves
+        // on, a policy draws again) until the attempts are used up.
+        let mut tried = 0;
+        'rounds: loop {
+            let mut yielded = false;
+            for i in self.lb.order(n, None, &skipped) {
+                yielded = true;
+                if tried >= attempts {
+                    break 'rounds;
+                }
+                tried += 1;
+                if skipped(i) {
+                    continue;
+                }
+                let pool = self.pools.get(i)?;
+                // As Envoy's TCP proxy: no pool for the chosen endpoint ends the attempt.
+                let Some(member) = pool.join_pool(false) else {
+                    self.stats.error("upstream_cx_pool_overflow");
+                    return None;
+                };
+                match pool.connector.connect().await {
+                    Ok(io) => {
+                        self.record(i, Outcome::Connected);
+                        return Some((io, (conn, member)));
+                    }
+                    Err(e) => {
+                        self.connect_failed(&pool.connector, &e);
+                        self.record(i, Outcome::LocalFailure);
+                    }
+                }
             }
-            let pool = self.pools.get(i)?;
-            // As Envoy's TCP proxy: no pool for the chosen endpoint ends the attempt.
-            let Some(member) = pool.join_pool(false) else {
-                self.stats.error("upstream_cx_pool_overflow");
-                return None;
-            };
-            match pool.connector.connect().await {
-                Ok(io) => {
-                    self.record(i, Outcome::Connected);
-                    return Some((io, (conn, member)));
-                }
-                Err(e) => {
-                    self.connect_failed(&pool.connector, &e);
-                    self.record(i, Outcome::LocalFailure);
-                }
+            if !yielded {
+                break;
             }
         }
         None
@@ -310,7 +326,7 @@ impl Upstreams {
         }
     }
 
-    /// Sends `req` to the next endpoint (round robin, skipping ejected ones) that accepts a
+    /// Sends `req` to the next endpoint (in the balancer's order, skipping ejected ones) that accepts a
     /// connection; `chosen` says which one it went to. The maximum stream duration runs
     /// from the moment the request has a connection (Envoy's `onPoolReady`); `rx` is the
     /// request body's watch, for the stream timers of the response body.
@@ -324,8 +340,18 @@ impl Upstreams {
         {
             let detector = self.swept_detector();
             let skip = detector.as_ref().map(|d| d.skip());
-            for i in self.rr.order(self.pools.len()) {
-                if skip.as_ref().is_some_and(|s| s(i)) {
+            let skipped = move |i: usize| skip.as_ref().is_some_and(|s| s(i));
+            // Round robin: no hash to compute (a branch).
+            let key = match &self.lb {
+                Balancer::RoundRobin(_) => None,
+                Balancer::Policy(_) => self.lb.hash(
+                    req.headers(),
+                    req.uri(),
+                    req.extensions().get::<SourceIp>().map(|s| s.0),
+                ),
+            };
+            for i in self.lb.order(self.pools.len(), key, &skipped) {
+                if skipped(i) {
                     continue;
                 }
                 let Some(pool) = self.pools.get(i) else { break };
@@ -375,6 +401,8 @@ impl Upstreams {
             };
         };
         chosen.store(i, Ordering::Relaxed);
+        // Least request: in flight from here until the response body ends.
+        let active = self.lb.begin(i);
         let req = prepare_request(req, pool.version, pool.connector.addr);
         let max_at = self
             .streams
@@ -424,6 +452,9 @@ impl Upstreams {
                 });
                 strip_hop_by_hop(resp.headers_mut());
                 *resp.version_mut() = Version::HTTP_11;
+                if let Some(active) = active {
+                    resp.body_mut().hold_active(active);
+                }
                 Tried {
                     resp,
                     attempt,

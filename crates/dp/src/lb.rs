@@ -1,6 +1,24 @@
-//! Round-robin endpoint selection with skip-on-failure.
+//! Endpoint selection: round robin (the default, a lock-free cursor), and what a
+//! MeshLoadBalancingStrategy asks for ([`Balancer::Policy`]): least request (the fewest
+//! requests in flight among `choiceCount` random endpoints), random, ring hash (a sorted
+//! ring of endpoint hashes, looked up by binary search) and Maglev (a lookup table), over
+//! locality priorities (this zone first, other zones by failover rule). Rings and tables are
+//! built when the config or the endpoints change, never per request.
+//!
+//! Every algorithm yields an *order*: the chosen endpoint first, then the ones to fall to
+//! when it refuses or is ejected (the next ring or table entries for the hashing ones), then
+//! the other priorities', so that a caller skipping endpoints still reaches every one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use aerie_core::policies::meshloadbalancingstrategy::resolve::{HashPolicy, LoadBalancer};
+use aerie_core::policies::meshloadbalancingstrategy::{Algorithm, HashFunction, HashKey};
+use http::{HeaderMap, Uri};
+use xxhash_rust::xxh64::xxh64;
+
+use crate::rng::random_below;
 
 /// A lock-free round-robin cursor. `order(n)` yields every index once, starting at the next
 /// position, so a caller can fall through to the following endpoints when one refuses.
@@ -9,28 +27,611 @@ pub(crate) struct RoundRobin(AtomicUsize);
 
 impl RoundRobin {
     pub fn order(&self, n: usize) -> impl Iterator<Item = usize> {
-        let start = if n == 0 {
-            0
-        } else {
-            self.0.fetch_add(1, Ordering::Relaxed) % n
-        };
+        let start = self.next(n);
         (0..n).map(move |i| (start + i) % n)
     }
 
-    /// `count` indices from the next position, going round as often as needed.
-    pub fn cycle(&self, n: usize, count: usize) -> impl Iterator<Item = usize> {
-        let start = if n == 0 {
+    fn next(&self, n: usize) -> usize {
+        if n == 0 {
             0
         } else {
             self.0.fetch_add(1, Ordering::Relaxed) % n
-        };
-        (0..if n == 0 { 0 } else { count }).map(move |i| (start + i) % n)
+        }
     }
+}
+
+/// How a listener picks among its endpoints.
+pub(crate) enum Balancer {
+    /// No MeshLoadBalancingStrategy: round robin over every endpoint.
+    RoundRobin(RoundRobin),
+    Policy(Box<PolicyBalancer>),
+}
+
+impl Default for Balancer {
+    fn default() -> Balancer {
+        Balancer::RoundRobin(RoundRobin::default())
+    }
+}
+
+/// The source address of the request's downstream connection, put in the request's
+/// extensions only when a balancer hashes it ([`Balancer::wants_source_ip`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SourceIp(pub IpAddr);
+
+/// A request counted in flight to an endpoint (least request) until dropped.
+pub(crate) struct Active {
+    counts: Arc<[AtomicU32]>,
+    i: usize,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Some(c) = self.counts.get(self.i) {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Balancer {
+    /// The balancer of `endpoints` (each with the zone behind it, `None` for this zone's)
+    /// for the outbound's MeshLoadBalancingStrategy (`None`: round robin).
+    pub fn new(lb: Option<&LoadBalancer>, endpoints: &[(SocketAddr, Option<&str>)]) -> Balancer {
+        match lb {
+            None => Balancer::default(),
+            Some(lb) => Balancer::Policy(Box::new(PolicyBalancer::new(lb, endpoints))),
+        }
+    }
+
+    /// Whether the hash policies need the downstream source address.
+    pub fn wants_source_ip(&self) -> bool {
+        match self {
+            Balancer::RoundRobin(_) => false,
+            Balancer::Policy(p) => p.hash_policies.iter().any(|h| h.key == HashKey::SourceIp),
+        }
+    }
+
+    /// The request's hash (Envoy's route hash policies): each policy that yields a value is
+    /// folded in (`rotl(hash, 1) ^ value`) until a terminal one yields; `None` when none
+    /// does or the algorithm does not hash.
+    pub fn hash(&self, headers: &HeaderMap, uri: &Uri, source: Option<IpAddr>) -> Option<u64> {
+        let Balancer::Policy(p) = self else {
+            return None;
+        };
+        request_hash(&p.hash_policies, headers, uri, source)
+    }
+
+    /// The endpoints to try, in order, out of `n` (see the module's documentation). `key`
+    /// is the request's hash; `skip` says which endpoints are unavailable (ejected), for
+    /// the locality priorities' health and least request's choices.
+    pub fn order<'a>(
+        &'a self,
+        n: usize,
+        key: Option<u64>,
+        skip: &dyn Fn(usize) -> bool,
+    ) -> Order<'a> {
+        match self {
+            Balancer::RoundRobin(rr) => Order::Cyclic {
+                start: rr.next(n),
+                n,
+                i: 0,
+            },
+            Balancer::Policy(p) => p.order(key, skip),
+        }
+    }
+
+    /// Counts a request in flight to endpoint `i` when the algorithm needs it (least
+    /// request); the count drops with the returned guard.
+    pub fn begin(&self, i: usize) -> Option<Active> {
+        let Balancer::Policy(p) = self else {
+            return None;
+        };
+        let counts = p.active.as_ref()?;
+        counts.get(i)?.fetch_add(1, Ordering::Relaxed);
+        Some(Active {
+            counts: counts.clone(),
+            i,
+        })
+    }
+}
+
+/// A balancer set by a MeshLoadBalancingStrategy.
+pub(crate) struct PolicyBalancer {
+    algorithm: Algorithm,
+    hash_policies: Vec<HashPolicy>,
+    /// Priority levels, most preferred first; endpoints in none take no traffic.
+    levels: Vec<Level>,
+    /// Envoy's overprovisioning factor, percent.
+    overprovisioning: u64,
+    /// Requests in flight per endpoint (least request only).
+    active: Option<Arc<[AtomicU32]>>,
+}
+
+/// The endpoints of one priority and what the algorithm built over them.
+struct Level {
+    /// Endpoint indices.
+    members: Vec<usize>,
+    rr: RoundRobin,
+    /// Ring hash: (hash, member position), sorted by hash. Maglev: member position per
+    /// slot. Empty for the other algorithms.
+    ring: Vec<(u64, u32)>,
+    table: Vec<u32>,
+}
+
+impl PolicyBalancer {
+    fn new(lb: &LoadBalancer, endpoints: &[(SocketAddr, Option<&str>)]) -> PolicyBalancer {
+        let mut by_priority: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+        for (i, (_, zone)) in endpoints.iter().enumerate() {
+            let priority = match &lb.locality {
+                None => Some(0),
+                Some(l) => l.priority(*zone),
+            };
+            if let Some(p) = priority {
+                by_priority.entry(p).or_default().push(i);
+            }
+        }
+        let levels = by_priority
+            .into_values()
+            .map(|members| {
+                let addrs: Vec<SocketAddr> = members.iter().map(|&i| endpoints[i].0).collect();
+                let (ring, table) = match lb.algorithm {
+                    Algorithm::RingHash {
+                        hash_function,
+                        min_ring_size,
+                        max_ring_size,
+                    } => (
+                        build_ring(&addrs, hash_function, min_ring_size, max_ring_size),
+                        Vec::new(),
+                    ),
+                    Algorithm::Maglev { table_size } => {
+                        (Vec::new(), build_maglev(&addrs, table_size))
+                    }
+                    _ => (Vec::new(), Vec::new()),
+                };
+                Level {
+                    members,
+                    rr: RoundRobin::default(),
+                    ring,
+                    table,
+                }
+            })
+            .collect();
+        PolicyBalancer {
+            algorithm: lb.algorithm.clone(),
+            hash_policies: lb.hash_policies.clone(),
+            levels,
+            overprovisioning: lb
+                .locality
+                .as_ref()
+                .map_or(100, |l| u64::from(l.overprovisioning.max(1))),
+            active: matches!(lb.algorithm, Algorithm::LeastRequest { .. })
+                .then(|| endpoints.iter().map(|_| AtomicU32::new(0)).collect()),
+        }
+    }
+
+    /// Envoy's priority load: each level takes its health (available share × the
+    /// overprovisioning factor, at most 100 %) of what the levels before it left; when the
+    /// levels together are not 100 % healthy, the load is spread in proportion to health.
+    fn pick_level(&self, skip: &dyn Fn(usize) -> bool) -> usize {
+        if self.levels.len() <= 1 {
+            return 0;
+        }
+        let health: Vec<u64> = self
+            .levels
+            .iter()
+            .map(|l| {
+                let up = l.members.iter().filter(|&&i| !skip(i)).count() as u64;
+                (up * self.overprovisioning / l.members.len().max(1) as u64).min(100)
+            })
+            .collect();
+        let total: u64 = health.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let mut left = 100u64;
+        let mut loads = Vec::with_capacity(health.len());
+        for h in &health {
+            let take = if total >= 100 {
+                (*h).min(left)
+            } else {
+                h * 100 / total
+            };
+            loads.push(take);
+            left = left.saturating_sub(take);
+        }
+        let sum: u64 = loads.iter().sum();
+        let mut draw = random_below(sum.max(1));
+        for (i, l) in loads.iter().enumerate() {
+            if draw < *l {
+                return i;
+            }
+            draw -= l;
+        }
+        0
+    }
+
+    fn order<'a>(&'a self, key: Option<u64>, skip: &dyn Fn(usize) -> bool) -> Order<'a> {
+        if self.levels.is_empty() {
+            return Order::Cyclic {
+                start: 0,
+                n: 0,
+                i: 0,
+            };
+        }
+        let level = self.pick_level(skip);
+        let l = &self.levels[level];
+        let n = l.members.len();
+        let first = match (&self.algorithm, key) {
+            (Algorithm::RoundRobin, _) => Start::Cyclic(l.rr.next(n)),
+            (Algorithm::LeastRequest { choice_count, .. }, _) => {
+                Start::Cyclic(self.least_request(l, *choice_count, skip))
+            }
+            (Algorithm::RingHash { .. }, Some(h)) if !l.ring.is_empty() => {
+                let at = l.ring.partition_point(|(e, _)| *e < h) % l.ring.len();
+                Start::Walk(at)
+            }
+            (Algorithm::Maglev { .. }, Some(h)) if !l.table.is_empty() => {
+                Start::Walk((h % l.table.len() as u64) as usize)
+            }
+            // Random, or a hashing algorithm without a hash value: a random endpoint.
+            _ => Start::Cyclic(random_below(n as u64) as usize),
+        };
+        Order::Levels(LevelsOrder {
+            b: self,
+            level,
+            visited: 0,
+            cur: LevelCursor::new(l, first),
+        })
+    }
+
+    /// The endpoint with the fewest requests in flight among `choices` random ones,
+    /// available ones first (Envoy's power of two choices), as a member position.
+    fn least_request(&self, l: &Level, choices: u32, skip: &dyn Fn(usize) -> bool) -> usize {
+        let n = l.members.len() as u64;
+        let counts = self.active.as_deref().unwrap_or(&[]);
+        let load = |pos: usize| {
+            let i = l.members[pos];
+            (
+                skip(i),
+                counts.get(i).map_or(0, |c| c.load(Ordering::Relaxed)),
+            )
+        };
+        let mut best = random_below(n) as usize;
+        for _ in 1..choices.max(1) {
+            let other = random_below(n) as usize;
+            if load(other) < load(best) {
+                best = other;
+            }
+        }
+        best
+    }
+}
+
+/// Where a level's order starts.
+enum Start {
+    /// From this member position onwards, cyclically.
+    Cyclic(usize),
+    /// From this ring or table slot, walking the slots (distinct members), then any member
+    /// the walk did not meet.
+    Walk(usize),
+}
+
+/// The endpoints to try, in order.
+pub(crate) enum Order<'a> {
+    /// `n` indices from `start`, cyclically (round robin).
+    Cyclic {
+        start: usize,
+        n: usize,
+        i: usize,
+    },
+    Levels(LevelsOrder<'a>),
+}
+
+impl Iterator for Order<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Order::Cyclic { start, n, i } => {
+                if *i >= *n {
+                    return None;
+                }
+                let out = (*start + *i) % *n;
+                *i += 1;
+                Some(out)
+            }
+            Order::Levels(o) => o.next(),
+        }
+    }
+}
+
+/// The chosen level's order, then every other level's (most preferred first).
+pub(crate) struct LevelsOrder<'a> {
+    b: &'a PolicyBalancer,
+    level: usize,
+    /// Levels finished so far.
+    visited: usize,
+    cur: LevelCursor,
+}
+
+impl LevelsOrder<'_> {
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            let level = &self.b.levels[self.current()];
+            if let Some(pos) = self.cur.next(level) {
+                return level.members.get(pos).copied();
+            }
+            self.visited += 1;
+            if self.visited >= self.b.levels.len() {
+                return None;
+            }
+            let l = &self.b.levels[self.current()];
+            self.cur = LevelCursor::new(
+                l,
+                Start::Cyclic(random_below(l.members.len() as u64) as usize),
+            );
+        }
+    }
+
+    /// The level being walked: the chosen one, then the others in priority order.
+    fn current(&self) -> usize {
+        match self.visited {
+            0 => self.level,
+            v if v <= self.level => v - 1,
+            v => v,
+        }
+    }
+}
+
+/// A walk over one level's members.
+struct LevelCursor {
+    start: Start,
+    /// Steps taken (members yielded for `Cyclic`, slots looked at, then members swept, for
+    /// `Walk`).
+    step: usize,
+    /// Members already yielded by a walk: a bit set, inline up to 64 members.
+    seen: Seen,
+}
+
+enum Seen {
+    Small(u64),
+    Large(Vec<u64>),
+}
+
+impl Seen {
+    fn insert(&mut self, pos: usize) -> bool {
+        let (word, bit) = (pos / 64, 1u64 << (pos % 64));
+        if let Seen::Small(w) = *self
+            && word > 0
+        {
+            let mut v = vec![w];
+            v.resize(word + 1, 0);
+            *self = Seen::Large(v);
+        }
+        let w = match self {
+            Seen::Small(w) => w,
+            Seen::Large(v) => {
+                if v.len() <= word {
+                    v.resize(word + 1, 0);
+                }
+                &mut v[word]
+            }
+        };
+        let new = *w & bit == 0;
+        *w |= bit;
+        new
+    }
+}
+
+impl LevelCursor {
+    fn new(_l: &Level, start: Start) -> LevelCursor {
+        LevelCursor {
+            start,
+            step: 0,
+            seen: Seen::Small(0),
+        }
+    }
+
+    /// The next member position of `l`.
+    fn next(&mut self, l: &Level) -> Option<usize> {
+        let n = l.members.len();
+        match self.start {
+            Start::Cyclic(start) => {
+                if self.step >= n {
+                    return None;
+                }
+                let out = (start + self.step) % n;
+                self.step += 1;
+                Some(out)
+            }
+            Start::Walk(at) => {
+                let slots = l.ring.len().max(l.table.len());
+                while self.step < slots {
+                    let slot = (at + self.step) % slots;
+                    self.step += 1;
+                    let pos = if l.ring.is_empty() {
+                        l.table[slot]
+                    } else {
+                        l.ring[slot].1
+                    } as usize;
+                    if self.seen.insert(pos) {
+                        return Some(pos);
+                    }
+                }
+                while self.step < slots + n {
+                    let pos = self.step - slots;
+                    self.step += 1;
+                    if self.seen.insert(pos) {
+                        return Some(pos);
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Envoy's ring: each endpoint hashed `ceil(min / n)` times (`"<ip>:<port>_<i>"`), at most
+/// `max` entries in all, sorted by hash.
+fn build_ring(addrs: &[SocketAddr], f: HashFunction, min: u64, max: u64) -> Vec<(u64, u32)> {
+    let n = addrs.len() as u64;
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut per_host = min.div_ceil(n).max(1);
+    if per_host.saturating_mul(n) > max {
+        per_host = (max / n).max(1);
+    }
+    let mut ring = Vec::with_capacity(usize::try_from(per_host * n).unwrap_or(0));
+    let mut key = String::new();
+    for (pos, addr) in addrs.iter().enumerate() {
+        for i in 0..per_host {
+            use std::fmt::Write;
+            key.clear();
+            let _ = write!(key, "{addr}_{i}");
+            let h = match f {
+                HashFunction::XxHash => xxh64(key.as_bytes(), 0),
+                HashFunction::MurmurHash2 => murmur2_64(key.as_bytes(), MURMUR_SEED),
+            };
+            ring.push((h, pos as u32));
+        }
+    }
+    ring.sort_unstable();
+    ring
+}
+
+/// Maglev's lookup table of `size` slots: each endpoint's preference list (offset and skip
+/// from two hashes of its address) filled in turn.
+fn build_maglev(addrs: &[SocketAddr], size: u64) -> Vec<u32> {
+    let n = addrs.len();
+    if n == 0 || size == 0 {
+        return Vec::new();
+    }
+    let m = size;
+    let prefs: Vec<(u64, u64)> = addrs
+        .iter()
+        .map(|a| {
+            let key = a.to_string();
+            let offset = xxh64(key.as_bytes(), 0) % m;
+            let skip = if m > 1 {
+                xxh64(key.as_bytes(), 1) % (m - 1) + 1
+            } else {
+                1
+            };
+            (offset, skip)
+        })
+        .collect();
+    let mut table = vec![u32::MAX; m as usize];
+    let mut next = vec![0u64; n];
+    let mut filled = 0u64;
+    'fill: loop {
+        for (pos, (offset, skip)) in prefs.iter().enumerate() {
+            let slot = loop {
+                let c = (offset + next[pos] * skip) % m;
+                next[pos] += 1;
+                if table[c as usize] == u32::MAX {
+                    break c;
+                }
+            };
+            table[slot as usize] = pos as u32;
+            filled += 1;
+            if filled == m {
+                break 'fill;
+            }
+        }
+    }
+    table
+}
+
+/// Envoy's seed for its 64-bit MurmurHash2.
+const MURMUR_SEED: u64 = 0xc70f_6907;
+
+/// MurmurHash64A, the 64-bit MurmurHash2 Envoy's ring hash offers.
+fn murmur2_64(data: &[u8], seed: u64) -> u64 {
+    const M: u64 = 0xc6a4_a793_5bd1_e995;
+    const R: u32 = 47;
+    let mut h = seed ^ (data.len() as u64).wrapping_mul(M);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut k = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h ^= k;
+        h = h.wrapping_mul(M);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        for (i, b) in rest.iter().enumerate() {
+            h ^= u64::from(*b) << (8 * i);
+        }
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> R;
+    h = h.wrapping_mul(M);
+    h ^= h >> R;
+    h
+}
+
+fn request_hash(
+    policies: &[HashPolicy],
+    headers: &HeaderMap,
+    uri: &Uri,
+    source: Option<IpAddr>,
+) -> Option<u64> {
+    let mut hash: Option<u64> = None;
+    for p in policies {
+        let value = match &p.key {
+            HashKey::Header { name } => {
+                let mut h: Option<u64> = None;
+                for v in headers.get_all(name.as_str()) {
+                    let v = xxh64(v.as_bytes(), 0);
+                    h = Some(h.map_or(v, |h| h.rotate_left(1) ^ v));
+                }
+                h
+            }
+            HashKey::Cookie { name, .. } => cookie(headers, name).map(|v| xxh64(v, 0)),
+            HashKey::QueryParameter { name } => query(uri, name).map(|v| xxh64(v, 0)),
+            HashKey::SourceIp => source.map(|ip| xxh64(ip.to_string().as_bytes(), 0)),
+            HashKey::FilterState { .. } => None,
+        };
+        if let Some(v) = value {
+            hash = Some(hash.map_or(v, |h| h.rotate_left(1) ^ v));
+            if p.terminal {
+                break;
+            }
+        }
+    }
+    hash
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
+        })
+}
+
+/// The value of query parameter `name` (as written, not decoded).
+fn query<'u>(uri: &'u Uri, name: &str) -> Option<&'u [u8]> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name => Some(v.as_bytes()),
+            None if pair == name => Some(&b""[..]),
+            _ => None,
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aerie_core::policies::meshloadbalancingstrategy::{Locality, ZoneRule, ZoneSet};
 
     #[test]
     fn rotates_and_covers_all() {
@@ -39,7 +640,329 @@ mod tests {
         assert_eq!(rr.order(3).collect::<Vec<_>>(), [1, 2, 0]);
         assert_eq!(rr.order(3).collect::<Vec<_>>(), [2, 0, 1]);
         assert_eq!(rr.order(0).count(), 0);
-        assert_eq!(rr.cycle(2, 5).collect::<Vec<_>>(), [1, 0, 1, 0, 1]);
-        assert_eq!(rr.cycle(0, 5).count(), 0);
+        let b = Balancer::default();
+        assert_eq!(b.order(3, None, &|_| false).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(b.order(3, None, &|_| false).collect::<Vec<_>>(), [1, 2, 0]);
+        assert!(b.begin(0).is_none(), "round robin counts nothing");
+    }
+
+    fn addrs(n: usize) -> Vec<SocketAddr> {
+        (0..n)
+            .map(|i| SocketAddr::from(([10, 0, 0, i as u8 + 1], 9000)))
+            .collect()
+    }
+
+    fn balancer(algorithm: Algorithm, hash_policies: Vec<HashPolicy>, n: usize) -> Balancer {
+        let eps: Vec<(SocketAddr, Option<&str>)> =
+            addrs(n).into_iter().map(|a| (a, None)).collect();
+        Balancer::new(
+            Some(&LoadBalancer {
+                algorithm,
+                hash_policies,
+                locality: None,
+            }),
+            &eps,
+        )
+    }
+
+    fn ring_hash() -> Algorithm {
+        Algorithm::RingHash {
+            hash_function: HashFunction::XxHash,
+            min_ring_size: 1024,
+            max_ring_size: 8 * 1024 * 1024,
+        }
+    }
+
+    fn header(name: &str) -> Vec<HashPolicy> {
+        vec![HashPolicy {
+            key: HashKey::Header { name: name.into() },
+            terminal: false,
+        }]
+    }
+
+    fn first(b: &Balancer, n: usize, key: Option<u64>) -> usize {
+        b.order(n, key, &|_| false).next().unwrap_or(usize::MAX)
+    }
+
+    #[test]
+    fn every_order_covers_every_endpoint_once() {
+        for alg in [
+            ring_hash(),
+            Algorithm::Maglev { table_size: 251 },
+            Algorithm::Random,
+            Algorithm::LeastRequest {
+                choice_count: 2,
+                active_request_bias: 1.0,
+            },
+            Algorithm::RoundRobin,
+        ] {
+            for n in [1, 3, 70] {
+                let b = balancer(alg.clone(), header("x-user"), n);
+                for key in [None, Some(7), Some(u64::MAX)] {
+                    let mut got: Vec<usize> = b.order(n, key, &|_| false).collect();
+                    got.sort_unstable();
+                    assert_eq!(got, (0..n).collect::<Vec<_>>(), "{alg:?} n={n} key={key:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ring_hash_is_sticky_spreads_and_falls_to_the_next_entry() {
+        let b = balancer(ring_hash(), header("x-user"), 3);
+        let uri: Uri = "/echo".parse().unwrap_or_default();
+        let mut hit = [0usize; 3];
+        for user in 0..300 {
+            let mut h = HeaderMap::new();
+            h.insert("x-user", format!("user-{user}").parse().unwrap());
+            let key = b.hash(&h, &uri, None);
+            assert!(key.is_some());
+            let i = first(&b, 3, key);
+            // Sticky: the same value always reaches the same endpoint.
+            assert!((0..20).all(|_| first(&b, 3, key) == i));
+            hit[i] += 1;
+            // With it ejected the key falls to one other endpoint, always the same.
+            let fallback: Vec<usize> = b.order(3, key, &|_| false).collect();
+            assert_ne!(fallback[1], i);
+        }
+        assert!(hit.iter().all(|&c| c > 50), "spread: {hit:?}");
+        // No header: a random endpoint.
+        let key = b.hash(&HeaderMap::new(), &uri, None);
+        assert_eq!(key, None);
+        let seen: std::collections::HashSet<usize> = (0..200).map(|_| first(&b, 3, key)).collect();
+        assert_eq!(seen.len(), 3);
+    }
+
+    fn stability(alg: Algorithm) -> f64 {
+        let n = 10;
+        let all = balancer(alg.clone(), vec![], n);
+        // Endpoint 4 leaves: the other nine keep their indices after removal.
+        let eps: Vec<(SocketAddr, Option<&str>)> = addrs(n)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 4)
+            .map(|(_, a)| (a, None))
+            .collect();
+        let fewer = Balancer::new(
+            Some(&LoadBalancer {
+                algorithm: alg,
+                hash_policies: vec![],
+                locality: None,
+            }),
+            &eps,
+        );
+        let (mut kept, mut total) = (0, 0);
+        for k in 0..5000u64 {
+            let key = xxh64(&k.to_le_bytes(), 0);
+            let before = first(&all, n, Some(key));
+            if before == 4 {
+                continue;
+            }
+            total += 1;
+            let after = first(&fewer, n - 1, Some(key));
+            let after = if after >= 4 { after + 1 } else { after };
+            kept += usize::from(before == after);
+        }
+        kept as f64 / f64::from(total)
+    }
+
+    #[test]
+    fn most_keys_stay_when_one_endpoint_of_ten_leaves() {
+        // As Envoy's: the ring keeps its minimum size, so each of the nine remaining
+        // endpoints gains entries (103 -> 114), which take about a tenth of the keys.
+        let ring = stability(ring_hash());
+        assert!(ring > 0.85, "ring hash kept {ring}");
+        let maglev = stability(Algorithm::Maglev { table_size: 65537 });
+        assert!(maglev > 0.9, "maglev kept {maglev}");
+    }
+
+    #[test]
+    fn maglev_spreads_evenly() {
+        let b = balancer(Algorithm::Maglev { table_size: 65537 }, vec![], 5);
+        let mut hit = [0usize; 5];
+        for k in 0..10_000u64 {
+            hit[first(&b, 5, Some(xxh64(&k.to_le_bytes(), 0)))] += 1;
+        }
+        assert!(hit.iter().all(|&c| (1700..2300).contains(&c)), "{hit:?}");
+    }
+
+    #[test]
+    fn random_spreads() {
+        let b = balancer(Algorithm::Random, vec![], 4);
+        let mut hit = [0usize; 4];
+        for _ in 0..8000 {
+            hit[first(&b, 4, None)] += 1;
+        }
+        assert!(hit.iter().all(|&c| (1700..2300).contains(&c)), "{hit:?}");
+    }
+
+    #[test]
+    fn least_request_avoids_busy_endpoints() {
+        let b = balancer(
+            Algorithm::LeastRequest {
+                choice_count: 3,
+                active_request_bias: 1.0,
+            },
+            vec![],
+            3,
+        );
+        // Endpoints 0 and 1 have requests in flight.
+        let held: Vec<Active> = [0, 0, 1].iter().filter_map(|&i| b.begin(i)).collect();
+        assert_eq!(held.len(), 3);
+        let mut hit = [0usize; 3];
+        for _ in 0..3000 {
+            hit[first(&b, 3, None)] += 1;
+        }
+        // Endpoint 2 loses only when no draw of three picked it: (2/3)^3 of the time.
+        assert!(hit[2] > 2000, "{hit:?}");
+        assert!(hit[0] < hit[1], "the busiest is picked least: {hit:?}");
+        drop(held);
+        let mut hit = [0usize; 3];
+        for _ in 0..3000 {
+            hit[first(&b, 3, None)] += 1;
+        }
+        assert!(hit.iter().all(|&c| c > 700), "all idle again: {hit:?}");
+        // Ejected endpoints lose the comparison too.
+        let mut hit = [0usize; 3];
+        for _ in 0..3000 {
+            hit[b.order(3, None, &|i| i == 2).next().unwrap_or(9)] += 1;
+        }
+        // (Only when all three draws hit it: (1/3)^3, 3.7 %; the caller then skips it.)
+        assert!(hit[2] < 200, "{hit:?}");
+    }
+
+    #[test]
+    fn hash_policies_fold_until_a_terminal_one_yields() {
+        let uri: Uri = "/p?a=1&user=bob&z".parse().unwrap_or_default();
+        let mut h = HeaderMap::new();
+        h.insert(http::header::COOKIE, "x=1; session=abc".parse().unwrap());
+        let pol = |key: HashKey, terminal: bool| HashPolicy { key, terminal };
+        let cookie = pol(
+            HashKey::Cookie {
+                name: "session".into(),
+                path: None,
+                ttl_ms: None,
+            },
+            false,
+        );
+        let q = pol(
+            HashKey::QueryParameter {
+                name: "user".into(),
+            },
+            false,
+        );
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        assert_eq!(
+            request_hash(&[cookie.clone()], &h, &uri, None),
+            Some(xxh64(b"abc", 0))
+        );
+        assert_eq!(
+            request_hash(&[q.clone()], &h, &uri, None),
+            Some(xxh64(b"bob", 0))
+        );
+        assert_eq!(
+            request_hash(&[pol(HashKey::SourceIp, false)], &h, &uri, Some(ip)),
+            Some(xxh64(b"127.0.0.1", 0))
+        );
+        let both = request_hash(&[cookie.clone(), q.clone()], &h, &uri, None);
+        assert_eq!(
+            both,
+            Some(xxh64(b"abc", 0).rotate_left(1) ^ xxh64(b"bob", 0))
+        );
+        let terminal = HashPolicy {
+            terminal: true,
+            ..cookie.clone()
+        };
+        assert_eq!(
+            request_hash(&[terminal, q.clone()], &h, &uri, None),
+            Some(xxh64(b"abc", 0))
+        );
+        // Missing values yield nothing; a filter state never does.
+        let missing = pol(
+            HashKey::Header {
+                name: "x-user".into(),
+            },
+            true,
+        );
+        let fs = pol(HashKey::FilterState { key: "k".into() }, false);
+        assert_eq!(
+            request_hash(&[missing, fs, q], &h, &uri, None),
+            Some(xxh64(b"bob", 0))
+        );
+        assert_eq!(
+            request_hash(&[pol(HashKey::SourceIp, false)], &h, &uri, None),
+            None
+        );
+    }
+
+    #[test]
+    fn murmur2_matches_the_reference() {
+        // MurmurHash64A reference values (seed 0).
+        assert_eq!(murmur2_64(b"", 0), 0);
+        assert_ne!(murmur2_64(b"a", 0), murmur2_64(b"b", 0));
+        let b = Balancer::new(
+            Some(&LoadBalancer {
+                algorithm: Algorithm::RingHash {
+                    hash_function: HashFunction::MurmurHash2,
+                    min_ring_size: 16,
+                    max_ring_size: 64,
+                },
+                hash_policies: vec![],
+                locality: None,
+            }),
+            &addrs(3).into_iter().map(|a| (a, None)).collect::<Vec<_>>(),
+        );
+        let Balancer::Policy(p) = &b else {
+            panic!("not a policy balancer")
+        };
+        assert_eq!(p.levels[0].ring.len(), 18, "ceil(16 / 3) per endpoint");
+        assert!(p.levels[0].ring.windows(2).all(|w| w[0].0 <= w[1].0));
+    }
+
+    #[test]
+    fn this_zone_first_then_failover_zones_and_unlisted_zones_never() {
+        let a = addrs(4);
+        let eps = [
+            (a[0], Some("zone-2")),
+            (a[1], None),
+            (a[2], Some("zone-3")),
+            (a[3], None),
+        ];
+        let lb = |failover: Option<Vec<ZoneRule>>, overprovisioning| LoadBalancer {
+            algorithm: Algorithm::RoundRobin,
+            hash_policies: vec![],
+            locality: Some(Locality {
+                failover,
+                overprovisioning,
+            }),
+        };
+        let b = Balancer::new(Some(&lb(None, 140)), &eps);
+        for _ in 0..50 {
+            let order: Vec<usize> = b.order(4, None, &|_| false).collect();
+            assert!(matches!(order[..2], [1, 3] | [3, 1]), "{order:?}");
+            assert_eq!(order.len(), 4);
+        }
+        // One local endpoint of two ejected: 50 % × 1.4 = 70 % stays local, 30 % spills.
+        let mut remote = 0;
+        for _ in 0..4000 {
+            let i = b.order(4, None, &|i| i == 1).next().unwrap_or(9);
+            remote += usize::from(i == 0 || i == 2);
+        }
+        assert!((1000..1400).contains(&remote), "{remote}");
+        // Both ejected: everything goes to the other zones.
+        assert!(
+            (0..100).all(|_| matches!(b.order(4, None, &|i| i == 1 || i == 3).next(), Some(0 | 2)))
+        );
+        // Failover only to zone-3: zone-2 never takes traffic.
+        let rules = vec![ZoneRule {
+            priority: 1,
+            zones: ZoneSet::Only(vec!["zone-3".into()]),
+        }];
+        let b = Balancer::new(Some(&lb(Some(rules), 200)), &eps);
+        for _ in 0..50 {
+            let order: Vec<usize> = b.order(4, None, &|i| i == 1 || i == 3).collect();
+            assert_eq!(order.first(), Some(&2));
+            assert!(!order.contains(&0), "{order:?}");
+        }
     }
 }

@@ -504,6 +504,7 @@ impl EndpointPool {
                     body,
                     ret: None,
                     request: None,
+                    active: None,
                 }))
             }
             Sender::H1(mut sender, mut epoch) => {
@@ -529,6 +530,7 @@ impl EndpointPool {
                         body,
                         ret: Some((epoch, sender, pool)),
                         request: None,
+                        active: None,
                     };
                     body.release_if_done();
                     body
@@ -555,12 +557,19 @@ pub(crate) struct PooledBody {
     ret: Option<(u64, http1::SendRequest<ReqBody>, Arc<EndpointPool>)>,
     /// The request's place in its cluster's `maxRequests`, held until the body is done.
     request: Option<Held>,
+    /// The request counted in flight to its endpoint (least request), until the body is done.
+    active: Option<crate::lb::Active>,
 }
 
 impl PooledBody {
     /// Keeps the request counted in its cluster until this body is dropped.
     pub fn hold(&mut self, request: Held) {
         self.request = Some(request);
+    }
+
+    /// Keeps the request counted in flight to its endpoint until this body is dropped.
+    pub fn hold_active(&mut self, active: crate::lb::Active) {
+        self.active = Some(active);
     }
 
     fn release_if_done(&mut self) {

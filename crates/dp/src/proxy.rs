@@ -16,7 +16,7 @@ use crate::breaker::{Cluster, OutlierPolicy};
 use crate::config::{self, ConfigError, ListenerSpec};
 use crate::drain::{Drain, Phase};
 use crate::forward::Upstreams;
-use crate::lb::RoundRobin;
+use crate::lb::Balancer;
 use crate::listener::{InboundRoute, Listener, OutboundRoute, Route};
 use crate::metrics::{Direction, Metrics};
 use crate::pool::{Connector, EndpointPool, HttpVersion, TlsTarget};
@@ -290,7 +290,7 @@ impl Proxy {
                         .into(),
                     app: Upstreams {
                         pools,
-                        rr: RoundRobin::default(),
+                        lb: Balancer::default(),
                         stats: stats.clone(),
                         request_timeout: cfg.timeouts.request(),
                         streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
@@ -347,6 +347,26 @@ impl Proxy {
                     _ => HashMap::new(),
                 };
                 let version = http_version(cfg.protocol);
+                // MeshLoadBalancingStrategy: rings and tables built here, once per change.
+                let lb = match &cfg.load_balancer {
+                    None => Balancer::default(),
+                    Some(lb) => {
+                        let zones: HashMap<SocketAddr, &str> = cfg
+                            .endpoints
+                            .iter()
+                            .filter_map(|e| {
+                                let zone = e.zone.as_deref()?;
+                                let addr = crate::dial::endpoint(&e.address, e.port).ok()?;
+                                Some((addr, zone))
+                            })
+                            .collect();
+                        let located: Vec<(SocketAddr, Option<&str>)> = endpoints
+                            .iter()
+                            .map(|a| (*a, zones.get(a).copied()))
+                            .collect();
+                        Balancer::new(Some(lb), &located)
+                    }
+                };
                 let pools = endpoints
                     .into_iter()
                     .map(|addr| {
@@ -376,7 +396,7 @@ impl Proxy {
                 Route::Outbound(Arc::new(OutboundRoute {
                     upstreams: Upstreams {
                         pools,
-                        rr: RoundRobin::default(),
+                        lb,
                         stats: stats.clone(),
                         request_timeout: cfg.timeouts.request(),
                         streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),

@@ -303,6 +303,11 @@ impl TimedBody<PooledBody> {
     pub fn hold(&mut self, request: Held) {
         self.body.hold(request);
     }
+
+    /// See [`PooledBody::hold_active`](crate::pool::PooledBody::hold_active).
+    pub fn hold_active(&mut self, active: crate::lb::Active) {
+        self.body.hold_active(active);
+    }
 }
 
 /// The idle deadline: the idle timeout after the last frame either way.

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::body::local_response;
+use crate::lb::SourceIp;
 use crate::listener::{ConnLimits, LiveRoute, OutboundRoute, Route, copy_tcp, serve_http};
 use crate::proxy::Shared;
 
@@ -41,7 +42,7 @@ pub(crate) async fn serve(
     let limits = ConnLimits::of(&route.cfg.timeouts);
     // Each request follows the listener's current route: a kept-alive application connection
     // sees new endpoints, and never keeps speaking plaintext after the mesh turned mTLS on.
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |mut req: http::Request<_>| {
         let current = match &**live.load() {
             Route::Outbound(r) => Some(r.clone()),
             Route::Inbound(_) => None,
@@ -55,6 +56,10 @@ pub(crate) async fn serve(
                 ));
             };
             route.stats.requests.inc();
+            // Only a balancer hashing the source address gets it (an extension allocates).
+            if route.upstreams.lb.wants_source_ip() {
+                req.extensions_mut().insert(SourceIp(peer.ip()));
+            }
             let resp = route.upstreams.forward(req).await;
             route.stats.response(resp.status());
             Ok(resp)

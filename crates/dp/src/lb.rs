@@ -853,11 +853,11 @@ mod tests {
         );
         let ip: IpAddr = [127, 0, 0, 1].into();
         assert_eq!(
-            request_hash(&[cookie.clone()], &h, &uri, None),
+            request_hash(std::slice::from_ref(&cookie), &h, &uri, None),
             Some(xxh64(b"abc", 0))
         );
         assert_eq!(
-            request_hash(&[q.clone()], &h, &uri, None),
+            request_hash(std::slice::from_ref(&q), &h, &uri, None),
             Some(xxh64(b"bob", 0))
         );
         assert_eq!(

@@ -635,6 +635,50 @@ mod tests {
     }
 
     #[test]
+    fn a_load_balancing_strategy_travels_with_the_selected_outbound_only() {
+        let dps = vec![
+            dataplane("api-1", "127.0.0.2", "api", None),
+            dataplane("web-1", "127.0.0.4", "web", Some("api")),
+        ];
+        let spec = mesh_spec();
+        let mut inputs = PolicyInputs {
+            load_balancing: vec![resource(
+                "type: MeshLoadBalancingStrategy\nname: sticky\nmesh: default\nspec:\n  targetRef: {kind: MeshService, name: web}\n  to:\n  - targetRef: {kind: MeshService, name: api}\n    default:\n      loadBalancer: {type: RingHash}\n      hashPolicies: [{type: Header, header: {name: x-user}}]\n",
+            )],
+            zone: "zone-1".into(),
+            ..PolicyInputs::default()
+        };
+        let build = |inputs: &PolicyInputs| {
+            let policies = MeshPolicies::new("default", inputs);
+            let mesh = MeshInputs {
+                mesh: "default",
+                spec: &spec,
+                policies: &policies,
+                dataplanes: &dps,
+            };
+            build_full(&mesh, &|_: &str| true, &[], &names(&["web-1"]))
+        };
+        let built = build(&inputs);
+        let web = decode(&built["web-1"]);
+        let lb = web.outbound_policies[0]
+            .load_balancer
+            .as_ref()
+            .unwrap_or_else(|| panic!("web's outbound has a balancer"));
+        assert!(matches!(
+            lb.algorithm,
+            aerie_core::policies::meshloadbalancingstrategy::Algorithm::RingHash { .. }
+        ));
+        assert_eq!(lb.hash_policies.len(), 1);
+        // Without it nothing about balancing is sent.
+        inputs.load_balancing.clear();
+        let built = build(&inputs);
+        let plain = String::from_utf8_lossy(&built["web-1"].config.value).into_owned();
+        assert!(!plain.contains("loadBalancer"), "{plain}");
+        let outbounds = String::from_utf8_lossy(&built["web-1"].outbounds.value).into_owned();
+        assert!(!outbounds.contains("zone"), "{outbounds}");
+    }
+
+    #[test]
     fn the_ingress_offers_live_local_services_of_every_mesh() {
         let dps = vec![
             dataplane("api-1", "127.0.0.2", "api", None),

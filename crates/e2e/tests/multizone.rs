@@ -1226,3 +1226,144 @@ fn a_zone_uses_the_mesh_ca_only_once_both_halves_arrived_and_match() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+/// Which app answered a call through `outbound` (its name), or the status.
+fn answered_by(outbound: &str) -> Result<String, u16> {
+    let r = http("GET", outbound, "/check-in", None, &[]).map_err(|_| 0u16)?;
+    if r.status != 200 {
+        return Err(r.status);
+    }
+    Ok(r.json()["service"].as_str().unwrap_or_default().to_owned())
+}
+
+/// MeshLoadBalancingStrategy's locality awareness across zones: check-in-api runs in both
+/// zones; flight-control (zone-1) balances over both until a strategy applies, then stays
+/// in its zone, takes zone-2 over when its own instance is gone, and takes no zone a
+/// failover rule leaves out.
+#[test]
+fn a_load_balancing_strategy_keeps_traffic_in_the_zone_and_fails_over() {
+    let (global, kds) = global();
+    let zone1 = zone(&global, kds, "zone-1");
+    let zone2 = zone(&global, kds, "zone-2");
+    global.apply_json("/meshes/default", MTLS);
+    global.apply_json(
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        ALLOW_ALL,
+    );
+    for z in [&zone1, &zone2] {
+        eventually("the mesh CA reaches the zone", &[&global, z], || {
+            json(z, "/meshes/default").is_some_and(|m| m["mtls"]["enabledBackend"] == "ca-1")
+                && json(z, "/meshes/default/secrets/default.ca-builtin-cert-ca-1").is_some()
+        });
+        wait_signing_key(&global, z);
+    }
+    // One check-in-api instance per zone, each app named after its zone.
+    let instance = |zone: &ControlPlane, name: &str, app_name: &str| {
+        let app_port = free_port("127.0.0.1");
+        let app = start_app(app_name, &format!("127.0.0.1:{app_port}"), false);
+        let admin = free_port("127.0.0.1");
+        let token = global.dataplane_token("default", name);
+        let mut dp = Dataplane::start_with_token(
+            zone,
+            name,
+            &dataplane_yaml(name, &loopback_ip(), admin, "check-in-api", app_port, None),
+            admin,
+            &token,
+        );
+        dp.wait_ready();
+        (app, dp)
+    };
+    let _remote = instance(&zone2, "check-in-api-2", "check-in-api-zone-2");
+    let (_local_app, mut local_dp) = instance(&zone1, "check-in-api-1", "check-in-api-zone-1");
+    let (mut ingress2, ingress_admin, _ingress_files) = ingress(&zone2, &global, "zone-2");
+    wait_ingress_ready(&mut ingress2, &ingress_admin);
+
+    let fc_token = global.dataplane_token("default", "flight-control-1");
+    let fc_app = free_port("127.0.0.1");
+    let _fc = start_app("flight-control", &format!("127.0.0.1:{fc_app}"), false);
+    let out = free_port("127.0.0.1");
+    let admin = free_port("127.0.0.1");
+    let mut fc = Dataplane::start_with_token(
+        &zone1,
+        "flight-control-1",
+        &dataplane_yaml(
+            "flight-control-1",
+            &loopback_ip(),
+            admin,
+            "flight-control",
+            fc_app,
+            Some((out, "check-in-api")),
+        ),
+        admin,
+        &fc_token,
+    );
+    fc.wait_ready();
+    let outbound = format!("127.0.0.1:{out}");
+    let zones_seen = |calls: usize| -> Vec<Result<String, u16>> {
+        let mut seen: Vec<_> = (0..calls).map(|_| answered_by(&outbound)).collect();
+        seen.sort();
+        seen.dedup();
+        seen
+    };
+    // No strategy: round robin over both zones.
+    eventually(
+        "flight-control reaches check-in-api in both zones",
+        &[&global, &zone1, &zone2],
+        || {
+            zones_seen(10)
+                == [
+                    Ok("check-in-api-zone-1".to_owned()),
+                    Ok("check-in-api-zone-2".to_owned()),
+                ]
+        },
+    );
+
+    // A strategy made on the global: locality aware (the default), traffic stays local.
+    let strategy = |default: &str| {
+        format!(
+            r#"{{"type":"MeshLoadBalancingStrategy","name":"local-first","mesh":"default","spec":{{"targetRef":{{"kind":"Mesh"}},"to":[{{"targetRef":{{"kind":"Mesh"}},"default":{default}}}]}}}}"#
+        )
+    };
+    global.apply_json(
+        "/meshes/default/meshloadbalancingstrategies/local-first",
+        &strategy(r#"{"loadBalancer":{"type":"RoundRobin"}}"#),
+    );
+    eventually("traffic stays in zone-1", &[&global, &zone1], || {
+        zones_seen(20) == [Ok("check-in-api-zone-1".to_owned())]
+    });
+
+    // A failover rule admitting only zone-3: zone-2 is never used, even with zone-1's
+    // instance gone.
+    global.apply_json(
+        "/meshes/default/meshloadbalancingstrategies/local-first",
+        &strategy(
+            r#"{"localityAwareness":{"crossZone":{"failover":[{"to":{"type":"Only","zones":["zone-3"]}}]}}}"#,
+        ),
+    );
+    let explained = || {
+        json(
+            &zone1,
+            "/meshes/default/dataplanes/flight-control-1/_explain",
+        )
+        .map(|e| e["outbounds"][0]["meshLoadBalancingStrategy"]["effective"].clone())
+    };
+    eventually(
+        "the failover rule reaches zone-1",
+        &[&global, &zone1],
+        || explained().is_some_and(|e| e["locality"]["failover"][0]["zones"]["type"] == "Only"),
+    );
+    local_dp.process.kill9();
+    eventually(
+        "without its local instance, flight-control gets no answer",
+        &[&zone1],
+        || zones_seen(5) == [Err(503)],
+    );
+    // Any zone may take over: zone-2 answers.
+    global.apply_json(
+        "/meshes/default/meshloadbalancingstrategies/local-first",
+        &strategy(r#"{"localityAwareness":{"crossZone":{"failover":[{"to":{"type":"Any"}}]}}}"#),
+    );
+    eventually("zone-2 takes over", &[&global, &zone1], || {
+        zones_seen(10) == [Ok("check-in-api-zone-2".to_owned())]
+    });
+}

@@ -92,7 +92,7 @@ impl Upstreams {
     }
 
     /// Dials an endpoint for TCP proxying: up to `connect_attempts` attempts (and at least
-    /// one per endpoint), round robin, skipping ejected endpoints. The connection counts in
+    /// one per endpoint), in the balancer's order, skipping ejected endpoints. The connection counts in
     /// the cluster's `maxConnections` and in this worker's pool to the endpoint
     /// (`maxConnectionPools`) while the returned guards live. `None` closes the
     /// downstream connection.

@@ -92,9 +92,9 @@ impl Upstreams {
     }
 
     /// Dials an endpoint for TCP proxying: up to `connect_attempts` attempts (and at least
-    /// one per endpoint), in the balancer's order, skipping ejected endpoints. The connection counts in
-    /// the cluster's `maxConnections` and in this worker's pool to the endpoint
-    /// (`maxConnectionPools`) while the returned guards live. `None` closes the
+    /// one per endpoint), in the balancer's order, skipping ejected endpoints. The
+    /// connection counts in the cluster's `maxConnections` and in this worker's pool to the
+    /// endpoint (`maxConnectionPools`) while the returned guards live. `None` closes the
     /// downstream connection.
     pub async fn connect(&self) -> Option<(Upstream, (Held, PoolMember))> {
         let Some(conn) = self.cluster.try_take(Resource::Connections) else {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::policies::meshcircuitbreaker::{CircuitBreaker, CircuitBreakerRules};
 use crate::policies::meshfaultinjection::{FaultInjectionRules, InboundFaults};
+use crate::policies::meshhealthcheck::{HealthCheck, HealthCheckRules};
 use crate::policies::meshratelimit::{InboundRateLimit, RateLimitRules};
 use crate::policies::meshretry::{Retry, RetryRules};
 use crate::policies::meshtimeout::{TimeoutRules, Timeouts};
@@ -99,6 +100,9 @@ pub struct OutboundPolicies {
     /// MeshCircuitBreaker (`to`); Envoy's defaults when absent.
     #[serde(default, skip_serializing_if = "CircuitBreaker::is_default")]
     pub circuit_breaker: CircuitBreaker,
+    /// MeshHealthCheck (`to`); none: no active health checking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
 }
 
 /// One `networking.inbound`: where the proxy listens, where the application is, and who may
@@ -162,6 +166,9 @@ pub struct OutboundConfig {
     /// MeshCircuitBreaker (`to`), filled in the same way; Envoy's defaults when absent.
     #[serde(default, skip_serializing_if = "CircuitBreaker::is_default")]
     pub circuit_breaker: CircuitBreaker,
+    /// MeshHealthCheck (`to`), filled in the same way; none: no active health checking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
 }
 
 /// A destination address: another proxy's inbound.
@@ -221,6 +228,8 @@ pub struct MeshView<'a> {
     retries: Option<&'a RetryRules>,
     /// The mesh's MeshCircuitBreakers; none = Envoy's defaults.
     breakers: Option<&'a CircuitBreakerRules>,
+    /// The mesh's MeshHealthChecks; none = no active health checks.
+    health_checks: Option<&'a HealthCheckRules>,
     /// The mesh's MeshFaultInjections; none = no faults.
     faults: Option<&'a FaultInjectionRules>,
     /// The mesh's MeshRateLimits; none = no limits.
@@ -283,6 +292,7 @@ impl<'a> MeshView<'a> {
             timeouts: None,
             retries: None,
             breakers: None,
+            health_checks: None,
             faults: None,
             rate_limits: None,
             endpoints,
@@ -304,6 +314,7 @@ impl<'a> MeshView<'a> {
             timeouts: None,
             retries: None,
             breakers: None,
+            health_checks: None,
             faults: None,
             rate_limits: None,
             endpoints: Default::default(),
@@ -326,6 +337,12 @@ impl<'a> MeshView<'a> {
     /// The mesh's MeshCircuitBreakers, resolved into every proxy's outbounds.
     pub fn with_circuit_breakers(mut self, rules: &'a CircuitBreakerRules) -> Self {
         self.breakers = Some(rules);
+        self
+    }
+
+    /// The mesh's MeshHealthChecks, resolved into every proxy's outbounds.
+    pub fn with_health_checks(mut self, rules: &'a HealthCheckRules) -> Self {
+        self.health_checks = Some(rules);
         self
     }
 
@@ -497,6 +514,10 @@ impl<'a> MeshView<'a> {
             .breakers
             .map(|rules| rules.for_dataplane(&view))
             .unwrap_or_default();
+        let mut health_checks = self
+            .health_checks
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
         let mut faults = self
             .faults
             .map(|rules| rules.for_dataplane(&view))
@@ -550,10 +571,12 @@ impl<'a> MeshView<'a> {
                     timeouts: outbound_timeouts.get(n).copied().unwrap_or_default(),
                     retry: retries.get(n).cloned().unwrap_or_default(),
                     circuit_breaker: breakers.get(n).cloned().unwrap_or_default(),
+                    health_check: health_checks.get_mut(n).and_then(Option::take),
                 };
                 let default = p.timeouts == Timeouts::default()
                     && p.retry.is_default()
-                    && p.circuit_breaker.is_default();
+                    && p.circuit_breaker.is_default()
+                    && p.health_check.is_none();
                 (!default).then_some(p)
             })
             .collect();
@@ -628,6 +651,7 @@ impl<'a> MeshView<'a> {
                     timeouts: Timeouts::default(),
                     retry: Retry::default(),
                     circuit_breaker: CircuitBreaker::default(),
+                    health_check: None,
                 })
             })
             .collect()

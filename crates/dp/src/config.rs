@@ -140,6 +140,7 @@ pub(crate) fn plan(
             outbound.timeouts = p.timeouts;
             outbound.retry = p.retry.clone();
             outbound.circuit_breaker = p.circuit_breaker.clone();
+            outbound.health_check = p.health_check.clone();
         }
         out.push((
             listen,
@@ -216,6 +217,7 @@ mod tests {
                 timeouts: Default::default(),
                 retry: Default::default(),
                 circuit_breaker: Default::default(),
+                health_check: None,
             }],
             outbound_policies: Vec::new(),
         }

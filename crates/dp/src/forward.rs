@@ -41,6 +41,8 @@ pub(crate) struct Upstreams {
     pub outlier: Option<OutlierPolicy>,
     /// TCP: MeshRetry `tcp.maxConnectAttempt` (every endpoint is tried at least once).
     pub connect_attempts: u32,
+    /// MeshHealthCheck's active checks (`crate::health`); `None`: off.
+    pub health: Option<crate::health::ActiveHealth>,
 }
 
 /// No endpoint chosen yet (see [`Upstreams::attempt`]).
@@ -109,9 +111,13 @@ impl Upstreams {
             .unwrap_or(usize::MAX)
             .max(n);
         let detector = self.swept_detector();
-        let skip = detector.as_ref().map(|d| d.skip());
+        let skip = crate::health::selection(self.health.as_ref(), detector.as_ref());
+        if skip.fails() {
+            self.stats.error("upstream_cx_none_healthy");
+            return None;
+        }
         for i in self.rr.cycle(n, attempts) {
-            if skip.as_ref().is_some_and(|s| s(i)) {
+            if skip.skips(i) {
                 continue;
             }
             let pool = self.pools.get(i)?;
@@ -323,9 +329,18 @@ impl Upstreams {
         let mut picked = None;
         {
             let detector = self.swept_detector();
-            let skip = detector.as_ref().map(|d| d.skip());
+            let skip = crate::health::selection(self.health.as_ref(), detector.as_ref());
+            if skip.fails() {
+                // MeshHealthCheck's `failTrafficOnPanic`: too few healthy endpoints.
+                self.stats.error("upstream_rq_none_healthy");
+                return Tried {
+                    resp: local_response(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),
+                    attempt: Attempt::ConnectFailure,
+                    overflow: false,
+                };
+            }
             for i in self.rr.order(self.pools.len()) {
-                if skip.as_ref().is_some_and(|s| s(i)) {
+                if skip.skips(i) {
                     continue;
                 }
                 let Some(pool) = self.pools.get(i) else { break };

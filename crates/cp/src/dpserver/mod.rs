@@ -35,8 +35,8 @@ pub mod fuzzing {
     pub use super::session::{Admitted, admit as admit_dataplane};
 }
 pub use snapshot::{
-    circuit_breaker_rules, fault_injection_rules, policy_index, rate_limit_rules, retry_rules,
-    service_catalog, timeout_rules,
+    circuit_breaker_rules, fault_injection_rules, health_check_rules, policy_index,
+    rate_limit_rules, retry_rules, service_catalog, timeout_rules,
 };
 
 use crate::ca::MeshCas;

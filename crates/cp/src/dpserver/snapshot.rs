@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use aerie_core::policies::meshcircuitbreaker::{CircuitBreakerRules, MeshCircuitBreakerSpec};
 use aerie_core::policies::meshfaultinjection::{FaultInjectionRules, MeshFaultInjectionSpec};
+use aerie_core::policies::meshhealthcheck::{HealthCheckRules, MeshHealthCheckSpec};
 use aerie_core::policies::meshratelimit::{MeshRateLimitSpec, RateLimitRules};
 use aerie_core::policies::meshretry::{MeshRetrySpec, RetryRules};
 use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
@@ -29,6 +30,7 @@ pub struct PolicyInputs {
     pub timeouts: Vec<Resource>,
     pub retries: Vec<Resource>,
     pub circuit_breakers: Vec<Resource>,
+    pub health_checks: Vec<Resource>,
     pub fault_injections: Vec<Resource>,
     pub rate_limits: Vec<Resource>,
 }
@@ -39,6 +41,7 @@ pub struct MeshPolicies {
     pub timeouts: TimeoutRules,
     pub retries: RetryRules,
     pub circuit_breakers: CircuitBreakerRules,
+    pub health_checks: HealthCheckRules,
     pub fault_injections: FaultInjectionRules,
     pub rate_limits: RateLimitRules,
 }
@@ -51,6 +54,7 @@ impl MeshPolicies {
             timeouts: timeout_rules(mesh, &inputs.timeouts, &catalog),
             retries: retry_rules(mesh, &inputs.retries, &catalog),
             circuit_breakers: circuit_breaker_rules(mesh, &inputs.circuit_breakers, &catalog),
+            health_checks: health_check_rules(mesh, &inputs.health_checks, &catalog),
             fault_injections: fault_injection_rules(mesh, &inputs.fault_injections, &catalog),
             rate_limits: rate_limit_rules(mesh, &inputs.rate_limits, &catalog),
         }
@@ -119,6 +123,7 @@ pub fn build_full(
     .with_timeouts(&inputs.policies.timeouts)
     .with_retries(&inputs.policies.retries)
     .with_circuit_breakers(&inputs.policies.circuit_breakers)
+    .with_health_checks(&inputs.policies.health_checks)
     .with_fault_injections(&inputs.policies.fault_injections)
     .with_rate_limits(&inputs.policies.rate_limits);
     view.add_remote_ingresses(remote_ingresses);
@@ -167,6 +172,8 @@ pub fn build_policies(
         .with_timeouts(&inputs.policies.timeouts)
         .with_retries(&inputs.policies.retries)
         .with_circuit_breakers(&inputs.policies.circuit_breakers)
+        .with_health_checks(&inputs.policies.health_checks)
+        .with_health_checks(&inputs.policies.health_checks)
         .with_fault_injections(&inputs.policies.fault_injections)
         .with_rate_limits(&inputs.policies.rate_limits);
     let mut out = BTreeMap::new();
@@ -296,6 +303,18 @@ pub fn circuit_breaker_rules(
     CircuitBreakerRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
+/// A mesh's MeshHealthChecks, indexed for every proxy's config.
+pub fn health_check_rules(mesh: &str, checks: &[Resource], catalog: &Catalog) -> HealthCheckRules {
+    let policies: Vec<(&str, &Tags, &MeshHealthCheckSpec)> = checks
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshHealthCheck(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    HealthCheckRules::with_catalog(mesh, &policies, catalog.clone())
+}
+
 /// A mesh's MeshFaultInjections, indexed for every proxy's config.
 pub fn fault_injection_rules(
     mesh: &str,
@@ -376,6 +395,7 @@ mod tests {
             )],
             retries: vec![],
             circuit_breakers: vec![],
+            health_checks: vec![],
             fault_injections: vec![],
             rate_limits: vec![],
         }

@@ -10,7 +10,9 @@
 //! the request body once it has all arrived, `/stall/<ms>` with its headers and `partial\n`
 //! at once and the rest of its (chunked) body, `rest\n`, only after that long (an upstream
 //! that stalls mid-body), `/trickle/<count>/<ms>` with `count` chunks `chunk <i>\n`, one
-//! every `ms` (a slowly streaming answer), or echoes TCP bytes back. `--fail-status CODE`
+//! every `ms` (a slowly streaming answer), `/health` with 200 (`healthy`) or, after an odd
+//! number of calls to `/toggle-health` (which answers the new state), 503 (`unhealthy`): a
+//! health check's target, or echoes TCP bytes back. `--fail-status CODE`
 //! makes every HTTP answer that status (an unhealthy instance); with `--fail-percent P`,
 //! only P percent of them, spread evenly (an instance failing some of the time; 500 unless
 //! `--fail-status` says otherwise). It stands for the Kong Air services behind the sidecars
@@ -22,7 +24,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -127,6 +129,8 @@ async fn main() {
     let flaky = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    // What `/health` answers; `/toggle-health` flips it.
+    let unhealthy = Arc::new(AtomicBool::new(false));
     // Every answer fails with --fail-status alone; a share of them with --fail-percent.
     let fail_share = match (args.fail_status, args.fail_percent) {
         (_, Some(pct)) => Some((args.fail_status.unwrap_or(500), pct)),
@@ -138,7 +142,7 @@ async fn main() {
             continue;
         };
         let (name, count, flaky) = (name.clone(), count.clone(), flaky.clone());
-        let (failed, seen) = (failed.clone(), seen.clone());
+        let (failed, seen, unhealthy) = (failed.clone(), seen.clone(), unhealthy.clone());
         if args.tcp_echo {
             tokio::spawn(async move {
                 let (mut r, mut w) = stream.into_split();
@@ -162,10 +166,16 @@ async fn main() {
                     let k = failed.fetch_add(1, Ordering::Relaxed) + 1;
                     fails(k, pct).then_some(code)
                 });
+                let health = match path {
+                    "/health" => Some(unhealthy.load(Ordering::Relaxed)),
+                    "/toggle-health" => Some(!unhealthy.fetch_xor(true, Ordering::Relaxed)),
+                    _ => None,
+                };
                 let once = path
                     .strip_prefix("/fail-once/")
                     .map(|id| fail_once(&seen, id, req.uri().query().unwrap_or("")));
                 let status = failing
+                    .or_else(|| (path == "/health" && health == Some(true)).then_some(503))
                     .or_else(|| once.as_ref().and_then(|o| o.status))
                     .or_else(|| {
                         path.strip_prefix("/status/")
@@ -183,6 +193,12 @@ async fn main() {
                 let echo = path == "/echo";
                 let body = if req.uri().path() == "/headers" {
                     headers_json(&req)
+                } else if let Some(down) = health {
+                    format!(
+                        "{{\"service\":\"{}\",\"health\":\"{}\"}}\n",
+                        name,
+                        if down { "unhealthy" } else { "healthy" }
+                    )
                 } else if let Some(n) = path
                     .strip_prefix("/bytes/")
                     .and_then(|n| n.parse::<usize>().ok())

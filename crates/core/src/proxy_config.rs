@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::policies::meshcircuitbreaker::{CircuitBreaker, CircuitBreakerRules};
 use crate::policies::meshfaultinjection::{FaultInjectionRules, InboundFaults};
+use crate::policies::meshhealthcheck::{HealthCheck, HealthCheckRules};
 use crate::policies::meshloadbalancingstrategy::LoadBalancingRules;
 use crate::policies::meshloadbalancingstrategy::resolve::LoadBalancer;
 use crate::policies::meshratelimit::{InboundRateLimit, RateLimitRules};
@@ -104,6 +105,9 @@ pub struct OutboundPolicies {
     /// MeshLoadBalancingStrategy (`to`); round robin over every endpoint when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancer>,
+    /// MeshHealthCheck (`to`); none: no active health checking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
 }
 
 /// One `networking.inbound`: where the proxy listens, where the application is, and who may
@@ -170,6 +174,9 @@ pub struct OutboundConfig {
     /// MeshLoadBalancingStrategy (`to`), filled in the same way; round robin when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancer>,
+    /// MeshHealthCheck (`to`), filled in the same way; none: no active health checking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
 }
 
 /// A destination address: another proxy's inbound.
@@ -235,6 +242,8 @@ pub struct MeshView<'a> {
     breakers: Option<&'a CircuitBreakerRules>,
     /// The mesh's MeshLoadBalancingStrategies; none = round robin.
     balancers: Option<&'a LoadBalancingRules>,
+    /// The mesh's MeshHealthChecks; none = no active health checks.
+    health_checks: Option<&'a HealthCheckRules>,
     /// The mesh's MeshFaultInjections; none = no faults.
     faults: Option<&'a FaultInjectionRules>,
     /// The mesh's MeshRateLimits; none = no limits.
@@ -299,6 +308,7 @@ impl<'a> MeshView<'a> {
             retries: None,
             breakers: None,
             balancers: None,
+            health_checks: None,
             faults: None,
             rate_limits: None,
             endpoints,
@@ -321,6 +331,7 @@ impl<'a> MeshView<'a> {
             retries: None,
             breakers: None,
             balancers: None,
+            health_checks: None,
             faults: None,
             rate_limits: None,
             endpoints: Default::default(),
@@ -349,6 +360,12 @@ impl<'a> MeshView<'a> {
     /// The mesh's MeshLoadBalancingStrategies, resolved into every proxy's outbounds.
     pub fn with_load_balancing(mut self, rules: &'a LoadBalancingRules) -> Self {
         self.balancers = Some(rules);
+        self
+    }
+
+    /// The mesh's MeshHealthChecks, resolved into every proxy's outbounds.
+    pub fn with_health_checks(mut self, rules: &'a HealthCheckRules) -> Self {
+        self.health_checks = Some(rules);
         self
     }
 
@@ -525,6 +542,10 @@ impl<'a> MeshView<'a> {
             .balancers
             .map(|rules| rules.for_dataplane(&view))
             .unwrap_or_default();
+        let mut health_checks = self
+            .health_checks
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
         let mut faults = self
             .faults
             .map(|rules| rules.for_dataplane(&view))
@@ -579,11 +600,13 @@ impl<'a> MeshView<'a> {
                     retry: retries.get(n).cloned().unwrap_or_default(),
                     circuit_breaker: breakers.get(n).cloned().unwrap_or_default(),
                     load_balancer: balancers.get_mut(n).and_then(Option::take),
+                    health_check: health_checks.get_mut(n).and_then(Option::take),
                 };
                 let default = p.timeouts == Timeouts::default()
                     && p.retry.is_default()
                     && p.circuit_breaker.is_default()
-                    && p.load_balancer.is_none();
+                    && p.load_balancer.is_none()
+                    && p.health_check.is_none();
                 (!default).then_some(p)
             })
             .collect();
@@ -659,6 +682,7 @@ impl<'a> MeshView<'a> {
                     retry: Retry::default(),
                     circuit_breaker: CircuitBreaker::default(),
                     load_balancer: None,
+                    health_check: None,
                 })
             })
             .collect()

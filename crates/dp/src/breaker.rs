@@ -622,6 +622,17 @@ impl<H> Detector<'_, H> {
             .count()
     }
 
+    /// Whether endpoint `i` is ejected now (panic threshold not applied: MeshHealthCheck's
+    /// selection, `health.rs`, applies it over ejected and unhealthy endpoints together).
+    pub fn ejected(&self) -> impl Fn(usize) -> bool + '_ {
+        let now = self.cluster.now_ms();
+        move |i| {
+            self.endpoints
+                .get(i)
+                .is_some_and(|e| (self.health)(e).ejected_at(now))
+        }
+    }
+
     /// A filter for endpoint selection: `true` for endpoints to skip. Ejected endpoints are
     /// skipped unless too few are healthy (Envoy's panic threshold), in which case none is.
     pub fn skip(&self) -> impl Fn(usize) -> bool + '_ {

@@ -141,6 +141,7 @@ pub(crate) fn plan(
             outbound.retry = p.retry.clone();
             outbound.circuit_breaker = p.circuit_breaker.clone();
             outbound.load_balancer = p.load_balancer.clone();
+            outbound.health_check = p.health_check.clone();
         }
         out.push((
             listen,
@@ -219,6 +220,7 @@ mod tests {
                 timeouts: Default::default(),
                 retry: Default::default(),
                 circuit_breaker: Default::default(),
+                health_check: None,
             }],
             outbound_policies: Vec::new(),
         }

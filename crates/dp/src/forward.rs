@@ -42,6 +42,8 @@ pub(crate) struct Upstreams {
     pub outlier: Option<OutlierPolicy>,
     /// TCP: MeshRetry `tcp.maxConnectAttempt` (every endpoint is tried at least once).
     pub connect_attempts: u32,
+    /// MeshHealthCheck's active checks (`crate::health`); `None`: off.
+    pub health: Option<crate::health::ActiveHealth>,
 }
 
 /// No endpoint chosen yet (see [`Upstreams::attempt`]).
@@ -110,8 +112,12 @@ impl Upstreams {
             .unwrap_or(usize::MAX)
             .max(n);
         let detector = self.swept_detector();
-        let skip = detector.as_ref().map(|d| d.skip());
-        let skipped = move |i: usize| skip.as_ref().is_some_and(|s| s(i));
+        let skip = crate::health::selection(self.health.as_ref(), detector.as_ref());
+        if skip.fails() {
+            self.stats.error("upstream_cx_none_healthy");
+            return None;
+        }
+        let skipped = move |i: usize| skip.skips(i);
         // Rounds over the balancer's order (each round starts afresh: round robin moves
         // on, a policy draws again) until the attempts are used up.
         let mut tried = 0;
@@ -339,8 +345,17 @@ impl Upstreams {
         let mut picked = None;
         {
             let detector = self.swept_detector();
-            let skip = detector.as_ref().map(|d| d.skip());
-            let skipped = move |i: usize| skip.as_ref().is_some_and(|s| s(i));
+            let skip = crate::health::selection(self.health.as_ref(), detector.as_ref());
+            if skip.fails() {
+                // MeshHealthCheck's `failTrafficOnPanic`: too few healthy endpoints.
+                self.stats.error("upstream_rq_none_healthy");
+                return Tried {
+                    resp: local_response(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"),
+                    attempt: Attempt::ConnectFailure,
+                    overflow: false,
+                };
+            }
+            let skipped = move |i: usize| skip.skips(i);
             // Round robin: no hash to compute (a branch).
             let key = match &self.lb {
                 Balancer::RoundRobin(_) => None,

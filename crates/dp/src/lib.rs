@@ -48,6 +48,7 @@ mod drain;
 mod fault;
 mod forward;
 mod head_timer;
+mod health;
 mod inbound;
 mod ingress;
 mod lb;

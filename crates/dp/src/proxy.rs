@@ -298,6 +298,7 @@ impl Proxy {
                         retry: None,
                         outlier: None,
                         connect_attempts: 1,
+                        health: None,
                     },
                     app_addr: app,
                     mtls,
@@ -330,20 +331,23 @@ impl Proxy {
                     }
                     _ => Cluster::new(&cfg.circuit_breaker),
                 };
-                let reusable: HashMap<SocketAddr, Arc<EndpointPool>> = match old.as_deref() {
-                    Some(Route::Outbound(r))
-                        if r.cfg.protocol == cfg.protocol
+                let same_dialling = match old.as_deref() {
+                    Some(Route::Outbound(r)) => {
+                        r.cfg.protocol == cfg.protocol
                             && r.cfg.spiffe_id == cfg.spiffe_id
                             && r.cfg.sni == cfg.sni
                             && r.cfg.timeouts.connect_ms == cfg.timeouts.connect_ms
-                            && r.mtls == mtls =>
-                    {
-                        r.upstreams
-                            .pools
-                            .iter()
-                            .map(|p| (p.connector.addr, p.clone()))
-                            .collect()
+                            && r.mtls == mtls
                     }
+                    _ => false,
+                };
+                let reusable: HashMap<SocketAddr, Arc<EndpointPool>> = match old.as_deref() {
+                    Some(Route::Outbound(r)) if same_dialling => r
+                        .upstreams
+                        .pools
+                        .iter()
+                        .map(|p| (p.connector.addr, p.clone()))
+                        .collect(),
                     _ => HashMap::new(),
                 };
                 let version = http_version(cfg.protocol);
@@ -379,7 +383,29 @@ impl Proxy {
                             EndpointPool::new(connector, version, slots, cluster.clone())
                         })
                     })
-                    .collect();
+                    .collect::<Vec<Arc<EndpointPool>>>();
+                // MeshHealthCheck: a checker per endpoint, dialling as requests do; kept
+                // across changes that leave the check and the dialling alone.
+                let health = cfg.health_check.as_ref().and_then(|hc| {
+                    let connectors: Vec<Connector> =
+                        pools.iter().map(|p| p.connector.clone()).collect();
+                    let old_health = match old.as_deref() {
+                        Some(Route::Outbound(r)) => r.upstreams.health.as_ref(),
+                        _ => None,
+                    };
+                    crate::health::ActiveHealth::build(
+                        Some(hc),
+                        cfg.protocol,
+                        &cfg.service,
+                        &connectors,
+                        old_health,
+                        same_dialling,
+                        cfg.circuit_breaker
+                            .outlier
+                            .as_ref()
+                            .map(|o| o.healthy_panic_threshold),
+                    )
+                });
                 // As Kuma's MeshRetry plugin: `http` for HTTP/1.1 outbounds, `grpc` for gRPC;
                 // `http2` outbounds get no route retries (and TCP ones connect attempts).
                 let retry = match cfg.protocol {
@@ -404,6 +430,7 @@ impl Proxy {
                         retry,
                         outlier,
                         connect_attempts: cfg.retry.tcp_max_connect_attempt,
+                        health,
                     },
                     mtls,
                     stats,

@@ -447,6 +447,7 @@ mod tests {
                 timeouts: Default::default(),
                 retry: Default::default(),
                 circuit_breaker: Default::default(),
+                health_check: None,
             }],
             ..ProxyConfig::default()
         };

@@ -6,7 +6,9 @@
 use aerie_core::format::{resource_to_value, spec_to_value};
 use aerie_core::policies::meshtimeout::explain_json;
 use aerie_core::policies::meshtrafficpermission::DataplaneRef;
-use aerie_core::policies::{meshcircuitbreaker, meshfaultinjection, meshratelimit, meshretry};
+use aerie_core::policies::{
+    meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshratelimit, meshretry,
+};
 use aerie_core::{Resource, ResourceType, Spec};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -211,6 +213,15 @@ pub async fn explain(
         &catalog,
     );
     let balanced = balancing.explain(&view);
+    let health_checks = crate::dpserver::health_check_rules(
+        &mesh,
+        &state
+            .store
+            .list(ResourceType::MeshHealthCheck, Some(&mesh))
+            .await?,
+        &catalog,
+    )
+    .explain(&view);
     let faults = crate::dpserver::fault_injection_rules(
         &mesh,
         &state
@@ -271,6 +282,10 @@ pub async fn explain(
                     .outbounds
                     .get(i)
                     .map(|r| balancing.explain_json(&r.merged)),
+                "meshHealthCheck": health_checks
+                    .outbounds
+                    .get(i)
+                    .map(|r| meshhealthcheck::explain_json(&r.merged)),
             })
         })
         .collect();

@@ -244,6 +244,9 @@ async fn rebuild_mesh(
         circuit_breakers: store
             .list(ResourceType::MeshCircuitBreaker, Some(mesh))
             .await?,
+        health_checks: store
+            .list(ResourceType::MeshHealthCheck, Some(mesh))
+            .await?,
         fault_injections: store
             .list(ResourceType::MeshFaultInjection, Some(mesh))
             .await?,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use aerie_core::policies::meshcircuitbreaker::{CircuitBreakerRules, MeshCircuitBreakerSpec};
 use aerie_core::policies::meshfaultinjection::{FaultInjectionRules, MeshFaultInjectionSpec};
+use aerie_core::policies::meshhealthcheck::{HealthCheckRules, MeshHealthCheckSpec};
 use aerie_core::policies::meshloadbalancingstrategy::{
     LoadBalancingRules, MeshLoadBalancingStrategySpec,
 };
@@ -32,6 +33,7 @@ pub struct PolicyInputs {
     pub timeouts: Vec<Resource>,
     pub retries: Vec<Resource>,
     pub circuit_breakers: Vec<Resource>,
+    pub health_checks: Vec<Resource>,
     pub fault_injections: Vec<Resource>,
     pub rate_limits: Vec<Resource>,
     pub load_balancing: Vec<Resource>,
@@ -45,6 +47,7 @@ pub struct MeshPolicies {
     pub timeouts: TimeoutRules,
     pub retries: RetryRules,
     pub circuit_breakers: CircuitBreakerRules,
+    pub health_checks: HealthCheckRules,
     pub fault_injections: FaultInjectionRules,
     pub rate_limits: RateLimitRules,
     pub load_balancing: LoadBalancingRules,
@@ -58,6 +61,7 @@ impl MeshPolicies {
             timeouts: timeout_rules(mesh, &inputs.timeouts, &catalog),
             retries: retry_rules(mesh, &inputs.retries, &catalog),
             circuit_breakers: circuit_breaker_rules(mesh, &inputs.circuit_breakers, &catalog),
+            health_checks: health_check_rules(mesh, &inputs.health_checks, &catalog),
             fault_injections: fault_injection_rules(mesh, &inputs.fault_injections, &catalog),
             rate_limits: rate_limit_rules(mesh, &inputs.rate_limits, &catalog),
             load_balancing: load_balancing_rules(
@@ -132,6 +136,7 @@ pub fn build_full(
     .with_timeouts(&inputs.policies.timeouts)
     .with_retries(&inputs.policies.retries)
     .with_circuit_breakers(&inputs.policies.circuit_breakers)
+    .with_health_checks(&inputs.policies.health_checks)
     .with_fault_injections(&inputs.policies.fault_injections)
     .with_rate_limits(&inputs.policies.rate_limits)
     .with_load_balancing(&inputs.policies.load_balancing);
@@ -181,6 +186,7 @@ pub fn build_policies(
         .with_timeouts(&inputs.policies.timeouts)
         .with_retries(&inputs.policies.retries)
         .with_circuit_breakers(&inputs.policies.circuit_breakers)
+        .with_health_checks(&inputs.policies.health_checks)
         .with_fault_injections(&inputs.policies.fault_injections)
         .with_rate_limits(&inputs.policies.rate_limits)
         .with_load_balancing(&inputs.policies.load_balancing);
@@ -328,6 +334,18 @@ pub fn load_balancing_rules(
     LoadBalancingRules::with_catalog(mesh, zone, &policies, catalog.clone())
 }
 
+/// A mesh's MeshHealthChecks, indexed for every proxy's config.
+pub fn health_check_rules(mesh: &str, checks: &[Resource], catalog: &Catalog) -> HealthCheckRules {
+    let policies: Vec<(&str, &Tags, &MeshHealthCheckSpec)> = checks
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshHealthCheck(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    HealthCheckRules::with_catalog(mesh, &policies, catalog.clone())
+}
+
 /// A mesh's MeshFaultInjections, indexed for every proxy's config.
 pub fn fault_injection_rules(
     mesh: &str,
@@ -408,6 +426,7 @@ mod tests {
             )],
             retries: vec![],
             circuit_breakers: vec![],
+            health_checks: vec![],
             fault_injections: vec![],
             rate_limits: vec![],
             load_balancing: vec![],

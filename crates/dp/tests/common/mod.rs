@@ -376,6 +376,7 @@ pub fn outbound(
         timeouts: Default::default(),
         retry: Default::default(),
         circuit_breaker: Default::default(),
+        health_check: None,
     }
 }
 

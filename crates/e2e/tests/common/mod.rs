@@ -148,6 +148,18 @@ impl KongAir {
         app_name: &str,
         app_args: &[&str],
     ) -> Dataplane {
+        self.add_checkin_instance_with_app(dataplane, app_name, app_args)
+            .0
+    }
+
+    /// [`KongAir::add_checkin_instance_named`], also returning the app's own address (to
+    /// drive it directly, e.g. `/toggle-health`).
+    pub fn add_checkin_instance_with_app(
+        &mut self,
+        dataplane: &str,
+        app_name: &str,
+        app_args: &[&str],
+    ) -> (Dataplane, String) {
         let port = free_port("127.0.0.1");
         self._apps.push(start_app_with(
             app_name,
@@ -170,7 +182,7 @@ impl KongAir {
             admin,
         );
         dp.wait_ready();
-        dp
+        (dp, format!("127.0.0.1:{port}"))
     }
 
     /// Waits until every proxy holds its certificate and check-in-api's inbound is STRICT

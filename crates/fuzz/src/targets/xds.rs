@@ -110,6 +110,7 @@ fn proxy_config() -> ProxyConfig {
             timeouts: Default::default(),
             retry: Default::default(),
             circuit_breaker: Default::default(),
+            health_check: None,
         }],
         outbound_policies: Vec::new(),
     }

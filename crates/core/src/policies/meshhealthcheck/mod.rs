@@ -5,8 +5,9 @@
 //! or MeshMultiZoneService), says how hosts are probed (`tcp`, `http`, `grpc`), how often,
 //! and after how many results a host counts as healthy or unhealthy.
 //!
-//! Kuma creates no MeshHealthCheck with a mesh. Aerie validates and stores them; kuma-dp
-//! does not probe hosts yet.
+//! Kuma creates no MeshHealthCheck with a mesh. The control plane resolves each outbound's
+//! conf into a [`HealthCheck`] (`resolve.rs`); kuma-dp probes every endpoint of the outbound
+//! with it and skips the unhealthy ones (`crates/dp/src/health.rs`).
 //!
 //! Kuma references (2.14): `pkg/plugins/policies/meshhealthcheck/api/v1alpha1/`
 //! `meshhealthcheck.go` (the fields), `validator.go` / `validator_test.go` (the checks,
@@ -20,6 +21,10 @@ mod spec;
 mod tests;
 mod validate;
 
+pub use resolve::{
+    CheckHeader, CheckKind, GrpcCheck, HealthCheck, HealthCheckRules, HttpCheck, TcpCheck,
+    explain_json,
+};
 pub use spec::*;
 pub use validate::validate;
 

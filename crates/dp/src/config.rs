@@ -140,6 +140,8 @@ pub(crate) fn plan(
             outbound.timeouts = p.timeouts;
             outbound.retry = p.retry.clone();
             outbound.circuit_breaker = p.circuit_breaker.clone();
+            outbound.http_routes = p.http_routes.clone();
+            outbound.tcp_routes = p.tcp_routes.clone();
         }
         out.push((
             listen,
@@ -216,6 +218,8 @@ mod tests {
                 timeouts: Default::default(),
                 retry: Default::default(),
                 circuit_breaker: Default::default(),
+                http_routes: None,
+                tcp_routes: None,
             }],
             outbound_policies: Vec::new(),
         }

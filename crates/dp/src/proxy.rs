@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aerie_core::policies::meshhttproute::table::RouteDestination;
 use aerie_core::proxy_config::{MtlsMode, Protocol, ProxyConfig};
 use arc_swap::ArcSwapOption;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -23,6 +24,7 @@ use crate::pool::{Connector, EndpointPool, HttpVersion, TlsTarget};
 use crate::ratelimit::InboundLimiter;
 use crate::rbac::RateLimit;
 use crate::retry::RetryPolicy;
+use crate::route::{RouteTable, TcpTable};
 use crate::stream::StreamLimits;
 use crate::tls::{Alpn, Identity, IdentityError, IdentitySummary, TlsMaterial, TlsStore};
 use crate::workers::Workers;
@@ -330,36 +332,39 @@ impl Proxy {
                     }
                     _ => Cluster::new(&cfg.circuit_breaker),
                 };
-                let reusable: HashMap<SocketAddr, Arc<EndpointPool>> = match old.as_deref() {
+                // Route destinations' pools are reused the same way, keyed by what they dial.
+                let reusable: HashMap<PoolKey, Arc<EndpointPool>> = match old.as_deref() {
                     Some(Route::Outbound(r))
                         if r.cfg.protocol == cfg.protocol
-                            && r.cfg.spiffe_id == cfg.spiffe_id
-                            && r.cfg.sni == cfg.sni
                             && r.cfg.timeouts.connect_ms == cfg.timeouts.connect_ms
                             && r.mtls == mtls =>
                     {
-                        r.upstreams
-                            .pools
-                            .iter()
-                            .map(|p| (p.connector.addr, p.clone()))
-                            .collect()
+                        r.all_pools().map(|p| (PoolKey::of(p), p.clone())).collect()
                     }
                     _ => HashMap::new(),
                 };
                 let version = http_version(cfg.protocol);
-                let pools = endpoints
-                    .into_iter()
-                    .map(|addr| {
-                        reusable.get(&addr).cloned().unwrap_or_else(|| {
-                            let connector = Connector {
+                let pools_for = |addrs: &mut dyn Iterator<Item = SocketAddr>,
+                                 tls: &Option<TlsTarget>| {
+                    addrs
+                        .map(|addr| {
+                            let key = PoolKey {
                                 addr,
-                                tls: tls.clone(),
-                                timeout: cfg.timeouts.connect(),
+                                spiffe_id: tls.as_ref().map(|t| t.spiffe_id.clone()),
+                                sni: tls.as_ref().and_then(|t| t.sni.clone()),
                             };
-                            EndpointPool::new(connector, version, slots, cluster.clone())
+                            reusable.get(&key).cloned().unwrap_or_else(|| {
+                                let connector = Connector {
+                                    addr,
+                                    tls: tls.clone(),
+                                    timeout: cfg.timeouts.connect(),
+                                };
+                                EndpointPool::new(connector, version, slots, cluster.clone())
+                            })
                         })
-                    })
-                    .collect();
+                        .collect::<Vec<_>>()
+                };
+                let pools = pools_for(&mut endpoints.into_iter(), &tls);
                 // As Kuma's MeshRetry plugin: `http` for HTTP/1.1 outbounds, `grpc` for gRPC;
                 // `http2` outbounds get no route retries (and TCP ones connect attempts).
                 let retry = match cfg.protocol {
@@ -373,18 +378,45 @@ impl Proxy {
                     .outlier
                     .as_ref()
                     .and_then(OutlierPolicy::new);
+                let upstreams = |pools| Upstreams {
+                    pools,
+                    rr: RoundRobin::default(),
+                    stats: stats.clone(),
+                    request_timeout: cfg.timeouts.request(),
+                    streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
+                    cluster: cluster.clone(),
+                    retry: retry.clone(),
+                    outlier: outlier.clone(),
+                    connect_attempts: cfg.retry.tcp_max_connect_attempt,
+                };
+                // A route's other destinations: their own endpoints and identity, the
+                // outbound's policies and cluster.
+                let mut make = |d: &RouteDestination| {
+                    let tls = tls.as_ref().map(|t| TlsTarget {
+                        spiffe_id: d.spiffe_id.as_str().into(),
+                        sni: TlsTarget::sni(&d.sni),
+                        ..t.clone()
+                    });
+                    let mut addrs = d
+                        .endpoints
+                        .iter()
+                        .filter_map(|e| crate::dial::endpoint(&e.address, e.port).ok());
+                    Arc::new(upstreams(pools_for(&mut addrs, &tls)))
+                };
+                let routes = cfg
+                    .http_routes
+                    .as_ref()
+                    .filter(|_| cfg.protocol.is_http())
+                    .map(|r| Box::new(RouteTable::build(r, &mut make)));
+                let tcp = cfg
+                    .tcp_routes
+                    .as_ref()
+                    .filter(|_| !cfg.protocol.is_http())
+                    .map(|r| Box::new(TcpTable::build(r, &mut make)));
                 Route::Outbound(Arc::new(OutboundRoute {
-                    upstreams: Upstreams {
-                        pools,
-                        rr: RoundRobin::default(),
-                        stats: stats.clone(),
-                        request_timeout: cfg.timeouts.request(),
-                        streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
-                        cluster,
-                        retry,
-                        outlier,
-                        connect_attempts: cfg.retry.tcp_max_connect_attempt,
-                    },
+                    upstreams: upstreams(pools),
+                    routes,
+                    tcp,
                     mtls,
                     stats,
                     cfg,
@@ -492,6 +524,24 @@ impl Proxy {
             );
         }
         shared.drain.set(Phase::Closed);
+    }
+}
+
+/// What a pooled connection was dialled to and as: pools are reused only for the same.
+#[derive(PartialEq, Eq, Hash)]
+struct PoolKey {
+    addr: SocketAddr,
+    spiffe_id: Option<Arc<str>>,
+    sni: Option<rustls_pki_types::ServerName<'static>>,
+}
+
+impl PoolKey {
+    fn of(p: &EndpointPool) -> PoolKey {
+        PoolKey {
+            addr: p.connector.addr,
+            spiffe_id: p.connector.tls.as_ref().map(|t| t.spiffe_id.clone()),
+            sni: p.connector.tls.as_ref().and_then(|t| t.sni.clone()),
+        }
     }
 }
 

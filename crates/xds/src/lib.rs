@@ -446,6 +446,8 @@ mod tests {
                 timeouts: Default::default(),
                 retry: Default::default(),
                 circuit_breaker: Default::default(),
+                http_routes: None,
+                tcp_routes: None,
             }],
             ..ProxyConfig::default()
         };

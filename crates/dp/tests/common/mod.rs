@@ -374,6 +374,8 @@ pub fn outbound(
         timeouts: Default::default(),
         retry: Default::default(),
         circuit_breaker: Default::default(),
+        http_routes: None,
+        tcp_routes: None,
     }
 }
 

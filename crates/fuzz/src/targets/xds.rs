@@ -108,6 +108,8 @@ fn proxy_config() -> ProxyConfig {
             timeouts: Default::default(),
             retry: Default::default(),
             circuit_breaker: Default::default(),
+            http_routes: None,
+            tcp_routes: None,
         }],
         outbound_policies: Vec::new(),
     }

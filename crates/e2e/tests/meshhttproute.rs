@@ -2,7 +2,8 @@
 //! tagged `version: v1` and `version: v2`, flight-control calls it through its outbound. A
 //! 90/10 split over the two subsets holds over 10,000 requests; a header match sends only
 //! the matching requests to v2 while the rest, matching no rule, go to the outbound's own
-//! service (both instances); an exact path and method match beats a header-only one.
+//! service (both instances); an exact path and method match beats a header-only one;
+//! header modifiers, a prefix rewrite and a redirect are applied.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -287,4 +288,29 @@ fn a_header_match_sends_only_matching_requests_to_v2_and_the_rest_to_the_service
         let r = http("GET", &f.outbound, "/only-v1", None, &[("x-version", "v2")]).unwrap();
         assert_eq!(r.json()["service"], "check-in-v1");
     }
+}
+
+#[test]
+fn filters_edit_headers_rewrite_and_redirect() {
+    let f = Fixture::start();
+    f.apply(&route(
+        "filters",
+        "        - matches:\n            - path:\n                type: Exact\n                value: /headers\n          default:\n            filters:\n              - type: RequestHeaderModifier\n                requestHeaderModifier:\n                  set:\n                    - name: x-routed\n                      value: yes\n                  remove: [x-drop]\n              - type: ResponseHeaderModifier\n                responseHeaderModifier:\n                  add:\n                    - name: x-from-route\n                      value: filters\n        - matches:\n            - path:\n                type: PathPrefix\n                value: /old\n          default:\n            filters:\n              - type: URLRewrite\n                urlRewrite:\n                  path:\n                    type: ReplacePrefixMatch\n                    replacePrefixMatch: /new\n        - matches:\n            - path:\n                type: PathPrefix\n                value: /moved\n          default:\n            filters:\n              - type: RequestRedirect\n                requestRedirect:\n                  hostname: example.com\n                  statusCode: 301\n",
+    ));
+    let r = wait_for("the filters are in force", PROPAGATION, || {
+        let r = http("GET", &f.outbound, "/headers", None, &[("x-drop", "1")]).ok()?;
+        (r.header("x-from-route") == Some("filters")).then_some(r)
+    });
+    let seen = r.json();
+    assert_eq!(seen["x-routed"], "yes", "{seen}");
+    assert!(seen.get("x-drop").is_none(), "{seen}");
+    let r = http("GET", &f.outbound, "/old/page", None, &[]).unwrap();
+    assert_eq!(r.json()["path"], "/new/page");
+    let r = http("GET", &f.outbound, "/moved/here?q=1", None, &[]).unwrap();
+    assert_eq!(r.status, 301);
+    let location = r.header("location").unwrap();
+    assert!(
+        location.starts_with("http://example.com:") && location.ends_with("/moved/here?q=1"),
+        "{location}"
+    );
 }

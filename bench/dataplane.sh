@@ -7,6 +7,8 @@
 # Usage: bench/dataplane.sh            (env: ROUNDS=3 WRK_SECONDS=10 LAT_SECONDS=10 RATE=1000)
 #        HOLD=/tmp/paths bench/dataplane.sh   sets every path up, writes their URLs and pids
 #                                             to /tmp/paths and waits (for a profiler)
+#        BASELINE_DP=/path/to/kuma-dp bench/dataplane.sh
+#                                             adds a kuma-dp pair run from that binary
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +17,9 @@ ROUNDS=${ROUNDS:-3}
 LAT_SECONDS=${LAT_SECONDS:-10}
 RATE=${RATE:-1000}
 KUMA_DP_ARGS=${KUMA_DP_ARGS:-}   # extra `kuma-dp run` flags, e.g. "--concurrency 1"
+# Another build's kuma-dp (e.g. one made from an earlier commit) measured as one more path
+# in the same run, in the same mesh as kuma-dp: an A/B on one machine at one time.
+BASELINE_DP=${BASELINE_DP:-}
 VENV=${AERIE_BENCH_VENV:-$ROOT/bench/.venv}
 RESULTS=$ROOT/bench/results
 DATE=$(date +%Y-%m-%d)
@@ -396,10 +401,10 @@ KD_OUT=$(free_port)
 KD_CLIENT_IN=$(free_port)
 KD_A1=$(free_port)
 KD_A2=$(free_port)
-start_dp() { # name yaml [mesh]
+start_dp() { # name yaml [mesh [binary]]
     curl -sf -X POST --data-binary "{\"name\":\"$1\",\"mesh\":\"${3:-default}\"}" "$API/tokens/dataplane" >"$CPW/$1.token"
     printf '%s' "$2" >"$CPW/$1.yaml"
-    "$BIN/kuma-dp" run --cp-address "https://127.0.0.1:$CP_DP" --ca-cert-file "$CPW/work/tls/dp-server.crt" \
+    "${4:-$BIN/kuma-dp}" run --cp-address "https://127.0.0.1:$CP_DP" --ca-cert-file "$CPW/work/tls/dp-server.crt" \
         -d "$CPW/$1.yaml" --dataplane-token-file "$CPW/$1.token" $KUMA_DP_ARGS >"$CPW/$1.log" 2>&1 &
 }
 start_dp server "type: Dataplane
@@ -488,8 +493,59 @@ wait_http "http://127.0.0.1:$KB_A2/ready"
 URL[kuma-dp-bare]="http://127.0.0.1:$KB_OUT/"
 PIDS_OF[kuma-dp-bare]="$KB1 $KB2"
 
-# ---------------------------------------------------------------- measurement
 NAMES=(direct haproxy envoy kuma-dp kuma-dp-bare)
+if [[ -n $BASELINE_DP ]]; then
+    [[ -x $BASELINE_DP ]] || { echo "BASELINE_DP=$BASELINE_DP is not an executable" >&2; exit 1; }
+    KC_SRV=$(free_port)
+    KC_OUT=$(free_port)
+    KC_CLIENT_IN=$(free_port)
+    KC_A1=$(free_port)
+    KC_A2=$(free_port)
+    start_dp server-baseline "type: Dataplane
+mesh: default
+name: server-baseline
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KC_A1
+  inbound:
+  - port: $KC_SRV
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: server-baseline
+      kuma.io/protocol: http
+" default "$BASELINE_DP"
+    KC1=$!
+    PIDS+=($KC1)
+    start_dp client-baseline "type: Dataplane
+mesh: default
+name: client-baseline
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KC_A2
+  inbound:
+  - port: $KC_CLIENT_IN
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: client
+      kuma.io/protocol: http
+  outbound:
+  - port: $KC_OUT
+    tags:
+      kuma.io/service: server-baseline
+" default "$BASELINE_DP"
+    KC2=$!
+    PIDS+=($KC2)
+    put /meshes/default/meshtrafficpermissions/allow-client-to-server-baseline '{"type":"MeshTrafficPermission","name":"allow-client-to-server-baseline","mesh":"default","spec":{"targetRef":{"kind":"MeshService","name":"server-baseline"},"from":[{"targetRef":{"kind":"MeshService","name":"client"},"default":{"action":"Allow"}}]}}'
+    wait_http "http://127.0.0.1:$KC_A1/ready"
+    wait_http "http://127.0.0.1:$KC_A2/ready"
+    URL[kuma-dp-baseline]="http://127.0.0.1:$KC_OUT/"
+    PIDS_OF[kuma-dp-baseline]="$KC1 $KC2"
+    NAMES+=(kuma-dp-baseline)
+fi
+
+# ---------------------------------------------------------------- measurement
 for name in "${NAMES[@]}"; do wait_http "${URL[$name]}"; done
 if [[ -n ${HOLD:-} ]]; then
     # Profiling: leave every path running, write their URLs and pids, wait for a signal.
@@ -513,15 +569,15 @@ mkdir -p "$RESULTS"
 {
     for k in "${!R[@]}"; do printf '%s=%s\n' "$k" "${R[$k]}"; done
 } >"$TMP/results.env"
-python3 - "$TMP/results.env" "$WRK_SECONDS" "$LAT_SECONDS" "$RATE" "$ENVOY" "$ROUNDS" >"$TMP/report.md" <<'PY'
+python3 - "$TMP/results.env" "$WRK_SECONDS" "$LAT_SECONDS" "$RATE" "$ENVOY" "$ROUNDS" "$BASELINE_DP" >"$TMP/report.md" <<'PY'
 import sys, subprocess, platform, datetime, statistics
-env, wrk_s, lat_s, rate, envoy, rounds = sys.argv[1:7]
+env, wrk_s, lat_s, rate, envoy, rounds, baseline = sys.argv[1:8]
 r = {}
 for line in open(env):
     k, _, v = line.rstrip("\n").partition("=")
     r[k] = v
 runs = {}
-for key in ("direct", "haproxy", "envoy", "kuma-dp", "kuma-dp-bare"):
+for key in ("direct", "haproxy", "envoy", "kuma-dp", "kuma-dp-bare", "kuma-dp-baseline"):
     vals = [float(x) for x in r.get(f"{key}.rps_runs", "").split()]
     runs[key] = vals
     if vals:
@@ -554,6 +610,8 @@ paths = [("direct", "direct to nginx"),
          ("envoy", "Envoy sidecar pair, mTLS + RBAC, concurrency 2"),
          ("kuma-dp", "kuma-dp pair (kuma-cp, mTLS builtin, MeshTrafficPermission, Kuma's default policies)"),
          ("kuma-dp-bare", "kuma-dp pair, same build, mesh without the default policies")]
+if baseline:
+    paths.append(("kuma-dp-baseline", f"kuma-dp pair from `{baseline}` (same mesh as kuma-dp)"))
 print(f"# Data-plane benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
 print()
 print(f"Machine: {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
@@ -624,6 +682,10 @@ if k and b:
     per_round = [a / c for a, c in zip(runs["kuma-dp"], runs["kuma-dp-bare"]) if c]
     if len(per_round) > 1:
         print(f"| (for reference) with / without the defaults in each round | {', '.join(f'{x:.3f}x' for x in per_round)} | - |")
+c = f("kuma-dp-baseline.rps")
+if k and c:
+    per_round = [a / d for a, d in zip(runs["kuma-dp"], runs["kuma-dp-baseline"]) if d]
+    print(f"| (A/B) kuma-dp / the baseline build | {k / c:.3f}x ({k:,.0f} vs {c:,.0f}); each round {', '.join(f'{x:.3f}x' for x in per_round)} | - |")
 PY
 cp "$TMP/report.md" "$OUT"
 cat "$OUT"

@@ -15,8 +15,11 @@ use crate::policies::meshfaultinjection::{FaultInjectionRules, InboundFaults};
 use crate::policies::meshhealthcheck::{HealthCheck, HealthCheckRules};
 use crate::policies::meshloadbalancingstrategy::LoadBalancingRules;
 use crate::policies::meshloadbalancingstrategy::resolve::LoadBalancer;
+use crate::policies::meshhttproute::HttpRouteRules;
+use crate::policies::meshhttproute::table::{HttpRoutes, TcpRoutes};
 use crate::policies::meshratelimit::{InboundRateLimit, RateLimitRules};
 use crate::policies::meshretry::{Retry, RetryRules};
+use crate::policies::meshtcproute::TcpRouteRules;
 use crate::policies::meshtimeout::{TimeoutRules, Timeouts};
 use crate::policies::meshtrafficpermission::InboundAuthz;
 
@@ -108,6 +111,14 @@ pub struct OutboundPolicies {
     /// MeshHealthCheck (`to`); none: no active health checking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// MeshHTTPRoute (or, on an HTTP outbound without one, MeshTCPRoute as a catch-all):
+    /// the route table; none: every request goes to the outbound's own destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_routes: Option<HttpRoutes>,
+    /// MeshTCPRoute on a TCP outbound: where connections go; none: the outbound's own
+    /// destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_routes: Option<TcpRoutes>,
 }
 
 /// One `networking.inbound`: where the proxy listens, where the application is, and who may
@@ -177,6 +188,12 @@ pub struct OutboundConfig {
     /// MeshHealthCheck (`to`), filled in the same way; none: no active health checking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// MeshHTTPRoute, filled in the same way; none: no routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_routes: Option<HttpRoutes>,
+    /// MeshTCPRoute, filled in the same way; none: no routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_routes: Option<TcpRoutes>,
 }
 
 /// A destination address: another proxy's inbound.
@@ -222,9 +239,11 @@ pub fn spiffe_id(mesh: &str, service: &str) -> String {
 
 /// One live endpoint of a service: where it listens and how it speaks.
 #[derive(Debug, Clone)]
-struct ServiceEndpoint {
+struct ServiceEndpoint<'a> {
     endpoint: Endpoint,
     protocol: Protocol,
+    /// The inbound's tags (route subsets pick by them); none for other zones' ingresses.
+    tags: Option<&'a crate::spec::Tags>,
 }
 
 /// Everything about one mesh that every proxy's config is computed from. Built once per
@@ -248,9 +267,13 @@ pub struct MeshView<'a> {
     faults: Option<&'a FaultInjectionRules>,
     /// The mesh's MeshRateLimits; none = no limits.
     rate_limits: Option<&'a RateLimitRules>,
-    endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>>,
+    /// The mesh's MeshHTTPRoutes; none = no routing.
+    http_routes: Option<&'a HttpRouteRules>,
+    /// The mesh's MeshTCPRoutes; none = no routing.
+    tcp_routes: Option<&'a TcpRouteRules>,
+    endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint<'a>>>,
     /// Services of other zones, reached through their zone ingresses.
-    remote: std::collections::HashMap<String, Vec<ServiceEndpoint>>,
+    remote: std::collections::HashMap<String, Vec<ServiceEndpoint<'a>>>,
 }
 
 impl<'a> MeshView<'a> {
@@ -265,7 +288,7 @@ impl<'a> MeshView<'a> {
         online: &dyn Fn(&str) -> bool,
     ) -> Self {
         use crate::spec::PROTOCOL_TAG;
-        let mut endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint>> =
+        let mut endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint<'a>>> =
             Default::default();
         for (dp_name, dp) in dataplanes {
             if !online(dp_name) {
@@ -293,6 +316,7 @@ impl<'a> MeshView<'a> {
                             zone: None,
                         },
                         protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
+                        tags: Some(&i.tags),
                     });
             }
         }
@@ -311,6 +335,8 @@ impl<'a> MeshView<'a> {
             health_checks: None,
             faults: None,
             rate_limits: None,
+            http_routes: None,
+            tcp_routes: None,
             endpoints,
             remote: Default::default(),
         }
@@ -334,6 +360,8 @@ impl<'a> MeshView<'a> {
             health_checks: None,
             faults: None,
             rate_limits: None,
+            http_routes: None,
+            tcp_routes: None,
             endpoints: Default::default(),
             remote: Default::default(),
         }
@@ -381,6 +409,15 @@ impl<'a> MeshView<'a> {
         self
     }
 
+    /// The mesh's MeshHTTPRoutes and MeshTCPRoutes, resolved into every proxy's outbounds.
+    /// Their backends carry endpoints: a view without them ([`MeshView::for_policies`])
+    /// gives backends none.
+    pub fn with_routes(mut self, http: &'a HttpRouteRules, tcp: &'a TcpRouteRules) -> Self {
+        self.http_routes = Some(http);
+        self.tcp_routes = Some(tcp);
+        self
+    }
+
     /// Adds the services other zones offer through their ingresses (`ingresses` are the
     /// ZoneIngress copies from other zones, as (name, spec)). Each ingress is one endpoint
     /// per service; it forwards by TLS server name to a live instance in its zone. Only
@@ -415,6 +452,7 @@ impl<'a> MeshView<'a> {
                         protocol: Protocol::from_tag(
                             svc.tags.get(PROTOCOL_TAG).map(String::as_str),
                         ),
+                        tags: None,
                     });
             }
         }
@@ -554,6 +592,14 @@ impl<'a> MeshView<'a> {
             .rate_limits
             .map(|rules| rules.for_dataplane(&view))
             .unwrap_or_default();
+        let mut http_routes = self
+            .http_routes
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
+        let mut tcp_routes = self
+            .tcp_routes
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
         let inbound_timeouts = |i: usize| {
             timeouts
                 .as_ref()
@@ -593,6 +639,11 @@ impl<'a> MeshView<'a> {
             .iter()
             .enumerate()
             .filter_map(|(n, o)| {
+                let (http_routes, tcp_routes) = self.routes(
+                    o,
+                    http_routes.get_mut(n).and_then(Option::take),
+                    tcp_routes.get_mut(n).and_then(Option::take),
+                );
                 let p = OutboundPolicies {
                     address: o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
                     port: clamp_port(o.port),
@@ -601,12 +652,16 @@ impl<'a> MeshView<'a> {
                     circuit_breaker: breakers.get(n).cloned().unwrap_or_default(),
                     load_balancer: balancers.get_mut(n).and_then(Option::take),
                     health_check: health_checks.get_mut(n).and_then(Option::take),
+                    http_routes,
+                    tcp_routes,
                 };
                 let default = p.timeouts == Timeouts::default()
                     && p.retry.is_default()
                     && p.circuit_breaker.is_default()
                     && p.load_balancer.is_none()
-                    && p.health_check.is_none();
+                    && p.health_check.is_none()
+                    && p.http_routes.is_none()
+                    && p.tcp_routes.is_none();
                 (!default).then_some(p)
             })
             .collect();
@@ -683,9 +738,153 @@ impl<'a> MeshView<'a> {
                     circuit_breaker: CircuitBreaker::default(),
                     load_balancer: None,
                     health_check: None,
+                    http_routes: None,
+                    tcp_routes: None,
                 })
             })
             .collect()
+    }
+
+    /// The destination an outbound is addressed to: its service and port filter.
+    fn outbound_target(o: &crate::spec::Outbound) -> Option<(String, Option<u32>)> {
+        use crate::spec::SERVICE_TAG;
+        match &o.backend_ref {
+            Some(b) if b.kind == "MeshService" => Some((b.name.clone()?, b.port)),
+            Some(_) => None,
+            None => Some((o.tags.get(SERVICE_TAG)?.clone(), None)),
+        }
+    }
+
+    /// An outbound's route tables: MeshHTTPRoute's on an HTTP outbound (MeshTCPRoute's, as
+    /// one catch-all rule, when no MeshHTTPRoute applies: Kuma's precedence), MeshTCPRoute's
+    /// on a TCP one. The protocol is the destination's, as [`MeshView::outbounds`] finds it.
+    fn routes(
+        &self,
+        o: &crate::spec::Outbound,
+        http: Option<Vec<crate::policies::meshhttproute::OrderedRoute>>,
+        tcp: Option<Vec<crate::policies::common::BackendRef>>,
+    ) -> (Option<HttpRoutes>, Option<TcpRoutes>) {
+        use crate::policies::meshhttproute::table::{HttpRouteRule, PathMatcher};
+        if http.is_none() && tcp.is_none() {
+            return (None, None);
+        }
+        let Some((service, port)) = Self::outbound_target(o) else {
+            return (None, None);
+        };
+        let protocol = self
+            .endpoints
+            .get(service.as_str())
+            .into_iter()
+            .flatten()
+            .find(|e| port.is_none_or(|p| u32::from(e.endpoint.port) == p))
+            .or_else(|| self.remote.get(service.as_str()).and_then(|r| r.first()))
+            .map(|e| e.protocol)
+            .unwrap_or_default();
+        let resolve = |b: &crate::policies::common::BackendRef| self.destination(b, &service, port);
+        let tcp_backends = |refs: &[crate::policies::common::BackendRef]| {
+            let backends: Vec<_> = refs
+                .iter()
+                .filter(|b| b.weight() > 0)
+                .map(|b| crate::policies::meshhttproute::table::RouteBackend {
+                    weight: u32::try_from(b.weight()).unwrap_or(u32::MAX),
+                    destination: resolve(b).flatten(),
+                })
+                .collect();
+            (!backends.is_empty()).then_some(backends)
+        };
+        if protocol.is_http() {
+            if let Some(routes) = http {
+                let rules = crate::policies::meshhttproute::compile_routes(&routes, &resolve);
+                return (Some(HttpRoutes { rules }), None);
+            }
+            let backends = tcp.as_deref().and_then(tcp_backends);
+            return (
+                backends.map(|backends| HttpRoutes {
+                    rules: vec![HttpRouteRule {
+                        origin: String::new(),
+                        path: Some(PathMatcher::Prefix(String::new())),
+                        method: None,
+                        headers: Vec::new(),
+                        query: Vec::new(),
+                        filters: Vec::new(),
+                        backends,
+                    }],
+                }),
+                None,
+            );
+        }
+        let backends = tcp.as_deref().and_then(tcp_backends);
+        (None, backends.map(|backends| TcpRoutes { backends }))
+    }
+
+    /// Where a route's backend reference leads: `None` when it cannot be resolved (Kuma
+    /// then sends the traffic to the outbound's own destination), `Some(None)` for the
+    /// outbound's own destination, else the service's live endpoints with the reference's
+    /// tags (`MeshServiceSubset`, or `tags` beside a `MeshService`'s name) and port.
+    fn destination(
+        &self,
+        b: &crate::policies::common::BackendRef,
+        own_service: &str,
+        own_port: Option<u32>,
+    ) -> Option<Option<crate::policies::meshhttproute::table::RouteDestination>> {
+        use crate::spec::SERVICE_TAG;
+        let kind = b.kind.as_deref().unwrap_or("MeshService");
+        if !matches!(kind, "MeshService" | "MeshServiceSubset") {
+            return None;
+        }
+        let service = b
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| b.tags.as_ref()?.get(SERVICE_TAG).cloned())?;
+        let subset: Vec<(&String, &String)> = b
+            .tags
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != SERVICE_TAG)
+            .collect();
+        let port = b.port.or(if service == own_service {
+            own_port
+        } else {
+            None
+        });
+        if service == own_service && subset.is_empty() && port == own_port {
+            return Some(None);
+        }
+        let live = self
+            .endpoints
+            .get(service.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let remote = self
+            .remote
+            .get(service.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let endpoints = live
+            .iter()
+            .filter(|e| port.is_none_or(|p| u32::from(e.endpoint.port) == p))
+            .chain(remote.iter().filter(|_| subset.is_empty()))
+            .filter(|e| {
+                subset.iter().all(|(k, v)| {
+                    e.tags
+                        .is_some_and(|t| t.get(k.as_str()).is_some_and(|x| x == *v))
+                })
+            })
+            .map(|e| e.endpoint.clone())
+            .collect();
+        let mut name = service.clone();
+        for (k, v) in &subset {
+            name.push_str(&format!(",{k}={v}"));
+        }
+        Some(Some(
+            crate::policies::meshhttproute::table::RouteDestination {
+                name,
+                spiffe_id: spiffe_id(self.mesh, &service),
+                sni: crate::multizone::service_sni(self.mesh, &service),
+                endpoints,
+            },
+        ))
     }
 }
 

@@ -142,6 +142,8 @@ pub(crate) fn plan(
             outbound.circuit_breaker = p.circuit_breaker.clone();
             outbound.load_balancer = p.load_balancer.clone();
             outbound.health_check = p.health_check.clone();
+            outbound.http_routes = p.http_routes.clone();
+            outbound.tcp_routes = p.tcp_routes.clone();
         }
         out.push((
             listen,
@@ -221,6 +223,8 @@ mod tests {
                 retry: Default::default(),
                 circuit_breaker: Default::default(),
                 health_check: None,
+                http_routes: None,
+                tcp_routes: None,
             }],
             outbound_policies: Vec::new(),
         }

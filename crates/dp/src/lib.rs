@@ -61,6 +61,7 @@ mod ratelimit;
 mod rbac;
 mod retry;
 mod rng;
+mod route;
 mod stream;
 mod tls;
 mod workers;

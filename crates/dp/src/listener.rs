@@ -60,7 +60,23 @@ pub(crate) struct OutboundRoute {
     pub cfg: OutboundConfig,
     pub mtls: MtlsMode,
     pub upstreams: Upstreams,
+    /// MeshHTTPRoute (HTTP outbounds); none: every request to `upstreams`.
+    pub routes: Option<Box<crate::route::RouteTable>>,
+    /// MeshTCPRoute (TCP outbounds); none: every connection to `upstreams`.
+    pub tcp: Option<Box<crate::route::TcpTable>>,
     pub stats: Arc<ListenerStats>,
+}
+
+impl OutboundRoute {
+    /// The pools of the outbound's own destination and of its routes' other ones.
+    pub fn all_pools(&self) -> impl Iterator<Item = &Arc<crate::pool::EndpointPool>> {
+        let routed = self.routes.iter().flat_map(|r| r.upstreams());
+        let tcp = self.tcp.iter().flat_map(|t| t.backends.upstreams());
+        self.upstreams
+            .pools
+            .iter()
+            .chain(routed.chain(tcp).flat_map(|u| u.pools.iter()))
+    }
 }
 
 /// A listener's current route, and a signal for the connections that must re-decide when

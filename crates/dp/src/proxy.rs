@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aerie_core::policies::meshhttproute::table::RouteDestination;
 use aerie_core::proxy_config::{MtlsMode, Protocol, ProxyConfig};
 use arc_swap::ArcSwapOption;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -23,6 +24,7 @@ use crate::pool::{Connector, EndpointPool, HttpVersion, TlsTarget};
 use crate::ratelimit::InboundLimiter;
 use crate::rbac::RateLimit;
 use crate::retry::RetryPolicy;
+use crate::route::{RouteTable, TcpTable};
 use crate::stream::StreamLimits;
 use crate::tls::{Alpn, Identity, IdentityError, IdentitySummary, TlsMaterial, TlsStore};
 use crate::workers::Workers;
@@ -341,51 +343,63 @@ impl Proxy {
                     }
                     _ => false,
                 };
-                let reusable: HashMap<SocketAddr, Arc<EndpointPool>> = match old.as_deref() {
-                    Some(Route::Outbound(r)) if same_dialling => r
-                        .upstreams
-                        .pools
-                        .iter()
-                        .map(|p| (p.connector.addr, p.clone()))
-                        .collect(),
+                // Route destinations' pools are reused the same way, keyed by what they dial.
+                let reusable: HashMap<PoolKey, Arc<EndpointPool>> = match old.as_deref() {
+                    Some(Route::Outbound(r))
+                        if r.cfg.protocol == cfg.protocol
+                            && r.cfg.timeouts.connect_ms == cfg.timeouts.connect_ms
+                            && r.mtls == mtls =>
+                    {
+                        r.all_pools().map(|p| (PoolKey::of(p), p.clone())).collect()
+                    }
                     _ => HashMap::new(),
                 };
                 let version = http_version(cfg.protocol);
-                // MeshLoadBalancingStrategy: rings and tables built here, once per change.
-                let lb = match &cfg.load_balancer {
-                    None => Balancer::default(),
-                    Some(lb) => {
-                        let zones: HashMap<SocketAddr, &str> = cfg
-                            .endpoints
-                            .iter()
-                            .filter_map(|e| {
-                                let zone = e.zone.as_deref()?;
-                                let addr = crate::dial::endpoint(&e.address, e.port).ok()?;
-                                Some((addr, zone))
-                            })
-                            .collect();
-                        let located: Vec<(SocketAddr, Option<&str>)> = endpoints
-                            .iter()
-                            .map(|a| (*a, zones.get(a).copied()))
-                            .collect();
-                        Balancer::new(Some(lb), &located)
-                    }
+                // MeshLoadBalancingStrategy: rings and tables built here, once per change
+                // (for a route's other destinations too, over their own endpoints).
+                let balancer = |located: &[(SocketAddr, Option<&str>)]| {
+                    Balancer::new(cfg.load_balancer.as_ref(), located)
                 };
-                let pools = endpoints
-                    .into_iter()
-                    .map(|addr| {
-                        reusable.get(&addr).cloned().unwrap_or_else(|| {
-                            let connector = Connector {
-                                addr,
-                                tls: tls.clone(),
-                                timeout: cfg.timeouts.connect(),
-                            };
-                            EndpointPool::new(connector, version, slots, cluster.clone())
+                let lb = {
+                    let zones: HashMap<SocketAddr, &str> = cfg
+                        .endpoints
+                        .iter()
+                        .filter_map(|e| {
+                            let zone = e.zone.as_deref()?;
+                            let addr = crate::dial::endpoint(&e.address, e.port).ok()?;
+                            Some((addr, zone))
                         })
-                    })
-                    .collect::<Vec<Arc<EndpointPool>>>();
-                // MeshHealthCheck: a checker per endpoint, dialling as requests do; kept
-                // across changes that leave the check and the dialling alone.
+                        .collect();
+                    let located: Vec<(SocketAddr, Option<&str>)> = endpoints
+                        .iter()
+                        .map(|a| (*a, zones.get(a).copied()))
+                        .collect();
+                    balancer(&located)
+                };
+                let pools_for = |addrs: &mut dyn Iterator<Item = SocketAddr>,
+                                 tls: &Option<TlsTarget>| {
+                    addrs
+                        .map(|addr| {
+                            let key = PoolKey {
+                                addr,
+                                spiffe_id: tls.as_ref().map(|t| t.spiffe_id.clone()),
+                                sni: tls.as_ref().and_then(|t| t.sni.clone()),
+                            };
+                            reusable.get(&key).cloned().unwrap_or_else(|| {
+                                let connector = Connector {
+                                    addr,
+                                    tls: tls.clone(),
+                                    timeout: cfg.timeouts.connect(),
+                                };
+                                EndpointPool::new(connector, version, slots, cluster.clone())
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                };
+                let pools = pools_for(&mut endpoints.into_iter(), &tls);
+                // MeshHealthCheck: a checker per endpoint of the outbound's own destination,
+                // dialling as requests do; kept across changes that leave the check and the
+                // dialling alone.
                 let health = cfg.health_check.as_ref().and_then(|hc| {
                     let connectors: Vec<Connector> =
                         pools.iter().map(|p| p.connector.clone()).collect();
@@ -419,19 +433,50 @@ impl Proxy {
                     .outlier
                     .as_ref()
                     .and_then(OutlierPolicy::new);
+                let upstreams = |pools, lb, health| Upstreams {
+                    pools,
+                    lb,
+                    stats: stats.clone(),
+                    request_timeout: cfg.timeouts.request(),
+                    streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
+                    cluster: cluster.clone(),
+                    retry: retry.clone(),
+                    outlier: outlier.clone(),
+                    connect_attempts: cfg.retry.tcp_max_connect_attempt,
+                    health,
+                };
+                // A route's other destinations: their own endpoints and identity, the
+                // outbound's policies and cluster (no active health checks: MeshHealthCheck
+                // targets the outbound's own destination).
+                let mut make = |d: &RouteDestination| {
+                    let tls = tls.as_ref().map(|t| TlsTarget {
+                        spiffe_id: d.spiffe_id.as_str().into(),
+                        sni: TlsTarget::sni(&d.sni),
+                        ..t.clone()
+                    });
+                    let mut addrs = d
+                        .endpoints
+                        .iter()
+                        .filter_map(|e| crate::dial::endpoint(&e.address, e.port).ok());
+                    let pools = pools_for(&mut addrs, &tls);
+                    let located: Vec<(SocketAddr, Option<&str>)> =
+                        pools.iter().map(|p| (p.connector.addr, None)).collect();
+                    Arc::new(upstreams(pools, balancer(&located), None))
+                };
+                let routes = cfg
+                    .http_routes
+                    .as_ref()
+                    .filter(|_| cfg.protocol.is_http())
+                    .map(|r| Box::new(RouteTable::build(r, &mut make)));
+                let tcp = cfg
+                    .tcp_routes
+                    .as_ref()
+                    .filter(|_| !cfg.protocol.is_http())
+                    .map(|r| Box::new(TcpTable::build(r, &mut make)));
                 Route::Outbound(Arc::new(OutboundRoute {
-                    upstreams: Upstreams {
-                        pools,
-                        lb,
-                        stats: stats.clone(),
-                        request_timeout: cfg.timeouts.request(),
-                        streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
-                        cluster,
-                        retry,
-                        outlier,
-                        connect_attempts: cfg.retry.tcp_max_connect_attempt,
-                        health,
-                    },
+                    upstreams: upstreams(pools, lb, health),
+                    routes,
+                    tcp,
                     mtls,
                     stats,
                     cfg,
@@ -539,6 +584,24 @@ impl Proxy {
             );
         }
         shared.drain.set(Phase::Closed);
+    }
+}
+
+/// What a pooled connection was dialled to and as: pools are reused only for the same.
+#[derive(PartialEq, Eq, Hash)]
+struct PoolKey {
+    addr: SocketAddr,
+    spiffe_id: Option<Arc<str>>,
+    sni: Option<rustls_pki_types::ServerName<'static>>,
+}
+
+impl PoolKey {
+    fn of(p: &EndpointPool) -> PoolKey {
+        PoolKey {
+            addr: p.connector.addr,
+            spiffe_id: p.connector.tls.as_ref().map(|t| t.spiffe_id.clone()),
+            sni: p.connector.tls.as_ref().and_then(|t| t.sni.clone()),
+        }
     }
 }
 

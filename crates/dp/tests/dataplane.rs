@@ -1035,6 +1035,8 @@ async fn resilient_client(
                 vec![OutboundConfig {
                     retry,
                     circuit_breaker: cb,
+                    http_routes: None,
+                    tcp_routes: None,
                     ..outbound("backend", listen, Protocol::Http, endpoints)
                 }],
             ),

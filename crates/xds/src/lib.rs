@@ -448,6 +448,8 @@ mod tests {
                 retry: Default::default(),
                 circuit_breaker: Default::default(),
                 health_check: None,
+                http_routes: None,
+                tcp_routes: None,
             }],
             ..ProxyConfig::default()
         };

@@ -255,7 +255,11 @@ async fn rebuild_mesh(
             .list(ResourceType::MeshLoadBalancingStrategy, Some(mesh))
             .await?,
         zone: local_zone.to_string(),
+        http_routes: store.list(ResourceType::MeshHTTPRoute, Some(mesh)).await?,
+        tcp_routes: store.list(ResourceType::MeshTCPRoute, Some(mesh)).await?,
     };
+    // Route backends carry endpoints: with routes in the mesh every round is a full one.
+    let full = full || policy_inputs.needs_endpoints();
     if full {
         cache.dataplanes = store.list(ResourceType::Dataplane, Some(mesh)).await?;
         let problems = resolve_dataplanes(resolver, mesh, &mut cache.dataplanes).await;

@@ -11,8 +11,10 @@ use aerie_core::policies::meshhealthcheck::{HealthCheckRules, MeshHealthCheckSpe
 use aerie_core::policies::meshloadbalancingstrategy::{
     LoadBalancingRules, MeshLoadBalancingStrategySpec,
 };
+use aerie_core::policies::meshhttproute::{HttpRouteRules, MeshHttpRouteSpec};
 use aerie_core::policies::meshratelimit::{MeshRateLimitSpec, RateLimitRules};
 use aerie_core::policies::meshretry::{MeshRetrySpec, RetryRules};
+use aerie_core::policies::meshtcproute::{MeshTcpRouteSpec, TcpRouteRules};
 use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
 use aerie_core::policies::meshtrafficpermission::{
     MeshServiceCatalog, MeshTrafficPermissionSpec, PolicyIndex,
@@ -39,6 +41,16 @@ pub struct PolicyInputs {
     pub load_balancing: Vec<Resource>,
     /// The zone this control plane serves (MeshLoadBalancingStrategy failover rules).
     pub zone: String,
+    pub http_routes: Vec<Resource>,
+    pub tcp_routes: Vec<Resource>,
+}
+
+impl PolicyInputs {
+    /// Whether proxies' policy halves depend on endpoints (route backends carry them), so
+    /// that a round only policies caused must still be a full one.
+    pub fn needs_endpoints(&self) -> bool {
+        !self.http_routes.is_empty() || !self.tcp_routes.is_empty()
+    }
 }
 
 /// A mesh's policies, indexed once per round and shared by all of its proxies.
@@ -51,6 +63,8 @@ pub struct MeshPolicies {
     pub fault_injections: FaultInjectionRules,
     pub rate_limits: RateLimitRules,
     pub load_balancing: LoadBalancingRules,
+    pub http_routes: HttpRouteRules,
+    pub tcp_routes: TcpRouteRules,
 }
 
 impl MeshPolicies {
@@ -70,6 +84,8 @@ impl MeshPolicies {
                 &inputs.load_balancing,
                 &catalog,
             ),
+            http_routes: http_route_rules(mesh, &inputs.http_routes, &catalog),
+            tcp_routes: tcp_route_rules(mesh, &inputs.tcp_routes, &catalog),
         }
     }
 }
@@ -139,7 +155,8 @@ pub fn build_full(
     .with_health_checks(&inputs.policies.health_checks)
     .with_fault_injections(&inputs.policies.fault_injections)
     .with_rate_limits(&inputs.policies.rate_limits)
-    .with_load_balancing(&inputs.policies.load_balancing);
+    .with_load_balancing(&inputs.policies.load_balancing)
+    .with_routes(&inputs.policies.http_routes, &inputs.policies.tcp_routes);
     view.add_remote_ingresses(remote_ingresses);
     let by_name = inputs.by_name();
     let mut interned: HashMap<Vec<u8>, SharedHalf> = HashMap::new();
@@ -374,6 +391,30 @@ pub fn rate_limit_rules(mesh: &str, limits: &[Resource], catalog: &Catalog) -> R
     RateLimitRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
+/// A mesh's MeshHTTPRoutes, indexed for every proxy's outbounds.
+pub fn http_route_rules(mesh: &str, routes: &[Resource], catalog: &Catalog) -> HttpRouteRules {
+    let policies: Vec<(&str, &Tags, &MeshHttpRouteSpec)> = routes
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshHTTPRoute(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    HttpRouteRules::with_catalog(mesh, &policies, catalog.clone())
+}
+
+/// A mesh's MeshTCPRoutes, indexed for every proxy's outbounds.
+pub fn tcp_route_rules(mesh: &str, routes: &[Resource], catalog: &Catalog) -> TcpRouteRules {
+    let policies: Vec<(&str, &Tags, &MeshTcpRouteSpec)> = routes
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshTCPRoute(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    TcpRouteRules::with_catalog(mesh, &policies, catalog.clone())
+}
+
 /// A short content hash of an encoded config: equal configs have equal versions on every
 /// replica, and an unchanged config is not pushed again.
 pub fn content_version(bytes: &[u8]) -> String {
@@ -431,6 +472,8 @@ mod tests {
             rate_limits: vec![],
             load_balancing: vec![],
             zone: "default".into(),
+            http_routes: vec![],
+            tcp_routes: vec![],
         }
     }
 

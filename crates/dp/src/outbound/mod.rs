@@ -24,7 +24,11 @@ pub(crate) async fn serve(
     shared: &Shared,
 ) {
     if route.cfg.protocol == Protocol::Tcp {
-        let Some((upstream, _connection)) = route.upstreams.connect().await else {
+        let upstreams = match &route.tcp {
+            None => &route.upstreams,
+            Some(t) => t.backends.pick().map_or(&route.upstreams, |u| &**u),
+        };
+        let Some((upstream, _connection)) = upstreams.connect().await else {
             debug!(listener = %route.stats.name, %peer, "no endpoint reachable, closing");
             return;
         };
@@ -60,7 +64,10 @@ pub(crate) async fn serve(
             if route.upstreams.lb.wants_source_ip() {
                 req.extensions_mut().insert(SourceIp(peer.ip()));
             }
-            let resp = route.upstreams.forward(req).await;
+            let resp = match &route.routes {
+                None => route.upstreams.forward(req).await,
+                Some(table) => table.forward(&route.upstreams, req).await,
+            };
             route.stats.response(resp.status());
             Ok(resp)
         }

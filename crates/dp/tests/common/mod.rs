@@ -377,6 +377,8 @@ pub fn outbound(
         retry: Default::default(),
         circuit_breaker: Default::default(),
         health_check: None,
+        http_routes: None,
+        tcp_routes: None,
     }
 }
 

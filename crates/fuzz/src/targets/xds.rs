@@ -111,6 +111,8 @@ fn proxy_config() -> ProxyConfig {
             retry: Default::default(),
             circuit_breaker: Default::default(),
             health_check: None,
+            http_routes: None,
+            tcp_routes: None,
         }],
         outbound_policies: Vec::new(),
     }

@@ -5,7 +5,8 @@
 //! A MeshHTTPRoute selects proxies with its top-level `targetRef` (the whole mesh when
 //! missing) and, for each `to[]` destination (a MeshService, MeshExternalService or
 //! MeshMultiZoneService; the whole mesh for a route on a MeshGateway, which may also name
-//! `hostnames`), lists rules. Validated and stored; kuma-dp does not route by it yet.
+//! `hostnames`), lists rules. Enforced by kuma-dp on the caller's outbounds (`resolve.rs` orders and
+//! merges the rules, `table.rs` is what the proxy receives).
 //!
 //! Kuma references (2.14): `pkg/plugins/policies/meshhttproute/api/v1alpha1/meshhttproute.go`
 //! (the fields), `validation.go` / `validation_test.go` (the checks, ported in `tests.rs`),
@@ -13,10 +14,14 @@
 
 mod resolve;
 mod spec;
+pub mod table;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use resolve::{
+    HttpRouteRules, OrderedRoute, ResolveBackend, compare_match, compile_routes, order_routes,
+};
 pub use spec::*;
 pub use validate::{UNRESOLVED_BACKEND, validate, validate_with_role};
 

@@ -17,6 +17,7 @@ mod spec;
 mod tests;
 mod validate;
 
+pub use resolve::TcpRouteRules;
 pub use spec::*;
 pub use validate::{validate, validate_with_role};
 

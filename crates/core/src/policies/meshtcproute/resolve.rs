@@ -34,3 +34,49 @@ impl RulesSource for MeshTcpRouteSpec {
             .collect()
     }
 }
+
+use crate::policies::common::BackendRef;
+use crate::policies::rules::{Catalog, DataplaneView, Options, RulesIndex, build_index};
+use crate::spec::Tags;
+
+/// A mesh's MeshTCPRoutes, indexed once per round for every proxy's outbounds.
+#[derive(Debug, Clone, Default)]
+pub struct TcpRouteRules {
+    index: RulesIndex,
+    empty: bool,
+}
+
+impl TcpRouteRules {
+    pub fn with_catalog(
+        mesh: &str,
+        policies: &[(&str, &Tags, &MeshTcpRouteSpec)],
+        catalog: Catalog,
+    ) -> TcpRouteRules {
+        TcpRouteRules {
+            index: build_index(mesh, policies, catalog, Options::default()),
+            empty: policies.is_empty(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.empty
+    }
+
+    /// Per `networking.outbound`, in order: the backends of the MeshTCPRoute conf that
+    /// applies (the most important entry's first rule, or its own target), or `None`.
+    pub fn for_dataplane(&self, dp: &DataplaneView<'_>) -> Vec<Option<Vec<BackendRef>>> {
+        if self.empty {
+            let n = dp.spec.networking.as_ref().map_or(0, |n| n.outbound.len());
+            return vec![None; n];
+        }
+        self.index
+            .resolve(dp)
+            .outbounds
+            .iter()
+            .map(|o| {
+                let conf: super::Rule = o.merged.merged().ok().flatten()?;
+                conf.default?.backend_refs
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,316 @@
+//! MeshHTTPRoute enforced by the caller's real sidecar: check-in-api runs as two instances
+//! tagged `version: v1` and `version: v2`, flight-control calls it through its outbound. A
+//! 90/10 split over the two subsets holds over 10,000 requests; a header match sends only
+//! the matching requests to v2 while the rest, matching no rule, go to the outbound's own
+//! service (both instances); an exact path and method match beats a header-only one;
+//! header modifiers, a prefix rewrite and a redirect are applied.
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use aerie_e2e::{
+    ControlPlane, Dataplane, Kumactl, Process, free_port, http, loopback_ip, start_app_with,
+    wait_for,
+};
+use common::PROPAGATION;
+
+/// check-in-api v1 and v2, and flight-control calling check-in-api-blu.
+struct Fixture {
+    _cp: ControlPlane,
+    kumactl: Kumactl,
+    _dps: Vec<Dataplane>,
+    _apps: Vec<Process>,
+    /// flight-control's outbound to check-in-api-blu.
+    outbound: String,
+    /// The v1 and v2 apps, directly (their request counters).
+    apps: Vec<String>,
+}
+
+fn dataplane(
+    name: &str,
+    admin: u16,
+    service: &str,
+    app_port: u16,
+    tags: &str,
+    outbounds: &[(u16, &str)],
+) -> String {
+    let mut y = format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: {}\n  admin:\n    port: {admin}\n  inbound:\n  - port: 9000\n    servicePort: {app_port}\n    tags:\n      kuma.io/service: {service}\n{tags}",
+        loopback_ip()
+    );
+    if !outbounds.is_empty() {
+        y.push_str("  outbound:\n");
+        for (port, dest) in outbounds {
+            y.push_str(&format!(
+                "  - port: {port}\n    tags:\n      kuma.io/service: {dest}\n"
+            ));
+        }
+    }
+    y
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        let cp = ControlPlane::start();
+        let kumactl = Kumactl::for_cp(&cp);
+        let mut apps = Vec::new();
+        let mut dps = Vec::new();
+        let mut app_addrs = Vec::new();
+        let mut instance = |dp_name: &str, app: &str, service: &str, tags: &str, args: &[&str]| {
+            let port = free_port("127.0.0.1");
+            apps.push(start_app_with(app, &format!("127.0.0.1:{port}"), args));
+            let admin = free_port("127.0.0.1");
+            let mut d = Dataplane::start(
+                &cp,
+                dp_name,
+                &dataplane(dp_name, admin, service, port, tags, &[]),
+                admin,
+            );
+            d.wait_ready();
+            dps.push(d);
+            format!("127.0.0.1:{port}")
+        };
+        let http_tags = |v: &str| format!("      kuma.io/protocol: http\n      version: {v}\n");
+        app_addrs.push(instance(
+            "check-in-v1",
+            "check-in-v1",
+            "check-in-api-blu",
+            &http_tags("v1"),
+            &[],
+        ));
+        app_addrs.push(instance(
+            "check-in-v2",
+            "check-in-v2",
+            "check-in-api-blu",
+            &http_tags("v2"),
+            &[],
+        ));
+        let fc_app = free_port("127.0.0.1");
+        apps.push(start_app_with(
+            "flight-control",
+            &format!("127.0.0.1:{fc_app}"),
+            &[],
+        ));
+        let (out, admin) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+        let outbounds = [(out, "check-in-api-blu")];
+        let mut fc = Dataplane::start(
+            &cp,
+            "flight-control-1",
+            &dataplane(
+                "flight-control-1",
+                admin,
+                "flight-control-blu",
+                fc_app,
+                "      kuma.io/protocol: http\n",
+                &outbounds,
+            ),
+            admin,
+        );
+        fc.wait_ready();
+        dps.push(fc);
+        let f = Fixture {
+            _cp: cp,
+            kumactl,
+            _dps: dps,
+            _apps: apps,
+            outbound: format!("127.0.0.1:{out}"),
+            apps: app_addrs,
+        };
+        wait_for("both versions answer", PROPAGATION, || {
+            let seen: Vec<String> = (0..10)
+                .filter_map(|_| answered_by(&f.outbound, &[]))
+                .collect();
+            (seen.iter().any(|s| s == "check-in-v1") && seen.iter().any(|s| s == "check-in-v2"))
+                .then_some(())
+        });
+        f
+    }
+
+    fn apply(&self, yaml: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        self.kumactl.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+
+    /// How many requests an app has served, this one included (its own counter, asked
+    /// directly).
+    fn served(&self, app: usize) -> u64 {
+        http("GET", &self.apps[app], "/count", None, &[])
+            .unwrap()
+            .json()["requests"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+/// Which app answered a call through the outbound (`None`: not a 200).
+fn answered_by(outbound: &str, headers: &[(&str, &str)]) -> Option<String> {
+    let r = http("GET", outbound, "/check-in", None, headers).ok()?;
+    (r.status == 200).then(|| r.json()["service"].as_str().unwrap_or_default().to_owned())
+}
+
+/// A keep-alive HTTP/1.1 client: `n` GETs of `path` on one connection, the body of each
+/// (demo-app answers with a Content-Length).
+fn keep_alive_gets(addr: &str, path: &str, n: usize) -> Vec<String> {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        w.write_all(req.as_bytes()).unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        out.push(String::from_utf8(body).unwrap());
+    }
+    out
+}
+
+fn route(name: &str, rules: &str) -> String {
+    format!(
+        "type: MeshHTTPRoute\nname: {name}\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: flight-control-blu\n  to:\n    - targetRef:\n        kind: MeshService\n        name: check-in-api-blu\n      rules:\n{rules}"
+    )
+}
+
+fn subset(version: &str, weight: u32) -> String {
+    format!(
+        "              - kind: MeshServiceSubset\n                name: check-in-api-blu\n                tags:\n                  version: {version}\n                weight: {weight}\n"
+    )
+}
+
+#[test]
+fn a_90_10_split_holds_over_10000_requests() {
+    let f = Fixture::start();
+    f.apply(&route(
+        "split",
+        &format!(
+            "        - matches:\n            - path:\n                type: PathPrefix\n                value: /\n          default:\n            backendRefs:\n{}{}",
+            subset("v1", 90),
+            subset("v2", 10)
+        ),
+    ));
+    // In force once round robin's 50/50 is gone.
+    wait_for("the split is in force", PROPAGATION, || {
+        let bodies = keep_alive_gets(&f.outbound, "/check-in", 200);
+        let v2 = bodies.iter().filter(|b| b.contains("check-in-v2")).count();
+        (v2 < 50).then_some(())
+    });
+    let (v1_before, v2_before) = (f.served(0), f.served(1));
+    let n = 10_000;
+    let bodies = keep_alive_gets(&f.outbound, "/check-in", n);
+    let v2 = bodies.iter().filter(|b| b.contains("check-in-v2")).count();
+    let v1 = bodies.iter().filter(|b| b.contains("check-in-v1")).count();
+    assert_eq!(v1 + v2, n);
+    let share = v2 as f64 / n as f64;
+    assert!((0.08..=0.12).contains(&share), "v2 got {share}");
+    // The instances saw exactly those requests (and the second count request).
+    assert_eq!(f.served(0) - v1_before, v1 as u64 + 1);
+    assert_eq!(f.served(1) - v2_before, v2 as u64 + 1);
+}
+
+#[test]
+fn a_header_match_sends_only_matching_requests_to_v2_and_the_rest_to_the_service() {
+    let f = Fixture::start();
+    f.apply(&route(
+        "by-header",
+        &format!(
+            "        - matches:\n            - headers:\n                - type: Exact\n                  name: x-version\n                  value: v2\n          default:\n            backendRefs:\n{}        - matches:\n            - path:\n                type: Exact\n                value: /only-v1\n              method: GET\n          default:\n            backendRefs:\n{}",
+            subset("v2", 1),
+            subset("v1", 1)
+        ),
+    ));
+    wait_for("the header route is in force", PROPAGATION, || {
+        (0..20)
+            .all(|_| {
+                answered_by(&f.outbound, &[("x-version", "v2")]).as_deref() == Some("check-in-v2")
+            })
+            .then_some(())
+    });
+    // Only matching requests: another value, or none, matches no rule and goes to the
+    // outbound's own service, both instances.
+    for headers in [&[("x-version", "v1")][..], &[]] {
+        let seen: Vec<String> = (0..20)
+            .map(|_| answered_by(&f.outbound, headers).unwrap())
+            .collect();
+        assert!(
+            seen.iter().any(|s| s == "check-in-v1"),
+            "{headers:?}: {seen:?}"
+        );
+        assert!(
+            seen.iter().any(|s| s == "check-in-v2"),
+            "{headers:?}: {seen:?}"
+        );
+    }
+    // An exact path and method: only v1; a POST to it matches no rule.
+    for _ in 0..10 {
+        let r = http("GET", &f.outbound, "/only-v1", None, &[]).unwrap();
+        assert_eq!(r.json()["service"], "check-in-v1");
+    }
+    let posted: Vec<String> = (0..20)
+        .map(|_| {
+            http("POST", &f.outbound, "/only-v1", Some("x"), &[])
+                .unwrap()
+                .json()["service"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(posted.iter().any(|s| s == "check-in-v2"), "{posted:?}");
+    // The more specific match wins: a path match beats a header-only match.
+    for _ in 0..10 {
+        let r = http("GET", &f.outbound, "/only-v1", None, &[("x-version", "v2")]).unwrap();
+        assert_eq!(r.json()["service"], "check-in-v1");
+    }
+}
+
+#[test]
+fn filters_edit_headers_rewrite_and_redirect() {
+    let f = Fixture::start();
+    f.apply(&route(
+        "filters",
+        "        - matches:\n            - path:\n                type: Exact\n                value: /headers\n          default:\n            filters:\n              - type: RequestHeaderModifier\n                requestHeaderModifier:\n                  set:\n                    - name: x-routed\n                      value: yes\n                  remove: [x-drop]\n              - type: ResponseHeaderModifier\n                responseHeaderModifier:\n                  add:\n                    - name: x-from-route\n                      value: filters\n        - matches:\n            - path:\n                type: PathPrefix\n                value: /old\n          default:\n            filters:\n              - type: URLRewrite\n                urlRewrite:\n                  path:\n                    type: ReplacePrefixMatch\n                    replacePrefixMatch: /new\n        - matches:\n            - path:\n                type: PathPrefix\n                value: /moved\n          default:\n            filters:\n              - type: RequestRedirect\n                requestRedirect:\n                  hostname: example.com\n                  statusCode: 301\n",
+    ));
+    let r = wait_for("the filters are in force", PROPAGATION, || {
+        let r = http("GET", &f.outbound, "/headers", None, &[("x-drop", "1")]).ok()?;
+        (r.header("x-from-route") == Some("filters")).then_some(r)
+    });
+    let seen = r.json();
+    assert_eq!(seen["x-routed"], "yes", "{seen}");
+    assert!(seen.get("x-drop").is_none(), "{seen}");
+    let r = http("GET", &f.outbound, "/old/page", None, &[]).unwrap();
+    assert_eq!(r.json()["path"], "/new/page");
+    let r = http("GET", &f.outbound, "/moved/here?q=1", None, &[]).unwrap();
+    assert_eq!(r.status, 301);
+    let location = r.header("location").unwrap();
+    assert!(
+        location.starts_with("http://example.com:") && location.ends_with("/moved/here?q=1"),
+        "{location}"
+    );
+}

@@ -493,7 +493,60 @@ wait_http "http://127.0.0.1:$KB_A2/ready"
 URL[kuma-dp-bare]="http://127.0.0.1:$KB_OUT/"
 PIDS_OF[kuma-dp-bare]="$KB1 $KB2"
 
-NAMES=(direct haproxy envoy kuma-dp kuma-dp-bare)
+# The same as kuma-dp (mesh with Kuma's default policies) plus a MeshHTTPRoute of 20 rules
+# on the benchmarked outbound: 19 that the benchmark's requests do not match (path
+# prefixes, exact paths with a method, a header) and a catch-all `PathPrefix /` last, so
+# every request is matched against all of them.
+put /meshes/routes '{"type":"Mesh","name":"routes","mtls":{"backends":[{"name":"builtin","type":"builtin"}],"enabledBackend":"builtin"}}'
+put /meshes/routes/meshtrafficpermissions/allow-client-to-server '{"type":"MeshTrafficPermission","name":"allow-client-to-server","mesh":"routes","spec":{"targetRef":{"kind":"MeshService","name":"server"},"from":[{"targetRef":{"kind":"MeshService","name":"client"},"default":{"action":"Allow"}}]}}'
+put /meshes/routes/meshhttproutes/twenty-rules '{"type":"MeshHTTPRoute","name":"twenty-rules","mesh":"routes","spec":{"targetRef":{"kind":"Mesh"},"to":[{"targetRef":{"kind":"MeshService","name":"server"},"rules":[{"matches":[{"path":{"type":"PathPrefix","value":"/svc-1"}}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"Exact","value":"/exact-2"},"method":"POST"}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"headers":[{"type":"Exact","name":"x-route","value":"r3"}]}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"PathPrefix","value":"/svc-4"}}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"Exact","value":"/exact-5"},"method":"POST"}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"headers":[{"type":"Exact","name":"x-route","value":"r6"}]}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"PathPrefix","value":"/svc-7"}}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"Exact","value":"/exact-8"},"method":"POST"}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"headers":[{"type":"Exact","name":"x-route","value":"r9"}]}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"PathPrefix","value":"/svc-10"}}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"Exact","value":"/exact-11"},"method":"POST"}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"headers":[{"type":"Exact","name":"x-route","value":"r12"}]}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"PathPrefix","value":"/svc-13"}}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"Exact","value":"/exact-14"},"method":"POST"}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"headers":[{"type":"Exact","name":"x-route","value":"r15"}]}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"PathPrefix","value":"/svc-16"}}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"Exact","value":"/exact-17"},"method":"POST"}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"headers":[{"type":"Exact","name":"x-route","value":"r18"}]}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"PathPrefix","value":"/svc-19"}}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}},{"matches":[{"path":{"type":"PathPrefix","value":"/"}}],"default":{"backendRefs":[{"kind":"MeshService","name":"server","weight":100}]}}]}]}}'
+KR_SRV=$(free_port)
+KR_OUT=$(free_port)
+KR_CLIENT_IN=$(free_port)
+KR_A1=$(free_port)
+KR_A2=$(free_port)
+start_dp server-routes "type: Dataplane
+mesh: routes
+name: server-routes
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KR_A1
+  inbound:
+  - port: $KR_SRV
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: server
+      kuma.io/protocol: http
+" routes
+KR1=$!
+PIDS+=($KR1)
+start_dp client-routes "type: Dataplane
+mesh: routes
+name: client-routes
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KR_A2
+  inbound:
+  - port: $KR_CLIENT_IN
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: client
+      kuma.io/protocol: http
+  outbound:
+  - port: $KR_OUT
+    tags:
+      kuma.io/service: server
+" routes
+KR2=$!
+PIDS+=($KR2)
+wait_http "http://127.0.0.1:$KR_A1/ready"
+wait_http "http://127.0.0.1:$KR_A2/ready"
+URL[kuma-dp-routes]="http://127.0.0.1:$KR_OUT/"
+PIDS_OF[kuma-dp-routes]="$KR1 $KR2"
+
+NAMES=(direct haproxy envoy kuma-dp kuma-dp-bare kuma-dp-routes)
 if [[ -n $BASELINE_DP ]]; then
     [[ -x $BASELINE_DP ]] || { echo "BASELINE_DP=$BASELINE_DP is not an executable" >&2; exit 1; }
     KC_SRV=$(free_port)
@@ -577,7 +630,7 @@ for line in open(env):
     k, _, v = line.rstrip("\n").partition("=")
     r[k] = v
 runs = {}
-for key in ("direct", "haproxy", "envoy", "kuma-dp", "kuma-dp-bare", "kuma-dp-baseline"):
+for key in ("direct", "haproxy", "envoy", "kuma-dp", "kuma-dp-bare", "kuma-dp-routes", "kuma-dp-baseline"):
     vals = [float(x) for x in r.get(f"{key}.rps_runs", "").split()]
     runs[key] = vals
     if vals:
@@ -609,7 +662,8 @@ paths = [("direct", "direct to nginx"),
          ("haproxy", "haproxy sidecar pair, mTLS (no authz)"),
          ("envoy", "Envoy sidecar pair, mTLS + RBAC, concurrency 2"),
          ("kuma-dp", "kuma-dp pair (kuma-cp, mTLS builtin, MeshTrafficPermission, Kuma's default policies)"),
-         ("kuma-dp-bare", "kuma-dp pair, same build, mesh without the default policies")]
+         ("kuma-dp-bare", "kuma-dp pair, same build, mesh without the default policies"),
+         ("kuma-dp-routes", "kuma-dp pair, same build, default policies and a 20-rule MeshHTTPRoute (catch-all last)")]
 if baseline:
     paths.append(("kuma-dp-baseline", f"kuma-dp pair from `{baseline}` (same mesh as kuma-dp)"))
 print(f"# Data-plane benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
@@ -682,6 +736,10 @@ if k and b:
     per_round = [a / c for a, c in zip(runs["kuma-dp"], runs["kuma-dp-bare"]) if c]
     if len(per_round) > 1:
         print(f"| (for reference) with / without the defaults in each round | {', '.join(f'{x:.3f}x' for x in per_round)} | - |")
+rt = f("kuma-dp-routes.rps")
+if k and rt:
+    per_round = [a / d for a, d in zip(runs["kuma-dp-routes"], runs["kuma-dp"]) if d]
+    print(f"| kuma-dp with a 20-rule MeshHTTPRoute >= 0.95x without it | {rt / k:.3f}x ({rt:,.0f} vs {k:,.0f}); each round {', '.join(f'{x:.3f}x' for x in per_round)} | {verdict(rt >= 0.95 * k)} |")
 c = f("kuma-dp-baseline.rps")
 if k and c:
     per_round = [a / d for a, d in zip(runs["kuma-dp"], runs["kuma-dp-baseline"]) if d]

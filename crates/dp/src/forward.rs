@@ -2,6 +2,8 @@
 //! the listener's MeshTimeout request and stream timeouts, MeshRetry retries, and
 //! MeshCircuitBreaker limits and outlier detection.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -169,7 +171,19 @@ impl Upstreams {
     /// idled out (`stream timeout`) or an attempt reached the maximum stream duration
     /// (`upstream max stream duration reached`) before the response headers. After them,
     /// those two reset the stream ([`TimedBody`]).
-    pub async fn forward(&self, req: Request<RxBody>) -> Response<ProxyBody> {
+    ///
+    /// Boxed: a request's whole state machine (retries, timers, the upstream exchange) is
+    /// allocated once and stays put, instead of being copied by every future that awaits
+    /// it and by hyper's dispatcher (measured: about a tenth of the proxy's CPU went to
+    /// those copies unboxed).
+    pub fn forward(
+        &self,
+        req: Request<RxBody>,
+    ) -> Pin<Box<impl Future<Output = Response<ProxyBody>> + Send + '_>> {
+        Box::pin(self.forward_inner(req))
+    }
+
+    async fn forward_inner(&self, req: Request<RxBody>) -> Response<ProxyBody> {
         let Some(active) = self.cluster.try_take(Resource::Requests) else {
             self.stats.error("upstream_overflow");
             return overflow_response();
@@ -184,17 +198,16 @@ impl Upstreams {
             _ => None,
         };
         let req = Request::from_parts(parts, body);
-        let exchange = self.forward_untimed(req, rx.as_ref());
+        // Each branch makes its own exchange future, so the state machine holds one.
         let mut resp = match start {
-            None => exchange.await,
+            None => self.forward_untimed(req, None).await,
             Some(start) => {
-                let rx = rx.as_deref();
                 match stream::before_headers(
-                    exchange,
+                    self.forward_untimed(req, rx.as_ref()),
                     start,
                     self.request_timeout,
                     self.streams.idle,
-                    rx,
+                    rx.as_deref(),
                 )
                 .await
                 {
@@ -205,7 +218,10 @@ impl Upstreams {
                     }
                     Err(Expired::StreamIdle) => {
                         self.stats.error("stream_idle_timeout");
-                        local_response(timeout_status(request_done(rx)), "stream timeout")
+                        local_response(
+                            timeout_status(request_done(rx.as_deref())),
+                            "stream timeout",
+                        )
                     }
                 }
             }

@@ -36,8 +36,7 @@ pub mod fuzzing {
 }
 pub use snapshot::{
     circuit_breaker_rules, fault_injection_rules, health_check_rules, load_balancing_rules,
-    policy_index,
-    rate_limit_rules, retry_rules, service_catalog, timeout_rules,
+    policy_index, rate_limit_rules, retry_rules, service_catalog, timeout_rules,
 };
 
 use crate::ca::MeshCas;

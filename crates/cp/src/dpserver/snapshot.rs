@@ -8,10 +8,10 @@ use std::sync::Arc;
 use aerie_core::policies::meshcircuitbreaker::{CircuitBreakerRules, MeshCircuitBreakerSpec};
 use aerie_core::policies::meshfaultinjection::{FaultInjectionRules, MeshFaultInjectionSpec};
 use aerie_core::policies::meshhealthcheck::{HealthCheckRules, MeshHealthCheckSpec};
+use aerie_core::policies::meshhttproute::{HttpRouteRules, MeshHttpRouteSpec};
 use aerie_core::policies::meshloadbalancingstrategy::{
     LoadBalancingRules, MeshLoadBalancingStrategySpec,
 };
-use aerie_core::policies::meshhttproute::{HttpRouteRules, MeshHttpRouteSpec};
 use aerie_core::policies::meshratelimit::{MeshRateLimitSpec, RateLimitRules};
 use aerie_core::policies::meshretry::{MeshRetrySpec, RetryRules};
 use aerie_core::policies::meshtcproute::{MeshTcpRouteSpec, TcpRouteRules};

@@ -194,7 +194,8 @@ impl Decided {
         if let Some(faults) = &route.cfg.fault_injection
             && !self.faults.is_empty()
         {
-            match fault::inject(faults, &self.faults).await {
+            // Boxed: its delay timer stays out of every request's state (faults are rare).
+            match Box::pin(fault::inject(faults, &self.faults)).await {
                 Outcome::Abort(resp) => return *resp,
                 Outcome::Forward(b) => bandwidth = b,
             }

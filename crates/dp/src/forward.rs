@@ -2,8 +2,6 @@
 //! the listener's MeshTimeout request and stream timeouts, MeshRetry retries, and
 //! MeshCircuitBreaker limits and outlier detection.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -171,19 +169,7 @@ impl Upstreams {
     /// idled out (`stream timeout`) or an attempt reached the maximum stream duration
     /// (`upstream max stream duration reached`) before the response headers. After them,
     /// those two reset the stream ([`TimedBody`]).
-    ///
-    /// Boxed: a request's whole state machine (retries, timers, the upstream exchange) is
-    /// allocated once and stays put, instead of being copied by every future that awaits
-    /// it and by hyper's dispatcher (measured: about a tenth of the proxy's CPU went to
-    /// those copies unboxed).
-    pub fn forward(
-        &self,
-        req: Request<RxBody>,
-    ) -> Pin<Box<impl Future<Output = Response<ProxyBody>> + Send + '_>> {
-        Box::pin(self.forward_inner(req))
-    }
-
-    async fn forward_inner(&self, req: Request<RxBody>) -> Response<ProxyBody> {
+    pub async fn forward(&self, req: Request<RxBody>) -> Response<ProxyBody> {
         let Some(active) = self.cluster.try_take(Resource::Requests) else {
             self.stats.error("upstream_overflow");
             return overflow_response();

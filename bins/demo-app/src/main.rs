@@ -12,7 +12,9 @@
 //! that stalls mid-body), `/trickle/<count>/<ms>` with `count` chunks `chunk <i>\n`, one
 //! every `ms` (a slowly streaming answer), `/health` with 200 (`healthy`) or, after an odd
 //! number of calls to `/toggle-health` (which answers the new state), 503 (`unhealthy`): a
-//! health check's target, or echoes TCP bytes back. `--fail-status CODE`
+//! health check's target, `/last` with the last other request it got as
+//! `{"method", "path", "host", "body"}` (the body only for `/echo`; what a mirror target
+//! saw), or echoes TCP bytes back. `--fail-status CODE`
 //! makes every HTTP answer that status (an unhealthy instance); with `--fail-percent P`,
 //! only P percent of them, spread evenly (an instance failing some of the time; 500 unless
 //! `--fail-status` says otherwise). It stands for the Kong Air services behind the sidecars
@@ -129,6 +131,8 @@ async fn main() {
     let flaky = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    // The last request other than `/last`, as `/last` answers it.
+    let last: Arc<Mutex<String>> = Arc::new(Mutex::new("null\n".to_owned()));
     // What `/health` answers; `/toggle-health` flips it.
     let unhealthy = Arc::new(AtomicBool::new(false));
     // Every answer fails with --fail-status alone; a share of them with --fail-percent.
@@ -143,6 +147,7 @@ async fn main() {
         };
         let (name, count, flaky) = (name.clone(), count.clone(), flaky.clone());
         let (failed, seen, unhealthy) = (failed.clone(), seen.clone(), unhealthy.clone());
+        let last = last.clone();
         if args.tcp_echo {
             tokio::spawn(async move {
                 let (mut r, mut w) = stream.into_split();
@@ -152,6 +157,25 @@ async fn main() {
         }
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                if req.uri().path() == "/last" {
+                    let body = last.lock().map(|l| l.clone()).unwrap_or_default();
+                    let resp = Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Either::Left(Full::new(Bytes::from(body))))
+                        .unwrap_or_else(|_| Response::new(Either::Left(Full::default())));
+                    return Box::pin(async move { Ok::<_, Infallible>(resp) }) as Answer;
+                }
+                let seen_request = |body: Option<&[u8]>| {
+                    let record = serde_json::json!({
+                        "method": req.method().as_str(),
+                        "path": req.uri().path(),
+                        "host": req.headers().get("host").map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
+                        "body": body.map(|b| String::from_utf8_lossy(b).into_owned()),
+                    });
+                    format!("{record}\n")
+                };
+                let head_record = seen_request(None);
+                let last = last.clone();
                 let n = count.fetch_add(1, Ordering::Relaxed) + 1;
                 // `/delay/<ms>`: answer after that long (at most a minute), as a slow or hung
                 // upstream would.
@@ -220,7 +244,10 @@ async fn main() {
                     )
                 };
                 let extra_headers = once.map(|o| o.headers).unwrap_or_default();
-                async move {
+                if !echo && let Ok(mut l) = last.lock() {
+                    *l = head_record.clone();
+                }
+                Box::pin(async move {
                     if let Some(d) = delay {
                         tokio::time::sleep(d).await;
                     }
@@ -229,7 +256,14 @@ async fn main() {
                     } else if echo {
                         // The whole request body (empty if it broke off), once it arrived.
                         let got = req.into_body().collect().await;
-                        Either::Left(Full::new(got.map(|b| b.to_bytes()).unwrap_or_default()))
+                        let got = got.map(|b| b.to_bytes()).unwrap_or_default();
+                        if let Ok(mut l) = last.lock() {
+                            let mut record: serde_json::Value =
+                                serde_json::from_str(&head_record).unwrap_or_default();
+                            record["body"] = String::from_utf8_lossy(&got).into_owned().into();
+                            *l = format!("{record}\n");
+                        }
+                        Either::Left(Full::new(got))
                     } else {
                         Either::Left(Full::new(Bytes::from(body)))
                     };
@@ -248,7 +282,7 @@ async fn main() {
                         resp.body(body)
                             .unwrap_or_else(|_| Response::new(Either::Left(Full::default()))),
                     )
-                }
+                }) as Answer
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -256,6 +290,14 @@ async fn main() {
         });
     }
 }
+
+/// One answer of the app, whichever route made it.
+type Answer = Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Response<Either<Full<Bytes>, Chunks>>, Infallible>>
+            + Send,
+    >,
+>;
 
 /// What `/fail-once/<id>` answers this time.
 struct FailOnce {

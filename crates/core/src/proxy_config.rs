@@ -631,6 +631,29 @@ impl<'a> MeshView<'a> {
                 rate_limit: rate_limits.get_mut(n).and_then(Option::take),
             })
             .collect();
+        // MeshHTTPRoutes with a MeshTimeout or MeshRetry rule of their own: on outbounds
+        // addressed by a `backendRef` (Kuma's real resources; legacy outbounds get none).
+        let route_names: Vec<String> = net
+            .outbound
+            .iter()
+            .zip(&http_routes)
+            .filter(|(o, _)| o.backend_ref.is_some())
+            .flat_map(|(_, r)| r.iter().flatten().map(|r| r.origin.clone()))
+            .filter(|n| !n.is_empty())
+            .collect();
+        let (route_timeouts, route_retries) = if route_names.is_empty() {
+            Default::default()
+        } else {
+            let names = || route_names.iter().map(String::as_str);
+            (
+                self.timeouts
+                    .map(|t| t.for_routes(&view, names()))
+                    .unwrap_or_default(),
+                self.retries
+                    .map(|t| t.for_routes(&view, names()))
+                    .unwrap_or_default(),
+            )
+        };
         // Only outbounds where a policy differs from its defaults travel: the proxy applies
         // the defaults to the rest.
         let outbound_timeouts = timeouts.map(|t| t.outbounds).unwrap_or_default();
@@ -639,16 +662,28 @@ impl<'a> MeshView<'a> {
             .iter()
             .enumerate()
             .filter_map(|(n, o)| {
-                let (http_routes, tcp_routes) = self.routes(
+                let (mut http_routes, tcp_routes) = self.routes(
                     o,
                     http_routes.get_mut(n).and_then(Option::take),
                     tcp_routes.get_mut(n).and_then(Option::take),
                 );
+                let timeouts = outbound_timeouts.get(n).copied().unwrap_or_default();
+                let retry = retries.get(n).cloned().unwrap_or_default();
+                if o.backend_ref.is_some()
+                    && let Some(h) = &mut http_routes
+                {
+                    for rule in &mut h.rules {
+                        let name = rule.origin.as_str();
+                        rule.timeouts =
+                            route_timeouts.get(name).copied().filter(|t| *t != timeouts);
+                        rule.retry = route_retries.get(name).cloned().filter(|r| *r != retry);
+                    }
+                }
                 let p = OutboundPolicies {
                     address: o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
                     port: clamp_port(o.port),
-                    timeouts: outbound_timeouts.get(n).copied().unwrap_or_default(),
-                    retry: retries.get(n).cloned().unwrap_or_default(),
+                    timeouts,
+                    retry,
                     circuit_breaker: breakers.get(n).cloned().unwrap_or_default(),
                     load_balancer: balancers.get_mut(n).and_then(Option::take),
                     health_check: health_checks.get_mut(n).and_then(Option::take),
@@ -808,6 +843,8 @@ impl<'a> MeshView<'a> {
                         query: Vec::new(),
                         filters: Vec::new(),
                         backends,
+                        timeouts: None,
+                        retry: None,
                     }],
                 }),
                 None,

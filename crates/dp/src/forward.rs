@@ -30,20 +30,28 @@ pub(crate) struct Upstreams {
     pub pools: Vec<Arc<EndpointPool>>,
     pub lb: Balancer,
     pub stats: Arc<ListenerStats>,
-    /// MeshTimeout `http.requestTimeout`: from a request's start to its response headers.
-    pub request_timeout: Option<Duration>,
-    /// MeshTimeout `http.streamIdleTimeout` and `http.maxStreamDuration`.
-    pub streams: StreamLimits,
+    /// The listener's request timeouts and retries (a MeshHTTPRoute may have its own).
+    pub http: HttpPolicy,
     /// The cluster's counters and MeshCircuitBreaker thresholds (shared with the pools).
     pub cluster: Arc<Cluster>,
-    /// MeshRetry for this listener's protocol (HTTP or gRPC); `None`: no retries.
-    pub retry: Option<RetryPolicy>,
     /// MeshCircuitBreaker outlier detection; `None`: off.
     pub outlier: Option<OutlierPolicy>,
     /// TCP: MeshRetry `tcp.maxConnectAttempt` (every endpoint is tried at least once).
     pub connect_attempts: u32,
     /// MeshHealthCheck's active checks (`crate::health`); `None`: off.
     pub health: Option<crate::health::ActiveHealth>,
+}
+
+/// What a request is forwarded with: the listener's MeshTimeout request and stream
+/// timeouts and MeshRetry, or those of a MeshHTTPRoute's own rule.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HttpPolicy {
+    /// MeshTimeout `http.requestTimeout`: from a request's start to its response headers.
+    pub request_timeout: Option<Duration>,
+    /// MeshTimeout `http.streamIdleTimeout` and `http.maxStreamDuration`.
+    pub streams: StreamLimits,
+    /// MeshRetry for this listener's protocol (HTTP or gRPC); `None`: no retries.
+    pub retry: Option<RetryPolicy>,
 }
 
 /// No endpoint chosen yet (see [`Upstreams::attempt`]).
@@ -170,29 +178,38 @@ impl Upstreams {
     /// (`upstream max stream duration reached`) before the response headers. After them,
     /// those two reset the stream ([`TimedBody`]).
     pub async fn forward(&self, req: Request<RxBody>) -> Response<ProxyBody> {
+        self.forward_with(req, &self.http).await
+    }
+
+    /// [`Upstreams::forward`] with a MeshHTTPRoute's own timeouts and retries.
+    pub async fn forward_with(
+        &self,
+        req: Request<RxBody>,
+        policy: &HttpPolicy,
+    ) -> Response<ProxyBody> {
         let Some(active) = self.cluster.try_take(Resource::Requests) else {
             self.stats.error("upstream_overflow");
             return overflow_response();
         };
-        let timed = self.request_timeout.is_some() || self.streams.any();
+        let timed = policy.request_timeout.is_some() || policy.streams.any();
         let start = if timed { Some(Instant::now()) } else { None };
         // A body still to arrive reports to the stream's timers (the only allocation they
         // make, and only for a request with a body).
         let (parts, mut body) = req.into_parts();
         let rx = match start {
-            Some(start) if self.streams.any() => body.watch(start),
+            Some(start) if policy.streams.any() => body.watch(start),
             _ => None,
         };
         let req = Request::from_parts(parts, body);
         // Each branch makes its own exchange future, so the state machine holds one.
         let mut resp = match start {
-            None => self.forward_untimed(req, None).await,
+            None => self.forward_untimed(req, policy, None).await,
             Some(start) => {
                 match stream::before_headers(
-                    self.forward_untimed(req, rx.as_ref()),
+                    self.forward_untimed(req, policy, rx.as_ref()),
                     start,
-                    self.request_timeout,
-                    self.streams.idle,
+                    policy.request_timeout,
+                    policy.streams.idle,
                     rx.as_deref(),
                 )
                 .await
@@ -216,18 +233,53 @@ impl Upstreams {
         resp
     }
 
+    /// Sends a mirrored copy of a request (MeshHTTPRoute's `RequestMirror`, Envoy's shadow):
+    /// one attempt within the request timeout, no retries, counted in the cluster's
+    /// `maxRequests`; the answer is read to its end and dropped.
+    pub async fn shadow(&self, req: Request<ReqBody>) {
+        let Some(_active) = self.cluster.try_take(Resource::Requests) else {
+            self.stats.error("upstream_overflow");
+            return;
+        };
+        let chosen = AtomicUsize::new(NONE_CHOSEN);
+        let attempt = self.attempt(req, self.http.streams, &chosen, None);
+        let tried = match self.http.request_timeout {
+            None => attempt.await,
+            Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                Ok(tried) => tried,
+                Err(_) => {
+                    self.stats.error("upstream_shadow_timeout");
+                    return;
+                }
+            },
+        };
+        self.stats.error("upstream_rq_mirrored");
+        let mut body = std::pin::pin!(tried.resp.into_body());
+        // Read to its end (and dropped frame by frame), so that the upstream connection
+        // goes back to the pool.
+        let drain =
+            async { while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {} };
+        match self.http.request_timeout {
+            None => drain.await,
+            Some(limit) => {
+                let _ = tokio::time::timeout(limit, drain).await;
+            }
+        }
+    }
+
     async fn forward_untimed(
         &self,
         req: Request<RxBody>,
+        http: &HttpPolicy,
         rx: Option<&Arc<RxWatch>>,
     ) -> Response<ProxyBody> {
-        match &self.retry {
+        match &http.retry {
             Some(policy) if policy.eligible(req.method(), req.headers()) => {
-                self.forward_retrying(req, policy, rx).await
+                self.forward_retrying(req, policy, http.streams, rx).await
             }
             _ => {
                 let chosen = AtomicUsize::new(NONE_CHOSEN);
-                self.attempt(req.map(ReqBody::Stream), &chosen, rx)
+                self.attempt(req.map(ReqBody::Stream), http.streams, &chosen, rx)
                     .await
                     .resp
             }
@@ -241,6 +293,7 @@ impl Upstreams {
         &self,
         req: Request<RxBody>,
         policy: &RetryPolicy,
+        streams: StreamLimits,
         rx: Option<&Arc<RxWatch>>,
     ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
@@ -252,7 +305,9 @@ impl Upstreams {
         let mut backed_off = 0;
         let mut _retry: Option<Held> = None;
         loop {
-            let tried = self.try_once(req, policy.per_try_timeout, rx).await;
+            let tried = self
+                .try_once(req, policy.per_try_timeout, streams, rx)
+                .await;
             _retry = None;
             if tried.overflow
                 || retries >= policy.num_retries
@@ -311,13 +366,14 @@ impl Upstreams {
         &self,
         req: Request<ReqBody>,
         per_try: Option<Duration>,
+        streams: StreamLimits,
         rx: Option<&Arc<RxWatch>>,
     ) -> Tried {
         let chosen = AtomicUsize::new(NONE_CHOSEN);
         let Some(limit) = per_try else {
-            return self.attempt(req, &chosen, rx).await;
+            return self.attempt(req, streams, &chosen, rx).await;
         };
-        match tokio::time::timeout(limit, self.attempt(req, &chosen, rx)).await {
+        match tokio::time::timeout(limit, self.attempt(req, streams, &chosen, rx)).await {
             Ok(tried) => tried,
             Err(_) => {
                 let i = chosen.load(Ordering::Relaxed);
@@ -341,6 +397,7 @@ impl Upstreams {
     async fn attempt(
         &self,
         req: Request<ReqBody>,
+        streams: StreamLimits,
         chosen: &AtomicUsize,
         rx: Option<&Arc<RxWatch>>,
     ) -> Tried {
@@ -421,10 +478,7 @@ impl Upstreams {
         // Least request: in flight from here until the response body ends.
         let active = self.lb.begin(i);
         let req = prepare_request(req, pool.version, pool.connector.addr);
-        let max_at = self
-            .streams
-            .max
-            .and_then(|max| Instant::now().checked_add(max));
+        let max_at = streams.max.and_then(|max| Instant::now().checked_add(max));
         let sent = match max_at {
             None => pool.send(sender, req).await,
             Some(at) => match tokio::time::timeout_at(at, pool.send(sender, req)).await {
@@ -457,7 +511,6 @@ impl Upstreams {
                         .and_then(|v| v.parse().ok()),
                     rate_limited: resp.headers().contains_key("x-envoy-ratelimited"),
                 };
-                let streams = self.streams;
                 let mut resp = resp.map(|body| {
                     if streams.any() {
                         ProxyBody::Timed {

@@ -59,7 +59,7 @@ pub(crate) struct InboundRoute {
 pub(crate) struct OutboundRoute {
     pub cfg: OutboundConfig,
     pub mtls: MtlsMode,
-    pub upstreams: Upstreams,
+    pub upstreams: Arc<Upstreams>,
     /// MeshHTTPRoute (HTTP outbounds); none: every request to `upstreams`.
     pub routes: Option<Box<crate::route::RouteTable>>,
     /// MeshTCPRoute (TCP outbounds); none: every connection to `upstreams`.

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::breaker::{Cluster, OutlierPolicy};
 use crate::config::{self, ConfigError, ListenerSpec};
 use crate::drain::{Drain, Phase};
-use crate::forward::Upstreams;
+use crate::forward::{HttpPolicy, Upstreams};
 use crate::lb::Balancer;
 use crate::listener::{InboundRoute, Listener, OutboundRoute, Route};
 use crate::metrics::{Direction, Metrics};
@@ -294,10 +294,12 @@ impl Proxy {
                         pools,
                         lb: Balancer::default(),
                         stats: stats.clone(),
-                        request_timeout: cfg.timeouts.request(),
-                        streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
+                        http: HttpPolicy {
+                            request_timeout: cfg.timeouts.request(),
+                            streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
+                            retry: None,
+                        },
                         cluster,
-                        retry: None,
                         outlier: None,
                         connect_attempts: 1,
                         health: None,
@@ -420,14 +422,11 @@ impl Proxy {
                             .map(|o| o.healthy_panic_threshold),
                     )
                 });
-                // As Kuma's MeshRetry plugin: `http` for HTTP/1.1 outbounds, `grpc` for gRPC;
-                // `http2` outbounds get no route retries (and TCP ones connect attempts).
-                let retry = match cfg.protocol {
-                    Protocol::Tcp | Protocol::Http2 => None,
-                    Protocol::Http => cfg.retry.http.as_ref(),
-                    Protocol::Grpc => cfg.retry.grpc.as_ref(),
-                }
-                .map(|p| RetryPolicy::new(p, cfg.protocol == Protocol::Grpc));
+                let http = HttpPolicy {
+                    request_timeout: cfg.timeouts.request(),
+                    streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
+                    retry: RetryPolicy::for_protocol(&cfg.retry, cfg.protocol),
+                };
                 let outlier = cfg
                     .circuit_breaker
                     .outlier
@@ -437,10 +436,8 @@ impl Proxy {
                     pools,
                     lb,
                     stats: stats.clone(),
-                    request_timeout: cfg.timeouts.request(),
-                    streams: StreamLimits::of(&cfg.timeouts, cfg.protocol),
+                    http: http.clone(),
                     cluster: cluster.clone(),
-                    retry: retry.clone(),
                     outlier: outlier.clone(),
                     connect_attempts: cfg.retry.tcp_max_connect_attempt,
                     health,
@@ -467,14 +464,14 @@ impl Proxy {
                     .http_routes
                     .as_ref()
                     .filter(|_| cfg.protocol.is_http())
-                    .map(|r| Box::new(RouteTable::build(r, &mut make)));
+                    .map(|r| Box::new(RouteTable::build(r, &cfg, &mut make)));
                 let tcp = cfg
                     .tcp_routes
                     .as_ref()
                     .filter(|_| !cfg.protocol.is_http())
                     .map(|r| Box::new(TcpTable::build(r, &mut make)));
                 Route::Outbound(Arc::new(OutboundRoute {
-                    upstreams: upstreams(pools, lb, health),
+                    upstreams: Arc::new(upstreams(pools, lb, health)),
                     routes,
                     tcp,
                     mtls,

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use aerie_core::policies::meshretry::{HeaderCondition, HttpRetry, ResetFormat};
+use aerie_core::policies::meshretry::{HeaderCondition, HttpRetry, ResetFormat, Retry};
+use aerie_core::proxy_config::Protocol;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, Method, request::Parts};
 use hyper::body::{Body, Frame, SizeHint};
@@ -51,7 +52,8 @@ pub(crate) struct Copy {
 }
 
 impl Copy {
-    fn record(&mut self, frame: &Frame<Bytes>) {
+    /// Keeps a frame that went out (dropping everything once over the limit).
+    pub fn record(&mut self, frame: &Frame<Bytes>) {
         if self.too_big {
             return;
         }
@@ -66,6 +68,16 @@ impl Copy {
         } else if let Some(t) = frame.trailers_ref() {
             self.trailers = Some(t.clone());
         }
+    }
+
+    /// Over [`REPLAY_BUFFER_LIMIT`]: nothing kept.
+    pub fn too_big(&self) -> bool {
+        self.too_big
+    }
+
+    /// All of the body went out.
+    pub fn complete(&mut self) {
+        self.complete = true;
     }
 
     /// The body again, if all of it went out and was kept.
@@ -245,6 +257,18 @@ pub(crate) enum Attempt {
 
 impl RetryPolicy {
     /// `grpc`: the listener speaks gRPC (the gRPC conditions apply).
+    /// An outbound's retries, as Kuma's MeshRetry plugin picks them: `http` for HTTP/1.1
+    /// outbounds, `grpc` for gRPC; `http2` outbounds get no route retries (and TCP ones
+    /// connect attempts).
+    pub fn for_protocol(retry: &Retry, protocol: Protocol) -> Option<RetryPolicy> {
+        match protocol {
+            Protocol::Tcp | Protocol::Http2 => None,
+            Protocol::Http => retry.http.as_ref(),
+            Protocol::Grpc => retry.grpc.as_ref(),
+        }
+        .map(|p| RetryPolicy::new(p, protocol == Protocol::Grpc))
+    }
+
     pub fn new(p: &HttpRetry, grpc: bool) -> RetryPolicy {
         let mut on = On::default();
         for c in &p.retry_on {

@@ -14,9 +14,10 @@
 use std::sync::Arc;
 
 use aerie_core::policies::meshhttproute::table::{
-    HeaderEdits, HttpRoutes, PathMatcher, PathRewrite, Redirect, RouteBackend, RouteDestination,
-    RouteFilter, TcpRoutes, UrlRewrite, ValueMatcher,
+    HeaderEdits, HttpRouteRule, HttpRoutes, PathMatcher, PathRewrite, Redirect, RouteBackend,
+    RouteDestination, RouteFilter, TcpRoutes, UrlRewrite, ValueMatcher,
 };
+use aerie_core::proxy_config::OutboundConfig;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, Response, StatusCode};
@@ -24,8 +25,11 @@ use regex::Regex;
 use tracing::warn;
 
 use crate::body::{ProxyBody, local_response};
-use crate::forward::Upstreams;
+use crate::forward::{HttpPolicy, Upstreams};
+use crate::retry::ReqBody;
+use crate::retry::RetryPolicy;
 use crate::stream::RxBody;
+use crate::stream::StreamLimits;
 
 /// Builds the [`Upstreams`] of a destination other than the outbound's own.
 pub(crate) type MakeUpstreams<'a> = dyn FnMut(&RouteDestination) -> Arc<Upstreams> + 'a;
@@ -186,7 +190,18 @@ struct Rule {
     response_headers: Option<Edits>,
     redirect: Option<Redirect>,
     rewrite: Option<UrlRewrite>,
+    mirrors: Vec<MirrorTo>,
+    /// The route's own MeshTimeout/MeshRetry rule; `None`: the destination's.
+    policy: Option<HttpPolicy>,
     backends: Backends,
+}
+
+/// A `RequestMirror` filter: a share of the rule's requests copied to a destination.
+struct MirrorTo {
+    /// Out of 1,000,000.
+    per_million: u32,
+    /// `None`: the outbound's own destination.
+    target: Option<Arc<Upstreams>>,
 }
 
 /// A compiled MeshHTTPRoute table.
@@ -195,7 +210,12 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn build(routes: &HttpRoutes, make: &mut MakeUpstreams<'_>) -> RouteTable {
+    /// `cfg`: the outbound (its timeouts and protocol, under a route's own rule).
+    pub fn build(
+        routes: &HttpRoutes,
+        cfg: &OutboundConfig,
+        make: &mut MakeUpstreams<'_>,
+    ) -> RouteTable {
         let rules = routes
             .rules
             .iter()
@@ -227,6 +247,8 @@ impl RouteTable {
                     response_headers: None,
                     redirect: None,
                     rewrite: None,
+                    mirrors: Vec::new(),
+                    policy: route_policy(r, cfg),
                     backends: Backends::build(&r.backends, make),
                 };
                 for f in &r.filters {
@@ -239,6 +261,12 @@ impl RouteTable {
                         }
                         RouteFilter::Redirect(r) => rule.redirect = Some(r.clone()),
                         RouteFilter::UrlRewrite(u) => rule.rewrite = Some(u.clone()),
+                        RouteFilter::Mirror(m) if m.per_million > 0 => {
+                            rule.mirrors.push(MirrorTo {
+                                per_million: m.per_million,
+                                target: m.destination.as_ref().map(&mut *make),
+                            })
+                        }
                         RouteFilter::Mirror(_) => {}
                     }
                 }
@@ -250,7 +278,11 @@ impl RouteTable {
 
     /// Every destination other than the outbound's own.
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstreams>> {
-        self.rules.iter().flat_map(|r| r.backends.upstreams())
+        self.rules.iter().flat_map(|r| {
+            r.backends
+                .upstreams()
+                .chain(r.mirrors.iter().filter_map(|m| m.target.as_ref()))
+        })
     }
 
     /// The first rule matching the request.
@@ -272,7 +304,11 @@ impl RouteTable {
     }
 
     /// Routes and forwards one request; the outbound's own destination is `own`.
-    pub async fn forward(&self, own: &Upstreams, mut req: Request<RxBody>) -> Response<ProxyBody> {
+    pub async fn forward(
+        &self,
+        own: &Arc<Upstreams>,
+        mut req: Request<RxBody>,
+    ) -> Response<ProxyBody> {
         let Some(rule) = self.find(&req) else {
             // Envoy's answer when no route matches.
             return local_response(StatusCode::NOT_FOUND, "");
@@ -286,13 +322,119 @@ impl RouteTable {
         if let Some(rw) = &rule.rewrite {
             rewrite(rw, &rule.path, &mut req);
         }
-        let upstreams = rule.backends.pick().map_or(own, |u| &**u);
-        let mut resp = upstreams.forward(req).await;
+        if !rule.mirrors.is_empty() {
+            mirror(&rule.mirrors, own, &mut req);
+        }
+        let upstreams = rule.backends.pick().map_or(&**own, |u| &**u);
+        let mut resp = match &rule.policy {
+            None => upstreams.forward(req).await,
+            Some(policy) => upstreams.forward_with(req, policy).await,
+        };
         if let Some(e) = &rule.response_headers {
             e.apply(resp.headers_mut());
         }
         resp
     }
+}
+
+/// Sends the request's copies to the mirrors whose share it falls in, as Envoy's shadows:
+/// after the route's request filters, with `-shadow` appended to the host (before its
+/// port), fire and forget. A body is copied as it streams to the real destination and the
+/// copies leave once it has fully arrived; a body over
+/// [`crate::retry::REPLAY_BUFFER_LIMIT`] (or one that breaks off) is not mirrored.
+fn mirror(mirrors: &[MirrorTo], own: &Arc<Upstreams>, req: &mut Request<RxBody>) {
+    let targets: Vec<Arc<Upstreams>> = mirrors
+        .iter()
+        .filter(|m| {
+            m.per_million >= 1_000_000
+                || crate::rng::random_below(1_000_000) < u64::from(m.per_million)
+        })
+        .map(|m| m.target.clone().unwrap_or_else(|| own.clone()))
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let mut head = Request::new(());
+    *head.method_mut() = req.method().clone();
+    *head.uri_mut() = req.uri().clone();
+    *head.version_mut() = req.version();
+    *head.headers_mut() = req.headers().clone();
+    shadow_host(&mut head);
+    let body = req.body_mut().tap();
+    tokio::spawn(async move {
+        let body = match body {
+            None => ReqBody::Full {
+                data: None,
+                trailers: None,
+            },
+            Some(rx) => match rx.await {
+                Ok(body) => body,
+                Err(_) => {
+                    if let Some(t) = targets.first() {
+                        t.stats.error("upstream_shadow_body_not_copied");
+                    }
+                    return;
+                }
+            },
+        };
+        let (data, trailers) = match body {
+            ReqBody::Full { data, trailers } => (data, trailers),
+            _ => (None, None),
+        };
+        for target in targets {
+            let mut copy = Request::new(ReqBody::Full {
+                data: data.clone(),
+                trailers: trailers.clone(),
+            });
+            *copy.method_mut() = head.method().clone();
+            *copy.uri_mut() = head.uri().clone();
+            *copy.version_mut() = head.version();
+            *copy.headers_mut() = head.headers().clone();
+            tokio::spawn(async move { target.shadow(copy).await });
+        }
+    });
+}
+
+/// Envoy's shadow host: `-shadow` appended to the host name, before the port.
+fn shadow_host<B>(req: &mut Request<B>) {
+    let (host, port) = host_and_port(req);
+    let Some(host) = host else { return };
+    let shadowed = match port {
+        Some(p) => format!("{host}-shadow:{p}"),
+        None => format!("{host}-shadow"),
+    };
+    let Ok(value) = HeaderValue::from_str(&shadowed) else {
+        return;
+    };
+    if req.uri().authority().is_some()
+        && let Ok(a) = Authority::try_from(shadowed.as_str())
+    {
+        let mut parts = req.uri().clone().into_parts();
+        parts.authority = Some(a);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req.headers_mut().insert(header::HOST, value);
+}
+
+/// A route's own MeshTimeout/MeshRetry rule as Kuma applies it to the route: its request
+/// and stream idle timeouts (the route action's), the outbound's maximum stream duration
+/// (the cluster's), its retries for the outbound's protocol.
+fn route_policy(r: &HttpRouteRule, cfg: &OutboundConfig) -> Option<HttpPolicy> {
+    if r.timeouts.is_none() && r.retry.is_none() {
+        return None;
+    }
+    let t = r.timeouts.as_ref().unwrap_or(&cfg.timeouts);
+    let streams = StreamLimits {
+        idle: t.stream_idle(),
+        ..StreamLimits::of(&cfg.timeouts, cfg.protocol)
+    };
+    Some(HttpPolicy {
+        request_timeout: t.request(),
+        streams,
+        retry: RetryPolicy::for_protocol(r.retry.as_ref().unwrap_or(&cfg.retry), cfg.protocol),
+    })
 }
 
 fn path_matches(m: &Path, path: &str) -> bool {
@@ -434,6 +576,7 @@ fn rewrite<B>(rw: &UrlRewrite, matched: &Path, req: &mut Request<B>) {
 mod tests {
     use super::*;
     use aerie_core::policies::meshhttproute::table::{HeaderMatcher, HttpRouteRule, QueryMatcher};
+    use std::time::Duration;
 
     fn rule(path: Option<PathMatcher>) -> HttpRouteRule {
         HttpRouteRule {
@@ -447,11 +590,53 @@ mod tests {
                 weight: 1,
                 destination: None,
             }],
+            timeouts: None,
+            retry: None,
         }
     }
 
+    fn outbound() -> OutboundConfig {
+        serde_json::from_value(serde_json::json!({
+            "address": "127.0.0.1", "port": 1, "service": "backend", "protocol": "http",
+            "spiffeId": "spiffe://default/backend", "endpoints": [],
+            "timeouts": {"requestMs": 15000, "streamIdleMs": 1800000, "maxStreamMs": 9000},
+            "retry": {"http": {"numRetries": 5, "retryOn": ["5xx"]}}
+        }))
+        .unwrap()
+    }
+
     fn table(rules: Vec<HttpRouteRule>) -> RouteTable {
-        RouteTable::build(&HttpRoutes { rules }, &mut |_| unreachable!())
+        RouteTable::build(&HttpRoutes { rules }, &outbound(), &mut |_| unreachable!())
+    }
+
+    #[test]
+    fn a_routes_own_rule_replaces_request_timeouts_and_retries_only() {
+        let cfg = outbound();
+        assert!(route_policy(&rule(None), &cfg).is_none());
+        let own = HttpRouteRule {
+            timeouts: Some(aerie_core::policies::meshtimeout::Timeouts {
+                request_ms: 500,
+                stream_idle_ms: 0,
+                max_stream_ms: 1,
+                ..cfg.timeouts
+            }),
+            ..rule(None)
+        };
+        let p = route_policy(&own, &cfg).unwrap();
+        assert_eq!(p.request_timeout, Some(Duration::from_millis(500)));
+        // The stream idle timeout is the route's (off); the maximum stream duration stays
+        // the outbound's (a cluster setting in Kuma).
+        assert_eq!(p.streams.idle, None);
+        assert_eq!(p.streams.max, Some(Duration::from_millis(9000)));
+        // No retry rule of its own: the outbound's retries.
+        assert_eq!(p.retry.map(|r| r.num_retries), Some(5));
+        let retry_only = HttpRouteRule {
+            retry: Some(aerie_core::policies::meshretry::Retry::default()),
+            ..rule(None)
+        };
+        let p = route_policy(&retry_only, &cfg).unwrap();
+        assert!(p.retry.is_none());
+        assert_eq!(p.request_timeout, Some(Duration::from_secs(15)));
     }
 
     fn index_of(t: &RouteTable, req: &Request<()>) -> Option<usize> {
@@ -644,5 +829,27 @@ mod tests {
         assert_eq!(h["x-a"], "1");
         assert_eq!(h.get_all("x-b").iter().count(), 2);
         assert!(h.get("x-c").is_none());
+    }
+
+    #[test]
+    fn a_shadow_host_gets_the_suffix_before_its_port() {
+        let mut r = Request::builder()
+            .uri("/a")
+            .header("host", "backend:8080")
+            .body(())
+            .unwrap();
+        shadow_host(&mut r);
+        assert_eq!(r.headers()["host"], "backend-shadow:8080");
+        let mut r = Request::builder()
+            .uri("http://backend/a?q=1")
+            .body(())
+            .unwrap();
+        shadow_host(&mut r);
+        assert_eq!(r.headers()["host"], "backend-shadow");
+        assert_eq!(r.uri().to_string(), "http://backend-shadow/a?q=1");
+        // No host at all: nothing to change.
+        let mut r = Request::builder().uri("/a").body(()).unwrap();
+        shadow_host(&mut r);
+        assert!(r.headers().get("host").is_none());
     }
 }

@@ -134,6 +134,31 @@ pub(crate) struct RxBody {
     body: Incoming,
     open: Option<InFlight>,
     watch: Option<Arc<RxWatch>>,
+    /// A copy for MeshHTTPRoute's `RequestMirror`, handed over once the body has ended.
+    tap: Option<Box<Tap>>,
+}
+
+/// A request body's copy on its way to a mirror: kept while the body streams (up to
+/// [`crate::retry::REPLAY_BUFFER_LIMIT`]), sent once it ended. A body that grows beyond the
+/// limit, breaks off or is dropped unfinished drops the sender: the mirror is not sent.
+pub(crate) struct Tap {
+    copy: crate::retry::Copy,
+    done: tokio::sync::oneshot::Sender<crate::retry::ReqBody>,
+}
+
+impl Tap {
+    fn record(&mut self, frame: &Frame<Bytes>) -> bool {
+        self.copy.record(frame);
+        !self.copy.too_big()
+    }
+
+    fn finish(mut self) {
+        self.copy.complete();
+        if let Some(body) = self.copy.replay() {
+            // The mirror may have given up waiting: nothing to do then.
+            let _ = self.done.send(body);
+        }
+    }
 }
 
 impl RxBody {
@@ -143,7 +168,24 @@ impl RxBody {
             body,
             open,
             watch: None,
+            tap: None,
         }
+    }
+
+    /// A copy of the body for a mirror, delivered once the body has fully arrived (the
+    /// request itself streams on untouched); the sender is dropped when the body is bigger
+    /// than [`crate::retry::REPLAY_BUFFER_LIMIT`] or does not end. `None` when the body is
+    /// already over (the mirror sends none).
+    pub fn tap(&mut self) -> Option<tokio::sync::oneshot::Receiver<crate::retry::ReqBody>> {
+        if self.body.is_end_stream() {
+            return None;
+        }
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.tap = Some(Box::new(Tap {
+            copy: crate::retry::Copy::default(),
+            done,
+        }));
+        Some(rx)
     }
 
     /// Starts reporting frames to a new [`RxWatch`] (`start`: the stream's start); `None`
@@ -161,6 +203,9 @@ impl RxBody {
         self.open = None;
         if let Some(w) = &self.watch {
             w.done.store(true, Ordering::Relaxed);
+        }
+        if let Some(tap) = self.tap.take() {
+            tap.finish();
         }
     }
 }
@@ -185,16 +230,23 @@ impl Body for RxBody {
         let this = self.get_mut();
         let res = Pin::new(&mut this.body).poll_frame(cx);
         match &res {
-            Poll::Ready(Some(Ok(_))) => {
+            Poll::Ready(Some(Ok(frame))) => {
                 if let Some(w) = &this.watch {
                     w.touch();
+                }
+                if let Some(tap) = &mut this.tap
+                    && !tap.record(frame)
+                {
+                    this.tap = None;
                 }
                 if this.body.is_end_stream() {
                     this.ended();
                 }
             }
             Poll::Ready(None) => this.ended(),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            // A broken body is not mirrored.
+            Poll::Ready(Some(Err(_))) => this.tap = None,
+            Poll::Pending => {}
         }
         res
     }

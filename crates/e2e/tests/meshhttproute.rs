@@ -3,7 +3,10 @@
 //! 90/10 split over the two subsets holds over 10,000 requests; a header match sends only
 //! the matching requests to v2 while the rest, matching no rule, go to the outbound's own
 //! service (both instances); an exact path and method match beats a header-only one;
-//! header modifiers, a prefix rewrite and a redirect are applied.
+//! header modifiers, a prefix rewrite and a redirect are applied; a mirror copies requests
+//! (bodies included, a share of them by `percentage`) to another service without changing
+//! the caller's answer; a MeshTimeout and a MeshRetry naming a route apply to that route's
+//! requests only (on an outbound addressed by a MeshService `backendRef`, as in Kuma).
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -22,15 +25,18 @@ use common::PROPAGATION;
 
 /// check-in-api v1 and v2, and flight-control calling check-in-api-blu.
 struct Fixture {
-    _cp: ControlPlane,
+    cp: ControlPlane,
     kumactl: Kumactl,
     _dps: Vec<Dataplane>,
     _apps: Vec<Process>,
     /// flight-control's outbound to check-in-api-blu.
     outbound: String,
-    /// The v1 and v2 apps, directly (their request counters).
+    /// The v1 and v2 apps (and the extra ones), directly (their request counters).
     apps: Vec<String>,
 }
+
+/// One more instance a test needs: (dataplane and app name, service, app arguments).
+type Extra<'a> = (&'a str, &'a str, &'a [&'a str]);
 
 fn dataplane(
     name: &str,
@@ -57,6 +63,10 @@ fn dataplane(
 
 impl Fixture {
     fn start() -> Fixture {
+        Fixture::start_with(&[])
+    }
+
+    fn start_with(extra: &[Extra<'_>]) -> Fixture {
         let cp = ControlPlane::start();
         let kumactl = Kumactl::for_cp(&cp);
         let mut apps = Vec::new();
@@ -91,6 +101,15 @@ impl Fixture {
             &http_tags("v2"),
             &[],
         ));
+        for (name, service, args) in extra {
+            app_addrs.push(instance(
+                name,
+                name,
+                service,
+                "      kuma.io/protocol: http\n",
+                args,
+            ));
+        }
         let fc_app = free_port("127.0.0.1");
         apps.push(start_app_with(
             "flight-control",
@@ -115,7 +134,7 @@ impl Fixture {
         fc.wait_ready();
         dps.push(fc);
         let f = Fixture {
-            _cp: cp,
+            cp,
             kumactl,
             _dps: dps,
             _apps: apps,
@@ -313,4 +332,134 @@ fn filters_edit_headers_rewrite_and_redirect() {
         location.starts_with("http://example.com:") && location.ends_with("/moved/here?q=1"),
         "{location}"
     );
+}
+
+fn last_seen(app: &str) -> serde_json::Value {
+    http("GET", app, "/last", None, &[]).unwrap().json()
+}
+
+/// An app's request count once no more requests are arriving (mirrors are sent after the
+/// caller's answer): two reads apart that differ only by the second read itself.
+fn settled_count(f: &Fixture, app: usize) -> u64 {
+    wait_for("the mirrored requests settle", PROPAGATION, || {
+        let a = f.served(app);
+        std::thread::sleep(Duration::from_millis(100));
+        let b = f.served(app);
+        (b == a + 1).then_some(b)
+    })
+}
+
+fn mirror_route(percentage: &str) -> String {
+    route(
+        "mirrored",
+        &format!(
+            "        - matches:\n            - path:\n                type: PathPrefix\n                value: /\n          default:\n            filters:\n              - type: RequestMirror\n                requestMirror:\n                  backendRef:\n                    kind: MeshService\n                    name: check-in-shadow\n{percentage}            backendRefs:\n{}",
+            subset("v1", 1)
+        ),
+    )
+}
+
+#[test]
+fn a_mirror_copies_requests_without_changing_the_callers_answer() {
+    // The mirror target fails every request: its answers must not reach the caller.
+    let f = Fixture::start_with(&[(
+        "check-in-shadow",
+        "check-in-shadow",
+        &["--fail-status", "503"],
+    )]);
+    let shadow = 2;
+    f.apply(&mirror_route(""));
+    // A body travels to both: the caller gets v1's echo, the mirror saw the same body,
+    // with Envoy's `-shadow` host.
+    let seen = wait_for("the mirror is in force", PROPAGATION, || {
+        let r = http("POST", &f.outbound, "/echo", Some("boarding-pass-17"), &[]).ok()?;
+        assert_eq!((r.status, r.body.as_str()), (200, "boarding-pass-17"));
+        let seen = last_seen(&f.apps[shadow]);
+        (seen["body"] == "boarding-pass-17").then_some(seen)
+    });
+    assert_eq!(seen["method"], "POST", "{seen}");
+    assert_eq!(seen["path"], "/echo", "{seen}");
+    let host = seen["host"].as_str().unwrap();
+    assert!(host.starts_with("127.0.0.1-shadow:"), "{host}");
+    // Every request is copied; every answer is v1's 200.
+    let before = settled_count(&f, shadow);
+    let n = 300;
+    let bodies = keep_alive_gets(&f.outbound, "/check-in", n);
+    assert!(bodies.iter().all(|b| b.contains("check-in-v1")));
+    // (and the two counting requests of `settled_count`)
+    assert_eq!(settled_count(&f, shadow) - before, n as u64 + 2);
+    // `percentage: 50`: half of them, within 5 points over 2,000 requests.
+    f.apply(&mirror_route("                  percentage: 50\n"));
+    wait_for("the 50% mirror is in force", PROPAGATION, || {
+        let before = settled_count(&f, shadow);
+        keep_alive_gets(&f.outbound, "/check-in", 200);
+        let got = settled_count(&f, shadow) - before - 2;
+        (got < 160).then_some(())
+    });
+    let before = settled_count(&f, shadow);
+    let n = 2_000;
+    let bodies = keep_alive_gets(&f.outbound, "/check-in", n);
+    assert!(bodies.iter().all(|b| b.contains("check-in-v1")));
+    let mirrored = settled_count(&f, shadow) - before - 2;
+    let share = mirrored as f64 / n as f64;
+    assert!((0.45..=0.55).contains(&share), "mirrored {mirrored} of {n}");
+}
+
+/// A MeshTimeout and a MeshRetry naming a MeshHTTPRoute (`to[].targetRef.kind:
+/// MeshHTTPRoute`) apply to the requests that route matches, and only to them: the caller
+/// reaches check-in-api through a MeshService `backendRef` outbound (Kuma applies route
+/// confs to such outbounds).
+#[test]
+fn timeouts_and_retries_naming_a_route_apply_to_its_requests_only() {
+    let f = Fixture::start();
+    f.apply("type: MeshService\nname: check-in-api-blu\nmesh: default\nspec:\n  selector:\n    dataplaneTags:\n      kuma.io/service: check-in-api-blu\n  ports:\n  - port: 9000\n    targetPort: 9000\n    appProtocol: http\n");
+    let app = free_port("127.0.0.1");
+    let _app = start_app_with("ops", &format!("127.0.0.1:{app}"), &[]);
+    let (out, admin) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let mut ops = Dataplane::start(
+        &f.cp,
+        "ops-1",
+        &format!(
+            "type: Dataplane\nmesh: default\nname: ops-1\nnetworking:\n  address: {}\n  admin:\n    port: {admin}\n  inbound:\n  - port: 9000\n    servicePort: {app}\n    tags:\n      kuma.io/service: ops\n      kuma.io/protocol: http\n  outbound:\n  - port: {out}\n    backendRef:\n      kind: MeshService\n      name: check-in-api-blu\n      port: 9000\n",
+            loopback_ip()
+        ),
+        admin,
+    );
+    ops.wait_ready();
+    let outbound = format!("127.0.0.1:{out}");
+    let short = [("x-short", "yes")];
+    f.apply("type: MeshHTTPRoute\nname: short\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n    - targetRef:\n        kind: MeshService\n        name: check-in-api-blu\n      rules:\n        - matches:\n            - headers:\n                - type: Exact\n                  name: x-short\n                  value: \"yes\"\n          default:\n            backendRefs:\n              - kind: MeshService\n                name: check-in-api-blu\n                port: 9000\n");
+    f.apply("type: MeshTimeout\nname: short-route-timeout\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n    - targetRef:\n        kind: MeshHTTPRoute\n        name: short\n      default:\n        http:\n          requestTimeout: 500ms\n");
+    f.apply("type: MeshRetry\nname: short-route-retry\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n    - targetRef:\n        kind: MeshHTTPRoute\n        name: short\n      default:\n        http:\n          numRetries: 1\n          retryOn: [\"409\"]\n          backOff:\n            baseInterval: 5ms\n            maxInterval: 20ms\n");
+    // The route's requests: cut at 500 ms.
+    wait_for("the route's timeout is in force", PROPAGATION, || {
+        let start = std::time::Instant::now();
+        let r = http("GET", &outbound, "/delay/3000", None, &short).ok()?;
+        let took = start.elapsed();
+        (r.status == 504 && took < Duration::from_millis(2500)).then_some(())
+    });
+    let start = std::time::Instant::now();
+    let r = http("GET", &outbound, "/delay/3000", None, &short).unwrap();
+    let took = start.elapsed();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+    // Other requests keep the outbound's timeout (Kuma's 15 s default).
+    let r = http("GET", &outbound, "/delay/1200", None, &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The route's requests are retried on 409; the others are not.
+    // The route's requests are retried on 409; the others are not. A retry may go to the
+    // other instance: count what both served (each count asks each instance once).
+    let attempts = |addr: &str, headers: &[(&str, &str)]| {
+        let before = f.served(0) + f.served(1);
+        let r = http("GET", addr, "/status/409", None, headers).unwrap();
+        assert_eq!(r.status, 409, "{}", r.body);
+        f.served(0) + f.served(1) - before - 2
+    };
+    wait_for("the route's retries are in force", PROPAGATION, || {
+        (attempts(&outbound, &short) == 2).then_some(())
+    });
+    assert_eq!(attempts(&outbound, &short), 2);
+    assert_eq!(attempts(&outbound, &[]), 1);
+    // The legacy outbound (`kuma.io/service` tags) gets no route confs, as in Kuma.
+    assert_eq!(attempts(&f.outbound, &short), 1);
 }

@@ -170,7 +170,11 @@ pub async fn explain(
         labels: &dp.meta.labels,
         spec,
     };
-    let catalog = crate::dpserver::service_catalog(&services);
+    let routes = state
+        .store
+        .list(ResourceType::MeshHTTPRoute, Some(&mesh))
+        .await?;
+    let catalog = crate::dpserver::service_catalog(services.iter().chain(&routes));
     let timeouts = crate::dpserver::timeout_rules(
         &mesh,
         &state

@@ -82,7 +82,7 @@ async fn inspector(state: &AppState, mesh: &str) -> Result<MeshInspector, ApiErr
         .store
         .list(ResourceType::MeshService, Some(mesh))
         .await?;
-    let catalog = crate::dpserver::service_catalog(&services);
+    let catalog = crate::dpserver::service_catalog(services.iter().chain(&policies));
     Ok(MeshInspector::new(mesh, &policies, &catalog))
 }
 

@@ -21,9 +21,7 @@ use aerie_core::policies::meshtrafficpermission::{
 };
 use aerie_core::policies::rules::{Catalog, CatalogResource};
 use aerie_core::proxy_config::{IngressRoute, MeshView};
-use aerie_core::spec::{
-    AvailableService, DataplaneSpec, MeshServiceSpec, MeshSpec, Tags, ZoneIngressSpec,
-};
+use aerie_core::spec::{AvailableService, DataplaneSpec, MeshSpec, Tags, ZoneIngressSpec};
 use aerie_core::{Resource, Spec};
 use envoy_types::pb::google::protobuf::Any;
 
@@ -69,7 +67,7 @@ pub struct MeshPolicies {
 
 impl MeshPolicies {
     pub fn new(mesh: &str, inputs: &PolicyInputs) -> MeshPolicies {
-        let catalog = service_catalog(&inputs.services);
+        let catalog = service_catalog(inputs.services.iter().chain(&inputs.http_routes));
         MeshPolicies {
             permissions: policy_index(&inputs.permissions, &inputs.services),
             timeouts: timeout_rules(mesh, &inputs.timeouts, &catalog),
@@ -274,11 +272,18 @@ pub fn policy_index(mtps: &[Resource], services: &[Resource]) -> PolicyIndex {
 
 /// The resources of a mesh that policies' `to` entries and `backendRef` outbounds may name:
 /// its MeshServices, oldest first (Kuma takes the oldest of several label matches).
-pub fn service_catalog(services: &[Resource]) -> Catalog {
-    let mut found: Vec<(&Resource, &MeshServiceSpec)> = services
-        .iter()
+pub fn service_catalog<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> Catalog {
+    let mut found: Vec<(&Resource, CatalogResource)> = resources
+        .into_iter()
         .filter_map(|r| match &r.spec {
-            Spec::MeshService(s) => Some((r, s)),
+            Spec::MeshService(s) => Some((
+                r,
+                CatalogResource::mesh_service(r.name(), &r.meta.labels, s),
+            )),
+            Spec::MeshHTTPRoute(s) => Some((
+                r,
+                CatalogResource::mesh_http_route(r.name(), &r.meta.labels, s.target_ref.as_ref()),
+            )),
             _ => None,
         })
         .collect();
@@ -286,12 +291,7 @@ pub fn service_catalog(services: &[Resource]) -> Catalog {
         (a.meta.creation_time.as_deref(), a.name())
             .cmp(&(b.meta.creation_time.as_deref(), b.name()))
     });
-    Catalog::new(
-        found
-            .into_iter()
-            .map(|(r, s)| CatalogResource::mesh_service(r.name(), &r.meta.labels, s))
-            .collect(),
-    )
+    Catalog::new(found.into_iter().map(|(_, c)| c).collect())
 }
 
 /// A mesh's MeshTimeouts, indexed for every proxy's config.

@@ -25,8 +25,8 @@ pub(crate) async fn serve(
 ) {
     if route.cfg.protocol == Protocol::Tcp {
         let upstreams = match &route.tcp {
-            None => &route.upstreams,
-            Some(t) => t.backends.pick().map_or(&route.upstreams, |u| &**u),
+            None => &*route.upstreams,
+            Some(t) => t.backends.pick().map_or(&*route.upstreams, |u| &**u),
         };
         let Some((upstream, _connection)) = upstreams.connect().await else {
             debug!(listener = %route.stats.name, %peer, "no endpoint reachable, closing");

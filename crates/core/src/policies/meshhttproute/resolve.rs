@@ -275,6 +275,8 @@ pub fn compile_routes(routes: &[OrderedRoute], resolve: &ResolveBackend<'_>) -> 
                 .filter_map(|f| filter(f, resolve))
                 .collect(),
             backends,
+            timeouts: None,
+            retry: None,
         });
     }
     if !has_catch_all {
@@ -289,6 +291,8 @@ pub fn compile_routes(routes: &[OrderedRoute], resolve: &ResolveBackend<'_>) -> 
                 weight: 1,
                 destination: None,
             }],
+            timeouts: None,
+            retry: None,
         });
     }
     out

@@ -42,6 +42,16 @@ pub struct HttpRouteRule {
     pub filters: Vec<RouteFilter>,
     /// Weighted, each weight above 0; never empty.
     pub backends: Vec<RouteBackend>,
+    /// MeshTimeout of the route's own rule (a `to[]` entry naming its MeshHTTPRoute, on an
+    /// outbound with a `backendRef`, as Kuma): its `http.requestTimeout` and
+    /// `http.streamIdleTimeout` replace the outbound's for this route (the others are the
+    /// connection's). `None`: the outbound's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<crate::policies::meshtimeout::Timeouts>,
+    /// MeshRetry of the route's own rule, replacing the outbound's for this route. `None`:
+    /// the outbound's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<crate::policies::meshretry::Retry>,
 }
 
 /// A path condition (on the path without its query).

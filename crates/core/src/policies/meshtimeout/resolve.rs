@@ -181,6 +181,24 @@ impl TimeoutRules {
         }
     }
 
+    /// What MeshHTTPRoutes with a rule of their own (a `to[]` entry naming the route) get
+    /// on this proxy instead of their outbound's conf, by route name; empty (and computed
+    /// for nothing) when no policy names a route.
+    pub fn for_routes<'r>(
+        &self,
+        dp: &DataplaneView<'_>,
+        routes: impl IntoIterator<Item = &'r str>,
+    ) -> std::collections::HashMap<&'r str, Timeouts> {
+        if !self.index.names_routes() {
+            return std::collections::HashMap::new();
+        }
+        let matched = self.index.matched(dp);
+        routes
+            .into_iter()
+            .filter_map(|r| Some((r, timeouts(&matched.route_rule(r)?))))
+            .collect()
+    }
+
     /// What the engine found for one proxy, for `inspect`: per inbound and outbound, the
     /// contributing policies and the merged conf.
     pub fn explain(&self, dp: &DataplaneView<'_>) -> crate::policies::rules::DataplaneRules {

@@ -91,6 +91,21 @@ impl CatalogResource {
         }
     }
 
+    /// A MeshHTTPRoute: what its own top-level targetRef selects (`None`: the mesh).
+    pub fn mesh_http_route(
+        name: &str,
+        labels: &Tags,
+        target_ref: Option<&TargetRef>,
+    ) -> CatalogResource {
+        CatalogResource {
+            kind: ResourceKind::MeshHTTPRoute,
+            name: name.to_owned(),
+            labels: labels.clone(),
+            ports: Vec::new(),
+            target_ref: target_ref.cloned(),
+        }
+    }
+
     /// The identity a targetRef by name is compared with (Kuma's KRI without type and
     /// mesh): display name, `kuma.io/zone`, `k8s.kuma.io/namespace`.
     pub(crate) fn identity(&self) -> Identity {

@@ -95,6 +95,16 @@ pub(crate) struct ToRef {
 }
 
 impl RulesIndex {
+    /// Whether a `to[]` entry names a MeshHTTPRoute (only then can a route have a rule of
+    /// its own).
+    pub fn names_routes(&self) -> bool {
+        self.to_by_resource.keys().any(|&i| {
+            self.catalog
+                .get(i)
+                .is_some_and(|r| r.kind == ResourceKind::MeshHTTPRoute)
+        })
+    }
+
     /// Compiles the policies of one kind in `mesh`. `catalog` holds the mesh's
     /// MeshServices, MeshExternalServices, MeshMultiZoneServices and MeshHTTPRoutes.
     pub fn new(

@@ -343,6 +343,17 @@ impl<'i> Matched<'i, '_> {
         self.to_view().chain(&[])
     }
 
+    /// A MeshHTTPRoute's own rule (`to[]` entries naming it, with the `Mesh` entries under
+    /// them): what its routes get instead of their outbound's conf. `None`: no applying
+    /// entry names the route, its routes keep the outbound's conf.
+    pub fn route_rule(&self, route: &str) -> Option<Merged> {
+        self.to_view().own_rule(&ResourceRef {
+            kind: ResourceKind::MeshHTTPRoute,
+            name: route.to_owned(),
+            section: None,
+        })
+    }
+
     /// The conf of a MeshHTTPRoute's routes towards `parent`: the route's rule, else
     /// `parent`'s chain (as Kuma's plugins nest `ResourceContext`s).
     pub fn to_route(&self, route: &str, parent: Option<&ResourceRef>) -> Merged {

@@ -283,6 +283,12 @@ impl<'i> ToView<'i> {
         merged(relevant.iter().map(Applying::picked).collect())
     }
 
+    /// A resource's own rule (no fallback): `None` when no applying entry resolved to it.
+    pub fn own_rule(&self, r: &ResourceRef) -> Option<Merged> {
+        let uri = self.uri(r)?;
+        self.has_rule(&uri).then(|| self.rule(&uri))
+    }
+
     pub fn uri(&self, r: &ResourceRef) -> Option<Uri> {
         let i = self.index.catalog.by_name(r.kind, &r.name)?;
         Some(Uri {

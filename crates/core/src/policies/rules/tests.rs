@@ -1343,6 +1343,16 @@ fn kuma_resourcerules_mt_with_different_order() {
     );
     // A policy with a MeshHTTPRoute to-entry is left out of legacy rules altogether.
     assert_eq!(m.to_service("backend"), Merged::default());
+    // A route's own rule, without fallback: none for a route no entry names.
+    assert!(ix.names_routes());
+    assert_eq!(
+        m.route_rule("http-route-1").map(|r| r.conf),
+        Some(Some(json!({"http": {"requestTimeout": "20s"}})))
+    );
+    assert_eq!(m.route_rule("unknown-route"), None);
+    let without = policies(vec![json!({"name": "no-route", "to": [
+        {"targetRef": {"kind": "MeshService", "name": "backend"}, "default": {"idleTimeout": "25s"}}]})]);
+    assert!(!index_with(&without, backend_catalog(), Options::default()).names_routes());
 }
 
 #[test]

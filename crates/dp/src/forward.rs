@@ -16,7 +16,7 @@ use crate::body::{ProxyBody, local_response};
 use crate::breaker::{
     Cluster, Detector, Held, Outcome, OutlierPolicy, PoolMember, Resource, overflow_response,
 };
-use crate::lb::{Balancer, SourceIp};
+use crate::lb::{Balancer, GeneratedCookies, SourceIp};
 use crate::metrics::ListenerStats;
 use crate::pool::{CheckoutError, Connector, EndpointPool, HttpVersion, Upstream};
 use crate::retry::{self, Attempt, ReqBody, RetryPolicy};
@@ -422,6 +422,7 @@ impl Upstreams {
                     req.headers(),
                     req.uri(),
                     req.extensions().get::<SourceIp>().map(|s| s.0),
+                    req.extensions().get::<GeneratedCookies>(),
                 ),
             };
             for i in self.lb.order(self.pools.len(), key, &skipped) {

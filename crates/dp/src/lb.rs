@@ -58,6 +58,37 @@ impl Default for Balancer {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SourceIp(pub IpAddr);
 
+/// Cookies a hash policy with a `ttl` generated for a request that lacked them (Envoy's
+/// `addDownstreamSetCookie`), put in the request's extensions only then: the request is
+/// hashed on them, and its response sets them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GeneratedCookies(pub Vec<GeneratedCookie>);
+
+#[derive(Debug, Clone)]
+pub(crate) struct GeneratedCookie {
+    pub name: String,
+    /// 16 hex digits.
+    pub value: String,
+    pub path: Option<String>,
+    pub ttl_ms: u64,
+}
+
+impl GeneratedCookie {
+    /// Envoy's `Set-Cookie` for it: the value quoted, `Max-Age` in whole seconds unless the
+    /// `ttl` is 0 (a session cookie), the path, `HttpOnly`.
+    pub fn set_cookie(&self) -> String {
+        let mut v = format!("{}=\"{}\"", self.name, self.value);
+        if self.ttl_ms / 1000 > 0 {
+            v.push_str(&format!("; Max-Age={}", self.ttl_ms / 1000));
+        }
+        if let Some(p) = self.path.as_deref().filter(|p| !p.is_empty()) {
+            v.push_str(&format!("; Path={p}"));
+        }
+        v.push_str("; HttpOnly");
+        v
+    }
+}
+
 /// A request counted in flight to an endpoint (least request) until dropped.
 pub(crate) struct Active {
     counts: Arc<[AtomicU32]>,
@@ -90,14 +121,81 @@ impl Balancer {
         }
     }
 
-    /// The request's hash (Envoy's route hash policies): each policy that yields a value is
-    /// folded in (`rotl(hash, 1) ^ value`) until a terminal one yields; `None` when none
-    /// does or the algorithm does not hash.
-    pub fn hash(&self, headers: &HeaderMap, uri: &Uri, source: Option<IpAddr>) -> Option<u64> {
+    /// Whether a cookie hash policy has a `ttl` (it generates a missing cookie).
+    pub fn generates_cookies(&self) -> bool {
+        match self {
+            Balancer::RoundRobin(_) => false,
+            Balancer::Policy(p) => p.hash_policies.iter().any(|h| {
+                matches!(
+                    h.key,
+                    HashKey::Cookie {
+                        ttl_ms: Some(_),
+                        ..
+                    }
+                )
+            }),
+        }
+    }
+
+    /// The cookies to generate for a request (Envoy: a cookie policy with a `ttl` whose
+    /// cookie is missing, reached before a terminal policy yielded), with the value Envoy
+    /// gives them: the hex xxHash64 of the downstream connection's remote and local
+    /// addresses (one cookie per connection). `None`: nothing to generate.
+    pub fn cookies_to_generate(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<GeneratedCookies> {
         let Balancer::Policy(p) = self else {
             return None;
         };
-        request_hash(&p.hash_policies, headers, uri, source)
+        let mut out = Vec::new();
+        for h in &p.hash_policies {
+            let yields = match &h.key {
+                HashKey::Header { name } => headers.contains_key(name.as_str()),
+                HashKey::Cookie { name, path, ttl_ms } => {
+                    if cookie(headers, name).is_some() {
+                        true
+                    } else if let Some(ttl_ms) = ttl_ms {
+                        let value = format!("{peer}{local}");
+                        out.push(GeneratedCookie {
+                            name: name.clone(),
+                            value: format!("{:016x}", xxh64(value.as_bytes(), 0)),
+                            path: path.clone(),
+                            ttl_ms: *ttl_ms,
+                        });
+                        true
+                    } else {
+                        false
+                    }
+                }
+                HashKey::QueryParameter { name } => query(uri, name).is_some(),
+                HashKey::SourceIp => true,
+                HashKey::FilterState { .. } => false,
+            };
+            if yields && h.terminal {
+                break;
+            }
+        }
+        (!out.is_empty()).then_some(GeneratedCookies(out))
+    }
+
+    /// The request's hash (Envoy's route hash policies): each policy that yields a value is
+    /// folded in (`rotl(hash, 1) ^ value`) until a terminal one yields; `None` when none
+    /// does or the algorithm does not hash. `generated`: the cookies generated for it.
+    pub fn hash(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        source: Option<IpAddr>,
+        generated: Option<&GeneratedCookies>,
+    ) -> Option<u64> {
+        let Balancer::Policy(p) = self else {
+            return None;
+        };
+        request_hash(&p.hash_policies, headers, uri, source, generated)
     }
 
     /// The endpoints to try, in order, out of `n` (see the module's documentation). `key`
@@ -577,6 +675,7 @@ fn request_hash(
     headers: &HeaderMap,
     uri: &Uri,
     source: Option<IpAddr>,
+    generated: Option<&GeneratedCookies>,
 ) -> Option<u64> {
     let mut hash: Option<u64> = None;
     for p in policies {
@@ -589,7 +688,15 @@ fn request_hash(
                 }
                 h
             }
-            HashKey::Cookie { name, .. } => cookie(headers, name).map(|v| xxh64(v, 0)),
+            HashKey::Cookie { name, .. } => cookie(headers, name)
+                .or_else(|| {
+                    generated?
+                        .0
+                        .iter()
+                        .find(|c| c.name == *name)
+                        .map(|c| c.value.as_bytes())
+                })
+                .map(|v| xxh64(v, 0)),
             HashKey::QueryParameter { name } => query(uri, name).map(|v| xxh64(v, 0)),
             HashKey::SourceIp => source.map(|ip| xxh64(ip.to_string().as_bytes(), 0)),
             HashKey::FilterState { .. } => None,
@@ -604,7 +711,8 @@ fn request_hash(
     hash
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers, without the quotes
+/// around it (as Envoy reads it: the value a generated cookie was set with).
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
     headers
         .get_all(http::header::COOKIE)
@@ -613,7 +721,12 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
         .find_map(|pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|b| *b == b'=')?;
-            (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
+            let value = &pair[eq + 1..];
+            let value = match value {
+                [b'"', inner @ .., b'"'] => inner,
+                v => v,
+            };
+            (&pair[..eq] == name.as_bytes()).then_some(value)
         })
 }
 
@@ -715,7 +828,7 @@ mod tests {
         for user in 0..300 {
             let mut h = HeaderMap::new();
             h.insert("x-user", format!("user-{user}").parse().unwrap());
-            let key = b.hash(&h, &uri, None);
+            let key = b.hash(&h, &uri, None, None);
             assert!(key.is_some());
             let i = first(&b, 3, key);
             // Sticky: the same value always reaches the same endpoint.
@@ -727,7 +840,7 @@ mod tests {
         }
         assert!(hit.iter().all(|&c| c > 50), "spread: {hit:?}");
         // No header: a random endpoint.
-        let key = b.hash(&HeaderMap::new(), &uri, None);
+        let key = b.hash(&HeaderMap::new(), &uri, None, None);
         assert_eq!(key, None);
         let seen: std::collections::HashSet<usize> = (0..200).map(|_| first(&b, 3, key)).collect();
         assert_eq!(seen.len(), 3);
@@ -832,6 +945,97 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_cookie_with_a_ttl_is_generated_per_connection_and_hashed_like_the_sent_one() {
+        let pol = |key: HashKey, terminal: bool| HashPolicy { key, terminal };
+        let sticky = pol(
+            HashKey::Cookie {
+                name: "session".into(),
+                path: Some("/".into()),
+                ttl_ms: Some(3_600_000),
+            },
+            false,
+        );
+        let balancer = |policies: Vec<HashPolicy>| {
+            Balancer::new(
+                Some(&LoadBalancer {
+                    algorithm: Algorithm::Random,
+                    hash_policies: policies,
+                    locality: None,
+                }),
+                &[],
+            )
+        };
+        let b = balancer(vec![sticky.clone()]);
+        assert!(b.generates_cookies());
+        let uri: Uri = "/".parse().unwrap();
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let g = b
+            .cookies_to_generate(&HeaderMap::new(), &uri, peer, local)
+            .unwrap();
+        let c = &g.0[0];
+        assert_eq!(c.value.len(), 16);
+        assert_eq!(
+            c.set_cookie(),
+            format!("session=\"{}\"; Max-Age=3600; Path=/; HttpOnly", c.value)
+        );
+        // Another connection, another cookie; the same connection, the same.
+        let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        let g2 = b
+            .cookies_to_generate(&HeaderMap::new(), &uri, other, local)
+            .unwrap();
+        assert_ne!(g2.0[0].value, c.value);
+        let again = b
+            .cookies_to_generate(&HeaderMap::new(), &uri, peer, local)
+            .unwrap();
+        assert_eq!(again.0[0].value, c.value);
+        // The request is hashed on the generated value, as the next one sending it back
+        // (quoted, as set) is.
+        let generated = b.hash(&HeaderMap::new(), &uri, None, Some(&g));
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::COOKIE,
+            format!("a=b; session=\"{}\"", c.value).parse().unwrap(),
+        );
+        assert_eq!(b.hash(&h, &uri, None, None), generated);
+        assert!(generated.is_some());
+        // Present: nothing generated.
+        assert!(b.cookies_to_generate(&h, &uri, peer, local).is_none());
+        // A terminal policy that yields first: the cookie is never reached.
+        let mut user = HeaderMap::new();
+        user.insert("x-user", "bob".parse().unwrap());
+        let b = balancer(vec![
+            pol(
+                HashKey::Header {
+                    name: "x-user".into(),
+                },
+                true,
+            ),
+            sticky.clone(),
+        ]);
+        assert!(b.cookies_to_generate(&user, &uri, peer, local).is_none());
+        assert!(
+            b.cookies_to_generate(&HeaderMap::new(), &uri, peer, local)
+                .is_some()
+        );
+        // Without a ttl nothing is generated.
+        let b = balancer(vec![pol(
+            HashKey::Cookie {
+                name: "session".into(),
+                path: None,
+                ttl_ms: None,
+            },
+            false,
+        )]);
+        assert!(!b.generates_cookies());
+        assert!(
+            b.cookies_to_generate(&HeaderMap::new(), &uri, peer, local)
+                .is_none()
+        );
+        assert!(!Balancer::default().generates_cookies());
+    }
+
+    #[test]
     fn hash_policies_fold_until_a_terminal_one_yields() {
         let uri: Uri = "/p?a=1&user=bob&z".parse().unwrap_or_default();
         let mut h = HeaderMap::new();
@@ -853,18 +1057,18 @@ mod tests {
         );
         let ip: IpAddr = [127, 0, 0, 1].into();
         assert_eq!(
-            request_hash(std::slice::from_ref(&cookie), &h, &uri, None),
+            request_hash(std::slice::from_ref(&cookie), &h, &uri, None, None),
             Some(xxh64(b"abc", 0))
         );
         assert_eq!(
-            request_hash(std::slice::from_ref(&q), &h, &uri, None),
+            request_hash(std::slice::from_ref(&q), &h, &uri, None, None),
             Some(xxh64(b"bob", 0))
         );
         assert_eq!(
-            request_hash(&[pol(HashKey::SourceIp, false)], &h, &uri, Some(ip)),
+            request_hash(&[pol(HashKey::SourceIp, false)], &h, &uri, Some(ip), None),
             Some(xxh64(b"127.0.0.1", 0))
         );
-        let both = request_hash(&[cookie.clone(), q.clone()], &h, &uri, None);
+        let both = request_hash(&[cookie.clone(), q.clone()], &h, &uri, None, None);
         assert_eq!(
             both,
             Some(xxh64(b"abc", 0).rotate_left(1) ^ xxh64(b"bob", 0))
@@ -874,7 +1078,7 @@ mod tests {
             ..cookie.clone()
         };
         assert_eq!(
-            request_hash(&[terminal, q.clone()], &h, &uri, None),
+            request_hash(&[terminal, q.clone()], &h, &uri, None, None),
             Some(xxh64(b"abc", 0))
         );
         // Missing values yield nothing; a filter state never does.
@@ -886,11 +1090,11 @@ mod tests {
         );
         let fs = pol(HashKey::FilterState { key: "k".into() }, false);
         assert_eq!(
-            request_hash(&[missing, fs, q], &h, &uri, None),
+            request_hash(&[missing, fs, q], &h, &uri, None, None),
             Some(xxh64(b"bob", 0))
         );
         assert_eq!(
-            request_hash(&[pol(HashKey::SourceIp, false)], &h, &uri, None),
+            request_hash(&[pol(HashKey::SourceIp, false)], &h, &uri, None, None),
             None
         );
     }

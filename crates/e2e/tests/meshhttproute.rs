@@ -462,4 +462,24 @@ fn timeouts_and_retries_naming_a_route_apply_to_its_requests_only() {
     assert_eq!(attempts(&outbound, &[]), 1);
     // The legacy outbound (`kuma.io/service` tags) gets no route confs, as in Kuma.
     assert_eq!(attempts(&f.outbound, &short), 1);
+    // `_explain` lists the outbound's routes with what the route's own rules enforce.
+    let explained = f.cp.get("/meshes/default/dataplanes/ops-1/_explain").json();
+    let routes = &explained["outbounds"][0]["meshHTTPRoute"];
+    assert_eq!(routes[0]["route"], "short", "{explained}");
+    assert_eq!(
+        routes[0]["matches"]["headers"][0]["name"], "x-short",
+        "{explained}"
+    );
+    assert_eq!(routes[0]["timeouts"]["requestMs"], 500, "{explained}");
+    assert_eq!(
+        routes[0]["retry"]["http"]["statusCodes"],
+        serde_json::json!([409]),
+        "{explained}"
+    );
+    let legacy =
+        f.cp.get("/meshes/default/dataplanes/flight-control-1/_explain")
+            .json();
+    let routes = &legacy["outbounds"][0]["meshHTTPRoute"];
+    assert_eq!(routes[0]["route"], "short", "{legacy}");
+    assert!(routes[0].get("timeouts").is_none(), "{legacy}");
 }

@@ -2,6 +2,8 @@
 //! instances: `RingHash` on the `x-user` header keeps each user on one instance (and the
 //! users spread over several) while booking, not selected, keeps round robin; `LeastRequest`
 //! keeps new requests off the instance holding a slow one; `Random` reaches every instance;
+//! `RingHash` on a cookie with a `ttl` sets a missing cookie (Envoy's sticky session) and
+//! keeps each client that sends it back on the instance of its first request;
 //! `_explain` shows what flight-control's outbound enforces.
 
 // Test code: a panic is a failed test.
@@ -44,6 +46,50 @@ fn three_instances() -> (KongAir, Vec<Dataplane>) {
         (seen.len() == 3).then_some(())
     });
     (k, vec![b, c])
+}
+
+const STICKY: &str = "        loadBalancer:\n          type: RingHash\n        hashPolicies:\n          - type: Cookie\n            cookie:\n              name: session\n              ttl: 1h\n              path: /\n";
+
+/// A client without the cookie gets one with its first answer; sending it back keeps it on
+/// the instance of that first answer.
+#[test]
+fn ring_hash_on_a_generated_cookie_keeps_each_client_on_one_instance() {
+    let (k, _more) = three_instances();
+    k.apply(&strategy(STICKY));
+    let first = |k: &KongAir| {
+        let r = http("GET", &k.from_flight_control, "/check-in", None, &[]).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let set = r.header("set-cookie").map(str::to_owned);
+        (r.json()["service"].as_str().unwrap().to_owned(), set)
+    };
+    let set_cookie = wait_for("the sticky cookie is set", PROPAGATION, || first(&k).1);
+    assert!(
+        set_cookie.starts_with("session=\"")
+            && set_cookie.ends_with("\"; Max-Age=3600; Path=/; HttpOnly"),
+        "{set_cookie}"
+    );
+    let mut homes = HashSet::new();
+    for _ in 0..12 {
+        // Each connection gets its own cookie (Envoy hashes the connection's addresses).
+        let (home, set) = first(&k);
+        let set = set.expect("a cookie for a request without one");
+        let cookie = set.split(';').next().unwrap().to_owned();
+        for _ in 0..10 {
+            let r = http(
+                "GET",
+                &k.from_flight_control,
+                "/check-in",
+                None,
+                &[("cookie", &cookie)],
+            )
+            .unwrap();
+            assert_eq!(r.json()["service"], home.as_str(), "{cookie}");
+            // A request that has the cookie gets no new one.
+            assert!(r.header("set-cookie").is_none(), "{cookie}");
+        }
+        homes.insert(home);
+    }
+    assert!(homes.len() > 1, "twelve clients all on {homes:?}");
 }
 
 #[test]

@@ -10,6 +10,8 @@ use aerie_core::policies::{
     meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshratelimit, meshretry,
 };
 use aerie_core::{Resource, ResourceType, Spec};
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
@@ -175,24 +177,35 @@ pub async fn explain(
         .list(ResourceType::MeshHTTPRoute, Some(&mesh))
         .await?;
     let catalog = crate::dpserver::service_catalog(services.iter().chain(&routes));
-    let timeouts = crate::dpserver::timeout_rules(
+    let timeout_rules = crate::dpserver::timeout_rules(
         &mesh,
         &state
             .store
             .list(ResourceType::MeshTimeout, Some(&mesh))
             .await?,
         &catalog,
-    )
-    .explain(&view);
-    let retries = crate::dpserver::retry_rules(
+    );
+    let timeouts = timeout_rules.explain(&view);
+    let retry_rules = crate::dpserver::retry_rules(
         &mesh,
         &state
             .store
             .list(ResourceType::MeshRetry, Some(&mesh))
             .await?,
         &catalog,
+    );
+    let retries = retry_rules.explain(&view);
+    let http_routes =
+        crate::dpserver::http_route_rules(&mesh, &routes, &catalog).for_dataplane(&view);
+    let tcp_routes = crate::dpserver::tcp_route_rules(
+        &mesh,
+        &state
+            .store
+            .list(ResourceType::MeshTCPRoute, Some(&mesh))
+            .await?,
+        &catalog,
     )
-    .explain(&view);
+    .for_dataplane(&view);
     let breakers = crate::dpserver::circuit_breaker_rules(
         &mesh,
         &state
@@ -267,11 +280,26 @@ pub async fn explain(
         .as_ref()
         .map(|n| n.outbound.as_slice())
         .unwrap_or_default();
+    // Routes with a MeshTimeout or MeshRetry rule of their own (`backendRef` outbounds).
+    let route_names: Vec<&str> = declared
+        .iter()
+        .zip(&http_routes)
+        .filter(|(o, _)| o.backend_ref.is_some())
+        .flat_map(|(_, r)| r.iter().flatten().map(|r| r.origin.as_str()))
+        .collect();
+    let route_timeouts = timeout_rules.for_routes(&view, route_names.iter().copied());
+    let route_retries = retry_rules.for_routes(&view, route_names.iter().copied());
+    let none: (HashMap<&str, _>, HashMap<&str, _>) = Default::default();
     let outbounds: Vec<Value> = declared
         .iter()
         .zip(&timeouts.outbounds)
         .enumerate()
         .map(|(i, (o, r))| {
+            let (own_timeouts, own_retries) = if o.backend_ref.is_some() {
+                (&route_timeouts, &route_retries)
+            } else {
+                (&none.0, &none.1)
+            };
             json!({
                 "address": o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
                 "port": o.port,
@@ -290,6 +318,10 @@ pub async fn explain(
                     .outbounds
                     .get(i)
                     .map(|r| meshhealthcheck::explain_json(&r.merged)),
+                "meshHTTPRoute": http_routes.get(i).and_then(Option::as_ref).map(|routes| {
+                    aerie_core::policies::meshhttproute::explain_json(routes, own_timeouts, own_retries)
+                }),
+                "meshTCPRoute": tcp_routes.get(i).and_then(Option::as_ref).map(|b| json!({"backendRefs": b})),
             })
         })
         .collect();

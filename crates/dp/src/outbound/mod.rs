@@ -44,6 +44,8 @@ pub(crate) async fn serve(
     }
     let stats = route.stats.clone();
     let limits = ConnLimits::of(&route.cfg.timeouts);
+    // For cookies a hash policy generates (Envoy hashes the connection's two addresses).
+    let local = stream.local_addr().unwrap_or(peer);
     // Each request follows the listener's current route: a kept-alive application connection
     // sees new endpoints, and never keeps speaking plaintext after the mesh turned mTLS on.
     let svc = service_fn(move |mut req: http::Request<_>| {
@@ -64,10 +66,30 @@ pub(crate) async fn serve(
             if route.upstreams.lb.wants_source_ip() {
                 req.extensions_mut().insert(SourceIp(peer.ip()));
             }
-            let resp = match &route.routes {
+            // A missing sticky-session cookie is generated (RingHash/Maglev on a cookie
+            // with a `ttl`) and set on the response.
+            let generated = if route.upstreams.lb.generates_cookies() {
+                let g =
+                    route
+                        .upstreams
+                        .lb
+                        .cookies_to_generate(req.headers(), req.uri(), peer, local);
+                if let Some(g) = &g {
+                    req.extensions_mut().insert(g.clone());
+                }
+                g
+            } else {
+                None
+            };
+            let mut resp = match &route.routes {
                 None => route.upstreams.forward(req).await,
                 Some(table) => table.forward(&route.upstreams, req).await,
             };
+            for c in generated.iter().flat_map(|g| &g.0) {
+                if let Ok(v) = http::HeaderValue::from_str(&c.set_cookie()) {
+                    resp.headers_mut().append(http::header::SET_COOKIE, v);
+                }
+            }
             route.stats.response(resp.status());
             Ok(resp)
         }

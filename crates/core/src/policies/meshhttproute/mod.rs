@@ -20,7 +20,8 @@ mod tests;
 mod validate;
 
 pub use resolve::{
-    HttpRouteRules, OrderedRoute, ResolveBackend, compare_match, compile_routes, order_routes,
+    HttpRouteRules, OrderedRoute, ResolveBackend, compare_match, compile_routes, explain_json,
+    order_routes,
 };
 pub use spec::*;
 pub use validate::{UNRESOLVED_BACKEND, validate, validate_with_role};

@@ -119,6 +119,38 @@ impl HttpRouteRules {
     }
 }
 
+/// The `_explain` view of one outbound's routes: each route in the order the proxy tries
+/// them (its MeshHTTPRoute, the one match, the merged filters and backends as written)
+/// and, when the route has a MeshTimeout or MeshRetry rule of its own, what the proxy
+/// enforces for it (`timeouts`, `retry`: the outbound's for the others). A request matching
+/// none goes to the outbound's own destination.
+pub fn explain_json(
+    routes: &[OrderedRoute],
+    timeouts: &HashMap<&str, crate::policies::meshtimeout::Timeouts>,
+    retries: &HashMap<&str, crate::policies::meshretry::Retry>,
+) -> Value {
+    Value::Array(
+        routes
+            .iter()
+            .map(|r| {
+                let mut v = json!({
+                    "route": r.origin,
+                    "matches": r.matched,
+                    "filters": r.filters,
+                    "backendRefs": r.backend_refs,
+                });
+                if let Some(t) = timeouts.get(r.origin.as_str()) {
+                    v["timeouts"] = json!(t);
+                }
+                if let Some(t) = retries.get(r.origin.as_str()) {
+                    v["retry"] = json!(t);
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
 /// Kuma's merge of the rules of every `to[]` entry applying to an outbound (`to` entries
 /// lowest priority first): each entry's rules reversed and concatenated, rules with equal
 /// `matches` merged into the position of the last one (`mergeValuesByKey`, later

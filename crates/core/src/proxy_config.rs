@@ -662,13 +662,33 @@ impl<'a> MeshView<'a> {
             .iter()
             .enumerate()
             .filter_map(|(n, o)| {
-                let (mut http_routes, tcp_routes) = self.routes(
+                let (mut http_routes, mut tcp_routes) = self.routes(
                     o,
                     http_routes.get_mut(n).and_then(Option::take),
                     tcp_routes.get_mut(n).and_then(Option::take),
                 );
                 let timeouts = outbound_timeouts.get(n).copied().unwrap_or_default();
                 let retry = retries.get(n).cloned().unwrap_or_default();
+                let health_check = health_checks.get_mut(n).and_then(Option::take);
+                // A route's other destinations get their service's MeshHealthCheck.
+                let mut others = route_destinations(&mut http_routes, &mut tcp_routes);
+                if !others.is_empty()
+                    && let Some(rules) = self.health_checks
+                {
+                    let own = Self::outbound_target(o).map(|(s, _)| s).unwrap_or_default();
+                    let wanted: Vec<(&str, bool)> = others
+                        .iter()
+                        .map(|d| (d.service.as_str(), o.backend_ref.is_some()))
+                        .collect();
+                    let found = rules.for_destinations(&view, &wanted);
+                    for (d, hc) in others.iter_mut().zip(found) {
+                        d.health_check = if d.service == own {
+                            health_check.clone()
+                        } else {
+                            hc
+                        };
+                    }
+                }
                 if o.backend_ref.is_some()
                     && let Some(h) = &mut http_routes
                 {
@@ -686,7 +706,7 @@ impl<'a> MeshView<'a> {
                     retry,
                     circuit_breaker: breakers.get(n).cloned().unwrap_or_default(),
                     load_balancer: balancers.get_mut(n).and_then(Option::take),
-                    health_check: health_checks.get_mut(n).and_then(Option::take),
+                    health_check,
                     http_routes,
                     tcp_routes,
                 };
@@ -920,9 +940,38 @@ impl<'a> MeshView<'a> {
                 spiffe_id: spiffe_id(self.mesh, &service),
                 sni: crate::multizone::service_sni(self.mesh, &service),
                 endpoints,
+                service,
+                health_check: None,
             },
         ))
     }
+}
+
+/// Every destination other than the outbound's own that its route tables name (weighted
+/// backends and mirrors).
+fn route_destinations<'r>(
+    http: &'r mut Option<HttpRoutes>,
+    tcp: &'r mut Option<TcpRoutes>,
+) -> Vec<&'r mut crate::policies::meshhttproute::table::RouteDestination> {
+    use crate::policies::meshhttproute::table::RouteFilter;
+    let mut out = Vec::new();
+    for rule in http.iter_mut().flat_map(|h| h.rules.iter_mut()) {
+        out.extend(
+            rule.backends
+                .iter_mut()
+                .filter_map(|b| b.destination.as_mut()),
+        );
+        out.extend(rule.filters.iter_mut().filter_map(|f| match f {
+            RouteFilter::Mirror(m) => m.destination.as_deref_mut(),
+            _ => None,
+        }));
+    }
+    out.extend(
+        tcp.iter_mut()
+            .flat_map(|t| t.backends.iter_mut())
+            .filter_map(|b| b.destination.as_mut()),
+    );
+    out
 }
 
 /// Whether an endpoint address is an IP address a proxy may dial (see [`crate::net`]). The

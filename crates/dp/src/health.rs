@@ -294,16 +294,18 @@ pub(crate) fn selection<'b, H>(
 impl ActiveHealth {
     /// The health checking of an outbound (`None`: no MeshHealthCheck, or none of its
     /// kinds applies to the protocol). `connectors` are the route's endpoints in order;
-    /// `old` is the previous route's, whose checkers are kept for endpoints still there when
-    /// `reusable` (nothing about how endpoints are dialled changed) and the check is the
-    /// same. `outlier_panic` is MeshCircuitBreaker's panic threshold when it enforces
-    /// outlier detection. Must run within a tokio runtime.
+    /// `old` are health checks running already (the previous route's, and for a route's
+    /// other destination the outbound's own), whose checkers are kept for endpoints they
+    /// check when `reusable` (nothing about how endpoints are dialled changed) and the check
+    /// is the same: an endpoint is never probed twice for one check. `outlier_panic` is
+    /// MeshCircuitBreaker's panic threshold when it enforces outlier detection. Must run
+    /// within a tokio runtime.
     pub fn build(
         conf: Option<&HealthCheck>,
         protocol: Protocol,
         service: &str,
         connectors: &[Connector],
-        old: Option<&ActiveHealth>,
+        old: &[&ActiveHealth],
         reusable: bool,
         outlier_panic: Option<f64>,
     ) -> Option<ActiveHealth> {
@@ -314,13 +316,19 @@ impl ActiveHealth {
             protocol,
             service: service.to_owned(),
         };
-        let old = old.filter(|o| reusable && *o.probe == probe);
-        let probe = old.map_or_else(|| Arc::new(probe), |o| o.probe.clone());
-        let traffic = old.map_or_else(Arc::default, |o| o.traffic.clone());
+        let same: Vec<&ActiveHealth> = old
+            .iter()
+            .copied()
+            .filter(|o| reusable && *o.probe == probe)
+            .collect();
+        let first = same.first();
+        let probe = first.map_or_else(|| Arc::new(probe), |o| o.probe.clone());
+        let traffic = first.map_or_else(Arc::default, |o| o.traffic.clone());
         let checkers = connectors
             .iter()
             .map(|c| {
-                old.and_then(|o| o.checkers.iter().find(|k| k.addr == c.addr))
+                same.iter()
+                    .find_map(|o| o.checkers.iter().find(|k| k.addr == c.addr))
                     .cloned()
                     .unwrap_or_else(|| spawn(probe.clone(), c.clone(), traffic.clone()))
             })
@@ -982,7 +990,7 @@ mod tests {
             Protocol::Tcp,
             "s",
             std::slice::from_ref(&connector),
-            None,
+            &[],
             false,
             None,
         )
@@ -1003,7 +1011,7 @@ mod tests {
             Protocol::Tcp,
             "s",
             &[connector],
-            Some(&health),
+            &[&health],
             true,
             None,
         )
@@ -1021,14 +1029,11 @@ mod tests {
         let Ok(rt) = rt else { panic!("runtime") };
         rt.block_on(async {
             assert!(
-                ActiveHealth::build(Some(&c), Protocol::Http, "s", &[], None, false, None)
-                    .is_none()
+                ActiveHealth::build(Some(&c), Protocol::Http, "s", &[], &[], false, None).is_none()
             );
+            assert!(ActiveHealth::build(None, Protocol::Tcp, "s", &[], &[], false, None).is_none());
             assert!(
-                ActiveHealth::build(None, Protocol::Tcp, "s", &[], None, false, None).is_none()
-            );
-            assert!(
-                ActiveHealth::build(Some(&c), Protocol::Tcp, "s", &[], None, false, None).is_some()
+                ActiveHealth::build(Some(&c), Protocol::Tcp, "s", &[], &[], false, None).is_some()
             );
         });
     }

@@ -405,16 +405,16 @@ impl Proxy {
                 let health = cfg.health_check.as_ref().and_then(|hc| {
                     let connectors: Vec<Connector> =
                         pools.iter().map(|p| p.connector.clone()).collect();
-                    let old_health = match old.as_deref() {
-                        Some(Route::Outbound(r)) => r.upstreams.health.as_ref(),
-                        _ => None,
+                    let old_health: Vec<&crate::health::ActiveHealth> = match old.as_deref() {
+                        Some(Route::Outbound(r)) => r.upstreams.health.iter().collect(),
+                        _ => Vec::new(),
                     };
                     crate::health::ActiveHealth::build(
                         Some(hc),
                         cfg.protocol,
                         &cfg.service,
                         &connectors,
-                        old_health,
+                        &old_health,
                         same_dialling,
                         cfg.circuit_breaker
                             .outlier
@@ -442,9 +442,36 @@ impl Proxy {
                     connect_attempts: cfg.retry.tcp_max_connect_attempt,
                     health,
                 };
-                // A route's other destinations: their own endpoints and identity, the
-                // outbound's policies and cluster (no active health checks: MeshHealthCheck
-                // targets the outbound's own destination).
+                // Health checks running already: this outbound's own (new) and, when the
+                // dialling is kept, the previous route's, so that a route's destination never
+                // probes an endpoint a check of the same kind probes already.
+                let route_dialling_kept = matches!(
+                    old.as_deref(),
+                    Some(Route::Outbound(r)) if r.cfg.protocol == cfg.protocol
+                        && r.cfg.timeouts.connect_ms == cfg.timeouts.connect_ms
+                        && r.mtls == mtls
+                );
+                let running: Vec<&crate::health::ActiveHealth> = match old.as_deref() {
+                    Some(Route::Outbound(r)) if route_dialling_kept => health
+                        .iter()
+                        .chain(r.upstreams.health.iter())
+                        .chain(
+                            r.routes
+                                .iter()
+                                .flat_map(|t| t.upstreams())
+                                .filter_map(|u| u.health.as_ref()),
+                        )
+                        .chain(
+                            r.tcp
+                                .iter()
+                                .flat_map(|t| t.backends.upstreams())
+                                .filter_map(|u| u.health.as_ref()),
+                        )
+                        .collect(),
+                    _ => health.iter().collect(),
+                };
+                // A route's other destinations: their own endpoints, identity and
+                // MeshHealthCheck, the outbound's policies and cluster.
                 let mut make = |d: &RouteDestination| {
                     let tls = tls.as_ref().map(|t| TlsTarget {
                         spiffe_id: d.spiffe_id.as_str().into(),
@@ -458,7 +485,21 @@ impl Proxy {
                     let pools = pools_for(&mut addrs, &tls);
                     let located: Vec<(SocketAddr, Option<&str>)> =
                         pools.iter().map(|p| (p.connector.addr, None)).collect();
-                    Arc::new(upstreams(pools, balancer(&located), None))
+                    let connectors: Vec<Connector> =
+                        pools.iter().map(|p| p.connector.clone()).collect();
+                    let checked = crate::health::ActiveHealth::build(
+                        d.health_check.as_ref(),
+                        cfg.protocol,
+                        &d.service,
+                        &connectors,
+                        &running,
+                        true,
+                        cfg.circuit_breaker
+                            .outlier
+                            .as_ref()
+                            .map(|o| o.healthy_panic_threshold),
+                    );
+                    Arc::new(upstreams(pools, balancer(&located), checked))
                 };
                 let routes = cfg
                     .http_routes

@@ -264,7 +264,7 @@ impl RouteTable {
                         RouteFilter::Mirror(m) if m.per_million > 0 => {
                             rule.mirrors.push(MirrorTo {
                                 per_million: m.per_million,
-                                target: m.destination.as_ref().map(&mut *make),
+                                target: m.destination.as_deref().map(&mut *make),
                             })
                         }
                         RouteFilter::Mirror(_) => {}

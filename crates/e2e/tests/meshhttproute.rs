@@ -6,7 +6,9 @@
 //! header modifiers, a prefix rewrite and a redirect are applied; a mirror copies requests
 //! (bodies included, a share of them by `percentage`) to another service without changing
 //! the caller's answer; a MeshTimeout and a MeshRetry naming a route apply to that route's
-//! requests only (on an outbound addressed by a MeshService `backendRef`, as in Kuma).
+//! requests only (on an outbound addressed by a MeshService `backendRef`, as in Kuma); a
+//! route's destination gets its service's MeshHealthCheck: an instance failing it gets no
+//! routed traffic until it recovers.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -482,4 +484,60 @@ fn timeouts_and_retries_naming_a_route_apply_to_its_requests_only() {
     let routes = &legacy["outbounds"][0]["meshHTTPRoute"];
     assert_eq!(routes[0]["route"], "short", "{legacy}");
     assert!(routes[0].get("timeouts").is_none(), "{legacy}");
+}
+
+/// A route sends every request to another service, check-in-extra (two instances); a
+/// MeshHealthCheck on check-in-extra applies to the route's destination as to an outbound's
+/// own: an instance failing `/health` gets no routed requests until it passes again.
+#[test]
+fn a_route_destination_gets_its_services_health_check() {
+    let f = Fixture::start_with(&[
+        ("check-in-x1", "check-in-extra", &[]),
+        ("check-in-x2", "check-in-extra", &[]),
+    ]);
+    let x2 = 3;
+    f.apply("type: MeshHealthCheck\nname: extra-health\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n    - targetRef:\n        kind: MeshService\n        name: check-in-extra\n      default:\n        interval: 1s\n        timeout: 500ms\n        unhealthyThreshold: 2\n        healthyThreshold: 1\n        http:\n          path: /health\n");
+    f.apply(&route(
+        "to-extra",
+        "        - matches:\n            - path:\n                type: PathPrefix\n                value: /\n          default:\n            backendRefs:\n              - kind: MeshService\n                name: check-in-extra\n",
+    ));
+    let answers = |n: usize| -> Vec<String> {
+        keep_alive_gets(&f.outbound, "/check-in", n)
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<serde_json::Value>(b).unwrap()["service"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    wait_for(
+        "the route reaches both extra instances",
+        PROPAGATION,
+        || {
+            let seen = answers(12);
+            (seen.iter().any(|s| s == "check-in-x1") && seen.iter().any(|s| s == "check-in-x2"))
+                .then_some(())
+        },
+    );
+    // x2 fails its health check: within interval x unhealthyThreshold (2 s, and a check
+    // in flight) it gets nothing.
+    let toggled = http("GET", &f.apps[x2], "/toggle-health", None, &[]).unwrap();
+    assert_eq!(toggled.json()["health"], "unhealthy");
+    let started = std::time::Instant::now();
+    wait_for("x2 is skipped", PROPAGATION, || {
+        answers(12).iter().all(|s| s == "check-in-x1").then_some(())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answers(50).iter().all(|s| s == "check-in-x1"));
+    // Recovered, it gets traffic again.
+    http("GET", &f.apps[x2], "/toggle-health", None, &[]).unwrap();
+    wait_for("x2 is back", PROPAGATION, || {
+        answers(12).iter().any(|s| s == "check-in-x2").then_some(())
+    });
 }

@@ -280,6 +280,36 @@ impl HealthCheckRules {
             .collect()
     }
 
+    /// The health checks of route destinations on this proxy, one per `(service,
+    /// by_resource)` in order: the service's legacy rule (an outbound addressed by
+    /// `kuma.io/service` tags), or its MeshService's resource rule (`by_resource`: an
+    /// outbound with a `backendRef`), as Kuma configures the clusters of a route's backends.
+    pub fn for_destinations(
+        &self,
+        dp: &DataplaneView<'_>,
+        destinations: &[(&str, bool)],
+    ) -> Vec<Option<HealthCheck>> {
+        if self.index.is_empty() {
+            return vec![None; destinations.len()];
+        }
+        let matched = self.index.matched(dp);
+        destinations
+            .iter()
+            .map(|(service, by_resource)| {
+                let merged = if *by_resource {
+                    matched.to_resource(&crate::policies::rules::ResourceRef {
+                        kind: crate::policies::rules::ResourceKind::MeshService,
+                        name: (*service).to_owned(),
+                        section: None,
+                    })
+                } else {
+                    matched.to_service(service)
+                };
+                health_check(&merged)
+            })
+            .collect()
+    }
+
     /// What the engine found for one proxy, for `inspect` and `_explain`.
     pub fn explain(&self, dp: &DataplaneView<'_>) -> DataplaneRules {
         self.index.resolve(dp)

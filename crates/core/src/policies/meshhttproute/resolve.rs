@@ -463,7 +463,12 @@ fn filter(f: &Filter, resolve: &ResolveBackend<'_>) -> Option<RouteFilter> {
                     (pct.clamp(0.0, 100.0) * 10_000.0).round() as u32
                 }
             };
-            let destination = m.backend_ref.as_ref().and_then(resolve).flatten();
+            let destination = m
+                .backend_ref
+                .as_ref()
+                .and_then(resolve)
+                .flatten()
+                .map(Box::new);
             Some(RouteFilter::Mirror(Mirror {
                 destination,
                 per_million,

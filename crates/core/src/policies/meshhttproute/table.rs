@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::proxy_config::Endpoint;
 
 /// The HTTP route table of one outbound.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRoutes {
     /// Most specific first; the last is Kuma's catch-all (`PathPrefix /`) unless a route
@@ -24,7 +24,7 @@ pub struct HttpRoutes {
 }
 
 /// One route: every given matcher must match.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteRule {
     /// The MeshHTTPRoute it comes from (empty for the catch-all).
@@ -55,7 +55,7 @@ pub struct HttpRouteRule {
 }
 
 /// A path condition (on the path without its query).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "camelCase")]
 pub enum PathMatcher {
     Exact(String),
@@ -64,7 +64,7 @@ pub enum PathMatcher {
     Regex(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HeaderMatcher {
     /// Lower-case.
@@ -73,7 +73,7 @@ pub struct HeaderMatcher {
     pub kind: ValueMatcher,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryMatcher {
     pub name: String,
@@ -82,7 +82,7 @@ pub struct QueryMatcher {
 }
 
 /// How a header or query value is matched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "match", content = "value", rename_all = "camelCase")]
 pub enum ValueMatcher {
     Exact(String),
@@ -93,7 +93,7 @@ pub enum ValueMatcher {
 }
 
 /// What a matched request goes through before (and its answer after) the backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum RouteFilter {
     RequestHeaders(HeaderEdits),
@@ -106,7 +106,7 @@ pub enum RouteFilter {
 }
 
 /// Header changes: `set` replaces, `add` appends, `remove` deletes (names lower-case).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HeaderEdits {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -117,7 +117,7 @@ pub struct HeaderEdits {
     pub remove: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Redirect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,7 +132,7 @@ pub struct Redirect {
     pub status: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UrlRewrite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,25 +142,25 @@ pub struct UrlRewrite {
 }
 
 /// A path rewrite; `ReplacePrefixMatch` replaces the rule's `Prefix` path matcher.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "camelCase")]
 pub enum PathRewrite {
     Full(String),
     Prefix(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Mirror {
     /// `None`: the outbound's own destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination: Option<RouteDestination>,
+    pub destination: Option<Box<RouteDestination>>,
     /// Share of the matched requests mirrored, per million.
     pub per_million: u32,
 }
 
 /// One weighted backend of a rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteBackend {
     pub weight: u32,
@@ -170,18 +170,25 @@ pub struct RouteBackend {
 }
 
 /// Another destination than the outbound's: what an outbound carries to dial it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteDestination {
     /// The `kuma.io/service` (for logs), with the subset's tags when there are some.
     pub name: String,
+    /// The `kuma.io/service` (or MeshService) alone.
+    #[serde(default)]
+    pub service: String,
     pub spiffe_id: String,
     pub sni: String,
     pub endpoints: Vec<Endpoint>,
+    /// MeshHealthCheck of the destination's service (the outbound's own when it is the
+    /// same service), checked by the caller's sidecar as for the outbound's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<crate::policies::meshhealthcheck::HealthCheck>,
 }
 
 /// A MeshTCPRoute's say on one outbound: where its connections go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TcpRoutes {
     /// Weighted, each weight above 0; never empty.

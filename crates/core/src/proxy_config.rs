@@ -208,6 +208,10 @@ pub struct Endpoint {
     /// not serialised), for MeshLoadBalancingStrategy's locality awareness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The endpoint's tags that MeshLoadBalancingStrategy affinity tags name (only those,
+    /// and only when some policy of the mesh names one).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// A zone ingress's whole configuration: where to send each server name it may see.
@@ -314,6 +318,7 @@ impl<'a> MeshView<'a> {
                             port: clamp_port(i.port),
                             dataplane: dp_name.to_string(),
                             zone: None,
+                            tags: Default::default(),
                         },
                         protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
                         tags: Some(&i.tags),
@@ -448,6 +453,7 @@ impl<'a> MeshView<'a> {
                             port: clamp_port(port),
                             dataplane: format!("{}/{name}", ingress.zone),
                             zone: Some(ingress.zone.clone()),
+                            tags: Default::default(),
                         },
                         protocol: Protocol::from_tag(
                             svc.tags.get(PROTOCOL_TAG).map(String::as_str),
@@ -786,7 +792,7 @@ impl<'a> MeshView<'a> {
                     spiffe_id: spiffe_id(self.mesh, &service),
                     sni: crate::multizone::service_sni(self.mesh, &service),
                     protocol,
-                    endpoints: matching.map(|e| e.endpoint.clone()).collect(),
+                    endpoints: matching.map(|e| self.endpoint(e)).collect(),
                     service,
                     timeouts: Timeouts::default(),
                     retry: Retry::default(),
@@ -798,6 +804,20 @@ impl<'a> MeshView<'a> {
                 })
             })
             .collect()
+    }
+
+    /// An endpoint as a proxy gets it: with the tags MeshLoadBalancingStrategy affinity
+    /// tags name, when some do.
+    fn endpoint(&self, e: &ServiceEndpoint) -> Endpoint {
+        let mut out = e.endpoint.clone();
+        if let (Some(rules), Some(tags)) = (self.balancers, e.tags) {
+            out.tags = rules
+                .affinity_keys()
+                .iter()
+                .filter_map(|k| Some((k.clone(), tags.get(k)?.clone())))
+                .collect();
+        }
+        out
     }
 
     /// The destination an outbound is addressed to: its service and port filter.
@@ -1085,6 +1105,7 @@ mod tests {
                 port: 9000,
                 dataplane: "checkin-1".into(),
                 zone: None,
+                tags: Default::default(),
             }]
         );
         assert_eq!(

@@ -218,6 +218,7 @@ mod tests {
                     address: "10.0.0.2".into(),
                     port: 10001,
                     dataplane: "backend-1".into(),
+                    tags: Default::default(),
                 }],
                 timeouts: Default::default(),
                 retry: Default::default(),
@@ -256,6 +257,7 @@ mod tests {
                 address: address.into(),
                 port,
                 dataplane: format!("bad-{address}"),
+                tags: Default::default(),
             });
         }
         let plan = plan(&opts(), &c).unwrap();

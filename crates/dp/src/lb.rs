@@ -9,6 +9,7 @@
 //! when it refuses or is ejected (the next ring or table entries for the hashing ones), then
 //! the other priorities', so that a caller skipping endpoints still reaches every one.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -106,10 +107,21 @@ impl Drop for Active {
 impl Balancer {
     /// The balancer of `endpoints` (each with the zone behind it, `None` for this zone's)
     /// for the outbound's MeshLoadBalancingStrategy (`None`: round robin).
+    #[cfg(test)]
     pub fn new(lb: Option<&LoadBalancer>, endpoints: &[(SocketAddr, Option<&str>)]) -> Balancer {
+        Balancer::with_tags(lb, endpoints, &|_| None)
+    }
+
+    /// [`Balancer::new`] with each endpoint's tags (by position), for the caller's
+    /// `localZone.affinityTags` groups.
+    pub fn with_tags<'t>(
+        lb: Option<&LoadBalancer>,
+        endpoints: &[(SocketAddr, Option<&str>)],
+        tags: &dyn Fn(usize) -> Option<&'t BTreeMap<String, String>>,
+    ) -> Balancer {
         match lb {
             None => Balancer::default(),
-            Some(lb) => Balancer::Policy(Box::new(PolicyBalancer::new(lb, endpoints))),
+            Some(lb) => Balancer::Policy(Box::new(PolicyBalancer::new(lb, endpoints, tags))),
         }
     }
 
@@ -244,8 +256,13 @@ pub(crate) struct PolicyBalancer {
     active: Option<Arc<[AtomicU32]>>,
 }
 
-/// The endpoints of one priority and what the algorithm built over them.
+/// The endpoints of one locality (a priority, or one of the local zone's affinity groups)
+/// and what the algorithm built over them.
 struct Level {
+    /// Envoy's priority: 0 for this zone, then other zones by failover rule.
+    priority: u32,
+    /// The locality's weight within its priority (affinity groups; 1 otherwise).
+    weight: u64,
     /// Endpoint indices.
     members: Vec<usize>,
     rr: RoundRobin,
@@ -256,20 +273,39 @@ struct Level {
 }
 
 impl PolicyBalancer {
-    fn new(lb: &LoadBalancer, endpoints: &[(SocketAddr, Option<&str>)]) -> PolicyBalancer {
-        let mut by_priority: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    fn new<'t>(
+        lb: &LoadBalancer,
+        endpoints: &[(SocketAddr, Option<&str>)],
+        tags: &dyn Fn(usize) -> Option<&'t BTreeMap<String, String>>,
+    ) -> PolicyBalancer {
+        let groups = lb
+            .locality
+            .as_ref()
+            .map(|l| l.local_groups.as_slice())
+            .unwrap_or_default();
+        // (priority, affinity group) -> members; a local endpoint belongs to the first
+        // group whose tag it shares with the caller, else to the rest (weight 1).
+        let mut by_locality: BTreeMap<(u32, usize), Vec<usize>> = BTreeMap::new();
         for (i, (_, zone)) in endpoints.iter().enumerate() {
             let priority = match &lb.locality {
                 None => Some(0),
                 Some(l) => l.priority(*zone),
             };
-            if let Some(p) = priority {
-                by_priority.entry(p).or_default().push(i);
-            }
+            let Some(p) = priority else { continue };
+            let group = if zone.is_none() && !groups.is_empty() {
+                let t = tags(i);
+                groups
+                    .iter()
+                    .position(|g| t.and_then(|t| t.get(&g.key)) == Some(&g.value))
+                    .unwrap_or(groups.len())
+            } else {
+                0
+            };
+            by_locality.entry((p, group)).or_default().push(i);
         }
-        let levels = by_priority
-            .into_values()
-            .map(|members| {
+        let levels = by_locality
+            .into_iter()
+            .map(|((priority, group), members)| {
                 let addrs: Vec<SocketAddr> = members.iter().map(|&i| endpoints[i].0).collect();
                 let (ring, table) = match lb.algorithm {
                     Algorithm::RingHash {
@@ -285,7 +321,13 @@ impl PolicyBalancer {
                     }
                     _ => (Vec::new(), Vec::new()),
                 };
+                let weight = match groups.get(group) {
+                    Some(g) if priority == 0 => u64::from(g.weight.max(1)),
+                    _ => 1,
+                };
                 Level {
+                    priority,
+                    weight,
                     members,
                     rr: RoundRobin::default(),
                     ring,
@@ -306,19 +348,64 @@ impl PolicyBalancer {
         }
     }
 
-    /// Envoy's priority load: each level takes its health (available share × the
-    /// overprovisioning factor, at most 100 %) of what the levels before it left; when the
-    /// levels together are not 100 % healthy, the load is spread in proportion to health.
+    /// Envoy's priority load: each priority takes its health (available share × the
+    /// overprovisioning factor, at most 100 %) of what the priorities before it left; when
+    /// they together are not 100 % healthy, the load is spread in proportion to health.
+    /// Within the chosen priority a locality is drawn by its weight times its own health
+    /// (Envoy's locality-weighted balancing).
     fn pick_level(&self, skip: &dyn Fn(usize) -> bool) -> usize {
         if self.levels.len() <= 1 {
             return 0;
         }
-        let health: Vec<u64> = self
-            .levels
+        let up = |l: &Level| l.members.iter().filter(|&&i| !skip(i)).count() as u64;
+        // Levels are sorted by priority: group them.
+        let mut priorities: Vec<(usize, usize)> = Vec::new();
+        for (i, l) in self.levels.iter().enumerate() {
+            match priorities.last_mut() {
+                Some((start, end)) if self.levels[*start].priority == l.priority => *end = i + 1,
+                _ => priorities.push((i, i + 1)),
+            }
+        }
+        let p = if priorities.len() == 1 {
+            0
+        } else {
+            self.pick_priority(&priorities, &up)
+        };
+        let (start, end) = priorities.get(p).copied().unwrap_or((0, 1));
+        if end - start == 1 {
+            return start;
+        }
+        let weights: Vec<u64> = self.levels[start..end]
             .iter()
             .map(|l| {
-                let up = l.members.iter().filter(|&&i| !skip(i)).count() as u64;
-                (up * self.overprovisioning / l.members.len().max(1) as u64).min(100)
+                let health =
+                    (up(l) * self.overprovisioning / l.members.len().max(1) as u64).min(100);
+                l.weight.saturating_mul(health)
+            })
+            .collect();
+        let total: u64 = weights.iter().sum();
+        if total == 0 {
+            return start;
+        }
+        let mut draw = random_below(total);
+        for (i, w) in weights.iter().enumerate() {
+            if draw < *w {
+                return start + i;
+            }
+            draw -= w;
+        }
+        start
+    }
+
+    /// The priority (as a position in `priorities`: level ranges) that takes a request.
+    fn pick_priority(&self, priorities: &[(usize, usize)], up: &dyn Fn(&Level) -> u64) -> usize {
+        let health: Vec<u64> = priorities
+            .iter()
+            .map(|&(start, end)| {
+                let levels = &self.levels[start..end];
+                let up: u64 = levels.iter().map(up).sum();
+                let all: u64 = levels.iter().map(|l| l.members.len() as u64).sum();
+                (up * self.overprovisioning / all.max(1)).min(100)
             })
             .collect();
         let total: u64 = health.iter().sum();
@@ -1126,6 +1213,80 @@ mod tests {
     }
 
     #[test]
+    fn affinity_groups_weigh_local_endpoints_sharing_the_callers_tags() {
+        use aerie_core::policies::meshloadbalancingstrategy::resolve::LocalGroup;
+        use aerie_core::spec::Tags;
+        let a = addrs(5);
+        let eps = [
+            (a[0], None),
+            (a[1], None),
+            (a[2], None),
+            (a[3], None),
+            (a[4], Some("zone-2")),
+        ];
+        let tag = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        let tags = [
+            tag("node", "n1"),
+            tag("node", "n1"),
+            tag("rack", "r1"),
+            BTreeMap::new(),
+            tag("node", "n1"),
+        ];
+        let groups = LocalGroup::for_caller(
+            &[
+                aerie_core::policies::meshloadbalancingstrategy::AffinityTag {
+                    key: Some("node".into()),
+                    weight: None,
+                },
+                aerie_core::policies::meshloadbalancingstrategy::AffinityTag {
+                    key: Some("rack".into()),
+                    weight: None,
+                },
+            ],
+            &[&Tags::from([("node".to_owned(), "n1".to_owned())])],
+            &Tags::from([("rack".to_owned(), "r1".to_owned())]),
+        );
+        // Kuma's generated weights: 90 for the first tag, 9 for the second.
+        assert_eq!(
+            groups
+                .iter()
+                .map(|g| (g.value.as_str(), g.weight))
+                .collect::<Vec<_>>(),
+            [("n1", 90), ("r1", 9)]
+        );
+        let lb = LoadBalancer {
+            algorithm: Algorithm::RoundRobin,
+            hash_policies: vec![],
+            locality: Some(Locality {
+                failover: None,
+                overprovisioning: 140,
+                local_groups: groups,
+            }),
+        };
+        let b = Balancer::with_tags(Some(&lb), &eps, &|i| tags.get(i));
+        let mut hits = [0u32; 5];
+        let n = 20_000;
+        for _ in 0..n {
+            hits[b.order(5, None, &|_| false).next().unwrap_or(9)] += 1;
+        }
+        // node=n1 (endpoints 0, 1): 90/100; rack=r1 (2): 9/100; the rest (3): 1/100; the
+        // other zone's endpoint with the caller's node value is no local affinity.
+        let share = |k: u32| f64::from(k) / f64::from(n);
+        assert!((0.87..0.93).contains(&share(hits[0] + hits[1])), "{hits:?}");
+        assert!((0.07..0.11).contains(&share(hits[2])), "{hits:?}");
+        assert!((0.003..0.02).contains(&share(hits[3])), "{hits:?}");
+        assert_eq!(hits[4], 0, "{hits:?}");
+        // Both node=n1 endpoints ejected: their locality has no health and takes nothing;
+        // this zone is half available (x 1.4 = 70 %), so 30 % spills to the other zone.
+        let mut hits = [0u32; 5];
+        for _ in 0..4000 {
+            hits[b.order(5, None, &|i| i < 2).next().unwrap_or(0)] += 1;
+        }
+        assert_eq!(hits[0] + hits[1], 0, "{hits:?}");
+        assert!((1000..1400).contains(&hits[4]), "{hits:?}");
+    }
+
+    #[test]
     fn this_zone_first_then_failover_zones_and_unlisted_zones_never() {
         let a = addrs(4);
         let eps = [
@@ -1140,6 +1301,7 @@ mod tests {
             locality: Some(Locality {
                 failover,
                 overprovisioning,
+                local_groups: Vec::new(),
             }),
         };
         let b = Balancer::new(Some(&lb(None, 140)), &eps);

@@ -359,9 +359,22 @@ impl Proxy {
                 let version = http_version(cfg.protocol);
                 // MeshLoadBalancingStrategy: rings and tables built here, once per change
                 // (for a route's other destinations too, over their own endpoints).
-                let balancer = |located: &[(SocketAddr, Option<&str>)]| {
-                    Balancer::new(cfg.load_balancer.as_ref(), located)
-                };
+                let balancer =
+                    |located: &[(SocketAddr, Option<&str>)],
+                     tagged: &[aerie_core::proxy_config::Endpoint]| {
+                        // Endpoints' tags (affinity groups), when the control plane sent some.
+                        let tags: HashMap<SocketAddr, &std::collections::BTreeMap<String, String>> =
+                            tagged
+                                .iter()
+                                .filter(|e| !e.tags.is_empty())
+                                .filter_map(|e| {
+                                    Some((crate::dial::endpoint(&e.address, e.port).ok()?, &e.tags))
+                                })
+                                .collect();
+                        Balancer::with_tags(cfg.load_balancer.as_ref(), located, &|i| {
+                            located.get(i).and_then(|(a, _)| tags.get(a).copied())
+                        })
+                    };
                 let lb = {
                     let zones: HashMap<SocketAddr, &str> = cfg
                         .endpoints
@@ -376,7 +389,7 @@ impl Proxy {
                         .iter()
                         .map(|a| (*a, zones.get(a).copied()))
                         .collect();
-                    balancer(&located)
+                    balancer(&located, &cfg.endpoints)
                 };
                 let pools_for = |addrs: &mut dyn Iterator<Item = SocketAddr>,
                                  tls: &Option<TlsTarget>| {
@@ -499,7 +512,7 @@ impl Proxy {
                             .as_ref()
                             .map(|o| o.healthy_panic_threshold),
                     );
-                    Arc::new(upstreams(pools, balancer(&located), checked))
+                    Arc::new(upstreams(pools, balancer(&located, &d.endpoints), checked))
                 };
                 let routes = cfg
                     .http_routes

@@ -172,6 +172,7 @@ fn route(service: &str, endpoints: &[SocketAddr]) -> IngressRoute {
                 address: e.ip().to_string(),
                 port: e.port(),
                 dataplane: format!("{service}-{}", e.port()),
+                tags: Default::default(),
             })
             .collect(),
     }

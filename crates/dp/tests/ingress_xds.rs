@@ -151,6 +151,7 @@ fn routes(address: &str) -> IngressConfig {
                 address: address.into(),
                 port: 10001,
                 dataplane: "backend-1".into(),
+                tags: Default::default(),
             }],
         }],
     }

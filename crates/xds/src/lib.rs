@@ -485,6 +485,7 @@ mod tests {
                     address: "127.0.0.1".into(),
                     port: 8080,
                     dataplane: "web-1".into(),
+                    tags: Default::default(),
                 }],
             }],
         };

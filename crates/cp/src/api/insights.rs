@@ -313,7 +313,7 @@ pub async fn explain(
                 "meshLoadBalancingStrategy": balanced
                     .outbounds
                     .get(i)
-                    .map(|r| balancing.explain_json(&r.merged)),
+                    .map(|r| balancing.explain_json(&view, &r.merged)),
                 "meshHealthCheck": health_checks
                     .outbounds
                     .get(i)

@@ -44,10 +44,16 @@ pub struct PolicyInputs {
 }
 
 impl PolicyInputs {
-    /// Whether proxies' policy halves depend on endpoints (route backends carry them), so
-    /// that a round only policies caused must still be a full one.
+    /// Whether proxies' configs depend on endpoints beyond their own outbounds (route
+    /// backends carry endpoints; affinity tags need the endpoints' tags in the outbound
+    /// halves), so that a round only policies caused must still be a full one.
     pub fn needs_endpoints(&self) -> bool {
-        !self.http_routes.is_empty() || !self.tcp_routes.is_empty()
+        !self.http_routes.is_empty()
+            || !self.tcp_routes.is_empty()
+            || self.load_balancing.iter().any(|r| match &r.spec {
+                Spec::MeshLoadBalancingStrategy(s) => s.has_affinity_tags(),
+                _ => false,
+            })
     }
 }
 

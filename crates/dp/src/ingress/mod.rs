@@ -702,6 +702,7 @@ mod tests {
                     address: (*a).into(),
                     port: *p,
                     dataplane: format!("dp-{p}"),
+                    tags: Default::default(),
                 })
                 .collect(),
         }

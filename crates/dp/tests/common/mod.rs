@@ -371,6 +371,7 @@ pub fn outbound(
                 address: e.ip().to_string(),
                 port: e.port(),
                 dataplane: format!("dp-{}", e.port()),
+                tags: Default::default(),
             })
             .collect(),
         timeouts: Default::default(),

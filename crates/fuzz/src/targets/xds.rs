@@ -106,6 +106,7 @@ fn proxy_config() -> ProxyConfig {
                 address: "10.0.0.2".into(),
                 port: 10001,
                 dataplane: "backend-1".into(),
+                tags: Default::default(),
             }],
             timeouts: Default::default(),
             retry: Default::default(),
@@ -176,6 +177,7 @@ impl Xds {
                     address: "10.0.0.2".into(),
                     port: 10001,
                     dataplane: "backend-1".into(),
+                    tags: Default::default(),
                 }],
             }],
         }));

@@ -135,6 +135,59 @@ pub struct Locality {
     /// endpoints times this reaches 100 takes all the traffic; below, the rest spills over
     /// to the next priority.
     pub overprovisioning: u32,
+    /// `localZone.affinityTags` as they apply to this caller: the local endpoints sharing
+    /// the caller's value of the first tag form a locality weighted `weight`, those
+    /// sharing the second's the next, and so on; the rest weigh 1 (Kuma's sub-zones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_groups: Vec<LocalGroup>,
+}
+
+/// One affinity tag with the caller's value of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalGroup {
+    pub key: String,
+    pub value: String,
+    pub weight: u32,
+}
+
+impl LocalGroup {
+    /// Kuma's groups for a caller whose inbounds carry `inbound_tags` (every value of a
+    /// key, sorted) and whose labels are `labels`: per affinity tag in order, the caller's
+    /// first value of its key (tags, then labels), with the tag's weight or Kuma's
+    /// generated one, `9 * 10^(tags after it)` (the first takes 90 %); a key the caller
+    /// lacks gives no group.
+    pub fn for_caller(
+        tags: &[super::AffinityTag],
+        inbound_tags: &[&Tags],
+        labels: &Tags,
+    ) -> Vec<LocalGroup> {
+        let n = tags.len();
+        tags.iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let key = t.key.clone().filter(|k| !k.is_empty())?;
+                let mut values: Vec<&String> = inbound_tags
+                    .iter()
+                    .filter_map(|tags| tags.get(&key))
+                    .collect();
+                values.sort();
+                let value = values
+                    .first()
+                    .map(|v| (*v).clone())
+                    .or_else(|| labels.get(&key).cloned())?;
+                let generated = u32::try_from(n - i - 1)
+                    .ok()
+                    .and_then(|e| 10u32.checked_pow(e))
+                    .map_or(u32::MAX, |p| p.saturating_mul(9));
+                Some(LocalGroup {
+                    key,
+                    value,
+                    weight: t.weight.unwrap_or(generated),
+                })
+            })
+            .collect()
+    }
 }
 
 /// One failover rule: the zones it admits, at `priority` (its position in the policy + 1).
@@ -308,6 +361,7 @@ fn locality(conf: &Conf, local_zone: &str) -> Option<Locality> {
         return Some(Locality {
             failover: None,
             overprovisioning: ENVOY_OVERPROVISIONING,
+            local_groups: Vec::new(),
         });
     };
     let cross = la.cross_zone.as_ref();
@@ -352,6 +406,7 @@ fn locality(conf: &Conf, local_zone: &str) -> Option<Locality> {
     Some(Locality {
         failover: Some(rules),
         overprovisioning,
+        local_groups: Vec::new(),
     })
 }
 
@@ -362,6 +417,7 @@ pub struct LoadBalancingRules {
     index: RulesIndex,
     /// The zone this control plane serves (failover rules' `from`).
     local_zone: String,
+    affinity_keys: std::collections::BTreeSet<String>,
 }
 
 impl LoadBalancingRules {
@@ -373,17 +429,26 @@ impl LoadBalancingRules {
         policies: &[(&str, &Tags, &MeshLoadBalancingStrategySpec)],
         catalog: Catalog,
     ) -> LoadBalancingRules {
+        let index = build_index(
+            mesh,
+            policies,
+            catalog,
+            Options {
+                from_as_rules: false,
+                include_shadow: false,
+            },
+        );
+        let affinity_keys = index
+            .confs()
+            .filter_map(|c| serde_json::from_value::<Conf>(c.clone()).ok())
+            .filter_map(|c| c.locality_awareness?.local_zone?.affinity_tags)
+            .flatten()
+            .filter_map(|t| t.key.filter(|k| !k.is_empty()))
+            .collect();
         LoadBalancingRules {
-            index: build_index(
-                mesh,
-                policies,
-                catalog,
-                Options {
-                    from_as_rules: false,
-                    include_shadow: false,
-                },
-            ),
+            index,
             local_zone: local_zone.to_string(),
+            affinity_keys,
         }
     }
 
@@ -396,8 +461,38 @@ impl LoadBalancingRules {
             .resolve(dp)
             .outbounds
             .iter()
-            .map(|o| self.balancer(&o.merged))
+            .map(|o| self.for_caller(dp, &o.merged))
             .collect()
+    }
+
+    /// A merged conf as `dp` enforces it: with its affinity groups.
+    fn for_caller(&self, dp: &DataplaneView<'_>, merged: &Merged) -> Option<LoadBalancer> {
+        let conf = merged.merged::<Conf>().ok().flatten()?;
+        let mut lb = LoadBalancer::from_conf(&conf, &self.local_zone)?;
+        let affinity = conf
+            .locality_awareness
+            .filter(|l| l.disabled != Some(true))
+            .and_then(|l| l.local_zone)
+            .and_then(|z| z.affinity_tags)
+            .unwrap_or_default();
+        if let Some(l) = lb.locality.as_mut()
+            && !affinity.is_empty()
+        {
+            let inbound_tags: Vec<&Tags> = dp
+                .spec
+                .networking
+                .iter()
+                .flat_map(|n| n.inbound.iter().map(|i| &i.tags))
+                .collect();
+            l.local_groups = LocalGroup::for_caller(&affinity, &inbound_tags, dp.labels);
+        }
+        Some(lb)
+    }
+
+    /// The tag keys some policy's `localZone.affinityTags` name: the endpoints' tags the
+    /// proxies need (only these travel, and only when there are some).
+    pub fn affinity_keys(&self) -> &std::collections::BTreeSet<String> {
+        &self.affinity_keys
     }
 
     /// What the engine found for one proxy, for `inspect`.
@@ -405,20 +500,15 @@ impl LoadBalancingRules {
         self.index.resolve(dp)
     }
 
-    /// The `inspect` view of one outbound: the contributing policies (lowest priority
-    /// first), the merged conf as written, and what the proxy enforces (`null`: round
-    /// robin over every endpoint).
-    pub fn explain_json(&self, merged: &Merged) -> Value {
-        crate::policies::rules::explain_json(merged, &self.balancer(merged))
+    /// The `inspect` view of one outbound of `dp`: the contributing policies (lowest
+    /// priority first), the merged conf as written, and what the proxy enforces (`null`:
+    /// round robin over every endpoint).
+    pub fn explain_json(&self, dp: &DataplaneView<'_>, merged: &Merged) -> Value {
+        crate::policies::rules::explain_json(merged, &self.for_caller(dp, merged))
     }
 
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
-    }
-
-    fn balancer(&self, merged: &Merged) -> Option<LoadBalancer> {
-        let conf = merged.merged::<Conf>().ok().flatten()?;
-        LoadBalancer::from_conf(&conf, &self.local_zone)
     }
 }
 
@@ -569,7 +659,8 @@ mod tests {
             lb.locality,
             Some(Locality {
                 failover: None,
-                overprovisioning: ENVOY_OVERPROVISIONING
+                overprovisioning: ENVOY_OVERPROVISIONING,
+                local_groups: Vec::new(),
             })
         );
     }
@@ -656,6 +747,7 @@ mod tests {
         let plain = Locality {
             failover: None,
             overprovisioning: ENVOY_OVERPROVISIONING,
+            local_groups: Vec::new(),
         };
         assert_eq!(plain.priority(Some("zone-9")), Some(1));
     }

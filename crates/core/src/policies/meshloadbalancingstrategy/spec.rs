@@ -23,6 +23,21 @@ pub struct MeshLoadBalancingStrategySpec {
     pub to: Option<Vec<ToItem>>,
 }
 
+impl MeshLoadBalancingStrategySpec {
+    /// Whether a `to[]` entry names `localZone.affinityTags` (the proxies then need their
+    /// endpoints' tags).
+    pub fn has_affinity_tags(&self) -> bool {
+        self.to.iter().flatten().any(|t| {
+            t.default
+                .as_ref()
+                .and_then(|d| d.locality_awareness.as_ref())
+                .and_then(|l| l.local_zone.as_ref())
+                .and_then(|z| z.affinity_tags.as_ref())
+                .is_some_and(|a| !a.is_empty())
+        })
+    }
+}
+
 /// Balancing of the traffic to a group of destinations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -214,6 +214,13 @@ impl RulesIndex {
         self.policies.is_empty()
     }
 
+    /// Every `to[]` entry's conf, in policy order.
+    pub fn confs(&self) -> impl Iterator<Item = &Value> {
+        self.policies
+            .iter()
+            .flat_map(|p| p.to.iter().map(|e| &*e.conf))
+    }
+
     pub fn mesh(&self) -> &str {
         &self.mesh
     }

@@ -637,29 +637,6 @@ impl<'a> MeshView<'a> {
                 rate_limit: rate_limits.get_mut(n).and_then(Option::take),
             })
             .collect();
-        // MeshHTTPRoutes with a MeshTimeout or MeshRetry rule of their own: on outbounds
-        // addressed by a `backendRef` (Kuma's real resources; legacy outbounds get none).
-        let route_names: Vec<String> = net
-            .outbound
-            .iter()
-            .zip(&http_routes)
-            .filter(|(o, _)| o.backend_ref.is_some())
-            .flat_map(|(_, r)| r.iter().flatten().map(|r| r.origin.clone()))
-            .filter(|n| !n.is_empty())
-            .collect();
-        let (route_timeouts, route_retries) = if route_names.is_empty() {
-            Default::default()
-        } else {
-            let names = || route_names.iter().map(String::as_str);
-            (
-                self.timeouts
-                    .map(|t| t.for_routes(&view, names()))
-                    .unwrap_or_default(),
-                self.retries
-                    .map(|t| t.for_routes(&view, names()))
-                    .unwrap_or_default(),
-            )
-        };
         // Only outbounds where a policy differs from its defaults travel: the proxy applies
         // the defaults to the rest.
         let outbound_timeouts = timeouts.map(|t| t.outbounds).unwrap_or_default();
@@ -695,14 +672,33 @@ impl<'a> MeshView<'a> {
                         };
                     }
                 }
-                if o.backend_ref.is_some()
-                    && let Some(h) = &mut http_routes
-                {
-                    for rule in &mut h.rules {
-                        let name = rule.origin.as_str();
-                        rule.timeouts =
-                            route_timeouts.get(name).copied().filter(|t| *t != timeouts);
-                        rule.retry = route_retries.get(name).cloned().filter(|r| *r != retry);
+                // Routes with a MeshTimeout or MeshRetry rule of their own: a `to[]` entry
+                // naming the route on a `backendRef` outbound, a policy with a top-level
+                // `MeshHTTPRoute` ref on a `kuma.io/service` one (as Kuma).
+                if let Some(h) = &mut http_routes {
+                    let service = match &o.backend_ref {
+                        Some(_) => None,
+                        None => o.tags.get(crate::spec::SERVICE_TAG).map(String::as_str),
+                    };
+                    let wanted: Vec<(&str, Option<&str>)> = h
+                        .rules
+                        .iter()
+                        .map(|r| (r.origin.as_str(), service))
+                        .collect();
+                    let n = wanted.len();
+                    let own_timeouts = self
+                        .timeouts
+                        .map_or_else(|| vec![None; n], |t| t.for_routes(&view, &wanted));
+                    let own_retries = self
+                        .retries
+                        .map_or_else(|| vec![None; n], |t| t.for_routes(&view, &wanted));
+                    drop(wanted);
+                    for ((rule, t), r) in h.rules.iter_mut().zip(own_timeouts).zip(own_retries) {
+                        if rule.origin.is_empty() {
+                            continue;
+                        }
+                        rule.timeouts = t.filter(|t| *t != timeouts);
+                        rule.retry = r.filter(|r| *r != retry);
                     }
                 }
                 let p = OutboundPolicies {

@@ -491,6 +491,27 @@ fn timeouts_and_retries_naming_a_route_apply_to_its_requests_only() {
     let routes = &legacy["outbounds"][0]["meshHTTPRoute"];
     assert_eq!(routes[0]["route"], "short", "{legacy}");
     assert!(routes[0].get("timeouts").is_none(), "{legacy}");
+    // The legacy outbound gets route confs from policies whose top-level targetRef is the
+    // MeshHTTPRoute (Kuma's older form, deprecated there): only for that route's requests.
+    f.apply("type: MeshTimeout\nname: short-route-legacy\nmesh: default\nspec:\n  targetRef:\n    kind: MeshHTTPRoute\n    name: short\n  to:\n    - targetRef:\n        kind: Mesh\n      default:\n        http:\n          requestTimeout: 700ms\n");
+    wait_for(
+        "the top-level route timeout is in force",
+        PROPAGATION,
+        || {
+            let r = http("GET", &f.outbound, "/delay/3000", None, &short).ok()?;
+            (r.status == 504).then_some(())
+        },
+    );
+    let start = std::time::Instant::now();
+    let r = http("GET", &f.outbound, "/delay/3000", None, &short).unwrap();
+    let took = start.elapsed();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(
+        took >= Duration::from_millis(650) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    let r = http("GET", &f.outbound, "/delay/1200", None, &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 /// A route sends every request to another service, check-in-extra (two instances); a

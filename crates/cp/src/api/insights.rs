@@ -10,7 +10,6 @@ use aerie_core::policies::{
     meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshratelimit, meshretry,
 };
 use aerie_core::{Resource, ResourceType, Spec};
-use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -280,26 +279,23 @@ pub async fn explain(
         .as_ref()
         .map(|n| n.outbound.as_slice())
         .unwrap_or_default();
-    // Routes with a MeshTimeout or MeshRetry rule of their own (`backendRef` outbounds).
-    let route_names: Vec<&str> = declared
-        .iter()
-        .zip(&http_routes)
-        .filter(|(o, _)| o.backend_ref.is_some())
-        .flat_map(|(_, r)| r.iter().flatten().map(|r| r.origin.as_str()))
-        .collect();
-    let route_timeouts = timeout_rules.for_routes(&view, route_names.iter().copied());
-    let route_retries = retry_rules.for_routes(&view, route_names.iter().copied());
-    let none: (HashMap<&str, _>, HashMap<&str, _>) = Default::default();
     let outbounds: Vec<Value> = declared
         .iter()
         .zip(&timeouts.outbounds)
         .enumerate()
         .map(|(i, (o, r))| {
-            let (own_timeouts, own_retries) = if o.backend_ref.is_some() {
-                (&route_timeouts, &route_retries)
-            } else {
-                (&none.0, &none.1)
+            // Routes with a MeshTimeout or MeshRetry rule of their own.
+            let service = match &o.backend_ref {
+                Some(_) => None,
+                None => o.tags.get(aerie_core::spec::SERVICE_TAG).map(String::as_str),
             };
+            let routes = http_routes.get(i).and_then(Option::as_ref);
+            let wanted: Vec<(&str, Option<&str>)> = routes
+                .iter()
+                .flat_map(|r| r.iter().map(|r| (r.origin.as_str(), service)))
+                .collect();
+            let own_timeouts = timeout_rules.for_routes(&view, &wanted);
+            let own_retries = retry_rules.for_routes(&view, &wanted);
             json!({
                 "address": o.address.clone().unwrap_or_else(|| "127.0.0.1".into()),
                 "port": o.port,
@@ -318,8 +314,8 @@ pub async fn explain(
                     .outbounds
                     .get(i)
                     .map(|r| meshhealthcheck::explain_json(&r.merged)),
-                "meshHTTPRoute": http_routes.get(i).and_then(Option::as_ref).map(|routes| {
-                    aerie_core::policies::meshhttproute::explain_json(routes, own_timeouts, own_retries)
+                "meshHTTPRoute": routes.map(|routes| {
+                    aerie_core::policies::meshhttproute::explain_json(routes, &own_timeouts, &own_retries)
                 }),
                 "meshTCPRoute": tcp_routes.get(i).and_then(Option::as_ref).map(|b| json!({"backendRefs": b})),
             })

@@ -126,23 +126,24 @@ impl HttpRouteRules {
 /// none goes to the outbound's own destination.
 pub fn explain_json(
     routes: &[OrderedRoute],
-    timeouts: &HashMap<&str, crate::policies::meshtimeout::Timeouts>,
-    retries: &HashMap<&str, crate::policies::meshretry::Retry>,
+    timeouts: &[Option<crate::policies::meshtimeout::Timeouts>],
+    retries: &[Option<crate::policies::meshretry::Retry>],
 ) -> Value {
     Value::Array(
         routes
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let mut v = json!({
                     "route": r.origin,
                     "matches": r.matched,
                     "filters": r.filters,
                     "backendRefs": r.backend_refs,
                 });
-                if let Some(t) = timeouts.get(r.origin.as_str()) {
+                if let Some(Some(t)) = timeouts.get(i) {
                     v["timeouts"] = json!(t);
                 }
-                if let Some(t) = retries.get(r.origin.as_str()) {
+                if let Some(Some(t)) = retries.get(i) {
                     v["retry"] = json!(t);
                 }
                 v

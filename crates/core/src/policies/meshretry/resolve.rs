@@ -374,21 +374,29 @@ impl RetryRules {
             .collect()
     }
 
-    /// What MeshHTTPRoutes with a rule of their own (a `to[]` entry naming the route) get
-    /// on this proxy instead of their outbound's conf, by route name; empty (and computed
-    /// for nothing) when no policy names a route.
-    pub fn for_routes<'r>(
+    /// What MeshHTTPRoutes with a rule of their own get on this proxy instead of their
+    /// outbound's conf, per `(route, service)` in order: `service` `None` for an outbound
+    /// with a `backendRef` (a `to[]` entry naming the route), `Some` for one addressed by
+    /// `kuma.io/service` tags (policies with a top-level `MeshHTTPRoute` ref). `None`: the
+    /// outbound's; nothing is computed when no policy names a route.
+    pub fn for_routes(
         &self,
         dp: &DataplaneView<'_>,
-        routes: impl IntoIterator<Item = &'r str>,
-    ) -> std::collections::HashMap<&'r str, Retry> {
+        routes: &[(&str, Option<&str>)],
+    ) -> Vec<Option<Retry>> {
         if !self.index.names_routes() {
-            return std::collections::HashMap::new();
+            return vec![None; routes.len()];
         }
         let matched = self.index.matched(dp);
         routes
-            .into_iter()
-            .filter_map(|r| Some((r, retry(&matched.route_rule(r)?))))
+            .iter()
+            .map(|(route, service)| {
+                let rule = match service {
+                    None => matched.route_rule(route),
+                    Some(s) => matched.legacy_route_rule(route, s),
+                };
+                Some(retry(&rule?))
+            })
             .collect()
     }
 

@@ -64,6 +64,10 @@ pub(crate) struct Compiled {
     pub legacy_to: bool,
     /// Takes part in resource to-rules: not a top-level `MeshHTTPRoute` policy.
     pub resource_to: bool,
+    /// A top-level `MeshHTTPRoute` policy: the route it names (the route's resource name
+    /// when the catalog has it). Its entries apply to that route's requests on outbounds
+    /// addressed by `kuma.io/service` tags (Kuma's `__rule-matches-hash__` subsets).
+    pub top_route: Option<String>,
 }
 
 /// The policies of one kind in one mesh, compiled for resolving many Dataplanes.
@@ -83,6 +87,8 @@ pub struct RulesIndex {
     pub(crate) to_legacy_by_service: HashMap<String, Vec<ToRef>>,
     pub(crate) to_mesh: Vec<ToRef>,
     pub(crate) to_by_resource: HashMap<usize, Vec<ToRef>>,
+    /// Entries of top-level `MeshHTTPRoute` policies, by route name (legacy outbounds).
+    pub(crate) to_legacy_by_route: HashMap<String, Vec<ToRef>>,
 }
 
 /// A `to[]` entry of a policy (and, for resource rules, one of the resources it resolves
@@ -98,11 +104,12 @@ impl RulesIndex {
     /// Whether a `to[]` entry names a MeshHTTPRoute (only then can a route have a rule of
     /// its own).
     pub fn names_routes(&self) -> bool {
-        self.to_by_resource.keys().any(|&i| {
-            self.catalog
-                .get(i)
-                .is_some_and(|r| r.kind == ResourceKind::MeshHTTPRoute)
-        })
+        !self.to_legacy_by_route.is_empty()
+            || self.to_by_resource.keys().any(|&i| {
+                self.catalog
+                    .get(i)
+                    .is_some_and(|r| r.kind == ResourceKind::MeshHTTPRoute)
+            })
     }
 
     /// Compiles the policies of one kind in `mesh`. `catalog` holds the mesh's
@@ -140,6 +147,14 @@ impl RulesIndex {
     fn index_to(&mut self, id: Id, policy: &Compiled) {
         for (entry, e) in policy.to.iter().enumerate() {
             let at = |uri| ToRef { id, entry, uri };
+            if let Some(route) = &policy.top_route
+                && e.legacy.is_some()
+            {
+                self.to_legacy_by_route
+                    .entry(route.clone())
+                    .or_default()
+                    .push(at(0));
+            }
             if policy.legacy_to
                 && let Some(subset) = &e.legacy
             {
@@ -396,6 +411,16 @@ fn compile(p: &PolicyItem<'_>, catalog: &Catalog) -> Compiled {
             .collect(),
         legacy_to: !top_route && !has_route_entry,
         resource_to: !top_route,
+        top_route: top_route.then(|| {
+            let name = p
+                .target_ref
+                .and_then(|t| t.name.clone())
+                .unwrap_or_default();
+            catalog
+                .by_name(ResourceKind::MeshHTTPRoute, &name)
+                .and_then(|i| catalog.get(i))
+                .map_or(name, |r| r.name.clone())
+        }),
     }
 }
 

@@ -354,6 +354,16 @@ impl<'i> Matched<'i, '_> {
         })
     }
 
+    /// A MeshHTTPRoute's rule on an outbound addressed by `kuma.io/service` tags to
+    /// `service`: what top-level `MeshHTTPRoute` policies naming it add to the service's
+    /// legacy conf. `None`: none applies.
+    pub fn legacy_route_rule(&self, route: &str, service: &str) -> Option<Merged> {
+        self.to_view().route_element(
+            route,
+            &Tags::from([(crate::spec::SERVICE_TAG.to_owned(), service.to_owned())]),
+        )
+    }
+
     /// The conf of a MeshHTTPRoute's routes towards `parent`: the route's rule, else
     /// `parent`'s chain (as Kuma's plugins nest `ResourceContext`s).
     pub fn to_route(&self, route: &str, parent: Option<&ResourceRef>) -> Merged {

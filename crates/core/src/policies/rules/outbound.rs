@@ -222,6 +222,37 @@ impl<'i> ToView<'i> {
         merged(picked.iter().map(Applying::picked).collect())
     }
 
+    /// A route's rules on a legacy outbound to a destination with `element`'s tags (Kuma's
+    /// element with `__rule-matches-hash__`): the element's legacy entries and the entries
+    /// of top-level `MeshHTTPRoute` policies naming `route`, merged in policy order (such
+    /// a policy is the most specific). `None` when no such entry applies.
+    pub fn route_element(&self, route: &str, element: &Tags) -> Option<Merged> {
+        let own = self.index.to_legacy_by_route.get(route)?;
+        let in_subset = |a: &Applying<'i>| {
+            a.entry
+                .legacy
+                .as_ref()
+                .is_some_and(|s| s.iter().all(|(k, v)| element.get(k) == Some(v)))
+        };
+        let for_route: Vec<Applying<'i>> = self.applying(own).filter(in_subset).collect();
+        if for_route.is_empty() {
+            return None;
+        }
+        let specific = element
+            .get(SERVICE_TAG)
+            .and_then(|s| self.index.to_legacy_by_service.get(s))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut picked: Vec<Applying<'i>> = self
+            .applying(&self.index.to_legacy_any)
+            .chain(self.applying(specific))
+            .filter(in_subset)
+            .chain(for_route)
+            .collect();
+        picked.sort_by_key(|a| (a.id, a.entry.index));
+        Some(merged(picked.iter().map(Applying::picked).collect()))
+    }
+
     /// The first of `chain` that has a resource rule, else the mesh's (if any).
     pub fn chain(&self, chain: &[Option<Uri>]) -> Merged {
         let mesh = Uri {

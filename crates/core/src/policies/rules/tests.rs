@@ -1641,3 +1641,35 @@ fn one_shot_resolve_matches_the_index() {
                "origins": [{"policy": "p", "index": 0}], "conf": {"a": 1}})
     );
 }
+
+/// A policy whose top-level targetRef is a MeshHTTPRoute adds its entries to that route's
+/// conf on legacy outbounds, over the service's legacy conf (the most specific kind, merged
+/// last), and to nothing else.
+#[test]
+fn top_level_route_policies_apply_to_the_route_on_legacy_outbounds() {
+    let ps = policies(vec![
+        json!({"name": "service-wide", "to": [
+            {"targetRef": {"kind": "MeshService", "name": "backend"},
+             "default": {"idleTimeout": "25s", "http": {"requestTimeout": "15s"}}}]}),
+        json!({"name": "on-route", "targetRef": {"kind": "MeshHTTPRoute", "name": "http-route-1"}, "to": [
+            {"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "2s"}}}]}),
+    ]);
+    let ix = index_with(&ps, backend_catalog(), Options::default());
+    assert!(ix.names_routes());
+    let d = outbound_dp();
+    let m = ix.matched(&d.view());
+    let route = m.legacy_route_rule("http-route-1", "backend").unwrap();
+    assert_eq!(
+        route.conf,
+        Some(json!({"idleTimeout": "25s", "http": {"requestTimeout": "2s"}}))
+    );
+    assert_eq!(route.policies(), ["service-wide", "on-route"]);
+    // Another route, and the outbound itself, keep the service's conf.
+    assert_eq!(m.legacy_route_rule("other-route", "backend"), None);
+    assert_eq!(
+        m.to_service("backend").conf,
+        Some(json!({"idleTimeout": "25s", "http": {"requestTimeout": "15s"}}))
+    );
+    // Not a resource rule of the route (Kuma's resource rules skip such policies).
+    assert_eq!(m.route_rule("http-route-1"), None);
+}

@@ -182,28 +182,16 @@ impl TimeoutRules {
     }
 
     /// What MeshHTTPRoutes with a rule of their own get on this proxy instead of their
-    /// outbound's conf, per `(route, service)` in order: `service` `None` for an outbound
-    /// with a `backendRef` (a `to[]` entry naming the route), `Some` for one addressed by
-    /// `kuma.io/service` tags (policies with a top-level `MeshHTTPRoute` ref). `None`: the
-    /// outbound's; nothing is computed when no policy names a route.
+    /// outbound's conf, per `(route, service)` (see [`RulesIndex::route_rules`]).
     pub fn for_routes(
         &self,
         dp: &DataplaneView<'_>,
         routes: &[(&str, Option<&str>)],
     ) -> Vec<Option<Timeouts>> {
-        if !self.index.names_routes() {
-            return vec![None; routes.len()];
-        }
-        let matched = self.index.matched(dp);
-        routes
+        self.index
+            .route_rules(dp, routes)
             .iter()
-            .map(|(route, service)| {
-                let rule = match service {
-                    None => matched.route_rule(route),
-                    Some(s) => matched.legacy_route_rule(route, s),
-                };
-                Some(timeouts(&rule?))
-            })
+            .map(|r| r.as_ref().map(timeouts))
             .collect()
     }
 

@@ -216,6 +216,29 @@ impl RulesIndex {
         }
     }
 
+    /// The rules MeshHTTPRoutes have of their own on `dp`, per `(route, service)`:
+    /// `service` `None` for an outbound with a `backendRef` (a `to[]` entry naming the
+    /// route: [`Matched::route_rule`]), `Some` for one addressed by `kuma.io/service` tags
+    /// (top-level `MeshHTTPRoute` policies: [`Matched::legacy_route_rule`]). `None`: the
+    /// route has none; nothing is matched when no policy names a route.
+    pub fn route_rules(
+        &self,
+        dp: &DataplaneView<'_>,
+        routes: &[(&str, Option<&str>)],
+    ) -> Vec<Option<Merged>> {
+        if !self.names_routes() {
+            return vec![None; routes.len()];
+        }
+        let matched = self.matched(dp);
+        routes
+            .iter()
+            .map(|(route, service)| match service {
+                None => matched.route_rule(route),
+                Some(s) => matched.legacy_route_rule(route, s),
+            })
+            .collect()
+    }
+
     /// Everything this policy kind sets on `dp`: per inbound and per outbound.
     pub fn resolve(&self, dp: &DataplaneView<'_>) -> DataplaneRules {
         let matched = self.matched(dp);

@@ -200,23 +200,22 @@ impl<'i> ToView<'i> {
         })
     }
 
-    /// Legacy rules for an element (a destination's tags).
-    pub fn element(&self, element: &Tags) -> Merged {
+    /// The applying legacy entries whose subset `element` carries (not yet ordered).
+    fn legacy_entries(&self, element: &Tags) -> Vec<Applying<'i>> {
         let specific = element
             .get(SERVICE_TAG)
             .and_then(|s| self.index.to_legacy_by_service.get(s))
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let mut picked: Vec<Applying<'i>> = self
-            .applying(&self.index.to_legacy_any)
+        self.applying(&self.index.to_legacy_any)
             .chain(self.applying(specific))
-            .filter(|a| {
-                a.entry
-                    .legacy
-                    .as_ref()
-                    .is_some_and(|s| s.iter().all(|(k, v)| element.get(k) == Some(v)))
-            })
-            .collect();
+            .filter(|a| in_subset(a, element))
+            .collect()
+    }
+
+    /// Legacy rules for an element (a destination's tags).
+    pub fn element(&self, element: &Tags) -> Merged {
+        let mut picked = self.legacy_entries(element);
         // Policy order, then written order.
         picked.sort_by_key(|a| (a.id, a.entry.index));
         merged(picked.iter().map(Applying::picked).collect())
@@ -228,27 +227,15 @@ impl<'i> ToView<'i> {
     /// a policy is the most specific). `None` when no such entry applies.
     pub fn route_element(&self, route: &str, element: &Tags) -> Option<Merged> {
         let own = self.index.to_legacy_by_route.get(route)?;
-        let in_subset = |a: &Applying<'i>| {
-            a.entry
-                .legacy
-                .as_ref()
-                .is_some_and(|s| s.iter().all(|(k, v)| element.get(k) == Some(v)))
-        };
-        let for_route: Vec<Applying<'i>> = self.applying(own).filter(in_subset).collect();
+        let for_route: Vec<Applying<'i>> = self
+            .applying(own)
+            .filter(|a| in_subset(a, element))
+            .collect();
         if for_route.is_empty() {
             return None;
         }
-        let specific = element
-            .get(SERVICE_TAG)
-            .and_then(|s| self.index.to_legacy_by_service.get(s))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let mut picked: Vec<Applying<'i>> = self
-            .applying(&self.index.to_legacy_any)
-            .chain(self.applying(specific))
-            .filter(in_subset)
-            .chain(for_route)
-            .collect();
+        let mut picked = self.legacy_entries(element);
+        picked.extend(for_route);
         picked.sort_by_key(|a| (a.id, a.entry.index));
         Some(merged(picked.iter().map(Applying::picked).collect()))
     }
@@ -404,6 +391,14 @@ impl<'i> ToView<'i> {
             merged,
         )
     }
+}
+
+/// Whether an entry's legacy subset is carried by `element`.
+fn in_subset(a: &Applying<'_>, element: &Tags) -> bool {
+    a.entry
+        .legacy
+        .as_ref()
+        .is_some_and(|s| s.iter().all(|(k, v)| element.get(k) == Some(v)))
 }
 
 /// Merges picked entries in the given order.

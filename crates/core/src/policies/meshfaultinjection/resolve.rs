@@ -176,15 +176,7 @@ impl FaultInjectionRules {
         catalog: Catalog,
     ) -> Self {
         FaultInjectionRules {
-            index: build_index(
-                mesh,
-                policies,
-                catalog,
-                Options {
-                    from_as_rules: false,
-                    include_shadow: false,
-                },
-            ),
+            index: build_index(mesh, policies, catalog, Options::default()),
         }
     }
 

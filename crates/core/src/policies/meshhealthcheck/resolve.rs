@@ -255,15 +255,7 @@ impl HealthCheckRules {
         catalog: Catalog,
     ) -> HealthCheckRules {
         HealthCheckRules {
-            index: build_index(
-                mesh,
-                policies,
-                catalog,
-                Options {
-                    from_as_rules: false,
-                    include_shadow: false,
-                },
-            ),
+            index: build_index(mesh, policies, catalog, Options::default()),
         }
     }
 

@@ -429,15 +429,7 @@ impl LoadBalancingRules {
         policies: &[(&str, &Tags, &MeshLoadBalancingStrategySpec)],
         catalog: Catalog,
     ) -> LoadBalancingRules {
-        let index = build_index(
-            mesh,
-            policies,
-            catalog,
-            Options {
-                from_as_rules: false,
-                include_shadow: false,
-            },
-        );
+        let index = build_index(mesh, policies, catalog, Options::default());
         let affinity_keys = index
             .confs()
             .filter_map(|c| serde_json::from_value::<Conf>(c.clone()).ok())

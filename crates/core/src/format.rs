@@ -262,6 +262,12 @@ fn build_meta(
         );
     }
     let mesh = match rtype.scope() {
+        // A universal document names its mesh (Kuma's `ValidateMeta`: `mesh: cannot be
+        // empty`); Kubernetes documents default to `default` as Kuma's `kuma.io/mesh` label.
+        Scope::Mesh if mesh_field == "mesh" && mesh.as_deref().is_none_or(str::is_empty) => {
+            errs.add("mesh", "cannot be empty");
+            Some(String::new())
+        }
         Scope::Mesh => Some(
             mesh.filter(|m| !m.is_empty())
                 .unwrap_or_else(|| DEFAULT_MESH.into()),
@@ -420,9 +426,30 @@ mod tests {
         assert_eq!(m.enabled_mtls_backend().unwrap().backend_type, "builtin");
     }
 
+    /// Kuma's `ValidateMeta`: a universal document of a mesh-scoped type names its mesh.
+    #[test]
+    fn a_mesh_scoped_document_without_a_mesh_is_refused() {
+        for text in [
+            "type: MeshTimeout\nname: t\nspec: {}\n",
+            "type: MeshTimeout\nname: t\nmesh: \"\"\nspec: {}\n",
+        ] {
+            let err = resource_from_value(&parse_yaml_value(text).unwrap()).unwrap_err();
+            let DocumentError::Meta(v) = err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(v.to_string(), "mesh: cannot be empty", "{text}");
+        }
+        // A global type needs none; a Kubernetes document defaults to `default`.
+        assert!(resource_from_value(&parse_yaml_value("type: Mesh\nname: m\n").unwrap()).is_ok());
+        let k8s =
+            "apiVersion: kuma.io/v1alpha1\nkind: MeshTimeout\nmetadata:\n  name: t\nspec: {}\n";
+        let r = resource_from_value(&parse_yaml_value(k8s).unwrap()).unwrap();
+        assert_eq!(r.mesh(), "default");
+    }
+
     #[test]
     fn unknown_field_names_its_path() {
-        let text = "type: MeshTrafficPermission\nname: x\nspec:\n  from:\n    - targetRef: {kind: Mesh}\n      default: {acton: Allow}\n";
+        let text = "type: MeshTrafficPermission\nname: x\nmesh: default\nspec:\n  from:\n    - targetRef: {kind: Mesh}\n      default: {acton: Allow}\n";
         let err = resource_from_value(&parse_yaml_value(text).unwrap()).unwrap_err();
         let DocumentError::Parse(v) = err else {
             panic!("{err:?}")
@@ -436,7 +463,7 @@ mod tests {
 
     #[test]
     fn wrong_type_names_its_path() {
-        let text = "type: Dataplane\nname: dp\nnetworking:\n  address: 1.2.3.4\n  inbound:\n  - port: eighty\n";
+        let text = "type: Dataplane\nname: dp\nmesh: default\nnetworking:\n  address: 1.2.3.4\n  inbound:\n  - port: eighty\n";
         let err = resource_from_value(&parse_yaml_value(text).unwrap()).unwrap_err();
         assert!(
             err.to_string()

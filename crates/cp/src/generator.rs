@@ -233,10 +233,10 @@ mod tests {
     #[test]
     fn one_service_per_service_tag_with_ports() {
         let a = dp(
-            "type: Dataplane\nname: a\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 18080\n    tags: {kuma.io/service: web, kuma.io/protocol: http}\n",
+            "type: Dataplane\nname: a\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 18080\n    tags: {kuma.io/service: web, kuma.io/protocol: http}\n",
         );
         let b = dp(
-            "type: Dataplane\nname: b\nnetworking:\n  address: 127.0.0.2\n  inbound:\n  - port: 8080\n    tags: {kuma.io/service: web}\n  - port: 9090\n    tags: {kuma.io/service: api}\n",
+            "type: Dataplane\nname: b\nmesh: default\nnetworking:\n  address: 127.0.0.2\n  inbound:\n  - port: 8080\n    tags: {kuma.io/service: web}\n  - port: 9090\n    tags: {kuma.io/service: api}\n",
         );
         let got = desired_services([&a, &b]);
         assert_eq!(got.keys().collect::<Vec<_>>(), ["api", "web"]);

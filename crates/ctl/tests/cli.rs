@@ -262,7 +262,7 @@ async fn a_bad_document_sends_nothing() {
     let cp = fake(accept_all).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &cp.url, None);
-    let bad = "type: MeshTrafficPermission\nname: x\nspec:\n  from:\n    - targetRef: {kind: Mesh}\n      default: {acton: Allow}\n";
+    let bad = "type: MeshTrafficPermission\nname: x\nmesh: default\nspec:\n  from:\n    - targetRef: {kind: Mesh}\n      default: {acton: Allow}\n";
     let input = format!("{SEED_MESH}\n---\n{bad}---\ntype: Nope\nname: yy\n");
     let (code, out, err) = kumactl(&cfg, &["apply", "-f", "-"], &input).await;
     assert_eq!(code, 1);

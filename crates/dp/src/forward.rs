@@ -54,6 +54,10 @@ pub(crate) struct HttpPolicy {
     pub retry: Option<RetryPolicy>,
 }
 
+/// How long a mirrored copy may take when no timeout of the listener bounds it (Kuma's
+/// default `http.requestTimeout`).
+const SHADOW_LIMIT: Duration = Duration::from_secs(15);
+
 /// No endpoint chosen yet (see [`Upstreams::attempt`]).
 const NONE_CHOSEN: usize = usize::MAX;
 
@@ -234,36 +238,30 @@ impl Upstreams {
     }
 
     /// Sends a mirrored copy of a request (MeshHTTPRoute's `RequestMirror`, Envoy's shadow):
-    /// one attempt within the request timeout, no retries, counted in the cluster's
-    /// `maxRequests`; the answer is read to its end and dropped.
+    /// one attempt, no retries, counted in the cluster's `maxRequests`; the answer is read
+    /// to its end and dropped. The whole exchange is bounded by the request timeout (else
+    /// the stream idle timeout, else Kuma's default request timeout): a copy never waits
+    /// forever.
     pub async fn shadow(&self, req: Request<ReqBody>) {
         let Some(_active) = self.cluster.try_take(Resource::Requests) else {
             self.stats.error("upstream_overflow");
             return;
         };
-        let chosen = AtomicUsize::new(NONE_CHOSEN);
-        let attempt = self.attempt(req, self.http.streams, &chosen, None);
-        let tried = match self.http.request_timeout {
-            None => attempt.await,
-            Some(limit) => match tokio::time::timeout(limit, attempt).await {
-                Ok(tried) => tried,
-                Err(_) => {
-                    self.stats.error("upstream_shadow_timeout");
-                    return;
-                }
-            },
+        let limit = self
+            .http
+            .request_timeout
+            .or(self.http.streams.idle)
+            .unwrap_or(SHADOW_LIMIT);
+        let exchange = async {
+            let chosen = AtomicUsize::new(NONE_CHOSEN);
+            let tried = self.attempt(req, self.http.streams, &chosen, None).await;
+            self.stats.error("upstream_rq_mirrored");
+            // Read to its end (frame by frame), so that the connection goes back to the pool.
+            let mut body = std::pin::pin!(tried.resp.into_body());
+            while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
         };
-        self.stats.error("upstream_rq_mirrored");
-        let mut body = std::pin::pin!(tried.resp.into_body());
-        // Read to its end (and dropped frame by frame), so that the upstream connection
-        // goes back to the pool.
-        let drain =
-            async { while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {} };
-        match self.http.request_timeout {
-            None => drain.await,
-            Some(limit) => {
-                let _ = tokio::time::timeout(limit, drain).await;
-            }
+        if tokio::time::timeout(limit, exchange).await.is_err() {
+            self.stats.error("upstream_shadow_timeout");
         }
     }
 

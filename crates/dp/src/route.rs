@@ -12,6 +12,7 @@
 //! server name; the outbound's timeouts, retries and circuit breaker).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aerie_core::policies::meshhttproute::table::{
     HeaderEdits, HttpRouteRule, HttpRoutes, PathMatcher, PathRewrite, Redirect, RouteBackend,
@@ -202,6 +203,34 @@ struct MirrorTo {
     per_million: u32,
     /// `None`: the outbound's own destination.
     target: Option<Arc<Upstreams>>,
+    /// Copies on their way (waiting for the body or sent and not yet answered).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// The most copies one mirror keeps in flight; further ones are dropped. A mirror target
+/// that hangs thus holds at most this many of the circuit-breaker slots and connections its
+/// destination shares with the outbound, and never starves the caller's own requests.
+pub(crate) const MAX_SHADOWS_IN_FLIGHT: usize = 64;
+
+/// A copy counted in its mirror's `in_flight` until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl MirrorTo {
+    /// Counts one more copy, unless [`MAX_SHADOWS_IN_FLIGHT`] are on their way already.
+    fn enter(&self) -> Option<InFlight> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_SHADOWS_IN_FLIGHT).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(self.in_flight.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A compiled MeshHTTPRoute table.
@@ -265,6 +294,7 @@ impl RouteTable {
                             rule.mirrors.push(MirrorTo {
                                 per_million: m.per_million,
                                 target: m.destination.as_deref().map(&mut *make),
+                                in_flight: Arc::default(),
                             })
                         }
                         RouteFilter::Mirror(_) => {}
@@ -343,13 +373,19 @@ impl RouteTable {
 /// copies leave once it has fully arrived; a body over
 /// [`crate::retry::REPLAY_BUFFER_LIMIT`] (or one that breaks off) is not mirrored.
 fn mirror(mirrors: &[MirrorTo], own: &Arc<Upstreams>, req: &mut Request<RxBody>) {
-    let targets: Vec<Arc<Upstreams>> = mirrors
+    let targets: Vec<(Arc<Upstreams>, InFlight)> = mirrors
         .iter()
         .filter(|m| {
             m.per_million >= 1_000_000
                 || crate::rng::random_below(1_000_000) < u64::from(m.per_million)
         })
-        .map(|m| m.target.clone().unwrap_or_else(|| own.clone()))
+        .filter_map(|m| {
+            let Some(counted) = m.enter() else {
+                own.stats.error("upstream_shadow_overflow");
+                return None;
+            };
+            Some((m.target.clone().unwrap_or_else(|| own.clone()), counted))
+        })
         .collect();
     if targets.is_empty() {
         return;
@@ -370,7 +406,7 @@ fn mirror(mirrors: &[MirrorTo], own: &Arc<Upstreams>, req: &mut Request<RxBody>)
             Some(rx) => match rx.await {
                 Ok(body) => body,
                 Err(_) => {
-                    if let Some(t) = targets.first() {
+                    if let Some((t, _)) = targets.first() {
                         t.stats.error("upstream_shadow_body_not_copied");
                     }
                     return;
@@ -381,7 +417,7 @@ fn mirror(mirrors: &[MirrorTo], own: &Arc<Upstreams>, req: &mut Request<RxBody>)
             ReqBody::Full { data, trailers } => (data, trailers),
             _ => (None, None),
         };
-        for target in targets {
+        for (target, counted) in targets {
             let mut copy = Request::new(ReqBody::Full {
                 data: data.clone(),
                 trailers: trailers.clone(),
@@ -390,7 +426,10 @@ fn mirror(mirrors: &[MirrorTo], own: &Arc<Upstreams>, req: &mut Request<RxBody>)
             *copy.uri_mut() = head.uri().clone();
             *copy.version_mut() = head.version();
             *copy.headers_mut() = head.headers().clone();
-            tokio::spawn(async move { target.shadow(copy).await });
+            tokio::spawn(async move {
+                target.shadow(copy).await;
+                drop(counted);
+            });
         }
     });
 }
@@ -851,5 +890,21 @@ mod tests {
         let mut r = Request::builder().uri("/a").body(()).unwrap();
         shadow_host(&mut r);
         assert!(r.headers().get("host").is_none());
+    }
+
+    #[test]
+    fn a_mirror_keeps_at_most_its_cap_of_copies_in_flight() {
+        let m = MirrorTo {
+            per_million: 1_000_000,
+            target: None,
+            in_flight: Arc::default(),
+        };
+        let held: Vec<InFlight> = (0..MAX_SHADOWS_IN_FLIGHT)
+            .map(|_| m.enter().unwrap())
+            .collect();
+        assert!(m.enter().is_none(), "one over the cap");
+        drop(held);
+        assert_eq!(m.in_flight.load(Ordering::Acquire), 0);
+        assert!(m.enter().is_some(), "answered copies free their places");
     }
 }

@@ -546,7 +546,60 @@ wait_http "http://127.0.0.1:$KR_A2/ready"
 URL[kuma-dp-routes]="http://127.0.0.1:$KR_OUT/"
 PIDS_OF[kuma-dp-routes]="$KR1 $KR2"
 
-NAMES=(direct haproxy envoy kuma-dp kuma-dp-bare kuma-dp-routes)
+# The same as kuma-dp (mesh with Kuma's default policies) plus MeshAccessLogs writing every
+# request to a file in Kuma's default HTTP format on both sides: the client's outbound
+# (`to`) and the server's inbound (`rules`).
+put /meshes/logs '{"type":"Mesh","name":"logs","mtls":{"backends":[{"name":"builtin","type":"builtin"}],"enabledBackend":"builtin"}}'
+put /meshes/logs/meshtrafficpermissions/allow-client-to-server '{"type":"MeshTrafficPermission","name":"allow-client-to-server","mesh":"logs","spec":{"targetRef":{"kind":"MeshService","name":"server"},"from":[{"targetRef":{"kind":"MeshService","name":"client"},"default":{"action":"Allow"}}]}}'
+put /meshes/logs/meshaccesslogs/outbound-file "{\"type\":\"MeshAccessLog\",\"name\":\"outbound-file\",\"mesh\":\"logs\",\"spec\":{\"targetRef\":{\"kind\":\"Mesh\"},\"to\":[{\"targetRef\":{\"kind\":\"Mesh\"},\"default\":{\"backends\":[{\"type\":\"File\",\"file\":{\"path\":\"$TMP/access-outbound.log\"}}]}}]}}"
+put /meshes/logs/meshaccesslogs/inbound-file "{\"type\":\"MeshAccessLog\",\"name\":\"inbound-file\",\"mesh\":\"logs\",\"spec\":{\"targetRef\":{\"kind\":\"Mesh\"},\"rules\":[{\"default\":{\"backends\":[{\"type\":\"File\",\"file\":{\"path\":\"$TMP/access-inbound.log\"}}]}}]}}"
+KL_SRV=$(free_port)
+KL_OUT=$(free_port)
+KL_CLIENT_IN=$(free_port)
+KL_A1=$(free_port)
+KL_A2=$(free_port)
+start_dp server-logs "type: Dataplane
+mesh: logs
+name: server-logs
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KL_A1
+  inbound:
+  - port: $KL_SRV
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: server
+      kuma.io/protocol: http
+" logs
+KL1=$!
+PIDS+=($KL1)
+start_dp client-logs "type: Dataplane
+mesh: logs
+name: client-logs
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KL_A2
+  inbound:
+  - port: $KL_CLIENT_IN
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: client
+      kuma.io/protocol: http
+  outbound:
+  - port: $KL_OUT
+    tags:
+      kuma.io/service: server
+" logs
+KL2=$!
+PIDS+=($KL2)
+wait_http "http://127.0.0.1:$KL_A1/ready"
+wait_http "http://127.0.0.1:$KL_A2/ready"
+URL[kuma-dp-logs]="http://127.0.0.1:$KL_OUT/"
+PIDS_OF[kuma-dp-logs]="$KL1 $KL2"
+
+NAMES=(direct haproxy envoy kuma-dp kuma-dp-bare kuma-dp-routes kuma-dp-logs)
 if [[ -n $BASELINE_DP ]]; then
     [[ -x $BASELINE_DP ]] || { echo "BASELINE_DP=$BASELINE_DP is not an executable" >&2; exit 1; }
     KC_SRV=$(free_port)
@@ -615,6 +668,8 @@ for round in $(seq "$ROUNDS"); do
     for name in "${NAMES[@]}"; do latency "$name" "$round"; done
 done
 R[cp.rss_kib]=$(mem_kib "$CP" VmRSS)
+read -r R[logs.written] R[logs.dropped] < <(for a in $KL_A1 $KL_A2; do curl -sf "http://127.0.0.1:$a/stats/prometheus"; done |
+    awk '/^aerie_dp_access_log_lines_written_total/ {w+=$NF} /^aerie_dp_access_log_lines_dropped_total/ {d+=$NF} END {printf "%d %d\n", w, d}')
 R[load.after]=$(cut -d' ' -f1 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
@@ -630,7 +685,7 @@ for line in open(env):
     k, _, v = line.rstrip("\n").partition("=")
     r[k] = v
 runs = {}
-for key in ("direct", "haproxy", "envoy", "kuma-dp", "kuma-dp-bare", "kuma-dp-routes", "kuma-dp-baseline"):
+for key in ("direct", "haproxy", "envoy", "kuma-dp", "kuma-dp-bare", "kuma-dp-routes", "kuma-dp-logs", "kuma-dp-baseline"):
     vals = [float(x) for x in r.get(f"{key}.rps_runs", "").split()]
     runs[key] = vals
     if vals:
@@ -663,7 +718,8 @@ paths = [("direct", "direct to nginx"),
          ("envoy", "Envoy sidecar pair, mTLS + RBAC, concurrency 2"),
          ("kuma-dp", "kuma-dp pair (kuma-cp, mTLS builtin, MeshTrafficPermission, Kuma's default policies)"),
          ("kuma-dp-bare", "kuma-dp pair, same build, mesh without the default policies"),
-         ("kuma-dp-routes", "kuma-dp pair, same build, default policies and a 20-rule MeshHTTPRoute (catch-all last)")]
+         ("kuma-dp-routes", "kuma-dp pair, same build, default policies and a 20-rule MeshHTTPRoute (catch-all last)"),
+         ("kuma-dp-logs", "kuma-dp pair, same build, default policies and MeshAccessLog to a file on both sides (Kuma's default format)")]
 if baseline:
     paths.append(("kuma-dp-baseline", f"kuma-dp pair from `{baseline}` (same mesh as kuma-dp)"))
 print(f"# Data-plane benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
@@ -704,6 +760,10 @@ for key, name in paths:
     print(f"| {name} | {rps:,.0f} | {rounds_s} | {lat} | {added} | {rss} | {', '.join(errs) or 'none'} | {late} |" if rps else f"| {name} | - | - | {lat} | {added} | {rss} | {', '.join(errs) or '-'} | {late} |")
 print()
 print(f"kuma-cp RSS at the end of the kuma-dp run: {f('cp.rss_kib', 0) / 1024:.1f} MiB.")
+if r.get("logs.written"):
+    print()
+    print(f"MeshAccessLog lines on the kuma-dp-logs pair over the whole run: {int(f('logs.written', 0)):,} written, "
+          f"{int(f('logs.dropped', 0)):,} dropped (queue full).")
 print()
 k, e, h = f("kuma-dp.rps"), f("envoy.rps"), f("haproxy.rps")
 added = (f("kuma-dp.p99_ms") - d99) if f("kuma-dp.p99_ms") is not None and d99 is not None else None
@@ -740,6 +800,10 @@ rt = f("kuma-dp-routes.rps")
 if k and rt:
     per_round = [a / d for a, d in zip(runs["kuma-dp-routes"], runs["kuma-dp"]) if d]
     print(f"| kuma-dp with a 20-rule MeshHTTPRoute >= 0.95x without it | {rt / k:.3f}x ({rt:,.0f} vs {k:,.0f}); each round {', '.join(f'{x:.3f}x' for x in per_round)} | {verdict(rt >= 0.95 * k)} |")
+lg = f("kuma-dp-logs.rps")
+if k and lg:
+    per_round = [a / d for a, d in zip(runs["kuma-dp-logs"], runs["kuma-dp"]) if d]
+    print(f"| kuma-dp with file MeshAccessLogs on both sides >= 0.95x without them | {lg / k:.3f}x ({lg:,.0f} vs {k:,.0f}); each round {', '.join(f'{x:.3f}x' for x in per_round)} | {verdict(lg >= 0.95 * k)} |")
 c = f("kuma-dp-baseline.rps")
 if k and c:
     per_round = [a / d for a, d in zip(runs["kuma-dp"], runs["kuma-dp-baseline"]) if d]

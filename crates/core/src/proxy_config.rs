@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policies::meshaccesslog::{AccessLog, AccessLogRules, LogValues};
 use crate::policies::meshcircuitbreaker::{CircuitBreaker, CircuitBreakerRules};
 use crate::policies::meshfaultinjection::{FaultInjectionRules, InboundFaults};
 use crate::policies::meshhealthcheck::{HealthCheck, HealthCheckRules};
@@ -119,6 +120,9 @@ pub struct OutboundPolicies {
     /// destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_routes: Option<TcpRoutes>,
+    /// MeshAccessLog (`to`); none: nothing logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
 }
 
 /// One `networking.inbound`: where the proxy listens, where the application is, and who may
@@ -151,6 +155,9 @@ pub struct InboundConfig {
     /// MeshRateLimit (`from`/`rules`); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<InboundRateLimit>,
+    /// MeshAccessLog (`from`/`rules`); none: nothing logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
 }
 
 /// One `networking.outbound`: a local port the application calls, balanced over the
@@ -194,6 +201,9 @@ pub struct OutboundConfig {
     /// MeshTCPRoute, filled in the same way; none: no routing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_routes: Option<TcpRoutes>,
+    /// MeshAccessLog, filled in the same way; none: nothing logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
 }
 
 /// A destination address: another proxy's inbound.
@@ -275,6 +285,11 @@ pub struct MeshView<'a> {
     http_routes: Option<&'a HttpRouteRules>,
     /// The mesh's MeshTCPRoutes; none = no routing.
     tcp_routes: Option<&'a TcpRouteRules>,
+    /// The mesh's MeshAccessLogs; none = nothing logged.
+    access_logs: Option<&'a AccessLogRules>,
+    /// This control plane's zone, for `%KUMA_ZONE%` (a Dataplane's `kuma.io/zone` label
+    /// wins).
+    zone: &'a str,
     endpoints: std::collections::HashMap<&'a str, Vec<ServiceEndpoint<'a>>>,
     /// Services of other zones, reached through their zone ingresses.
     remote: std::collections::HashMap<String, Vec<ServiceEndpoint<'a>>>,
@@ -342,6 +357,8 @@ impl<'a> MeshView<'a> {
             rate_limits: None,
             http_routes: None,
             tcp_routes: None,
+            access_logs: None,
+            zone: "",
             endpoints,
             remote: Default::default(),
         }
@@ -367,6 +384,8 @@ impl<'a> MeshView<'a> {
             rate_limits: None,
             http_routes: None,
             tcp_routes: None,
+            access_logs: None,
+            zone: "",
             endpoints: Default::default(),
             remote: Default::default(),
         }
@@ -411,6 +430,14 @@ impl<'a> MeshView<'a> {
     /// The mesh's MeshRateLimits, resolved into every proxy's inbounds.
     pub fn with_rate_limits(mut self, rules: &'a RateLimitRules) -> Self {
         self.rate_limits = Some(rules);
+        self
+    }
+
+    /// The mesh's MeshAccessLogs, resolved into every proxy's inbounds and outbounds;
+    /// `zone` is this control plane's zone (empty on a standalone one).
+    pub fn with_access_logs(mut self, rules: &'a AccessLogRules, zone: &'a str) -> Self {
+        self.access_logs = Some(rules);
+        self.zone = zone;
         self
     }
 
@@ -606,37 +633,64 @@ impl<'a> MeshView<'a> {
             .tcp_routes
             .map(|rules| rules.for_dataplane(&view))
             .unwrap_or_default();
+        let mut access_logs = self
+            .access_logs
+            .map(|rules| rules.for_dataplane(&view))
+            .unwrap_or_default();
+        let log_values = |direction: &str, source: &str, destination: &str| LogValues {
+            mesh: self.mesh.to_string(),
+            zone: labels
+                .get(crate::policies::rules::ZONE_LABEL)
+                .map_or(self.zone, String::as_str)
+                .to_string(),
+            source_service: source.to_string(),
+            source_address: net.address.clone(),
+            destination_service: destination.to_string(),
+            direction: direction.to_string(),
+        };
+        // Kuma's `IdentifyingName`: the first inbound's service.
+        let own_service = net
+            .inbound
+            .first()
+            .map(|i| i.service().to_string())
+            .unwrap_or_default();
         let inbound_timeouts = |i: usize| {
             timeouts
                 .as_ref()
                 .and_then(|t| t.inbounds.get(i).copied())
                 .unwrap_or_default()
         };
-        let inbounds = net
-            .inbound
-            .iter()
-            .zip(authz)
-            .enumerate()
-            .filter(|(_, (i, _))| i.state.as_deref() != Some("Ignored"))
-            .map(|(n, (i, authz))| InboundConfig {
-                name: i.name.clone().unwrap_or_else(|| i.port.to_string()),
-                address: i.address.clone().unwrap_or_else(|| net.address.clone()),
-                port: clamp_port(i.port),
-                service_address: i
-                    .service_address
-                    .clone()
-                    .unwrap_or_else(|| "127.0.0.1".into()),
-                service_port: clamp_port(i.service_port.filter(|p| *p != 0).unwrap_or(i.port)),
-                service: i.service().to_string(),
-                protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
-                tags: i.tags.clone(),
-                ready: i.state.as_deref() != Some("NotReady"),
-                authz,
-                timeouts: inbound_timeouts(n),
-                fault_injection: faults.get_mut(n).and_then(Option::take),
-                rate_limit: rate_limits.get_mut(n).and_then(Option::take),
-            })
-            .collect();
+        let inbounds =
+            net.inbound
+                .iter()
+                .zip(authz)
+                .enumerate()
+                .filter(|(_, (i, _))| i.state.as_deref() != Some("Ignored"))
+                .map(|(n, (i, authz))| InboundConfig {
+                    name: i.name.clone().unwrap_or_else(|| i.port.to_string()),
+                    address: i.address.clone().unwrap_or_else(|| net.address.clone()),
+                    port: clamp_port(i.port),
+                    service_address: i
+                        .service_address
+                        .clone()
+                        .unwrap_or_else(|| "127.0.0.1".into()),
+                    service_port: clamp_port(i.service_port.filter(|p| *p != 0).unwrap_or(i.port)),
+                    service: i.service().to_string(),
+                    protocol: Protocol::from_tag(i.tags.get(PROTOCOL_TAG).map(String::as_str)),
+                    tags: i.tags.clone(),
+                    ready: i.state.as_deref() != Some("NotReady"),
+                    authz,
+                    timeouts: inbound_timeouts(n),
+                    fault_injection: faults.get_mut(n).and_then(Option::take),
+                    rate_limit: rate_limits.get_mut(n).and_then(Option::take),
+                    access_log: access_logs.inbounds.get_mut(n).and_then(Option::take).map(
+                        |mut l| {
+                            l.values = log_values("INBOUND", "unknown", i.service());
+                            l
+                        },
+                    ),
+                })
+                .collect();
         // Only outbounds where a policy differs from its defaults travel: the proxy applies
         // the defaults to the rest.
         let outbound_timeouts = timeouts.map(|t| t.outbounds).unwrap_or_default();
@@ -711,6 +765,14 @@ impl<'a> MeshView<'a> {
                     health_check,
                     http_routes,
                     tcp_routes,
+                    access_log: access_logs.outbounds.get_mut(n).and_then(Option::take).map(
+                        |mut l| {
+                            let destination =
+                                Self::outbound_target(o).map(|(s, _)| s).unwrap_or_default();
+                            l.values = log_values("OUTBOUND", &own_service, &destination);
+                            l
+                        },
+                    ),
                 };
                 let default = p.timeouts == Timeouts::default()
                     && p.retry.is_default()
@@ -718,7 +780,8 @@ impl<'a> MeshView<'a> {
                     && p.load_balancer.is_none()
                     && p.health_check.is_none()
                     && p.http_routes.is_none()
-                    && p.tcp_routes.is_none();
+                    && p.tcp_routes.is_none()
+                    && p.access_log.is_none();
                 (!default).then_some(p)
             })
             .collect();
@@ -797,6 +860,7 @@ impl<'a> MeshView<'a> {
                     health_check: None,
                     http_routes: None,
                     tcp_routes: None,
+                    access_log: None,
                 })
             })
             .collect()

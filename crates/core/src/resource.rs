@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::ValidationError;
 use crate::policies::{
-    meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshhttproute,
+    meshaccesslog, meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshhttproute,
     meshloadbalancingstrategy, meshratelimit, meshretry, meshtcproute, meshtimeout,
     meshtrafficpermission,
 };
@@ -175,6 +175,7 @@ resource_types! {
     MeshRateLimit(meshratelimit::MeshRateLimitSpec) = meshratelimit::DESCRIPTOR;
     MeshHealthCheck(meshhealthcheck::MeshHealthCheckSpec) = meshhealthcheck::DESCRIPTOR;
     MeshLoadBalancingStrategy(meshloadbalancingstrategy::MeshLoadBalancingStrategySpec) = meshloadbalancingstrategy::DESCRIPTOR;
+    MeshAccessLog(meshaccesslog::MeshAccessLogSpec) = meshaccesslog::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;
@@ -481,6 +482,7 @@ mod tests {
             (ResourceType::MeshRateLimit, "mrl"),
             (ResourceType::MeshHealthCheck, "mhc"),
             (ResourceType::MeshLoadBalancingStrategy, "mlbs"),
+            (ResourceType::MeshAccessLog, "mal"),
             (ResourceType::MeshService, "msvc"),
             (ResourceType::Secret, ""),
             (ResourceType::GlobalSecret, ""),

@@ -23,6 +23,79 @@ pin_project_lite::pin_project! {
         Timed { #[pin] body: TimedBody<PooledBody> },
         /// A body slowed down by MeshFaultInjection's `responseBandwidth` (boxed: rare).
         Throttled { body: Box<Throttled> },
+        /// A response under MeshAccessLog (boxed: only logged requests pay for it).
+        Logged { body: Pin<Box<Logged>> },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Counts the bytes of a logged response and queues its line once the body ended or
+    /// was dropped.
+    pub(crate) struct Logged {
+        #[pin]
+        inner: ProxyBody,
+        sent: u64,
+        pending: Option<crate::accesslog::Pending>,
+    }
+
+    impl PinnedDrop for Logged {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(p) = this.pending.take() {
+                p.finish(*this.sent, None, this.inner.is_end_stream());
+            }
+        }
+    }
+}
+
+impl ProxyBody {
+    /// This response, logged once it ends.
+    pub fn logged(self, pending: crate::accesslog::Pending) -> ProxyBody {
+        ProxyBody::Logged {
+            body: Box::pin(Logged {
+                inner: self,
+                sent: 0,
+                pending: Some(pending),
+            }),
+        }
+    }
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut this = self.project();
+        let res = this.inner.as_mut().poll_frame(cx);
+        let ended = match &res {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    *this.sent += d.len() as u64;
+                }
+                this.inner.is_end_stream().then_some(true)
+            }
+            Poll::Ready(None) => Some(true),
+            Poll::Ready(Some(Err(_))) => Some(false),
+            Poll::Pending => None,
+        };
+        if let Some(complete) = ended
+            && let Some(p) = this.pending.take()
+        {
+            p.finish(*this.sent, None, complete);
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -60,8 +133,9 @@ impl ProxyBody {
             ProxyBody::Local { .. } => {}
             ProxyBody::Upstream { body } => body.hold(request),
             ProxyBody::Timed { body } => body.hold(request),
-            // Throttling wraps an answer on its way out, after its request was held.
-            ProxyBody::Throttled { .. } => drop(request),
+            // Throttling and logging wrap an answer on its way out, after its request was
+            // held.
+            ProxyBody::Throttled { .. } | ProxyBody::Logged { .. } => drop(request),
         }
     }
 }
@@ -73,7 +147,9 @@ impl ProxyBody {
         match self {
             ProxyBody::Upstream { body } => body.hold_active(active),
             ProxyBody::Timed { body } => body.hold_active(active),
-            ProxyBody::Local { .. } | ProxyBody::Throttled { .. } => drop(active),
+            ProxyBody::Local { .. } | ProxyBody::Throttled { .. } | ProxyBody::Logged { .. } => {
+                drop(active)
+            }
         }
     }
 }
@@ -93,6 +169,7 @@ impl Body for ProxyBody {
                 .map(|f| f.map(|r| r.map_err(BodyError::Upstream))),
             ProxyBodyProj::Timed { body } => body.poll_frame(cx),
             ProxyBodyProj::Throttled { body } => Pin::new(&mut **body).poll_frame(cx),
+            ProxyBodyProj::Logged { body } => body.as_mut().poll_frame(cx),
         }
     }
 
@@ -102,6 +179,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream { body } => body.is_end_stream(),
             ProxyBody::Timed { body } => body.is_end_stream(),
             ProxyBody::Throttled { body } => body.is_end_stream(),
+            ProxyBody::Logged { body } => body.is_end_stream(),
         }
     }
 
@@ -113,6 +191,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream { body } => body.size_hint(),
             ProxyBody::Timed { body } => body.size_hint(),
             ProxyBody::Throttled { body } => body.size_hint(),
+            ProxyBody::Logged { body } => body.size_hint(),
         }
     }
 }

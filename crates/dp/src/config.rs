@@ -144,6 +144,7 @@ pub(crate) fn plan(
             outbound.health_check = p.health_check.clone();
             outbound.http_routes = p.http_routes.clone();
             outbound.tcp_routes = p.tcp_routes.clone();
+            outbound.access_log = p.access_log.clone();
         }
         out.push((
             listen,
@@ -204,6 +205,7 @@ mod tests {
                 timeouts: Default::default(),
                 fault_injection: None,
                 rate_limit: None,
+                access_log: None,
             }],
             outbounds: vec![OutboundConfig {
                 load_balancer: None,
@@ -226,6 +228,7 @@ mod tests {
                 health_check: None,
                 http_routes: None,
                 tcp_routes: None,
+                access_log: None,
             }],
             outbound_policies: Vec::new(),
         }

@@ -55,11 +55,13 @@ pub(crate) async fn inject(faults: &InboundFaults, entries: &[u32]) -> Outcome {
             if let Some(d) = f.delay
                 && chance(d.per_million)
             {
+                crate::accesslog::note_flag(crate::accesslog::DI);
                 tokio::time::sleep(Duration::from_millis(d.ms)).await;
             }
             if let Some(a) = f.abort
                 && chance(a.per_million)
             {
+                crate::accesslog::note_flag(crate::accesslog::FI);
                 let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_REQUEST);
                 return Outcome::Abort(Box::new(local_response(status, "fault filter abort")));
             }

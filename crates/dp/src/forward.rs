@@ -153,6 +153,7 @@ impl Upstreams {
                 match pool.connector.connect().await {
                     Ok(io) => {
                         self.record(i, Outcome::Connected);
+                        crate::accesslog::note_upstream(pool.connector.addr);
                         return Some((io, (conn, member)));
                     }
                     Err(e) => {
@@ -165,11 +166,15 @@ impl Upstreams {
                 break;
             }
         }
+        if n == 0 {
+            crate::accesslog::note_flag(crate::accesslog::UH);
+        }
         None
     }
 
     fn connect_failed(&self, connector: &Connector, e: &dyn std::fmt::Display) {
         self.stats.connect_errors.inc();
+        crate::accesslog::note_flag(crate::accesslog::UF);
         debug!(listener = %self.stats.name, endpoint = %connector.addr, error = %e, "upstream connect failed");
     }
 
@@ -311,6 +316,12 @@ impl Upstreams {
                 || retries >= policy.num_retries
                 || !policy.retries(tried.attempt, tried.resp.headers())
             {
+                if retries > 0
+                    && retries >= policy.num_retries
+                    && policy.retries(tried.attempt, tried.resp.headers())
+                {
+                    crate::accesslog::note_flag(crate::accesslog::URX);
+                }
                 return tried.resp;
             }
             let body = match &copy {
@@ -462,6 +473,9 @@ impl Upstreams {
             }
         }
         let Some((i, pool, sender)) = picked else {
+            if self.pools.is_empty() {
+                crate::accesslog::note_flag(crate::accesslog::UH);
+            }
             let text = if self.pools.is_empty() {
                 "no healthy upstream"
             } else {
@@ -474,6 +488,7 @@ impl Upstreams {
             };
         };
         chosen.store(i, Ordering::Relaxed);
+        crate::accesslog::note_upstream(pool.connector.addr);
         // Least request: in flight from here until the response body ends.
         let active = self.lb.begin(i);
         let req = prepare_request(req, pool.version, pool.connector.addr);

@@ -37,6 +37,7 @@
 
 // `unsafe` is denied (workspace lints) except for one setsockopt in `dial`.
 
+mod accesslog;
 mod admin;
 mod app;
 mod body;

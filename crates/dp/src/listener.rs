@@ -54,6 +54,8 @@ pub(crate) struct InboundRoute {
     pub stats: Arc<ListenerStats>,
     /// MeshRateLimit's buckets; none without a rate limit.
     pub limiter: Option<Arc<crate::ratelimit::InboundLimiter>>,
+    /// MeshAccessLog; none: nothing logged.
+    pub access_log: Option<Arc<crate::accesslog::ListenerLog>>,
 }
 
 pub(crate) struct OutboundRoute {
@@ -65,6 +67,8 @@ pub(crate) struct OutboundRoute {
     /// MeshTCPRoute (TCP outbounds); none: every connection to `upstreams`.
     pub tcp: Option<Box<crate::route::TcpTable>>,
     pub stats: Arc<ListenerStats>,
+    /// MeshAccessLog; none: nothing logged.
+    pub access_log: Option<Arc<crate::accesslog::ListenerLog>>,
 }
 
 impl OutboundRoute {
@@ -519,10 +523,10 @@ impl Body for TrackedBody {
     }
 }
 
-/// Copies bytes both ways until both sides are done, the drain timeout passes, or nothing
-/// has arrived from either side for the idle timeout (Envoy's TCP proxy idle timeout).
-/// Copies bytes both ways until either side is done, the connection idles out, the proxy
-/// has drained, or `revoked` resolves (the connection is no longer allowed).
+/// Copies bytes both ways until either side is done, nothing has arrived from either side
+/// for the idle timeout (Envoy's TCP proxy idle timeout), the proxy has drained, or
+/// `revoked` resolves (the connection is no longer allowed). Returns the bytes read from
+/// `a` and from `b`.
 pub(crate) async fn copy_tcp<A, B>(
     shared: &Shared,
     a: A,
@@ -530,7 +534,8 @@ pub(crate) async fn copy_tcp<A, B>(
     stats: &ListenerStats,
     idle_timeout: Option<Duration>,
     revoked: impl Future<Output = ()>,
-) where
+) -> (u64, u64)
+where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
@@ -538,14 +543,43 @@ pub(crate) async fn copy_tcp<A, B>(
     let mut a = Counted {
         inner: a,
         activity: &activity,
+        bytes: 0,
     };
     let mut b = Counted {
         inner: b,
         activity: &activity,
+        bytes: 0,
     };
+    copy_until_done(
+        shared,
+        &mut a,
+        &mut b,
+        stats,
+        idle_timeout,
+        revoked,
+        &activity,
+    )
+    .await;
+    (a.bytes, b.bytes)
+}
+
+/// [`copy_tcp`]'s loop: until either side is done, the connection is revoked, the proxy
+/// drains or the connection idles out.
+async fn copy_until_done<A, B>(
+    shared: &Shared,
+    a: &mut Counted<'_, A>,
+    b: &mut Counted<'_, B>,
+    stats: &ListenerStats,
+    idle_timeout: Option<Duration>,
+    revoked: impl Future<Output = ()>,
+    activity: &Activity,
+) where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
     let mut phase = shared.drain.subscribe();
     let mut idle = IdleCheck::new(idle_timeout);
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    let copy = tokio::io::copy_bidirectional(a, b);
     tokio::pin!(copy);
     tokio::pin!(revoked);
     loop {
@@ -560,7 +594,7 @@ pub(crate) async fn copy_tcp<A, B>(
             }
             () = drain::reached(&mut phase, Phase::Closed) => return,
             () = idle.tick() => {
-                if idle.expired(&activity) {
+                if idle.expired(activity) {
                     debug!(listener = %stats.name, "closing an idle TCP connection");
                     return;
                 }
@@ -569,10 +603,12 @@ pub(crate) async fn copy_tcp<A, B>(
     }
 }
 
-/// A stream whose reads (bytes arriving from that side) count as activity.
+/// A stream whose reads (bytes arriving from that side) count as activity, and are
+/// counted.
 struct Counted<'a, T> {
     inner: T,
     activity: &'a Activity,
+    bytes: u64,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
@@ -584,8 +620,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let read = buf.filled().len() - before;
+        if read > 0 {
             this.activity.seen.fetch_add(1, Ordering::Relaxed);
+            this.bytes += read as u64;
         }
         res
     }

@@ -81,6 +81,8 @@ pub(crate) struct Metrics {
     pub config_rejected: Counter,
     pub identity_applied: Counter,
     pub identity_rejected: Counter,
+    /// MeshAccessLog lines written and dropped, by backend.
+    pub access_log: crate::accesslog::SinkMetrics,
 }
 
 impl Metrics {
@@ -102,6 +104,7 @@ impl Metrics {
             config_rejected: Counter::default(),
             identity_applied: Counter::default(),
             identity_rejected: Counter::default(),
+            access_log: Default::default(),
         };
         let r = &mut registry;
         r.register(
@@ -173,6 +176,16 @@ impl Metrics {
             "identity_rejected",
             "Identities (certificates) rejected",
             m.identity_rejected.clone(),
+        );
+        r.register(
+            "access_log_lines_written",
+            "MeshAccessLog lines written, by backend",
+            m.access_log.written.clone(),
+        );
+        r.register(
+            "access_log_lines_dropped",
+            "MeshAccessLog lines dropped (queue full, backend unavailable), by backend",
+            m.access_log.dropped.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -257,6 +270,7 @@ impl ListenerStats {
 
     /// Counts an error of `kind` (error paths only: this does a label lookup).
     pub fn error(&self, kind: &'static str) {
+        crate::accesslog::note_flag(crate::accesslog::flag_of(kind));
         self.errors
             .get_or_create(&ErrorLabels {
                 direction: self.direction.as_str(),

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tracing::{info, warn};
 
+use crate::accesslog::ListenerLog;
 use crate::breaker::{Cluster, OutlierPolicy};
 use crate::config::{self, ConfigError, ListenerSpec};
 use crate::drain::{Drain, Phase};
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     pub shadow_log: RateLimit,
     /// The threads connections are served on.
     pub workers: Workers,
+    /// MeshAccessLog backends, shared by listeners and config versions.
+    pub access_logs: crate::accesslog::Sinks,
 }
 
 /// The applied configuration and its version.
@@ -133,10 +136,13 @@ impl Proxy {
             .timer(TokioTimer::new())
             .header_read_timeout(None);
         http.http2().timer(TokioTimer::new());
+        let metrics = Metrics::new();
+        let access_logs = crate::accesslog::Sinks::new(metrics.access_log.clone());
         let shared = Arc::new(Shared {
+            access_logs,
             opts,
             tls: Arc::new(ArcSwapOption::empty()),
-            metrics: Metrics::new(),
+            metrics,
             drain: Drain::new(),
             http,
             shadow_log: RateLimit::new(Duration::from_secs(1)),
@@ -286,7 +292,16 @@ impl Proxy {
                     }
                     .unwrap_or_else(|| Arc::new(InboundLimiter::new(rl)))
                 });
+                let access_log = cfg.access_log.as_ref().map(|l| {
+                    Arc::new(ListenerLog::build(
+                        l,
+                        !cfg.protocol.is_http(),
+                        true,
+                        &self.inner.shared.access_logs,
+                    ))
+                });
                 Route::Inbound(Arc::new(InboundRoute {
+                    access_log,
                     limiter,
                     spiffe_id: aerie_core::proxy_config::spiffe_id(&cfg.authz.mesh, &cfg.service)
                         .into(),
@@ -524,7 +539,16 @@ impl Proxy {
                     .as_ref()
                     .filter(|_| !cfg.protocol.is_http())
                     .map(|r| Box::new(TcpTable::build(r, &mut make)));
+                let access_log = cfg.access_log.as_ref().map(|l| {
+                    Arc::new(ListenerLog::build(
+                        l,
+                        !cfg.protocol.is_http(),
+                        false,
+                        &self.inner.shared.access_logs,
+                    ))
+                });
                 Route::Outbound(Arc::new(OutboundRoute {
+                    access_log,
                     upstreams: Arc::new(upstreams(pools, lb, health)),
                     routes,
                     tcp,

@@ -155,7 +155,10 @@ impl InboundLimiter {
     /// Takes a token from route `i`; the limited answer when there is none.
     pub fn check(&self, i: usize) -> Option<Response<ProxyBody>> {
         let b = self.http.get(i)?.1.as_ref()?;
-        (!b.bucket.try_acquire()).then(|| b.limited())
+        (!b.bucket.try_acquire()).then(|| {
+            crate::accesslog::note_flag(crate::accesslog::RL);
+            b.limited()
+        })
     }
 }
 

@@ -136,6 +136,8 @@ pub(crate) struct RxBody {
     watch: Option<Arc<RxWatch>>,
     /// A copy for MeshHTTPRoute's `RequestMirror`, handed over once the body has ended.
     tap: Option<Box<Tap>>,
+    /// MeshAccessLog's count of the body's bytes (`%BYTES_RECEIVED%`).
+    counted: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// A request body's copy on its way to a mirror: kept while the body streams (up to
@@ -169,7 +171,13 @@ impl RxBody {
             open,
             watch: None,
             tap: None,
+            counted: None,
         }
+    }
+
+    /// Adds the bytes of the body's data frames to `counter` as they arrive.
+    pub fn count_into(&mut self, counter: Arc<std::sync::atomic::AtomicU64>) {
+        self.counted = Some(counter);
     }
 
     /// A copy of the body for a mirror, delivered once the body has fully arrived (the
@@ -233,6 +241,9 @@ impl Body for RxBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(w) = &this.watch {
                     w.touch();
+                }
+                if let (Some(c), Some(d)) = (&this.counted, frame.data_ref()) {
+                    c.fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
                 if let Some(tap) = &mut this.tap
                     && !tap.record(frame)

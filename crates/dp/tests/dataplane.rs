@@ -1037,6 +1037,7 @@ async fn resilient_client(
                     circuit_breaker: cb,
                     http_routes: None,
                     tcp_routes: None,
+                    access_log: None,
                     ..outbound("backend", listen, Protocol::Http, endpoints)
                 }],
             ),

@@ -366,6 +366,9 @@ mod tests {
             ResourceType::MeshLoadBalancingStrategy => parse(
                 "type: MeshLoadBalancingStrategy\nname: lb\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {loadBalancer: {type: LeastRequest}}\n",
             ),
+            ResourceType::MeshAccessLog => parse(
+                "type: MeshAccessLog\nname: al\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {backends: [{type: File, file: {path: /tmp/access.log}}]}\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

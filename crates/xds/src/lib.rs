@@ -450,6 +450,7 @@ mod tests {
                 health_check: None,
                 http_routes: None,
                 tcp_routes: None,
+                access_log: None,
             }],
             ..ProxyConfig::default()
         };

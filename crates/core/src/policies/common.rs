@@ -662,6 +662,31 @@ pub(crate) fn string_or_integer_list<'de, D: Deserializer<'de>>(
     d.deserialize_option(ListVisitor)
 }
 
+/// govalidator's `IsFilePath`, which Kuma uses: a Windows path (`C:\dir\file`: a drive,
+/// then `\`-separated names without `\ / : * ? " < > | CR LF`, only the last one may be
+/// empty; at most 32767 bytes after the drive) or a Unix one (starts with `/`, no NUL).
+pub(crate) fn is_file_path(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' {
+        let rest = &s[3..];
+        let names: Vec<&str> = rest.split('\\').collect();
+        let last = names.len() - 1;
+        let windows = names.iter().enumerate().all(|(i, name)| {
+            (i == last || !name.is_empty())
+                && !name.chars().any(|c| {
+                    matches!(
+                        c,
+                        '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|' | '\r' | '\n'
+                    )
+                })
+        });
+        if windows {
+            return rest.len() <= 32767;
+        }
+    }
+    s.starts_with('/') && !s.contains('\0')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

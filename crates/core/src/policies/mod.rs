@@ -10,6 +10,7 @@
 pub mod callers;
 pub mod common;
 pub mod inspect;
+pub mod meshaccesslog;
 pub mod meshcircuitbreaker;
 pub mod meshfaultinjection;
 pub mod meshhealthcheck;

@@ -7,7 +7,8 @@ use aerie_core::format::{resource_to_value, spec_to_value};
 use aerie_core::policies::meshtimeout::explain_json;
 use aerie_core::policies::meshtrafficpermission::DataplaneRef;
 use aerie_core::policies::{
-    meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshratelimit, meshretry,
+    meshaccesslog, meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshratelimit,
+    meshretry,
 };
 use aerie_core::{Resource, ResourceType, Spec};
 
@@ -256,6 +257,15 @@ pub async fn explain(
         &catalog,
     )
     .explain(&view);
+    let access_logs = crate::dpserver::access_log_rules(
+        &mesh,
+        &state
+            .store
+            .list(ResourceType::MeshAccessLog, Some(&mesh))
+            .await?,
+        &catalog,
+    )
+    .explain(&view);
     let inbounds: Vec<Value> = explained
         .iter()
         .zip(authz.iter())
@@ -271,6 +281,7 @@ pub async fn explain(
                 "meshTimeout": timeouts.inbounds.get(i).map(|r| explain_json(&r.conf)),
                 "meshFaultInjection": faults.inbounds.get(i).map(meshfaultinjection::explain_json),
                 "meshRateLimit": rate_limits.inbounds.get(i).map(meshratelimit::explain_json),
+                "meshAccessLog": access_logs.inbounds.get(i).map(meshaccesslog::explain_inbound_json),
             })
         })
         .collect();
@@ -318,6 +329,10 @@ pub async fn explain(
                     aerie_core::policies::meshhttproute::explain_json(routes, &own_timeouts, &own_retries)
                 }),
                 "meshTCPRoute": tcp_routes.get(i).and_then(Option::as_ref).map(|b| json!({"backendRefs": b})),
+                "meshAccessLog": access_logs
+                    .outbounds
+                    .get(i)
+                    .map(|r| meshaccesslog::explain_json(&r.merged)),
             })
         })
         .collect();

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use aerie_core::policies::meshaccesslog::{AccessLogRules, MeshAccessLogSpec};
 use aerie_core::policies::meshcircuitbreaker::{CircuitBreakerRules, MeshCircuitBreakerSpec};
 use aerie_core::policies::meshfaultinjection::{FaultInjectionRules, MeshFaultInjectionSpec};
 use aerie_core::policies::meshhealthcheck::{HealthCheckRules, MeshHealthCheckSpec};
@@ -41,6 +42,7 @@ pub struct PolicyInputs {
     pub zone: String,
     pub http_routes: Vec<Resource>,
     pub tcp_routes: Vec<Resource>,
+    pub access_logs: Vec<Resource>,
 }
 
 impl PolicyInputs {
@@ -69,6 +71,9 @@ pub struct MeshPolicies {
     pub load_balancing: LoadBalancingRules,
     pub http_routes: HttpRouteRules,
     pub tcp_routes: TcpRouteRules,
+    pub access_logs: AccessLogRules,
+    /// The zone this control plane serves (`%KUMA_ZONE%` in access logs).
+    pub zone: String,
 }
 
 impl MeshPolicies {
@@ -90,6 +95,8 @@ impl MeshPolicies {
             ),
             http_routes: http_route_rules(mesh, &inputs.http_routes, &catalog),
             tcp_routes: tcp_route_rules(mesh, &inputs.tcp_routes, &catalog),
+            access_logs: access_log_rules(mesh, &inputs.access_logs, &catalog),
+            zone: inputs.zone.clone(),
         }
     }
 }
@@ -159,6 +166,7 @@ pub fn build_full(
     .with_health_checks(&inputs.policies.health_checks)
     .with_fault_injections(&inputs.policies.fault_injections)
     .with_rate_limits(&inputs.policies.rate_limits)
+    .with_access_logs(&inputs.policies.access_logs, &inputs.policies.zone)
     .with_load_balancing(&inputs.policies.load_balancing)
     .with_routes(&inputs.policies.http_routes, &inputs.policies.tcp_routes);
     view.add_remote_ingresses(remote_ingresses);
@@ -210,6 +218,7 @@ pub fn build_policies(
         .with_health_checks(&inputs.policies.health_checks)
         .with_fault_injections(&inputs.policies.fault_injections)
         .with_rate_limits(&inputs.policies.rate_limits)
+        .with_access_logs(&inputs.policies.access_logs, &inputs.policies.zone)
         .with_load_balancing(&inputs.policies.load_balancing);
     let mut out = BTreeMap::new();
     for name in connected {
@@ -385,6 +394,18 @@ pub fn fault_injection_rules(
     FaultInjectionRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
+/// A mesh's MeshAccessLogs, indexed for every proxy's config.
+pub fn access_log_rules(mesh: &str, logs: &[Resource], catalog: &Catalog) -> AccessLogRules {
+    let policies: Vec<(&str, &Tags, &MeshAccessLogSpec)> = logs
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshAccessLog(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    AccessLogRules::with_catalog(mesh, &policies, catalog.clone())
+}
+
 /// A mesh's MeshRateLimits, indexed for every proxy's config.
 pub fn rate_limit_rules(mesh: &str, limits: &[Resource], catalog: &Catalog) -> RateLimitRules {
     let policies: Vec<(&str, &Tags, &MeshRateLimitSpec)> = limits
@@ -480,6 +501,7 @@ mod tests {
             zone: "default".into(),
             http_routes: vec![],
             tcp_routes: vec![],
+            access_logs: vec![],
         }
     }
 

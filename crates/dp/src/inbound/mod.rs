@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
+use crate::accesslog::{self, ConnInfo};
 use crate::body::{ProxyBody, rbac_denied};
 use crate::fault::{self, Outcome, Throttled};
 use crate::listener::{ConnLimits, InboundRoute, LiveRoute, Route, copy_tcp, serve_http};
@@ -49,18 +50,16 @@ pub(crate) async fn serve(
         route.stats.error("rate_limited");
         return;
     }
+    let addrs = (peer, stream.local_addr().unwrap_or(peer));
     let tls = match route.mtls {
         MtlsMode::Off => {
-            return proxy(
-                stream,
-                Peer::MeshWithoutMtls,
-                None,
-                None,
-                route,
-                live,
-                shared,
-            )
-            .await;
+            let downstream = Downstream {
+                peer: Peer::MeshWithoutMtls,
+                xfcc: None,
+                sni: None,
+                addrs,
+            };
+            return proxy(stream, downstream, route, live, shared).await;
         }
         MtlsMode::Strict => true,
         MtlsMode::Permissive => match sniff_tls(&stream, shared).await {
@@ -72,7 +71,13 @@ pub(crate) async fn serve(
         },
     };
     if !tls {
-        return proxy(stream, Peer::Plaintext, None, None, route, live, shared).await;
+        let downstream = Downstream {
+            peer: Peer::Plaintext,
+            xfcc: None,
+            sni: None,
+            addrs,
+        };
+        return proxy(stream, downstream, route, live, shared).await;
     }
     // Fail closed: no identity means we can neither prove ours nor verify theirs.
     let Some(material) = shared.tls.load_full() else {
@@ -105,7 +110,13 @@ pub(crate) async fn serve(
         // The verifier requires a certificate; be defensive anyway.
         None => (Peer::Unusable, None),
     };
-    proxy(stream, peer_id, xfcc, sni, route, live, shared).await;
+    let downstream = Downstream {
+        peer: peer_id,
+        xfcc,
+        sni,
+        addrs,
+    };
+    proxy(stream, downstream, route, live, shared).await;
 }
 
 /// Resolves once a config change stops allowing `peer` on this listener (`decided` is the
@@ -160,10 +171,19 @@ struct Decided {
     faults: Box<[u32]>,
     /// MeshRateLimit: the HTTP bucket this caller's requests take from.
     http_limit: Option<usize>,
+    /// MeshAccessLog: the entries logging this caller, and the connection as lines name it
+    /// (none: nothing logged).
+    log: Option<(Box<[u16]>, ConnInfo)>,
 }
 
 impl Decided {
-    fn new(shared: &Shared, route: Arc<InboundRoute>, peer: &Peer, sni: Option<&str>) -> Decided {
+    fn new(
+        shared: &Shared,
+        route: Arc<InboundRoute>,
+        peer: &Peer,
+        sni: Option<&str>,
+        addrs: (SocketAddr, SocketAddr),
+    ) -> Decided {
         let authz = authorize(shared, &route, peer);
         let caller = Caller {
             identity: match peer {
@@ -179,11 +199,19 @@ impl Decided {
             .map(|f| fault::entries_for(f, &caller))
             .unwrap_or_default();
         let http_limit = route.limiter.as_ref().and_then(|l| l.route_for(&caller));
+        let log = route.access_log.as_ref().and_then(|l| {
+            let entries = l.entries_for(&caller);
+            (!entries.is_empty()).then(|| {
+                let conn = ConnInfo::new(addrs.0, addrs.1).with_identity(caller.identity, sni);
+                (entries, conn)
+            })
+        });
         Decided {
             route,
             authz,
             faults,
             http_limit,
+            log,
         }
     }
 
@@ -215,34 +243,71 @@ impl Decided {
     }
 }
 
+/// Who is on the other end of a connection, once it is established.
+struct Downstream {
+    peer: Peer,
+    /// The `x-forwarded-client-cert` describing the verified caller.
+    xfcc: Option<HeaderValue>,
+    /// The TLS server name the caller asked for.
+    sni: Option<Box<str>>,
+    /// The caller's address and ours.
+    addrs: (SocketAddr, SocketAddr),
+}
+
 async fn proxy<IO>(
     io: IO,
-    peer: Peer,
-    xfcc: Option<HeaderValue>,
-    sni: Option<Box<str>>,
+    downstream: Downstream,
     route: Arc<InboundRoute>,
     live: Arc<LiveRoute>,
     shared: &Arc<Shared>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Downstream {
+        peer,
+        xfcc,
+        sni,
+        addrs,
+    } = downstream;
     if route.cfg.protocol == Protocol::Tcp {
         // Watch for changes from before the decision, so none slips between the two.
         let changes = live.subscribe();
-        let authz = authorize(shared, &route, &peer);
+        let decided = Decided::new(shared, route.clone(), &peer, sni.as_deref(), addrs);
+        let authz = decided.authz;
         // A TCP stream is authorized when it opens (as Envoy's network RBAC filter does),
         // and again whenever the listener's policies change: one no longer allowed is closed
         // (as ztunnel's policy watcher and Linkerd's inbound policy do).
         authz.record();
+        let mut logged = match (&route.access_log, decided.log) {
+            (Some(l), Some((entries, conn))) => Some(l.begin_tcp(&conn, entries)),
+            _ => None,
+        };
         if !authz.decision.is_allowed() {
+            if let Some(p) = logged {
+                p.finish(0, Some(0), true);
+            }
             return; // dropping `io` closes the connection without a byte sent
         }
-        let Some((app, _connection)) = route.app.connect().await else {
+        let (connected, upstream, flags) = match &logged {
+            None => (route.app.connect().await, None, 0),
+            Some(_) => accesslog::track(route.app.connect()).await,
+        };
+        if let Some(p) = &mut logged {
+            p.connected(upstream, flags);
+        }
+        let Some((app, _connection)) = connected else {
+            if let Some(p) = logged {
+                p.finish(0, Some(0), true);
+            }
             return;
         };
         let revoked = revoked(&live, changes, &route, &peer, shared);
         let idle = route.cfg.timeouts.idle();
-        return copy_tcp(shared, io, app, &route.stats, idle, revoked).await;
+        let (received, sent) = copy_tcp(shared, io, app, &route.stats, idle, revoked).await;
+        if let Some(p) = logged {
+            p.finish(sent, Some(received), true);
+        }
+        return;
     }
     let stats = route.stats.clone();
     let limits = ConnLimits::of(&route.cfg.timeouts);
@@ -251,12 +316,13 @@ async fn proxy<IO>(
         route,
         &peer,
         sni.as_deref(),
+        addrs,
     )));
-    let ctx = Arc::new((peer, xfcc, sni, live, decided, shared.clone()));
+    let ctx = Arc::new((peer, xfcc, sni, live, decided, shared.clone(), addrs));
     let svc = service_fn(move |mut req: http::Request<RxBody>| {
         let ctx = ctx.clone();
         async move {
-            let (peer, xfcc, sni, live, decided, shared) = &*ctx;
+            let (peer, xfcc, sni, live, decided, shared, addrs) = &*ctx;
             // The application hears who called from this proxy only: a caller's own
             // x-forwarded-client-cert is dropped, and the verified caller's set.
             let headers = req.headers_mut();
@@ -269,18 +335,40 @@ async fn proxy<IO>(
             if let Route::Inbound(latest) = &**live.load()
                 && !Arc::ptr_eq(latest, &current.route)
             {
-                current = Arc::new(Decided::new(shared, latest.clone(), peer, sni.as_deref()));
+                current = Arc::new(Decided::new(
+                    shared,
+                    latest.clone(),
+                    peer,
+                    sni.as_deref(),
+                    *addrs,
+                ));
                 decided.store(current.clone());
             }
             let route = &current.route;
             route.stats.requests.inc();
             current.authz.record();
-            let resp = if current.authz.decision.is_allowed() {
-                current.respond(req).await
-            } else {
-                rbac_denied()
+            let mut logged = match (&route.access_log, &current.log) {
+                (Some(l), Some((entries, conn))) => Some(l.begin(&req, conn, entries.clone())),
+                _ => None,
+            };
+            let mut resp = match &mut logged {
+                None if current.authz.decision.is_allowed() => current.respond(req).await,
+                None => rbac_denied(),
+                Some(p) => {
+                    req.body_mut().count_into(p.received());
+                    let (resp, upstream, flags) = if current.authz.decision.is_allowed() {
+                        accesslog::track(current.respond(req)).await
+                    } else {
+                        (rbac_denied(), None, 0)
+                    };
+                    p.respond(resp.headers(), resp.status().as_u16(), upstream, flags);
+                    resp
+                }
             };
             route.stats.response(resp.status());
+            if let Some(p) = logged {
+                resp = resp.map(|b| b.logged(p));
+            }
             Ok::<_, Infallible>(resp)
         }
     });

@@ -11,10 +11,12 @@ use hyper::service::service_fn;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::body::local_response;
+use crate::accesslog::{self, ConnInfo};
+use crate::body::{ProxyBody, local_response};
 use crate::lb::SourceIp;
 use crate::listener::{ConnLimits, LiveRoute, OutboundRoute, Route, copy_tcp, serve_http};
 use crate::proxy::Shared;
+use crate::stream::RxBody;
 
 pub(crate) async fn serve(
     stream: TcpStream,
@@ -23,16 +25,31 @@ pub(crate) async fn serve(
     live: Arc<LiveRoute>,
     shared: &Shared,
 ) {
+    let local = stream.local_addr().unwrap_or(peer);
     if route.cfg.protocol == Protocol::Tcp {
         let upstreams = match &route.tcp {
             None => &*route.upstreams,
             Some(t) => t.backends.pick().map_or(&*route.upstreams, |u| &**u),
         };
-        let Some((upstream, _connection)) = upstreams.connect().await else {
+        let mut logged = route
+            .access_log
+            .as_ref()
+            .map(|l| l.begin_tcp(&ConnInfo::new(peer, local), Box::new([0])));
+        let (connected, upstream_addr, flags) = match &logged {
+            None => (upstreams.connect().await, None, 0),
+            Some(_) => accesslog::track(upstreams.connect()).await,
+        };
+        if let Some(p) = &mut logged {
+            p.connected(upstream_addr, flags);
+        }
+        let Some((upstream, _connection)) = connected else {
             debug!(listener = %route.stats.name, %peer, "no endpoint reachable, closing");
+            if let Some(p) = logged {
+                p.finish(0, Some(0), true);
+            }
             return;
         };
-        return copy_tcp(
+        let (received, sent) = copy_tcp(
             shared,
             stream,
             upstream,
@@ -41,18 +58,24 @@ pub(crate) async fn serve(
             std::future::pending(),
         )
         .await;
+        if let Some(p) = logged {
+            p.finish(sent, Some(received), true);
+        }
+        return;
     }
     let stats = route.stats.clone();
     let limits = ConnLimits::of(&route.cfg.timeouts);
-    // For cookies a hash policy generates (Envoy hashes the connection's two addresses).
-    let local = stream.local_addr().unwrap_or(peer);
+    // For cookies a hash policy generates (Envoy hashes the connection's two addresses);
+    // `local` also for access logs.
+    let conn = ConnInfo::new(peer, local);
     // Each request follows the listener's current route: a kept-alive application connection
     // sees new endpoints, and never keeps speaking plaintext after the mesh turned mTLS on.
-    let svc = service_fn(move |mut req: http::Request<_>| {
+    let svc = service_fn(move |mut req: http::Request<RxBody>| {
         let current = match &**live.load() {
             Route::Outbound(r) => Some(r.clone()),
             Route::Inbound(_) => None,
         };
+        let conn = conn.clone();
         async move {
             let Some(route) = current else {
                 // The address now serves an inbound: this connection has no destination.
@@ -81,9 +104,18 @@ pub(crate) async fn serve(
             } else {
                 None
             };
-            let mut resp = match &route.routes {
-                None => route.upstreams.forward(req).await,
-                Some(table) => table.forward(&route.upstreams, req).await,
+            let mut logged = route
+                .access_log
+                .as_ref()
+                .map(|l| l.begin(&req, &conn, Box::new([0])));
+            let mut resp = match &mut logged {
+                None => forward(&route, req).await,
+                Some(p) => {
+                    req.body_mut().count_into(p.received());
+                    let (resp, upstream, flags) = accesslog::track(forward(&route, req)).await;
+                    p.respond(resp.headers(), resp.status().as_u16(), upstream, flags);
+                    resp
+                }
             };
             for c in generated.iter().flat_map(|g| &g.0) {
                 if let Ok(v) = http::HeaderValue::from_str(&c.set_cookie()) {
@@ -91,8 +123,19 @@ pub(crate) async fn serve(
                 }
             }
             route.stats.response(resp.status());
+            if let Some(p) = logged {
+                resp = resp.map(|b| b.logged(p));
+            }
             Ok(resp)
         }
     });
     serve_http(shared, stream, svc, stats, limits).await;
+}
+
+/// A request through the outbound's routes, or straight to its destination.
+async fn forward(route: &OutboundRoute, req: http::Request<RxBody>) -> http::Response<ProxyBody> {
+    match &route.routes {
+        None => route.upstreams.forward(req).await,
+        Some(table) => table.forward(&route.upstreams, req).await,
+    }
 }

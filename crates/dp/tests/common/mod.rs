@@ -347,6 +347,7 @@ pub fn inbound(
         timeouts: Default::default(),
         fault_injection: None,
         rate_limit: None,
+        access_log: None,
     }
 }
 
@@ -380,6 +381,7 @@ pub fn outbound(
         health_check: None,
         http_routes: None,
         tcp_routes: None,
+        access_log: None,
     }
 }
 

@@ -92,6 +92,7 @@ fn proxy_config() -> ProxyConfig {
             timeouts: Default::default(),
             fault_injection: None,
             rate_limit: None,
+            access_log: None,
         }],
         outbounds: vec![OutboundConfig {
             load_balancer: None,
@@ -114,6 +115,7 @@ fn proxy_config() -> ProxyConfig {
             health_check: None,
             http_routes: None,
             tcp_routes: None,
+            access_log: None,
         }],
         outbound_policies: Vec::new(),
     }

@@ -29,8 +29,8 @@ use super::rules::{
     conf_json, inbound_section_name,
 };
 use super::{
-    meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshloadbalancingstrategy,
-    meshratelimit, meshretry, meshtcproute, meshtimeout,
+    meshaccesslog, meshcircuitbreaker, meshfaultinjection, meshhealthcheck,
+    meshloadbalancingstrategy, meshratelimit, meshretry, meshtcproute, meshtimeout,
 };
 use crate::duration::in_go_form;
 use crate::kri::Kri;
@@ -285,6 +285,7 @@ fn index_of(
         ResourceType::MeshRateLimit => kind!(MeshRateLimit),
         ResourceType::MeshHealthCheck => kind!(MeshHealthCheck),
         ResourceType::MeshLoadBalancingStrategy => kind!(MeshLoadBalancingStrategy),
+        ResourceType::MeshAccessLog => kind!(MeshAccessLog),
         ResourceType::Mesh
         | ResourceType::Dataplane
         | ResourceType::MeshService
@@ -314,6 +315,7 @@ pub fn kuma_conf(rtype: ResourceType, conf: &Value) -> Value {
         ResourceType::MeshHealthCheck => typed::<meshhealthcheck::Conf>(conf),
         ResourceType::MeshLoadBalancingStrategy => typed::<meshloadbalancingstrategy::Conf>(conf),
         ResourceType::MeshTCPRoute => typed::<meshtcproute::Rule>(conf),
+        ResourceType::MeshAccessLog => typed::<meshaccesslog::Conf>(conf),
         // MeshTrafficPermission's confs (`{action}`, `{allow, deny, ...}`) hold no durations.
         _ => conf.clone(),
     }

@@ -14,7 +14,8 @@
 //! number of calls to `/toggle-health` (which answers the new state), 503 (`unhealthy`): a
 //! health check's target, `/last` with the last other request it got as
 //! `{"method", "path", "host", "body"}` (the body only for `/echo`; what a mirror target
-//! saw), or echoes TCP bytes back. `--fail-status CODE`
+//! saw), `/metrics` with Prometheus text counting the requests answered
+//! (`demo_requests_total{app="NAME"}`; not counted itself), or echoes TCP bytes back. `--fail-status CODE`
 //! makes every HTTP answer that status (an unhealthy instance); with `--fail-percent P`,
 //! only P percent of them, spread evenly (an instance failing some of the time; 500 unless
 //! `--fail-status` says otherwise). It stands for the Kong Air services behind the sidecars
@@ -157,6 +158,19 @@ async fn main() {
         }
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                if req.uri().path() == "/metrics" {
+                    // Prometheus text: the requests answered so far (an application's own
+                    // metrics, for MeshMetric's `applications`).
+                    let body = format!(
+                        "# HELP demo_requests_total Requests answered.\n# TYPE demo_requests_total counter\ndemo_requests_total{{app=\"{name}\"}} {}\n",
+                        count.load(Ordering::Relaxed)
+                    );
+                    let resp = Response::builder()
+                        .header("content-type", "text/plain; version=0.0.4")
+                        .body(Either::Left(Full::new(Bytes::from(body))))
+                        .unwrap_or_else(|_| Response::new(Either::Left(Full::default())));
+                    return Box::pin(async move { Ok::<_, Infallible>(resp) }) as Answer;
+                }
                 if req.uri().path() == "/last" {
                     let body = last.lock().map(|l| l.clone()).unwrap_or_default();
                     let resp = Response::builder()

@@ -18,6 +18,7 @@ use crate::policies::meshhttproute::HttpRouteRules;
 use crate::policies::meshhttproute::table::{HttpRoutes, TcpRoutes};
 use crate::policies::meshloadbalancingstrategy::LoadBalancingRules;
 use crate::policies::meshloadbalancingstrategy::resolve::LoadBalancer;
+use crate::policies::meshmetric::{MetricRules, ProxyMetrics};
 use crate::policies::meshratelimit::{InboundRateLimit, RateLimitRules};
 use crate::policies::meshretry::{Retry, RetryRules};
 use crate::policies::meshtcproute::TcpRouteRules;
@@ -90,6 +91,10 @@ pub struct ProxyConfig {
     /// outbound listening there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbound_policies: Vec<OutboundPolicies>,
+    /// MeshMetric: the proxy's Prometheus endpoints and what they serve; none: no
+    /// MeshMetric with a Prometheus backend selects the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<ProxyMetrics>,
 }
 
 /// The policies' say on one outbound listener.
@@ -287,6 +292,8 @@ pub struct MeshView<'a> {
     tcp_routes: Option<&'a TcpRouteRules>,
     /// The mesh's MeshAccessLogs; none = nothing logged.
     access_logs: Option<&'a AccessLogRules>,
+    /// The mesh's MeshMetrics; none = no metrics endpoint.
+    metrics: Option<&'a MetricRules>,
     /// This control plane's zone, for `%KUMA_ZONE%` (a Dataplane's `kuma.io/zone` label
     /// wins).
     zone: &'a str,
@@ -358,6 +365,7 @@ impl<'a> MeshView<'a> {
             http_routes: None,
             tcp_routes: None,
             access_logs: None,
+            metrics: None,
             zone: "",
             endpoints,
             remote: Default::default(),
@@ -385,6 +393,7 @@ impl<'a> MeshView<'a> {
             http_routes: None,
             tcp_routes: None,
             access_logs: None,
+            metrics: None,
             zone: "",
             endpoints: Default::default(),
             remote: Default::default(),
@@ -438,6 +447,12 @@ impl<'a> MeshView<'a> {
     pub fn with_access_logs(mut self, rules: &'a AccessLogRules, zone: &'a str) -> Self {
         self.access_logs = Some(rules);
         self.zone = zone;
+        self
+    }
+
+    /// The mesh's MeshMetrics, resolved into every proxy's config.
+    pub fn with_metrics(mut self, rules: &'a MetricRules) -> Self {
+        self.metrics = Some(rules);
         self
     }
 
@@ -792,6 +807,7 @@ impl<'a> MeshView<'a> {
             inbounds,
             outbounds: Vec::new(),
             outbound_policies,
+            metrics: self.metrics.and_then(|m| m.for_dataplane(&view)),
         }
     }
 
@@ -803,6 +819,7 @@ impl<'a> MeshView<'a> {
             mesh: self.mesh.into(),
             name: String::new(),
             mtls: self.mtls_mode(),
+            metrics: None,
             inbounds: Vec::new(),
             outbounds: dp
                 .networking

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::ValidationError;
 use crate::policies::{
     meshaccesslog, meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshhttproute,
-    meshloadbalancingstrategy, meshratelimit, meshretry, meshtcproute, meshtimeout,
+    meshloadbalancingstrategy, meshmetric, meshratelimit, meshretry, meshtcproute, meshtimeout,
     meshtrafficpermission,
 };
 use crate::spec::{
@@ -176,6 +176,7 @@ resource_types! {
     MeshHealthCheck(meshhealthcheck::MeshHealthCheckSpec) = meshhealthcheck::DESCRIPTOR;
     MeshLoadBalancingStrategy(meshloadbalancingstrategy::MeshLoadBalancingStrategySpec) = meshloadbalancingstrategy::DESCRIPTOR;
     MeshAccessLog(meshaccesslog::MeshAccessLogSpec) = meshaccesslog::DESCRIPTOR;
+    MeshMetric(meshmetric::MeshMetricSpec) = meshmetric::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;
@@ -483,6 +484,7 @@ mod tests {
             (ResourceType::MeshHealthCheck, "mhc"),
             (ResourceType::MeshLoadBalancingStrategy, "mlbs"),
             (ResourceType::MeshAccessLog, "mal"),
+            (ResourceType::MeshMetric, "mm"),
             (ResourceType::MeshService, "msvc"),
             (ResourceType::Secret, ""),
             (ResourceType::GlobalSecret, ""),

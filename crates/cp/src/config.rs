@@ -96,6 +96,11 @@ pub struct Config {
     pub diagnostics: Listen,
     /// `diagnostics.maxConnections` (Aerie's).
     pub diagnostics_max_connections: usize,
+    /// `monitoringAssignmentServer.port` when `.enabled` (MADS and Prometheus HTTP SD);
+    /// none on a global control plane, as Kuma.
+    pub mads: Option<Listen>,
+    /// `monitoringAssignmentServer.defaultFetchTimeout`.
+    pub mads_default_fetch_timeout: std::time::Duration,
     pub kds_grpc_port: u16,
     pub skip_mesh_creation: bool,
     /// How long a Dataplane may stay offline before the leader deletes it (Kuma: 72h).
@@ -211,6 +216,9 @@ keys! {
     DP_SERVER_MAX_CONNECTIONS = "dpServer.maxConnections", "KUMA_DP_SERVER_MAX_CONNECTIONS", "10000";
     DIAGNOSTICS_SERVER_PORT = "diagnostics.serverPort", "KUMA_DIAGNOSTICS_SERVER_PORT", "5680";
     DIAGNOSTICS_MAX_CONNECTIONS = "diagnostics.maxConnections", "KUMA_DIAGNOSTICS_MAX_CONNECTIONS", "1024";
+    MADS_ENABLED = "monitoringAssignmentServer.enabled", "KUMA_MONITORING_ASSIGNMENT_SERVER_ENABLED", "true";
+    MADS_PORT = "monitoringAssignmentServer.port", "KUMA_MONITORING_ASSIGNMENT_SERVER_PORT", "5676";
+    MADS_DEFAULT_FETCH_TIMEOUT = "monitoringAssignmentServer.defaultFetchTimeout", "KUMA_MONITORING_ASSIGNMENT_SERVER_DEFAULT_FETCH_TIMEOUT", "30s";
     MULTIZONE_GLOBAL_KDS_GRPC_PORT = "multizone.global.kds.grpcPort", "KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT", "5685";
     MULTIZONE_ZONE_NAME = "multizone.zone.name", "KUMA_MULTIZONE_ZONE_NAME", "";
     MULTIZONE_ZONE_GLOBAL_ADDRESS = "multizone.zone.globalAddress", "KUMA_MULTIZONE_ZONE_GLOBAL_ADDRESS", "";
@@ -432,7 +440,7 @@ impl Config {
                 "the DP server certificate and key must be set together",
             ));
         }
-        let config = Config {
+        let mut config = Config {
             mode,
             work_dir,
             store_type,
@@ -460,6 +468,8 @@ impl Config {
                 1,
                 MAX_CONNECTIONS,
             )?,
+            mads: None,
+            mads_default_fetch_timeout: raw.timeout(MADS_DEFAULT_FETCH_TIMEOUT)?,
             kds_grpc_port: raw.port(MULTIZONE_GLOBAL_KDS_GRPC_PORT)?,
             skip_mesh_creation: raw.bool(DEFAULTS_SKIP_MESH_CREATION)?,
             dataplane_cleanup_age: {
@@ -487,6 +497,13 @@ impl Config {
             zone_name: Some(raw.get(MULTIZONE_ZONE_NAME).to_string()).filter(|z| !z.is_empty()),
             multizone,
         };
+        // As Kuma: no MADS on a global control plane (it has no proxies).
+        if raw.bool(MADS_ENABLED)? && !matches!(config.multizone, Multizone::Global(_)) {
+            config.mads = Some(Listen {
+                interface: IpAddr::from([0, 0, 0, 0]),
+                port: raw.port(MADS_PORT)?,
+            });
+        }
         config.check_port_clashes(raw)?;
         Ok(config)
     }
@@ -498,6 +515,9 @@ impl Config {
             (DP_SERVER_PORT, self.dp_server_port),
             (DIAGNOSTICS_SERVER_PORT, self.diagnostics.port),
         ];
+        if let Some(l) = self.mads {
+            ports.push((MADS_PORT, l.port));
+        }
         if let Some(l) = self.api_http {
             ports.push((API_SERVER_HTTP_PORT, l.port));
         }

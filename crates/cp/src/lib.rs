@@ -18,6 +18,7 @@ pub mod dpserver;
 pub mod generator;
 pub mod kds;
 pub mod leader;
+pub mod mads;
 pub mod metrics;
 pub mod resolve;
 mod serve;
@@ -272,6 +273,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         shutdown.clone(),
     ));
+    if let Some(mads_listen) = config.mads {
+        let listener = serve::bind(
+            mads_listen,
+            "monitoringAssignmentServer.port (KUMA_MONITORING_ASSIGNMENT_SERVER_PORT)",
+        )
+        .await?;
+        tracing::info!(addr = %listen_str(mads_listen), "Monitoring Assignment Discovery (MADS, Prometheus HTTP SD) listening");
+        tasks.spawn(serve::http(
+            listener,
+            mads::router(store.clone(), config.mads_default_fetch_timeout),
+            serve::MADS_TIMEOUTS,
+            connections::Gate::new(
+                "mads",
+                "diagnostics.maxConnections (KUMA_DIAGNOSTICS_MAX_CONNECTIONS)",
+                config.diagnostics_max_connections,
+            ),
+            shutdown.clone(),
+        ));
+    }
     let mut background = Vec::new();
     if let config::Multizone::Global(kds_cfg) = &config.multizone {
         let kds_listen = config::Listen {

@@ -75,6 +75,15 @@ pub const DIAGNOSTICS_TIMEOUTS: Timeouts = Timeouts {
     write: Some(Duration::from_secs(30)),
 };
 
+/// The MADS port's: a fetch may wait (long polling) up to its `fetch-timeout`, at most
+/// 10 min; a request head within 5 s.
+pub const MADS_TIMEOUTS: Timeouts = Timeouts {
+    read_header: Duration::from_secs(5),
+    idle: Duration::from_secs(120),
+    read: Some(Duration::from_secs(10)),
+    write: Some(Duration::from_secs(630)),
+};
+
 /// gRPC connections with no open stream close after this long (a proxy or zone always
 /// holds one stream; pings keep nothing else alive).
 pub const GRPC_IDLE_TIMEOUT: Duration = Duration::from_secs(120);

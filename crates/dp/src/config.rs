@@ -231,6 +231,7 @@ mod tests {
                 access_log: None,
             }],
             outbound_policies: Vec::new(),
+            metrics: None,
         }
     }
 

@@ -54,6 +54,7 @@ mod inbound;
 mod ingress;
 mod lb;
 mod listener;
+mod meshmetric;
 mod metrics;
 mod outbound;
 mod pool;

@@ -98,6 +98,8 @@ pub(crate) struct Inner {
     pub cp_connected: AtomicBool,
     /// Listeners by address. The mutex serialises config changes only; traffic never takes it.
     listeners: Mutex<HashMap<SocketAddr, Listener>>,
+    /// MeshMetric's Prometheus endpoints.
+    metrics_servers: crate::meshmetric::MetricsServers,
 }
 
 /// The sidecar proxy. Cheap to clone: all clones drive the same proxy.
@@ -154,6 +156,7 @@ impl Proxy {
                 config: ArcSwapOption::empty(),
                 cp_connected: AtomicBool::new(false),
                 listeners: Mutex::new(HashMap::new()),
+                metrics_servers: Default::default(),
             }),
         })
     }
@@ -237,6 +240,11 @@ impl Proxy {
         }
         // What is left was removed from the config: dropping stops accepting.
         *listeners = next;
+        self.inner.metrics_servers.apply(
+            &Arc::downgrade(&self.inner),
+            &handle,
+            cfg.metrics.as_ref(),
+        );
         self.inner.config.store(Some(Arc::new(Applied {
             version: version.to_owned(),
             config: cfg,

@@ -281,6 +281,8 @@ pub struct CpAddrs {
     pub https: u16,
     pub diagnostics: u16,
     pub dp_server: u16,
+    /// MADS and Prometheus HTTP SD (`KUMA_MONITORING_ASSIGNMENT_SERVER_PORT`).
+    pub mads: u16,
 }
 
 impl CpAddrs {
@@ -291,6 +293,7 @@ impl CpAddrs {
             https: free_port(ip),
             diagnostics: free_port("127.0.0.1"),
             dp_server: free_port(ip),
+            mads: free_port("127.0.0.1"),
         }
     }
 
@@ -376,7 +379,11 @@ impl ControlPlane {
                 "KUMA_DIAGNOSTICS_SERVER_PORT",
                 self.addrs.diagnostics.to_string(),
             )
-            .env("KUMA_DP_SERVER_PORT", self.addrs.dp_server.to_string());
+            .env("KUMA_DP_SERVER_PORT", self.addrs.dp_server.to_string())
+            .env(
+                "KUMA_MONITORING_ASSIGNMENT_SERVER_PORT",
+                self.addrs.mads.to_string(),
+            );
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }

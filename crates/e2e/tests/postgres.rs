@@ -165,6 +165,7 @@ impl<'a> ControlPlaneProbe<'a> {
             .env("KUMA_API_SERVER_HTTP_PORT", a.http.to_string())
             .env("KUMA_API_SERVER_HTTPS_PORT", a.https.to_string())
             .env("KUMA_DIAGNOSTICS_SERVER_PORT", a.diagnostics.to_string())
+            .env("KUMA_MONITORING_ASSIGNMENT_SERVER_PORT", a.mads.to_string())
             .env("KUMA_DP_SERVER_PORT", a.dp_server.to_string());
         cmd.output().expect("kuma-cp run")
     }

@@ -369,6 +369,9 @@ mod tests {
             ResourceType::MeshAccessLog => parse(
                 "type: MeshAccessLog\nname: al\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  to:\n    - targetRef: {kind: Mesh}\n      default: {backends: [{type: File, file: {path: /tmp/access.log}}]}\n",
             ),
+            ResourceType::MeshMetric => parse(
+                "type: MeshMetric\nname: mm\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  default:\n    backends: [{type: Prometheus, prometheus: {port: 5670}}]\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

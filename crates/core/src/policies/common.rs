@@ -662,6 +662,80 @@ pub(crate) fn string_or_integer_list<'de, D: Deserializer<'de>>(
     d.deserialize_option(ListVisitor)
 }
 
+/// Kuma's `BackendResourceRef`: a resource picked by name or by labels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackendResourceRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Kuma's `ValidateOtelBackendRefOrEndpoint`: exactly one of `endpoint` and `backendRef`,
+/// the reference naming a MeshOpenTelemetryBackend by labels, the endpoint `host:port` (no
+/// URL; with `host_port`, also one `host:port` splits into, as MeshMetric asks). Paths are
+/// relative to the backend (`""`, `endpoint`, `backendRef`).
+pub fn validate_otel_endpoint_or_ref(
+    endpoint: Option<&str>,
+    backend_ref: Option<&BackendResourceRef>,
+    host_port: bool,
+) -> ValidationError {
+    let mut errs = ValidationError::new();
+    let endpoint = endpoint.unwrap_or("");
+    match (backend_ref, endpoint) {
+        (Some(_), e) if !e.is_empty() => errs.add(
+            "",
+            "openTelemetry must have only one type defined: endpoint, backendRef",
+        ),
+        (None, "") => errs.add(
+            "",
+            "openTelemetry must have exactly one defined: endpoint, backendRef",
+        ),
+        (Some(r), _) => {
+            if r.kind.as_deref() != Some("MeshOpenTelemetryBackend") {
+                errs.add(
+                    "backendRef.kind",
+                    r#""kind" must be one of ["MeshOpenTelemetryBackend"]"#,
+                );
+            }
+            if r.labels.as_ref().is_none_or(|l| l.is_empty()) {
+                errs.add(
+                    "backendRef",
+                    "backendRef must have exactly one defined: labels",
+                );
+            }
+        }
+        (None, e) if e.contains(['/', '?', '#']) => {
+            errs.add("endpoint", "must be in host:port format, not a URL")
+        }
+        (None, e) if host_port && !splits_host_port(e) => {
+            errs.add("endpoint", "must be in host:port format")
+        }
+        (None, _) => {}
+    }
+    errs
+}
+
+/// Go's `net.SplitHostPort` accepting `host:port` or `[v6]:port` (the port may be empty or
+/// a name, as Go allows).
+fn splits_host_port(s: &str) -> bool {
+    if let Some(rest) = s.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, port)) => {
+                !host.contains(']') && port.starts_with(':') && !port[1..].contains(':')
+            }
+            None => false,
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((host, _)) => !host.contains(':') && !host.contains('[') && !host.contains(']'),
+        None => false,
+    }
+}
+
 /// govalidator's `IsFilePath`, which Kuma uses: a Windows path (`C:\dir\file`: a drive,
 /// then `\`-separated names without `\ / : * ? " < > | CR LF`, only the last one may be
 /// empty; at most 32767 bytes after the drive) or a Unix one (starts with `/`, no NUL).

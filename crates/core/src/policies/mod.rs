@@ -16,6 +16,7 @@ pub mod meshfaultinjection;
 pub mod meshhealthcheck;
 pub mod meshhttproute;
 pub mod meshloadbalancingstrategy;
+pub mod meshmetric;
 pub mod meshratelimit;
 pub mod meshretry;
 pub mod meshtcproute;

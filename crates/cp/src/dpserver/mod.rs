@@ -36,8 +36,8 @@ pub mod fuzzing {
 }
 pub use snapshot::{
     access_log_rules, circuit_breaker_rules, fault_injection_rules, health_check_rules,
-    http_route_rules, load_balancing_rules, policy_index, rate_limit_rules, retry_rules,
-    service_catalog, tcp_route_rules, timeout_rules,
+    http_route_rules, load_balancing_rules, metric_rules, policy_index, rate_limit_rules,
+    retry_rules, service_catalog, tcp_route_rules, timeout_rules,
 };
 
 use crate::ca::MeshCas;

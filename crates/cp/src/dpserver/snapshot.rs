@@ -13,6 +13,7 @@ use aerie_core::policies::meshhttproute::{HttpRouteRules, MeshHttpRouteSpec};
 use aerie_core::policies::meshloadbalancingstrategy::{
     LoadBalancingRules, MeshLoadBalancingStrategySpec,
 };
+use aerie_core::policies::meshmetric::{MeshMetricSpec, MetricRules};
 use aerie_core::policies::meshratelimit::{MeshRateLimitSpec, RateLimitRules};
 use aerie_core::policies::meshretry::{MeshRetrySpec, RetryRules};
 use aerie_core::policies::meshtcproute::{MeshTcpRouteSpec, TcpRouteRules};
@@ -43,6 +44,7 @@ pub struct PolicyInputs {
     pub http_routes: Vec<Resource>,
     pub tcp_routes: Vec<Resource>,
     pub access_logs: Vec<Resource>,
+    pub metrics: Vec<Resource>,
 }
 
 impl PolicyInputs {
@@ -72,6 +74,7 @@ pub struct MeshPolicies {
     pub http_routes: HttpRouteRules,
     pub tcp_routes: TcpRouteRules,
     pub access_logs: AccessLogRules,
+    pub metrics: MetricRules,
     /// The zone this control plane serves (`%KUMA_ZONE%` in access logs).
     pub zone: String,
 }
@@ -96,6 +99,7 @@ impl MeshPolicies {
             http_routes: http_route_rules(mesh, &inputs.http_routes, &catalog),
             tcp_routes: tcp_route_rules(mesh, &inputs.tcp_routes, &catalog),
             access_logs: access_log_rules(mesh, &inputs.access_logs, &catalog),
+            metrics: metric_rules(mesh, &inputs.metrics, &catalog),
             zone: inputs.zone.clone(),
         }
     }
@@ -167,6 +171,7 @@ pub fn build_full(
     .with_fault_injections(&inputs.policies.fault_injections)
     .with_rate_limits(&inputs.policies.rate_limits)
     .with_access_logs(&inputs.policies.access_logs, &inputs.policies.zone)
+    .with_metrics(&inputs.policies.metrics)
     .with_load_balancing(&inputs.policies.load_balancing)
     .with_routes(&inputs.policies.http_routes, &inputs.policies.tcp_routes);
     view.add_remote_ingresses(remote_ingresses);
@@ -219,6 +224,7 @@ pub fn build_policies(
         .with_fault_injections(&inputs.policies.fault_injections)
         .with_rate_limits(&inputs.policies.rate_limits)
         .with_access_logs(&inputs.policies.access_logs, &inputs.policies.zone)
+        .with_metrics(&inputs.policies.metrics)
         .with_load_balancing(&inputs.policies.load_balancing);
     let mut out = BTreeMap::new();
     for name in connected {
@@ -394,6 +400,18 @@ pub fn fault_injection_rules(
     FaultInjectionRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
+/// A mesh's MeshMetrics, indexed for every proxy's config.
+pub fn metric_rules(mesh: &str, metrics: &[Resource], catalog: &Catalog) -> MetricRules {
+    let policies: Vec<(&str, &Tags, &MeshMetricSpec)> = metrics
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshMetric(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    MetricRules::with_catalog(mesh, &policies, catalog.clone())
+}
+
 /// A mesh's MeshAccessLogs, indexed for every proxy's config.
 pub fn access_log_rules(mesh: &str, logs: &[Resource], catalog: &Catalog) -> AccessLogRules {
     let policies: Vec<(&str, &Tags, &MeshAccessLogSpec)> = logs
@@ -502,6 +520,7 @@ mod tests {
             http_routes: vec![],
             tcp_routes: vec![],
             access_logs: vec![],
+            metrics: vec![],
         }
     }
 

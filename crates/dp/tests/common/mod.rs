@@ -398,6 +398,7 @@ pub fn config(
         inbounds,
         outbounds,
         outbound_policies: Vec::new(),
+        metrics: None,
     }
 }
 

@@ -118,6 +118,7 @@ fn proxy_config() -> ProxyConfig {
             access_log: None,
         }],
         outbound_policies: Vec::new(),
+        metrics: None,
     }
 }
 

@@ -30,7 +30,7 @@ use super::rules::{
 };
 use super::{
     meshaccesslog, meshcircuitbreaker, meshfaultinjection, meshhealthcheck,
-    meshloadbalancingstrategy, meshratelimit, meshretry, meshtcproute, meshtimeout,
+    meshloadbalancingstrategy, meshmetric, meshratelimit, meshretry, meshtcproute, meshtimeout,
 };
 use crate::duration::in_go_form;
 use crate::kri::Kri;
@@ -286,6 +286,7 @@ fn index_of(
         ResourceType::MeshHealthCheck => kind!(MeshHealthCheck),
         ResourceType::MeshLoadBalancingStrategy => kind!(MeshLoadBalancingStrategy),
         ResourceType::MeshAccessLog => kind!(MeshAccessLog),
+        ResourceType::MeshMetric => kind!(MeshMetric),
         ResourceType::Mesh
         | ResourceType::Dataplane
         | ResourceType::MeshService
@@ -316,6 +317,7 @@ pub fn kuma_conf(rtype: ResourceType, conf: &Value) -> Value {
         ResourceType::MeshLoadBalancingStrategy => typed::<meshloadbalancingstrategy::Conf>(conf),
         ResourceType::MeshTCPRoute => typed::<meshtcproute::Rule>(conf),
         ResourceType::MeshAccessLog => typed::<meshaccesslog::Conf>(conf),
+        ResourceType::MeshMetric => typed::<meshmetric::Conf>(conf),
         // MeshTrafficPermission's confs (`{action}`, `{allow, deny, ...}`) hold no durations.
         _ => conf.clone(),
     }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::policies::common::BackendResourceRef;
 use crate::spec::{Match, TargetRef};
 
 /// Body of a `MeshAccessLog`: where a proxy logs the requests and connections it handles,
@@ -123,18 +124,6 @@ pub struct OtelBackend {
     /// A MeshOpenTelemetryBackend reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_ref: Option<BackendResourceRef>,
-}
-
-/// Kuma's `BackendResourceRef`: a resource picked by name or by labels.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BackendResourceRef {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An OTLP attribute: a static name and a value with placeholders.

@@ -1,7 +1,9 @@
 //! MeshAccessLog checks: Kuma 2.14's `validator.go`, with its field paths and messages.
 
 use crate::ValidationError;
-use crate::policies::common::{PolicyRole, is_file_path, validate_top_level_inbound};
+use crate::policies::common::{
+    PolicyRole, is_file_path, validate_otel_endpoint_or_ref, validate_top_level_inbound,
+};
 use crate::spec::TargetRef;
 use crate::validate::matches::validate_match;
 use crate::validate::targetref::validate as validate_target_ref;
@@ -165,36 +167,8 @@ fn validate_backend(b: &Backend) -> ValidationError {
 }
 
 fn validate_otel(otel: &OtelBackend) -> ValidationError {
-    let mut errs = ValidationError::new();
-    let endpoint = otel.endpoint.as_deref().unwrap_or("");
-    match (&otel.backend_ref, endpoint) {
-        (Some(_), e) if !e.is_empty() => errs.add(
-            "",
-            "openTelemetry must have only one type defined: endpoint, backendRef",
-        ),
-        (None, "") => errs.add(
-            "",
-            "openTelemetry must have exactly one defined: endpoint, backendRef",
-        ),
-        (Some(r), _) => {
-            if r.kind.as_deref() != Some("MeshOpenTelemetryBackend") {
-                errs.add(
-                    "backendRef.kind",
-                    r#""kind" must be one of ["MeshOpenTelemetryBackend"]"#,
-                );
-            }
-            if r.labels.as_ref().is_none_or(|l| l.is_empty()) {
-                errs.add(
-                    "backendRef",
-                    "backendRef must have exactly one defined: labels",
-                );
-            }
-        }
-        (None, e) if e.contains(['/', '?', '#']) => {
-            errs.add("endpoint", "must be in host:port format, not a URL")
-        }
-        (None, _) => {}
-    }
+    let mut errs =
+        validate_otel_endpoint_or_ref(otel.endpoint.as_deref(), otel.backend_ref.as_ref(), false);
     for (i, a) in otel.attributes.iter().flatten().enumerate() {
         if let Some(m) = otel_attribute_name_problem(&a.key) {
             errs.add(format!("attributes[{i}].key"), m);

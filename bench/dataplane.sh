@@ -549,12 +549,16 @@ URL[kuma-dp-routes]="http://127.0.0.1:$KR_OUT/"
 PIDS_OF[kuma-dp-routes]="$KR1 $KR2"
 
 # The same as kuma-dp (mesh with Kuma's default policies) plus MeshAccessLogs writing every
-# request to a file in Kuma's default HTTP format on both sides: the client's outbound
-# (`to`) and the server's inbound (`rules`).
+# request to a file in Kuma's default HTTP format on both sides (the client's outbound, `to`,
+# and the server's inbound, `rules`) and a MeshMetric Prometheus endpoint on each proxy.
 put /meshes/logs '{"type":"Mesh","name":"logs","mtls":{"backends":[{"name":"builtin","type":"builtin"}],"enabledBackend":"builtin"}}'
 put /meshes/logs/meshtrafficpermissions/allow-client-to-server '{"type":"MeshTrafficPermission","name":"allow-client-to-server","mesh":"logs","spec":{"targetRef":{"kind":"MeshService","name":"server"},"from":[{"targetRef":{"kind":"MeshService","name":"client"},"default":{"action":"Allow"}}]}}'
 put /meshes/logs/meshaccesslogs/outbound-file "{\"type\":\"MeshAccessLog\",\"name\":\"outbound-file\",\"mesh\":\"logs\",\"spec\":{\"targetRef\":{\"kind\":\"Mesh\"},\"to\":[{\"targetRef\":{\"kind\":\"Mesh\"},\"default\":{\"backends\":[{\"type\":\"File\",\"file\":{\"path\":\"$TMP/access-outbound.log\"}}]}}]}}"
 put /meshes/logs/meshaccesslogs/inbound-file "{\"type\":\"MeshAccessLog\",\"name\":\"inbound-file\",\"mesh\":\"logs\",\"spec\":{\"targetRef\":{\"kind\":\"Mesh\"},\"rules\":[{\"default\":{\"backends\":[{\"type\":\"File\",\"file\":{\"path\":\"$TMP/access-inbound.log\"}}]}}]}}"
+KL_M1=$(free_port)
+KL_M2=$(free_port)
+put /meshes/logs/meshmetrics/server-metrics "{\"type\":\"MeshMetric\",\"name\":\"server-metrics\",\"mesh\":\"logs\",\"spec\":{\"targetRef\":{\"kind\":\"Dataplane\",\"name\":\"server-logs\"},\"default\":{\"backends\":[{\"type\":\"Prometheus\",\"prometheus\":{\"port\":$KL_M1}}]}}}"
+put /meshes/logs/meshmetrics/client-metrics "{\"type\":\"MeshMetric\",\"name\":\"client-metrics\",\"mesh\":\"logs\",\"spec\":{\"targetRef\":{\"kind\":\"Dataplane\",\"name\":\"client-logs\"},\"default\":{\"backends\":[{\"type\":\"Prometheus\",\"prometheus\":{\"port\":$KL_M2}}]}}}"
 KL_SRV=$(free_port)
 KL_OUT=$(free_port)
 KL_CLIENT_IN=$(free_port)
@@ -670,6 +674,7 @@ for round in $(seq "$ROUNDS"); do
     for name in "${NAMES[@]}"; do latency "$name" "$round"; done
 done
 R[cp.rss_kib]=$(mem_kib "$CP" VmRSS)
+R[logs.metric_lines]=$(for p in $KL_M1 $KL_M2; do curl -sf "http://127.0.0.1:$p/metrics"; done | grep -c '^envoy_' || true)
 read -r R[logs.written] R[logs.dropped] < <(for a in $KL_A1 $KL_A2; do curl -sf "http://127.0.0.1:$a/stats/prometheus"; done |
     awk '/^aerie_dp_access_log_lines_written_total/ {w+=$NF} /^aerie_dp_access_log_lines_dropped_total/ {d+=$NF} END {printf "%d %d\n", w, d}')
 R[load.after]=$(cut -d' ' -f1 /proc/loadavg)
@@ -721,7 +726,7 @@ paths = [("direct", "direct to nginx"),
          ("kuma-dp", "kuma-dp pair (kuma-cp, mTLS builtin, MeshTrafficPermission, Kuma's default policies)"),
          ("kuma-dp-bare", "kuma-dp pair, same build, mesh without the default policies"),
          ("kuma-dp-routes", "kuma-dp pair, same build, default policies and a 20-rule MeshHTTPRoute (catch-all last)"),
-         ("kuma-dp-logs", "kuma-dp pair, same build, default policies and MeshAccessLog to a file on both sides (Kuma's default format)")]
+         ("kuma-dp-logs", "kuma-dp pair, same build, default policies, MeshAccessLog to a file on both sides (Kuma's default format) and MeshMetric")]
 if baseline:
     paths.append(("kuma-dp-baseline", f"kuma-dp pair from `{baseline}` (same mesh as kuma-dp)"))
 print(f"# Data-plane benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
@@ -765,7 +770,8 @@ print(f"kuma-cp RSS at the end of the kuma-dp run: {f('cp.rss_kib', 0) / 1024:.1
 if r.get("logs.written"):
     print()
     print(f"MeshAccessLog lines on the kuma-dp-logs pair over the whole run: {int(f('logs.written', 0)):,} written, "
-          f"{int(f('logs.dropped', 0)):,} dropped (queue full).")
+          f"{int(f('logs.dropped', 0)):,} dropped (queue full). MeshMetric endpoints of the pair, scraped once at the end: "
+          f"{int(f('logs.metric_lines', 0))} `envoy_*` samples.")
 print()
 k, e, h = f("kuma-dp.rps"), f("envoy.rps"), f("haproxy.rps")
 added = (f("kuma-dp.p99_ms") - d99) if f("kuma-dp.p99_ms") is not None and d99 is not None else None
@@ -805,7 +811,7 @@ if k and rt:
 lg = f("kuma-dp-logs.rps")
 if k and lg:
     per_round = [a / d for a, d in zip(runs["kuma-dp-logs"], runs["kuma-dp"]) if d]
-    print(f"| kuma-dp with file MeshAccessLogs on both sides >= 0.95x without them | {lg / k:.3f}x ({lg:,.0f} vs {k:,.0f}); each round {', '.join(f'{x:.3f}x' for x in per_round)} | {verdict(lg >= 0.95 * k)} |")
+    print(f"| kuma-dp with MeshMetric and file MeshAccessLogs on both sides >= 0.95x without them | {lg / k:.3f}x ({lg:,.0f} vs {k:,.0f}); each round {', '.join(f'{x:.3f}x' for x in per_round)} | {verdict(lg >= 0.95 * k)} |")
 c = f("kuma-dp-baseline.rps")
 if k and c:
     per_round = [a / d for a, d in zip(runs["kuma-dp"], runs["kuma-dp-baseline"]) if d]

@@ -7,7 +7,7 @@ use crate::ValidationError;
 use crate::policies::{
     meshaccesslog, meshcircuitbreaker, meshfaultinjection, meshhealthcheck, meshhttproute,
     meshloadbalancingstrategy, meshmetric, meshratelimit, meshretry, meshtcproute, meshtimeout,
-    meshtrafficpermission,
+    meshtrace, meshtrafficpermission,
 };
 use crate::spec::{
     DataplaneSpec, MeshServiceSpec, MeshSpec, SecretSpec, ZoneIngressSpec, ZoneSpec,
@@ -177,6 +177,7 @@ resource_types! {
     MeshLoadBalancingStrategy(meshloadbalancingstrategy::MeshLoadBalancingStrategySpec) = meshloadbalancingstrategy::DESCRIPTOR;
     MeshAccessLog(meshaccesslog::MeshAccessLogSpec) = meshaccesslog::DESCRIPTOR;
     MeshMetric(meshmetric::MeshMetricSpec) = meshmetric::DESCRIPTOR;
+    MeshTrace(meshtrace::MeshTraceSpec) = meshtrace::DESCRIPTOR;
     MeshService(MeshServiceSpec) = MESH_SERVICE;
     Secret(SecretSpec) = SECRET;
     GlobalSecret(SecretSpec) = GLOBAL_SECRET;
@@ -485,6 +486,7 @@ mod tests {
             (ResourceType::MeshLoadBalancingStrategy, "mlbs"),
             (ResourceType::MeshAccessLog, "mal"),
             (ResourceType::MeshMetric, "mm"),
+            (ResourceType::MeshTrace, "mtr"),
             (ResourceType::MeshService, "msvc"),
             (ResourceType::Secret, ""),
             (ResourceType::GlobalSecret, ""),

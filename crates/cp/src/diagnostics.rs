@@ -61,7 +61,7 @@ async fn metrics_text(
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
         d.metrics.encode(),
     )

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod resolve;
 mod serve;
 pub mod signing;
+pub mod store_metrics;
 pub mod tokens;
 pub mod workdir;
 
@@ -158,7 +159,8 @@ pub async fn migrate_up(config: &Config) -> anyhow::Result<String> {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     raise_fd_limit(&config);
     workdir::secure_existing(&config.work_dir)?;
-    let store = open_store(&config).await?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let store = store_metrics::instrument(open_store(&config).await?, metrics.clone());
     let role = Role::of(&config);
     // A federated zone gets its meshes from the global.
     let skip_mesh = config.skip_mesh_creation || matches!(role, Role::Zone(_));
@@ -183,7 +185,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokens.publish_zone_public_key().await?;
     }
     let tokens = Arc::new(tokens);
-    let metrics = Arc::new(metrics::Metrics::new());
     let cas = match role {
         Role::Zone(_) => ca::MeshCas::new(store.clone()).federated(),
         _ => ca::MeshCas::new(store.clone()),
@@ -191,14 +192,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let cas = Arc::new(cas);
     let cas_for_leader = cas.clone();
     let instance_id: Arc<str> = Arc::from(format!("{}-{}", hostname(), std::process::id()));
+    // Kuma's constant `zone` label: the zone's name, `Global` on a global.
+    let zone_label = match &role {
+        Role::Global => "Global".to_string(),
+        _ => config.zone_name.clone().unwrap_or_else(|| "Zone".into()),
+    };
+    metrics.set_identity(&zone_label, env!("CARGO_PKG_VERSION"), &instance_id);
     let (dp_server, reconciler) = dpserver::DpServer::start(
         store.clone(),
         tokens.clone(),
         cas,
         instance_id.clone(),
-        role.clone(),
-        role.local_zone(&config).to_string(),
-        config.dns_cache_ttl,
+        dpserver::Placement {
+            role: role.clone(),
+            local_zone: role.local_zone(&config).to_string(),
+            dns_cache_ttl: config.dns_cache_ttl,
+        },
+        metrics.clone(),
     );
     let hub = dp_server.hub();
     let (leader, leader_task) = leader::spawn(store.clone(), instance_id.clone(), metrics.clone());

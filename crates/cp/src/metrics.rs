@@ -1,29 +1,213 @@
-//! Control-plane metrics in Prometheus text format, on the diagnostics port's `/metrics`.
+//! Control-plane metrics on the diagnostics port's `/metrics`, in Prometheus's text format
+//! (0.0.4) under Kuma's names, so that a Kuma user's dashboards and alerts read them: the
+//! REST API (`api_server_http_request_duration_seconds`, `..._requests_inflight`), proxy
+//! sessions and config pushes (`xds_streams_active`, `xds_requests_received`,
+//! `xds_responses_sent`, `xds_generation`, `xds_generation_errors`), the store
+//! (`store`, `store_conflicts`) and leadership (`leader`, `cp_info`). As Kuma's, every
+//! sample carries a constant `zone` label (the zone's name, `Zone` for a standalone control
+//! plane without one, `Global` on a global). Aerie adds `kuma_cp_store_resources` and
+//! `kuma_cp_ready`.
+//!
+//! Written by hand rather than with a client library: Kuma's counters carry no `_total`
+//! suffix, which the OpenMetrics encoders add. The control plane is not a hot path; each
+//! family is a map under a mutex.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    method: String,
-    code: u16,
+/// Prometheus's default buckets (seconds).
+const SECONDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets for durations Kuma records in milliseconds.
+const MILLIS: &[f64] = &[
+    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TypeLabels {
-    resource_type: String,
+fn write_labels(
+    out: &mut String,
+    names: &[&str],
+    values: &[String],
+    zone: &str,
+    extra: Option<(&str, &str)>,
+) {
+    out.push('{');
+    let mut first = true;
+    let mut one = |out: &mut String, k: &str, v: &str| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        let _ = write!(out, "{k}=\"{}\"", escape(v));
+    };
+    for (k, v) in names.iter().zip(values) {
+        one(out, k, v);
+    }
+    if let Some((k, v)) = extra {
+        one(out, k, v);
+    }
+    one(out, "zone", zone);
+    out.push('}');
 }
 
-/// Every metric the control plane exports, in one explicit registry (no global state).
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        v.to_string()
+    }
+}
+
+/// A family of counters or gauges by label values.
+struct Values {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    labels: &'static [&'static str],
+    values: Mutex<BTreeMap<Vec<String>, f64>>,
+}
+
+impl Values {
+    fn new(
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+        labels: &'static [&'static str],
+    ) -> Values {
+        Values {
+            name,
+            help,
+            kind,
+            labels,
+            values: Mutex::default(),
+        }
+    }
+
+    fn add(&self, labels: &[&str], v: f64) {
+        let mut map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(labels.iter().map(|s| s.to_string()).collect())
+            .or_insert(0.0) += v;
+    }
+
+    fn set(&self, labels: &[&str], v: f64) {
+        let mut map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(labels.iter().map(|s| s.to_string()).collect(), v);
+    }
+
+    fn encode(&self, out: &mut String, zone: &str) {
+        let map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
+        for (values, v) in map.iter() {
+            out.push_str(self.name);
+            write_labels(out, self.labels, values, zone, None);
+            let _ = writeln!(out, " {}", number(*v));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Hist {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+/// A family of histograms by label values.
+struct Histograms {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    buckets: &'static [f64],
+    values: Mutex<BTreeMap<Vec<String>, Hist>>,
+}
+
+impl Histograms {
+    fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        buckets: &'static [f64],
+    ) -> Histograms {
+        Histograms {
+            name,
+            help,
+            labels,
+            buckets,
+            values: Mutex::default(),
+        }
+    }
+
+    fn observe(&self, labels: &[&str], v: f64) {
+        let mut map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        let h = map
+            .entry(labels.iter().map(|s| s.to_string()).collect())
+            .or_default();
+        if h.counts.is_empty() {
+            h.counts = vec![0; self.buckets.len()];
+        }
+        for (i, b) in self.buckets.iter().enumerate() {
+            if v <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += v;
+        h.count += 1;
+    }
+
+    fn encode(&self, out: &mut String, zone: &str) {
+        let map = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} histogram", self.name);
+        for (values, h) in map.iter() {
+            for (b, c) in self.buckets.iter().zip(&h.counts) {
+                let _ = write!(out, "{}_bucket", self.name);
+                write_labels(out, self.labels, values, zone, Some(("le", &number(*b))));
+                let _ = writeln!(out, " {c}");
+            }
+            let _ = write!(out, "{}_bucket", self.name);
+            write_labels(out, self.labels, values, zone, Some(("le", "+Inf")));
+            let _ = writeln!(out, " {}", h.count);
+            let _ = write!(out, "{}_sum", self.name);
+            write_labels(out, self.labels, values, zone, None);
+            let _ = writeln!(out, " {}", number(h.sum));
+            let _ = write!(out, "{}_count", self.name);
+            write_labels(out, self.labels, values, zone, None);
+            let _ = writeln!(out, " {}", h.count);
+        }
+    }
+}
+
+/// Every metric the control plane exports.
 pub struct Metrics {
-    registry: Registry,
-    api_requests: Family<RequestLabels, Counter>,
-    resources: Family<TypeLabels, Gauge>,
-    ready: Gauge,
-    leader: Gauge,
+    zone: Mutex<String>,
+    info: Values,
+    leader: Values,
+    ready: Values,
+    resources: Values,
+    api_duration: Histograms,
+    api_inflight: Values,
+    xds_streams: AtomicI64,
+    xds_requests: Values,
+    xds_responses: Values,
+    xds_generation: Histograms,
+    xds_generation_errors: Values,
+    store: Histograms,
+    store_conflicts: Values,
 }
 
 impl Default for Metrics {
@@ -34,69 +218,216 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("kuma_cp");
-        let api_requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "api_server_http_requests",
-            "REST API requests by method and status code",
-            api_requests.clone(),
-        );
-        let resources = Family::<TypeLabels, Gauge>::default();
-        registry.register(
-            "store_resources",
-            "Resources in the store by type",
-            resources.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 when this replica leads the control planes sharing its store",
-            leader.clone(),
-        );
-        let ready = Gauge::default();
-        registry.register(
-            "ready",
-            "1 when the control plane is ready to serve",
-            ready.clone(),
-        );
-        Self {
-            registry,
-            api_requests,
-            resources,
-            ready,
-            leader,
+        Metrics {
+            zone: Mutex::new("Zone".into()),
+            info: Values::new(
+                "cp_info",
+                "Static information about the control plane",
+                "gauge",
+                &["product", "version", "instance_id", "based_on_kuma"],
+            ),
+            leader: Values::new(
+                "leader",
+                "1 indicates that this instance is leader",
+                "gauge",
+                &[],
+            ),
+            ready: Values::new(
+                "kuma_cp_ready",
+                "1 when the control plane is ready to serve",
+                "gauge",
+                &[],
+            ),
+            resources: Values::new(
+                "kuma_cp_store_resources",
+                "Resources in the store by type",
+                "gauge",
+                &["resource_type"],
+            ),
+            api_duration: Histograms::new(
+                "api_server_http_request_duration_seconds",
+                "The latency of the HTTP requests.",
+                &["service", "handler", "method", "code"],
+                SECONDS,
+            ),
+            api_inflight: Values::new(
+                "api_server_http_requests_inflight",
+                "The number of inflight requests being handled at the same time.",
+                "gauge",
+                &["service", "handler"],
+            ),
+            xds_streams: AtomicI64::new(0),
+            xds_requests: Values::new(
+                "xds_requests_received",
+                "Number of confirmations requests from a client",
+                "counter",
+                &["type_url", "confirmation", "error_type"],
+            ),
+            xds_responses: Values::new(
+                "xds_responses_sent",
+                "Number of XDS responses sent to the Dataplane",
+                "counter",
+                &["type_url"],
+            ),
+            xds_generation: Histograms::new(
+                "xds_generation",
+                "Summary of XDS Snapshot generation (ms; one observation per mesh round)",
+                &["proxy_type", "result"],
+                MILLIS,
+            ),
+            xds_generation_errors: Values::new(
+                "xds_generation_errors",
+                "Counter of errors during XDS generation",
+                "counter",
+                &[],
+            ),
+            store: Histograms::new(
+                "store",
+                "Summary of Store operations",
+                &["operation", "resource_type"],
+                SECONDS,
+            ),
+            store_conflicts: Values::new(
+                "store_conflicts",
+                "Counter of store conflicts",
+                "counter",
+                &["resource_type"],
+            ),
         }
     }
 
-    pub fn api_request(&self, method: &str, code: u16) {
-        self.api_requests
-            .get_or_create(&RequestLabels {
-                method: method.into(),
-                code,
-            })
-            .inc();
+    /// The constant `zone` label and `cp_info`'s values.
+    pub fn set_identity(&self, zone: &str, version: &str, instance_id: &str) {
+        *self.zone.lock().unwrap_or_else(|e| e.into_inner()) = zone.to_string();
+        self.info
+            .set(&["Aerie", version, instance_id, "2.14.3"], 1.0);
+    }
+
+    /// A REST API request: `handler` is the route's path pattern.
+    pub fn api_request(&self, handler: &str, method: &str, code: u16, seconds: f64) {
+        self.api_duration
+            .observe(&["", handler, method, &code.to_string()], seconds);
+    }
+
+    /// A REST API request starts (`+1`) or ends (`-1`).
+    pub fn api_inflight(&self, handler: &str, delta: f64) {
+        self.api_inflight.add(&["", handler], delta);
+    }
+
+    pub fn xds_stream(&self, delta: i64) {
+        self.xds_streams.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A proxy's reply to a response: `ACK` or `NACK`.
+    pub fn xds_request(&self, type_url: &str, nack: bool) {
+        let (confirmation, error) = if nack {
+            ("NACK", "other")
+        } else {
+            ("ACK", "no_error")
+        };
+        self.xds_requests.add(&[type_url, confirmation, error], 1.0);
+    }
+
+    pub fn xds_response(&self, type_url: &str) {
+        self.xds_responses.add(&[type_url], 1.0);
+    }
+
+    /// A mesh's round: `changed` when it gave some proxy a new config, else `skip`.
+    pub fn xds_generation(&self, ms: f64, changed: bool) {
+        let result = if changed { "changed" } else { "skip" };
+        self.xds_generation.observe(&["dataplane", result], ms);
+    }
+
+    pub fn xds_generation_error(&self) {
+        self.xds_generation_errors.add(&[], 1.0);
+    }
+
+    pub fn store_op(&self, operation: &str, resource_type: &str, seconds: f64) {
+        self.store.observe(&[operation, resource_type], seconds);
+    }
+
+    pub fn store_conflict(&self, resource_type: &str) {
+        self.store_conflicts.add(&[resource_type], 1.0);
     }
 
     pub fn set_resource_count(&self, resource_type: &str, n: usize) {
-        self.resources
-            .get_or_create(&TypeLabels {
-                resource_type: resource_type.into(),
-            })
-            .set(n as i64);
+        self.resources.set(&[resource_type], n as f64);
     }
 
     pub fn set_leader(&self, leader: bool) {
-        self.leader.set(i64::from(leader));
+        self.leader.set(&[], f64::from(u8::from(leader)));
     }
 
     pub fn set_ready(&self, ready: bool) {
-        self.ready.set(i64::from(ready));
+        self.ready.set(&[], f64::from(u8::from(ready)));
     }
 
+    /// The exposition text (format 0.0.4).
     pub fn encode(&self) -> String {
+        let zone = self.zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        self.info.encode(&mut out, &zone);
+        self.leader.encode(&mut out, &zone);
+        self.ready.encode(&mut out, &zone);
+        self.resources.encode(&mut out, &zone);
+        self.api_duration.encode(&mut out, &zone);
+        self.api_inflight.encode(&mut out, &zone);
+        let _ = writeln!(
+            out,
+            "# HELP xds_streams_active Number of active connections between a server and a client"
+        );
+        let _ = writeln!(out, "# TYPE xds_streams_active gauge");
+        let _ = writeln!(
+            out,
+            "xds_streams_active{{zone=\"{}\"}} {}",
+            escape(&zone),
+            self.xds_streams.load(Ordering::Relaxed)
+        );
+        self.xds_requests.encode(&mut out, &zone);
+        self.xds_responses.encode(&mut out, &zone);
+        self.xds_generation.encode(&mut out, &zone);
+        self.xds_generation_errors.encode(&mut out, &zone);
+        self.store.encode(&mut out, &zone);
+        self.store_conflicts.encode(&mut out, &zone);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kumas_names_and_the_zone_label() {
+        let m = Metrics::new();
+        m.set_identity("zone-1", "0.1.0", "cp-1");
+        m.set_leader(true);
+        m.api_request("/meshes/{mesh}", "GET", 200, 0.02);
+        m.api_request("/meshes/{mesh}", "GET", 200, 3.0);
+        m.xds_stream(2);
+        m.xds_stream(-1);
+        m.xds_request("type.googleapis.com/x", false);
+        m.xds_request("type.googleapis.com/x", true);
+        m.xds_response("type.googleapis.com/x");
+        m.xds_generation(12.0, true);
+        m.store_op("list", "Mesh", 0.001);
+        let text = m.encode();
+        for line in [
+            "cp_info{product=\"Aerie\",version=\"0.1.0\",instance_id=\"cp-1\",based_on_kuma=\"2.14.3\",zone=\"zone-1\"} 1",
+            "leader{zone=\"zone-1\"} 1",
+            "# TYPE api_server_http_request_duration_seconds histogram",
+            "api_server_http_request_duration_seconds_bucket{service=\"\",handler=\"/meshes/{mesh}\",method=\"GET\",code=\"200\",le=\"0.025\",zone=\"zone-1\"} 1",
+            "api_server_http_request_duration_seconds_bucket{service=\"\",handler=\"/meshes/{mesh}\",method=\"GET\",code=\"200\",le=\"+Inf\",zone=\"zone-1\"} 2",
+            "api_server_http_request_duration_seconds_count{service=\"\",handler=\"/meshes/{mesh}\",method=\"GET\",code=\"200\",zone=\"zone-1\"} 2",
+            "xds_streams_active{zone=\"zone-1\"} 1",
+            "xds_requests_received{type_url=\"type.googleapis.com/x\",confirmation=\"ACK\",error_type=\"no_error\",zone=\"zone-1\"} 1",
+            "xds_requests_received{type_url=\"type.googleapis.com/x\",confirmation=\"NACK\",error_type=\"other\",zone=\"zone-1\"} 1",
+            "xds_responses_sent{type_url=\"type.googleapis.com/x\",zone=\"zone-1\"} 1",
+            "xds_generation_count{proxy_type=\"dataplane\",result=\"changed\",zone=\"zone-1\"} 1",
+            "store_count{operation=\"list\",resource_type=\"Mesh\",zone=\"zone-1\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\nnot in\n{text}");
+        }
+        assert!(!text.contains("_total"), "Kuma's counters have no suffix");
     }
 }

@@ -34,11 +34,13 @@ use prometheus_client::metrics::counter::Counter;
 use tracing::warn;
 
 /// Lines a backend's queue holds before new ones are dropped.
-pub(crate) const QUEUE_LINES: usize = 8192;
+pub(crate) const QUEUE_LINES: usize = 16384;
 /// How long a TCP collector may take to accept a connection or a write.
 const TCP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a failed file or TCP collector is retried.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How often a writer drains its queue.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 // ---- Response flags (Envoy's `%RESPONSE_FLAGS%`) ----
 
@@ -268,13 +270,24 @@ impl Writer {
         let mut out: Option<Out> = None;
         let mut retry_at: Option<Instant> = None;
         let mut batch: Vec<String> = Vec::new();
-        while let Ok(first) = rx.recv() {
-            batch.push(first);
-            while batch.len() < 1024 {
+        let mut open = true;
+        while open {
+            // The senders never wake this thread (it never blocks in `recv`): it drains the
+            // queue on a timer, so a request pays for a queue push only, and a batch is one
+            // write (Envoy flushes file logs on a timer too).
+            std::thread::sleep(FLUSH_EVERY);
+            loop {
                 match rx.try_recv() {
                     Ok(line) => batch.push(line),
-                    Err(_) => break,
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
+            }
+            if batch.is_empty() {
+                continue;
             }
             if out.is_none() && retry_at.is_none_or(|at| Instant::now() >= at) {
                 match self.open() {
@@ -462,9 +475,12 @@ impl Format {
                     match p {
                         Piece::Text(t) => line.push_str(t),
                         Piece::Op(op, max) => {
-                            let mut v = String::new();
-                            if r.value(op, log, &mut v) {
-                                line.push_str(truncate(&v, *max));
+                            let start = line.len();
+                            if r.value(op, log, &mut line) {
+                                if let Some(n) = max {
+                                    let end = start + truncate(&line[start..], Some(*n)).len();
+                                    line.truncate(end);
+                                }
                             } else if !self.omit_empty {
                                 line.push('-');
                             }

@@ -347,18 +347,22 @@ fn diagnostics_endpoints() {
     cp.get("/meshes");
     let m = http("GET", &diag, "/metrics", None, &[]).unwrap();
     assert_eq!(m.status, 200);
-    assert!(
-        m.body
-            .contains("kuma_cp_api_server_http_requests_total{method=\"GET\",code=\"200\"}"),
-        "{}",
-        m.body
+    // Kuma's names, text format 0.0.4, the constant `zone` label.
+    assert_eq!(
+        m.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
     );
-    assert!(
-        m.body
-            .contains("kuma_cp_store_resources{resource_type=\"Mesh\"} 1"),
-        "{}",
-        m.body
-    );
+    for want in [
+        "api_server_http_request_duration_seconds_count{service=\"\",handler=\"/meshes\",method=\"GET\",code=\"200\",zone=\"Zone\"}",
+        "kuma_cp_store_resources{resource_type=\"Mesh\",zone=\"Zone\"} 1",
+        "leader{zone=\"Zone\"} 1",
+        "store_count{operation=\"list\",resource_type=\"Mesh\",zone=\"Zone\"}",
+        "xds_streams_active{zone=\"Zone\"} 0",
+        "# TYPE api_server_http_request_duration_seconds histogram",
+    ] {
+        assert!(m.body.contains(want), "{want} not in\n{}", m.body);
+    }
+    assert!(m.body.contains("cp_info{product=\"Aerie\""), "{}", m.body);
 }
 
 #[test]

@@ -171,6 +171,23 @@ fn file_logs_on_both_sides_name_the_verified_caller() {
     );
     assert!(written >= 10, "{written}");
 
+    // The control plane's own metrics count the proxies' sessions and config pushes.
+    let diag = format!("127.0.0.1:{}", k.cp.addrs.diagnostics);
+    let m = http("GET", &diag, "/metrics", None, &[]).unwrap().body;
+    assert!(m.contains("xds_streams_active{zone=\"Zone\"} 3"), "{m}");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("xds_requests_received{") && l.contains("confirmation=\"ACK\"")),
+        "{m}"
+    );
+    assert!(m.contains("xds_responses_sent{type_url="), "{m}");
+    assert!(
+        m.contains(
+            "xds_generation_count{proxy_type=\"dataplane\",result=\"changed\",zone=\"Zone\"}"
+        ),
+        "{m}"
+    );
+
     // Deleted, the proxy stops logging.
     k.kumactl.ok(&[
         "delete",

@@ -372,6 +372,9 @@ mod tests {
             ResourceType::MeshMetric => parse(
                 "type: MeshMetric\nname: mm\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  default:\n    backends: [{type: Prometheus, prometheus: {port: 5670}}]\n",
             ),
+            ResourceType::MeshTrace => parse(
+                "type: MeshTrace\nname: mtr\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  default:\n    backends: [{type: Zipkin, zipkin: {url: 'http://zipkin:9411/api/v2/spans'}}]\n",
+            ),
             ResourceType::MeshService => parse(
                 "type: MeshService\nname: web\nmesh: default\nspec:\n  selector:\n    dataplaneTags: {kuma.io/service: web}\n  ports:\n    - {port: 80, targetPort: 8080, appProtocol: http}\n",
             ),

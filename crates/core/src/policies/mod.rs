@@ -21,6 +21,7 @@ pub mod meshratelimit;
 pub mod meshretry;
 pub mod meshtcproute;
 pub mod meshtimeout;
+pub mod meshtrace;
 pub mod meshtrafficpermission;
 pub mod rules;
 

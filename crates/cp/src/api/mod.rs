@@ -123,9 +123,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Kuma's API metrics: latency by route pattern (not the path: bounded label values),
+/// method and status, and requests in flight by route.
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_string();
+    let handler = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let start = std::time::Instant::now();
+    state.metrics.api_inflight(&handler, 1.0);
     let resp = next.run(req).await;
-    state.metrics.api_request(&method, resp.status().as_u16());
+    state.metrics.api_inflight(&handler, -1.0);
+    state.metrics.api_request(
+        &handler,
+        &method,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }

@@ -93,6 +93,8 @@ pub struct Hub {
     /// Dataplane addresses the last round could not use (unresolvable host names), shown by
     /// `dataplanes+insights`.
     pub problems: crate::resolve::Problems,
+    /// The control plane's metrics (`xds_*`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A session's handle on its registration.
@@ -105,13 +107,18 @@ pub struct Registration {
 }
 
 impl Hub {
-    pub fn new(dirty: mpsc::UnboundedSender<String>, replica: Arc<str>) -> Self {
+    pub fn new(
+        dirty: mpsc::UnboundedSender<String>,
+        replica: Arc<str>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self {
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             dirty,
             replica,
             problems: Default::default(),
+            metrics,
         }
     }
 
@@ -231,9 +238,12 @@ impl Hub {
             .collect()
     }
 
-    pub fn publish(&self, key: &DpKey, snapshot: Option<Arc<Snapshot>>) {
+    /// Hands a proxy connected here its new snapshot; `true` when it differs from the one
+    /// it had.
+    pub fn publish(&self, key: &DpKey, snapshot: Option<Arc<Snapshot>>) -> bool {
+        let mut changed = false;
         if let Some(c) = self.lock().get(key) {
-            c.snapshot.send_if_modified(|cur| {
+            changed = c.snapshot.send_if_modified(|cur| {
                 let same = match (cur.as_ref(), snapshot.as_ref()) {
                     (Some(a), Some(b)) => {
                         a.version == b.version
@@ -250,6 +260,7 @@ impl Hub {
                 !same
             });
         }
+        changed
     }
 
     /// The last snapshot published to a proxy connected here (`None`: not connected here,

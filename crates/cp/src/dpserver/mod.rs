@@ -53,6 +53,14 @@ pub struct DpServer {
     local_zone: Arc<str>,
 }
 
+/// Where a DP server runs: its role, the zone it serves, how long resolved host names are
+/// kept.
+pub struct Placement {
+    pub role: crate::Role,
+    pub local_zone: String,
+    pub dns_cache_ttl: std::time::Duration,
+}
+
 impl DpServer {
     /// Creates the service and starts the task that recomputes snapshots.
     pub fn start(
@@ -60,12 +68,16 @@ impl DpServer {
         tokens: Arc<TokenIssuer>,
         cas: Arc<MeshCas>,
         replica: Arc<str>,
-        role: crate::Role,
-        local_zone: String,
-        dns_cache_ttl: std::time::Duration,
+        placement: Placement,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> (DpServer, tokio::task::JoinHandle<()>) {
+        let Placement {
+            role,
+            local_zone,
+            dns_cache_ttl,
+        } = placement;
         let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
-        let hub = Arc::new(Hub::new(dirty_tx, replica));
+        let hub = Arc::new(Hub::new(dirty_tx, replica, metrics));
         let local_zone: Arc<str> = Arc::from(local_zone);
         let resolver = Arc::new(crate::resolve::Resolver::new(dns_cache_ttl));
         let refresh_hub = hub.clone();

@@ -123,6 +123,7 @@ pub async fn run(
             };
             let result = rebuild_mesh(&ctx, &mesh, full, cache).await;
             if let Err(e) = result {
+                hub.metrics.xds_generation_error();
                 // Start from scratch next time.
                 caches.remove(&mesh);
                 tracing::warn!(mesh, error = %format!("{e:#}"), "cannot compute proxy configs; proxies keep their last config");
@@ -209,6 +210,7 @@ async fn rebuild_mesh(
     full: bool,
     cache: &mut MeshCache,
 ) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let Ctx {
         store,
         hub,
@@ -291,6 +293,8 @@ async fn rebuild_mesh(
             _ => None,
         })
         .collect();
+    // How many proxies got a config that differs from their last (`xds_generation`).
+    let changed = std::sync::atomic::AtomicUsize::new(0);
     let publish = |built: BTreeMap<String, Halves>| {
         for (name, h) in built {
             let mtls = mtls.as_ref().map(|(ca, bundle, reissue)| MtlsMaterial {
@@ -306,7 +310,9 @@ async fn rebuild_mesh(
                 outbounds_version: h.outbounds_version,
                 mtls,
             };
-            hub.publish(&(mesh.to_string(), name), Some(Arc::new(snapshot)));
+            if hub.publish(&(mesh.to_string(), name), Some(Arc::new(snapshot))) {
+                changed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     };
     if !full {
@@ -315,6 +321,10 @@ async fn rebuild_mesh(
             &connected,
             &cache.outbounds,
         ));
+        hub.metrics.xds_generation(
+            started.elapsed().as_secs_f64() * 1000.0,
+            changed.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        );
         return Ok(());
     }
     // Endpoints are the proxies connected to any replica; if the store cannot say, those
@@ -346,6 +356,10 @@ async fn rebuild_mesh(
         .collect();
     publish(built);
     cache.outbounds = outbounds;
+    hub.metrics.xds_generation(
+        started.elapsed().as_secs_f64() * 1000.0,
+        changed.load(std::sync::atomic::Ordering::Relaxed) > 0,
+    );
     Ok(())
 }
 

@@ -104,11 +104,13 @@ impl Conn {
     /// Sends a response, counting it. `Err`: the proxy is gone.
     pub async fn send(&self, resp: DiscoveryResponse) -> Result<(), ()> {
         self.status().responses_sent += 1;
+        self.hub.metrics.xds_response(&resp.type_url);
         self.tx.send(Ok(resp)).await.map_err(|_| ())
     }
 
-    /// Records an ACK (`None`) or a NACK (`Some(message)`) of `what`.
-    pub fn record_reply(&self, what: &str, nack: Option<&str>) {
+    /// Records an ACK (`None`) or a NACK (`Some(message)`) of `what` (of `type_url`).
+    pub fn record_reply(&self, what: &str, type_url: &str, nack: Option<&str>) {
+        self.hub.metrics.xds_request(type_url, nack.is_some());
         let mut st = self.status();
         match nack {
             Some(message) => {
@@ -131,7 +133,9 @@ pub async fn run<P: Protocol>(
     first: DiscoveryRequest,
     mut inbound: Streaming<DiscoveryRequest>,
 ) {
+    conn.hub.metrics.xds_stream(1);
     let end = serve(&mut conn, &mut proto, first, &mut inbound).await;
+    conn.hub.metrics.xds_stream(-1);
     let still_ours = conn.hub.unregister(&conn.key, conn.reg.id);
     let (mesh, name) = &conn.key;
     let who = P::WHO;

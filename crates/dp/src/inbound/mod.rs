@@ -347,8 +347,11 @@ async fn proxy<IO>(
             let route = &current.route;
             route.stats.requests.inc();
             current.authz.record();
+            // Boxed, so that a request without a log carries one pointer-sized `None`.
             let mut logged = match (&route.access_log, &current.log) {
-                (Some(l), Some((entries, conn))) => Some(l.begin(&req, conn, entries.clone())),
+                (Some(l), Some((entries, conn))) => {
+                    Some(Box::new(l.begin(&req, conn, entries.clone())))
+                }
                 _ => None,
             };
             let mut resp = match &mut logged {
@@ -357,7 +360,7 @@ async fn proxy<IO>(
                 Some(p) => {
                     req.body_mut().count_into(p.received());
                     let (resp, upstream, flags) = if current.authz.decision.is_allowed() {
-                        accesslog::track(current.respond(req)).await
+                        accesslog::track(Box::pin(current.respond(req))).await
                     } else {
                         (rbac_denied(), None, 0)
                     };
@@ -367,7 +370,7 @@ async fn proxy<IO>(
             };
             route.stats.response(resp.status());
             if let Some(p) = logged {
-                resp = resp.map(|b| b.logged(p));
+                resp = resp.map(|b| b.logged(*p));
             }
             Ok::<_, Infallible>(resp)
         }

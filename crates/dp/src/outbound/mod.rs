@@ -75,8 +75,15 @@ pub(crate) async fn serve(
             Route::Outbound(r) => Some(r.clone()),
             Route::Inbound(_) => None,
         };
-        let conn = conn.clone();
+        // MeshAccessLog: the record starts here, boxed, so that a request without a log
+        // carries one pointer-sized `None` in its future.
+        let logged = current.as_ref().and_then(|r| {
+            r.access_log
+                .as_ref()
+                .map(|l| Box::new(l.begin(&req, &conn, Box::new([0]))))
+        });
         async move {
+            let mut logged = logged;
             let Some(route) = current else {
                 // The address now serves an inbound: this connection has no destination.
                 return Ok::<_, Infallible>(local_response(
@@ -104,15 +111,16 @@ pub(crate) async fn serve(
             } else {
                 None
             };
-            let mut logged = route
-                .access_log
-                .as_ref()
-                .map(|l| l.begin(&req, &conn, Box::new([0])));
             let mut resp = match &mut logged {
-                None => forward(&route, req).await,
+                None => match &route.routes {
+                    None => route.upstreams.forward(req).await,
+                    Some(table) => table.forward(&route.upstreams, req).await,
+                },
                 Some(p) => {
                     req.body_mut().count_into(p.received());
-                    let (resp, upstream, flags) = accesslog::track(forward(&route, req)).await;
+                    // Boxed: the logged branch adds a pointer to the request's future.
+                    let (resp, upstream, flags) =
+                        accesslog::track(Box::pin(forward(&route, req))).await;
                     p.respond(resp.headers(), resp.status().as_u16(), upstream, flags);
                     resp
                 }
@@ -124,7 +132,7 @@ pub(crate) async fn serve(
             }
             route.stats.response(resp.status());
             if let Some(p) = logged {
-                resp = resp.map(|b| b.logged(p));
+                resp = resp.map(|b| b.logged(*p));
             }
             Ok(resp)
         }

@@ -31,6 +31,7 @@ use super::rules::{
 use super::{
     meshaccesslog, meshcircuitbreaker, meshfaultinjection, meshhealthcheck,
     meshloadbalancingstrategy, meshmetric, meshratelimit, meshretry, meshtcproute, meshtimeout,
+    meshtrace,
 };
 use crate::duration::in_go_form;
 use crate::kri::Kri;
@@ -287,6 +288,7 @@ fn index_of(
         ResourceType::MeshLoadBalancingStrategy => kind!(MeshLoadBalancingStrategy),
         ResourceType::MeshAccessLog => kind!(MeshAccessLog),
         ResourceType::MeshMetric => kind!(MeshMetric),
+        ResourceType::MeshTrace => kind!(MeshTrace),
         ResourceType::Mesh
         | ResourceType::Dataplane
         | ResourceType::MeshService
@@ -318,6 +320,7 @@ pub fn kuma_conf(rtype: ResourceType, conf: &Value) -> Value {
         ResourceType::MeshTCPRoute => typed::<meshtcproute::Rule>(conf),
         ResourceType::MeshAccessLog => typed::<meshaccesslog::Conf>(conf),
         ResourceType::MeshMetric => typed::<meshmetric::Conf>(conf),
+        ResourceType::MeshTrace => typed::<meshtrace::Conf>(conf),
         // MeshTrafficPermission's confs (`{action}`, `{allow, deny, ...}`) hold no durations.
         _ => conf.clone(),
     }

@@ -772,11 +772,9 @@ impl Record {
         match op {
             Op::StartTime(f) => write_time(self.start, f.as_deref(), out),
             Op::Req(names) => names.iter().any(|n| self.req_value(n, log, out)),
+            // Names are lower case (as `HeaderName::as_str`): compared, not parsed.
             Op::Resp(names) => names.iter().any(|n| {
-                let Ok(h) = HeaderName::from_bytes(n.as_bytes()) else {
-                    return false;
-                };
-                let i = log.resp_headers.iter().position(|x| *x == h);
+                let i = log.resp_headers.iter().position(|x| x.as_str() == n);
                 match i.and_then(|i| self.resp.get(i)).and_then(Option::as_ref) {
                     Some(v) => {
                         out.push_str(&String::from_utf8_lossy(v.as_bytes()));
@@ -917,10 +915,7 @@ impl Record {
                 self.req_value("host", log, out)
             }
             _ => {
-                let Ok(h) = HeaderName::from_bytes(name.as_bytes()) else {
-                    return false;
-                };
-                let i = log.req_headers.iter().position(|x| *x == h);
+                let i = log.req_headers.iter().position(|x| x.as_str() == name);
                 match i.and_then(|i| self.req.get(i)).and_then(Option::as_ref) {
                     Some(v) => {
                         out.push_str(&String::from_utf8_lossy(v.as_bytes()));

@@ -674,6 +674,18 @@ pub struct BackendResourceRef {
     pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
+/// Kuma's deprecation remark for an OpenTelemetry backend given inline by `endpoint`.
+pub const OTEL_ENDPOINT_DEPRECATION: &str = "openTelemetry.endpoint is deprecated, use openTelemetry.backendRef with a MeshOpenTelemetryBackend resource instead";
+
+/// Whether an OpenTelemetry backend is given inline (an `endpoint`, no `backendRef`), which
+/// Kuma deprecates.
+pub fn is_inline_otel_endpoint(
+    endpoint: Option<&str>,
+    backend_ref: Option<&BackendResourceRef>,
+) -> bool {
+    endpoint.is_some_and(|e| !e.is_empty()) && backend_ref.is_none()
+}
+
 /// Kuma's `ValidateOtelBackendRefOrEndpoint`: exactly one of `endpoint` and `backendRef`,
 /// the reference naming a MeshOpenTelemetryBackend by labels, the endpoint `host:port` (no
 /// URL; with `host_port`, also one `host:port` splits into, as MeshMetric asks). Paths are

@@ -31,7 +31,9 @@ pub use resolve::{
 pub use spec::*;
 pub use validate::{is_url, otel_attribute_name_problem, validate};
 
-use crate::policies::common::top_level_target_ref_deprecations;
+use crate::policies::common::{
+    OTEL_ENDPOINT_DEPRECATION, is_inline_otel_endpoint, top_level_target_ref_deprecations,
+};
 use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::{Meta, ValidationError};
 
@@ -87,12 +89,12 @@ pub fn warnings(spec: &MeshAccessLogSpec) -> Vec<String> {
         out.push("'from' field is deprecated, use 'rules' instead".to_string());
     }
     let inline_endpoint = backends(spec).any(|b| {
-        b.open_telemetry.as_ref().is_some_and(|o| {
-            o.endpoint.as_deref().is_some_and(|e| !e.is_empty()) && o.backend_ref.is_none()
-        })
+        b.open_telemetry
+            .as_ref()
+            .is_some_and(|o| is_inline_otel_endpoint(o.endpoint.as_deref(), o.backend_ref.as_ref()))
     });
     if inline_endpoint {
-        out.push("openTelemetry.endpoint is deprecated, use openTelemetry.backendRef with a MeshOpenTelemetryBackend resource instead".to_string());
+        out.push(OTEL_ENDPOINT_DEPRECATION.to_string());
     }
     out.extend(top_level_target_ref_deprecations(spec.target_ref.as_ref()));
     let mut unknown: Vec<String> = Vec::new();

@@ -17,10 +17,10 @@ use serde_json::Value;
 use super::{Backend, Conf, Format, MeshAccessLogSpec};
 use crate::policies::callers::CallerMatch;
 use crate::policies::rules::{
-    Catalog, DataplaneRules, DataplaneView, InboundRules, Merged, Options, RulesIndex, RulesSource,
-    build_index, conf_json,
+    Catalog, DataplaneRules, DataplaneView, InboundRules, Merged, Options, RulesIndex, build_index,
+    conf_json,
 };
-use crate::spec::{Match, Tags, TargetRef};
+use crate::spec::{Match, Tags};
 
 /// The access logs of one listener, in the proxy's config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,35 +259,4 @@ pub fn explain_json(merged: &Merged) -> Value {
     crate::policies::rules::explain_json(merged, &outbound_log(merged))
 }
 
-impl RulesSource for MeshAccessLogSpec {
-    fn top_ref(&self) -> Option<&TargetRef> {
-        self.target_ref.as_ref()
-    }
-
-    fn to_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
-        self.to
-            .iter()
-            .flatten()
-            .map(|t| (t.target_ref.as_ref(), conf_json(&t.default)))
-            .collect()
-    }
-
-    fn caller_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
-        self.from
-            .iter()
-            .flatten()
-            .map(|f| (f.target_ref.as_ref(), conf_json(&f.default)))
-            .collect()
-    }
-
-    fn rule_entries(&self) -> Vec<(Vec<Value>, Value)> {
-        self.rules
-            .iter()
-            .flatten()
-            .map(|r| {
-                let matches = r.matches.iter().flatten().map(conf_json).collect();
-                (matches, conf_json(&r.default))
-            })
-            .collect()
-    }
-}
+crate::policies::rules::rules_source!(MeshAccessLogSpec; to; from; rules);

@@ -21,9 +21,9 @@ use super::{Conf, FaultInjectionConf, MeshFaultInjectionSpec};
 use crate::policies::callers::CallerMatch;
 use crate::policies::common::IntOrString;
 use crate::policies::rules::{
-    Catalog, DataplaneView, InboundRules, Options, RulesIndex, RulesSource, build_index, conf_json,
+    Catalog, DataplaneView, InboundRules, Options, RulesIndex, build_index, conf_json,
 };
-use crate::spec::{Match, Tags, TargetRef};
+use crate::spec::{Match, Tags};
 
 /// Shares are drawn in parts per million (Envoy's finest `FractionalPercent`).
 pub const PER_MILLION: u32 = 1_000_000;
@@ -269,38 +269,7 @@ pub fn explain_json(rules: &InboundRules) -> Value {
     })
 }
 
-impl RulesSource for MeshFaultInjectionSpec {
-    fn top_ref(&self) -> Option<&TargetRef> {
-        self.target_ref.as_ref()
-    }
-
-    fn to_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
-        self.to
-            .iter()
-            .flatten()
-            .map(|t| (t.target_ref.as_ref(), conf_json(&t.default)))
-            .collect()
-    }
-
-    fn caller_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
-        self.from
-            .iter()
-            .flatten()
-            .map(|f| (f.target_ref.as_ref(), conf_json(&f.default)))
-            .collect()
-    }
-
-    fn rule_entries(&self) -> Vec<(Vec<Value>, Value)> {
-        self.rules
-            .iter()
-            .flatten()
-            .map(|r| {
-                let matches = r.matches.iter().flatten().map(conf_json).collect();
-                (matches, conf_json(&r.default))
-            })
-            .collect()
-    }
-}
+crate::policies::rules::rules_source!(MeshFaultInjectionSpec; to; from; rules);
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,10 @@ pub use resolve::{
 pub use spec::*;
 pub use validate::{validate, validate_with_role};
 
-use crate::policies::common::{PolicyRole, top_level_target_ref_deprecations};
+use crate::policies::common::{
+    OTEL_ENDPOINT_DEPRECATION, PolicyRole, is_inline_otel_endpoint,
+    top_level_target_ref_deprecations,
+};
 use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
 use crate::{Meta, ValidationError};
 
@@ -75,11 +78,11 @@ pub fn warnings(spec: &MeshMetricSpec) -> Vec<String> {
         .flat_map(|d| d.backends.iter().flatten())
         .collect();
     if backends.iter().any(|b| {
-        b.open_telemetry.as_ref().is_some_and(|o| {
-            o.endpoint.as_deref().is_some_and(|e| !e.is_empty()) && o.backend_ref.is_none()
-        })
+        b.open_telemetry
+            .as_ref()
+            .is_some_and(|o| is_inline_otel_endpoint(o.endpoint.as_deref(), o.backend_ref.as_ref()))
     }) {
-        out.push("openTelemetry.endpoint is deprecated, use openTelemetry.backendRef with a MeshOpenTelemetryBackend resource instead".to_string());
+        out.push(OTEL_ENDPOINT_DEPRECATION.to_string());
     }
     out.extend(top_level_target_ref_deprecations(spec.target_ref.as_ref()));
     if backends

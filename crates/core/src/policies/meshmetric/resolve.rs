@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use super::{Conf, MeshMetricSpec};
 use crate::policies::rules::{
-    Catalog, DataplaneView, Options, RulesIndex, RulesSource, build_index, conf_json, merge_confs,
+    Catalog, DataplaneView, Options, RulesIndex, build_index, conf_json, merge_confs,
 };
-use crate::spec::{Tags, TargetRef};
+use crate::spec::Tags;
 
 /// Kuma's default Prometheus port and path, and the client a backend without `clientId`
 /// is announced to.
@@ -296,8 +296,4 @@ pub fn sanitize_label_name(name: &str) -> String {
         .collect()
 }
 
-impl RulesSource for MeshMetricSpec {
-    fn top_ref(&self) -> Option<&TargetRef> {
-        self.target_ref.as_ref()
-    }
-}
+crate::policies::rules::rules_source!(MeshMetricSpec);

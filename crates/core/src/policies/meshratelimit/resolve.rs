@@ -25,10 +25,10 @@ use serde_json::Value;
 use super::{Conf, LocalHttp, MeshRateLimitSpec};
 use crate::policies::callers::CallerMatch;
 use crate::policies::rules::{
-    Catalog, DataplaneView, InboundRule, InboundRules, Options, RulesIndex, RulesSource,
-    build_index, conf_json, merge_confs,
+    Catalog, DataplaneView, InboundRule, InboundRules, Options, RulesIndex, build_index, conf_json,
+    merge_confs,
 };
-use crate::spec::{Match, Tags, TargetRef, ValueMatch};
+use crate::spec::{Match, Tags, ValueMatch};
 
 /// Envoy's status for a locally rate-limited request.
 pub const DEFAULT_STATUS: u16 = 429;
@@ -322,38 +322,7 @@ pub fn explain_json(rules: &InboundRules) -> Value {
     })
 }
 
-impl RulesSource for MeshRateLimitSpec {
-    fn top_ref(&self) -> Option<&TargetRef> {
-        self.target_ref.as_ref()
-    }
-
-    fn to_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
-        self.to
-            .iter()
-            .flatten()
-            .map(|t| (t.target_ref.as_ref(), conf_json(&t.default)))
-            .collect()
-    }
-
-    fn caller_entries(&self) -> Vec<(Option<&TargetRef>, Value)> {
-        self.from
-            .iter()
-            .flatten()
-            .map(|f| (f.target_ref.as_ref(), conf_json(&f.default)))
-            .collect()
-    }
-
-    fn rule_entries(&self) -> Vec<(Vec<Value>, Value)> {
-        self.rules
-            .iter()
-            .flatten()
-            .map(|r| {
-                let matches = r.matches.iter().flatten().map(conf_json).collect();
-                (matches, conf_json(&r.default))
-            })
-            .collect()
-    }
-}
+crate::policies::rules::rules_source!(MeshRateLimitSpec; to; from; rules);
 
 #[cfg(test)]
 mod tests {

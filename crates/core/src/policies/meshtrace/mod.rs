@@ -18,10 +18,11 @@ mod validate;
 pub use spec::*;
 pub use validate::{datadog_url_problems, validate, validate_with_role};
 
-use crate::policies::common::{PolicyRole, top_level_target_ref_deprecations};
-use crate::policies::rules::RulesSource;
+use crate::policies::common::{
+    OTEL_ENDPOINT_DEPRECATION, PolicyRole, is_inline_otel_endpoint,
+    top_level_target_ref_deprecations,
+};
 use crate::resource::{PolicyForm, ResourceBody, ResourceType, Scope, Shape, TypeDescriptor};
-use crate::spec::TargetRef;
 use crate::{Meta, ValidationError};
 
 /// MeshTrace in the registry (`kuma:policy:order=700`, short name `mtr`).
@@ -56,11 +57,7 @@ impl ResourceBody for MeshTraceSpec {
     }
 }
 
-impl RulesSource for MeshTraceSpec {
-    fn top_ref(&self) -> Option<&TargetRef> {
-        self.target_ref.as_ref()
-    }
-}
+crate::policies::rules::rules_source!(MeshTraceSpec);
 
 /// Kuma's deprecation remarks (`deprecated.go`), then Aerie's: kuma-dp does not trace yet.
 pub fn warnings(spec: &MeshTraceSpec) -> Vec<String> {
@@ -70,11 +67,11 @@ pub fn warnings(spec: &MeshTraceSpec) -> Vec<String> {
         .iter()
         .flat_map(|d| d.backends.iter().flatten());
     if backends.clone().any(|b| {
-        b.open_telemetry.as_ref().is_some_and(|o| {
-            o.endpoint.as_deref().is_some_and(|e| !e.is_empty()) && o.backend_ref.is_none()
-        })
+        b.open_telemetry
+            .as_ref()
+            .is_some_and(|o| is_inline_otel_endpoint(o.endpoint.as_deref(), o.backend_ref.as_ref()))
     }) {
-        out.push("openTelemetry.endpoint is deprecated, use openTelemetry.backendRef with a MeshOpenTelemetryBackend resource instead".to_string());
+        out.push(OTEL_ENDPOINT_DEPRECATION.to_string());
     }
     out.extend(top_level_target_ref_deprecations(spec.target_ref.as_ref()));
     if backends.count() > 0 {

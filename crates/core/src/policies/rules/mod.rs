@@ -152,6 +152,7 @@ pub use order::{
     DISPLAY_NAME_LABEL, EFFECT_LABEL, NAMESPACE_LABEL, ORIGIN_LABEL, ROLE_LABEL, ZONE_LABEL,
 };
 pub use select::{ProxyType, inbound_section_name};
+pub(crate) use source::rules_source;
 pub use source::{RulesSource, build_index, conf_json, explain_json};
 pub use types::{
     DataplaneRules, DataplaneView, Entry, FromEntry, InboundRule, InboundRules, Merged, Options,

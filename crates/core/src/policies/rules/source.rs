@@ -76,3 +76,53 @@ pub fn explain_json<T: serde::Serialize>(merged: &super::types::Merged, effectiv
         "effective": conf_json(effective),
     })
 }
+
+/// `impl RulesSource` for a policy body of Kuma's usual shape: `targetRef`, and the parts
+/// named after it, each read the same way in every policy: `to` and `from` (each entry's
+/// `targetRef` and `default`), `rules` (each rule's `matches` and `default`).
+macro_rules! rules_source {
+    ($spec:ty $(; $part:ident)*) => {
+        impl $crate::policies::rules::RulesSource for $spec {
+            fn top_ref(&self) -> Option<&$crate::spec::TargetRef> {
+                self.target_ref.as_ref()
+            }
+            $($crate::policies::rules::rules_source!(@$part);)*
+        }
+    };
+    (@to) => {
+        fn to_entries(&self) -> Vec<(Option<&$crate::spec::TargetRef>, serde_json::Value)> {
+            self.to
+                .iter()
+                .flatten()
+                .map(|t| (t.target_ref.as_ref(), $crate::policies::rules::conf_json(&t.default)))
+                .collect()
+        }
+    };
+    (@from) => {
+        fn caller_entries(&self) -> Vec<(Option<&$crate::spec::TargetRef>, serde_json::Value)> {
+            self.from
+                .iter()
+                .flatten()
+                .map(|f| (f.target_ref.as_ref(), $crate::policies::rules::conf_json(&f.default)))
+                .collect()
+        }
+    };
+    (@rules) => {
+        fn rule_entries(&self) -> Vec<(Vec<serde_json::Value>, serde_json::Value)> {
+            self.rules
+                .iter()
+                .flatten()
+                .map(|r| {
+                    let matches = r
+                        .matches
+                        .iter()
+                        .flatten()
+                        .map($crate::policies::rules::conf_json)
+                        .collect();
+                    (matches, $crate::policies::rules::conf_json(&r.default))
+                })
+                .collect()
+        }
+    };
+}
+pub(crate) use rules_source;

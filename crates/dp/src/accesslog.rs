@@ -645,55 +645,28 @@ impl ListenerLog {
         entries: Box<[u16]>,
     ) -> Pending {
         let headers = req.headers();
-        Pending {
-            log: self.clone(),
-            entries,
-            record: Record {
-                start: SystemTime::now(),
-                started: Instant::now(),
-                conn: conn.clone(),
-                method: Some(req.method().clone()),
-                uri: Some(req.uri().clone()),
-                version: req.version(),
-                req: self
-                    .req_headers
-                    .iter()
-                    .map(|h| headers.get(h).cloned())
-                    .collect(),
-                status: None,
-                resp: Vec::new(),
-                response_ms: None,
-                received: Arc::new(AtomicU64::new(0)),
-                sent: 0,
-                duration_ms: 0,
-                flags: 0,
-                upstream: None,
-            },
-        }
+        let mut record = Record::new(conn);
+        record.method = Some(req.method().clone());
+        record.uri = Some(req.uri().clone());
+        record.version = req.version();
+        record.req = self
+            .req_headers
+            .iter()
+            .map(|h| headers.get(h).cloned())
+            .collect();
+        self.pending(record, entries)
     }
 
     /// Starts the record of a TCP connection.
     pub fn begin_tcp(self: &Arc<Self>, conn: &ConnInfo, entries: Box<[u16]>) -> Pending {
+        self.pending(Record::new(conn), entries)
+    }
+
+    fn pending(self: &Arc<Self>, record: Record, entries: Box<[u16]>) -> Pending {
         Pending {
             log: self.clone(),
             entries,
-            record: Record {
-                start: SystemTime::now(),
-                started: Instant::now(),
-                conn: conn.clone(),
-                method: None,
-                uri: None,
-                version: http::Version::HTTP_11,
-                req: Vec::new(),
-                status: None,
-                resp: Vec::new(),
-                response_ms: None,
-                received: Arc::new(AtomicU64::new(0)),
-                sent: 0,
-                duration_ms: 0,
-                flags: 0,
-                upstream: None,
-            },
+            record,
         }
     }
 
@@ -767,6 +740,27 @@ pub(crate) struct Record {
 }
 
 impl Record {
+    /// A record started now, with nothing known yet beyond the connection.
+    fn new(conn: &ConnInfo) -> Record {
+        Record {
+            start: SystemTime::now(),
+            started: Instant::now(),
+            conn: conn.clone(),
+            method: None,
+            uri: None,
+            version: http::Version::HTTP_11,
+            req: Vec::new(),
+            status: None,
+            resp: Vec::new(),
+            response_ms: None,
+            received: Arc::new(AtomicU64::new(0)),
+            sent: 0,
+            duration_ms: 0,
+            flags: 0,
+            upstream: None,
+        }
+    }
+
     /// Writes the value of `op` into `out`; `false` when it has none (`-`).
     fn value(&self, op: &Op, log: &ListenerLog, out: &mut String) -> bool {
         match op {

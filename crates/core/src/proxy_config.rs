@@ -23,6 +23,7 @@ use crate::policies::meshratelimit::{InboundRateLimit, RateLimitRules};
 use crate::policies::meshretry::{Retry, RetryRules};
 use crate::policies::meshtcproute::TcpRouteRules;
 use crate::policies::meshtimeout::{TimeoutRules, Timeouts};
+use crate::policies::meshtrace::{ProxyTracing, TraceRules};
 use crate::policies::meshtrafficpermission::InboundAuthz;
 
 /// How the mesh secures traffic between proxies.
@@ -95,6 +96,10 @@ pub struct ProxyConfig {
     /// MeshMetric with a Prometheus backend selects the proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<ProxyMetrics>,
+    /// MeshTrace: where the proxy sends spans, how many requests it traces and their tags;
+    /// none: no MeshTrace with a backend kuma-dp can send to selects the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<ProxyTracing>,
 }
 
 /// The policies' say on one outbound listener.
@@ -294,6 +299,8 @@ pub struct MeshView<'a> {
     access_logs: Option<&'a AccessLogRules>,
     /// The mesh's MeshMetrics; none = no metrics endpoint.
     metrics: Option<&'a MetricRules>,
+    /// The mesh's MeshTraces; none = no tracing.
+    tracing: Option<&'a TraceRules>,
     /// This control plane's zone, for `%KUMA_ZONE%` (a Dataplane's `kuma.io/zone` label
     /// wins).
     zone: &'a str,
@@ -366,6 +373,7 @@ impl<'a> MeshView<'a> {
             tcp_routes: None,
             access_logs: None,
             metrics: None,
+            tracing: None,
             zone: "",
             endpoints,
             remote: Default::default(),
@@ -394,6 +402,7 @@ impl<'a> MeshView<'a> {
             tcp_routes: None,
             access_logs: None,
             metrics: None,
+            tracing: None,
             zone: "",
             endpoints: Default::default(),
             remote: Default::default(),
@@ -453,6 +462,12 @@ impl<'a> MeshView<'a> {
     /// The mesh's MeshMetrics, resolved into every proxy's config.
     pub fn with_metrics(mut self, rules: &'a MetricRules) -> Self {
         self.metrics = Some(rules);
+        self
+    }
+
+    /// The mesh's MeshTraces, resolved into every proxy's config.
+    pub fn with_tracing(mut self, rules: &'a TraceRules) -> Self {
+        self.tracing = Some(rules);
         self
     }
 
@@ -808,6 +823,7 @@ impl<'a> MeshView<'a> {
             outbounds: Vec::new(),
             outbound_policies,
             metrics: self.metrics.and_then(|m| m.for_dataplane(&view)),
+            tracing: self.tracing.and_then(|t| t.for_dataplane(&view)),
         }
     }
 
@@ -820,6 +836,7 @@ impl<'a> MeshView<'a> {
             name: String::new(),
             mtls: self.mtls_mode(),
             metrics: None,
+            tracing: None,
             inbounds: Vec::new(),
             outbounds: dp
                 .networking

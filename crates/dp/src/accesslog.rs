@@ -84,6 +84,24 @@ const FLAG_NAMES: [(u16, &str); 12] = [
     (DC, "DC"),
 ];
 
+/// Envoy's text of a set of response flags (`UF,URX`; `-` for none).
+pub(crate) fn write_flags(flags: u16, out: &mut String) {
+    if flags == 0 {
+        out.push('-');
+        return;
+    }
+    let mut first = true;
+    for (bit, name) in FLAG_NAMES {
+        if flags & bit != 0 {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(name);
+            first = false;
+        }
+    }
+}
+
 /// The flag a listener error counter kind stands for (0: none).
 pub(crate) fn flag_of(kind: &str) -> u16 {
     match kind {
@@ -789,16 +807,7 @@ impl Record {
                 if self.flags == 0 {
                     return false;
                 }
-                let mut first = true;
-                for (bit, name) in FLAG_NAMES {
-                    if self.flags & bit != 0 {
-                        if !first {
-                            out.push(',');
-                        }
-                        out.push_str(name);
-                        first = false;
-                    }
-                }
+                write_flags(self.flags, out);
                 true
             }
             Op::ResponseCodeDetails => {

@@ -23,39 +23,53 @@ pin_project_lite::pin_project! {
         Timed { #[pin] body: TimedBody<PooledBody> },
         /// A body slowed down by MeshFaultInjection's `responseBandwidth` (boxed: rare).
         Throttled { body: Box<Throttled> },
-        /// A response under MeshAccessLog (boxed: only logged requests pay for it).
+        /// A response under MeshAccessLog or MeshTrace (boxed: only logged and traced
+        /// requests pay for it).
         Logged { body: Pin<Box<Logged>> },
     }
 }
 
 pin_project_lite::pin_project! {
-    /// Counts the bytes of a logged response and queues its line once the body ended or
-    /// was dropped.
+    /// Counts the bytes of a logged response and queues its line (and ends its span) once
+    /// the body ended or was dropped.
     pub(crate) struct Logged {
         #[pin]
         inner: ProxyBody,
         sent: u64,
         pending: Option<crate::accesslog::Pending>,
+        span: Option<Box<crate::meshtrace::Span>>,
     }
 
     impl PinnedDrop for Logged {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            let complete = this.inner.is_end_stream();
             if let Some(p) = this.pending.take() {
-                p.finish(*this.sent, None, this.inner.is_end_stream());
+                p.finish(*this.sent, None, complete);
+            }
+            if let Some(s) = this.span.take() {
+                s.finish(complete);
             }
         }
     }
 }
 
 impl ProxyBody {
-    /// This response, logged once it ends.
-    pub fn logged(self, pending: crate::accesslog::Pending) -> ProxyBody {
+    /// This response, logged (`pending`) and its span ended (`span`) once it ends.
+    pub fn observed(
+        self,
+        pending: Option<crate::accesslog::Pending>,
+        span: Option<Box<crate::meshtrace::Span>>,
+    ) -> ProxyBody {
+        if pending.is_none() && span.is_none() {
+            return self;
+        }
         ProxyBody::Logged {
             body: Box::pin(Logged {
                 inner: self,
                 sent: 0,
-                pending: Some(pending),
+                pending,
+                span,
             }),
         }
     }
@@ -82,10 +96,13 @@ impl Body for Logged {
             Poll::Ready(Some(Err(_))) => Some(false),
             Poll::Pending => None,
         };
-        if let Some(complete) = ended
-            && let Some(p) = this.pending.take()
-        {
-            p.finish(*this.sent, None, complete);
+        if let Some(complete) = ended {
+            if let Some(p) = this.pending.take() {
+                p.finish(*this.sent, None, complete);
+            }
+            if let Some(s) = this.span.take() {
+                s.finish(complete);
+            }
         }
         res
     }

@@ -232,6 +232,7 @@ mod tests {
             }],
             outbound_policies: Vec::new(),
             metrics: None,
+            tracing: None,
         }
     }
 

@@ -55,6 +55,7 @@ mod ingress;
 mod lb;
 mod listener;
 mod meshmetric;
+mod meshtrace;
 mod metrics;
 mod outbound;
 mod pool;

@@ -56,6 +56,8 @@ pub(crate) struct InboundRoute {
     pub limiter: Option<Arc<crate::ratelimit::InboundLimiter>>,
     /// MeshAccessLog; none: nothing logged.
     pub access_log: Option<Arc<crate::accesslog::ListenerLog>>,
+    /// MeshTrace (HTTP listeners); none: nothing traced.
+    pub tracer: Option<Arc<crate::meshtrace::Tracer>>,
 }
 
 pub(crate) struct OutboundRoute {
@@ -69,6 +71,8 @@ pub(crate) struct OutboundRoute {
     pub stats: Arc<ListenerStats>,
     /// MeshAccessLog; none: nothing logged.
     pub access_log: Option<Arc<crate::accesslog::ListenerLog>>,
+    /// MeshTrace (HTTP listeners); none: nothing traced.
+    pub tracer: Option<Arc<crate::meshtrace::Tracer>>,
 }
 
 impl OutboundRoute {

@@ -83,6 +83,8 @@ pub(crate) struct Metrics {
     pub identity_rejected: Counter,
     /// MeshAccessLog lines written and dropped, by backend.
     pub access_log: crate::accesslog::SinkMetrics,
+    /// MeshTrace spans exported and dropped, by backend.
+    pub spans: crate::meshtrace::SpanMetrics,
 }
 
 impl Metrics {
@@ -105,6 +107,7 @@ impl Metrics {
             identity_applied: Counter::default(),
             identity_rejected: Counter::default(),
             access_log: Default::default(),
+            spans: Default::default(),
         };
         let r = &mut registry;
         r.register(
@@ -186,6 +189,16 @@ impl Metrics {
             "access_log_lines_dropped",
             "MeshAccessLog lines dropped (queue full, backend unavailable), by backend",
             m.access_log.dropped.clone(),
+        );
+        r.register(
+            "tracing_spans_exported",
+            "MeshTrace spans the backend accepted, by backend",
+            m.spans.exported.clone(),
+        );
+        r.register(
+            "tracing_spans_dropped",
+            "MeshTrace spans dropped (queue full, backend unavailable or refusing), by backend",
+            m.spans.dropped.clone(),
         );
         Metrics { registry, ..m }
     }

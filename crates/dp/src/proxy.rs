@@ -100,6 +100,8 @@ pub(crate) struct Inner {
     listeners: Mutex<HashMap<SocketAddr, Listener>>,
     /// MeshMetric's Prometheus endpoints.
     metrics_servers: crate::meshmetric::MetricsServers,
+    /// MeshTrace's tracer (and its exporter), kept while the config keeps it.
+    tracer: Mutex<Option<Arc<crate::meshtrace::Tracer>>>,
 }
 
 /// The sidecar proxy. Cheap to clone: all clones drive the same proxy.
@@ -157,6 +159,7 @@ impl Proxy {
                 cp_connected: AtomicBool::new(false),
                 listeners: Mutex::new(HashMap::new()),
                 metrics_servers: Default::default(),
+                tracer: Mutex::new(None),
             }),
         })
     }
@@ -224,10 +227,16 @@ impl Proxy {
             }
         }
 
+        let tracer = self.tracer_for(&cfg);
         let mut next = HashMap::with_capacity(plan.len());
         for (addr, spec) in plan {
             let old = listeners.remove(&addr);
-            let route = self.build_route(spec, cfg.mtls, old.as_ref().map(|l| l.route()));
+            let route = self.build_route(
+                spec,
+                cfg.mtls,
+                old.as_ref().map(|l| l.route()),
+                tracer.as_ref(),
+            );
             let listener = match (old, bound.remove(&addr)) {
                 (Some(l), _) => {
                     l.swap(route);
@@ -252,7 +261,30 @@ impl Proxy {
         Ok(())
     }
 
-    fn build_route(&self, spec: ListenerSpec, mtls: MtlsMode, old: Option<Arc<Route>>) -> Route {
+    /// The tracer `cfg` asks for: the current one when its MeshTrace is unchanged (its
+    /// exporter and queue go on), a new one when it changed, none without one.
+    fn tracer_for(&self, cfg: &ProxyConfig) -> Option<Arc<crate::meshtrace::Tracer>> {
+        let mut current = self.inner.tracer.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = cfg.tracing.as_ref();
+        let keep = match (&*current, wanted) {
+            (Some(t), Some(w)) => t.cfg == *w,
+            _ => false,
+        };
+        if !keep {
+            *current = wanted.map(|w| {
+                crate::meshtrace::Tracer::start(w, &cfg.name, &self.inner.shared.metrics.spans)
+            });
+        }
+        current.clone()
+    }
+
+    fn build_route(
+        &self,
+        spec: ListenerSpec,
+        mtls: MtlsMode,
+        old: Option<Arc<Route>>,
+        tracer: Option<&Arc<crate::meshtrace::Tracer>>,
+    ) -> Route {
         let shared = &self.inner.shared;
         // One idle stack (and HTTP/2 connection) per worker, plus one for other threads.
         let slots = shared.workers.count() + 1;
@@ -309,6 +341,7 @@ impl Proxy {
                     ))
                 });
                 Route::Inbound(Arc::new(InboundRoute {
+                    tracer: tracer.filter(|_| cfg.protocol.is_http()).cloned(),
                     access_log,
                     limiter,
                     spiffe_id: aerie_core::proxy_config::spiffe_id(&cfg.authz.mesh, &cfg.service)
@@ -556,6 +589,7 @@ impl Proxy {
                     ))
                 });
                 Route::Outbound(Arc::new(OutboundRoute {
+                    tracer: tracer.filter(|_| cfg.protocol.is_http()).cloned(),
                     access_log,
                     upstreams: Arc::new(upstreams(pools, lb, health)),
                     routes,

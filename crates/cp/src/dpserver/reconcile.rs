@@ -261,6 +261,7 @@ async fn rebuild_mesh(
         tcp_routes: store.list(ResourceType::MeshTCPRoute, Some(mesh)).await?,
         access_logs: store.list(ResourceType::MeshAccessLog, Some(mesh)).await?,
         metrics: store.list(ResourceType::MeshMetric, Some(mesh)).await?,
+        traces: store.list(ResourceType::MeshTrace, Some(mesh)).await?,
     };
     // Route backends carry endpoints: with routes in the mesh every round is a full one.
     let full = full || policy_inputs.needs_endpoints();

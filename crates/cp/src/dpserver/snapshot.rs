@@ -18,6 +18,7 @@ use aerie_core::policies::meshratelimit::{MeshRateLimitSpec, RateLimitRules};
 use aerie_core::policies::meshretry::{MeshRetrySpec, RetryRules};
 use aerie_core::policies::meshtcproute::{MeshTcpRouteSpec, TcpRouteRules};
 use aerie_core::policies::meshtimeout::{MeshTimeoutSpec, TimeoutRules};
+use aerie_core::policies::meshtrace::{MeshTraceSpec, TraceRules};
 use aerie_core::policies::meshtrafficpermission::{
     MeshServiceCatalog, MeshTrafficPermissionSpec, PolicyIndex,
 };
@@ -45,6 +46,7 @@ pub struct PolicyInputs {
     pub tcp_routes: Vec<Resource>,
     pub access_logs: Vec<Resource>,
     pub metrics: Vec<Resource>,
+    pub traces: Vec<Resource>,
 }
 
 impl PolicyInputs {
@@ -75,6 +77,7 @@ pub struct MeshPolicies {
     pub tcp_routes: TcpRouteRules,
     pub access_logs: AccessLogRules,
     pub metrics: MetricRules,
+    pub traces: TraceRules,
     /// The zone this control plane serves (`%KUMA_ZONE%` in access logs).
     pub zone: String,
 }
@@ -100,6 +103,7 @@ impl MeshPolicies {
             tcp_routes: tcp_route_rules(mesh, &inputs.tcp_routes, &catalog),
             access_logs: access_log_rules(mesh, &inputs.access_logs, &catalog),
             metrics: metric_rules(mesh, &inputs.metrics, &catalog),
+            traces: trace_rules(mesh, &inputs.traces, &catalog),
             zone: inputs.zone.clone(),
         }
     }
@@ -172,6 +176,7 @@ pub fn build_full(
     .with_rate_limits(&inputs.policies.rate_limits)
     .with_access_logs(&inputs.policies.access_logs, &inputs.policies.zone)
     .with_metrics(&inputs.policies.metrics)
+    .with_tracing(&inputs.policies.traces)
     .with_load_balancing(&inputs.policies.load_balancing)
     .with_routes(&inputs.policies.http_routes, &inputs.policies.tcp_routes);
     view.add_remote_ingresses(remote_ingresses);
@@ -225,6 +230,8 @@ pub fn build_policies(
         .with_rate_limits(&inputs.policies.rate_limits)
         .with_access_logs(&inputs.policies.access_logs, &inputs.policies.zone)
         .with_metrics(&inputs.policies.metrics)
+        .with_tracing(&inputs.policies.traces)
+        .with_tracing(&inputs.policies.traces)
         .with_load_balancing(&inputs.policies.load_balancing);
     let mut out = BTreeMap::new();
     for name in connected {
@@ -412,6 +419,18 @@ pub fn metric_rules(mesh: &str, metrics: &[Resource], catalog: &Catalog) -> Metr
     MetricRules::with_catalog(mesh, &policies, catalog.clone())
 }
 
+/// A mesh's MeshTraces, indexed for every proxy's config.
+pub fn trace_rules(mesh: &str, traces: &[Resource], catalog: &Catalog) -> TraceRules {
+    let policies: Vec<(&str, &Tags, &MeshTraceSpec)> = traces
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::MeshTrace(s) => Some((r.meta.name.as_str(), &r.meta.labels, s)),
+            _ => None,
+        })
+        .collect();
+    TraceRules::with_catalog(mesh, &policies, catalog.clone())
+}
+
 /// A mesh's MeshAccessLogs, indexed for every proxy's config.
 pub fn access_log_rules(mesh: &str, logs: &[Resource], catalog: &Catalog) -> AccessLogRules {
     let policies: Vec<(&str, &Tags, &MeshAccessLogSpec)> = logs
@@ -521,6 +540,7 @@ mod tests {
             tcp_routes: vec![],
             access_logs: vec![],
             metrics: vec![],
+            traces: vec![],
         }
     }
 

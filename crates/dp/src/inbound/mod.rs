@@ -28,6 +28,7 @@ use crate::accesslog::{self, ConnInfo};
 use crate::body::{ProxyBody, rbac_denied};
 use crate::fault::{self, Outcome, Throttled};
 use crate::listener::{ConnLimits, InboundRoute, LiveRoute, Route, copy_tcp, serve_http};
+use crate::meshtrace;
 use crate::proxy::Shared;
 use crate::rbac::{ConnAuthz, Peer, XFCC, authorize};
 use crate::stream::RxBody;
@@ -347,6 +348,16 @@ async fn proxy<IO>(
             let route = &current.route;
             route.stats.requests.inc();
             current.authz.record();
+            let allowed = current.authz.decision.is_allowed();
+            // MeshTrace: the server span (boxed; none when unsampled or untraced).
+            let mut span = route.tracer.as_ref().and_then(|t| {
+                t.begin(
+                    &mut req,
+                    meshtrace::Kind::Server,
+                    &route.cfg.service,
+                    addrs.0,
+                )
+            });
             // Boxed, so that a request without a log carries one pointer-sized `None`.
             let mut logged = match (&route.access_log, &current.log) {
                 (Some(l), Some((entries, conn))) => {
@@ -354,23 +365,33 @@ async fn proxy<IO>(
                 }
                 _ => None,
             };
-            let mut resp = match &mut logged {
-                None if current.authz.decision.is_allowed() => current.respond(req).await,
-                None => rbac_denied(),
-                Some(p) => {
-                    req.body_mut().count_into(p.received());
-                    let (resp, upstream, flags) = if current.authz.decision.is_allowed() {
-                        accesslog::track(Box::pin(current.respond(req))).await
-                    } else {
-                        (rbac_denied(), None, 0)
-                    };
-                    p.respond(resp.headers(), resp.status().as_u16(), upstream, flags);
-                    resp
+            let mut resp = if logged.is_none() && span.is_none() {
+                if allowed {
+                    current.respond(req).await
+                } else {
+                    rbac_denied()
                 }
+            } else {
+                if let Some(p) = &logged {
+                    req.body_mut().count_into(p.received());
+                }
+                let (resp, upstream, flags) = if allowed {
+                    accesslog::track(Box::pin(current.respond(req))).await
+                } else {
+                    (rbac_denied(), None, 0)
+                };
+                let status = resp.status().as_u16();
+                if let Some(p) = &mut logged {
+                    p.respond(resp.headers(), status, upstream, flags);
+                }
+                if let Some(s) = &mut span {
+                    s.respond(Some(status), flags, upstream);
+                }
+                resp
             };
             route.stats.response(resp.status());
-            if let Some(p) = logged {
-                resp = resp.map(|b| b.logged(*p));
+            if logged.is_some() || span.is_some() {
+                resp = resp.map(|b| b.observed(logged.map(|p| *p), span));
             }
             Ok::<_, Infallible>(resp)
         }

@@ -15,6 +15,7 @@ use crate::accesslog::{self, ConnInfo};
 use crate::body::{ProxyBody, local_response};
 use crate::lb::SourceIp;
 use crate::listener::{ConnLimits, LiveRoute, OutboundRoute, Route, copy_tcp, serve_http};
+use crate::meshtrace;
 use crate::proxy::Shared;
 use crate::stream::RxBody;
 
@@ -111,19 +112,31 @@ pub(crate) async fn serve(
             } else {
                 None
             };
-            let mut resp = match &mut logged {
-                None => match &route.routes {
+            // MeshTrace: the client span (boxed; none when unsampled or untraced).
+            let mut span = route
+                .tracer
+                .as_ref()
+                .and_then(|t| t.begin(&mut req, meshtrace::Kind::Client, &route.cfg.service, peer));
+            let mut resp = if logged.is_none() && span.is_none() {
+                match &route.routes {
                     None => route.upstreams.forward(req).await,
                     Some(table) => table.forward(&route.upstreams, req).await,
-                },
-                Some(p) => {
-                    req.body_mut().count_into(p.received());
-                    // Boxed: the logged branch adds a pointer to the request's future.
-                    let (resp, upstream, flags) =
-                        accesslog::track(Box::pin(forward(&route, req))).await;
-                    p.respond(resp.headers(), resp.status().as_u16(), upstream, flags);
-                    resp
                 }
+            } else {
+                if let Some(p) = &logged {
+                    req.body_mut().count_into(p.received());
+                }
+                // Boxed: the observed branch adds a pointer to the request's future.
+                let (resp, upstream, flags) =
+                    accesslog::track(Box::pin(forward(&route, req))).await;
+                let status = resp.status().as_u16();
+                if let Some(p) = &mut logged {
+                    p.respond(resp.headers(), status, upstream, flags);
+                }
+                if let Some(s) = &mut span {
+                    s.respond(Some(status), flags, upstream);
+                }
+                resp
             };
             for c in generated.iter().flat_map(|g| &g.0) {
                 if let Ok(v) = http::HeaderValue::from_str(&c.set_cookie()) {
@@ -131,8 +144,8 @@ pub(crate) async fn serve(
                 }
             }
             route.stats.response(resp.status());
-            if let Some(p) = logged {
-                resp = resp.map(|b| b.logged(*p));
+            if logged.is_some() || span.is_some() {
+                resp = resp.map(|b| b.observed(logged.map(|p| *p), span));
             }
             Ok(resp)
         }

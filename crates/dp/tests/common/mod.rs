@@ -399,6 +399,7 @@ pub fn config(
         outbounds,
         outbound_policies: Vec::new(),
         metrics: None,
+        tracing: None,
     }
 }
 

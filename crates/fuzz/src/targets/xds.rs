@@ -119,6 +119,7 @@ fn proxy_config() -> ProxyConfig {
         }],
         outbound_policies: Vec::new(),
         metrics: None,
+        tracing: None,
     }
 }
 

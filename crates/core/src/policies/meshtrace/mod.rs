@@ -3,18 +3,20 @@
 //! A single-item policy: the top-level `targetRef` selects proxies (the whole mesh when
 //! missing) and `default` names at most one backend (`Zipkin`, `Datadog`, `OpenTelemetry`),
 //! the sampling percentages (`overall`, `client`, `random`; 100 by default) and span
-//! `tags` (literals or request headers). Validated as Kuma 2.14 validates it, stored,
-//! synced and inspected; kuma-dp does not create spans yet (see the README's row).
+//! `tags` (literals or request headers). Validated as Kuma 2.14 validates it; resolved per
+//! proxy in `resolve.rs` ([`ProxyTracing`]); kuma-dp makes the spans (`crates/dp/src/meshtrace.rs`).
 //!
 //! Kuma references (2.14): `pkg/plugins/policies/meshtrace/api/v1alpha1/` `meshtrace.go`,
 //! `validator.go` / `validator_test.go` (ported in `tests.rs`), `deprecated.go`,
 //! `zz_generated.resource.go`.
 
+mod resolve;
 mod spec;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use resolve::*;
 pub use spec::*;
 pub use validate::{datadog_url_problems, validate, validate_with_role};
 
@@ -57,16 +59,15 @@ impl ResourceBody for MeshTraceSpec {
     }
 }
 
-crate::policies::rules::rules_source!(MeshTraceSpec);
-
-/// Kuma's deprecation remarks (`deprecated.go`), then Aerie's: kuma-dp does not trace yet.
+/// Kuma's deprecation remarks (`deprecated.go`), then Aerie's: a backend kuma-dp cannot send
+/// to (the policy is stored, and selects no tracing).
 pub fn warnings(spec: &MeshTraceSpec) -> Vec<String> {
     let mut out = Vec::new();
-    let backends = spec
+    let mut backends = spec
         .default
         .iter()
         .flat_map(|d| d.backends.iter().flatten());
-    if backends.clone().any(|b| {
+    if backends.any(|b| {
         b.open_telemetry
             .as_ref()
             .is_some_and(|o| is_inline_otel_endpoint(o.endpoint.as_deref(), o.backend_ref.as_ref()))
@@ -74,11 +75,10 @@ pub fn warnings(spec: &MeshTraceSpec) -> Vec<String> {
         out.push(OTEL_ENDPOINT_DEPRECATION.to_string());
     }
     out.extend(top_level_target_ref_deprecations(spec.target_ref.as_ref()));
-    if backends.count() > 0 {
-        out.push(
-            "kuma-dp does not create spans yet: this MeshTrace is stored and synced, not enforced"
-                .to_string(),
-        );
+    if let Some(why) = spec.default.as_ref().and_then(unsupported_backend) {
+        out.push(format!(
+            "{why}: proxies this MeshTrace selects send no spans"
+        ));
     }
     out
 }

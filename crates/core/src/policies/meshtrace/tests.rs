@@ -141,9 +141,142 @@ fn roles_round_trip_and_warnings() {
         "{w:?}"
     );
     assert!(
-        w.iter()
-            .any(|m| m.starts_with("kuma-dp does not create spans")),
-        "{w:?}"
+        !w.iter().any(|m| m.contains("send no spans")),
+        "an OpenTelemetry endpoint is traced: {w:?}"
+    );
+    for (default, why) in [
+        (
+            "  backends: [{type: Datadog, datadog: {url: 'http://agent:8126'}}]\n",
+            "the Datadog backend is not supported",
+        ),
+        (
+            "  backends: [{type: Zipkin, zipkin: {url: 'http://z:9411/api/v2/spans', apiVersion: httpProto}}]\n",
+            "apiVersion httpProto",
+        ),
+        (
+            "  backends: [{type: Zipkin, zipkin: {url: 'https://z:9411/api/v2/spans'}}]\n",
+            "plain HTTP only",
+        ),
+        (
+            "  backends: [{type: OpenTelemetry, openTelemetry: {backendRef: {kind: MeshOpenTelemetryBackend, name: otel}}}]\n",
+            "backendRef are not supported",
+        ),
+    ] {
+        let w = warnings(&body::<MeshTraceSpec>(&with_default(default)));
+        assert!(
+            w.iter()
+                .any(|m| m.contains(why)
+                    && m.ends_with("proxies this MeshTrace selects send no spans")),
+            "{default}: {w:?}"
+        );
+    }
+}
+
+const WEB: &str = "type: Dataplane\nname: web-1\nmesh: default\nnetworking:\n  address: 10.0.0.1\n  inbound:\n    - {port: 8080, tags: {kuma.io/service: web, kuma.io/protocol: http}}\n";
+
+fn resolve(policies: &[(&str, &str)]) -> Option<ProxyTracing> {
+    use crate::policies::rules::DataplaneView;
+    use crate::spec::Tags;
+    let specs: Vec<(&str, MeshTraceSpec)> = policies
+        .iter()
+        .map(|(n, y)| (*n, body::<MeshTraceSpec>(y)))
+        .collect();
+    let labels = Tags::new();
+    let list: Vec<_> = specs.iter().map(|(n, s)| (*n, &labels, s)).collect();
+    let rules = TraceRules::new("default", &list);
+    let d = crate::policies::test_util::dataplane(WEB);
+    let mut dp_labels = Tags::new();
+    dp_labels.insert("kuma.io/zone".into(), "zone-1".into());
+    rules.for_dataplane(&DataplaneView {
+        mesh: "default",
+        name: "web-1",
+        labels: &dp_labels,
+        spec: &d,
+    })
+}
+
+#[test]
+fn resolves_kumas_defaults_merges_and_adds_kumas_tags() {
+    assert_eq!(resolve(&[]), None);
+    let t = resolve(&[(
+        "zipkin",
+        "targetRef: {kind: Mesh}\ndefault:\n  backends: [{type: Zipkin, zipkin: {url: 'http://z:9411/api/v2/spans'}}]\n",
+    )])
+    .unwrap();
+    assert_eq!(t.service, "web");
+    assert_eq!(
+        t.backend,
+        TraceBackend::Zipkin {
+            url: "http://z:9411/api/v2/spans".into(),
+            trace_id_128bit: false,
+            shared_span_context: true,
+        }
+    );
+    assert_eq!(
+        t.sampling,
+        SamplingRates {
+            overall: 1_000_000,
+            client: 1_000_000,
+            random: 1_000_000
+        },
+        "100 % when unset"
+    );
+    assert_eq!(
+        t.tags,
+        vec![
+            SpanTag::Literal {
+                name: "kuma.mesh".into(),
+                value: "default".into()
+            },
+            SpanTag::Literal {
+                name: "kuma.zone".into(),
+                value: "zone-1".into()
+            },
+        ]
+    );
+    // A more specific policy's sampling and tags merge over the mesh-wide backend.
+    let t = resolve(&[
+        (
+            "otel",
+            "targetRef: {kind: Mesh}\ndefault:\n  backends: [{type: OpenTelemetry, openTelemetry: {endpoint: 'collector:4317'}}]\n  sampling: {random: 50}\n",
+        ),
+        (
+            "web-only",
+            "targetRef: {kind: MeshSubset, tags: {kuma.io/service: web}}\ndefault:\n  sampling: {overall: '1.5', client: 0}\n  tags: [{name: kuma.mesh, literal: mine}, {name: env, header: {name: X-Env, default: prod}}]\n",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        t.backend,
+        TraceBackend::OpenTelemetry {
+            endpoint: "collector:4317".into()
+        }
+    );
+    assert_eq!(
+        t.sampling,
+        SamplingRates {
+            overall: 15_000,
+            client: 0,
+            random: 500_000
+        }
+    );
+    assert_eq!(t.tags[0].name(), "kuma.mesh", "the policy's own tag wins");
+    assert_eq!(
+        t.tags[1],
+        SpanTag::Header {
+            name: "env".into(),
+            header: "x-env".into(),
+            default: Some("prod".into())
+        }
+    );
+    assert_eq!(t.tags.iter().filter(|t| t.name() == "kuma.mesh").count(), 1);
+    // A backend kuma-dp cannot send to: no tracing at all.
+    assert_eq!(
+        resolve(&[(
+            "dd",
+            "targetRef: {kind: Mesh}\ndefault:\n  backends: [{type: Datadog, datadog: {url: 'http://agent:8126'}}]\n",
+        )]),
+        None
     );
 }
 

@@ -54,6 +54,24 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// Notes the response head on the request's access-log entry and span, whichever it has,
+/// with the upstream and Envoy's response flags `accesslog::track` gathered.
+pub(crate) fn note_response(
+    pending: Option<&mut crate::accesslog::Pending>,
+    span: Option<&mut crate::meshtrace::Span>,
+    resp: &Response<ProxyBody>,
+    upstream: Option<std::net::SocketAddr>,
+    flags: u16,
+) {
+    let status = resp.status().as_u16();
+    if let Some(p) = pending {
+        p.respond(resp.headers(), status, upstream, flags);
+    }
+    if let Some(s) = span {
+        s.respond(Some(status), flags, upstream);
+    }
+}
+
 impl ProxyBody {
     /// This response, logged (`pending`) and its span ended (`span`) once it ends.
     pub fn observed(

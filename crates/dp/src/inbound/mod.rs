@@ -380,13 +380,13 @@ async fn proxy<IO>(
                 } else {
                     (rbac_denied(), None, 0)
                 };
-                let status = resp.status().as_u16();
-                if let Some(p) = &mut logged {
-                    p.respond(resp.headers(), status, upstream, flags);
-                }
-                if let Some(s) = &mut span {
-                    s.respond(Some(status), flags, upstream);
-                }
+                crate::body::note_response(
+                    logged.as_deref_mut(),
+                    span.as_deref_mut(),
+                    &resp,
+                    upstream,
+                    flags,
+                );
                 resp
             };
             route.stats.response(resp.status());

@@ -129,13 +129,13 @@ pub(crate) async fn serve(
                 // Boxed: the observed branch adds a pointer to the request's future.
                 let (resp, upstream, flags) =
                     accesslog::track(Box::pin(forward(&route, req))).await;
-                let status = resp.status().as_u16();
-                if let Some(p) = &mut logged {
-                    p.respond(resp.headers(), status, upstream, flags);
-                }
-                if let Some(s) = &mut span {
-                    s.respond(Some(status), flags, upstream);
-                }
+                crate::body::note_response(
+                    logged.as_deref_mut(),
+                    span.as_deref_mut(),
+                    &resp,
+                    upstream,
+                    flags,
+                );
                 resp
             };
             for c in generated.iter().flat_map(|g| &g.0) {

@@ -6,16 +6,13 @@
 //! `/metrics`) filtered by the profiles, with its applications' metrics and the labels
 //! Kuma's kuma-dp adds (`extraLabels`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Conf, MeshMetricSpec};
-use crate::policies::rules::{
-    Catalog, DataplaneView, Options, RulesIndex, build_index, conf_json, merge_confs,
-};
-use crate::spec::Tags;
+use crate::policies::rules::{DataplaneView, SingleItem, SingleItemRules, conf_json};
 
 /// Kuma's default Prometheus port and path, and the client a backend without `clientId`
 /// is announced to.
@@ -88,52 +85,16 @@ pub enum NameSelector {
 }
 
 /// A mesh's MeshMetrics, indexed once; [`MetricRules::for_dataplane`] per proxy.
-#[derive(Debug, Clone, Default)]
-pub struct MetricRules {
-    index: RulesIndex,
-    /// Each policy's `default`, by name.
-    confs: HashMap<String, Value>,
+pub type MetricRules = SingleItemRules<MeshMetricSpec>;
+
+impl SingleItem for MeshMetricSpec {
+    type Conf = Conf;
+    fn default_json(&self) -> Value {
+        conf_json(&self.default)
+    }
 }
 
 impl MetricRules {
-    pub fn new(mesh: &str, policies: &[(&str, &Tags, &MeshMetricSpec)]) -> Self {
-        Self::with_catalog(mesh, policies, Catalog::default())
-    }
-
-    pub fn with_catalog(
-        mesh: &str,
-        policies: &[(&str, &Tags, &MeshMetricSpec)],
-        catalog: Catalog,
-    ) -> Self {
-        MetricRules {
-            index: build_index(mesh, policies, catalog, Options::default()),
-            confs: policies
-                .iter()
-                .map(|(name, _, s)| (name.to_string(), conf_json(&s.default)))
-                .collect(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    /// The policies selecting `dp`, lowest priority first, and their merged `default`.
-    pub fn merged(&self, dp: &DataplaneView<'_>) -> (Vec<String>, Option<Conf>) {
-        if self.index.is_empty() {
-            return (Vec::new(), None);
-        }
-        let names = self.index.resolve(dp).policies;
-        let confs: Vec<&Value> = names
-            .iter()
-            .filter_map(|n| self.confs.get(n))
-            .filter(|c| !c.is_null())
-            .collect();
-        let conf =
-            merge_confs(confs.iter().copied()).and_then(|v| serde_json::from_value::<Conf>(v).ok());
-        (names, conf)
-    }
-
     /// What `dp` serves: `None` without a Prometheus backend.
     pub fn for_dataplane(&self, dp: &DataplaneView<'_>) -> Option<ProxyMetrics> {
         let (_, conf) = self.merged(dp);

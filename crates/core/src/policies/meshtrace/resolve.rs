@@ -5,18 +5,13 @@
 //! manager alike), as the service Kuma names (`IdentifyingName`: the first inbound's
 //! `kuma.io/service`), with Kuma's extra literal tags `kuma.mesh` and `kuma.zone`.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Conf, MeshTraceSpec};
 use crate::policies::common::IntOrString;
 use crate::policies::meshfaultinjection::per_million;
-use crate::policies::rules::{
-    Catalog, DataplaneView, Options, RulesIndex, ZONE_LABEL, build_index, conf_json, merge_confs,
-};
-use crate::spec::Tags;
+use crate::policies::rules::{DataplaneView, SingleItem, SingleItemRules, ZONE_LABEL, conf_json};
 
 /// A proxy's MeshTrace, in its config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,51 +111,16 @@ pub fn unsupported_backend(conf: &Conf) -> Option<&'static str> {
 }
 
 /// A mesh's MeshTraces, indexed once; [`TraceRules::for_dataplane`] per proxy.
-#[derive(Debug, Clone, Default)]
-pub struct TraceRules {
-    index: RulesIndex,
-    confs: HashMap<String, Value>,
+pub type TraceRules = SingleItemRules<MeshTraceSpec>;
+
+impl SingleItem for MeshTraceSpec {
+    type Conf = Conf;
+    fn default_json(&self) -> Value {
+        conf_json(&self.default)
+    }
 }
 
 impl TraceRules {
-    pub fn new(mesh: &str, policies: &[(&str, &Tags, &MeshTraceSpec)]) -> Self {
-        Self::with_catalog(mesh, policies, Catalog::default())
-    }
-
-    pub fn with_catalog(
-        mesh: &str,
-        policies: &[(&str, &Tags, &MeshTraceSpec)],
-        catalog: Catalog,
-    ) -> Self {
-        TraceRules {
-            index: build_index(mesh, policies, catalog, Options::default()),
-            confs: policies
-                .iter()
-                .map(|(name, _, s)| (name.to_string(), conf_json(&s.default)))
-                .collect(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    /// The policies selecting `dp`, lowest priority first, and their merged `default`.
-    pub fn merged(&self, dp: &DataplaneView<'_>) -> (Vec<String>, Option<Conf>) {
-        if self.index.is_empty() {
-            return (Vec::new(), None);
-        }
-        let names = self.index.resolve(dp).policies;
-        let confs: Vec<&Value> = names
-            .iter()
-            .filter_map(|n| self.confs.get(n))
-            .filter(|c| !c.is_null())
-            .collect();
-        let conf =
-            merge_confs(confs.iter().copied()).and_then(|v| serde_json::from_value::<Conf>(v).ok());
-        (names, conf)
-    }
-
     /// How `dp` traces: `None` without a backend kuma-dp can send to.
     pub fn for_dataplane(&self, dp: &DataplaneView<'_>) -> Option<ProxyTracing> {
         let (_, conf) = self.merged(dp);

@@ -137,6 +137,7 @@ mod merge;
 mod order;
 mod outbound;
 mod select;
+mod single;
 mod source;
 mod types;
 
@@ -152,6 +153,7 @@ pub use order::{
     DISPLAY_NAME_LABEL, EFFECT_LABEL, NAMESPACE_LABEL, ORIGIN_LABEL, ROLE_LABEL, ZONE_LABEL,
 };
 pub use select::{ProxyType, inbound_section_name};
+pub use single::{SingleItem, SingleItemRules};
 pub(crate) use source::rules_source;
 pub use source::{RulesSource, build_index, conf_json, explain_json};
 pub use types::{

@@ -75,6 +75,12 @@ pub struct PolicyForm {
 }
 
 impl PolicyForm {
+    /// A single-item kind (MeshMetric, MeshTrace): a top-level `default`, no `to`, `from`
+    /// nor `rules`.
+    pub const fn is_single_item(&self) -> bool {
+        !self.to && !self.from && !self.rules
+    }
+
     /// Not a policy.
     pub const NONE: PolicyForm = PolicyForm {
         to: false,

@@ -322,6 +322,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             registry: zone_registry
                 .clone()
                 .unwrap_or_else(|| Arc::new(kds::ZoneRegistry::new(state.instance_id.clone()))),
+            metrics: metrics.clone(),
         };
         let task = serve::kds_server(listener, &config, kds_cfg, service, shutdown.clone()).await?;
         background.push(task);
@@ -333,6 +334,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             zone_cfg.clone(),
             leader.clone(),
             link_tx,
+            metrics.clone(),
         )));
     }
     // Zones own their Dataplanes and MeshServices: the global neither generates nor

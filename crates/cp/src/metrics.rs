@@ -2,8 +2,11 @@
 //! (0.0.4) under Kuma's names, so that a Kuma user's dashboards and alerts read them: the
 //! REST API (`api_server_http_request_duration_seconds`, `..._requests_inflight`), proxy
 //! sessions and config pushes (`xds_streams_active`, `xds_requests_received`,
-//! `xds_responses_sent`, `xds_generation`, `xds_generation_errors`), the store
-//! (`store`, `store_conflicts`) and leadership (`leader`, `cp_info`). As Kuma's, every
+//! `xds_responses_sent`, `xds_responses_sent_bytes`, `xds_delivery`, `xds_generation`,
+//! `xds_generation_errors`), KDS (`kds_delta_streams_active`, `kds_delta_requests_received`,
+//! `kds_delta_responses_sent`, `kds_delta_responses_sent_bytes`, `kds_delta_delivery`,
+//! `kds_zone_active_connections`, `kds_resources_sync`), the store (`store`,
+//! `store_conflicts`) and leadership (`leader`, `cp_info`). As Kuma's, every
 //! sample carries a constant `zone` label (the zone's name, `Zone` for a standalone control
 //! plane without one, `Global` on a global). Aerie adds `kuma_cp_store_resources` and
 //! `kuma_cp_ready`.
@@ -20,6 +23,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// Prometheus's default buckets (seconds).
 const SECONDS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Kuma's buckets for message sizes (`ExponentialBuckets(1024, 2, 16)`).
+const BYTES: &[f64] = &[
+    1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0, 131072.0, 262144.0, 524288.0,
+    1048576.0, 2097152.0, 4194304.0, 8388608.0, 16777216.0, 33554432.0,
 ];
 /// Buckets for durations Kuma records in milliseconds.
 const MILLIS: &[f64] = &[
@@ -204,8 +212,17 @@ pub struct Metrics {
     xds_streams: AtomicI64,
     xds_requests: Values,
     xds_responses: Values,
+    xds_response_bytes: Histograms,
+    xds_delivery: Histograms,
     xds_generation: Histograms,
     xds_generation_errors: Values,
+    kds_streams: AtomicI64,
+    kds_requests: Values,
+    kds_responses: Values,
+    kds_response_bytes: Histograms,
+    kds_delivery: Histograms,
+    kds_zone_connections: Values,
+    kds_resources_sync: Histograms,
     store: Histograms,
     store_conflicts: Values,
 }
@@ -269,6 +286,55 @@ impl Metrics {
                 "counter",
                 &["type_url"],
             ),
+            xds_response_bytes: Histograms::new(
+                "xds_responses_sent_bytes",
+                "Size in bytes of DiscoveryResponse messages sent by the server",
+                &["type_url"],
+                BYTES,
+            ),
+            xds_delivery: Histograms::new(
+                "xds_delivery",
+                "Summary of config delivery including a response (ACK/NACK) from the client (ms)",
+                &[],
+                MILLIS,
+            ),
+            kds_streams: AtomicI64::new(0),
+            kds_requests: Values::new(
+                "kds_delta_requests_received",
+                "Number of confirmations requests from a client",
+                "counter",
+                &["type_url", "confirmation", "error_type"],
+            ),
+            kds_responses: Values::new(
+                "kds_delta_responses_sent",
+                "Number of responses sent by the server to a client",
+                "counter",
+                &["type_url"],
+            ),
+            kds_response_bytes: Histograms::new(
+                "kds_delta_responses_sent_bytes",
+                "Size in bytes of DiscoveryResponse messages sent by the server",
+                &["type_url"],
+                BYTES,
+            ),
+            kds_delivery: Histograms::new(
+                "kds_delta_delivery",
+                "Summary of config delivery including a response (ACK/NACK) from the client (ms)",
+                &[],
+                MILLIS,
+            ),
+            kds_zone_connections: Values::new(
+                "kds_zone_active_connections",
+                "Number of active KDS streams per zone.",
+                "gauge",
+                &["zone_name"],
+            ),
+            kds_resources_sync: Histograms::new(
+                "kds_resources_sync",
+                "Time it took to sync resources from the upstream over KDS",
+                &[],
+                SECONDS,
+            ),
             xds_generation: Histograms::new(
                 "xds_generation",
                 "Summary of XDS Snapshot generation (ms; one observation per mesh round)",
@@ -328,8 +394,51 @@ impl Metrics {
         self.xds_requests.add(&[type_url, confirmation, error], 1.0);
     }
 
-    pub fn xds_response(&self, type_url: &str) {
+    /// A response of `bytes` (encoded) sent to a proxy.
+    pub fn xds_response(&self, type_url: &str, bytes: usize) {
         self.xds_responses.add(&[type_url], 1.0);
+        self.xds_response_bytes.observe(&[type_url], bytes as f64);
+    }
+
+    /// A proxy answered (ACK or NACK) a response sent `ms` milliseconds earlier.
+    pub fn xds_delivered(&self, ms: f64) {
+        self.xds_delivery.observe(&[], ms);
+    }
+
+    /// A KDS stream (either direction, either side) opens (`+1`) or ends (`-1`).
+    pub fn kds_stream(&self, delta: i64) {
+        self.kds_streams.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A KDS peer's reply to a response: `ACK` or `NACK`.
+    pub fn kds_request(&self, type_url: &str, nack: bool) {
+        let (confirmation, error) = if nack {
+            ("NACK", "other")
+        } else {
+            ("ACK", "no_error")
+        };
+        self.kds_requests.add(&[type_url, confirmation, error], 1.0);
+    }
+
+    /// A KDS response of `bytes` (encoded) sent.
+    pub fn kds_response(&self, type_url: &str, bytes: usize) {
+        self.kds_responses.add(&[type_url], 1.0);
+        self.kds_response_bytes.observe(&[type_url], bytes as f64);
+    }
+
+    /// A KDS peer answered a response sent `ms` milliseconds earlier.
+    pub fn kds_delivered(&self, ms: f64) {
+        self.kds_delivery.observe(&[], ms);
+    }
+
+    /// A zone's KDS stream to this global opens (`+1`) or ends (`-1`).
+    pub fn kds_zone_connection(&self, zone: &str, delta: f64) {
+        self.kds_zone_connections.add(&[zone], delta);
+    }
+
+    /// A KDS message from the peer was applied to the store in `seconds`.
+    pub fn kds_synced(&self, seconds: f64) {
+        self.kds_resources_sync.observe(&[], seconds);
     }
 
     /// A mesh's round: `changed` when it gave some proxy a new config, else `skip`.
@@ -385,8 +494,27 @@ impl Metrics {
         );
         self.xds_requests.encode(&mut out, &zone);
         self.xds_responses.encode(&mut out, &zone);
+        self.xds_response_bytes.encode(&mut out, &zone);
+        self.xds_delivery.encode(&mut out, &zone);
         self.xds_generation.encode(&mut out, &zone);
         self.xds_generation_errors.encode(&mut out, &zone);
+        let _ = writeln!(
+            out,
+            "# HELP kds_delta_streams_active Number of active connections between a server and a client"
+        );
+        let _ = writeln!(out, "# TYPE kds_delta_streams_active gauge");
+        let _ = writeln!(
+            out,
+            "kds_delta_streams_active{{zone=\"{}\"}} {}",
+            escape(&zone),
+            self.kds_streams.load(Ordering::Relaxed)
+        );
+        self.kds_requests.encode(&mut out, &zone);
+        self.kds_responses.encode(&mut out, &zone);
+        self.kds_response_bytes.encode(&mut out, &zone);
+        self.kds_delivery.encode(&mut out, &zone);
+        self.kds_zone_connections.encode(&mut out, &zone);
+        self.kds_resources_sync.encode(&mut out, &zone);
         self.store.encode(&mut out, &zone);
         self.store_conflicts.encode(&mut out, &zone);
         out
@@ -408,7 +536,14 @@ mod tests {
         m.xds_stream(-1);
         m.xds_request("type.googleapis.com/x", false);
         m.xds_request("type.googleapis.com/x", true);
-        m.xds_response("type.googleapis.com/x");
+        m.xds_response("type.googleapis.com/x", 3000);
+        m.xds_delivered(7.0);
+        m.kds_stream(1);
+        m.kds_request("type.googleapis.com/k", false);
+        m.kds_response("type.googleapis.com/k", 100);
+        m.kds_delivered(30.0);
+        m.kds_zone_connection("zone-a", 1.0);
+        m.kds_synced(0.002);
         m.xds_generation(12.0, true);
         m.store_op("list", "Mesh", 0.001);
         let text = m.encode();
@@ -425,6 +560,16 @@ mod tests {
             "xds_responses_sent{type_url=\"type.googleapis.com/x\",zone=\"zone-1\"} 1",
             "xds_generation_count{proxy_type=\"dataplane\",result=\"changed\",zone=\"zone-1\"} 1",
             "store_count{operation=\"list\",resource_type=\"Mesh\",zone=\"zone-1\"} 1",
+            "xds_responses_sent_bytes_bucket{type_url=\"type.googleapis.com/x\",le=\"2048\",zone=\"zone-1\"} 0",
+            "xds_responses_sent_bytes_bucket{type_url=\"type.googleapis.com/x\",le=\"4096\",zone=\"zone-1\"} 1",
+            "xds_delivery_bucket{le=\"10\",zone=\"zone-1\"} 1",
+            "xds_delivery_sum{zone=\"zone-1\"} 7",
+            "kds_delta_streams_active{zone=\"zone-1\"} 1",
+            "kds_delta_requests_received{type_url=\"type.googleapis.com/k\",confirmation=\"ACK\",error_type=\"no_error\",zone=\"zone-1\"} 1",
+            "kds_delta_responses_sent{type_url=\"type.googleapis.com/k\",zone=\"zone-1\"} 1",
+            "kds_delta_delivery_count{zone=\"zone-1\"} 1",
+            "kds_zone_active_connections{zone_name=\"zone-a\",zone=\"zone-1\"} 1",
+            "kds_resources_sync_count{zone=\"zone-1\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\nnot in\n{text}");
         }

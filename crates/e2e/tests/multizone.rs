@@ -163,6 +163,41 @@ fn resources_sync_both_ways_and_zones_hold_read_only_copies() {
         zone_online(&global, "zone-1") && zone_online(&global, "zone-2")
     });
     assert_eq!(items(&global, "/zones").len(), 2);
+    // The control planes' KDS metrics, under Kuma's names: each zone holds two streams on
+    // the global, whose messages the zones answered (delivery times) and applied (the zones
+    // hold no proxies yet, so they have sent the global nothing to apply).
+    let metrics = |cp: &ControlPlane| {
+        let diag = format!("127.0.0.1:{}", cp.addrs.diagnostics);
+        http("GET", &diag, "/metrics", None, &[]).unwrap().body
+    };
+    eventually("KDS metrics on the global", &[&global], || {
+        let m = metrics(&global);
+        m.contains("kds_zone_active_connections{zone_name=\"zone-1\",zone=\"Global\"} 2")
+            && m.contains("kds_zone_active_connections{zone_name=\"zone-2\",zone=\"Global\"} 2")
+            && m.contains("kds_delta_streams_active{zone=\"Global\"} 4")
+            && m.contains("kds_delta_delivery_count{zone=\"Global\"}")
+    });
+    let m = metrics(&zone1);
+    assert!(
+        m.contains("kds_delta_streams_active{zone=\"zone-1\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kds_resources_sync_count{zone=\"zone-1\"}"),
+        "{m}"
+    );
+    let m = metrics(&global);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("kds_delta_responses_sent{type_url=")),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("kds_delta_requests_received{")
+                && l.contains("confirmation=\"ACK\"")),
+        "{m}"
+    );
     let kumactl = Kumactl::for_cp(&global);
     let table = kumactl.ok(&["inspect", "zones"]);
     assert!(

@@ -1,6 +1,7 @@
 //! Kuma 2.14's policy inspection endpoints for a Dataplane, with its answers and errors:
 //!
-//! - `GET /meshes/{mesh}/dataplanes/{name}/_policies`: proxy-level policies (`PoliciesList`);
+//! - `GET /meshes/{mesh}/dataplanes/{name}/_policies`: the single-item policies (MeshMetric,
+//!   MeshTrace) selecting the proxy, merged (`PoliciesList`);
 //! - `GET .../_inbounds/{kri}/_policies`: per kind, the rules of one inbound
 //!   (`InboundPoliciesList`);
 //! - `GET .../_outbounds/{kri}/_policies`: per kind, the merged conf for one destination
@@ -108,8 +109,10 @@ pub async fn proxy_policies(
     State(state): State<AppState>,
     Path((mesh, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    exclusive_dataplane(&state, &mesh, &name).await?;
-    Ok(Json(inspect::proxy_policies()))
+    let dp = exclusive_dataplane(&state, &mesh, &name).await?;
+    let inspector = inspector(&state, &mesh).await?;
+    let view = view(&dp).ok_or_else(|| ApiError::internal("Failed building response"))?;
+    Ok(Json(inspector.proxy_policies(&view)))
 }
 
 /// `GET /meshes/{mesh}/dataplanes/{name}/_inbounds/{kri}/_policies`. Only the KRI's section

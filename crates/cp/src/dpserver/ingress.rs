@@ -132,7 +132,7 @@ impl Protocol for Ingress {
         self.subscribed = true;
         if !req.response_nonce.is_empty() {
             let nack = req.error_detail.as_ref().map(|e| e.message.as_str());
-            conn.record_reply("config", &req.type_url, nack);
+            conn.record_reply("config", &req);
             if nack.is_none() {
                 conn.status().config_version_acked = Some(req.version_info.clone());
             }

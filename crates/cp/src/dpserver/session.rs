@@ -316,7 +316,7 @@ impl Protocol for Sidecar {
                     self.subscribed_outbounds = true;
                 }
                 if is_ack {
-                    conn.record_reply("config", &req.type_url, nack);
+                    conn.record_reply("config", &req);
                     if nack.is_none() {
                         let version = Some(req.version_info.clone());
                         if inbound_half {
@@ -334,7 +334,7 @@ impl Protocol for Sidecar {
             SECRET_TYPE => {
                 self.subscribed_secrets = true;
                 if is_ack {
-                    conn.record_reply("certificate", &req.type_url, nack);
+                    conn.record_reply("certificate", &req);
                 }
             }
             other => tracing::debug!(

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use aerie_core::ResourceType;
 use aerie_store::{SharedStore, StoreError};
@@ -47,6 +48,9 @@ pub struct Conn {
     pub reg: Registration,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     nonce: u64,
+    /// Per type URL, the last response's nonce and when it was sent, until the proxy answers
+    /// it (`xds_delivery`).
+    in_flight: Vec<(String, String, Instant)>,
 }
 
 enum End {
@@ -71,6 +75,7 @@ impl Conn {
             reg,
             tx,
             nonce: 0,
+            in_flight: Vec::new(),
         }
     }
 
@@ -102,15 +107,37 @@ impl Conn {
     }
 
     /// Sends a response, counting it. `Err`: the proxy is gone.
-    pub async fn send(&self, resp: DiscoveryResponse) -> Result<(), ()> {
+    pub async fn send(&mut self, resp: DiscoveryResponse) -> Result<(), ()> {
         self.status().responses_sent += 1;
-        self.hub.metrics.xds_response(&resp.type_url);
+        self.hub
+            .metrics
+            .xds_response(&resp.type_url, prost::Message::encoded_len(&resp));
+        let sent = (resp.type_url.clone(), resp.nonce.clone(), Instant::now());
+        match self.in_flight.iter_mut().find(|f| f.0 == resp.type_url) {
+            Some(f) => *f = sent,
+            None => self.in_flight.push(sent),
+        }
         self.tx.send(Ok(resp)).await.map_err(|_| ())
     }
 
-    /// Records an ACK (`None`) or a NACK (`Some(message)`) of `what` (of `type_url`).
-    pub fn record_reply(&self, what: &str, type_url: &str, nack: Option<&str>) {
+    /// Records the proxy's ACK or NACK (`error_detail`) of `what` in `req` (a reply: it
+    /// carries a response nonce).
+    pub fn record_reply(&mut self, what: &str, req: &DiscoveryRequest) {
+        let (type_url, nack) = (
+            req.type_url.as_str(),
+            req.error_detail.as_ref().map(|e| e.message.as_str()),
+        );
         self.hub.metrics.xds_request(type_url, nack.is_some());
+        if let Some(i) = self
+            .in_flight
+            .iter()
+            .position(|f| f.0 == type_url && f.1 == req.response_nonce)
+        {
+            let (_, _, at) = self.in_flight.swap_remove(i);
+            self.hub
+                .metrics
+                .xds_delivered(at.elapsed().as_secs_f64() * 1000.0);
+        }
         let mut st = self.status();
         match nack {
             Some(message) => {

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{OnlineTracker, Source, ZoneRegistry, global_desired, run_receiver, run_sender};
+use super::{
+    Observed, OnlineTracker, Source, ZoneRegistry, global_desired, run_receiver, run_sender,
+};
 use crate::tokens::TokenIssuer;
 use aerie_kds::delta::Desired;
 
@@ -66,6 +68,7 @@ pub struct GlobalKds {
     pub require_zone_token: bool,
     pub replica: Arc<str>,
     pub registry: Arc<ZoneRegistry>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn metadata<'a>(req: &'a tonic::metadata::MetadataMap, key: &str) -> Option<&'a str> {
@@ -192,13 +195,15 @@ impl KdsSync for GlobalKds {
         tracing::info!(zone, "zone connected (global -> zone)");
         self.mark_online(&zone, true).await;
         let (id, stats) = self.registry.stream_opened(&zone);
+        self.metrics.kds_zone_connection(&zone, 1.0);
         let (tx, rx) = mpsc::channel(16);
         let incoming = request.into_inner();
-        let (store, registry, replica, tokens) = (
+        let (store, registry, replica, tokens, metrics) = (
             self.store.clone(),
             self.registry.clone(),
             self.replica.clone(),
             self.tokens.clone(),
+            self.metrics.clone(),
         );
         tokio::spawn(async move {
             let source = GlobalSource {
@@ -207,13 +212,24 @@ impl KdsSync for GlobalKds {
                 zone: zone.clone(),
                 token_id,
             };
-            let result =
-                run_sender(store.clone(), incoming, tx, &source, stats, "global->zone").await;
+            let result = run_sender(
+                store.clone(),
+                incoming,
+                tx,
+                &source,
+                "global->zone",
+                Observed {
+                    stats,
+                    metrics: &metrics,
+                },
+            )
+            .await;
             match result {
                 Ok(()) => tracing::info!(zone, "zone disconnected (global -> zone)"),
                 Err(e) => tracing::info!(zone, error = %e, "zone stream ended (global -> zone)"),
             }
             registry.stream_closed(&zone, id);
+            metrics.kds_zone_connection(&zone, -1.0);
             if let Err(e) = store
                 .close_session("", &super::zone_session_name(&zone), &replica)
                 .await
@@ -231,12 +247,14 @@ impl KdsSync for GlobalKds {
         let (zone, _) = self.admit(&request).await?;
         tracing::info!(zone, "zone connected (zone -> global)");
         let (id, stats) = self.registry.stream_opened(&zone);
+        self.metrics.kds_zone_connection(&zone, 1.0);
         let (tx, rx) = mpsc::channel(16);
         let incoming = request.into_inner();
-        let (store, registry, replica) = (
+        let (store, registry, replica, metrics) = (
             self.store.clone(),
             self.registry.clone(),
             self.replica.clone(),
+            self.metrics.clone(),
         );
         tokio::spawn(async move {
             let mut tracker = OnlineTracker::new(store.clone(), replica);
@@ -247,11 +265,15 @@ impl KdsSync for GlobalKds {
                 tx,
                 DeltaDiscoveryRequest::default(),
                 Some(&mut tracker),
-                stats,
+                Observed {
+                    stats,
+                    metrics: &metrics,
+                },
             )
             .await;
             tracker.close_all().await;
             registry.stream_closed(&zone, id);
+            metrics.kds_zone_connection(&zone, -1.0);
             match result {
                 Ok(()) => tracing::info!(zone, "zone disconnected (zone -> global)"),
                 Err(e) => tracing::info!(zone, error = %e, "zone stream ended (zone -> global)"),

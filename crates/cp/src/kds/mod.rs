@@ -10,9 +10,9 @@
 pub mod global;
 pub mod zone;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aerie_core::ResourceType;
 use aerie_core::multizone::{self, ZONE_LABEL};
@@ -25,6 +25,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
+
+use crate::metrics::Metrics;
 
 /// Changes are gathered this long before a message goes out.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -109,6 +111,32 @@ fn stats(s: &SharedStats) -> std::sync::MutexGuard<'_, StreamStats> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Where a stream half reports: its stream's stats (`/zones+insights`) and the control
+/// plane's metrics.
+pub struct Observed<'a> {
+    pub stats: SharedStats,
+    pub metrics: &'a Metrics,
+}
+
+/// Responses whose delivery time is still awaited, at most.
+const IN_FLIGHT_KEPT: usize = 16;
+
+/// `kds_delta_streams_active` while a stream half runs.
+struct StreamGauge<'a>(&'a Metrics);
+
+impl<'a> StreamGauge<'a> {
+    fn open(metrics: &'a Metrics) -> Self {
+        metrics.kds_stream(1);
+        StreamGauge(metrics)
+    }
+}
+
+impl Drop for StreamGauge<'_> {
+    fn drop(&mut self) {
+        self.0.kds_stream(-1);
+    }
+}
+
 /// Runs the sending half of a stream until the peer closes it (`Ok`) or it breaks (`Err`).
 /// `incoming` yields the peer's requests: the first states its holdings, the others are
 /// ACKs/NACKs.
@@ -117,12 +145,17 @@ pub async fn run_sender<S>(
     mut incoming: S,
     out: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
     source: &dyn Source,
-    stats_: SharedStats,
     what: &str,
+    observed: Observed<'_>,
 ) -> Result<(), String>
 where
     S: Stream<Item = Result<DeltaDiscoveryRequest, Status>> + Unpin,
 {
+    let Observed {
+        stats: stats_,
+        metrics,
+    } = observed;
+    let _open = StreamGauge::open(metrics);
     let first = match incoming.next().await {
         Some(Ok(r)) => r,
         Some(Err(e)) => return Err(e.message().to_string()),
@@ -136,6 +169,9 @@ where
     // (resources changed, volatile part may have changed)
     let (mut stored_dirty, mut dirty) = (true, true);
     let mut resources = Desired::new();
+    // Responses not answered yet: nonce and when it was sent (`kds_delta_delivery`). The
+    // peer answers each in order; a few are kept in case it does not.
+    let mut in_flight: VecDeque<(String, Instant)> = VecDeque::new();
     loop {
         if dirty {
             dirty = false;
@@ -155,6 +191,11 @@ where
                     nonce: nonce.to_string(),
                     ..DeltaDiscoveryResponse::default()
                 };
+                metrics.kds_response(KDS_TYPE, prost::Message::encoded_len(&msg));
+                if in_flight.len() == IN_FLIGHT_KEPT {
+                    in_flight.pop_front();
+                }
+                in_flight.push_back((msg.nonce.clone(), Instant::now()));
                 out.send(Ok(msg))
                     .await
                     .map_err(|_| "the stream closed".to_string())?;
@@ -176,6 +217,12 @@ where
             _ = recheck.tick() => dirty = true,
             req = incoming.next() => match req {
                 Some(Ok(req)) => {
+                    metrics.kds_request(KDS_TYPE, req.error_detail.is_some());
+                    if let Some(i) = in_flight.iter().position(|(n, _)| *n == req.response_nonce)
+                        && let Some((_, at)) = in_flight.remove(i)
+                    {
+                        metrics.kds_delivered(at.elapsed().as_secs_f64() * 1000.0);
+                    }
                     let mut st = stats(&stats_);
                     match req.error_detail {
                         Some(err) => {
@@ -246,11 +293,16 @@ pub async fn run_receiver<S>(
     out: mpsc::Sender<Result<DeltaDiscoveryRequest, Status>>,
     first: DeltaDiscoveryRequest,
     mut online: Option<&mut OnlineTracker>,
-    stats_: SharedStats,
+    observed: Observed<'_>,
 ) -> Result<(), String>
 where
     S: Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Unpin,
 {
+    let Observed {
+        stats: stats_,
+        metrics,
+    } = observed;
+    let _open = StreamGauge::open(metrics);
     let holdings = apply::holdings(&store, side)
         .await
         .map_err(|e| format!("cannot read the store: {e}"))?;
@@ -291,9 +343,11 @@ where
             }
         }
         let now = crate::now_rfc3339();
+        let started = Instant::now();
         let report = apply::apply(&store, side, upserts, removed, &now)
             .await
             .map_err(|e| format!("cannot write the store: {e}"))?;
+        metrics.kds_synced(started.elapsed().as_secs_f64());
         errors.extend(report.errors);
         {
             let mut st = stats(&stats_);

@@ -18,7 +18,9 @@ use rustls::pki_types::ServerName;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{SharedStats, Source, run_receiver, run_sender, zone_desired, zone_online_markers};
+use super::{
+    Observed, SharedStats, Source, run_receiver, run_sender, zone_desired, zone_online_markers,
+};
 use crate::config::{ZoneKds, ZoneToken};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -38,6 +40,7 @@ pub async fn run(
     cfg: ZoneKds,
     mut leader: watch::Receiver<bool>,
     link: watch::Sender<LinkState>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let tls = match tls_config(&cfg) {
         Ok(t) => Arc::new(t),
@@ -54,7 +57,7 @@ pub async fn run(
         }
         let _ = link.send(LinkState::Connecting);
         let outcome = tokio::select! {
-            r = connect_and_sync(&store, &cfg, tls.clone(), &link) => r,
+            r = connect_and_sync(&store, &cfg, tls.clone(), &link, &metrics) => r,
             _ = leader.wait_for(|l| !*l) => Err(anyhow::anyhow!("this replica is no longer the leader")),
         };
         let (why, was_up) = match outcome {
@@ -140,6 +143,7 @@ async fn connect_and_sync(
     cfg: &ZoneKds,
     tls: Arc<rustls::ClientConfig>,
     link: &watch::Sender<LinkState>,
+    metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<()> {
     let (host, port) = cfg
         .global_address
@@ -214,7 +218,10 @@ async fn connect_and_sync(
         g2z_tx,
         first,
         None,
-        SharedStats::default(),
+        Observed {
+            stats: SharedStats::default(),
+            metrics,
+        },
     );
     let source = ZoneSource {
         store: store.clone(),
@@ -225,8 +232,11 @@ async fn connect_and_sync(
         z2g_in,
         z2g_tx,
         &source,
-        SharedStats::default(),
         "zone->global",
+        Observed {
+            stats: SharedStats::default(),
+            metrics,
+        },
     );
     // The zone -> global stream starts with the global's holdings, which the sender waits
     // for; both run until either ends.

@@ -14,9 +14,9 @@
 //! A conf is written the way Kuma writes one it decoded into its Go types: in the conf
 //! type's field order, durations as Go prints them (`60s` -> `1m0s`).
 //!
-//! Kuma's proxy-level answer (`.../_policies`) lists single-item policies (MeshTrace,
-//! MeshMetric, MeshProxyPatch, MeshPassthrough: a top-level `default`); Aerie has none of
-//! those kinds, so that answer is always `{"policies": []}` ([`proxy_policies`]).
+//! Kuma's proxy-level answer (`.../_policies`) lists the single-item policies (a top-level
+//! `default`) selecting the proxy, merged: of Kuma's four such kinds Aerie has MeshMetric and
+//! MeshTrace (not MeshProxyPatch, MeshPassthrough) ([`MeshInspector::proxy_policies`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::rules::{
-    Catalog, InboundRules, Merged, Options, ResourceKind, RulesIndex, RulesSource, build_index,
-    conf_json, inbound_section_name,
+    Catalog, InboundRules, Merged, Options, ResourceKind, RulesIndex, RulesSource, SingleItem,
+    build_index, conf_json, inbound_section_name, merge_confs,
 };
 use super::{
     meshaccesslog, meshcircuitbreaker, meshfaultinjection, meshhealthcheck,
@@ -40,12 +40,6 @@ use crate::spec::{DataplaneSpec, PROTOCOL_TAG, Tags};
 
 pub use super::rules::DataplaneView;
 
-/// Kuma's answer to `GET .../dataplanes/{name}/_policies`: the proxy-level policies
-/// (single-item kinds), of which Aerie has none.
-pub fn proxy_policies() -> Value {
-    json!({ "policies": [] })
-}
-
 /// One policy kind of a mesh, indexed.
 struct Kind {
     rtype: ResourceType,
@@ -55,6 +49,8 @@ struct Kind {
     /// Policy name -> its REST metadata (`type, mesh, name, creationTime,
     /// modificationTime, labels, kri`), as `.../policies` lists it.
     metas: HashMap<String, Value>,
+    /// A single-item kind's `default` of each policy, by name (`None`: not single-item).
+    defaults: Option<HashMap<String, Value>>,
 }
 
 impl Kind {
@@ -110,15 +106,49 @@ impl MeshInspector {
                     .iter()
                     .map(|r| (r.name().to_owned(), rest_meta(r)))
                     .collect();
+                let defaults = rtype.descriptor().policy_form.is_single_item().then(|| {
+                    of_kind
+                        .iter()
+                        .filter_map(|r| Some((r.name().to_owned(), single_default(&r.spec)?)))
+                        .collect()
+                });
                 Some(Kind {
                     rtype,
                     index,
                     kris,
                     metas,
+                    defaults,
                 })
             })
             .collect();
         MeshInspector { kinds }
+    }
+
+    /// Kuma's `PoliciesList` for `GET .../dataplanes/{name}/_policies`: per single-item
+    /// kind, the `default`s of the policies selecting `dp` merged in priority order, and
+    /// those policies (lowest priority first, as Kuma lists them).
+    pub fn proxy_policies(&self, dp: &DataplaneView<'_>) -> Value {
+        let mut policies = Vec::new();
+        for kind in &self.kinds {
+            let Some(defaults) = &kind.defaults else {
+                continue;
+            };
+            let names = kind.index.matched(dp).policies();
+            if names.is_empty() {
+                continue;
+            }
+            let confs = names
+                .iter()
+                .filter_map(|n| defaults.get(*n))
+                .filter(|c| !c.is_null());
+            let conf = merge_confs(confs).map_or_else(|| json!({}), |c| kuma_conf(kind.rtype, &c));
+            policies.push(json!({
+                "conf": conf,
+                "kind": kind.rtype.name(),
+                "origins": kind.origins(names.iter().copied()),
+            }));
+        }
+        json!({ "policies": policies })
     }
 
     /// Kuma's `InboundPoliciesList` for the inbound of `dp` whose section name (its name,
@@ -299,6 +329,15 @@ fn index_of(
     })
 }
 
+/// A single-item policy's `default`, as JSON.
+fn single_default(spec: &Spec) -> Option<Value> {
+    match spec {
+        Spec::MeshMetric(s) => Some(s.default_json()),
+        Spec::MeshTrace(s) => Some(s.default_json()),
+        _ => None,
+    }
+}
+
 /// A conf as Kuma writes it after decoding it into its Go type: the type's field order,
 /// durations in Go's form. A conf that does not decode (it cannot: every input was a
 /// validated conf) is kept as it is.
@@ -320,10 +359,38 @@ pub fn kuma_conf(rtype: ResourceType, conf: &Value) -> Value {
         ResourceType::MeshTCPRoute => typed::<meshtcproute::Rule>(conf),
         ResourceType::MeshAccessLog => typed::<meshaccesslog::Conf>(conf),
         ResourceType::MeshMetric => typed::<meshmetric::Conf>(conf),
-        ResourceType::MeshTrace => typed::<meshtrace::Conf>(conf),
+        ResourceType::MeshTrace => with_trace_defaults(typed::<meshtrace::Conf>(conf)),
         // MeshTrafficPermission's confs (`{action}`, `{allow, deny, ...}`) hold no durations.
         _ => conf.clone(),
     }
+}
+
+/// A MeshTrace conf with the defaults Kuma's API types give the backends' plain fields (Zipkin
+/// `traceId128bit: false`, `apiVersion: httpJson`, `sharedSpanContext: true`; Datadog
+/// `splitService: false`), which its inspection answers always show.
+fn with_trace_defaults(mut conf: Value) -> Value {
+    let defaults: [(&str, &[(&str, Value)]); 2] = [
+        (
+            "zipkin",
+            &[
+                ("traceId128bit", Value::Bool(false)),
+                ("apiVersion", Value::String("httpJson".into())),
+                ("sharedSpanContext", Value::Bool(true)),
+            ],
+        ),
+        ("datadog", &[("splitService", Value::Bool(false))]),
+    ];
+    let backends = conf.get_mut("backends").and_then(Value::as_array_mut);
+    for b in backends.into_iter().flatten() {
+        for (kind, fields) in &defaults {
+            if let Some(obj) = b.get_mut(*kind).and_then(Value::as_object_mut) {
+                for (k, v) in fields.iter() {
+                    obj.entry(*k).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    conf
 }
 
 /// A resource's REST metadata as Kuma's inspection lists write it (`rest.From.Meta`):

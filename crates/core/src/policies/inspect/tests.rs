@@ -182,7 +182,48 @@ fn no_policies_no_entries() {
         i.matched_policies(&v),
         json!({"kind": "SidecarDataplane", "total": 0, "items": []})
     );
-    assert_eq!(proxy_policies(), json!({"policies": []}));
+    assert_eq!(i.proxy_policies(&v), json!({"policies": []}));
+}
+
+#[test]
+fn proxy_policies_merge_single_item_kinds_in_priority_order() {
+    // Kuma's `_policies/merged_policies` case, plus a MeshMetric for another proxy only.
+    let i = inspector(
+        "type: MeshTrace\nname: default\nmesh: default\nspec:\n  default:\n    backends:\n      - type: Zipkin\n        zipkin:\n          url: http://jaeger-collector:9411/api/v2/spans\n          apiVersion: httpJson\n---\ntype: MeshTrace\nname: default-1\nmesh: default\nspec:\n  default:\n    sampling: {overall: 80, random: 60, client: 40}\n    backends:\n      - type: Zipkin\n        zipkin:\n          url: http://jaeger-collector:9411/api/v2/spans\n          apiVersion: httpJson\n---\ntype: MeshMetric\nname: other\nmesh: default\nspec:\n  targetRef: {kind: Dataplane, labels: {team: metrics}}\n  default:\n    backends:\n      - type: Prometheus\n        prometheus: {port: 5670}\n",
+    );
+    let dp = resource(DP);
+    assert_eq!(
+        i.proxy_policies(&view(&dp)),
+        json!({"policies": [{
+            "conf": {
+                "backends": [{"type": "Zipkin", "zipkin": {
+                    "url": "http://jaeger-collector:9411/api/v2/spans",
+                    "traceId128bit": false,
+                    "apiVersion": "httpJson",
+                    "sharedSpanContext": true
+                }}],
+                "sampling": {"overall": 80, "client": 40, "random": 60}
+            },
+            "kind": "MeshTrace",
+            "origins": [
+                {"kri": "kri_mtr_default___default-1_"},
+                {"kri": "kri_mtr_default___default_"}
+            ]
+        }]})
+    );
+    // The MeshMetric selects the labelled proxy only.
+    let mut dp2 = resource(DP);
+    dp2.meta.labels.insert("team".into(), "metrics".into());
+    let metrics = i.proxy_policies(&view(&dp2));
+    assert_eq!(metrics["policies"][1]["kind"], "MeshMetric", "{metrics}");
+    assert_eq!(
+        metrics["policies"][1]["origins"],
+        json!([{"kri": "kri_mm_default___other_"}])
+    );
+    assert_eq!(
+        metrics["policies"][1]["conf"]["backends"][0]["prometheus"]["port"],
+        5670
+    );
 }
 
 fn outbound(i: &MeshInspector, kri: &str) -> Value {

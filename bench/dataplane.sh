@@ -24,6 +24,9 @@ VENV=${AERIE_BENCH_VENV:-$ROOT/bench/.venv}
 RESULTS=$ROOT/bench/results
 DATE=$(date +%Y-%m-%d)
 OUT=$RESULTS/dataplane-$DATE.md
+# A second run on the same day gets its own file.
+n=2
+while [[ -e $OUT ]]; do OUT=$RESULTS/dataplane-$DATE-$n.md; n=$((n + 1)); done
 
 TMP=$(mktemp -d /tmp/aerie-bench-dp.XXXXXX)
 PIDS=()
@@ -98,6 +101,15 @@ wait_http() { # url [expected status] [timeout s]
     return 1
 }
 
+cpu_ticks() { # pids... -> user + system clock ticks so far, summed
+    local p t=0
+    for p in "$@"; do
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 mem_kib() { # pid field -> KiB
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
@@ -126,6 +138,8 @@ http {
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / { default_type text/plain; return 200 "hello from nginx\n"; }
+        # The kuma-dp-trace pair's Zipkin collector: accepts and discards spans.
+        location = /api/v2/spans { return 202; }
     }
 }
 EOF
@@ -166,6 +180,8 @@ throughput() {
     local pids=(${PIDS_OF[$1]:-})
     log "$name (round $round): warm-up 2 s, then wrk -t1 -c32 -d${WRK_SECONDS}s"
     wrk -t1 -c32 -d2s "$url" >/dev/null
+    local cpu0
+    cpu0=$(cpu_ticks "${pids[@]}")
     wrk -t1 -c32 -d"${WRK_SECONDS}s" --latency "$url" >"$TMP/wrk-$name-$round.txt" &
     local wpid=$!
     sleep $((WRK_SECONDS / 2))
@@ -174,8 +190,15 @@ throughput() {
         ((v > rss_mid)) && rss_mid=$v
     done
     wait "$wpid"
-    local rps non2xx errors
+    local rps non2xx errors requests cpu
+    cpu=$(($(cpu_ticks "${pids[@]}") - cpu0))
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$TMP/wrk-$name-$round.txt")
+    requests=$(awk '/requests in/ { print $1 }' "$TMP/wrk-$name-$round.txt")
+    # The proxies' CPU time per request (µs), a same-run cost that other work on the machine
+    # disturbs less than req/s.
+    if ((${#pids[@]} > 0 && requests > 0)); then
+        R[$name.cpu_us_runs]="${R[$name.cpu_us_runs]:-}${R[$name.cpu_us_runs]:+ }$(awk -v t="$cpu" -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.2f", t * 1000000 / hz / n }')"
+    fi
     non2xx=$(awk '/Non-2xx/ { print $NF }' "$TMP/wrk-$name-$round.txt")
     errors=$(awk '/Socket errors/ { sub(/.*Socket errors: /, ""); print }' "$TMP/wrk-$name-$round.txt")
     R[$name.rps_runs]="${R[$name.rps_runs]:-}${R[$name.rps_runs]:+ }$rps"
@@ -605,7 +628,58 @@ wait_http "http://127.0.0.1:$KL_A2/ready"
 URL[kuma-dp-logs]="http://127.0.0.1:$KL_OUT/"
 PIDS_OF[kuma-dp-logs]="$KL1 $KL2"
 
-NAMES=(direct haproxy envoy kuma-dp kuma-dp-bare kuma-dp-routes kuma-dp-logs)
+# The same as kuma-dp (mesh with Kuma's default policies) plus a MeshTrace sampling 1% of
+# requests (`random: 1`) into a Zipkin collector (nginx answering 202 to the spans).
+put /meshes/trace '{"type":"Mesh","name":"trace","mtls":{"backends":[{"name":"builtin","type":"builtin"}],"enabledBackend":"builtin"}}'
+put /meshes/trace/meshtrafficpermissions/allow-client-to-server '{"type":"MeshTrafficPermission","name":"allow-client-to-server","mesh":"trace","spec":{"targetRef":{"kind":"MeshService","name":"server"},"from":[{"targetRef":{"kind":"MeshService","name":"client"},"default":{"action":"Allow"}}]}}'
+put /meshes/trace/meshtraces/one-percent "{\"type\":\"MeshTrace\",\"name\":\"one-percent\",\"mesh\":\"trace\",\"spec\":{\"targetRef\":{\"kind\":\"Mesh\"},\"default\":{\"backends\":[{\"type\":\"Zipkin\",\"zipkin\":{\"url\":\"http://127.0.0.1:$NGINX_PORT/api/v2/spans\"}}],\"sampling\":{\"random\":1}}}}"
+KT_SRV=$(free_port)
+KT_OUT=$(free_port)
+KT_CLIENT_IN=$(free_port)
+KT_A1=$(free_port)
+KT_A2=$(free_port)
+start_dp server-trace "type: Dataplane
+mesh: trace
+name: server-trace
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KT_A1
+  inbound:
+  - port: $KT_SRV
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: server
+      kuma.io/protocol: http
+" trace
+KT1=$!
+PIDS+=($KT1)
+start_dp client-trace "type: Dataplane
+mesh: trace
+name: client-trace
+networking:
+  address: 127.0.0.1
+  admin:
+    port: $KT_A2
+  inbound:
+  - port: $KT_CLIENT_IN
+    servicePort: $NGINX_PORT
+    tags:
+      kuma.io/service: client
+      kuma.io/protocol: http
+  outbound:
+  - port: $KT_OUT
+    tags:
+      kuma.io/service: server
+" trace
+KT2=$!
+PIDS+=($KT2)
+wait_http "http://127.0.0.1:$KT_A1/ready"
+wait_http "http://127.0.0.1:$KT_A2/ready"
+URL[kuma-dp-trace]="http://127.0.0.1:$KT_OUT/"
+PIDS_OF[kuma-dp-trace]="$KT1 $KT2"
+
+NAMES=(direct haproxy envoy kuma-dp kuma-dp-bare kuma-dp-routes kuma-dp-logs kuma-dp-trace)
 if [[ -n $BASELINE_DP ]]; then
     [[ -x $BASELINE_DP ]] || { echo "BASELINE_DP=$BASELINE_DP is not an executable" >&2; exit 1; }
     KC_SRV=$(free_port)
@@ -677,6 +751,8 @@ R[cp.rss_kib]=$(mem_kib "$CP" VmRSS)
 R[logs.metric_lines]=$(for p in $KL_M1 $KL_M2; do curl -sf "http://127.0.0.1:$p/metrics"; done | grep -c '^envoy_' || true)
 read -r R[logs.written] R[logs.dropped] < <(for a in $KL_A1 $KL_A2; do curl -sf "http://127.0.0.1:$a/stats/prometheus"; done |
     awk '/^aerie_dp_access_log_lines_written_total/ {w+=$NF} /^aerie_dp_access_log_lines_dropped_total/ {d+=$NF} END {printf "%d %d\n", w, d}')
+read -r R[trace.exported] R[trace.dropped] < <(for a in $KT_A1 $KT_A2; do curl -sf "http://127.0.0.1:$a/stats/prometheus"; done |
+    awk '/^aerie_dp_tracing_spans_exported_total/ {w+=$NF} /^aerie_dp_tracing_spans_dropped_total/ {d+=$NF} END {printf "%d %d\n", w, d}')
 R[load.after]=$(cut -d' ' -f1 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
@@ -692,11 +768,16 @@ for line in open(env):
     k, _, v = line.rstrip("\n").partition("=")
     r[k] = v
 runs = {}
-for key in ("direct", "haproxy", "envoy", "kuma-dp", "kuma-dp-bare", "kuma-dp-routes", "kuma-dp-logs", "kuma-dp-baseline"):
+cpu_runs = {}
+for key in ("direct", "haproxy", "envoy", "kuma-dp", "kuma-dp-bare", "kuma-dp-routes", "kuma-dp-logs", "kuma-dp-trace", "kuma-dp-baseline"):
     vals = [float(x) for x in r.get(f"{key}.rps_runs", "").split()]
     runs[key] = vals
     if vals:
         r[f"{key}.rps"] = str(statistics.median(vals))
+    cpu = [float(x) for x in r.get(f"{key}.cpu_us_runs", "").split()]
+    cpu_runs[key] = cpu
+    if cpu:
+        r[f"{key}.cpu_us"] = str(statistics.median(cpu))
     # Latency rounds: percentiles are the median of the rounds; max, errors and pacer
     # lateness the worst (errors summed).
     for m in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "pacer_late_max_ms", "errors", "non_2xx"):
@@ -726,7 +807,8 @@ paths = [("direct", "direct to nginx"),
          ("kuma-dp", "kuma-dp pair (kuma-cp, mTLS builtin, MeshTrafficPermission, Kuma's default policies)"),
          ("kuma-dp-bare", "kuma-dp pair, same build, mesh without the default policies"),
          ("kuma-dp-routes", "kuma-dp pair, same build, default policies and a 20-rule MeshHTTPRoute (catch-all last)"),
-         ("kuma-dp-logs", "kuma-dp pair, same build, default policies, MeshAccessLog to a file on both sides (Kuma's default format) and MeshMetric")]
+         ("kuma-dp-logs", "kuma-dp pair, same build, default policies, MeshAccessLog to a file on both sides (Kuma's default format) and MeshMetric"),
+         ("kuma-dp-trace", "kuma-dp pair, same build, default policies, MeshTrace sampling 1% (`random: 1`) to a Zipkin collector")]
 if baseline:
     paths.append(("kuma-dp-baseline", f"kuma-dp pair from `{baseline}` (same mesh as kuma-dp)"))
 print(f"# Data-plane benchmark, {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
@@ -748,8 +830,8 @@ print(f"Load average (1 min) before / after the run: {r.get('load.before', '?')}
       f"(other work on this shared machine competes for the 2 cores; the loadgen's `pacer late max` shows how late "
       f"its own pacing thread woke up, which an open-loop measurement counts as latency).")
 print()
-print(f"| path | req/s (median) | rounds | p50 / p90 / p99 / max at {rate} rps (ms) | added p99 vs direct | RSS per proxy under load (peak) | errors | pacer late max |")
-print("|---|---:|---|---|---:|---|---|---:|")
+print(f"| path | req/s (median) | rounds | proxies' CPU per request (µs, median) | p50 / p90 / p99 / max at {rate} rps (ms) | added p99 vs direct | RSS per proxy under load (peak) | errors | pacer late max |")
+print("|---|---:|---|---:|---|---:|---|---|---:|")
 d99 = f("direct.p99_ms")
 for key, name in paths:
     rps = f(f"{key}.rps")
@@ -764,14 +846,19 @@ for key, name in paths:
     if r.get(f"{key}.non_2xx", "0") != "0": errs.append(f"loadgen non-2xx {r[key + '.non_2xx']}")
     late = r.get(f"{key}.pacer_late_max_ms", "-") + " ms"
     rounds_s = ", ".join(f"{v:,.0f}" for v in runs[key]) or "-"
-    print(f"| {name} | {rps:,.0f} | {rounds_s} | {lat} | {added} | {rss} | {', '.join(errs) or 'none'} | {late} |" if rps else f"| {name} | - | - | {lat} | {added} | {rss} | {', '.join(errs) or '-'} | {late} |")
+    cpu_s = f"{f(key + '.cpu_us'):.2f}" if f(key + '.cpu_us') else "-"
+    print(f"| {name} | {rps:,.0f} | {rounds_s} | {cpu_s} | {lat} | {added} | {rss} | {', '.join(errs) or 'none'} | {late} |" if rps else f"| {name} | - | - | {cpu_s} | {lat} | {added} | {rss} | {', '.join(errs) or '-'} | {late} |")
 print()
 print(f"kuma-cp RSS at the end of the kuma-dp run: {f('cp.rss_kib', 0) / 1024:.1f} MiB.")
 if r.get("logs.written"):
     print()
     print(f"MeshAccessLog lines on the kuma-dp-logs pair over the whole run: {int(f('logs.written', 0)):,} written, "
-          f"{int(f('logs.dropped', 0)):,} dropped (queue full). MeshMetric endpoints of the pair, scraped once at the end: "
+          f"{int(f('logs.dropped', 0)):,} dropped (buffer full). MeshMetric endpoints of the pair, scraped once at the end: "
           f"{int(f('logs.metric_lines', 0))} `envoy_*` samples.")
+if r.get("trace.exported"):
+    print()
+    print(f"MeshTrace spans from the kuma-dp-trace pair over the whole run: {int(f('trace.exported', 0)):,} exported, "
+          f"{int(f('trace.dropped', 0)):,} dropped.")
 print()
 k, e, h = f("kuma-dp.rps"), f("envoy.rps"), f("haproxy.rps")
 added = (f("kuma-dp.p99_ms") - d99) if f("kuma-dp.p99_ms") is not None and d99 is not None else None
@@ -812,6 +899,14 @@ lg = f("kuma-dp-logs.rps")
 if k and lg:
     per_round = [a / d for a, d in zip(runs["kuma-dp-logs"], runs["kuma-dp"]) if d]
     print(f"| kuma-dp with MeshMetric and file MeshAccessLogs on both sides >= 0.95x without them | {lg / k:.3f}x ({lg:,.0f} vs {k:,.0f}); each round {', '.join(f'{x:.3f}x' for x in per_round)} | {verdict(lg >= 0.95 * k)} |")
+    if f("kuma-dp-logs.cpu_us") and f("kuma-dp.cpu_us"):
+        print(f"| (for reference) their proxies' CPU per request | {f('kuma-dp-logs.cpu_us'):.2f} vs {f('kuma-dp.cpu_us'):.2f} µs ({f('kuma-dp-logs.cpu_us') / f('kuma-dp.cpu_us'):.3f}x) | - |")
+tr = f("kuma-dp-trace.rps")
+if k and tr:
+    per_round = [a / d for a, d in zip(runs["kuma-dp-trace"], runs["kuma-dp"]) if d]
+    print(f"| kuma-dp with MeshTrace at 1% sampling >= 0.97x without it | {tr / k:.3f}x ({tr:,.0f} vs {k:,.0f}); each round {', '.join(f'{x:.3f}x' for x in per_round)} | {verdict(tr >= 0.97 * k)} |")
+    if f("kuma-dp-trace.cpu_us") and f("kuma-dp.cpu_us"):
+        print(f"| (for reference) their proxies' CPU per request | {f('kuma-dp-trace.cpu_us'):.2f} vs {f('kuma-dp.cpu_us'):.2f} µs ({f('kuma-dp-trace.cpu_us') / f('kuma-dp.cpu_us'):.3f}x) | - |")
 c = f("kuma-dp-baseline.rps")
 if k and c:
     per_round = [a / d for a, d in zip(runs["kuma-dp"], runs["kuma-dp-baseline"]) if d]

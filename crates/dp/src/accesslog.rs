@@ -18,9 +18,12 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak, mpsc};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use aerie_core::policies::callers::{Caller, CallerMatch};
@@ -30,11 +33,20 @@ use aerie_core::policies::meshaccesslog::format::{
 use aerie_core::policies::meshaccesslog::{AccessLog, LogBackend, LogFormat, LogValues};
 use aerie_core::policies::meshtrafficpermission::PeerIdentity;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prometheus_client::metrics::counter::Counter;
 use tracing::warn;
 
-/// Lines a backend's queue holds before new ones are dropped.
-pub(crate) const QUEUE_LINES: usize = 16384;
+/// Bytes of rendered lines a backend buffers before new lines are
+/// dropped.
+pub(crate) const BUFFER_BYTES: usize = 4 << 20;
+/// OTLP log records an OpenTelemetry backend holds before new ones are dropped.
+const RECORDS_HELD: usize = 16384;
+/// Records in one OTLP export request at most.
+const OTLP_BATCH: usize = 2048;
+/// How long an OTLP export may take.
+const OTLP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a TCP collector may take to accept a connection or a write.
 const TCP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a failed file or TCP collector is retried.
@@ -116,41 +128,88 @@ pub(crate) fn flag_of(kind: &str) -> u16 {
     }
 }
 
-/// What the forwarding of one logged request notes down as it goes.
-#[derive(Default)]
-pub(crate) struct Slot {
-    upstream: Cell<Option<SocketAddr>>,
-    flags: Cell<u16>,
+/// What the forwarding of one logged request notes down as it goes: the endpoint of the
+/// last attempt and the response flags.
+#[derive(Clone, Copy, Default)]
+struct Noted {
+    upstream: Option<SocketAddr>,
+    flags: u16,
 }
 
-tokio::task_local! {
-    static SLOT: Slot;
+thread_local! {
+    /// The notes of the [`Tracked`] future being polled on this thread (`None`: none is).
+    static NOTED: Cell<Option<Noted>> = const { Cell::new(None) };
 }
 
-/// Runs `fut` with a slot the forwarding notes the upstream and flags in, and returns them
-/// with its output. Only logged requests pay for it.
-pub(crate) async fn track<F: Future>(fut: F) -> (F::Output, Option<SocketAddr>, u16) {
-    SLOT.scope(Slot::default(), async move {
-        let out = fut.await;
-        let (upstream, flags) = SLOT
-            .try_with(|s| (s.upstream.get(), s.flags.get()))
-            .unwrap_or((None, 0));
-        (out, upstream, flags)
-    })
-    .await
+/// Runs `fut` so that what its forwarding notes ([`note_upstream`], [`note_flag`]) comes
+/// back with its output.
+pub(crate) fn track<F: Future>(fut: F) -> Tracked<F> {
+    Tracked {
+        fut,
+        noted: Noted::default(),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`track`]. Its size is its future's plus a few bytes (an `async` wrapper or a
+    /// tokio task-local would hold the future more than once), and a poll costs two
+    /// thread-local swaps.
+    pub(crate) struct Tracked<F> {
+        #[pin]
+        fut: F,
+        noted: Noted,
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = (F::Output, Option<SocketAddr>, u16);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // Restores the outer notes (a tracked future inside another) even if `fut` panics.
+        struct Restore<'a> {
+            outer: Option<Noted>,
+            noted: &'a mut Noted,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                if let Some(n) = NOTED.replace(self.outer) {
+                    *self.noted = n;
+                }
+            }
+        }
+        let restore = Restore {
+            outer: NOTED.replace(Some(*this.noted)),
+            noted: &mut *this.noted,
+        };
+        let out = this.fut.poll(cx);
+        drop(restore);
+        out.map(|out| (out, this.noted.upstream, this.noted.flags))
+    }
 }
 
 /// The endpoint an attempt went to (the last attempt's is logged). Outside [`track`]: a
 /// thread-local lookup, nothing else.
 pub(crate) fn note_upstream(addr: SocketAddr) {
-    let _ = SLOT.try_with(|s| s.upstream.set(Some(addr)));
+    NOTED.with(|n| {
+        if let Some(mut noted) = n.get() {
+            noted.upstream = Some(addr);
+            n.set(Some(noted));
+        }
+    });
 }
 
 /// A response flag (see [`flag_of`]).
 pub(crate) fn note_flag(flag: u16) {
-    if flag != 0 {
-        let _ = SLOT.try_with(|s| s.flags.set(s.flags.get() | flag));
+    if flag == 0 {
+        return;
     }
+    NOTED.with(|n| {
+        if let Some(mut noted) = n.get() {
+            noted.flags |= flag;
+            n.set(Some(noted));
+        }
+    });
 }
 
 // ---- Sinks ----
@@ -159,6 +218,12 @@ pub(crate) fn note_flag(flag: u16) {
 enum SinkKey {
     File(String),
     Tcp(String),
+    /// An OTLP collector, with the resource's `kuma.mesh` and `kuma.zone`.
+    Otel {
+        endpoint: String,
+        mesh: String,
+        zone: String,
+    },
 }
 
 impl SinkKey {
@@ -166,20 +231,73 @@ impl SinkKey {
         match self {
             SinkKey::File(p) => format!("file:{p}"),
             SinkKey::Tcp(a) => format!("tcp:{a}"),
+            SinkKey::Otel { endpoint, .. } => format!("otel:{endpoint}"),
         }
     }
 }
 
-/// One backend's queue; its writer thread ends once every [`Sink`] handle is gone.
+/// One backend's buffer: the request path renders its line straight into it (under a lock
+/// held for that render only, so lines keep the order requests ended in), and the writer
+/// thread swaps it out on a timer. No allocation, channel or wake-up per line. The writer
+/// thread ends once every [`Sink`] handle is gone.
 pub(crate) struct Sink {
-    tx: mpsc::SyncSender<String>,
+    buffers: Arc<Buffers>,
+}
+
+struct Buffers {
+    queued: Mutex<Queued>,
+    /// Bytes of lines held at most.
+    cap: usize,
     dropped: Counter,
 }
 
+/// What waits for the writer.
+#[derive(Default)]
+struct Queued {
+    text: String,
+    lines: u64,
+    /// An OpenTelemetry backend's records (its `text` stays empty).
+    records: Vec<LogRecord>,
+}
+
+impl Buffers {
+    fn new(cap: usize, dropped: Counter) -> Buffers {
+        Buffers {
+            queued: Mutex::default(),
+            cap,
+            dropped,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Sink {
-    fn send(&self, line: String) {
-        if self.tx.try_send(line).is_err() {
-            self.dropped.inc();
+    /// Appends the line `render` writes (newline included), or drops and counts it when
+    /// the buffer is full.
+    fn log(&self, render: impl FnOnce(&mut String)) {
+        let b = &*self.buffers;
+        let mut pending = b.lock();
+        let before = pending.text.len();
+        render(&mut pending.text);
+        if pending.text.len() > b.cap {
+            pending.text.truncate(before);
+            b.dropped.inc();
+        } else {
+            pending.lines += 1;
+        }
+    }
+
+    /// Appends an OTLP log record, or drops and counts it when the buffer is full.
+    fn log_record(&self, record: LogRecord) {
+        let b = &*self.buffers;
+        let mut pending = b.lock();
+        if pending.records.len() >= RECORDS_HELD {
+            b.dropped.inc();
+        } else {
+            pending.records.push(record);
         }
     }
 }
@@ -223,20 +341,21 @@ impl Sinks {
         };
         let written = self.metrics.written.get_or_create(&labels).clone();
         let dropped = self.metrics.dropped.get_or_create(&labels).clone();
-        let (tx, rx) = mpsc::sync_channel::<String>(QUEUE_LINES);
+        let buffers = Arc::new(Buffers::new(BUFFER_BYTES, dropped.clone()));
         let writer = Writer {
             key: key.clone(),
             written,
-            dropped: dropped.clone(),
+            dropped,
         };
+        let drained = buffers.clone();
         let spawned = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer.run(rx));
+            .spawn(move || writer.run(&drained));
         if let Err(e) = spawned {
-            // The receiver is gone with the closure: every line is dropped and counted.
+            // Nothing drains the buffer: once full, every line is dropped and counted.
             warn!(backend = %key.label(), error = %e, "cannot start an access log writer");
         }
-        let sink = Arc::new(Sink { tx, dropped });
+        let sink = Arc::new(Sink { buffers });
         open.insert(key, Arc::downgrade(&sink));
         sink
     }
@@ -281,69 +400,214 @@ impl Writer {
                 s.set_nodelay(true)?;
                 Ok(Out::Tcp(std::io::BufWriter::new(s)))
             }
+            // Written by `run_otel`, never opened as a stream.
+            SinkKey::Otel { .. } => Err(std::io::Error::other("not a line backend")),
         }
     }
 
-    fn run(self, rx: mpsc::Receiver<String>) {
+    fn run(self, buffers: &Arc<Buffers>) {
+        if let SinkKey::Otel { .. } = &self.key {
+            return self.run_otel(buffers);
+        }
         let mut out: Option<Out> = None;
         let mut retry_at: Option<Instant> = None;
-        let mut batch: Vec<String> = Vec::new();
-        let mut open = true;
-        while open {
-            // The senders never wake this thread (it never blocks in `recv`): it drains the
-            // queue on a timer, so a request pays for a queue push only, and a batch is one
-            // write (Envoy flushes file logs on a timer too).
+        let mut spare = String::new();
+        loop {
+            // The request path never wakes this thread: it drains the buffer on a timer, so
+            // a request pays for rendering into it only, and a drain is one write
+            // (Envoy flushes file logs on a timer too).
             std::thread::sleep(FLUSH_EVERY);
-            loop {
-                match rx.try_recv() {
-                    Ok(line) => batch.push(line),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            if out.is_none() && retry_at.is_none_or(|at| Instant::now() >= at) {
-                match self.open() {
-                    Ok(o) => {
-                        out = Some(o);
-                        retry_at = None;
-                    }
-                    Err(e) => {
-                        warn!(backend = %self.key.label(), error = %e, "access log backend unavailable; dropping lines");
-                        retry_at = Some(Instant::now() + RETRY_EVERY);
-                    }
-                }
-            }
-            let n = batch.len() as u64;
-            let Some(o) = &mut out else {
-                self.dropped.inc_by(n);
-                batch.clear();
-                continue;
+            // Every handle gone: this is the last drain (nothing can append any more).
+            let last = Arc::strong_count(buffers) == 1;
+            let lines = {
+                let mut q = buffers.lock();
+                std::mem::swap(&mut q.text, &mut spare);
+                std::mem::take(&mut q.lines)
             };
-            let w = o.get_mut();
-            let ok = batch.iter().all(|l| w.write_all(l.as_bytes()).is_ok()) && w.flush().is_ok();
-            batch.clear();
-            if ok {
-                self.written.inc_by(n);
-            } else {
-                warn!(backend = %self.key.label(), "writing access log lines failed; reopening");
-                self.dropped.inc_by(n);
-                out = None;
-                retry_at = Some(Instant::now() + RETRY_EVERY);
+            if lines > 0 {
+                self.write(&mut out, &mut retry_at, &spare, lines);
+            }
+            spare.clear();
+            // A burst's buffer is not kept for ever.
+            if spare.capacity() > buffers.cap / 4 {
+                spare = String::new();
+            }
+            if last {
+                break;
             }
         }
         if let Some(mut o) = out {
             let _ = o.get_mut().flush();
         }
     }
+
+    /// Writes `lines` lines (`text`), opening the backend first if it is not open and not
+    /// waiting for a retry; counts them written or dropped.
+    fn write(&self, out: &mut Option<Out>, retry_at: &mut Option<Instant>, text: &str, lines: u64) {
+        if out.is_none() && retry_at.is_none_or(|at| Instant::now() >= at) {
+            match self.open() {
+                Ok(o) => {
+                    *out = Some(o);
+                    *retry_at = None;
+                }
+                Err(e) => {
+                    warn!(backend = %self.key.label(), error = %e, "access log backend unavailable; dropping lines");
+                    *retry_at = Some(Instant::now() + RETRY_EVERY);
+                }
+            }
+        }
+        let Some(o) = out else {
+            self.dropped.inc_by(lines);
+            return;
+        };
+        let w = o.get_mut();
+        if w.write_all(text.as_bytes()).is_ok() && w.flush().is_ok() {
+            self.written.inc_by(lines);
+        } else {
+            warn!(backend = %self.key.label(), "writing access log lines failed; reopening");
+            self.dropped.inc_by(lines);
+            *out = None;
+            *retry_at = Some(Instant::now() + RETRY_EVERY);
+        }
+    }
 }
 
-/// A TCP backend's address (`host:port`, Kuma also accepts a scheme and a path around it).
+impl Writer {
+    /// An OpenTelemetry backend's writer: every [`FLUSH_EVERY`] the buffered records go to
+    /// the collector in OTLP export requests (gRPC, on this thread's own runtime).
+    fn run_otel(self, buffers: &Arc<Buffers>) {
+        let SinkKey::Otel {
+            endpoint,
+            mesh,
+            zone,
+        } = &self.key
+        else {
+            return;
+        };
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                warn!(backend = %self.key.label(), error = %e, "cannot start the access log exporter's runtime");
+                return;
+            }
+        };
+        // The client's connection task needs the runtime's context.
+        let _entered = rt.enter();
+        let resource = otel_resource(mesh, zone);
+        let mut client: Option<OtlpLogsClient> = None;
+        let mut last_warning: Option<Instant> = None;
+        loop {
+            std::thread::sleep(FLUSH_EVERY);
+            let last = Arc::strong_count(buffers) == 1;
+            let batch = std::mem::take(&mut buffers.lock().records);
+            for chunk in batch.chunks(OTLP_BATCH) {
+                let n = chunk.len() as u64;
+                let req = otel_logs_request(&resource, chunk.to_vec());
+                let sent = match &mut client {
+                    Some(c) => Ok(c),
+                    None => otlp_logs_client(endpoint).map(|c| client.insert(c)),
+                }
+                .and_then(|c| {
+                    rt.block_on(async {
+                        tokio::time::timeout(OTLP_TIMEOUT, c.export(req))
+                            .await
+                            .map_err(|_| "timed out".to_string())
+                            .and_then(|r| r.map(|_| ()).map_err(|s| s.to_string()))
+                    })
+                });
+                match sent {
+                    Ok(()) => {
+                        self.written.inc_by(n);
+                    }
+                    Err(e) => {
+                        self.dropped.inc_by(n);
+                        if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                            last_warning = Some(Instant::now());
+                            warn!(backend = %self.key.label(), error = %e, records = n, "cannot send access log records; dropped");
+                        }
+                    }
+                }
+            }
+            if last {
+                break;
+            }
+        }
+    }
+}
+
+type OtlpLogsClient =
+    opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient<
+        tonic::transport::Channel,
+    >;
+
+fn otlp_logs_client(endpoint: &str) -> Result<OtlpLogsClient, String> {
+    let uri = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let channel = tonic::transport::Endpoint::from_shared(uri)
+        .map_err(|e| format!("bad endpoint {endpoint:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(OTLP_TIMEOUT)
+        .connect_lazy();
+    Ok(OtlpLogsClient::new(channel))
+}
+
+fn string_value(s: String) -> AnyValue {
+    AnyValue {
+        value: Some(any_value::Value::StringValue(s)),
+    }
+}
+
+/// The resource Kuma's OpenTelemetry access logs describe: `kuma.mesh`, `kuma.zone` (when
+/// the proxy has one).
+fn otel_resource(mesh: &str, zone: &str) -> opentelemetry_proto::tonic::resource::v1::Resource {
+    let mut attributes = vec![KeyValue {
+        key: "kuma.mesh".into(),
+        value: Some(string_value(mesh.to_string())),
+        ..Default::default()
+    }];
+    if !zone.is_empty() {
+        attributes.push(KeyValue {
+            key: "kuma.zone".into(),
+            value: Some(string_value(zone.to_string())),
+            ..Default::default()
+        });
+    }
+    opentelemetry_proto::tonic::resource::v1::Resource {
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// One export request: the resource, one scope (`kuma-dp`) and its records.
+fn otel_logs_request(
+    resource: &opentelemetry_proto::tonic::resource::v1::Resource,
+    log_records: Vec<LogRecord>,
+) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource.clone()),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "kuma-dp".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                log_records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
 fn tcp_target(address: &str) -> std::io::Result<SocketAddr> {
     let rest = address.split_once("://").map_or(address, |(_, r)| r);
     let hostport = rest.split(['/', '?', '#']).next().unwrap_or(rest);
@@ -484,28 +748,10 @@ impl Format {
             .collect()
     }
 
-    /// One line, newline included.
-    fn render(&self, r: &Record, log: &ListenerLog) -> String {
-        let mut line = String::with_capacity(256);
+    /// Appends one line, newline included, to `line`.
+    fn render(&self, r: &Record, log: &ListenerLog, line: &mut String) {
         match &self.shape {
-            Shape::Plain(pieces) => {
-                for p in pieces {
-                    match p {
-                        Piece::Text(t) => line.push_str(t),
-                        Piece::Op(op, max) => {
-                            let start = line.len();
-                            if r.value(op, log, &mut line) {
-                                if let Some(n) = max {
-                                    let end = start + truncate(&line[start..], Some(*n)).len();
-                                    line.truncate(end);
-                                }
-                            } else if !self.omit_empty {
-                                line.push('-');
-                            }
-                        }
-                    }
-                }
-            }
+            Shape::Plain(pieces) => render_plain(pieces, self.omit_empty, r, log, line),
             Shape::Json(fields) => {
                 let mut obj = serde_json::Map::new();
                 for (key, pieces) in fields {
@@ -519,7 +765,72 @@ impl Format {
             }
         }
         line.push('\n');
-        line
+    }
+
+    /// An OTLP log record's body: the text, or for JSON fields a key-value list (a lone
+    /// numeric operator as an integer).
+    fn render_any(&self, r: &Record, log: &ListenerLog) -> AnyValue {
+        match &self.shape {
+            Shape::Plain(pieces) => {
+                let mut text = String::new();
+                render_plain(pieces, self.omit_empty, r, log, &mut text);
+                string_value(text)
+            }
+            Shape::Json(fields) => {
+                let values = fields
+                    .iter()
+                    .filter_map(|(key, pieces)| {
+                        let value = match json_value(pieces, r, log) {
+                            serde_json::Value::Null if self.omit_empty => return None,
+                            serde_json::Value::Null => string_value("-".into()),
+                            serde_json::Value::Number(n) => AnyValue {
+                                value: Some(n.as_i64().map_or_else(
+                                    || any_value::Value::StringValue(n.to_string()),
+                                    any_value::Value::IntValue,
+                                )),
+                            },
+                            serde_json::Value::String(s) => string_value(s),
+                            other => string_value(other.to_string()),
+                        };
+                        Some(KeyValue {
+                            key: key.clone(),
+                            value: Some(value),
+                            ..Default::default()
+                        })
+                    })
+                    .collect();
+                AnyValue {
+                    value: Some(any_value::Value::KvlistValue(KeyValueList { values })),
+                }
+            }
+        }
+    }
+}
+
+/// Appends plain pieces: text, and each operator's value (`-` without one, unless empty
+/// values are omitted), truncated to its length limit.
+fn render_plain(
+    pieces: &[Piece],
+    omit_empty: bool,
+    r: &Record,
+    log: &ListenerLog,
+    line: &mut String,
+) {
+    for p in pieces {
+        match p {
+            Piece::Text(t) => line.push_str(t),
+            Piece::Op(op, max) => {
+                let start = line.len();
+                if r.value(op, log, line) {
+                    if let Some(n) = max {
+                        let end = start + truncate(&line[start..], Some(*n)).len();
+                        line.truncate(end);
+                    }
+                } else if !omit_empty {
+                    line.push('-');
+                }
+            }
+        }
     }
 }
 
@@ -567,6 +878,9 @@ fn json_value(pieces: &[Piece], r: &Record, log: &ListenerLog) -> serde_json::Va
 struct Output {
     sink: Arc<Sink>,
     format: Format,
+    /// An OpenTelemetry backend: its attributes, each a name and a plain format (its
+    /// records' body is `format`). `None`: a line backend.
+    otel: Option<Vec<(String, Format)>>,
 }
 
 struct Entry {
@@ -600,16 +914,47 @@ impl ListenerLog {
                     .backends
                     .iter()
                     .map(|b| {
-                        let (key, format) = match b {
+                        let (key, format, attributes) = match b {
                             LogBackend::File { path, format } => {
-                                (SinkKey::File(path.clone()), format)
+                                (SinkKey::File(path.clone()), format, None)
                             }
                             LogBackend::Tcp { address, format } => {
-                                (SinkKey::Tcp(address.clone()), format)
+                                (SinkKey::Tcp(address.clone()), format, None)
                             }
+                            LogBackend::Otel {
+                                endpoint,
+                                body,
+                                attributes,
+                            } => (
+                                SinkKey::Otel {
+                                    endpoint: endpoint.clone(),
+                                    mesh: cfg.values.mesh.clone(),
+                                    zone: cfg.values.zone.clone(),
+                                },
+                                body,
+                                Some(attributes),
+                            ),
                         };
                         let format = Format::compile(format, tcp, &cfg.values, inbound);
-                        for op in format.ops() {
+                        let otel = attributes.map(|list| {
+                            list.iter()
+                                .map(|(k, v)| {
+                                    let plain = LogFormat::Plain {
+                                        text: v.clone(),
+                                        omit_empty: false,
+                                    };
+                                    (
+                                        k.clone(),
+                                        Format::compile(&plain, tcp, &cfg.values, inbound),
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                        });
+                        let all_ops = format
+                            .ops()
+                            .into_iter()
+                            .chain(otel.iter().flatten().flat_map(|(_, f)| f.ops()));
+                        for op in all_ops {
                             let (names, list) = match op {
                                 Op::Req(n) => (n, &mut req_headers),
                                 Op::Resp(n) => (n, &mut resp_headers),
@@ -630,6 +975,7 @@ impl ListenerLog {
                         Output {
                             sink: sinks.get(key),
                             format,
+                            otel,
                         }
                     })
                     .collect(),
@@ -646,7 +992,7 @@ impl ListenerLog {
     }
 
     /// The entries logging this caller (once per connection).
-    pub fn entries_for(&self, caller: &Caller<'_>) -> Box<[u16]> {
+    pub fn entries_for(&self, caller: &Caller<'_>) -> Arc<[u16]> {
         self.entries
             .iter()
             .enumerate()
@@ -660,7 +1006,7 @@ impl ListenerLog {
         self: &Arc<Self>,
         req: &http::Request<B>,
         conn: &ConnInfo,
-        entries: Box<[u16]>,
+        entries: Arc<[u16]>,
     ) -> Pending {
         let headers = req.headers();
         let mut record = Record::new(conn);
@@ -676,15 +1022,38 @@ impl ListenerLog {
     }
 
     /// Starts the record of a TCP connection.
-    pub fn begin_tcp(self: &Arc<Self>, conn: &ConnInfo, entries: Box<[u16]>) -> Pending {
+    pub fn begin_tcp(self: &Arc<Self>, conn: &ConnInfo, entries: Arc<[u16]>) -> Pending {
         self.pending(Record::new(conn), entries)
     }
 
-    fn pending(self: &Arc<Self>, record: Record, entries: Box<[u16]>) -> Pending {
+    fn pending(self: &Arc<Self>, record: Record, entries: Arc<[u16]>) -> Pending {
         Pending {
             log: self.clone(),
             entries,
             record,
+        }
+    }
+
+    /// An OTLP log record as Envoy's OpenTelemetry access logger makes it: the start time,
+    /// the rendered body and attributes.
+    fn otel_record(&self, r: &Record, o: &Output, attributes: &[(String, Format)]) -> LogRecord {
+        let nanos = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        };
+        LogRecord {
+            time_unix_nano: nanos(r.start),
+            observed_time_unix_nano: nanos(SystemTime::now()),
+            body: Some(o.format.render_any(r, self)),
+            attributes: attributes
+                .iter()
+                .map(|(key, f)| KeyValue {
+                    key: key.clone(),
+                    value: Some(f.render_any(r, self)),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
         }
     }
 
@@ -694,7 +1063,10 @@ impl ListenerLog {
                 continue;
             };
             for o in &e.outputs {
-                o.sink.send(o.format.render(record, self));
+                match &o.otel {
+                    None => o.sink.log(|line| o.format.render(record, self, line)),
+                    Some(attributes) => o.sink.log_record(self.otel_record(record, o, attributes)),
+                }
             }
         }
     }
@@ -796,7 +1168,7 @@ impl Record {
                 }
             }),
             Op::ResponseCode => match self.status {
-                Some(s) => write!(out, "{s}").is_ok(),
+                Some(s) => push_int(out, s),
                 None if log.tcp => false,
                 None => {
                     out.push('0');
@@ -830,29 +1202,25 @@ impl Record {
                 });
                 true
             }
-            Op::BytesReceived => write!(out, "{}", self.received.load(Ordering::Relaxed)).is_ok(),
-            Op::BytesSent => write!(out, "{}", self.sent).is_ok(),
-            Op::Duration => write!(out, "{}", self.duration_ms).is_ok(),
+            Op::BytesReceived => push_int(out, self.received.load(Ordering::Relaxed)),
+            Op::BytesSent => push_int(out, self.sent),
+            Op::Duration => push_int(out, self.duration_ms),
             Op::ResponseDuration => match self.response_ms {
-                Some(ms) => write!(out, "{ms}").is_ok(),
+                Some(ms) => push_int(out, ms),
                 None => false,
             },
             Op::UpstreamHost => match self.upstream {
-                Some(a) => write!(out, "{a}").is_ok(),
+                Some(a) => push_addr(out, a),
                 None => false,
             },
             Op::UpstreamCluster => {
                 out.push_str(if log.inbound { "localhost" } else { "outbound" });
                 true
             }
-            Op::DownstreamRemoteAddress => write!(out, "{}", self.conn.remote).is_ok(),
-            Op::DownstreamRemoteAddressWithoutPort => {
-                write!(out, "{}", self.conn.remote.ip()).is_ok()
-            }
-            Op::DownstreamLocalAddress => write!(out, "{}", self.conn.local).is_ok(),
-            Op::DownstreamLocalAddressWithoutPort => {
-                write!(out, "{}", self.conn.local.ip()).is_ok()
-            }
+            Op::DownstreamRemoteAddress => push_addr(out, self.conn.remote),
+            Op::DownstreamRemoteAddressWithoutPort => push_ip(out, self.conn.remote.ip()),
+            Op::DownstreamLocalAddress => push_addr(out, self.conn.local),
+            Op::DownstreamLocalAddressWithoutPort => push_ip(out, self.conn.local.ip()),
             Op::RequestedServerName => match &self.conn.sni {
                 Some(s) => {
                     out.push_str(s);
@@ -934,7 +1302,7 @@ impl Record {
 /// A record waiting for its request to end.
 pub(crate) struct Pending {
     log: Arc<ListenerLog>,
-    entries: Box<[u16]>,
+    entries: Arc<[u16]>,
     record: Record,
 }
 
@@ -985,6 +1353,51 @@ impl Pending {
     }
 }
 
+/// An integer in decimal (without the formatting machinery: a line has several).
+fn push_int(out: &mut String, n: impl itoa::Integer) -> bool {
+    out.push_str(itoa::Buffer::new().format(n));
+    true
+}
+
+/// An address as `Display` writes it (`1.2.3.4`, IPv6 by `Display`).
+fn push_ip(out: &mut String, ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            let mut buf = itoa::Buffer::new();
+            for (i, o) in [a, b, c, d].into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(buf.format(o));
+            }
+            true
+        }
+        std::net::IpAddr::V6(v6) => write!(out, "{v6}").is_ok(),
+    }
+}
+
+/// A socket address as `Display` writes it (`1.2.3.4:80`, `[::1]:80`).
+fn push_addr(out: &mut String, a: SocketAddr) -> bool {
+    match a {
+        SocketAddr::V4(v4) => {
+            push_ip(out, std::net::IpAddr::V4(*v4.ip()));
+            out.push(':');
+            push_int(out, v4.port())
+        }
+        SocketAddr::V6(v6) => write!(out, "{v6}").is_ok(),
+    }
+}
+
+/// `n` in exactly `width` decimal digits (zero-padded; `n` is below `10^width`).
+fn push_padded(out: &mut String, n: u32, width: u32) {
+    let mut d = 10u32.pow(width.saturating_sub(1));
+    while d > 0 {
+        out.push(char::from(b'0' + ((n / d) % 10) as u8));
+        d /= 10;
+    }
+}
+
 fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -1001,21 +1414,39 @@ fn hostname() -> &'static str {
 /// `%START_TIME%` in UTC: Envoy's default (`2026-12-06T04:05:06.789Z`), or a format with
 /// `%Y %m %d %H %M %S %s %z %Z %E3S %E6S %E9S %f %3f %6f %9f %%`.
 fn write_time(t: SystemTime, format: Option<&str>, out: &mut String) -> bool {
-    let dt = time::OffsetDateTime::from(t);
     let Some(f) = format.filter(|f| !f.is_empty()) else {
-        return write!(
-            out,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            dt.year(),
-            u8::from(dt.month()),
-            dt.day(),
-            dt.hour(),
-            dt.minute(),
-            dt.second(),
-            dt.millisecond()
-        )
-        .is_ok();
+        // Envoy's default: `2025-12-06T05:46:40.123Z`. The part up to the second is the same
+        // for every line of that second: kept per thread.
+        thread_local! {
+            static SECOND: std::cell::RefCell<(i64, String)> =
+                const { std::cell::RefCell::new((i64::MIN, String::new())) };
+        }
+        let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+        SECOND.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.0 != secs {
+                let dt = time::OffsetDateTime::from(t);
+                s.1.clear();
+                let _ = write!(
+                    s.1,
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.",
+                    dt.year(),
+                    u8::from(dt.month()),
+                    dt.day(),
+                    dt.hour(),
+                    dt.minute(),
+                    dt.second()
+                );
+                s.0 = secs;
+            }
+            out.push_str(&s.1);
+        });
+        push_padded(out, since.subsec_millis(), 3);
+        out.push('Z');
+        return true;
     };
+    let dt = time::OffsetDateTime::from(t);
     let mut rest = f;
     while let Some(at) = rest.find('%') {
         out.push_str(&rest[..at]);
@@ -1086,7 +1517,9 @@ mod tests {
     }
 
     fn render(l: &ListenerLog, r: &Record) -> String {
-        l.entries[0].outputs[0].format.render(r, l)
+        let mut line = String::new();
+        l.entries[0].outputs[0].format.render(r, l, &mut line);
+        line
     }
 
     fn conn() -> ConnInfo {
@@ -1108,7 +1541,7 @@ mod tests {
     }
 
     fn finished(l: &Arc<ListenerLog>, status: u16) -> Record {
-        let mut p = l.begin(&request(), &conn(), Box::new([0]));
+        let mut p = l.begin(&request(), &conn(), Arc::from([0u16]));
         let mut head = HeaderMap::new();
         head.insert(
             "x-envoy-upstream-service-time",
@@ -1140,7 +1573,7 @@ mod tests {
     #[test]
     fn kumas_default_tcp_format() {
         let l = log(LogFormat::Default, true, false, "/dev/null");
-        let mut p = l.begin_tcp(&conn(), Box::new([0]));
+        let mut p = l.begin_tcp(&conn(), Arc::from([0u16]));
         p.connected(Some("127.0.0.2:9000".parse().unwrap()), 0);
         p.record.start = SystemTime::UNIX_EPOCH;
         p.record.sent = 10;
@@ -1219,12 +1652,12 @@ mod tests {
         );
         let id = PeerIdentity::new("default", ["flight-control"]);
         let c = conn().with_identity(Some(&id), None);
-        let p = l.begin(&request(), &c, Box::new([0]));
+        let p = l.begin(&request(), &c, Arc::from([0u16]));
         assert_eq!(
             render(&l, &p.record),
             "flight-control spiffe://default/flight-control\n"
         );
-        let anonymous = l.begin(&request(), &conn(), Box::new([0]));
+        let anonymous = l.begin(&request(), &conn(), Arc::from([0u16]));
         assert_eq!(render(&l, &anonymous.record), "web -\n");
     }
 
@@ -1238,6 +1671,40 @@ mod tests {
             &mut out
         ));
         assert_eq!(out, "2025/12/06 05:46:40.123 +0000|123456|123456789|%|%q");
+        // Envoy's default, twice in one second (the second's text is kept) and in the next.
+        for (nanos, text) in [
+            (1_765_000_000_123_456_789u64, "2025-12-06T05:46:40.123Z"),
+            (1_765_000_000_009_000_000, "2025-12-06T05:46:40.009Z"),
+            (1_765_000_001_000_000_000, "2025-12-06T05:46:41.000Z"),
+        ] {
+            let mut out = String::new();
+            let t = SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos);
+            assert!(write_time(t, None, &mut out));
+            assert_eq!(out, text);
+        }
+    }
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_display_would() {
+        for a in [
+            "10.0.0.1:8080",
+            "255.255.255.255:65535",
+            "0.0.0.0:0",
+            "[::1]:80",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            let mut out = String::new();
+            assert!(push_addr(&mut out, a));
+            assert_eq!(out, a.to_string());
+            let mut out = String::new();
+            assert!(push_ip(&mut out, a.ip()));
+            assert_eq!(out, a.ip().to_string());
+        }
+        let mut out = String::new();
+        push_int(&mut out, 0u64);
+        push_int(&mut out, u64::MAX);
+        push_padded(&mut out, 7, 3);
+        assert_eq!(out, format!("0{}007", u64::MAX));
     }
 
     #[test]
@@ -1250,8 +1717,12 @@ mod tests {
         // Same backend, same sink.
         let again = sinks.get(SinkKey::File(path.to_string_lossy().into()));
         assert!(Arc::ptr_eq(&sink, &again));
-        sink.send("one\n".into());
-        sink.send("two\n".into());
+        sink.log(|l| l.push_str("one\n"));
+        // Another thread's line reaches the file too.
+        let other = sink.clone();
+        std::thread::spawn(move || other.log(|l| l.push_str("two\n")))
+            .join()
+            .unwrap();
         drop((sink, again));
         let labels = BackendLabels {
             backend: format!("file:{}", path.to_string_lossy()),
@@ -1261,20 +1732,25 @@ mod tests {
             assert!(Instant::now() < deadline, "lines not written");
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        let mut written: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        written.sort();
+        assert_eq!(written, ["one", "two"]);
 
-        // A queue nobody drains (its writer could not start) drops every line.
-        let (tx, rx) = mpsc::sync_channel(1);
+        // A buffer nobody drains (its writer could not start) keeps what fits and drops
+        // and counts the rest, leaving no partial line.
         let full = Sink {
-            tx,
-            dropped: Counter::default(),
+            buffers: Arc::new(Buffers::new(10, Counter::default())),
         };
-        full.send("kept\n".into());
-        full.send("dropped\n".into());
-        assert_eq!(full.dropped.get(), 1);
-        drop(rx);
-        full.send("dropped\n".into());
-        assert_eq!(full.dropped.get(), 2);
+        full.log(|l| l.push_str("kept\n"));
+        full.log(|l| l.push_str("dropped\n"));
+        full.log(|l| l.push_str("also\n"));
+        assert_eq!(full.buffers.dropped.get(), 1);
+        let q = full.buffers.lock();
+        assert_eq!((q.text.as_str(), q.lines), ("kept\nalso\n", 2));
     }
 
     #[test]

@@ -177,18 +177,33 @@ fn parse_b3_single(v: &str) -> Option<Context> {
 }
 
 /// 16 or 32 lowercase or uppercase hex digits, not all zero.
+/// Lower- or upper-case hex digits, in one pass.
+fn parse_hex(s: &str) -> Option<u128> {
+    s.bytes().try_fold(0u128, |acc, b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        Some((acc << 4) | u128::from(d))
+    })
+}
+
 fn parse_trace_id(s: &str) -> Option<u128> {
-    if (s.len() != 16 && s.len() != 32) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.len() != 16 && s.len() != 32 {
         return None;
     }
-    u128::from_str_radix(s, 16).ok().filter(|v| *v != 0)
+    parse_hex(s).filter(|v| *v != 0)
 }
 
 fn parse_span_id(s: &str) -> Option<u64> {
-    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.len() != 16 {
         return None;
     }
-    u64::from_str_radix(s, 16).ok().filter(|v| *v != 0)
+    parse_hex(s)
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v != 0)
 }
 
 fn new_span_id() -> u64 {
@@ -207,6 +222,24 @@ fn new_trace_id(bits128: bool) -> u128 {
     } else {
         low
     }
+}
+
+/// `00-<trace id>-<span id>-<flags>`, written without the formatting machinery: every
+/// request that is not traced still carries it on (the decision for the next hop).
+fn traceparent(trace_id: u128, span_id: u64, sampled: bool) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    for (i, b) in out[3..35].iter_mut().enumerate() {
+        *b = HEX[((trace_id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    for (i, b) in out[36..52].iter_mut().enumerate() {
+        *b = HEX[((span_id >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    if sampled {
+        out[54] = b'1';
+    }
+    // Hex digits and dashes only: always a valid header value.
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 fn header(text: &str) -> HeaderValue {
@@ -312,10 +345,7 @@ impl Tracer {
                 let trace_id = new_trace_id(self.trace_id_128bit);
                 let span_id = new_span_id();
                 let headers = req.headers_mut();
-                headers.insert(
-                    TRACEPARENT.clone(),
-                    header(&format!("00-{trace_id:032x}-{span_id:016x}-00")),
-                );
+                headers.insert(TRACEPARENT.clone(), traceparent(trace_id, span_id, false));
                 if self.b3_out {
                     headers.insert(B3_SAMPLED.clone(), HeaderValue::from_static("0"));
                 }
@@ -387,10 +417,7 @@ impl Tracer {
         let name = format!("{} {destination}", req.method());
         // The next hop continues from this span.
         let headers = req.headers_mut();
-        headers.insert(
-            TRACEPARENT.clone(),
-            header(&format!("00-{trace_id:032x}-{span_id:016x}-01")),
-        );
+        headers.insert(TRACEPARENT.clone(), traceparent(trace_id, span_id, true));
         if self.b3_out || incoming.is_some_and(|c| c.b3) {
             headers.remove(&B3);
             let width = if trace_id >> 64 == 0 && !self.trace_id_128bit {

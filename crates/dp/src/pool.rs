@@ -485,47 +485,32 @@ impl EndpointPool {
         sender: Sender,
         req: Request<ReqBody>,
     ) -> Result<Response<PooledBody>, SendError> {
-        match sender {
-            Sender::H2(mut sender) => {
-                let resp = match sender.try_send_request(req).await {
-                    Ok(resp) => resp,
-                    Err(mut e) => match e.take_message() {
-                        Some(req) => {
-                            self.h2_conn().store(None);
-                            let Sender::H2(mut fresh) = Box::pin(self.connect()).await? else {
-                                return Err(SendError::Protocol);
-                            };
-                            fresh.send_request(req).await?
-                        }
-                        None => return Err(SendError::Http(e.into_error())),
-                    },
-                };
-                Ok(resp.map(|body| PooledBody {
-                    body,
-                    ret: None,
-                    request: None,
-                    active: None,
-                }))
+        // The common case holds one send future; the stale-connection case is a boxed call
+        // (see `resend`), so its locals do not grow every request's future.
+        let (tried, sender) = match sender {
+            Sender::H2(mut sender) => (sender.try_send_request(req).await, None),
+            Sender::H1(mut sender, epoch) => {
+                let tried = sender.try_send_request(req).await;
+                (tried, Some((sender, epoch)))
             }
-            Sender::H1(mut sender, mut epoch) => {
-                let resp = match sender.try_send_request(req).await {
-                    Ok(resp) => resp,
-                    Err(mut e) => match e.take_message() {
-                        Some(req) => {
-                            let Sender::H1(mut fresh, fresh_epoch) =
-                                Box::pin(self.connect()).await?
-                            else {
-                                return Err(SendError::Protocol);
-                            };
-                            let resp = fresh.send_request(req).await?;
-                            (sender, epoch) = (fresh, fresh_epoch);
-                            resp
-                        }
-                        None => return Err(SendError::Http(e.into_error())),
-                    },
-                };
+        };
+        let (resp, h1) = match tried {
+            Ok(resp) => (resp, sender),
+            Err(mut e) => match e.take_message() {
+                Some(req) => Box::pin(self.resend(req, sender.is_none())).await?,
+                None => return Err(SendError::Http(e.into_error())),
+            },
+        };
+        Ok(match h1 {
+            None => resp.map(|body| PooledBody {
+                body,
+                ret: None,
+                request: None,
+                active: None,
+            }),
+            Some((sender, epoch)) => {
                 let pool = self.clone();
-                Ok(resp.map(|body| {
+                resp.map(|body| {
                     let mut body = PooledBody {
                         body,
                         ret: Some((epoch, sender, pool)),
@@ -534,8 +519,34 @@ impl EndpointPool {
                     };
                     body.release_if_done();
                     body
-                }))
+                })
             }
+        })
+    }
+
+    /// The pooled connection was found closed before `req` was written: sends it once on a
+    /// fresh connection (HTTP/2: after forgetting the shared one).
+    async fn resend(
+        self: &Arc<Self>,
+        req: Request<ReqBody>,
+        h2: bool,
+    ) -> Result<
+        (
+            Response<Incoming>,
+            Option<(http1::SendRequest<ReqBody>, u64)>,
+        ),
+        SendError,
+    > {
+        if h2 {
+            self.h2_conn().store(None);
+        }
+        match self.connect().await? {
+            Sender::H2(mut fresh) if h2 => Ok((fresh.send_request(req).await?, None)),
+            Sender::H1(mut fresh, epoch) if !h2 => {
+                let resp = fresh.send_request(req).await?;
+                Ok((resp, Some((fresh, epoch))))
+            }
+            _ => Err(SendError::Protocol),
         }
     }
 }

@@ -283,45 +283,91 @@ pub(crate) enum Expired {
 /// Runs `fut` (the exchange up to the response headers) within the request timeout (from
 /// `start`) and the stream idle timeout (from `start` or the request body's last frame),
 /// on one timer.
-pub(crate) async fn before_headers<T>(
-    fut: impl Future<Output = T>,
+///
+/// A hand-written future rather than an `async fn`: an `async fn` keeps its argument, its
+/// pinned copy and its plain `.await` as three slots of the exchange's size, and the
+/// exchange is the largest part of a request's future.
+pub(crate) fn before_headers<'a, F: Future>(
+    fut: F,
     start: Instant,
     request: Option<Duration>,
     idle: Option<Duration>,
-    rx: Option<&RxWatch>,
-) -> Result<T, Expired> {
+    rx: Option<&'a RxWatch>,
+) -> BeforeHeaders<'a, F> {
     let request_at = request.and_then(|d| after(start, d));
-    let idle_at = || {
-        let last = rx.map_or(start, |w| w.last().max(start));
-        idle.and_then(|d| after(last, d))
+    let mut waiting = BeforeHeaders {
+        fut,
+        timer: None,
+        start,
+        request_at,
+        idle,
+        rx,
     };
-    let first = match (request_at, idle_at()) {
-        (Some(r), Some(i)) => r.min(i),
-        (Some(d), None) | (None, Some(d)) => d,
-        (None, None) => return Ok(fut.await),
+    let first = match (request_at, waiting.idle_at()) {
+        (Some(r), Some(i)) => Some(r.min(i)),
+        (Some(d), None) | (None, Some(d)) => Some(d),
+        (None, None) => None,
     };
-    let mut fut = std::pin::pin!(fut);
-    let mut timer = std::pin::pin!(tokio::time::sleep_until(first));
-    loop {
-        tokio::select! {
-            biased;
-            out = fut.as_mut() => return Ok(out),
-            () = timer.as_mut() => {
-                let now = Instant::now();
-                if request_at.is_some_and(|r| now >= r) {
-                    return Err(Expired::Request);
-                }
-                // The timer was set for the idle deadline as it stood; a request body frame
-                // may have moved it since.
-                match idle_at() {
-                    Some(i) if now >= i => return Err(Expired::StreamIdle),
-                    Some(i) => timer.as_mut().reset(request_at.map_or(i, |r| r.min(i))),
-                    None => match request_at {
-                        Some(r) => timer.as_mut().reset(r),
-                        None => return Ok(fut.await),
-                    },
-                }
+    waiting.timer = first.map(tokio::time::sleep_until);
+    waiting
+}
+
+pin_project_lite::pin_project! {
+    /// See [`before_headers`].
+    pub(crate) struct BeforeHeaders<'a, F> {
+        #[pin]
+        fut: F,
+        // `None`: no deadline (left).
+        #[pin]
+        timer: Option<Sleep>,
+        start: Instant,
+        request_at: Option<Instant>,
+        idle: Option<Duration>,
+        rx: Option<&'a RxWatch>,
+    }
+}
+
+impl<F> BeforeHeaders<'_, F> {
+    /// The stream idle deadline as it stands (a request body frame moves it).
+    fn idle_at(&self) -> Option<Instant> {
+        let last = self.rx.map_or(self.start, |w| w.last().max(self.start));
+        self.idle.and_then(|d| after(last, d))
+    }
+}
+
+impl<F: Future> Future for BeforeHeaders<'_, F> {
+    type Output = Result<F::Output, Expired>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(out) = self.as_mut().project().fut.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        loop {
+            let this = self.as_mut().project();
+            let Some(timer) = this.timer.as_pin_mut() else {
+                return Poll::Pending;
+            };
+            if timer.poll(cx).is_pending() {
+                return Poll::Pending;
             }
+            let now = Instant::now();
+            let request_at = *this.request_at;
+            if request_at.is_some_and(|r| now >= r) {
+                return Poll::Ready(Err(Expired::Request));
+            }
+            // The timer was set for the idle deadline as it stood; a request body frame may
+            // have moved it since.
+            let next = match self.idle_at() {
+                Some(i) if now >= i => return Poll::Ready(Err(Expired::StreamIdle)),
+                Some(i) => Some(request_at.map_or(i, |r| r.min(i))),
+                None => request_at,
+            };
+            let mut timer = self.as_mut().project().timer;
+            match (next, timer.as_mut().as_pin_mut()) {
+                (Some(at), Some(t)) => t.reset(at),
+                _ => timer.set(None),
+            }
+            // Polled again below: a reset timer registers the waker on its next poll.
         }
     }
 }

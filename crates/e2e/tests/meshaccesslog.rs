@@ -1,22 +1,30 @@
 //! MeshAccessLog through the real sidecars: Kuma's default format in a file on the caller's
 //! side, JSON lines on the destination's side naming the caller its certificate proves
 //! (Kuma logs `unknown` there), a TCP collector getting a line per TCP connection, lines
-//! dropped and counted while the collector is down, and no more lines once the policy is
-//! deleted.
+//! dropped and counted while the collector is down, no more lines once the policy is
+//! deleted, and OTLP log records (the official protobuf) from both sides to an
+//! OpenTelemetry collector.
 
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use aerie_e2e::{http, wait_for};
 use common::*;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
@@ -181,6 +189,17 @@ fn file_logs_on_both_sides_name_the_verified_caller() {
         "{m}"
     );
     assert!(m.contains("xds_responses_sent{type_url="), "{m}");
+    // Each ACK closes a delivery: sent -> answered, in milliseconds.
+    let deliveries: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("xds_delivery_count{zone=\"Zone\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(deliveries >= 3.0, "{m}");
+    assert!(
+        m.contains("xds_responses_sent_bytes_bucket{type_url="),
+        "{m}"
+    );
     assert!(
         m.contains(
             "xds_generation_count{proxy_type=\"dataplane\",result=\"changed\",zone=\"Zone\"}"
@@ -283,4 +302,178 @@ fn a_tcp_collector_gets_a_line_per_connection_and_drops_are_counted() {
         ) > 0)
             .then_some(())
     });
+}
+
+/// A log record as the OTLP receiver decoded it, with its resource's attributes.
+#[derive(Debug, Clone)]
+struct Record {
+    resource: HashMap<String, String>,
+    body: otlp::any_value::Value,
+    attributes: HashMap<String, String>,
+    time_unix_nano: u64,
+}
+
+mod otlp {
+    pub use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+}
+
+#[derive(Clone, Default)]
+struct LogReceiver(Arc<Mutex<Vec<Record>>>);
+
+fn text(v: Option<&otlp::AnyValue>) -> String {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(otlp::any_value::Value::StringValue(s)) => s.clone(),
+        Some(otlp::any_value::Value::IntValue(i)) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for LogReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut got = self.0.lock().unwrap();
+        for rl in request.into_inner().resource_logs {
+            let resource: HashMap<String, String> = rl
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                .collect();
+            for sl in rl.scope_logs {
+                assert_eq!(sl.scope.as_ref().unwrap().name, "kuma-dp");
+                for r in sl.log_records {
+                    got.push(Record {
+                        resource: resource.clone(),
+                        body: r.body.and_then(|b| b.value).unwrap(),
+                        attributes: r
+                            .attributes
+                            .iter()
+                            .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                            .collect(),
+                        time_unix_nano: r.time_unix_nano,
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+/// An OTLP/gRPC logs receiver on its own runtime thread: its address and what it got.
+fn otlp_log_receiver() -> (String, LogReceiver) {
+    let receiver = LogReceiver::default();
+    let svc = LogsServiceServer::new(receiver.clone());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+    });
+    (rx.recv().unwrap(), receiver)
+}
+
+#[test]
+fn opentelemetry_backends_get_otlp_log_records_from_both_sides() {
+    let (endpoint, receiver) = otlp_log_receiver();
+    let k = KongAir::start("http");
+    k.apply(MTLS);
+    k.apply(ALLOW_ALL);
+    k.wait_mtls();
+    wait_status("flight-control -> check-in", &k.from_flight_control, 200);
+
+    // The caller's side: a key-value body and an attribute; the destination's side:
+    // Kuma's default format as the body.
+    k.apply(&format!(
+        "type: MeshAccessLog\nname: otel-out\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: flight-control-blu\n  to:\n    - targetRef:\n        kind: Mesh\n      default:\n        backends:\n          - type: OpenTelemetry\n            openTelemetry:\n              endpoint: {endpoint}\n              attributes:\n                - {{key: request.id, value: '%REQ(X-REQUEST-ID)%'}}\n              body:\n                kvlistValue:\n                  values:\n                    - {{key: status, value: {{stringValue: '%RESPONSE_CODE%'}}}}\n                    - {{key: path, value: {{stringValue: '%REQ(:PATH)%'}}}}\n"
+    ));
+    k.apply(&format!(
+        "type: MeshAccessLog\nname: otel-in\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: check-in-api-blu\n  rules:\n    - default:\n        backends:\n          - type: OpenTelemetry\n            openTelemetry:\n              endpoint: {endpoint}\n"
+    ));
+    let is_out = |r: &Record| matches!(r.body, otlp::any_value::Value::KvlistValue(_));
+    wait_for("records from both sides", PROPAGATION, || {
+        let r = http(
+            "GET",
+            &k.from_flight_control,
+            "/check-in?warm=1",
+            None,
+            &[("x-request-id", "warm-up")],
+        )
+        .ok()?;
+        assert_eq!(r.status, 200);
+        let got = receiver.0.lock().unwrap();
+        (got.iter().any(is_out) && got.iter().any(|r| !is_out(r))).then_some(())
+    });
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    for i in 0..3 {
+        let id = format!("otel-{i}");
+        let r = http(
+            "GET",
+            &k.from_flight_control,
+            &format!("/check-in?otel={i}"),
+            None,
+            &[("x-request-id", &id)],
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let fresh = |r: &Record| r.time_unix_nano >= before;
+    let got = wait_for("three records each side", PROPAGATION, || {
+        let got = receiver.0.lock().unwrap().clone();
+        let n_out = got.iter().filter(|r| fresh(r) && is_out(r)).count();
+        let n_in = got.iter().filter(|r| fresh(r) && !is_out(r)).count();
+        (n_out >= 3 && n_in >= 3).then_some(got)
+    });
+    for r in got.iter().filter(|r| fresh(r)) {
+        assert_eq!(
+            r.resource.get("kuma.mesh").map(String::as_str),
+            Some("default"),
+            "{r:?}"
+        );
+        match &r.body {
+            otlp::any_value::Value::KvlistValue(list) => {
+                let fields: HashMap<String, String> = list
+                    .values
+                    .iter()
+                    .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                    .collect();
+                assert_eq!(fields["status"], "200", "{r:?}");
+                assert!(fields["path"].starts_with("/check-in?otel="), "{r:?}");
+                let id = &r.attributes["request.id"];
+                assert_eq!(
+                    fields["path"].trim_start_matches("/check-in?otel="),
+                    id.trim_start_matches("otel-"),
+                    "{r:?}"
+                );
+            }
+            otlp::any_value::Value::StringValue(line) => {
+                // Kuma's default HTTP format, naming the caller its certificate proves.
+                assert!(line.contains("\"GET /check-in?otel="), "{line}");
+                assert!(line.contains(" 200 "), "{line}");
+                assert!(line.contains("\"flight-control-blu\""), "{line}");
+            }
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+    let written = metric(
+        &k.checkin.admin,
+        "aerie_dp_access_log_lines_written_total",
+        &format!("otel:{endpoint}"),
+    );
+    assert!(written >= 3, "{written}");
 }

@@ -403,3 +403,22 @@ fn spans_a_backend_refuses_are_dropped_and_counted() {
     }
     assert_eq!(metrics.exported.get_or_create(&labels).get(), 0);
 }
+
+#[test]
+fn traceparent_is_written_as_formatting_would() {
+    assert_eq!(
+        traceparent(0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331, true),
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
+    assert_eq!(
+        traceparent(1, 2, false),
+        "00-00000000000000000000000000000001-0000000000000002-00"
+    );
+    for _ in 0..100 {
+        let (t, s) = (new_trace_id(true), new_span_id());
+        assert_eq!(
+            traceparent(t, s, false),
+            format!("00-{t:032x}-{s:016x}-00").as_str()
+        );
+    }
+}

@@ -35,7 +35,7 @@ pub(crate) async fn serve(
         let mut logged = route
             .access_log
             .as_ref()
-            .map(|l| l.begin_tcp(&ConnInfo::new(peer, local), Box::new([0])));
+            .map(|l| l.begin_tcp(&ConnInfo::new(peer, local), Arc::from([0u16])));
         let (connected, upstream_addr, flags) = match &logged {
             None => (upstreams.connect().await, None, 0),
             Some(_) => accesslog::track(upstreams.connect()).await,
@@ -69,6 +69,8 @@ pub(crate) async fn serve(
     // For cookies a hash policy generates (Envoy hashes the connection's two addresses);
     // `local` also for access logs.
     let conn = ConnInfo::new(peer, local);
+    // An outbound's log has one entry; the connection shares its list with each request.
+    let first: Arc<[u16]> = Arc::from([0u16]);
     // Each request follows the listener's current route: a kept-alive application connection
     // sees new endpoints, and never keeps speaking plaintext after the mesh turned mTLS on.
     let svc = service_fn(move |mut req: http::Request<RxBody>| {
@@ -81,7 +83,7 @@ pub(crate) async fn serve(
         let logged = current.as_ref().and_then(|r| {
             r.access_log
                 .as_ref()
-                .map(|l| Box::new(l.begin(&req, &conn, Box::new([0]))))
+                .map(|l| Box::new(l.begin(&req, &conn, first.clone())))
         });
         async move {
             let mut logged = logged;
@@ -117,18 +119,13 @@ pub(crate) async fn serve(
                 .tracer
                 .as_ref()
                 .and_then(|t| t.begin(&mut req, meshtrace::Kind::Client, &route.cfg.service, peer));
-            let mut resp = if logged.is_none() && span.is_none() {
-                match &route.routes {
-                    None => route.upstreams.forward(req).await,
-                    Some(table) => table.forward(&route.upstreams, req).await,
-                }
-            } else {
-                if let Some(p) = &logged {
-                    req.body_mut().count_into(p.received());
-                }
-                // Boxed: the observed branch adds a pointer to the request's future.
-                let (resp, upstream, flags) =
-                    accesslog::track(Box::pin(forward(&route, req))).await;
+            if let Some(p) = &logged {
+                req.body_mut().count_into(p.received());
+            }
+            // One path for every request: tracking costs two thread-local swaps per poll
+            // and a few bytes of the future.
+            let (mut resp, upstream, flags) = accesslog::track(forward(&route, req)).await;
+            if logged.is_some() || span.is_some() {
                 crate::body::note_response(
                     logged.as_deref_mut(),
                     span.as_deref_mut(),
@@ -136,8 +133,7 @@ pub(crate) async fn serve(
                     upstream,
                     flags,
                 );
-                resp
-            };
+            }
             for c in generated.iter().flat_map(|g| &g.0) {
                 if let Ok(v) = http::HeaderValue::from_str(&c.set_cookie()) {
                     resp.headers_mut().append(http::header::SET_COOKIE, v);

@@ -8,9 +8,10 @@
 //! collector, each with Kuma's default format for the listener's protocol, a `Plain` text
 //! or `Json` fields made of Envoy's command operators ([`format`]).
 //!
-//! kuma-dp writes File and Tcp lines off the request path (a bounded queue per backend;
-//! lines that do not fit are dropped and counted). OpenTelemetry backends are validated
-//! and stored but not sent. Kuma creates no MeshAccessLog with a mesh.
+//! kuma-dp writes lines and OTLP log records off the request path (a bounded buffer per
+//! backend; what does not fit is dropped and counted). OpenTelemetry backends given by
+//! `backendRef` are validated and stored but not sent (Aerie has no
+//! MeshOpenTelemetryBackend). Kuma creates no MeshAccessLog with a mesh.
 //!
 //! Kuma references (2.14): `pkg/plugins/policies/meshaccesslog/api/v1alpha1/`
 //! `meshaccesslog.go` (the fields), `validator.go` / `validator_test.go` (the checks,
@@ -26,7 +27,7 @@ mod validate;
 
 pub use resolve::{
     AccessLog, AccessLogRules, DataplaneAccessLogs, LogBackend, LogEntry, LogFormat, LogValues,
-    explain_inbound_json, explain_json, inbound_log, outbound_log,
+    explain_inbound_json, explain_json, inbound_log, otel_body, outbound_log,
 };
 pub use spec::*;
 pub use validate::{is_url, otel_attribute_name_problem, validate};
@@ -110,7 +111,15 @@ pub fn warnings(spec: &MeshAccessLogSpec) -> Vec<String> {
                 .map(String::as_str)
                 .chain(f.json.iter().flatten().map(|j| j.value.as_str()))
         });
-        for t in texts {
+        // An OpenTelemetry backend's body (a string or an `AnyValue`) and attribute values.
+        let otel = b.open_telemetry.as_ref();
+        let body = otel.and_then(|o| o.body.as_ref()).map(|v| v.to_string());
+        let attributes = otel
+            .into_iter()
+            .flat_map(|o| o.attributes.iter().flatten())
+            .map(|a| a.value.clone());
+        let owned: Vec<String> = body.into_iter().chain(attributes).collect();
+        for t in texts.chain(owned.iter().map(String::as_str)) {
             for op in format::unknown_operators(t) {
                 if !unknown.contains(&op) {
                     unknown.push(op);
@@ -128,8 +137,14 @@ pub fn warnings(spec: &MeshAccessLogSpec) -> Vec<String> {
                 .join(", ")
         ));
     }
-    if backends(spec).any(|b| b.backend_type.as_deref() == Some("OpenTelemetry")) {
-        out.push("OpenTelemetry backends are stored but kuma-dp does not send to them yet; use File or Tcp backends".to_string());
+    let by_ref = backends(spec).any(|b| {
+        b.backend_type.as_deref() == Some("OpenTelemetry")
+            && b.open_telemetry
+                .as_ref()
+                .is_some_and(|o| o.endpoint.as_deref().is_none_or(str::is_empty))
+    });
+    if by_ref {
+        out.push("OpenTelemetry backends given by backendRef are stored but kuma-dp does not send to them (Aerie has no MeshOpenTelemetryBackend); give an endpoint".to_string());
     }
     out
 }

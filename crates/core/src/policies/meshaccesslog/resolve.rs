@@ -8,8 +8,9 @@
 //! - On an outbound, the `to[]` entries selecting it merge in priority order; `backends`
 //!   being a list, the highest-priority entry that sets it wins outright.
 //!
-//! File and TCP backends are enforced by kuma-dp; OpenTelemetry backends are validated and
-//! stored but not sent to the proxy (left out here).
+//! File, TCP and OpenTelemetry (`endpoint`) backends are enforced by kuma-dp; an
+//! OpenTelemetry backend naming a `backendRef` (a MeshOpenTelemetryBackend, which Aerie does
+//! not have) is validated and stored but not sent to the proxy (left out here).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -69,6 +70,14 @@ pub enum LogBackend {
     File { path: String, format: LogFormat },
     /// Sent to a TCP collector, one line at a time.
     Tcp { address: String, format: LogFormat },
+    /// Sent as OTLP log records to a collector over gRPC (`host:port`), as Envoy's
+    /// OpenTelemetry access logger: the body is the format rendered (a string, or for a
+    /// `kvlistValue` body a key-value list), each attribute's value is rendered too.
+    Otel {
+        endpoint: String,
+        body: LogFormat,
+        attributes: Vec<(String, String)>,
+    },
 }
 
 /// The shape of a line.
@@ -129,9 +138,62 @@ impl LogBackend {
                     format: LogFormat::from_spec(t.format.as_ref())?,
                 })
             }
+            "OpenTelemetry" => {
+                let o = b.open_telemetry.as_ref()?;
+                Some(LogBackend::Otel {
+                    endpoint: o.endpoint.clone().filter(|e| !e.is_empty())?,
+                    body: otel_body(o.body.as_ref()),
+                    attributes: o
+                        .attributes
+                        .iter()
+                        .flatten()
+                        .map(|a| (a.key.clone(), a.value.clone()))
+                        .collect(),
+                })
+            }
             _ => None,
         }
     }
+}
+
+/// An OpenTelemetry backend's `body` as Kuma reads it: missing, the default format; an OTLP
+/// `AnyValue` in its JSON form, its `stringValue` as plain text or its `kvlistValue` as
+/// fields (each value's `stringValue`); anything else, its JSON text as plain text.
+pub fn otel_body(body: Option<&Value>) -> LogFormat {
+    let plain = |text: String| LogFormat::Plain {
+        text,
+        omit_empty: false,
+    };
+    let Some(body) = body else {
+        return LogFormat::Default;
+    };
+    if let Some(s) = body.as_str() {
+        return plain(s.to_string());
+    }
+    if let Some(s) = body.get("stringValue").and_then(Value::as_str) {
+        return plain(s.to_string());
+    }
+    let kvs = body
+        .get("kvlistValue")
+        .and_then(|l| l.get("values"))
+        .and_then(Value::as_array);
+    if let Some(kvs) = kvs {
+        let fields: Option<Vec<(String, String)>> = kvs
+            .iter()
+            .map(|kv| {
+                let key = kv.get("key")?.as_str()?;
+                let value = kv.get("value")?.get("stringValue")?.as_str()?;
+                Some((key.to_string(), value.to_string()))
+            })
+            .collect();
+        if let Some(fields) = fields {
+            return LogFormat::Json {
+                fields,
+                omit_empty: false,
+            };
+        }
+    }
+    plain(body.to_string())
 }
 
 /// A mesh's MeshAccessLogs, indexed once; [`AccessLogRules::for_dataplane`] per proxy.

@@ -8,6 +8,7 @@ use crate::policies::meshtrafficpermission::PeerIdentity;
 use crate::policies::rules::DataplaneView;
 use crate::policies::test_util::{assert_round_trip, body, pairs, violations};
 use crate::spec::Tags;
+use serde_json::json;
 
 fn check(yaml: &str) -> Vec<(String, String)> {
     violations(validate(&body::<MeshAccessLogSpec>(yaml)))
@@ -399,10 +400,31 @@ fn warnings_name_deprecations_unknown_operators_and_unsent_backends() {
         w.iter().any(|m| m.contains("%NOPE%, %FILTER_STATE(x)%")),
         "{w:?}"
     );
+    // An endpoint is sent to; a backendRef is not (and says so).
     assert!(
-        w.iter()
-            .any(|m| m.starts_with("OpenTelemetry backends are stored")),
+        !w.iter().any(|m| m.contains("backendRef are stored")),
         "{w:?}"
+    );
+    let by_ref = body::<MeshAccessLogSpec>(&from_mesh(
+        "        - type: OpenTelemetry\n          openTelemetry:\n            backendRef: {kind: MeshOpenTelemetryBackend, name: otel}\n",
+    ));
+    assert!(
+        warnings(&by_ref)
+            .iter()
+            .any(|m| m.starts_with("OpenTelemetry backends given by backendRef are stored")),
+        "{:?}",
+        warnings(&by_ref)
+    );
+    // Unknown operators of an OpenTelemetry body and attributes are named too.
+    let otel = body::<MeshAccessLogSpec>(&from_mesh(
+        "        - type: OpenTelemetry\n          openTelemetry:\n            endpoint: collector:4317\n            body: '%NOPE_BODY%'\n            attributes: [{key: a, value: '%NOPE_ATTR%'}]\n",
+    ));
+    assert!(
+        warnings(&otel)
+            .iter()
+            .any(|m| m.contains("%NOPE_BODY%, %NOPE_ATTR%")),
+        "{:?}",
+        warnings(&otel)
     );
     let clean = body::<MeshAccessLogSpec>(
         "targetRef: {kind: Mesh}\nto:\n  - targetRef: {kind: Mesh}\n    default:\n      backends: [{type: File, file: {path: /tmp/a.log}}]\n",
@@ -411,6 +433,55 @@ fn warnings_name_deprecations_unknown_operators_and_unsent_backends() {
 }
 
 const WEB: &str = "type: Dataplane\nname: web-1\nmesh: default\nnetworking:\n  address: 10.0.0.1\n  inbound:\n    - {port: 8080, tags: {kuma.io/service: web, kuma.io/protocol: http}}\n  outbound:\n    - {port: 10001, tags: {kuma.io/service: backend}}\n    - {port: 10002, tags: {kuma.io/service: db}}\n";
+
+#[test]
+fn opentelemetry_bodies_read_as_kuma_reads_them() {
+    let plain = |t: &str| LogFormat::Plain {
+        text: t.into(),
+        omit_empty: false,
+    };
+    assert_eq!(otel_body(None), LogFormat::Default);
+    assert_eq!(
+        otel_body(Some(&json!("%KUMA_MESH% x"))),
+        plain("%KUMA_MESH% x")
+    );
+    assert_eq!(
+        otel_body(Some(&json!({"stringValue": "%RESPONSE_CODE%"}))),
+        plain("%RESPONSE_CODE%")
+    );
+    assert_eq!(
+        otel_body(Some(&json!({"kvlistValue": {"values": [
+            {"key": "code", "value": {"stringValue": "%RESPONSE_CODE%"}},
+            {"key": "mesh", "value": {"stringValue": "%KUMA_MESH%"}}
+        ]}}))),
+        LogFormat::Json {
+            fields: vec![
+                ("code".into(), "%RESPONSE_CODE%".into()),
+                ("mesh".into(), "%KUMA_MESH%".into())
+            ],
+            omit_empty: false
+        }
+    );
+    // Another shape: its JSON text.
+    assert_eq!(
+        otel_body(Some(&json!({"intValue": 3}))),
+        plain("{\"intValue\":3}")
+    );
+    // The resolved backend: endpoint, body and attributes; a backendRef is left out.
+    let spec = body::<MeshAccessLogSpec>(
+        "targetRef: {kind: Mesh}\nto:\n  - targetRef: {kind: Mesh}\n    default:\n      backends:\n        - type: OpenTelemetry\n          openTelemetry: {endpoint: 'collector:4317', attributes: [{key: k, value: '%KUMA_MESH%'}]}\n        - type: OpenTelemetry\n          openTelemetry: {backendRef: {kind: MeshOpenTelemetryBackend, name: otel}}\n",
+    );
+    let logs = resolve(&[("otel", &spec)]);
+    let out = logs.outbounds[0].as_ref().unwrap();
+    assert_eq!(
+        out.entries[0].backends,
+        vec![LogBackend::Otel {
+            endpoint: "collector:4317".into(),
+            body: LogFormat::Default,
+            attributes: vec![("k".into(), "%KUMA_MESH%".into())],
+        }]
+    );
+}
 
 fn resolve(policies: &[(&str, &MeshAccessLogSpec)]) -> DataplaneAccessLogs {
     let labels = Tags::new();
@@ -478,8 +549,9 @@ fn outbound_backends_merge_by_priority_and_inbound_rules_all_fire() {
 #[test]
 fn nothing_logged_without_a_policy_or_without_enforceable_backends() {
     assert_eq!(resolve(&[]), DataplaneAccessLogs::default());
+    // An OpenTelemetry backend given by `backendRef` only (no MeshOpenTelemetryBackend).
     let otel_only = body::<MeshAccessLogSpec>(
-        "targetRef: {kind: Mesh}\nto:\n  - targetRef: {kind: Mesh}\n    default:\n      backends: [{type: OpenTelemetry, openTelemetry: {endpoint: 'c:4317'}}]\n",
+        "targetRef: {kind: Mesh}\nto:\n  - targetRef: {kind: Mesh}\n    default:\n      backends: [{type: OpenTelemetry, openTelemetry: {backendRef: {kind: MeshOpenTelemetryBackend, name: otel}}}]\n",
     );
     let got = resolve(&[("otel", &otel_only)]);
     assert_eq!(got.outbounds, vec![None, None]);

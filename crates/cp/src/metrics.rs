@@ -74,6 +74,25 @@ fn number(v: f64) -> String {
     }
 }
 
+/// Kuma's `confirmation` and `error_type` labels of a reply (`NACK` errors are `other`).
+fn confirmation(nack: bool) -> (&'static str, &'static str) {
+    if nack {
+        ("NACK", "other")
+    } else {
+        ("ACK", "no_error")
+    }
+}
+
+/// An `*_streams_active` gauge (Kuma's help text), with only the `zone` label.
+fn streams_gauge(out: &mut String, name: &str, zone: &str, value: i64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} Number of active connections between a server and a client"
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name}{{zone=\"{}\"}} {value}", escape(zone));
+}
+
 /// A family of counters or gauges by label values.
 struct Values {
     name: &'static str,
@@ -386,11 +405,7 @@ impl Metrics {
 
     /// A proxy's reply to a response: `ACK` or `NACK`.
     pub fn xds_request(&self, type_url: &str, nack: bool) {
-        let (confirmation, error) = if nack {
-            ("NACK", "other")
-        } else {
-            ("ACK", "no_error")
-        };
+        let (confirmation, error) = confirmation(nack);
         self.xds_requests.add(&[type_url, confirmation, error], 1.0);
     }
 
@@ -412,11 +427,7 @@ impl Metrics {
 
     /// A KDS peer's reply to a response: `ACK` or `NACK`.
     pub fn kds_request(&self, type_url: &str, nack: bool) {
-        let (confirmation, error) = if nack {
-            ("NACK", "other")
-        } else {
-            ("ACK", "no_error")
-        };
+        let (confirmation, error) = confirmation(nack);
         self.kds_requests.add(&[type_url, confirmation, error], 1.0);
     }
 
@@ -481,16 +492,11 @@ impl Metrics {
         self.resources.encode(&mut out, &zone);
         self.api_duration.encode(&mut out, &zone);
         self.api_inflight.encode(&mut out, &zone);
-        let _ = writeln!(
-            out,
-            "# HELP xds_streams_active Number of active connections between a server and a client"
-        );
-        let _ = writeln!(out, "# TYPE xds_streams_active gauge");
-        let _ = writeln!(
-            out,
-            "xds_streams_active{{zone=\"{}\"}} {}",
-            escape(&zone),
-            self.xds_streams.load(Ordering::Relaxed)
+        streams_gauge(
+            &mut out,
+            "xds_streams_active",
+            &zone,
+            self.xds_streams.load(Ordering::Relaxed),
         );
         self.xds_requests.encode(&mut out, &zone);
         self.xds_responses.encode(&mut out, &zone);
@@ -498,16 +504,11 @@ impl Metrics {
         self.xds_delivery.encode(&mut out, &zone);
         self.xds_generation.encode(&mut out, &zone);
         self.xds_generation_errors.encode(&mut out, &zone);
-        let _ = writeln!(
-            out,
-            "# HELP kds_delta_streams_active Number of active connections between a server and a client"
-        );
-        let _ = writeln!(out, "# TYPE kds_delta_streams_active gauge");
-        let _ = writeln!(
-            out,
-            "kds_delta_streams_active{{zone=\"{}\"}} {}",
-            escape(&zone),
-            self.kds_streams.load(Ordering::Relaxed)
+        streams_gauge(
+            &mut out,
+            "kds_delta_streams_active",
+            &zone,
+            self.kds_streams.load(Ordering::Relaxed),
         );
         self.kds_requests.encode(&mut out, &zone);
         self.kds_responses.encode(&mut out, &zone);

@@ -544,17 +544,7 @@ type OtlpLogsClient =
     >;
 
 fn otlp_logs_client(endpoint: &str) -> Result<OtlpLogsClient, String> {
-    let uri = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    };
-    let channel = tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| format!("bad endpoint {endpoint:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(OTLP_TIMEOUT)
-        .connect_lazy();
-    Ok(OtlpLogsClient::new(channel))
+    crate::meshtrace::otlp_channel(endpoint, OTLP_TIMEOUT).map(OtlpLogsClient::new)
 }
 
 fn string_value(s: String) -> AnyValue {

@@ -641,17 +641,25 @@ type OtlpClient =
     >;
 
 fn otlp_client(endpoint: &str) -> Result<OtlpClient, String> {
+    otlp_channel(endpoint, EXPORT_TIMEOUT).map(OtlpClient::new)
+}
+
+/// A gRPC channel to an OTLP collector (`host:port`, or a URL), connected on first use;
+/// needs a tokio runtime's context. Shared by the span and access-log exporters.
+pub(crate) fn otlp_channel(
+    endpoint: &str,
+    timeout: Duration,
+) -> Result<tonic::transport::Channel, String> {
     let uri = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
         format!("http://{endpoint}")
     };
-    let channel = tonic::transport::Endpoint::from_shared(uri)
+    Ok(tonic::transport::Endpoint::from_shared(uri)
         .map_err(|e| format!("bad endpoint {endpoint:?}: {e}"))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(EXPORT_TIMEOUT)
-        .connect_lazy();
-    Ok(OtlpClient::new(channel))
+        .timeout(timeout)
+        .connect_lazy())
 }
 
 /// An OTLP export request: one resource (`service.name`), one scope (`kuma-dp`).

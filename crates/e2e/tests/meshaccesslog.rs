@@ -366,23 +366,14 @@ impl LogsService for LogReceiver {
 fn otlp_log_receiver() -> (String, LogReceiver) {
     let receiver = LogReceiver::default();
     let svc = LogsServiceServer::new(receiver.clone());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let addr = spawn_server(move |listener| async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
             .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await
-                .unwrap();
-        });
     });
-    (rx.recv().unwrap(), receiver)
+    (addr, receiver)
 }
 
 #[test]

@@ -94,27 +94,6 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Runs `serve` on its own runtime thread; returns the address it listens on.
-fn spawn_server<F, Fut>(serve: F) -> String
-where
-    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            serve(listener).await;
-        });
-    });
-    rx.recv().unwrap()
-}
-
 fn otlp_receiver() -> (String, Receiver) {
     let receiver = Receiver::default();
     let svc = TraceServiceServer::new(receiver.clone());

@@ -241,3 +241,25 @@ pub const MTLS: &str = "type: Mesh\nname: default\nmtls:\n  backends:\n    - nam
 pub const ALLOW_ALL: &str = "type: MeshTrafficPermission\nname: allow-all\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n    - targetRef:\n        kind: Mesh\n      default:\n        action: Allow\n";
 pub const DENY_ALL: &str = "type: MeshTrafficPermission\nname: default-deny\nmesh: default\nspec:\n  targetRef:\n    kind: Mesh\n  from:\n    - targetRef:\n        kind: Mesh\n      default:\n        action: Deny\n";
 pub const TARGETED: &str = "type: MeshTrafficPermission\nname: allow-flight-control-to-check-in\nmesh: default\nspec:\n  targetRef:\n    kind: MeshService\n    name: check-in-api-blu\n  from:\n    - targetRef:\n        kind: MeshService\n        name: flight-control-blu\n      default:\n        action: Allow\n";
+
+/// Runs `serve` on its own runtime thread with a listener on a free loopback port (a
+/// collector the proxies send to); returns the address it listens on.
+pub fn spawn_server<F, Fut>(serve: F) -> String
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+            serve(listener).await;
+        });
+    });
+    rx.recv().unwrap()
+}

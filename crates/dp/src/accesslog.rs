@@ -41,7 +41,8 @@ use tracing::warn;
 /// Bytes of rendered lines a backend buffers before new lines are
 /// dropped.
 pub(crate) const BUFFER_BYTES: usize = 4 << 20;
-/// OTLP log records an OpenTelemetry backend holds before new ones are dropped.
+/// OTLP log records an OpenTelemetry backend holds before new ones are dropped (they are
+/// also held to [`BUFFER_BYTES`] of encoded size: a caller's large headers cannot grow it).
 const RECORDS_HELD: usize = 16384;
 /// Records in one OTLP export request at most.
 const OTLP_BATCH: usize = 2048;
@@ -256,8 +257,9 @@ struct Buffers {
 struct Queued {
     text: String,
     lines: u64,
-    /// An OpenTelemetry backend's records (its `text` stays empty).
+    /// An OpenTelemetry backend's records (its `text` stays empty), and their encoded size.
     records: Vec<LogRecord>,
+    record_bytes: usize,
 }
 
 impl Buffers {
@@ -279,25 +281,27 @@ impl Sink {
     /// the buffer is full.
     fn log(&self, render: impl FnOnce(&mut String)) {
         let b = &*self.buffers;
-        let mut pending = b.lock();
-        let before = pending.text.len();
-        render(&mut pending.text);
-        if pending.text.len() > b.cap {
-            pending.text.truncate(before);
+        let mut q = b.lock();
+        let before = q.text.len();
+        render(&mut q.text);
+        if q.text.len() > b.cap {
+            q.text.truncate(before);
             b.dropped.inc();
         } else {
-            pending.lines += 1;
+            q.lines += 1;
         }
     }
 
     /// Appends an OTLP log record, or drops and counts it when the buffer is full.
     fn log_record(&self, record: LogRecord) {
         let b = &*self.buffers;
-        let mut pending = b.lock();
-        if pending.records.len() >= RECORDS_HELD {
+        let size = prost::Message::encoded_len(&record);
+        let mut q = b.lock();
+        if q.records.len() >= RECORDS_HELD || q.record_bytes + size > b.cap {
             b.dropped.inc();
         } else {
-            pending.records.push(record);
+            q.records.push(record);
+            q.record_bytes += size;
         }
     }
 }
@@ -502,10 +506,16 @@ impl Writer {
         loop {
             std::thread::sleep(FLUSH_EVERY);
             let last = Arc::strong_count(buffers) == 1;
-            let batch = std::mem::take(&mut buffers.lock().records);
-            for chunk in batch.chunks(OTLP_BATCH) {
+            let mut batch = {
+                let mut q = buffers.lock();
+                q.record_bytes = 0;
+                std::mem::take(&mut q.records)
+            };
+            while !batch.is_empty() {
+                let rest = batch.split_off(batch.len().min(OTLP_BATCH));
+                let chunk = std::mem::replace(&mut batch, rest);
                 let n = chunk.len() as u64;
-                let req = otel_logs_request(&resource, chunk.to_vec());
+                let req = otel_logs_request(&resource, chunk);
                 let sent = match &mut client {
                     Some(c) => Ok(c),
                     None => otlp_logs_client(endpoint).map(|c| client.insert(c)),
@@ -1741,6 +1751,22 @@ mod tests {
         assert_eq!(full.buffers.dropped.get(), 1);
         let q = full.buffers.lock();
         assert_eq!((q.text.as_str(), q.lines), ("kept\nalso\n", 2));
+        drop(q);
+
+        // OTLP records are held to the same byte budget: a record carrying a caller's huge
+        // header is dropped, small ones still fit.
+        let records = Sink {
+            buffers: Arc::new(Buffers::new(200, Counter::default())),
+        };
+        let record = |body: usize| LogRecord {
+            body: Some(string_value("x".repeat(body))),
+            ..Default::default()
+        };
+        records.log_record(record(20));
+        records.log_record(record(300));
+        records.log_record(record(20));
+        assert_eq!(records.buffers.dropped.get(), 1);
+        assert_eq!(records.buffers.lock().records.len(), 2);
     }
 
     #[test]

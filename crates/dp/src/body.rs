@@ -63,6 +63,10 @@ pub(crate) fn note_response(
     upstream: Option<std::net::SocketAddr>,
     flags: u16,
 ) {
+    // Nothing observed (most requests): nothing to read.
+    if pending.is_none() && span.is_none() {
+        return;
+    }
     let status = resp.status().as_u16();
     if let Some(p) = pending {
         p.respond(resp.headers(), status, upstream, flags);

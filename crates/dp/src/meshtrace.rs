@@ -39,6 +39,8 @@ const BATCH: usize = 512;
 const GATHER: Duration = Duration::from_millis(100);
 /// One export's deadline (connect and answer).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes a span keeps of a caller-sent tag value (Envoy's default `max_path_tag_length`).
+const TAG_BYTES: usize = 256;
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static B3: HeaderName = HeaderName::from_static("b3");
@@ -224,6 +226,17 @@ fn new_trace_id(bits128: bool) -> u128 {
     }
 }
 
+/// What a span keeps of a value the caller sent (its URL, headers): at most
+/// [`TAG_BYTES`], as Envoy caps `http.url` (`max_path_tag_length`). A caller that forces
+/// tracing cannot fill the span queue with its large headers.
+fn capped(v: &str) -> String {
+    let mut end = v.len().min(TAG_BYTES);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v[..end].to_string()
+}
+
 /// `00-<trace id>-<span id>-<flags>`, written without the formatting machinery: every
 /// request that is not traced still carries it on (the decision for the next hop).
 fn traceparent(trace_id: u128, span_id: u64, sampled: bool) -> HeaderValue {
@@ -384,7 +397,10 @@ impl Tracer {
             })
             .unwrap_or(destination);
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        put("http.url", Value::Str(format!("http://{host}{path}")));
+        put(
+            "http.url",
+            Value::Str(capped(&format!("http://{host}{path}"))),
+        );
         put(
             "http.protocol",
             Value::Str(format!("{:?}", req.version()).replace("HTTP/2.0", "HTTP/2")),
@@ -394,7 +410,7 @@ impl Tracer {
             ("guid:x-request-id", REQUEST_ID.clone()),
         ] {
             if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-                put(tag, Value::Str(v.to_string()));
+                put(tag, Value::Str(capped(v)));
             }
         }
         put("peer.address", Value::Str(peer.ip().to_string()));
@@ -407,7 +423,7 @@ impl Tracer {
                 } => headers
                     .get(header.as_str())
                     .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
+                    .map(capped)
                     .or_else(|| default.clone()),
             };
             if let Some(v) = value {

@@ -370,21 +370,18 @@ async fn proxy<IO>(
             }
             // One path for every request: tracking costs two thread-local swaps per poll
             // and a few bytes of the future.
-            let (resp, upstream, flags) = if allowed {
+            let (mut resp, upstream, flags) = if allowed {
                 accesslog::track(current.respond(req)).await
             } else {
                 (rbac_denied(), None, 0)
             };
-            if logged.is_some() || span.is_some() {
-                crate::body::note_response(
-                    logged.as_deref_mut(),
-                    span.as_deref_mut(),
-                    &resp,
-                    upstream,
-                    flags,
-                );
-            }
-            let mut resp = resp;
+            crate::body::note_response(
+                logged.as_deref_mut(),
+                span.as_deref_mut(),
+                &resp,
+                upstream,
+                flags,
+            );
             route.stats.response(resp.status());
             if logged.is_some() || span.is_some() {
                 resp = resp.map(|b| b.observed(logged.map(|p| *p), span));

@@ -422,3 +422,12 @@ fn traceparent_is_written_as_formatting_would() {
         );
     }
 }
+
+#[test]
+fn caller_sent_tag_values_are_capped() {
+    assert_eq!(capped("short"), "short");
+    assert_eq!(capped(&"a".repeat(1000)).len(), TAG_BYTES);
+    // Cut at a character boundary.
+    let v = format!("{}é", "a".repeat(TAG_BYTES - 1));
+    assert_eq!(capped(&v), "a".repeat(TAG_BYTES - 1));
+}

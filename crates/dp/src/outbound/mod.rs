@@ -125,15 +125,13 @@ pub(crate) async fn serve(
             // One path for every request: tracking costs two thread-local swaps per poll
             // and a few bytes of the future.
             let (mut resp, upstream, flags) = accesslog::track(forward(&route, req)).await;
-            if logged.is_some() || span.is_some() {
-                crate::body::note_response(
-                    logged.as_deref_mut(),
-                    span.as_deref_mut(),
-                    &resp,
-                    upstream,
-                    flags,
-                );
-            }
+            crate::body::note_response(
+                logged.as_deref_mut(),
+                span.as_deref_mut(),
+                &resp,
+                upstream,
+                flags,
+            );
             for c in generated.iter().flat_map(|g| &g.0) {
                 if let Ok(v) = http::HeaderValue::from_str(&c.set_cookie()) {
                     resp.headers_mut().append(http::header::SET_COOKIE, v);
